@@ -1,0 +1,15 @@
+# Thin wrappers around scripts/; the scripts are the source of truth.
+VENV := $(if $(WSSS_VENV),$(WSSS_VENV),.venv)
+PYTEST_ARGS ?=
+
+.PHONY: setup test demo
+
+setup:
+	bash scripts/setup.sh
+
+test:
+	bash scripts/test.sh $(PYTEST_ARGS)
+
+demo:
+	bash scripts/setup.sh
+	$(VENV)/bin/wsss demo --out outputs/demo

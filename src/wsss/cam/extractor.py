@@ -1,0 +1,250 @@
+"""Image + tags -> Grad-CAM maps, attention affinity and CAA-refined maps (CLIP-ES, spec §1).
+
+One no-grad pass runs all blocks but the last, summing the attention of the blocks CAA uses;
+the last block runs with autograd from its `ln_1` output; all tags of all images in a batch are
+back-propagated together. Images are batched only with images of the same network input
+size ("size buckets"), so no padding changes the attention.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from PIL import Image
+
+from wsss.cam.boxes import box_mask
+from wsss.cam.caa import affinity_transition, refine_with_affinity, resize_maps
+from wsss.cam.gradcam import gradcam_from_gradients, tag_gradients, tag_probabilities
+from wsss.clip.loading import LoadedClip
+from wsss.clip.vision import ClipVisionTower, TowerState
+from wsss.errors import ConfigError
+from wsss.imaging import clip_input_size, clip_pixels, to_rgb
+from wsss.text.encoder import PromptEmbeddingCache
+from wsss.text.vocabulary import REFERENCE_TEMPLATE, ClassVocabulary
+
+
+@dataclass(frozen=True)
+class CamSettings:
+    """Parameters of CAM extraction and CAA (defaults = the reference on VOC).
+
+    Attributes:
+        templates: prompt templates; several are averaged (the reference uses one).
+        affinity_layers: how many final blocks' attention maps are averaged (8).
+        sinkhorn_rounds: column/row normalisation rounds (3).
+        affinity_power: exponent of the transition matrix (2: the reference squares it once).
+        box_threshold: contour threshold as a fraction of the CAM max (0.4 VOC, 0.7 COCO).
+        max_side: longer-side limit of the network input; larger images are downscaled and
+            their maps upsampled back to full size. None = never (reference behaviour).
+        batched_backward: all tags in one batched backward (False: one backward per tag).
+        round_pos_embed_to_fp16: the reference's fp16 rounding of resized positional embeddings.
+        batch_size: images per forward, within one size bucket.
+    """
+
+    templates: tuple[str, ...] = (REFERENCE_TEMPLATE,)
+    affinity_layers: int = 8
+    sinkhorn_rounds: int = 3
+    affinity_power: int = 2
+    box_threshold: float = 0.4
+    max_side: int | None = 1024
+    batched_backward: bool = True
+    round_pos_embed_to_fp16: bool = True
+    batch_size: int = 1
+
+    def __post_init__(self) -> None:
+        if not self.templates:
+            raise ConfigError("cam.templates must name at least one template")
+        if self.affinity_layers < 1 or self.sinkhorn_rounds < 1 or self.affinity_power < 1:
+            raise ConfigError("affinity_layers, sinkhorn_rounds and affinity_power must be >= 1")
+        if not 0.0 <= self.box_threshold <= 1.0:
+            raise ConfigError(f"box_threshold must be in [0, 1], got {self.box_threshold}")
+        if self.max_side is not None and self.max_side < 16:
+            raise ConfigError(f"max_side must be >= 16 or null, got {self.max_side}")
+        if self.batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+
+
+@dataclass
+class PreparedImage:
+    """Network input of one image. `pixels` is `(3, h*patch, w*patch)`; sizes are (height, width)."""
+
+    pixels: torch.Tensor
+    original_size: tuple[int, int]
+
+
+@dataclass
+class CamResult:
+    """Everything CLIP-ES computes for one image.
+
+    Attributes:
+        class_ids: `(K,)` 0-based class ids of the tags, in map order.
+        original_size: `(H, W)` of the source image.
+        grid: `(h, w)` token grid.
+        gradcam: `(K, h, w)` float32 Grad-CAM maps in [0, 1] (before refinement).
+        attention: `(h*w, h*w)` float32 mean attention of the affinity layers (before Sinkhorn).
+        tag_probabilities: `(K,)` softmax probability of each tag.
+        refined: `(K, H, W)` float32 CAA-refined maps at the original size, or None.
+    """
+
+    class_ids: np.ndarray
+    original_size: tuple[int, int]
+    grid: tuple[int, int]
+    gradcam: np.ndarray
+    attention: np.ndarray
+    tag_probabilities: np.ndarray
+    refined: np.ndarray | None = None
+
+
+def refine_image(
+    gradcam: torch.Tensor,
+    attention: torch.Tensor,
+    output_size: tuple[int, int],
+    *,
+    box_threshold: float = 0.4,
+    sinkhorn_rounds: int = 3,
+    affinity_power: int = 2,
+) -> torch.Tensor:
+    """CAA for one image: `(K, h, w)` maps + `(h*w, h*w)` attention -> `(K, H, W)` refined maps."""
+    transition = affinity_transition(attention, sinkhorn_rounds)
+    cams_cpu = gradcam.detach().float().cpu().numpy()
+    masks = torch.from_numpy(np.stack([box_mask(cam, box_threshold) for cam in cams_cpu])) if len(cams_cpu) else torch.zeros(gradcam.shape, dtype=torch.bool)
+    refined = refine_with_affinity(gradcam, transition, masks, affinity_power)
+    return resize_maps(refined, output_size)
+
+
+class ClipEsCamExtractor:
+    """CLIP-ES CAM extraction over a loaded CLIP model.
+
+    Args:
+        clip: the loaded model (`wsss.clip.load_clip`).
+        vocabulary: classes, prompt names and background words.
+        settings: extraction parameters.
+    """
+
+    def __init__(self, clip: LoadedClip, vocabulary: ClassVocabulary, settings: CamSettings | None = None) -> None:
+        self.clip = clip
+        self.vocabulary = vocabulary
+        self.settings = settings or CamSettings()
+        self.tower = ClipVisionTower(clip.model.visual, self.settings.round_pos_embed_to_fp16)
+        if self.settings.affinity_layers > self.tower.num_blocks:
+            raise ConfigError(
+                f"affinity_layers={self.settings.affinity_layers} exceeds the model's {self.tower.num_blocks} blocks"
+            )
+        self.device = self.tower.device
+        self.prompts = PromptEmbeddingCache(clip.model, clip.tokenizer, self.device)
+        self.logit_scale = float(clip.model.logit_scale.detach().float().exp())
+        templates = self.settings.templates
+        self._class_text = self.prompts.embed(vocabulary.prompt_names, templates)
+        self._background_text = self.prompts.embed(vocabulary.background_words, templates)
+
+    def prepare(self, image: Image.Image) -> PreparedImage:
+        """Resize and normalise one RGB image for the network (reference transform)."""
+        rgb = to_rgb(image) if image.mode != "RGB" else image
+        size = clip_input_size(rgb.height, rgb.width, self.tower.patch_size, self.settings.max_side)
+        return PreparedImage(clip_pixels(rgb, size), (rgb.height, rgb.width))
+
+    def extract(self, image: Image.Image | PreparedImage, class_ids: Sequence[int], refine: bool = True) -> CamResult:
+        """CAMs for one image and its tags (class ids, duplicates removed in order)."""
+        prepared = image if isinstance(image, PreparedImage) else self.prepare(image)
+        return self.extract_batch([(prepared, class_ids)], refine=refine)[0]
+
+    def extract_batch(
+        self, items: Sequence[tuple[PreparedImage, Sequence[int]]], refine: bool = True
+    ) -> list[CamResult]:
+        """CAMs for many images; batches are formed within equal input sizes, order is kept."""
+        buckets: dict[tuple[int, int], list[int]] = defaultdict(list)
+        for index, (prepared, _) in enumerate(items):
+            buckets[tuple(prepared.pixels.shape[-2:])].append(index)
+        results: list[CamResult | None] = [None] * len(items)
+        step = self.settings.batch_size
+        for indices in buckets.values():
+            for start in range(0, len(indices), step):
+                chunk = indices[start : start + step]
+                batch = [(items[i][0], self._check_tags(items[i][1])) for i in chunk]
+                for index, result in zip(chunk, self._extract_same_size(batch, refine)):
+                    results[index] = result
+        return [r for r in results if r is not None]
+
+    def image_features(self, images: Sequence[PreparedImage], pooling: str = "cls") -> torch.Tensor:
+        """`(N, E)` image features without gradients: "cls" (stock CLIP zero-shot) or "patch_mean"."""
+        if pooling not in ("cls", "patch_mean"):
+            raise ConfigError(f"pooling must be 'cls' or 'patch_mean', got {pooling!r}")
+        features = []
+        for prepared in images:
+            tokens = self.tower.forward_features(prepared.pixels[None].to(self.device))
+            pooled = self.tower.pool_cls(tokens) if pooling == "cls" else self.tower.pool(tokens)
+            features.append(pooled.float())
+        return torch.cat(features) if features else torch.empty(0, self._class_text.shape[-1])
+
+    def class_text(self, template: str) -> torch.Tensor:
+        """`(C, E)` normalised class prompt embeddings under one template (cached)."""
+        return self.prompts.embed(self.vocabulary.prompt_names, (template,))
+
+    def _check_tags(self, class_ids: Sequence[int]) -> np.ndarray:
+        ids = np.array(list(dict.fromkeys(int(c) for c in class_ids)), dtype=np.int64)
+        bad = [int(c) for c in ids if not 0 <= c < self.vocabulary.num_classes]
+        if bad:
+            raise ConfigError(f"class ids {bad} are outside 0..{self.vocabulary.num_classes - 1}")
+        return ids
+
+    def _extract_same_size(self, batch: list[tuple[PreparedImage, np.ndarray]], refine: bool) -> list[CamResult]:
+        settings, tower = self.settings, self.tower
+        pixels = torch.stack([p.pixels for p, _ in batch]).to(self.device)
+        grid = (pixels.shape[-2] // tower.patch_size, pixels.shape[-1] // tower.patch_size)
+        counts = [len(ids) for _, ids in batch]
+
+        collect_from = tower.num_blocks - settings.affinity_layers
+        with torch.no_grad():
+            state = tower.run_blocks(TowerState(tower.embed(pixels), None, 0), 0, tower.num_blocks - 1, collect_from)
+        last = tower.run_last_block(state.tokens)
+        attention_sum = last.attention if state.attention_sum is None else state.attention_sum + last.attention
+        attention = attention_sum / (state.attention_count + 1)
+
+        text, valid = self._text_rows([ids for _, ids in batch])
+        probabilities = tag_probabilities(last.pooled, text, valid, self.logit_scale)
+        grads = tag_gradients(probabilities, last.ln1_tokens, counts, settings.batched_backward)
+        activations = last.ln1_tokens.detach()[:, 1:, :]
+        cams = gradcam_from_gradients(activations, grads[:, :, 1:, :], grid)
+        probabilities = probabilities.detach()
+
+        results = []
+        for b, (prepared, ids) in enumerate(batch):
+            k = len(ids)
+            result = CamResult(
+                class_ids=ids,
+                original_size=prepared.original_size,
+                grid=grid,
+                gradcam=cams[b, :k].cpu().numpy(),
+                attention=attention[b].cpu().numpy(),
+                tag_probabilities=probabilities[b, :k].float().cpu().numpy(),
+            )
+            if refine:
+                refined = refine_image(
+                    cams[b, :k],
+                    attention[b],
+                    prepared.original_size,
+                    box_threshold=settings.box_threshold,
+                    sinkhorn_rounds=settings.sinkhorn_rounds,
+                    affinity_power=settings.affinity_power,
+                )
+                result.refined = refined.cpu().numpy()
+            results.append(result)
+        return results
+
+    def _text_rows(self, tag_sets: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(B, K_max + M, E)` prompt rows (tags, then background words) and their validity."""
+        k_max = max(len(ids) for ids in tag_sets)
+        background = self._background_text
+        dim = self._class_text.shape[-1]
+        rows = torch.zeros(len(tag_sets), k_max + background.shape[0], dim, device=self.device)
+        valid = torch.zeros(rows.shape[:2], dtype=torch.bool, device=self.device)
+        for b, ids in enumerate(tag_sets):
+            k = len(ids)
+            rows[b, :k] = self._class_text[torch.as_tensor(ids, device=self.device)]
+            rows[b, k_max:] = background
+            valid[b, :k] = True
+            valid[b, k_max:] = True
+        return rows, valid

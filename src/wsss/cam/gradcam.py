@@ -1,0 +1,114 @@
+"""Softmax Grad-CAM on CLIP (spec §1.3).
+
+For an image with tags Y, the softmax runs over the tags' prompts plus the background words
+only; the Grad-CAM target of tag c is its softmax probability, so the gradients of competing
+tags and background concepts are subtracted from c's. Activations and gradients are those of
+the last block's `ln_1` output (patch tokens); channel weights are the spatial mean of the
+gradients; the map is ReLU(sum_k w_k A_k), min-max normalised.
+
+All of an image's tags are back-propagated together as one batched vector-Jacobian product
+(`is_grads_batched`), which gives the same numbers as one backward per tag.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+
+MINMAX_EPS = 1e-7
+
+
+def minmax_normalize(maps: torch.Tensor, eps: float = MINMAX_EPS) -> torch.Tensor:
+    """Per-map `(x - min) / (eps + max(x - min))` over the last two dims, as `scale_cam_image`.
+
+    Shape: `(..., h, w)` -> same.
+    """
+    flat = maps.flatten(-2)
+    shifted = flat - flat.min(dim=-1, keepdim=True).values
+    scaled = shifted / (eps + shifted.max(dim=-1, keepdim=True).values)
+    return scaled.view_as(maps)
+
+
+def tag_probabilities(
+    image_features: torch.Tensor,
+    text_features: torch.Tensor,
+    valid_rows: torch.Tensor,
+    logit_scale: float,
+) -> torch.Tensor:
+    """Label-restricted softmax over each image's own prompt rows.
+
+    Args:
+        image_features: `(B, E)` image features (not yet normalised).
+        text_features: `(B, R, E)` normalised prompt rows per image: tags first, then
+            background words; padding rows for images with fewer tags.
+        valid_rows: `(B, R)` bool, False on padding rows (excluded from the softmax).
+        logit_scale: `exp(logit_scale)` of the CLIP model (about 100 for OpenAI weights).
+
+    Returns:
+        `(B, R)` softmax probabilities; 0 on padding rows.
+    """
+    image = F.normalize(image_features.float(), dim=-1)
+    text = F.normalize(text_features.float(), dim=-1)
+    logits = logit_scale * torch.einsum("be,bre->br", image, text)
+    logits = logits.masked_fill(~valid_rows, float("-inf"))
+    return logits.softmax(dim=-1)
+
+
+def tag_gradients(
+    probabilities: torch.Tensor,
+    ln1_tokens: torch.Tensor,
+    tag_counts: Sequence[int],
+    batched: bool = True,
+) -> torch.Tensor:
+    """Gradients of each tag's probability w.r.t. the Grad-CAM target layer.
+
+    Args:
+        probabilities: `(B, R)` output of `tag_probabilities`, rows `0..K_b-1` are image b's tags.
+        ln1_tokens: `(B, L, D)` leaf tensor the probabilities were computed from.
+        tag_counts: `K_b` per image.
+        batched: one batched backward over all tags (True) or one backward per tag slot.
+
+    Returns:
+        `(K_max, B, L, D)` gradients; slots `k >= K_b` of image b are zero.
+    """
+    batch = probabilities.shape[0]
+    k_max = max(tag_counts) if tag_counts else 0
+    cotangents = torch.zeros((k_max, *probabilities.shape), dtype=probabilities.dtype, device=probabilities.device)
+    for image_index, count in enumerate(tag_counts):
+        slots = torch.arange(count, device=probabilities.device)
+        cotangents[slots, image_index, slots] = 1.0
+    if k_max == 0:
+        return torch.zeros((0, *ln1_tokens.shape), dtype=ln1_tokens.dtype, device=ln1_tokens.device)
+    if batched:
+        (grads,) = torch.autograd.grad(probabilities, ln1_tokens, grad_outputs=cotangents, is_grads_batched=True)
+        return grads
+    per_slot = []
+    for slot in range(k_max):
+        retain = slot < k_max - 1
+        (grad,) = torch.autograd.grad(probabilities, ln1_tokens, grad_outputs=cotangents[slot], retain_graph=retain)
+        per_slot.append(grad)
+    assert len(per_slot) == k_max and batch == ln1_tokens.shape[0]
+    return torch.stack(per_slot)
+
+
+def gradcam_from_gradients(activations: torch.Tensor, gradients: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """Grad-CAM maps from target-layer activations and gradients of the patch tokens.
+
+    The map is `ReLU(sum_c mean_hw(grad_c) * A_c)` and is min-max normalised twice, because
+    the reference's pytorch-grad-cam normalises once per layer and again when aggregating
+    layers (the second pass moves values by about 1e-7; kept for exactness).
+
+    Args:
+        activations: `(B, h*w, D)` patch-token activations (CLS removed).
+        gradients: `(K, B, h*w, D)` gradients of each tag slot.
+        grid: `(h, w)` token grid.
+
+    Returns:
+        `(B, K, h, w)` float32 maps in [0, 1].
+    """
+    weights = gradients.float().mean(dim=2)
+    cams = torch.einsum("bnd,kbd->bkn", activations.float(), weights).clamp_min(0)
+    cams = cams.view(*cams.shape[:2], *grid)
+    return minmax_normalize(minmax_normalize(cams))

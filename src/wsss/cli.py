@@ -1,0 +1,144 @@
+"""`wsss` console script.
+
+`wsss demo` runs the core end to end on the embedded sample photos: CLIP-ES CAMs, CAA,
+pseudo masks (dense CRF when pydensecrf is installed), mIoU where ground truth exists, and
+overlay PNGs. It always says which CLIP weights it used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from wsss.cam import CamSettings, ClipEsCamExtractor
+from wsss.clip import ClipSource, LoadedClip, load_clip
+from wsss.errors import CheckpointError, WsssError
+from wsss.metrics import ConfusionAccumulator
+from wsss.pseudo import make_pseudo_label
+from wsss.text import voc_vocabulary
+from wsss.viz import cam_overlay, label_overlay, tile_horizontally, voc_palette
+
+
+def _resolve_weights(args: argparse.Namespace) -> tuple[LoadedClip, str]:
+    checkpoint = args.checkpoint or os.environ.get("WSSS_CLIP_CHECKPOINT")
+    if args.random_init:
+        source = ClipSource(pretrained=None, random_init=True, seed=args.seed)
+        return load_clip(source, args.device, args.precision), "random initialisation (requested with --random-init)"
+    if checkpoint:
+        source = ClipSource(checkpoint=Path(checkpoint), sha256=args.sha256)
+        return load_clip(source, args.device, args.precision), f"checkpoint {checkpoint}"
+    try:
+        return load_clip(ClipSource(allow_download=False), args.device, args.precision), "open_clip pretrained tag 'openai' (from the local cache)"
+    except CheckpointError as error:
+        print(f"NOTE: {error}", file=sys.stderr)
+        source = ClipSource(pretrained=None, random_init=True, seed=args.seed)
+        return (
+            load_clip(source, args.device, args.precision),
+            "RANDOM INITIALISATION: no CLIP weights were found, so the maps below are not meaningful "
+            "(pass --checkpoint PATH/TO/ViT-B-16.pt for real CAMs)",
+        )
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """CAMs, CAA and pseudo masks for the sample photos; writes PNGs and summary.json."""
+    from wsss.sample import sample_images
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    clip, weights_note = _resolve_weights(args)
+    print(f"CLIP weights: {weights_note}")
+    vocabulary = voc_vocabulary()
+    extractor = ClipEsCamExtractor(clip, vocabulary, CamSettings(max_side=args.max_side))
+    use_crf = not args.no_crf
+    if use_crf:
+        try:
+            import pydensecrf  # noqa: F401
+        except ImportError:
+            print("NOTE: pydensecrf is not installed; pseudo masks are made without dense CRF", file=sys.stderr)
+            use_crf = False
+    palette = voc_palette().flatten().tolist()
+    cam_scores = ConfusionAccumulator(vocabulary.num_classes + 1)
+    mask_scores = ConfusionAccumulator(vocabulary.num_classes + 1)
+    images = []
+    for sample in sample_images():
+        ids = [vocabulary.class_id(tag) for tag in sample.tags]
+        started = time.perf_counter()
+        result = extractor.extract(Image.fromarray(sample.rgb), ids)
+        cam_seconds = time.perf_counter() - started
+        assert result.refined is not None
+        posterior = None
+        if use_crf:
+            from wsss.pseudo import crf_posterior_for_cams
+
+            posterior = crf_posterior_for_cams(sample.rgb, result.refined.astype(np.float16))
+        pseudo = make_pseudo_label(result.refined.astype(np.float16), result.class_ids, posterior=posterior)
+        mask = Image.fromarray(pseudo.labels, mode="P")
+        mask.putpalette(palette)
+        mask.save(out / f"{sample.image_id}_mask.png")
+        panels = [sample.rgb] + [cam_overlay(sample.rgb, cam) for cam in result.refined]
+        panels.append(label_overlay(sample.rgb, pseudo.labels))
+        Image.fromarray(tile_horizontally(panels)).save(out / f"{sample.image_id}_overlay.png")
+        record = {
+            "image_id": sample.image_id,
+            "source": sample.source,
+            "tags": list(sample.tags),
+            "size": list(result.original_size),
+            "token_grid": list(result.grid),
+            "tag_probabilities": [round(float(p), 6) for p in result.tag_probabilities],
+            "cam_seconds": round(cam_seconds, 3),
+            "ignored_fraction": round(float((pseudo.labels == 255).mean()), 4),
+        }
+        if sample.ground_truth is not None:
+            raw = make_pseudo_label(result.refined.astype(np.float16), result.class_ids, alpha=1.0, confidence_threshold=None)
+            cam_scores.update(sample.ground_truth, raw.labels)
+            mask_scores.update(sample.ground_truth, pseudo.raw_labels)
+        images.append(record)
+        print(f"{sample.image_id}: tags={','.join(sample.tags)} cams in {cam_seconds:.2f}s -> {out}")
+    summary = {
+        "clip": clip.identity(),
+        "weights_note": weights_note,
+        "crf": use_crf,
+        "images": images,
+        "miou_refined_cams_alpha1": cam_scores.scores().mean_iou,
+        f"miou_pseudo_masks_{'crf' if use_crf else 'nocrf'}": mask_scores.scores().mean_iou,
+    }
+    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    print(f"summary: {out / 'summary.json'} (weights: {weights_note})")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="wsss", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    demo = commands.add_parser("demo", help="run the CLIP-ES core on the embedded sample photos")
+    demo.add_argument("--out", default="outputs/demo", help="output folder")
+    demo.add_argument("--checkpoint", help="CLIP weights file (OpenAI ViT-B-16.pt or open_clip); env WSSS_CLIP_CHECKPOINT")
+    demo.add_argument("--sha256", help="expected SHA-256 of --checkpoint")
+    demo.add_argument("--random-init", action="store_true", help="use random CLIP weights (smoke test)")
+    demo.add_argument("--seed", type=int, default=0)
+    demo.add_argument("--device", default="cpu")
+    demo.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
+    demo.add_argument("--max-side", type=int, default=1024)
+    demo.add_argument("--no-crf", action="store_true", help="skip the dense CRF")
+    demo.set_defaults(handler=run_demo)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.handler(args))
+    except WsssError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

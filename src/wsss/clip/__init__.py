@@ -1,0 +1,16 @@
+"""CLIP adapter: weight loading and the CLIP-ES image-tower runner over open_clip."""
+
+from wsss.clip.loading import ClipSource, LoadedClip, cast_for_inference, file_sha256, load_clip
+from wsss.clip.vision import ClipVisionTower, LastBlockOutput, TowerState, layer_norm_fp32
+
+__all__ = [
+    "ClipSource",
+    "ClipVisionTower",
+    "LastBlockOutput",
+    "LoadedClip",
+    "TowerState",
+    "cast_for_inference",
+    "file_sha256",
+    "layer_norm_fp32",
+    "load_clip",
+]

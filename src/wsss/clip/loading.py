@@ -1,0 +1,256 @@
+"""Build an open_clip CLIP model from a pretrained tag, a local checkpoint file or random weights.
+
+The CLIP-ES reference loads OpenAI's `ViT-B-16.pt` (a TorchScript archive whose weights are
+stored in fp16) and runs it with QuickGELU. This module accepts that file as it is, plain
+OpenAI-format state dicts, open_clip state dicts and open_clip training checkpoints, and never
+unpickles arbitrary Python objects: state dicts go through `torch.load(weights_only=True)` and
+TorchScript archives through `torch.jit.load`, which only rebuilds TorchScript modules.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import zipfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import open_clip
+import torch
+from torch import nn
+
+from wsss.errors import CheckpointError
+
+CheckpointFormat = Literal["auto", "openai", "open_clip"]
+Precision = Literal["fp32", "fp16", "bf16"]
+
+_PRECISION_DTYPES: dict[str, torch.dtype] = {
+    "fp32": torch.float32,
+    "fp16": torch.float16,
+    "bf16": torch.bfloat16,
+}
+
+HOW_TO_PROVIDE_WEIGHTS = (
+    "CLIP weights cannot be downloaded here. Copy OpenAI's ViT-B-16.pt (TorchScript archive or "
+    "state dict) or an open_clip checkpoint to this machine and set `clip.checkpoint` to its path "
+    "(optionally `clip.sha256` to pin its content), or request random weights explicitly with "
+    "`clip.random_init: true` (only useful for tests and smoke runs)."
+)
+
+
+@dataclass(frozen=True)
+class ClipSource:
+    """Where the CLIP weights come from. Exactly one of the three ways is used.
+
+    Attributes:
+        model_name: open_clip architecture name, e.g. "ViT-B-16". For OpenAI-format files the
+            architecture is read from the weights and this name is only recorded.
+        pretrained: open_clip pretrained tag ("openai", "laion2b_s34b_b88k", ...).
+        checkpoint: local weights file; takes precedence over `pretrained`.
+        checkpoint_format: "openai" (TorchScript archive or plain OpenAI state dict, QuickGELU),
+            "open_clip" (state dict of `open_clip.create_model(model_name)`), or "auto".
+        sha256: expected hex SHA-256 of `checkpoint`; a mismatch is an error.
+        random_init: build `model_name` with random weights (seeded); must be asked for.
+        seed: seed of the random initialisation.
+        allow_download: let open_clip fetch a pretrained tag from its hub; when False only the
+            local cache is used and a missing file fails at once instead of after retries.
+    """
+
+    model_name: str = "ViT-B-16"
+    pretrained: str | None = "openai"
+    checkpoint: Path | None = None
+    checkpoint_format: CheckpointFormat = "auto"
+    sha256: str | None = None
+    random_init: bool = False
+    seed: int = 0
+    allow_download: bool = True
+
+
+@dataclass
+class LoadedClip:
+    """A CLIP model ready for inference, with the identity of its weights for lineage."""
+
+    model: nn.Module
+    tokenizer: Any
+    model_name: str
+    weights: str
+    checkpoint_sha256: str | None = None
+    details: dict[str, str] = field(default_factory=dict)
+
+    def identity(self) -> dict[str, str | None]:
+        """What produced the maps: recorded in every artifact's attributes."""
+        return {
+            "model_name": self.model_name,
+            "weights": self.weights,
+            "checkpoint_sha256": self.checkpoint_sha256,
+            **self.details,
+        }
+
+
+def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
+    """Hex SHA-256 of a file's content."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_clip(source: ClipSource, device: str | torch.device = "cpu", precision: Precision = "fp32") -> LoadedClip:
+    """Build the CLIP model described by `source`, in eval mode, frozen, on `device`.
+
+    Raises:
+        CheckpointError: the file is missing, fails its SHA-256 check, is not a CLIP
+            checkpoint, or the pretrained tag cannot be fetched (the message says how to
+            provide weights offline).
+    """
+    if precision not in _PRECISION_DTYPES:
+        raise CheckpointError(f"unknown precision {precision!r}; expected one of {sorted(_PRECISION_DTYPES)}")
+    if source.checkpoint is not None:
+        loaded = _load_checkpoint_file(source)
+    elif source.random_init:
+        torch.manual_seed(source.seed)
+        model = open_clip.create_model(source.model_name, pretrained=None)
+        loaded = LoadedClip(model, None, source.model_name, f"random-init(seed={source.seed})")
+    elif source.pretrained:
+        loaded = _load_pretrained_tag(source)
+    else:
+        raise CheckpointError(f"no CLIP weights configured for {source.model_name!r}. {HOW_TO_PROVIDE_WEIGHTS}")
+
+    loaded.tokenizer = open_clip.get_tokenizer(source.model_name)
+    model = loaded.model.eval().requires_grad_(False)
+    loaded.model = cast_for_inference(model.to(device), _PRECISION_DTYPES[precision])
+    loaded.details["precision"] = precision
+    return loaded
+
+
+def cast_for_inference(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """Cast matmul weights to `dtype`, keeping LayerNorms, embeddings and logit scale in fp32.
+
+    This is what OpenAI's `convert_weights` does for the reference's fp16 GPU runs; the
+    adapter computes every LayerNorm in fp32 as the reference's LayerNorm subclass does.
+    """
+    model.float()
+    if dtype == torch.float32:
+        return model
+    for module in model.modules():
+        if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+            module.weight.data = module.weight.data.to(dtype)
+            if module.bias is not None:
+                module.bias.data = module.bias.data.to(dtype)
+        if isinstance(module, nn.MultiheadAttention):
+            for name in ("in_proj_weight", "q_proj_weight", "k_proj_weight", "v_proj_weight", "in_proj_bias"):
+                tensor = getattr(module, name, None)
+                if tensor is not None:
+                    tensor.data = tensor.data.to(dtype)
+        for name in ("text_projection", "proj"):
+            tensor = getattr(module, name, None)
+            if isinstance(tensor, torch.Tensor):
+                tensor.data = tensor.data.to(dtype)
+    return model
+
+
+@contextmanager
+def _hub_offline(offline: bool) -> Iterator[None]:
+    """Force huggingface_hub's offline mode for one call (it reads the env only at import)."""
+    import huggingface_hub.constants as hub_constants
+
+    previous = hub_constants.HF_HUB_OFFLINE
+    hub_constants.HF_HUB_OFFLINE = previous or offline
+    try:
+        yield
+    finally:
+        hub_constants.HF_HUB_OFFLINE = previous
+
+
+def _load_pretrained_tag(source: ClipSource) -> LoadedClip:
+    try:
+        with _hub_offline(not source.allow_download):
+            model = open_clip.create_model(source.model_name, pretrained=source.pretrained)
+    except Exception as error:  # open_clip raises several types for "not downloadable"
+        raise CheckpointError(
+            f"could not load pretrained weights {source.pretrained!r} for {source.model_name!r}: "
+            f"{type(error).__name__}: {error}. {HOW_TO_PROVIDE_WEIGHTS}"
+        ) from error
+    return LoadedClip(model, None, source.model_name, f"open_clip:{source.pretrained}")
+
+
+def _load_checkpoint_file(source: ClipSource) -> LoadedClip:
+    path = Path(source.checkpoint)  # type: ignore[arg-type]
+    if not path.is_file():
+        raise CheckpointError(f"{path}: CLIP checkpoint not found. {HOW_TO_PROVIDE_WEIGHTS}")
+    digest = file_sha256(path)
+    if source.sha256 is not None and digest.lower() != source.sha256.lower():
+        raise CheckpointError(f"{path}: SHA-256 is {digest}, expected {source.sha256} (wrong or corrupted file)")
+
+    state_dict, container = _read_state_dict(path)
+    fmt = source.checkpoint_format
+    if fmt == "auto":
+        fmt = "open_clip" if container == "open_clip_train" else "openai"
+    if fmt == "openai":
+        model = _build_from_openai_state_dict(path, state_dict)
+    elif fmt == "open_clip":
+        model = open_clip.create_model(source.model_name, pretrained=None)
+        try:
+            model.load_state_dict(state_dict, strict=True)
+        except RuntimeError as error:
+            raise CheckpointError(f"{path}: does not match open_clip model {source.model_name!r}: {error}") from error
+    else:
+        raise CheckpointError(f"unknown checkpoint_format {source.checkpoint_format!r}")
+    return LoadedClip(
+        model,
+        None,
+        source.model_name,
+        f"file:{path.name}",
+        checkpoint_sha256=digest,
+        details={"checkpoint_format": fmt, "checkpoint_container": container},
+    )
+
+
+def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str]:
+    """Return (state dict, container kind) where kind is torchscript, state_dict or open_clip_train."""
+    if _is_torchscript_archive(path):
+        try:
+            scripted = torch.jit.load(str(path), map_location="cpu")
+        except Exception as error:
+            raise CheckpointError(f"{path}: TorchScript archive could not be read: {error}") from error
+        return {name: tensor.detach().clone() for name, tensor in scripted.state_dict().items()}, "torchscript"
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as error:
+        raise CheckpointError(
+            f"{path}: not a weights-only PyTorch checkpoint ({type(error).__name__}: {error}); "
+            "only tensors are loaded from user files"
+        ) from error
+    if not isinstance(payload, dict):
+        raise CheckpointError(f"{path}: expected a state dict, found {type(payload).__name__}")
+    container = "state_dict"
+    if "state_dict" in payload and isinstance(payload["state_dict"], dict):
+        payload, container = payload["state_dict"], "open_clip_train"
+    state_dict = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in payload.items()}
+    if not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
+        raise CheckpointError(f"{path}: state dict holds non-tensor values")
+    return state_dict, container
+
+
+def _is_torchscript_archive(path: Path) -> bool:
+    if not zipfile.is_zipfile(path):
+        return False
+    with zipfile.ZipFile(path) as archive:
+        return any(name.endswith("constants.pkl") or "/code/" in name for name in archive.namelist())
+
+
+def _build_from_openai_state_dict(path: Path, state_dict: dict[str, torch.Tensor]) -> nn.Module:
+    if "visual.proj" not in state_dict:
+        raise CheckpointError(
+            f"{path}: not an OpenAI CLIP ViT state dict (no 'visual.proj'); "
+            "set clip.checkpoint_format: open_clip for open_clip checkpoints"
+        )
+    try:
+        model = open_clip.model.build_model_from_openai_state_dict(dict(state_dict), quick_gelu=True, cast_dtype=None)
+    except (KeyError, RuntimeError) as error:
+        raise CheckpointError(f"{path}: OpenAI-format weights could not be loaded: {error}") from error
+    # OpenAI files store fp16 weights; the reference calls model.float() on CPU, so do we.
+    return model.float()

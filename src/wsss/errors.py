@@ -1,0 +1,19 @@
+"""Exceptions raised by the core. Each names the offending file or value and the reason."""
+
+from __future__ import annotations
+
+
+class WsssError(Exception):
+    """Base class of every error this package raises on purpose."""
+
+
+class CheckpointError(WsssError):
+    """CLIP weights could not be found, verified or loaded."""
+
+
+class ImageError(WsssError):
+    """An image could not be decoded or has an unusable size or mode."""
+
+
+class ConfigError(WsssError):
+    """A configuration value has the wrong type, range or name."""

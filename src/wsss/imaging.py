@@ -1,0 +1,79 @@
+"""Image decoding and the CLIP-ES input transform (native aspect ratio, no crop).
+
+The reference resizes every image with PIL bicubic to `ceil(side / 16) * 16` on each side and
+applies CLIP's normalisation (spec §1.1). Pixels are used as stored: EXIF orientation is NOT
+applied, because dataset masks are stored in the same raw pixel orientation as the JPEGs.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image, UnidentifiedImageError
+
+from wsss.errors import ImageError
+
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+
+
+def load_rgb(path: Path | str) -> Image.Image:
+    """Decode an image file fully into an RGB PIL image.
+
+    Raises:
+        ImageError: naming the file, when it is missing, empty, truncated or not an image.
+    """
+    path = Path(path)
+    try:
+        with Image.open(path) as handle:
+            handle.load()
+            return to_rgb(handle)
+    except FileNotFoundError:
+        raise ImageError(f"{path}: file not found") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
+        raise ImageError(f"{path}: cannot decode image ({type(error).__name__}: {error})") from error
+
+
+def to_rgb(image: Image.Image) -> Image.Image:
+    """RGB copy of any PIL image; 16-bit grayscale is scaled to 8 bits first."""
+    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+        array = np.asarray(image, dtype=np.float64)
+        peak = 65535.0 if image.mode.startswith("I;16") else max(float(array.max()), 1.0)
+        image = Image.fromarray(np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8))
+    return image.convert("RGB") if image.mode != "RGB" else image.copy()
+
+
+def clip_input_size(height: int, width: int, patch_size: int = 16, max_side: int | None = None) -> tuple[int, int]:
+    """Network input size: each side rounded up to the patch size, after an optional downscale.
+
+    Images whose longer side exceeds `max_side` are first scaled by `max_side / max(H, W)`
+    (aspect kept) so that attention memory stays bounded; maps are still returned at the
+    original size. With `max_side=None`, or images within it, this is the reference's rule.
+    """
+    if height < 1 or width < 1:
+        raise ImageError(f"image size {height}x{width} is empty")
+    scale = 1.0
+    if max_side is not None and max(height, width) > max_side:
+        scale = max_side / max(height, width)
+    return (
+        max(patch_size, int(math.ceil(scale * height / patch_size) * patch_size)),
+        max(patch_size, int(math.ceil(scale * width / patch_size) * patch_size)),
+    )
+
+
+def clip_pixels(image: Image.Image, size: tuple[int, int]) -> torch.Tensor:
+    """Bicubic resize to `size = (h, w)`, scale to [0, 1], CLIP mean/std normalisation.
+
+    Shape: returns `(3, h, w)` float32. The arithmetic follows torchvision's `ToTensor` and
+    `Normalize` step for step so that inputs match the reference bit for bit.
+    """
+    height, width = size
+    resized = image.resize((width, height), Image.BICUBIC)
+    pixels = torch.from_numpy(np.array(resized, dtype=np.uint8)).permute(2, 0, 1).contiguous()
+    pixels = pixels.to(torch.float32).div(255)
+    mean = torch.tensor(CLIP_MEAN, dtype=torch.float32).view(3, 1, 1)
+    std = torch.tensor(CLIP_STD, dtype=torch.float32).view(3, 1, 1)
+    return pixels.sub_(mean).div_(std)

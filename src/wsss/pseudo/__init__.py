@@ -1,0 +1,31 @@
+"""Pseudo label generation: CAMs -> background scores -> (optional dense CRF) -> label maps."""
+
+from wsss.pseudo.crf import (
+    DEFAULT_CRF_PARAMS,
+    REFERENCE_MEAN_BGR,
+    CrfParams,
+    crf_posterior_for_cams,
+    dense_crf,
+    reference_crf_image,
+)
+from wsss.pseudo.labels import (
+    PseudoLabel,
+    background_score,
+    labels_from_scores,
+    make_pseudo_label,
+    scores_with_background,
+)
+
+__all__ = [
+    "DEFAULT_CRF_PARAMS",
+    "REFERENCE_MEAN_BGR",
+    "CrfParams",
+    "PseudoLabel",
+    "background_score",
+    "crf_posterior_for_cams",
+    "dense_crf",
+    "labels_from_scores",
+    "make_pseudo_label",
+    "reference_crf_image",
+    "scores_with_background",
+]
