@@ -73,8 +73,9 @@ else
         local t0=$SECONDS
         if ! "$VPY" -m pip --disable-pip-version-check --no-input install --progress-bar off "$@" \
             >>"$PIPLOG" 2>&1; then
+            # (the local mirrors' "Location ... is ignored" warnings are noise: drop them)
             echo "----- last 60 lines of $PIPLOG -----" >&2
-            tail -n 60 "$PIPLOG" >&2
+            grep -v "^WARNING: Location '" "$PIPLOG" | tail -n 60 >&2 || true
             echo "-----" >&2
             die "pip failed: $what"
         fi

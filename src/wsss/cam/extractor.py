@@ -41,6 +41,10 @@ class CamSettings:
             their maps upsampled back to full size. None = never (reference behaviour).
         batched_backward: all tags in one batched backward (False: one backward per tag).
         round_pos_embed_to_fp16: the reference's fp16 rounding of resized positional embeddings.
+        exact_attention: form attention probabilities explicitly in every block, which is
+            bit-identical to the reference's `nn.MultiheadAttention(need_weights=True)`; when
+            False, blocks whose maps CAA does not use run the fused SDPA kernel (faster, but its
+            different rounding can grow through the layers).
         batch_size: images per forward, within one size bucket.
     """
 
@@ -52,6 +56,7 @@ class CamSettings:
     max_side: int | None = 1024
     batched_backward: bool = True
     round_pos_embed_to_fp16: bool = True
+    exact_attention: bool = True
     batch_size: int = 1
 
     def __post_init__(self) -> None:
@@ -197,8 +202,10 @@ class ClipEsCamExtractor:
         counts = [len(ids) for _, ids in batch]
 
         collect_from = tower.num_blocks - settings.affinity_layers
+        explicit_from = 0 if settings.exact_attention else collect_from
         with torch.no_grad():
-            state = tower.run_blocks(TowerState(tower.embed(pixels), None, 0), 0, tower.num_blocks - 1, collect_from)
+            state = TowerState(tower.embed(pixels), None, 0)
+            state = tower.run_blocks(state, 0, tower.num_blocks - 1, collect_from, explicit_from)
         last = tower.run_last_block(state.tokens)
         attention_sum = last.attention if state.attention_sum is None else state.attention_sum + last.attention
         attention = attention_sum / (state.attention_count + 1)

@@ -130,11 +130,21 @@ class ClipVisionTower:
         x = x + self.positional_embedding(height // self.patch_size, width // self.patch_size)
         return layer_norm_fp32(visual.ln_pre, x)
 
-    def run_blocks(self, state: TowerState, start: int, stop: int, collect_from: int) -> TowerState:
-        """Run blocks `start..stop-1`; sum the head-averaged attention of blocks >= collect_from."""
+    def run_blocks(
+        self, state: TowerState, start: int, stop: int, collect_from: int, explicit_from: int | None = None
+    ) -> TowerState:
+        """Run blocks `start..stop-1`; sum the head-averaged attention of blocks >= collect_from.
+
+        Blocks >= `explicit_from` (default: `collect_from`) form attention probabilities
+        explicitly; earlier ones use the fused kernel.
+        """
+        explicit_from = collect_from if explicit_from is None else min(explicit_from, collect_from)
         tokens, attention_sum, count = state.tokens, state.attention_sum, state.attention_count
         for index in range(start, stop):
-            tokens, attention = self._block(self.blocks[index], tokens, need_attention=index >= collect_from)
+            block = self.blocks[index]
+            tokens, attention = self._block(block, tokens, index >= explicit_from)
+            if index < collect_from:
+                attention = None
             if attention is not None:
                 attention_sum = attention if attention_sum is None else attention_sum + attention
                 count += 1
