@@ -75,7 +75,9 @@ def test_shapes_ranges_and_determinism(photos, extractor) -> None:
     assert (row_sums > 0).all() and (row_sums <= 1 + 1e-5).all()
     for maps in (first.gradcam, first.refined):
         assert maps.min() >= 0.0 and maps.max() <= 1.0
-        assert np.allclose(maps.reshape(len(maps), -1).max(axis=1), 1.0, atol=1e-5)
+    # Token-resolution maps are min-max normalised; the resized ones need not hit the peak exactly.
+    assert np.allclose(first.gradcam.reshape(2, -1).max(axis=1), 1.0, atol=1e-5)
+    assert (first.refined.reshape(2, -1).max(axis=1) > 0.9).all()
     assert 0 < first.tag_probabilities.sum() < 1
     np.testing.assert_array_equal(first.refined, second.refined)
     np.testing.assert_array_equal(first.class_ids, np.array(tags))
