@@ -216,7 +216,13 @@ def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str]:
             scripted = torch.jit.load(str(path), map_location="cpu")
         except Exception as error:
             raise CheckpointError(f"{path}: TorchScript archive could not be read: {error}") from error
-        return {name: tensor.detach().clone() for name, tensor in scripted.state_dict().items()}, "torchscript"
+        # Scripted modules also list buffers such as the text causal mask; they are not weights.
+        weights = {
+            name: tensor.detach().clone()
+            for name, tensor in scripted.state_dict().items()
+            if name.rsplit(".", 1)[-1] != "attn_mask"
+        }
+        return weights, "torchscript"
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:

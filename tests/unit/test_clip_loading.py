@@ -1,0 +1,151 @@
+"""Loading CLIP weights: OpenAI formats, open_clip formats, integrity checks, offline errors.
+
+Also the adapter contract with open_clip: at the native 224 grid the block-by-block runner must
+reproduce open_clip's own image forward (guards against open_clip internals moving).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import open_clip
+import pytest
+import torch
+from open_clip.model import CLIPTextCfg, CLIPVisionCfg
+
+from tests.conftest import openai_format_state_dict
+from wsss.clip import ClipSource, ClipVisionTower, file_sha256, load_clip
+from wsss.errors import CheckpointError
+
+
+def tiny_clip() -> torch.nn.Module:
+    """A 2-block ViT-B/16-shaped CLIP small enough to trace (widths multiples of 64 as OpenAI's)."""
+    torch.manual_seed(0)
+    model = open_clip.model.CLIP(
+        embed_dim=32,
+        vision_cfg=CLIPVisionCfg(layers=2, width=64, head_width=64, patch_size=16, image_size=32),
+        text_cfg=CLIPTextCfg(context_length=77, vocab_size=49408, width=64, heads=1, layers=1),
+        quick_gelu=True,
+    )
+    return model.eval()
+
+
+def assert_same_weights(loaded: torch.nn.Module, expected: dict[str, torch.Tensor]) -> None:
+    state = loaded.state_dict()
+    for name, tensor in expected.items():
+        assert torch.equal(state[name].float(), tensor.float()), name
+
+
+def test_openai_state_dict_file(tmp_path: Path) -> None:
+    weights = openai_format_state_dict(tiny_clip())
+    path = tmp_path / "tiny.pt"
+    torch.save(weights, path)
+    loaded = load_clip(ClipSource(checkpoint=path, sha256=file_sha256(path)))
+    assert_same_weights(loaded.model, weights)
+    assert loaded.model.visual.transformer.resblocks[0].mlp.gelu.__class__.__name__ == "QuickGELU"
+    assert next(loaded.model.parameters()).dtype == torch.float32
+    assert not any(p.requires_grad for p in loaded.model.parameters())
+    assert loaded.identity()["checkpoint_sha256"] == file_sha256(path)
+    assert loaded.identity()["checkpoint_format"] == "openai"
+
+
+def test_openai_torchscript_archive(tmp_path: Path) -> None:
+    model = tiny_clip()
+    tokens = open_clip.get_tokenizer("ViT-B-16")(["a photo"])
+    traced = torch.jit.trace(model, (torch.randn(1, 3, 32, 32), tokens), check_trace=False, strict=False)
+    path = tmp_path / "tiny_jit.pt"
+    traced.save(str(path))
+    loaded = load_clip(ClipSource(checkpoint=path))
+    assert loaded.identity()["checkpoint_container"] == "torchscript"
+    assert_same_weights(loaded.model, model.state_dict())
+
+
+def test_open_clip_training_checkpoint(tmp_path: Path) -> None:
+    torch.manual_seed(3)
+    model = open_clip.create_model("ViT-B-16", pretrained=None)
+    path = tmp_path / "epoch_1.pt"
+    torch.save({"epoch": 1, "state_dict": {f"module.{k}": v for k, v in model.state_dict().items()}}, path)
+    loaded = load_clip(ClipSource(model_name="ViT-B-16", checkpoint=path))
+    assert loaded.identity()["checkpoint_format"] == "open_clip"
+    assert_same_weights(loaded.model, model.state_dict())
+
+
+def test_sha256_mismatch_names_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.pt"
+    torch.save(openai_format_state_dict(tiny_clip()), path)
+    with pytest.raises(CheckpointError, match=r"tiny\.pt.*SHA-256"):
+        load_clip(ClipSource(checkpoint=path, sha256="0" * 64))
+
+
+def test_missing_file_says_how_to_provide_weights(tmp_path: Path) -> None:
+    with pytest.raises(CheckpointError, match=r"nope\.pt.*clip\.checkpoint"):
+        load_clip(ClipSource(checkpoint=tmp_path / "nope.pt"))
+
+
+class NotATensor:
+    pass
+
+
+def test_pickled_objects_are_refused(tmp_path: Path) -> None:
+    """Weights are loaded weights-only: a file that needs arbitrary unpickling is rejected."""
+    path = tmp_path / "evil.pt"
+    torch.save({"visual.proj": NotATensor()}, path)
+    with pytest.raises(CheckpointError, match="weights-only"):
+        load_clip(ClipSource(checkpoint=path))
+
+
+def test_non_clip_state_dict_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "resnet.pt"
+    torch.save({"conv1.weight": torch.zeros(1)}, path)
+    with pytest.raises(CheckpointError, match="not an OpenAI CLIP ViT"):
+        load_clip(ClipSource(checkpoint=path))
+
+
+def test_pretrained_tag_offline_fails_fast_with_instructions() -> None:
+    with pytest.raises(CheckpointError, match=r"'openai'.*clip\.checkpoint"):
+        load_clip(ClipSource(model_name="ViT-B-16", pretrained="openai", allow_download=False))
+
+
+def test_no_weights_configured_is_an_error() -> None:
+    with pytest.raises(CheckpointError, match="no CLIP weights"):
+        load_clip(ClipSource(pretrained=None))
+
+
+@pytest.mark.parametrize("precision", ["fp16", "bf16"])
+def test_low_precision_keeps_layer_norms_in_fp32(tmp_path: Path, precision: str) -> None:
+    path = tmp_path / "tiny.pt"
+    torch.save(openai_format_state_dict(tiny_clip()), path)
+    model = load_clip(ClipSource(checkpoint=path), precision=precision).model
+    expected = torch.float16 if precision == "fp16" else torch.bfloat16
+    assert model.visual.conv1.weight.dtype == expected
+    assert model.visual.proj.dtype == expected
+    assert model.visual.ln_post.weight.dtype == torch.float32
+    assert model.visual.positional_embedding.dtype == torch.float32
+
+
+def test_tower_reproduces_open_clip_forward_at_native_resolution() -> None:
+    """Contract with open_clip: same tokens, same CLS feature as `model.encode_image` at 224."""
+    torch.manual_seed(7)
+    model = open_clip.create_model("ViT-B-16", pretrained=None).eval()
+    tower = ClipVisionTower(model.visual, round_pos_embed_to_fp16=False)
+    pixels = torch.randn(2, 3, 224, 224)
+    with torch.no_grad():
+        expected = model.encode_image(pixels)
+        ours = tower.pool_cls(tower.forward_features(pixels))
+    torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-5)
+
+
+def test_positional_embedding_is_resized_bilinearly_and_rounded_to_fp16() -> None:
+    model = tiny_clip()
+    exact = ClipVisionTower(model.visual, round_pos_embed_to_fp16=False)
+    quirk = ClipVisionTower(model.visual, round_pos_embed_to_fp16=True)
+    table = model.visual.positional_embedding.detach()
+    # Same grid: bilinear resize with align_corners=False is the identity.
+    torch.testing.assert_close(exact.positional_embedding(2, 2), table)
+    assert torch.equal(quirk.positional_embedding(2, 2), table.half().float())
+    resized = exact.positional_embedding(3, 5)
+    assert resized.shape == (1 + 15, table.shape[1])
+    assert torch.equal(resized[0], table[0])  # the CLS row is kept as it is
+    grid = table[1:].T.reshape(1, -1, 2, 2)
+    expected = torch.nn.functional.interpolate(grid, size=(3, 5), mode="bilinear", align_corners=False)
+    torch.testing.assert_close(resized[1:], expected.reshape(table.shape[1], -1).T)
