@@ -12,4 +12,4 @@ test:
 
 demo:
 	bash scripts/setup.sh
-	$(VENV)/bin/wsss demo --out outputs/demo
+	$(VENV)/bin/wsss demo --params params.yaml --out outputs/demo

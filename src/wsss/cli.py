@@ -12,35 +12,57 @@ import json
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+import yaml
 from PIL import Image
 
-from wsss.cam import CamSettings, ClipEsCamExtractor
-from wsss.clip import ClipSource, LoadedClip, load_clip
-from wsss.errors import CheckpointError, WsssError
+from wsss.cam import ClipEsCamExtractor
+from wsss.clip import LoadedClip, load_clip
+from wsss.config import CoreConfig
+from wsss.errors import CheckpointError, ConfigError, WsssError
 from wsss.metrics import ConfusionAccumulator
 from wsss.pseudo import make_pseudo_label
-from wsss.text import voc_vocabulary
 from wsss.viz import cam_overlay, label_overlay, tile_horizontally, voc_palette
 
 
-def _resolve_weights(args: argparse.Namespace) -> tuple[LoadedClip, str]:
-    checkpoint = args.checkpoint or os.environ.get("WSSS_CLIP_CHECKPOINT")
-    if args.random_init:
-        source = ClipSource(pretrained=None, random_init=True, seed=args.seed)
-        return load_clip(source, args.device, args.precision), "random initialisation (requested with --random-init)"
-    if checkpoint:
-        source = ClipSource(checkpoint=Path(checkpoint), sha256=args.sha256)
-        return load_clip(source, args.device, args.precision), f"checkpoint {checkpoint}"
+def _load_config(path: str | None) -> CoreConfig:
+    if path is None:
+        return CoreConfig.from_mapping({})
     try:
-        return load_clip(ClipSource(allow_download=False), args.device, args.precision), "open_clip pretrained tag 'openai' (from the local cache)"
+        params = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"{path}: cannot read params ({error})") from error
+    if not isinstance(params, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    return CoreConfig.from_mapping(params)
+
+
+def _resolve_weights(args: argparse.Namespace, config: CoreConfig) -> tuple[LoadedClip, str]:
+    """Weights from --random-init, --checkpoint / WSSS_CLIP_CHECKPOINT, params, else random (loudly)."""
+    source = config.clip
+    checkpoint = args.checkpoint or os.environ.get("WSSS_CLIP_CHECKPOINT")
+    device, precision = args.device or config.device, args.precision or config.precision
+    if args.random_init:
+        source = replace(source, checkpoint=None, random_init=True)
+        return load_clip(source, device, precision), "random initialisation (requested with --random-init)"
+    if checkpoint:
+        source = replace(source, checkpoint=Path(checkpoint), sha256=args.sha256 or source.sha256)
+    if source.random_init:
+        return load_clip(source, device, precision), "random initialisation (requested by clip.random_init)"
+    try:
+        loaded = load_clip(source, device, precision)
+        where = f"checkpoint {source.checkpoint}" if source.checkpoint else f"open_clip tag {source.pretrained!r}"
+        return loaded, where
     except CheckpointError as error:
+        if source.checkpoint is not None:
+            raise
         print(f"NOTE: {error}", file=sys.stderr)
-        source = ClipSource(pretrained=None, random_init=True, seed=args.seed)
+        source = replace(source, random_init=True)
         return (
-            load_clip(source, args.device, args.precision),
+            load_clip(source, device, precision),
             "RANDOM INITIALISATION: no CLIP weights were found, so the maps below are not meaningful "
             "(pass --checkpoint PATH/TO/ViT-B-16.pt for real CAMs)",
         )
@@ -52,11 +74,13 @@ def run_demo(args: argparse.Namespace) -> int:
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    clip, weights_note = _resolve_weights(args)
+    config = _load_config(args.params)
+    clip, weights_note = _resolve_weights(args, config)
     print(f"CLIP weights: {weights_note}")
-    vocabulary = voc_vocabulary()
-    extractor = ClipEsCamExtractor(clip, vocabulary, CamSettings(max_side=args.max_side))
-    use_crf = not args.no_crf
+    vocabulary = config.vocabulary
+    extractor = ClipEsCamExtractor(clip, vocabulary, config.cam)
+    pseudo_settings = config.pseudo
+    use_crf = pseudo_settings.crf and not args.no_crf
     if use_crf:
         try:
             import pydensecrf  # noqa: F401
@@ -77,8 +101,20 @@ def run_demo(args: argparse.Namespace) -> int:
         if use_crf:
             from wsss.pseudo import crf_posterior_for_cams
 
-            posterior = crf_posterior_for_cams(sample.rgb, result.refined.astype(np.float16))
-        pseudo = make_pseudo_label(result.refined.astype(np.float16), result.class_ids, posterior=posterior)
+            posterior = crf_posterior_for_cams(
+                sample.rgb,
+                result.refined.astype(np.float16),
+                params=pseudo_settings.crf_params,
+                reference_image_quirk=pseudo_settings.crf_reference_image_quirk,
+            )
+        pseudo = make_pseudo_label(
+            result.refined.astype(np.float16),
+            result.class_ids,
+            alpha=pseudo_settings.background_alpha,
+            confidence_threshold=pseudo_settings.confidence_threshold,
+            ignore_index=pseudo_settings.ignore_index,
+            posterior=posterior,
+        )
         mask = Image.fromarray(pseudo.labels, mode="P")
         mask.putpalette(palette)
         mask.save(out / f"{sample.image_id}_mask.png")
@@ -96,7 +132,12 @@ def run_demo(args: argparse.Namespace) -> int:
             "ignored_fraction": round(float((pseudo.labels == 255).mean()), 4),
         }
         if sample.ground_truth is not None:
-            raw = make_pseudo_label(result.refined.astype(np.float16), result.class_ids, alpha=1.0, confidence_threshold=None)
+            raw = make_pseudo_label(
+                result.refined.astype(np.float16),
+                result.class_ids,
+                alpha=pseudo_settings.background_alpha,
+                confidence_threshold=None,
+            )
             cam_scores.update(sample.ground_truth, raw.labels)
             mask_scores.update(sample.ground_truth, pseudo.raw_labels)
         images.append(record)
@@ -106,7 +147,8 @@ def run_demo(args: argparse.Namespace) -> int:
         "weights_note": weights_note,
         "crf": use_crf,
         "images": images,
-        "miou_refined_cams_alpha1": cam_scores.scores().mean_iou,
+        "params": args.params,
+        f"miou_refined_cams_alpha{pseudo_settings.background_alpha:g}": cam_scores.scores().mean_iou,
         f"miou_pseudo_masks_{'crf' if use_crf else 'nocrf'}": mask_scores.scores().mean_iou,
     }
     (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
@@ -122,10 +164,9 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--checkpoint", help="CLIP weights file (OpenAI ViT-B-16.pt or open_clip); env WSSS_CLIP_CHECKPOINT")
     demo.add_argument("--sha256", help="expected SHA-256 of --checkpoint")
     demo.add_argument("--random-init", action="store_true", help="use random CLIP weights (smoke test)")
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--device", default="cpu")
-    demo.add_argument("--precision", default="fp32", choices=["fp32", "fp16", "bf16"])
-    demo.add_argument("--max-side", type=int, default=1024)
+    demo.add_argument("--params", help="params.yaml with clip/classes/cam/pseudo sections (default: built-in defaults)")
+    demo.add_argument("--device", help="overrides clip.device")
+    demo.add_argument("--precision", choices=["fp32", "fp16", "bf16"], help="overrides clip.precision")
     demo.add_argument("--no-crf", action="store_true", help="skip the dense CRF")
     demo.set_defaults(handler=run_demo)
     return parser

@@ -1,0 +1,182 @@
+"""CAM + CAA cost relative to a bare forward of the same CLIP ViT-B/16, measured in one run.
+
+Prints, per image size (VOC-like 500x375 and 513x513) and tag count K:
+  * seconds/image of a bare no-grad forward (fused attention, final tokens + pooled feature);
+  * seconds/image of CLIP-ES CAM extraction + CAA refinement to full resolution, in the
+    reference-exact mode (explicit attention everywhere) and the fast mode (SDPA where maps
+    are not needed);
+  * seconds/image of the literal reference procedure (`tests/reference_clip_es.py`: one forward
+    and backward of the last block per tag, explicit T @ T, cv2) for comparison;
+  * their ratios, peak RSS, and the peak RSS of a 4000x3000 photo (child process).
+On a CUDA machine it also reports fp16 images/s with batching by size bucket.
+
+Usage: .venv/bin/python benchmarks/cam_speed.py [--repeats 3] [--threads 2]
+Weights are random (open_clip `pretrained=None`): speed does not depend on their values.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import open_clip
+import torch
+from PIL import Image
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from wsss.cam import CamSettings, ClipEsCamExtractor  # noqa: E402
+from wsss.clip import LoadedClip, cast_for_inference  # noqa: E402
+from wsss.text import REFERENCE_TEMPLATE, voc_vocabulary  # noqa: E402
+
+SIZES = {"voc_500x375": (375, 500), "square_513x513": (513, 513)}
+TAG_SETS = {1: [14], 2: [14, 8], 3: [14, 8, 4]}
+
+
+def peak_rss_mib() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def timed(function: Callable[[], object], repeats: int) -> float:
+    function()  # warm-up: allocator, caches, positional-embedding table
+    samples = []
+    for _ in range(repeats):
+        started = time.perf_counter()
+        function()
+        samples.append(time.perf_counter() - started)
+    return statistics.median(samples)
+
+
+def photo(size: tuple[int, int]) -> Image.Image:
+    from skimage import data
+
+    return Image.fromarray(data.astronaut()).resize((size[1], size[0]), Image.BICUBIC)
+
+
+def build_clip(device: str) -> LoadedClip:
+    torch.manual_seed(0)
+    model = open_clip.create_model("ViT-B-16-quickgelu", pretrained=None).eval().requires_grad_(False).to(device)
+    return LoadedClip(model, open_clip.get_tokenizer("ViT-B-16"), "ViT-B-16", "random-init(seed=0)")
+
+
+def cpu_report(repeats: int) -> dict[str, object]:
+    from tests.reference_clip_es import reference_cams, reference_text
+
+    clip = build_clip("cpu")
+    vocabulary = voc_vocabulary()
+    exact = ClipEsCamExtractor(clip, vocabulary, CamSettings(exact_attention=True))
+    fast = ClipEsCamExtractor(clip, vocabulary, CamSettings(exact_attention=False))
+    background = reference_text(clip.model, clip.tokenizer, [REFERENCE_TEMPLATE.format(w) for w in vocabulary.background_words])
+    report: dict[str, object] = {}
+    for label, size in SIZES.items():
+        image = photo(size)
+        prepared = exact.prepare(image)
+        pixels = prepared.pixels[None]
+
+        def bare() -> None:
+            with torch.no_grad():
+                exact.tower.pool(exact.tower.forward_features(pixels))
+
+        bare_s = timed(bare, repeats)
+        rows = {"bare_forward_s": round(bare_s, 4)}
+        for k, tags in TAG_SETS.items():
+            exact_s = timed(lambda: exact.extract(prepared, tags), repeats)
+            fast_s = timed(lambda: fast.extract(prepared, tags), repeats)
+            text = reference_text(
+                clip.model, clip.tokenizer, [REFERENCE_TEMPLATE.format(vocabulary.prompt_names[t]) for t in tags]
+            )
+            reference_s = timed(lambda: reference_cams(clip.model, image, text, background), max(1, repeats // 2))
+            rows[f"K={k}"] = {
+                "cam_caa_exact_s": round(exact_s, 4),
+                "cam_caa_fast_s": round(fast_s, 4),
+                "reference_procedure_s": round(reference_s, 4),
+                "ratio_exact": round(exact_s / bare_s, 3),
+                "ratio_fast": round(fast_s / bare_s, 3),
+                "ratio_reference_procedure": round(reference_s / bare_s, 3),
+            }
+            print(f"{label} K={k}: bare {bare_s:.3f}s  exact {exact_s:.3f}s ({exact_s / bare_s:.3f}x)  "
+                  f"fast {fast_s:.3f}s ({fast_s / bare_s:.3f}x)  reference {reference_s:.3f}s "
+                  f"({reference_s / bare_s:.3f}x)", flush=True)
+        report[label] = rows
+    report["peak_rss_mib"] = round(peak_rss_mib(), 1)
+    return report
+
+
+def large_photo_report() -> dict[str, object]:
+    """Runs in a child process so that its peak RSS is its own."""
+    clip = build_clip("cpu")
+    extractor = ClipEsCamExtractor(clip, voc_vocabulary(), CamSettings())
+    rng = np.random.default_rng(0)
+    base = np.asarray(photo((750, 1000)))
+    big = Image.fromarray(np.clip(np.kron(base, np.ones((4, 4, 1))) + rng.integers(-8, 8, (3000, 4000, 3)), 0, 255).astype(np.uint8))
+    before = peak_rss_mib()
+    started = time.perf_counter()
+    result = extractor.extract(big, [14, 8])
+    return {
+        "image": "4000x3000",
+        "network_input_grid": list(result.grid),
+        "maps_shape": list(result.refined.shape),
+        "seconds": round(time.perf_counter() - started, 2),
+        "peak_rss_mib_before": round(before, 1),
+        "peak_rss_mib": round(peak_rss_mib(), 1),
+        "max_side_policy": "longer side scaled to CamSettings.max_side=1024 for the network; maps resized to 4000x3000",
+    }
+
+
+def gpu_report(batch_sizes: tuple[int, ...] = (1, 16, 32)) -> dict[str, object]:
+    clip = build_clip("cuda")
+    cast_for_inference(clip.model, torch.float16)
+    report: dict[str, object] = {"device": torch.cuda.get_device_name()}
+    for batch_size in batch_sizes:
+        extractor = ClipEsCamExtractor(clip, voc_vocabulary(), CamSettings(batch_size=batch_size, exact_attention=False))
+        prepared = extractor.prepare(photo((375, 500)))
+        items = [(prepared, TAG_SETS[1 + i % 2]) for i in range(max(64, 2 * batch_size))]
+        extractor.extract_batch(items[:batch_size])
+        torch.cuda.synchronize()
+        started = time.perf_counter()
+        extractor.extract_batch(items)
+        torch.cuda.synchronize()
+        report[f"batch_{batch_size}_images_per_s"] = round(len(items) / (time.perf_counter() - started), 1)
+    report["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return report
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--large-only", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.large_only:
+        print(json.dumps(large_photo_report()))
+        return
+    figures: dict[str, object] = {"torch": torch.__version__, "threads": args.threads, "cpu_fp32": cpu_report(args.repeats)}
+    child = subprocess.run(
+        [sys.executable, __file__, "--large-only", "--threads", str(args.threads)],
+        capture_output=True, text=True, check=True,
+    )
+    figures["large_photo"] = json.loads(child.stdout.strip().splitlines()[-1])
+    print(f"4000x3000 photo: {figures['large_photo']}")
+    if torch.cuda.is_available():
+        figures["gpu_fp16"] = gpu_report()
+        print(f"GPU: {figures['gpu_fp16']}")
+    else:
+        figures["gpu_fp16"] = "no CUDA device on this machine"
+    print(json.dumps(figures, indent=2))
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2))
+
+
+if __name__ == "__main__":
+    main()
