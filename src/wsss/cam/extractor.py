@@ -18,7 +18,7 @@ from PIL import Image
 
 from wsss.cam.boxes import box_mask
 from wsss.cam.caa import affinity_transition, refine_with_affinity, resize_maps
-from wsss.cam.gradcam import gradcam_from_gradients, tag_gradients, tag_probabilities
+from wsss.cam.gradcam import channel_weights_through_linear, gradcam_from_weights, tag_gradients, tag_probabilities
 from wsss.clip.loading import LoadedClip
 from wsss.clip.vision import ClipVisionTower, TowerState
 from wsss.errors import ConfigError
@@ -212,9 +212,10 @@ class ClipEsCamExtractor:
 
         text, valid = self._text_rows([ids for _, ids in batch])
         probabilities = tag_probabilities(last.pooled, text, valid, self.logit_scale)
-        grads = tag_gradients(probabilities, last.ln1_tokens, counts, settings.batched_backward)
-        activations = last.ln1_tokens.detach()[:, 1:, :]
-        cams = gradcam_from_gradients(activations, grads[:, :, 1:, :], grid)
+        grads = tag_gradients(probabilities, last.qkv, counts, settings.batched_backward)
+        # (K, L, B, 3D) -> patch tokens -> (K, B, h*w, 3D)
+        weights = channel_weights_through_linear(grads[:, 1:].transpose(1, 2), last.in_proj_weight)
+        cams = gradcam_from_weights(last.ln1_tokens[:, 1:, :], weights, grid)
         probabilities = probabilities.detach()
 
         results = []

@@ -58,47 +58,41 @@ def tag_probabilities(
 
 def tag_gradients(
     probabilities: torch.Tensor,
-    ln1_tokens: torch.Tensor,
+    leaf: torch.Tensor,
     tag_counts: Sequence[int],
     batched: bool = True,
 ) -> torch.Tensor:
-    """Gradients of each tag's probability w.r.t. the Grad-CAM target layer.
+    """Gradients of each tag's probability w.r.t. a leaf tensor of the graph.
 
     Args:
         probabilities: `(B, R)` output of `tag_probabilities`, rows `0..K_b-1` are image b's tags.
-        ln1_tokens: `(B, L, D)` leaf tensor the probabilities were computed from.
+        leaf: tensor the probabilities were computed from (any shape, e.g. `(B, L, D)`).
         tag_counts: `K_b` per image.
         batched: one batched backward over all tags (True) or one backward per tag slot.
 
     Returns:
-        `(K_max, B, L, D)` gradients; slots `k >= K_b` of image b are zero.
+        `(K_max, *leaf.shape)` gradients; slots `k >= K_b` of image b are zero.
     """
-    batch = probabilities.shape[0]
     k_max = max(tag_counts) if tag_counts else 0
     cotangents = torch.zeros((k_max, *probabilities.shape), dtype=probabilities.dtype, device=probabilities.device)
     for image_index, count in enumerate(tag_counts):
         slots = torch.arange(count, device=probabilities.device)
         cotangents[slots, image_index, slots] = 1.0
     if k_max == 0:
-        return torch.zeros((0, *ln1_tokens.shape), dtype=ln1_tokens.dtype, device=ln1_tokens.device)
+        return torch.zeros((0, *leaf.shape), dtype=leaf.dtype, device=leaf.device)
     if batched:
-        (grads,) = torch.autograd.grad(probabilities, ln1_tokens, grad_outputs=cotangents, is_grads_batched=True)
+        (grads,) = torch.autograd.grad(probabilities, leaf, grad_outputs=cotangents, is_grads_batched=True)
         return grads
     per_slot = []
     for slot in range(k_max):
         retain = slot < k_max - 1
-        (grad,) = torch.autograd.grad(probabilities, ln1_tokens, grad_outputs=cotangents[slot], retain_graph=retain)
+        (grad,) = torch.autograd.grad(probabilities, leaf, grad_outputs=cotangents[slot], retain_graph=retain)
         per_slot.append(grad)
-    assert len(per_slot) == k_max and batch == ln1_tokens.shape[0]
     return torch.stack(per_slot)
 
 
 def gradcam_from_gradients(activations: torch.Tensor, gradients: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
     """Grad-CAM maps from target-layer activations and gradients of the patch tokens.
-
-    The map is `ReLU(sum_c mean_hw(grad_c) * A_c)` and is min-max normalised twice, because
-    the reference's pytorch-grad-cam normalises once per layer and again when aggregating
-    layers (the second pass moves values by about 1e-7; kept for exactness).
 
     Args:
         activations: `(B, h*w, D)` patch-token activations (CLS removed).
@@ -108,7 +102,39 @@ def gradcam_from_gradients(activations: torch.Tensor, gradients: torch.Tensor, g
     Returns:
         `(B, K, h, w)` float32 maps in [0, 1].
     """
-    weights = gradients.float().mean(dim=2)
+    return gradcam_from_weights(activations, gradients.float().mean(dim=2), grid)
+
+
+def channel_weights_through_linear(gradients: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Grad-CAM channel weights of a layer's input from the gradients of a linear map of it.
+
+    For `y = x @ W^T + b`, `mean_i dL/dx_i = (mean_i dL/dy_i) @ W`: the spatial mean is taken
+    before the (linear) back-projection instead of after it.
+
+    Args:
+        gradients: `(K, B, h*w, P)` gradients w.r.t. the linear map's output (patch tokens).
+        weight: `(P, D)` weight of the linear map.
+
+    Returns:
+        `(K, B, D)` channel weights.
+    """
+    return gradients.float().mean(dim=2) @ weight.float()
+
+
+def gradcam_from_weights(activations: torch.Tensor, weights: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+    """Grad-CAM maps `ReLU(sum_c w_c * A_c)`, min-max normalised twice.
+
+    The double normalisation is the reference's: pytorch-grad-cam normalises once per layer and
+    again when aggregating layers (the second pass moves values by about 1e-7).
+
+    Args:
+        activations: `(B, h*w, D)` patch-token activations (CLS removed).
+        weights: `(K, B, D)` channel weights per tag slot.
+        grid: `(h, w)` token grid.
+
+    Returns:
+        `(B, K, h, w)` float32 maps in [0, 1].
+    """
     cams = torch.einsum("bnd,kbd->bkn", activations.float(), weights).clamp_min(0)
     cams = cams.view(*cams.shape[:2], *grid)
     return minmax_normalize(minmax_normalize(cams))

@@ -46,13 +46,19 @@ class LastBlockOutput:
     """Outputs of the final block run with autograd enabled.
 
     Attributes:
-        ln1_tokens: `(B, L, D)` leaf tensor (requires grad): the output of the last block's
-            `ln_1`, Grad-CAM's target layer.
+        ln1_tokens: `(B, L, D)` output of the last block's `ln_1`, Grad-CAM's target layer.
+        qkv: `(L, B, 3D)` leaf tensor (requires grad): the packed q/k/v projection of
+            `ln1_tokens`. Gradients stop here; since the projection is linear, the spatial mean
+            of the gradient w.r.t. `ln1_tokens` is `mean(grad qkv) @ in_proj_weight`, which
+            saves back-propagating through the projection once per tag.
+        in_proj_weight: `(3D, D)` weight of that projection.
         attention: `(B, h*w, h*w)` float32 head-averaged attention of the last block, no CLS.
         pooled: `(B, E)` projected image feature (patch-token mean after `ln_post`), with grad.
     """
 
     ln1_tokens: torch.Tensor
+    qkv: torch.Tensor
+    in_proj_weight: torch.Tensor
     attention: torch.Tensor
     pooled: torch.Tensor
 
@@ -151,20 +157,17 @@ class ClipVisionTower:
         return TowerState(tokens, attention_sum, count)
 
     def run_last_block(self, tokens: torch.Tensor) -> LastBlockOutput:
-        """Run the final block with autograd from its `ln_1` output onwards, then pool.
-
-        The `ln_1` output is detached into a leaf so that gradients stop there: the reference
-        hooks exactly that tensor, and nothing before it needs a graph.
-        """
+        """Run the final block with autograd from its q/k/v projection onwards, then pool."""
         block = self.blocks[-1]
+        mha = block.attn
+        ln1 = layer_norm_fp32(block.ln_1, tokens.detach())
         with torch.enable_grad():
-            ln1 = layer_norm_fp32(block.ln_1, tokens.detach()).requires_grad_(True)
-            attended, attention = _attention(block.attn, ln1, need_attention=True)
+            qkv = F.linear(ln1.transpose(0, 1), mha.in_proj_weight, mha.in_proj_bias).detach().requires_grad_(True)
+            attended, attention = _attention_from_qkv(mha, qkv)
             x = tokens.detach() + block.ls_1(attended)
             x = x + block.ls_2(block.mlp(layer_norm_fp32(block.ln_2, x)))
             pooled = self.pool(x)
-        assert attention is not None
-        return LastBlockOutput(ln1, attention, pooled)
+        return LastBlockOutput(ln1, qkv, mha.in_proj_weight, attention, pooled)
 
     def pool(self, tokens: torch.Tensor) -> torch.Tensor:
         """CLIP-ES image feature: `ln_post` on every token, mean over patch tokens, projection.
@@ -193,27 +196,40 @@ class ClipVisionTower:
 
 
 def _attention(mha: nn.MultiheadAttention, x: torch.Tensor, need_attention: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """Multi-head self-attention with nn.MultiheadAttention's weights and arithmetic.
+    """Self-attention through the block's own `nn.MultiheadAttention`.
 
-    With `need_attention`, the probabilities are formed explicitly (as `need_weights=True`
-    does: scaled query, `q @ k^T`, softmax) and returned head-averaged in fp32 with the CLS
-    row and column removed, `(B, h*w, h*w)`. Otherwise the fused SDPA kernel is used.
+    With `need_attention` it is called exactly as the reference calls it
+    (`need_weights=True`: explicit softmax, probabilities averaged over heads), and the map is
+    returned in fp32 without the CLS row and column, `(B, h*w, h*w)`. Otherwise the fused path
+    (`need_weights=False`) is used.
     """
-    batch, length, dim = x.shape
+    if not need_attention:
+        return mha(x, x, x, need_weights=False)[0], None
+    out, weights = mha(x, x, x, need_weights=True, average_attn_weights=True)
+    return out, weights.detach()[:, 1:, 1:].float()
+
+
+def _attention_from_qkv(mha: nn.MultiheadAttention, qkv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """`nn.MultiheadAttention(need_weights=True)` from an already projected `(L, B, 3D)` qkv.
+
+    The operations and memory layouts are those of `F.multi_head_attention_forward` (split,
+    per-head views, scaled query, `bmm`, softmax, `bmm`, output projection), so the result is
+    bit-identical to calling the module. Returns `(B, L, D)` output and `(B, h*w, h*w)` fp32
+    head-averaged attention without CLS.
+    """
+    length, batch, packed = qkv.shape
+    dim = packed // 3
     heads = mha.num_heads
     head_dim = dim // heads
-    qkv = F.linear(x, mha.in_proj_weight, mha.in_proj_bias)
-    q, k, v = qkv.view(batch, length, 3, heads, head_dim).permute(2, 0, 3, 1, 4).unbind(0)
-    if need_attention:
-        scores = (q * (1.0 / math.sqrt(head_dim))) @ k.transpose(-2, -1)
-        probs = scores.softmax(dim=-1)
-        out = probs @ v
-        attention = probs.detach()[:, :, 1:, 1:].float().mean(dim=1)
-    else:
-        out = F.scaled_dot_product_attention(q, k, v)
-        attention = None
-    out = out.transpose(1, 2).reshape(batch, length, dim)
-    return F.linear(out, mha.out_proj.weight, mha.out_proj.bias), attention
+    q, k, v = qkv.unflatten(-1, (3, dim)).unsqueeze(0).transpose(0, -2).squeeze(-2).contiguous()
+    q = q.view(length, batch * heads, head_dim).transpose(0, 1)
+    k = k.view(length, batch * heads, head_dim).transpose(0, 1)
+    v = v.view(length, batch * heads, head_dim).transpose(0, 1)
+    weights = torch.bmm(q * math.sqrt(1.0 / float(head_dim)), k.transpose(-2, -1)).softmax(dim=-1)
+    out = torch.bmm(weights, v).transpose(0, 1).contiguous().view(length * batch, dim)
+    out = F.linear(out, mha.out_proj.weight, mha.out_proj.bias).view(length, batch, dim).transpose(0, 1)
+    attention = weights.detach().view(batch, heads, length, length).mean(dim=1)[:, 1:, 1:].float()
+    return out, attention
 
 
 def _check_supported(visual: nn.Module) -> None:
