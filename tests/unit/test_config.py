@@ -32,7 +32,8 @@ def test_shipped_params_build_the_reference_configuration() -> None:
     [
         ("cam", "box_treshold", 0.4, r"unknown key\(s\) cam\.box_treshold"),
         ("cam", "affinity_layers", "8", r"cam\.affinity_layers must be int"),
-        ("cam", "batched_backward", 1, r"cam\.batched_backward must be bool"),
+        ("cam", "exact_attention", 1, r"cam\.exact_attention must be bool"),
+        ("cam", "backward", "magic", r"backward must be one of"),
         ("pseudo", "confidence_threshold", "high", r"pseudo\.confidence_threshold must be float"),
         ("clip", "precision", "fp8", r"clip\.precision must be"),
         ("cam", "box_threshold", 1.5, r"box_threshold must be in \[0, 1\]"),

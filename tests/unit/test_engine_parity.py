@@ -55,12 +55,15 @@ def test_refined_cams_match_the_reference_procedure(name, photos, clip, extracto
     assert (ours_labels == ref_labels).mean() >= 0.999
 
 
-def test_batched_backward_equals_one_backward_per_tag(photos, clip) -> None:
+@pytest.mark.parametrize("backward", ["closed_form", "autograd_batched"])
+def test_batched_backward_equals_one_backward_per_tag(photos, clip, backward) -> None:
     image, tags = photos["voc"]
-    batched = ClipEsCamExtractor(clip, voc_vocabulary(), CamSettings(batched_backward=True)).extract(image, tags)
-    per_tag = ClipEsCamExtractor(clip, voc_vocabulary(), CamSettings(batched_backward=False)).extract(image, tags)
+    batched = ClipEsCamExtractor(clip, voc_vocabulary(), CamSettings(backward=backward)).extract(image, tags)
+    per_tag = ClipEsCamExtractor(clip, voc_vocabulary(), CamSettings(backward="autograd_per_tag")).extract(image, tags)
     assert np.abs(batched.gradcam - per_tag.gradcam).max() < 1e-5
     assert np.abs(batched.refined - per_tag.refined).max() < 1e-3
+    np.testing.assert_array_equal(batched.attention, per_tag.attention)
+    np.testing.assert_allclose(batched.tag_probabilities, per_tag.tag_probabilities, rtol=1e-6)
 
 
 def test_shapes_ranges_and_determinism(photos, extractor) -> None:

@@ -18,6 +18,7 @@ from PIL import Image
 
 from wsss.cam.boxes import box_mask
 from wsss.cam.caa import affinity_transition, refine_with_affinity, resize_maps
+from wsss.cam.last_block import channel_weights, forward_last_block, supports_closed_form
 from wsss.cam.gradcam import channel_weights_through_linear, gradcam_from_weights, tag_gradients, tag_probabilities
 from wsss.clip.loading import LoadedClip
 from wsss.clip.vision import ClipVisionTower, TowerState
@@ -25,6 +26,9 @@ from wsss.errors import ConfigError
 from wsss.imaging import clip_input_size, clip_pixels, to_rgb
 from wsss.text.encoder import PromptEmbeddingCache
 from wsss.text.vocabulary import REFERENCE_TEMPLATE, ClassVocabulary
+
+
+BACKWARD_MODES = ("closed_form", "autograd_batched", "autograd_per_tag")
 
 
 @dataclass(frozen=True)
@@ -39,7 +43,11 @@ class CamSettings:
         box_threshold: contour threshold as a fraction of the CAM max (0.4 VOC, 0.7 COCO).
         max_side: longer-side limit of the network input; larger images are downscaled and
             their maps upsampled back to full size. None = never (reference behaviour).
-        batched_backward: all tags in one batched backward (False: one backward per tag).
+        backward: how tag gradients are obtained. "closed_form" (default): all tags at once
+            through the analytic last-block backward (`wsss.cam.last_block`), falling back to
+            "autograd_batched" for unsupported blocks; "autograd_batched": one batched autograd
+            vector-Jacobian product over all tags; "autograd_per_tag": one backward per tag,
+            as the reference does.
         round_pos_embed_to_fp16: the reference's fp16 rounding of resized positional embeddings.
         exact_attention: form attention probabilities explicitly in every block, which is
             bit-identical to the reference's `nn.MultiheadAttention(need_weights=True)`; when
@@ -54,7 +62,7 @@ class CamSettings:
     affinity_power: int = 2
     box_threshold: float = 0.4
     max_side: int | None = 1024
-    batched_backward: bool = True
+    backward: str = "closed_form"
     round_pos_embed_to_fp16: bool = True
     exact_attention: bool = True
     batch_size: int = 1
@@ -68,6 +76,8 @@ class CamSettings:
             raise ConfigError(f"box_threshold must be in [0, 1], got {self.box_threshold}")
         if self.max_side is not None and self.max_side < 16:
             raise ConfigError(f"max_side must be >= 16 or null, got {self.max_side}")
+        if self.backward not in BACKWARD_MODES:
+            raise ConfigError(f"backward must be one of {BACKWARD_MODES}, got {self.backward!r}")
         if self.batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
 
@@ -139,6 +149,7 @@ class ClipEsCamExtractor:
                 f"affinity_layers={self.settings.affinity_layers} exceeds the model's {self.tower.num_blocks} blocks"
             )
         self.device = self.tower.device
+        self._closed_form = self.settings.backward == "closed_form" and supports_closed_form(self.tower.blocks[-1])
         self.prompts = PromptEmbeddingCache(clip.model, clip.tokenizer, self.device)
         self.logit_scale = float(clip.model.logit_scale.detach().float().exp())
         templates = self.settings.templates
@@ -206,17 +217,13 @@ class ClipEsCamExtractor:
         with torch.no_grad():
             state = TowerState(tower.embed(pixels), None, 0)
             state = tower.run_blocks(state, 0, tower.num_blocks - 1, collect_from, explicit_from)
-        last = tower.run_last_block(state.tokens)
-        attention_sum = last.attention if state.attention_sum is None else state.attention_sum + last.attention
-        attention = attention_sum / (state.attention_count + 1)
-
         text, valid = self._text_rows([ids for _, ids in batch])
-        probabilities = tag_probabilities(last.pooled, text, valid, self.logit_scale)
-        grads = tag_gradients(probabilities, last.qkv, counts, settings.batched_backward)
-        # (K, L, B, 3D) -> patch tokens -> (K, B, h*w, 3D)
-        weights = channel_weights_through_linear(grads[:, 1:].transpose(1, 2), last.in_proj_weight)
-        cams = gradcam_from_weights(last.ln1_tokens[:, 1:, :], weights, grid)
-        probabilities = probabilities.detach()
+        if self._closed_form:
+            cams, last_attention, probabilities = self._gradcam_closed_form(state.tokens, text, valid, counts, grid)
+        else:
+            cams, last_attention, probabilities = self._gradcam_autograd(state.tokens, text, valid, counts, grid)
+        attention_sum = last_attention if state.attention_sum is None else state.attention_sum + last_attention
+        attention = attention_sum / (state.attention_count + 1)
 
         results = []
         for b, (prepared, ids) in enumerate(batch):
@@ -241,6 +248,32 @@ class ClipEsCamExtractor:
                 result.refined = refined.cpu().numpy()
             results.append(result)
         return results
+
+    def _gradcam_closed_form(
+        self, tokens: torch.Tensor, text: torch.Tensor, valid: torch.Tensor, counts: list[int], grid: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        visual = self.tower.visual
+        block = self.tower.blocks[-1]
+        cache = forward_last_block(block, tokens, visual.ln_post, visual.proj)
+        feature = cache.pooled.detach().float().requires_grad_(True)
+        with torch.enable_grad():
+            probabilities = tag_probabilities(feature, text, valid, self.logit_scale)
+            feature_grads = tag_gradients(probabilities, feature, counts, batched=True)
+        weights = channel_weights(block, visual.ln_post, visual.proj, cache, feature_grads)
+        cams = gradcam_from_weights(cache.ln1[:, 1:, :], weights, grid)
+        return cams, cache.attention, probabilities.detach()
+
+    def _gradcam_autograd(
+        self, tokens: torch.Tensor, text: torch.Tensor, valid: torch.Tensor, counts: list[int], grid: tuple[int, int]
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        last = self.tower.run_last_block(tokens)
+        probabilities = tag_probabilities(last.pooled, text, valid, self.logit_scale)
+        batched = self.settings.backward != "autograd_per_tag"
+        grads = tag_gradients(probabilities, last.qkv, counts, batched)
+        # (K, L, B, 3D) -> patch tokens -> (K, B, h*w, 3D)
+        weights = channel_weights_through_linear(grads[:, 1:].transpose(1, 2), last.in_proj_weight)
+        cams = gradcam_from_weights(last.ln1_tokens[:, 1:, :], weights, grid)
+        return cams, last.attention, probabilities.detach()
 
     def _text_rows(self, tag_sets: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         """`(B, K_max + M, E)` prompt rows (tags, then background words) and their validity."""
