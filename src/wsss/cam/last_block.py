@@ -162,14 +162,25 @@ def channel_weights(
     scale = 1.0 / math.sqrt(head_dim)
     dtype = cache.q.dtype
 
-    # pooled = mean_{i>=1} ln_post(x_out_i) @ proj
+    # pooled = mean_{i>=1} ln_post(x_out_i) @ proj. Every patch token receives the same output
+    # gradient, so ln_post's backward is `rstd_i * (g_c - x_hat_i * (x_hat_i . g) / D)` with one
+    # shared vector g_c, and its product with c_proj's weight needs `x_hat @ W` only once for
+    # all tags (the CLS token gets no gradient).
     grad_pooled = (feature_grads.to(dtype) @ proj.T).float() / patches  # (K, B, D)
-    grad_post = grad_pooled[:, :, None, :].expand(-1, -1, length, -1).clone()
-    grad_post[:, :, 0] = 0  # the CLS token is not pooled
-    grad_out = _layer_norm_backward(grad_post, cache.post_hat, cache.post_rstd, ln_post.weight.float())
+    gamma_grad = grad_pooled * ln_post.weight.float()
+    centred = gamma_grad - gamma_grad.mean(dim=-1, keepdim=True)
+    coefficient = torch.einsum("bld,kbd->kbl", cache.post_hat, gamma_grad) / gamma_grad.shape[-1]
+    rstd = cache.post_rstd[None]  # (1, B, L, 1)
+    patch_only = torch.ones(length, 1, device=rstd.device)
+    patch_only[0] = 0
+    grad_out = rstd * patch_only * (centred[:, :, None, :] - cache.post_hat[None] * coefficient[..., None])
 
     # x_out = x_mid + c_proj(act(c_fc(ln_2(x_mid))))
-    grad_act = grad_out.to(dtype) @ block.mlp.c_proj.weight  # (K, B, L, F)
+    c_proj = block.mlp.c_proj.weight  # (D, F)
+    shared = (cache.post_hat.to(dtype) @ c_proj).float()  # (B, L, F), once for all tags
+    per_tag = (centred.to(dtype) @ c_proj).float()  # (K, B, F)
+    grad_act = rstd * patch_only * (per_tag[:, :, None, :] - coefficient[..., None] * shared[None])
+    grad_act = grad_act.to(dtype)
     grad_hidden = grad_act * _activation_derivative(block.mlp.gelu, cache.mlp_hidden)
     grad_ln2 = (grad_hidden @ block.mlp.c_fc.weight).float()
     grad_mid = grad_out + _layer_norm_backward(grad_ln2, cache.ln2_hat, cache.ln2_rstd, block.ln_2.weight.float())
@@ -184,9 +195,13 @@ def channel_weights(
     # mean dv: sum_j (1 - P_j0) dO_j
     sum_dv = ((1 - cls_key)[..., None] * grad_heads).sum(dim=-2)
     # mean dq: sum over patch queries i of dS_ij, for each key j, then times k_j
-    patch_probs_t = probs[:, :, 1:, :].transpose(-2, -1)  # (B, H, L, L-1)
-    weighted_grads = patch_probs_t @ grad_heads[..., 1:, :]  # (K, B, H, L, d)
-    weighted_rows = (patch_probs_t @ row_term[..., 1:, None]).squeeze(-1)  # (K, B, H, L)
+    # One product for all tags: tags are folded into the columns, (B, H, L-1, K*(d+1)).
+    num_tags = grad_heads.shape[0]
+    stacked = torch.cat([grad_heads[..., 1:, :], row_term[..., 1:, None]], dim=-1)
+    stacked = stacked.permute(1, 2, 3, 0, 4).reshape(batch, heads, patches, num_tags * (head_dim + 1))
+    product = probs[:, :, 1:, :].transpose(-2, -1) @ stacked  # (B, H, L, K*(d+1))
+    product = product.view(batch, heads, length, num_tags, head_dim + 1).permute(3, 0, 1, 2, 4)
+    weighted_grads, weighted_rows = product[..., :head_dim], product[..., head_dim]
     column_sums = (v * weighted_grads).sum(dim=-1) - weighted_rows
     sum_dq = scale * (column_sums[..., None] * k).sum(dim=-2)
     # mean dk: sum over patch keys i of dS_ji, for each query j, then times q_j
