@@ -78,7 +78,7 @@ def run_demo(args: argparse.Namespace) -> int:
     clip, weights_note = _resolve_weights(args, config)
     print(f"CLIP weights: {weights_note}")
     vocabulary = config.vocabulary
-    extractor = ClipEsCamExtractor(clip, vocabulary, config.cam)
+    extractor = ClipEsCamExtractor(clip, vocabulary, config.cam, config.caa)
     pseudo_settings = config.pseudo
     use_crf = pseudo_settings.crf and not args.no_crf
     if use_crf:

@@ -12,6 +12,7 @@ from dataclasses import dataclass, fields
 from pathlib import Path
 from typing import Any
 
+from wsss.cam.caa import CaaSettings
 from wsss.cam.extractor import CamSettings
 from wsss.clip.loading import ClipSource
 from wsss.errors import ConfigError
@@ -49,12 +50,12 @@ class CoreConfig:
     precision: str
     vocabulary: ClassVocabulary
     cam: CamSettings
+    caa: CaaSettings
     pseudo: PseudoSettings
 
     @classmethod
     def from_mapping(cls, params: Mapping[str, Any]) -> CoreConfig:
-        """Validate the `clip`, `classes`, `cam` and `pseudo` sections of params."""
-        _no_unknown(params, {"clip", "classes", "cam", "pseudo"}, "", allow_extra=True)
+        """Validate the `clip`, `classes`, `cam`, `caa` and `pseudo` sections of params."""
         clip = dict(_section(params, "clip"))
         device = _pop_typed(clip, "device", str, "clip", "cpu")
         precision = _pop_typed(clip, "precision", str, "clip", "fp32")
@@ -74,6 +75,7 @@ class CoreConfig:
             precision=precision,
             vocabulary=vocabulary_from_mapping(_section(params, "classes")),
             cam=_build(CamSettings, cam, "cam"),
+            caa=_build(CaaSettings, _section(params, "caa"), "caa"),
             pseudo=_build(PseudoSettings, {**pseudo, "crf_params": crf_params}, "pseudo"),
         )
 

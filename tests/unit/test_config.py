@@ -20,8 +20,8 @@ def shipped_params() -> dict:
 def test_shipped_params_build_the_reference_configuration() -> None:
     config = CoreConfig.from_mapping(shipped_params())
     assert config.cam.templates == ("a clean origami {}.",)
-    assert (config.cam.affinity_layers, config.cam.sinkhorn_rounds, config.cam.affinity_power) == (8, 3, 2)
-    assert config.cam.box_threshold == 0.4
+    assert (config.cam.affinity_layers, config.caa.sinkhorn_rounds, config.caa.affinity_power) == (8, 3, 2)
+    assert config.caa.box_threshold == 0.4
     assert config.vocabulary.num_classes == 20 and len(config.vocabulary.background_words) == 25
     assert config.pseudo.confidence_threshold == 0.95 and config.pseudo.crf_params.bilateral_sxy == 67.0
     assert config.clip.model_name == "ViT-B-16" and config.precision == "fp32"
@@ -36,7 +36,7 @@ def test_shipped_params_build_the_reference_configuration() -> None:
         ("cam", "backward", "magic", r"backward must be one of"),
         ("pseudo", "confidence_threshold", "high", r"pseudo\.confidence_threshold must be float"),
         ("clip", "precision", "fp8", r"clip\.precision must be"),
-        ("cam", "box_threshold", 1.5, r"box_threshold must be in \[0, 1\]"),
+        ("caa", "box_threshold", 1.5, r"box_threshold must be in \[0, 1\]"),
     ],
 )
 def test_bad_values_are_rejected_with_the_key_named(section: str, key: str, value: object, message: str) -> None:

@@ -16,8 +16,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from wsss.cam.boxes import box_mask
-from wsss.cam.caa import affinity_transition, refine_with_affinity, resize_maps
+from wsss.cam.caa import CaaSettings, refine_image
 from wsss.cam.last_block import channel_weights, forward_last_block, supports_closed_form
 from wsss.cam.gradcam import channel_weights_through_linear, gradcam_from_weights, tag_gradients, tag_probabilities
 from wsss.clip.loading import LoadedClip
@@ -37,10 +36,8 @@ class CamSettings:
 
     Attributes:
         templates: prompt templates; several are averaged (the reference uses one).
-        affinity_layers: how many final blocks' attention maps are averaged (8).
-        sinkhorn_rounds: column/row normalisation rounds (3).
-        affinity_power: exponent of the transition matrix (2: the reference squares it once).
-        box_threshold: contour threshold as a fraction of the CAM max (0.4 VOC, 0.7 COCO).
+        affinity_layers: how many final blocks' attention maps are averaged (8); the stored
+            attention is their mean, so this belongs to extraction, not to CAA.
         max_side: longer-side limit of the network input; larger images are downscaled and
             their maps upsampled back to full size. None = never (reference behaviour).
         backward: how tag gradients are obtained. "closed_form" (default): all tags at once
@@ -58,9 +55,6 @@ class CamSettings:
 
     templates: tuple[str, ...] = (REFERENCE_TEMPLATE,)
     affinity_layers: int = 8
-    sinkhorn_rounds: int = 3
-    affinity_power: int = 2
-    box_threshold: float = 0.4
     max_side: int | None = 1024
     backward: str = "closed_form"
     round_pos_embed_to_fp16: bool = True
@@ -70,10 +64,8 @@ class CamSettings:
     def __post_init__(self) -> None:
         if not self.templates:
             raise ConfigError("cam.templates must name at least one template")
-        if self.affinity_layers < 1 or self.sinkhorn_rounds < 1 or self.affinity_power < 1:
-            raise ConfigError("affinity_layers, sinkhorn_rounds and affinity_power must be >= 1")
-        if not 0.0 <= self.box_threshold <= 1.0:
-            raise ConfigError(f"box_threshold must be in [0, 1], got {self.box_threshold}")
+        if self.affinity_layers < 1:
+            raise ConfigError(f"affinity_layers must be >= 1, got {self.affinity_layers}")
         if self.max_side is not None and self.max_side < 16:
             raise ConfigError(f"max_side must be >= 16 or null, got {self.max_side}")
         if self.backward not in BACKWARD_MODES:
@@ -113,23 +105,6 @@ class CamResult:
     refined: np.ndarray | None = None
 
 
-def refine_image(
-    gradcam: torch.Tensor,
-    attention: torch.Tensor,
-    output_size: tuple[int, int],
-    *,
-    box_threshold: float = 0.4,
-    sinkhorn_rounds: int = 3,
-    affinity_power: int = 2,
-) -> torch.Tensor:
-    """CAA for one image: `(K, h, w)` maps + `(h*w, h*w)` attention -> `(K, H, W)` refined maps."""
-    transition = affinity_transition(attention, sinkhorn_rounds)
-    cams_cpu = gradcam.detach().float().cpu().numpy()
-    masks = torch.from_numpy(np.stack([box_mask(cam, box_threshold) for cam in cams_cpu])) if len(cams_cpu) else torch.zeros(gradcam.shape, dtype=torch.bool)
-    refined = refine_with_affinity(gradcam, transition, masks, affinity_power)
-    return resize_maps(refined, output_size)
-
-
 class ClipEsCamExtractor:
     """CLIP-ES CAM extraction over a loaded CLIP model.
 
@@ -137,12 +112,20 @@ class ClipEsCamExtractor:
         clip: the loaded model (`wsss.clip.load_clip`).
         vocabulary: classes, prompt names and background words.
         settings: extraction parameters.
+        caa: refinement parameters used when `extract(..., refine=True)`.
     """
 
-    def __init__(self, clip: LoadedClip, vocabulary: ClassVocabulary, settings: CamSettings | None = None) -> None:
+    def __init__(
+        self,
+        clip: LoadedClip,
+        vocabulary: ClassVocabulary,
+        settings: CamSettings | None = None,
+        caa: CaaSettings | None = None,
+    ) -> None:
         self.clip = clip
         self.vocabulary = vocabulary
         self.settings = settings or CamSettings()
+        self.caa = caa or CaaSettings()
         self.tower = ClipVisionTower(clip.model.visual, self.settings.round_pos_embed_to_fp16)
         if self.settings.affinity_layers > self.tower.num_blocks:
             raise ConfigError(
@@ -237,14 +220,7 @@ class ClipEsCamExtractor:
                 tag_probabilities=probabilities[b, :k].float().cpu().numpy(),
             )
             if refine:
-                refined = refine_image(
-                    cams[b, :k],
-                    attention[b],
-                    prepared.original_size,
-                    box_threshold=settings.box_threshold,
-                    sinkhorn_rounds=settings.sinkhorn_rounds,
-                    affinity_power=settings.affinity_power,
-                )
+                refined = refine_image(cams[b, :k], attention[b], prepared.original_size, self.caa)
                 result.refined = refined.cpu().numpy()
             results.append(result)
         return results
