@@ -17,7 +17,13 @@ from wsss.cam.extractor import CamSettings
 from wsss.clip.loading import ClipSource
 from wsss.errors import ConfigError
 from wsss.pseudo.crf import CrfParams
-from wsss.text.vocabulary import ClassVocabulary, coco_vocabulary, voc_vocabulary
+from wsss.text.vocabulary import (
+    VOC_BACKGROUND_WORDS,
+    VOC_PROMPT_NAMES,
+    ClassVocabulary,
+    coco_vocabulary,
+    voc_vocabulary,
+)
 
 
 @dataclass(frozen=True)
@@ -39,6 +45,82 @@ class PseudoSettings:
     confidence_threshold: float | None = 0.95
     ignore_index: int = 255
     crf_params: CrfParams = CrfParams()
+    jobs: int = 1
+
+    def __post_init__(self) -> None:
+        if self.background_alpha <= 0:
+            raise ConfigError(f"pseudo.background_alpha must be > 0, got {self.background_alpha}")
+        if self.confidence_threshold is not None and not 0.0 <= self.confidence_threshold <= 1.0:
+            raise ConfigError(f"pseudo.confidence_threshold must be in [0, 1], got {self.confidence_threshold}")
+        if not 0 <= self.ignore_index <= 255 or self.jobs < 1:
+            raise ConfigError("pseudo.ignore_index must be in 0..255 and pseudo.jobs >= 1")
+
+
+DATASET_KINDS = ("sample", "voc", "coco", "folder")
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Which dataset the pipeline labels. Paths are relative to the repository (or absolute).
+
+    Attributes:
+        kind: sample (materialised by `prepare`), voc, coco or folder.
+        root: dataset root.
+        split: split name (VOC `ImageSets/Segmentation/<split>.txt`).
+        ground_truth_dir: VOC/COCO folder of ground-truth PNGs under root, if any.
+        instances_json, images_dir: COCO instances file and image folder under root.
+        tags_file: folder datasets: CSV (`image,tags` with `;`) or JSON under root.
+    """
+
+    kind: str = "sample"
+    root: str = "data/sample"
+    split: str = "train"
+    ground_truth_dir: str | None = "SegmentationClass"
+    instances_json: str | None = None
+    images_dir: str | None = None
+    tags_file: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in DATASET_KINDS:
+            raise ConfigError(f"data.kind must be one of {DATASET_KINDS}, got {self.kind!r}")
+
+
+@dataclass(frozen=True)
+class PromptSettings:
+    """Prompt sharpness scoring and template choice.
+
+    Attributes:
+        candidates: templates to score; empty = the CLIP ImageNet templates + the reference's.
+        pin: template the CAM stage uses regardless of the ranking (the reference's by
+            default); null = use the best-ranked (lowest sharpness) template.
+        pooling: image feature for zero-shot scores, "cls" or "patch_mean".
+        ddof: delta degrees of freedom of the variance in the sharpness.
+        max_images: at most this many multi-label images are scored (sorted ids).
+    """
+
+    candidates: tuple[str, ...] = ()
+    pin: str | None = "a clean origami {}."
+    pooling: str = "cls"
+    ddof: int = 1
+    max_images: int = 500
+
+    def __post_init__(self) -> None:
+        if self.pooling not in ("cls", "patch_mean"):
+            raise ConfigError(f"prompts.pooling must be cls or patch_mean, got {self.pooling!r}")
+        if self.max_images < 1 or self.ddof < 0:
+            raise ConfigError("prompts.max_images must be >= 1 and prompts.ddof >= 0")
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """HDF5 shard layout of the CAM and refined-map stores."""
+
+    images_per_shard: int = 500
+    compression: str = "gzip"
+
+    def __post_init__(self) -> None:
+        if self.images_per_shard < 1 or self.compression not in ("gzip", "lzf"):
+            raise ConfigError("store.images_per_shard must be >= 1 and store.compression gzip or lzf")
 
 
 @dataclass(frozen=True)
@@ -87,7 +169,7 @@ def vocabulary_from_mapping(section: Mapping[str, Any]) -> ClassVocabulary:
     if preset is not None:
         if set(section) != {"preset"}:
             raise ConfigError("classes.preset cannot be combined with names/synonyms/background")
-        presets = {"voc": voc_vocabulary, "coco": coco_vocabulary}
+        presets = {"voc": voc_vocabulary, "coco": coco_vocabulary, "sample": sample_vocabulary}
         if preset not in presets:
             raise ConfigError(f"classes.preset must be one of {sorted(presets)}, got {preset!r}")
         return presets[preset]()
@@ -95,6 +177,13 @@ def vocabulary_from_mapping(section: Mapping[str, Any]) -> ClassVocabulary:
     synonyms = _typed(section.get("synonyms") or {}, dict, "classes.synonyms")
     background = [_typed(w, str, "classes.background[]") for w in _typed(section.get("background", []), list, "classes.background")]
     return ClassVocabulary.build(names, synonyms, background)
+
+
+def sample_vocabulary() -> ClassVocabulary:
+    """The embedded sample's classes: VOC's 20 (reference wording) plus "cup" and "rocket"."""
+    from wsss.datasets.sample import SAMPLE_CLASS_NAMES
+
+    return ClassVocabulary.build(SAMPLE_CLASS_NAMES, VOC_PROMPT_NAMES, VOC_BACKGROUND_WORDS)
 
 
 def _section(params: Mapping[str, Any], key: str, prefix: str = "") -> Mapping[str, Any]:
@@ -142,3 +231,49 @@ def _has_defaults(kind: type) -> bool:
     except TypeError:
         return False
     return True
+
+
+@dataclass(frozen=True)
+class EvaluateSettings:
+    """What the evaluate stage reports.
+
+    Attributes:
+        background_alphas: exponents tried for CAM mIoU (the reference reports the best of 1, 2).
+        overlay_ids: images drawn as overlays; empty = the first `max_overlays` of the manifest.
+        max_overlays: how many overlays when no ids are given.
+    """
+
+    background_alphas: tuple[float, ...] = (1.0, 2.0)
+    overlay_ids: tuple[str, ...] = ()
+    max_overlays: int = 6
+
+
+def evaluate_settings(params: Mapping[str, Any]) -> EvaluateSettings:
+    """The `evaluate` section."""
+    section = dict(_section(params, "evaluate"))
+    if "background_alphas" in section:
+        items = _typed(section["background_alphas"], list, "evaluate.background_alphas")
+        section["background_alphas"] = tuple(_typed(a, float, "evaluate.background_alphas[]") for a in items)
+    if "overlay_ids" in section:
+        items = _typed(section["overlay_ids"] or [], list, "evaluate.overlay_ids")
+        section["overlay_ids"] = tuple(_typed(i, str, "evaluate.overlay_ids[]") for i in items)
+    return _build(EvaluateSettings, section, "evaluate")
+
+
+def data_settings(params: Mapping[str, Any]) -> DataSettings:
+    """The `data` section."""
+    return _build(DataSettings, _section(params, "data"), "data")
+
+
+def prompt_settings(params: Mapping[str, Any]) -> PromptSettings:
+    """The `prompts` section."""
+    section = dict(_section(params, "prompts"))
+    if "candidates" in section:
+        items = _typed(section["candidates"] or [], list, "prompts.candidates")
+        section["candidates"] = tuple(_typed(t, str, "prompts.candidates[]") for t in items)
+    return _build(PromptSettings, section, "prompts")
+
+
+def store_settings(params: Mapping[str, Any]) -> StoreSettings:
+    """The `store` section."""
+    return _build(StoreSettings, _section(params, "store"), "store")

@@ -17,3 +17,11 @@ class ImageError(WsssError):
 
 class ConfigError(WsssError):
     """A configuration value has the wrong type, range or name."""
+
+
+class DatasetError(WsssError):
+    """A dataset tree, split file, annotation or manifest is missing, malformed or unsafe."""
+
+
+class StoreError(WsssError):
+    """A CAM store shard could not be written, opened, read or verified."""

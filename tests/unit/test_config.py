@@ -22,7 +22,9 @@ def test_shipped_params_build_the_reference_configuration() -> None:
     assert config.cam.templates == ("a clean origami {}.",)
     assert (config.cam.affinity_layers, config.caa.sinkhorn_rounds, config.caa.affinity_power) == (8, 3, 2)
     assert config.caa.box_threshold == 0.4
-    assert config.vocabulary.num_classes == 20 and len(config.vocabulary.background_words) == 25
+    # The default dataset is the embedded sample: VOC's 20 classes + cup + rocket, VOC wording.
+    assert config.vocabulary.num_classes == 22 and len(config.vocabulary.background_words) == 25
+    assert config.vocabulary.prompt_names[14] == "person with clothes,people,human"
     assert config.pseudo.confidence_threshold == 0.95 and config.pseudo.crf_params.bilateral_sxy == 67.0
     assert config.clip.model_name == "ViT-B-16" and config.precision == "fp32"
 

@@ -33,6 +33,26 @@ class PromptEmbeddingCache:
     def __len__(self) -> int:
         return len(self._cache)
 
+    def _encode(self, tokens: torch.Tensor) -> torch.Tensor:
+        """`encode_text`, skipping the padding after the longest prompt's end-of-text token.
+
+        CLIP's text tower is causal and pools at the end-of-text token (the largest id), so the
+        positions after it cannot change the result, and prompts use ~10 of the 77 positions.
+        Towers that are not causal argmax-pooled CLIP text towers get the full sequence.
+        """
+        model = self.model
+        mask = getattr(model, "attn_mask", None)
+        if mask is None or getattr(model, "text_pool_type", None) != "argmax" or not hasattr(model, "token_embedding"):
+            return model.encode_text(tokens)
+        length = int(tokens.argmax(dim=-1).max()) + 1
+        tokens = tokens[:, :length]
+        cast_dtype = model.transformer.get_cast_dtype()
+        x = model.token_embedding(tokens).to(cast_dtype) + model.positional_embedding[:length].to(cast_dtype)
+        x = model.ln_final(model.transformer(x, attn_mask=mask[:length, :length]))
+        x = x[torch.arange(x.shape[0]), tokens.argmax(dim=-1)]
+        projection = model.text_projection
+        return projection(x) if isinstance(projection, nn.Linear) else x @ projection
+
     def embed(self, names: Sequence[str], templates: Sequence[str]) -> torch.Tensor:
         """Embeddings for `names` under `templates`.
 
@@ -45,8 +65,7 @@ class PromptEmbeddingCache:
         if missing:
             sentences = [t.format(n) for n in missing for t in key_templates]
             with torch.no_grad():
-                tokens = self.tokenizer(sentences).to(self.device)
-                features = F.normalize(self.model.encode_text(tokens).float(), dim=-1)
+                features = F.normalize(self._encode(self.tokenizer(sentences).to(self.device)).float(), dim=-1)
             per_name = features.view(len(missing), len(key_templates), -1).mean(dim=1)
             for name, embedding in zip(missing, F.normalize(per_name, dim=-1)):
                 self._cache[(key_templates, name)] = embedding

@@ -1,0 +1,30 @@
+"""Command line of the stage flows: `python -m flows.<stage> [--params params.yaml]`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from wsss.errors import WsssError
+
+
+def run_stage(flows: Mapping[str, Callable[[str], Any]], argv: list[str] | None = None) -> int:
+    """Run the named flow (the only one when the module has one); WsssError -> message, exit 2."""
+    parser = argparse.ArgumentParser(description="Run a wsss pipeline stage as a Prefect flow")
+    if len(flows) > 1:
+        parser.add_argument("stage", choices=sorted(flows))
+    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
+    args = parser.parse_args(argv)
+    name = getattr(args, "stage", next(iter(flows)))
+    if not Path(args.params).is_file():
+        print(f"error: {args.params}: params file not found", file=sys.stderr)
+        return 2
+    try:
+        flows[name](args.params)
+    except WsssError as error:
+        print(f"error: {error}", file=sys.stderr)
+        return 2
+    return 0

@@ -1,0 +1,47 @@
+"""evaluate: mIoU / per-class IoU of every artifact with ground truth, plots, overlays."""
+
+from __future__ import annotations
+
+import sys
+
+from prefect import flow
+
+from flows.cli import run_stage
+from prefect.artifacts import create_table_artifact
+from tasks import evaluate as eval_tasks
+from tasks.common import CAM_STORE, METRICS, PLOTS, PSEUDO_DIR, REFINED_STORE, core_config, dataset_root, load_params, markdown, read_manifest, write_json
+from wsss.config import data_settings, evaluate_settings
+from wsss.io import CamStore
+
+
+@flow(name="wsss-evaluate")
+def evaluate_flow(params_path: str = "params.yaml") -> dict:
+    """mIoU and per-class IoU of every artifact with ground truth; overlays of a fixed sample."""
+    params = load_params(params_path)
+    config = core_config(params)
+    settings = evaluate_settings(params)
+    manifest = read_manifest()
+    root = dataset_root(params)
+    with_gt = [r for r in manifest.records if r.ground_truth_path]
+    cams, refined = CamStore(CAM_STORE), CamStore(REFINED_STORE)
+    scores = eval_tasks.evaluate_maps(
+        with_gt, root, cams, refined, PSEUDO_DIR, config.pseudo, settings.background_alphas, config.vocabulary.num_classes + 1
+    )
+    split = data_settings(params).split
+    document = eval_tasks.metrics_document(split, scores, config.vocabulary.class_names)
+    document["num_images_with_ground_truth"] = len(with_gt)
+    write_json(METRICS, document)
+    rows = eval_tasks.per_class_rows(scores, config.vocabulary.class_names)
+    write_json(PLOTS / "per_class_iou.json", rows)
+    overlay_ids = settings.overlay_ids or tuple(r.image_id for r in manifest.records[: settings.max_overlays])
+    chosen = [r for r in manifest.records if r.image_id in set(overlay_ids)]
+    eval_tasks.write_overlays(chosen, root, refined, PSEUDO_DIR, PLOTS / "overlays")
+    table = [{"artifact": k, "miou": round(float(s.mean_iou), 4), "pixels": int(s.num_pixels)} for k, s in scores.items()]
+    if table:
+        create_table_artifact(table, key="wsss-metrics", description=f"mIoU on {split} ({len(with_gt)} images with GT)")
+    markdown("wsss-evaluation-protocol", eval_tasks.protocol_markdown(split, len(with_gt), config.pseudo, settings), "How every number was computed")
+    return document
+
+
+if __name__ == "__main__":
+    sys.exit(run_stage({"evaluate": evaluate_flow}))

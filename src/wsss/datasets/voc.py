@@ -1,0 +1,153 @@
+"""PASCAL VOC 2012 layout: split file, JPEGImages, Annotations XML, optional class PNGs.
+
+Tags are the unique `<object><name>` values of an image's annotation, in order of appearance.
+Difficult objects are kept by default because the CLIP-ES reference's class labels include them.
+Annotation files are parsed with the standard library's ElementTree after refusing any
+DOCTYPE or ENTITY declaration, which is what makes entity-expansion attacks possible.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ElementTree
+from collections.abc import Sequence
+from pathlib import Path
+
+from wsss.datasets.records import (
+    Manifest,
+    check_tags,
+    check_unique_ids,
+    existing_ground_truth,
+    make_record,
+    read_text,
+    safe_join,
+    unique_in_order,
+    validate_image_id,
+    validate_relative_path,
+)
+from wsss.errors import DatasetError
+
+SPLIT_DIRS: tuple[str, ...] = ("ImageSets/Segmentation", "ImageSets/Main")
+_FORBIDDEN_XML_MARKERS: tuple[str, ...] = ("<!DOCTYPE", "<!ENTITY")
+
+
+class _NoDoctypeTreeBuilder(ElementTree.TreeBuilder):
+    """TreeBuilder that aborts on a DOCTYPE; a second guard behind the text check."""
+
+    def doctype(self, name: str, pubid: str | None, system: str | None) -> None:
+        raise ValueError("DOCTYPE declarations are not allowed")
+
+
+def parse_xml_file(path: Path) -> ElementTree.Element:
+    """Parse an XML file that must not declare a DOCTYPE or entities.
+
+    Raises:
+        DatasetError: naming the file when it is missing, not UTF-8, declares a DTD or entity,
+            or is not well-formed (with line and column).
+    """
+    text = read_text(path, "annotation file")
+    upper = text.upper()
+    for marker in _FORBIDDEN_XML_MARKERS:
+        if marker in upper:
+            raise DatasetError(f"{path}: {marker} declarations are refused (entity expansion risk)")
+    parser = ElementTree.XMLParser(target=_NoDoctypeTreeBuilder())
+    try:
+        parser.feed(text)
+        return parser.close()
+    except ElementTree.ParseError as error:
+        # expat's message already says "line L, column C".
+        raise DatasetError(f"{path}: malformed XML: {error}") from None
+    except ValueError as error:
+        raise DatasetError(f"{path}: {error}") from None
+
+
+def voc_object_names(annotation: ElementTree.Element, path: Path, skip_difficult: bool = False) -> tuple[str, ...]:
+    """Unique `<object><name>` values in order of appearance.
+
+    Args:
+        annotation: the parsed `<annotation>` root element.
+        path: the XML file, named in errors.
+        skip_difficult: drop objects marked `<difficult>1</difficult>`.
+
+    Raises:
+        DatasetError: when the root is not `<annotation>` or an object has no name.
+    """
+    if annotation.tag != "annotation":
+        raise DatasetError(f"{path}: root element is <{annotation.tag}>, expected <annotation>")
+    names = []
+    for index, element in enumerate(annotation.findall("object")):
+        name = (element.findtext("name") or "").strip()
+        if not name:
+            raise DatasetError(f"{path}: <object> number {index + 1} has no <name>")
+        if skip_difficult and (element.findtext("difficult") or "").strip() == "1":
+            continue
+        names.append(name)
+    return unique_in_order(names)
+
+
+def read_split_ids(root: Path, split: str) -> list[str]:
+    """Image ids of `split`, in file order, from ImageSets/Segmentation, else ImageSets/Main.
+
+    Raises:
+        DatasetError: when neither split file exists, a line holds more than one token, an id is
+            unsafe or repeated.
+    """
+    validate_image_id(split, "split name")
+    candidates = [safe_join(root, f"{directory}/{split}.txt") for directory in SPLIT_DIRS]
+    split_file = next((path for path in candidates if path.is_file()), None)
+    if split_file is None:
+        raise DatasetError(f"split {split!r}: no split file, looked for {', '.join(map(str, candidates))}")
+    ids = []
+    for number, line in enumerate(read_text(split_file, "split file").splitlines(), start=1):
+        tokens = line.split()
+        if not tokens:
+            continue
+        if len(tokens) != 1:
+            raise DatasetError(f"{split_file}: line {number}: expected one image id, got {line.strip()!r}")
+        try:
+            ids.append(validate_image_id(tokens[0]))
+        except DatasetError as error:
+            raise DatasetError(f"{split_file}: line {number}: {error}") from None
+    check_unique_ids(ids, str(split_file))
+    return ids
+
+
+def load_voc(
+    root: Path,
+    split: str,
+    class_names: Sequence[str],
+    ground_truth_dir: str | None = "SegmentationClass",
+    *,
+    skip_difficult: bool = False,
+    name: str | None = None,
+) -> Manifest:
+    """Manifest of a VOC 2012-style tree.
+
+    Args:
+        root: the directory holding JPEGImages/, Annotations/ and ImageSets/ (VOC2012/).
+        split: split name; ids come from `ImageSets/Segmentation/<split>.txt`, falling back to
+            `ImageSets/Main/<split>.txt`.
+        class_names: the dataset's classes; a tag outside them is an error.
+        ground_truth_dir: root-relative directory of `<id>.png` label maps; an image whose PNG
+            is absent gets `ground_truth_path=None`. None: never look.
+        skip_difficult: drop objects marked difficult (default keeps them, as CLIP-ES does).
+        name: manifest name; default `voc-<split>`.
+
+    Returns:
+        The manifest, records sorted by id. Images with no objects keep `tags=()`.
+
+    Raises:
+        DatasetError: naming the file for a missing split file, image or annotation, malformed
+            or DTD-bearing XML, unsafe ids or paths, duplicate ids and unknown tags.
+    """
+    root = Path(root)
+    if ground_truth_dir is not None:
+        validate_relative_path(ground_truth_dir, "ground_truth_dir")
+    image_ids = read_split_ids(root, split)
+    records = []
+    for image_id in image_ids:
+        annotation_path = safe_join(root, f"Annotations/{image_id}.xml")
+        tags = voc_object_names(parse_xml_file(annotation_path), annotation_path, skip_difficult)
+        check_tags(image_id, tags, class_names, str(annotation_path))
+        ground_truth = existing_ground_truth(root, ground_truth_dir, image_id)
+        records.append(make_record(root, image_id, f"JPEGImages/{image_id}.jpg", tags, ground_truth))
+    return Manifest(name or f"voc-{split}", tuple(records), tuple(class_names))

@@ -1,0 +1,38 @@
+"""MMSegmentation adapter of wsss: the only package that imports mmseg, mmengine or mmcv.
+
+Importing it registers, in mmseg's registries (scope ``mmseg``):
+
+* ``ASPPV2Head`` (MODELS): DeepLabV2's summed dilated classifiers;
+* ``ConfidenceGuidedCELoss`` (MODELS): the CLIP-ES confidence-guided CE;
+* ``LoadConfidenceMap`` and ``PackSegInputsWithConfidence`` (TRANSFORMS);
+* ``PseudoMaskDataset`` (DATASETS): images + pseudo masks (+ confidence) for any class list.
+
+Configs name it in ``custom_imports=dict(imports=['wsss_mmseg'])``. The minimal ``mmcv.ops``
+shim (see :mod:`wsss_mmseg.ops_shim`) is installed first, because mmcv-lite lacks compiled
+ops that ``import mmseg.models`` insists on importing.
+"""
+
+from pathlib import Path
+
+from wsss_mmseg.ops_shim import ensure_mmcv_ops
+
+ensure_mmcv_ops()
+
+# The registering imports must follow the shim.
+from wsss_mmseg.datasets import PseudoMaskDataset  # noqa: E402
+from wsss_mmseg.heads import ASPPV2Head  # noqa: E402
+from wsss_mmseg.losses import ConfidenceGuidedCELoss, ConfidenceLossMixin  # noqa: E402
+from wsss_mmseg.transforms import LoadConfidenceMap, PackSegInputsWithConfidence  # noqa: E402
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+"""Shipped mmengine configs: ``deeplabv2_r101_voc_pseudo.py`` and ``deeplabv2_tiny_cpu.py``."""
+
+__all__ = [
+    "ASPPV2Head",
+    "CONFIG_DIR",
+    "ConfidenceGuidedCELoss",
+    "ConfidenceLossMixin",
+    "LoadConfidenceMap",
+    "PackSegInputsWithConfidence",
+    "PseudoMaskDataset",
+]

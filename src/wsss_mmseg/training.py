@@ -1,0 +1,345 @@
+"""Train a DeepLabV2 segmenter on pseudo masks with mmengine, and evaluate it with wsss's mIoU.
+
+``train_segmenter`` = checked-in config (``Config.fromfile``) + plain overrides + optional
+``cfg_options`` (``merge_from_dict``) -> ``Runner.from_cfg(cfg).train()``.
+``evaluate_segmenter`` runs whole-image inference (optionally multi-scale, max-fused as in
+deeplab-pytorch's MSC) and scores it with :class:`wsss.metrics.ConfusionAccumulator`, the
+same protocol as the pseudo-mask evaluation (spec §6).
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from mmengine.config import Config
+from mmengine.registry import init_default_scope
+from mmengine.runner import Runner, find_latest_checkpoint, load_checkpoint
+from mmseg.registry import MODELS
+from PIL import Image
+
+import wsss_mmseg  # noqa: F401  (registers the custom modules before any build)
+from wsss.metrics import ConfusionAccumulator
+from wsss_mmseg.checkpoints import mmengine_checkpoint_globals
+from wsss_mmseg.datasets import read_split_ids
+
+__all__ = [
+    "build_train_config",
+    "evaluate_segmenter",
+    "load_segmenter",
+    "predict_logits",
+    "train_segmenter",
+]
+
+PathLike = str | Path
+
+
+def _set_crop_size(cfg: Config, crop_size: int | tuple[int, int]) -> None:
+    size = (crop_size, crop_size) if isinstance(crop_size, int) else tuple(crop_size)
+    cfg.model.data_preprocessor.size = size
+    for step in cfg.train_dataloader.dataset.pipeline:
+        if step["type"] == "RandomCrop":
+            step["crop_size"] = size
+
+
+def _set_max_iters(cfg: Config, max_iters: int) -> None:
+    cfg.train_cfg.max_iters = max_iters
+    cfg.train_cfg.val_interval = max_iters + 1
+    for scheduler in cfg.param_scheduler:
+        if scheduler.get("by_epoch") is False and "end" in scheduler:
+            scheduler["end"] = max_iters
+
+
+def build_train_config(
+    config_path: PathLike,
+    work_dir: PathLike,
+    *,
+    data_root: PathLike,
+    image_dir: str,
+    mask_dir: str,
+    split_file: str,
+    class_names: Sequence[str],
+    confidence_dir: str | None = None,
+    palette: Sequence[Sequence[int]] | None = None,
+    img_suffix: str | None = None,
+    max_iters: int | None = None,
+    batch_size: int | None = None,
+    crop_size: int | tuple[int, int] | None = None,
+    lr: float | None = None,
+    seed: int | None = None,
+    init_checkpoint: PathLike | None = None,
+    load_from: PathLike | None = None,
+    resume: bool = False,
+    checkpoint_interval: int | None = None,
+    num_workers: int | None = None,
+    cfg_options: Mapping[str, Any] | None = None,
+) -> Config:
+    """The training config: the file's values with the given overrides applied.
+
+    Args:
+        config_path: mmengine config, e.g. ``CONFIG_DIR / "deeplabv2_r101_voc_pseudo.py"``.
+        work_dir: Logs and checkpoints.
+        data_root: Folder the relative data paths below are joined to.
+        image_dir: Images ``<id><img_suffix>``.
+        mask_dir: Pseudo-mask PNGs ``<id>.png`` (255 = ignored).
+        split_file: Ids to train on, one per line.
+        class_names: Classes, background first; sets the head's ``num_classes``.
+        confidence_dir: Confidence maps ``<id>.npy``; None trains on hard labels only.
+        palette: RGB per class; None lets mmseg draw a fixed-seed palette.
+        img_suffix: Image suffix; None keeps the config's (``.jpg`` for VOC).
+        max_iters: Iterations; also the PolyLR horizon.
+        batch_size: Images per iteration.
+        crop_size: Training crop (``RandomCrop`` and the preprocessor's pad size).
+        lr: Base learning rate (head x10 / x20 on top).
+        seed: Global seed (``randomness``).
+        init_checkpoint: Local backbone weights (``Pretrained`` init); never downloaded.
+        load_from: Whole-model weights to start from (e.g. a COCO-pretrained DeepLab).
+        resume: Continue from the latest checkpoint in ``work_dir``.
+        checkpoint_interval: Iterations between checkpoints (the last is always saved).
+        num_workers: Dataloader worker processes.
+        cfg_options: Dotted keys merged last (``merge_from_dict``), e.g.
+            ``{"model.decode_head.loss_decode.balanced": True}``.
+
+    Arguments left as None keep the config file's value.
+
+    Returns:
+        The config, ready for ``Runner.from_cfg``.
+
+    Raises:
+        FileNotFoundError: If ``init_checkpoint`` does not exist.
+    """
+    cfg = Config.fromfile(str(config_path))
+    cfg.work_dir = str(work_dir)
+    dataset = cfg.train_dataloader.dataset
+    dataset.data_root = str(data_root)
+    dataset.ann_file = split_file
+    dataset.data_prefix = dict(
+        img_path=image_dir, seg_map_path=mask_dir, confidence_path=confidence_dir
+    )
+    dataset.metainfo = dict(
+        classes=tuple(class_names),
+        palette=[list(map(int, color)) for color in palette] if palette is not None else None,
+    )
+    if dataset.metainfo["palette"] is None:
+        del dataset.metainfo["palette"]  # mmseg then draws a fixed-seed palette
+    if img_suffix is not None:
+        dataset.img_suffix = img_suffix
+    cfg.model.decode_head.num_classes = len(class_names)
+    if max_iters is not None:
+        _set_max_iters(cfg, max_iters)
+    if batch_size is not None:
+        cfg.train_dataloader.batch_size = batch_size
+    if num_workers is not None:
+        cfg.train_dataloader.num_workers = num_workers
+        cfg.train_dataloader.persistent_workers = num_workers > 0
+    if crop_size is not None:
+        _set_crop_size(cfg, crop_size)
+    if lr is not None:
+        cfg.optim_wrapper.optimizer.lr = lr
+    if seed is not None:
+        cfg.randomness = dict(seed=seed, deterministic=False)
+    if checkpoint_interval is not None:
+        cfg.default_hooks.checkpoint.interval = checkpoint_interval
+    if init_checkpoint is not None:
+        # Local file only: nothing may be downloaded on the training machines.
+        path = Path(init_checkpoint)
+        if not path.is_file():
+            raise FileNotFoundError(f"backbone checkpoint {path} does not exist")
+        cfg.model.backbone.init_cfg = dict(type="Pretrained", checkpoint=str(path))
+    cfg.load_from = None if load_from is None else str(load_from)
+    cfg.resume = bool(resume)
+    # mmengine keeps one visualizer / logger / message hub per *name* per process and hands an
+    # existing instance back: a second run in the same process would write its scalars into
+    # the first run's folder. Unique names keep runs apart.
+    run_name = f"{Path(str(config_path)).stem}_{uuid.uuid4().hex[:8]}"
+    cfg.experiment_name = run_name
+    if cfg.get("visualizer") is not None:
+        cfg.visualizer.name = f"visualizer_{run_name}"
+    if cfg_options:
+        cfg.merge_from_dict(dict(cfg_options))
+    return cfg
+
+
+def train_segmenter(
+    config_path: PathLike,
+    work_dir: PathLike,
+    *,
+    data_root: PathLike,
+    image_dir: str,
+    mask_dir: str,
+    split_file: str,
+    class_names: Sequence[str],
+    confidence_dir: str | None = None,
+    palette: Sequence[Sequence[int]] | None = None,
+    img_suffix: str | None = None,
+    max_iters: int | None = None,
+    batch_size: int | None = None,
+    crop_size: int | tuple[int, int] | None = None,
+    lr: float | None = None,
+    seed: int | None = None,
+    init_checkpoint: PathLike | None = None,
+    load_from: PathLike | None = None,
+    resume: bool = False,
+    checkpoint_interval: int | None = None,
+    num_workers: int | None = None,
+    cfg_options: Mapping[str, Any] | None = None,
+) -> Path:
+    """Train with mmengine's Runner and return the last checkpoint.
+
+    Arguments are those of :func:`build_train_config`. With ``resume=True`` the latest
+    checkpoint in ``work_dir`` (its ``last_checkpoint`` file) restores weights, optimiser,
+    iteration and LR-scheduler state; it is meant to continue an interrupted run with the
+    same schedule (the restored PolyLR keeps the ``end`` it was saved with). Without a
+    checkpoint there, training starts from scratch.
+
+    Returns:
+        Path of the checkpoint written last (``<work_dir>/iter_<n>.pth``).
+
+    Raises:
+        FileNotFoundError: If ``init_checkpoint`` does not exist or training wrote none.
+    """
+    overrides = dict(locals())
+    del overrides["config_path"], overrides["work_dir"]
+    cfg = build_train_config(config_path, work_dir, **overrides)
+    Path(work_dir).mkdir(parents=True, exist_ok=True)
+    runner = Runner.from_cfg(cfg)
+    # Resuming, load_from and Pretrained init all go through mmengine's torch.load.
+    with mmengine_checkpoint_globals():
+        runner.train()
+    last = find_latest_checkpoint(str(work_dir))
+    if last is None:
+        raise FileNotFoundError(f"training in {work_dir} wrote no checkpoint")
+    return Path(last)
+
+
+def load_segmenter(
+    config_path: PathLike, checkpoint: PathLike, *, num_classes: int, device: str = "cpu"
+) -> torch.nn.Module:
+    """Build the config's model with ``num_classes`` outputs and load a checkpoint into it.
+
+    Args:
+        config_path: The training config (model definition).
+        checkpoint: An mmengine checkpoint of that model (loaded strictly).
+        num_classes: Output classes of the trained head.
+        device: Torch device of the returned model.
+
+    Returns:
+        The model in eval mode.
+
+    Shape:
+        The model's ``encode_decode`` maps ``(B, 3, H, W)`` to ``(B, num_classes, H, W)``.
+    """
+    cfg = Config.fromfile(str(config_path))
+    init_default_scope(cfg.get("default_scope", "mmseg"))
+    cfg.model.decode_head.num_classes = num_classes
+    cfg.model.backbone.init_cfg = None
+    model = MODELS.build(cfg.model)
+    with mmengine_checkpoint_globals():
+        load_checkpoint(
+            model,
+            str(checkpoint),
+            map_location="cpu",
+            strict=True,
+            logger=logging.getLogger("wsss_mmseg"),
+        )
+    return model.to(device).eval()
+
+
+def _bilinear(tensor: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    return F.interpolate(tensor, size=tuple(size), mode="bilinear", align_corners=False)
+
+
+@torch.no_grad()
+def predict_logits(
+    model: torch.nn.Module, image: np.ndarray, scales: Sequence[float] = (1.0,)
+) -> torch.Tensor:
+    """Class scores of one RGB image, max-fused over scales, at the image size.
+
+    As deeplab-pytorch's MSC at test time: the logits of each scaled input are upsampled to
+    the scale-1.0 logit size, fused by pixel-wise max, then upsampled bilinearly to the image.
+
+    Args:
+        model: A segmentor from :func:`load_segmenter`.
+        image: The RGB image.
+        scales: Input scales, the first 1.0.
+
+    Returns:
+        Fused logits at the image size.
+
+    Raises:
+        ValueError: If ``scales`` does not start with 1.0.
+
+    Shape:
+        image: ``(H, W, 3)`` uint8 RGB.
+        Output: ``(C, H, W)`` float32.
+    """
+    if not scales or scales[0] != 1.0:
+        raise ValueError(f"scales must start with 1.0 (the reference size), got {scales}")
+    device = next(model.parameters()).device
+    height, width = image.shape[:2]
+    # The preprocessor (bgr_to_rgb=True) expects BGR like mmcv's loader, so flip channels here.
+    bgr = torch.from_numpy(np.ascontiguousarray(image[..., ::-1])).permute(2, 0, 1).to(device)
+    base = model.data_preprocessor(dict(inputs=[bgr]), training=False)["inputs"]
+    fused: torch.Tensor | None = None
+    for scale in scales:
+        size = (max(1, round(height * scale)), max(1, round(width * scale)))
+        scaled = base if scale == 1.0 else _bilinear(base, size)
+        logits = model.decode_head.forward(model.extract_feat(scaled))
+        fused = logits if fused is None else torch.maximum(fused, _bilinear(logits, fused.shape[-2:]))
+    assert fused is not None
+    return _bilinear(fused, (height, width))[0].float().cpu()
+
+
+def evaluate_segmenter(
+    config_path: PathLike,
+    checkpoint: PathLike,
+    *,
+    image_dir: PathLike,
+    gt_dir: PathLike,
+    split_file: PathLike,
+    class_names: Sequence[str],
+    img_suffix: str = ".jpg",
+    gt_suffix: str = ".png",
+    scales: Sequence[float] = (1.0,),
+    device: str = "cpu",
+) -> dict[str, Any]:
+    """mIoU of a trained segmenter on a split, with the project's confusion-matrix protocol.
+
+    Args:
+        config_path: The training config (model definition).
+        checkpoint: Trained weights (mmengine checkpoint).
+        image_dir: Folder of ``<id><img_suffix>`` images.
+        gt_dir: Folder of ``<id><gt_suffix>`` label PNGs (255 = not counted).
+        split_file: Ids, one per line (extra tokens ignored).
+        class_names: Class names, background first; their number sets ``C``.
+        img_suffix: Image suffix.
+        gt_suffix: Ground-truth suffix.
+        scales: Input scales, first 1.0; ``(1.0, 0.75, 0.5)`` is deeplab-pytorch's MSC test.
+        device: Torch device.
+
+    Returns:
+        ``SegmentationScores.to_dict(class_names)`` (``mean_iou``, ``per_class_iou``...)
+        plus ``scales`` and ``num_images``.
+    """
+    model = load_segmenter(config_path, checkpoint, num_classes=len(class_names), device=device)
+    accumulator = ConfusionAccumulator(len(class_names))
+    ids = read_split_ids(Path(split_file).read_text().splitlines())
+    for image_id in ids:
+        with Image.open(Path(image_dir) / f"{image_id}{img_suffix}") as handle:
+            image = np.asarray(handle.convert("RGB"))
+        with Image.open(Path(gt_dir) / f"{image_id}{gt_suffix}") as handle:
+            gt = np.asarray(handle)  # palette PNGs read as indices, as mmseg's loader does
+        if gt.ndim != 2:
+            raise ValueError(f"{image_id}: ground truth must be a label-index PNG, got {gt.shape}")
+        prediction = predict_logits(model, image, scales).argmax(0).numpy()
+        accumulator.update(gt.astype(np.int64), prediction.astype(np.int64))
+    result = accumulator.scores().to_dict(class_names)
+    result["scales"] = [float(scale) for scale in scales]
+    result["num_images"] = len(ids)
+    return result

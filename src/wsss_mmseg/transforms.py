@@ -1,0 +1,137 @@
+"""Pipeline steps that carry the per-pixel confidence map beside the pseudo mask.
+
+``LoadConfidenceMap`` registers ``gt_confidence_map`` in ``results['seg_fields']``. Every
+mmseg 1.2.2 transform that moves pixels iterates ``seg_fields`` (checked in
+``mmseg/datasets/transforms/transforms.py``): ``Resize`` (hence ``RandomResize``, whose
+default ``resize_type='Resize'`` resolves to mmseg's ``Resize`` under ``default_scope='mmseg'``)
+resizes each field with **nearest** interpolation, ``RandomCrop`` crops each with the same
+box, ``RandomFlip`` flips each, and ``RandomRotate``/``RandomRotFlip``/``SegRescale`` do the
+same. Nearest is what we want: a pixel's confidence then comes from the very source pixel
+its label comes from, so ``label >= threshold`` decisions stay exactly aligned. Bilinear
+would blend confidences across label boundaries. mmcv's own ``Resize``/``Pad``/``CenterCrop``
+only touch ``gt_seg_map``; keep them out of a confidence pipeline. Padding to the crop size
+happens later, in the data preprocessor, and the loss pads the confidence the same way.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from mmcv.transforms import BaseTransform, to_tensor
+from mmengine.structures import PixelData
+from mmseg.datasets.transforms import PackSegInputs
+from mmseg.registry import TRANSFORMS
+from PIL import Image
+
+__all__ = ["LoadConfidenceMap", "PackSegInputsWithConfidence", "read_confidence_map"]
+
+CONFIDENCE_KEY = "gt_confidence_map"
+
+
+def read_confidence_map(path: str | Path) -> np.ndarray:
+    """Read a confidence map as float32 in ``[0, 1]``.
+
+    Args:
+        path: ``.npy`` (float16/float32, ``H x W``) or an 8-bit PNG (value / 255).
+
+    Returns:
+        The map.
+
+    Raises:
+        ValueError: For another suffix, a non-2-D array, or a PNG that is not 8-bit
+            single-channel.
+
+    Shape:
+        Output: ``(H, W)`` float32.
+    """
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        # allow_pickle=False: a confidence file is plain numbers, never objects.
+        array = np.load(path, allow_pickle=False)
+        if not np.issubdtype(array.dtype, np.floating):
+            raise ValueError(f"{path}: confidence .npy must be float16/float32, got {array.dtype}")
+        # float32 because cv2's resize does not take float16 and the loss is float32 anyway.
+        confidence = array.astype(np.float32)
+    elif suffix == ".png":
+        with Image.open(path) as image:
+            if image.mode != "L":
+                raise ValueError(
+                    f"{path}: confidence PNG must be 8-bit grayscale, got mode {image.mode}"
+                )
+            confidence = np.asarray(image, dtype=np.float32) / 255.0
+    else:
+        raise ValueError(f"{path}: confidence maps must be .npy or .png")
+    if confidence.ndim != 2:
+        raise ValueError(f"{path}: confidence map must be H x W, got shape {confidence.shape}")
+    return np.ascontiguousarray(confidence)
+
+
+@TRANSFORMS.register_module()
+class LoadConfidenceMap(BaseTransform):
+    """Load ``results['confidence_path']`` into ``results['gt_confidence_map']``.
+
+    Put it after ``LoadAnnotations``. Without a ``confidence_path`` (or when it is None)
+    the sample is left without a map and the loss uses its hard labels only.
+
+    Required Keys: ``confidence_path`` (optional), ``gt_seg_map`` (optional, shape check).
+    Added Keys: ``gt_confidence_map`` (float32 ``H x W``); ``seg_fields`` gains its name.
+
+    Raises:
+        ValueError: If the map's size differs from the mask's.
+    """
+
+    def transform(self, results: dict[str, Any]) -> dict[str, Any]:
+        """Load the map and register it as a segmentation field."""
+        path = results.get("confidence_path")
+        if path is None:
+            return results
+        confidence = read_confidence_map(path)
+        mask = results.get("gt_seg_map")
+        if mask is not None and mask.shape[:2] != confidence.shape:
+            raise ValueError(
+                f"confidence map {path} has shape {confidence.shape}, its mask "
+                f"{results.get('seg_map_path')} has {mask.shape[:2]}"
+            )
+        results[CONFIDENCE_KEY] = confidence
+        seg_fields = results.setdefault("seg_fields", [])
+        if CONFIDENCE_KEY not in seg_fields:
+            seg_fields.append(CONFIDENCE_KEY)
+        return results
+
+
+@TRANSFORMS.register_module()
+class PackSegInputsWithConfidence(PackSegInputs):
+    """mmseg's ``PackSegInputs`` that also packs ``data_sample.gt_confidence_map``.
+
+    The map becomes a ``PixelData`` whose ``.data`` is float32 ``(1, H, W)``, like
+    ``gt_sem_seg``. Meta keys additionally include ``confidence_path``.
+    """
+
+    def __init__(
+        self,
+        meta_keys: tuple[str, ...] = (
+            "img_path",
+            "seg_map_path",
+            "confidence_path",
+            "ori_shape",
+            "img_shape",
+            "pad_shape",
+            "scale_factor",
+            "flip",
+            "flip_direction",
+            "reduce_zero_label",
+        ),
+    ) -> None:
+        super().__init__(meta_keys=meta_keys)
+
+    def transform(self, results: dict[str, Any]) -> dict[str, Any]:
+        """Pack like ``PackSegInputs``, plus the confidence map when present."""
+        packed = super().transform(results)
+        confidence = results.get(CONFIDENCE_KEY)
+        if confidence is not None:
+            data = to_tensor(np.ascontiguousarray(confidence[None, ...], dtype=np.float32))
+            packed["data_samples"].set_data({CONFIDENCE_KEY: PixelData(data=data)})
+        return packed

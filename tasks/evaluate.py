@@ -1,0 +1,142 @@
+"""evaluate: mIoU of raw CAMs, refined CAMs and pseudo masks (CRF off/on) wherever GT exists."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from PIL import Image
+from prefect import task
+from prefect.cache_policies import NONE
+
+from tasks.pseudo import RAW
+from wsss.cam import resize_maps
+from wsss.config import EvaluateSettings, PseudoSettings
+from wsss.datasets import ImageRecord, safe_join
+from wsss.imaging import load_rgb
+from wsss.io import CamStore
+from wsss.metrics import ConfusionAccumulator, SegmentationScores
+from wsss.pseudo import crf_posterior_for_cams, labels_from_scores, make_pseudo_label, scores_with_background
+from wsss.viz import cam_overlay, label_overlay, tile_horizontally
+
+
+def read_ground_truth(root: Path, record: ImageRecord) -> np.ndarray:
+    assert record.ground_truth_path is not None
+    with Image.open(safe_join(root, record.ground_truth_path)) as handle:
+        return np.asarray(handle, dtype=np.uint8)
+
+
+def _argmax_labels(cams: np.ndarray, class_ids: np.ndarray, alpha: float) -> np.ndarray:
+    return labels_from_scores(scores_with_background(cams, alpha), class_ids)
+
+
+@task(cache_policy=NONE)
+def evaluate_maps(
+    records: Sequence[ImageRecord],
+    root: Path,
+    cams: CamStore,
+    refined: CamStore,
+    pseudo_dir: Path,
+    pseudo: PseudoSettings,
+    alphas: Sequence[float],
+    num_classes: int,
+) -> dict[str, SegmentationScores]:
+    """Scores per evaluated artifact, keyed like `cam_raw.alpha=1` or `pseudo.crf=on`."""
+    accumulators: dict[str, ConfusionAccumulator] = {}
+
+    def update(key: str, gt: np.ndarray, prediction: np.ndarray) -> None:
+        accumulators.setdefault(key, ConfusionAccumulator(num_classes)).update(gt, prediction)
+
+    stage_crf = "on" if pseudo.crf else "off"
+    other_crf = "off" if pseudo.crf else "on"
+    for record in records:
+        gt = read_ground_truth(root, record)
+        raw = cams.read(record.image_id, ["gradcam"])
+        maps = refined.read(record.image_id, ["refined"], keep_dtype=True)
+        ids = np.asarray(maps.attrs["class_ids"], dtype=np.int64)
+        height, width = gt.shape
+        upsampled = resize_maps(torch.from_numpy(raw.arrays["gradcam"]), (height, width)).numpy()
+        refined_maps = maps.arrays["refined"]
+        for alpha in alphas:
+            update(f"cam_raw.alpha={alpha:g}", gt, _argmax_labels(upsampled, ids, alpha))
+            update(f"cam_refined.alpha={alpha:g}", gt, _argmax_labels(refined_maps, ids, alpha))
+        with Image.open(pseudo_dir / RAW / f"{record.image_id}.png") as handle:
+            stage_labels = np.asarray(handle, dtype=np.uint8)
+        update(f"pseudo.crf={stage_crf}", gt, stage_labels)
+        posterior = None
+        if other_crf == "on" and len(ids):
+            rgb = np.asarray(load_rgb(safe_join(root, record.image_path)))
+            posterior = crf_posterior_for_cams(
+                rgb, refined_maps, params=pseudo.crf_params, reference_image_quirk=pseudo.crf_reference_image_quirk
+            )
+        other = make_pseudo_label(refined_maps, ids, alpha=pseudo.background_alpha, confidence_threshold=None, posterior=posterior)
+        update(f"pseudo.crf={other_crf}", gt, other.raw_labels)
+        with Image.open(pseudo_dir / "masks" / f"{record.image_id}.png") as handle:
+            confident = np.asarray(handle, dtype=np.uint8)
+        kept = confident != pseudo.ignore_index
+        update(f"pseudo_confident_pixels.crf={stage_crf}", np.where(kept, gt, 255).astype(np.uint8), confident)
+    return {key: accumulator.scores() for key, accumulator in sorted(accumulators.items())}
+
+
+def metrics_document(split: str, scores: dict[str, SegmentationScores], class_names: Sequence[str]) -> dict[str, Any]:
+    """Nested metrics: `<split>.<artifact>.<variant>.miou` etc. for `dvc metrics show`."""
+    document: dict[str, Any] = {}
+    for key, score in scores.items():
+        artifact, variant = key.split(".", 1)
+        document.setdefault(artifact, {})[variant] = {
+            "miou": None if np.isnan(score.mean_iou) else round(float(score.mean_iou), 6),
+            "pixel_accuracy": None if np.isnan(score.pixel_accuracy) else round(float(score.pixel_accuracy), 6),
+            "num_pixels": int(score.num_pixels),
+        }
+    return {split: document}
+
+
+def per_class_rows(scores: dict[str, SegmentationScores], class_names: Sequence[str]) -> list[dict[str, Any]]:
+    """Rows `{artifact, class, iou}` for classes with a defined IoU (a bar chart per artifact)."""
+    names = ["background", *class_names]
+    rows = []
+    for key, score in scores.items():
+        for index, iou in enumerate(score.per_class_iou):
+            if not np.isnan(iou):
+                rows.append({"artifact": key, "class": names[index], "iou": round(float(iou), 6)})
+    return rows
+
+
+@task(cache_policy=NONE)
+def write_overlays(records: Iterable[ImageRecord], root: Path, refined: CamStore, pseudo_dir: Path, output: Path) -> list[Path]:
+    """Image | refined map per tag | pseudo mask, one PNG per image."""
+    output.mkdir(parents=True, exist_ok=True)
+    written = []
+    for record in records:
+        rgb = np.asarray(load_rgb(safe_join(root, record.image_path)))
+        maps = refined.read(record.image_id, ["refined"]).arrays["refined"]
+        with Image.open(pseudo_dir / "masks" / f"{record.image_id}.png") as handle:
+            labels = np.asarray(handle, dtype=np.uint8)
+        panels = [rgb, *(cam_overlay(rgb, cam) for cam in maps), label_overlay(rgb, labels)]
+        path = output / f"{record.image_id}.png"
+        Image.fromarray(tile_horizontally(panels)).save(path)
+        written.append(path)
+    return written
+
+
+def protocol_markdown(split: str, num_images: int, pseudo: PseudoSettings, settings: EvaluateSettings) -> str:
+    """The evaluation protocol, stated next to the numbers (CLIP-ES papers are often ambiguous)."""
+    crf = pseudo.crf_params
+    return f"""# Evaluation protocol
+
+* Split: `{split}`, {num_images} images with ground truth (others are labelled but not scored).
+* mIoU: one confusion matrix over all pixels of the split whose ground truth is in `[0, C)`
+  (255 ignored); IoU averaged over classes that have ground-truth pixels.
+* `cam_raw.alpha=a`: Grad-CAM maps upsampled bilinearly to full size; background `(1 - max)^a`; argmax.
+* `cam_refined.alpha=a`: CAA-refined maps (float16 as stored), same rule. Alphas: {list(settings.background_alphas)}.
+* `pseudo.crf=on|off`: pseudo labels before the confidence filter (the reference's `--eval_only`);
+  CRF: {crf.iterations} iterations, Gaussian sxy={crf.gaussian_sxy} compat={crf.gaussian_compat}, bilateral
+  sxy={crf.bilateral_sxy} srgb={crf.bilateral_srgb} compat={crf.bilateral_compat}, reference image quirk
+  {"on" if pseudo.crf_reference_image_quirk else "off"}; background alpha {pseudo.background_alpha:g}.
+* `pseudo_confident_pixels`: the same labels scored only where confidence >= {pseudo.confidence_threshold}
+  (the pixels the trainer learns from).
+* No multi-scale, no flip (the reference's CAM stage uses neither).
+"""

@@ -1,0 +1,101 @@
+"""pseudo: refined maps -> (dense CRF) -> pseudo masks (VOC palette PNG, 255 = ignore) + confidence."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+from prefect import task
+from prefect.cache_policies import NONE
+
+from tasks.common import Progress
+from wsss.config import PseudoSettings
+from wsss.datasets import safe_join
+from wsss.imaging import load_rgb
+from wsss.io import CamStore
+from wsss.pseudo import crf_posterior_for_cams, make_pseudo_label
+from wsss.viz import voc_palette
+
+MASKS = "masks"
+RAW = "raw"
+CONFIDENCE = "confidence"
+
+
+@dataclass(frozen=True)
+class PseudoJob:
+    """Everything one worker needs for one image (picklable)."""
+
+    image_id: str
+    refined_store: Path
+    dataset_root: Path
+    output: Path
+    settings: PseudoSettings
+
+
+def save_palette_png(labels: np.ndarray, path: Path) -> None:
+    image = Image.fromarray(labels.astype(np.uint8), mode="P")
+    image.putpalette(voc_palette().flatten().tolist())
+    partial = path.with_name(path.name + ".partial")
+    image.save(partial, format="PNG")
+    partial.replace(path)
+
+
+def make_pseudo_mask(job: PseudoJob) -> dict[str, Any]:
+    """Pseudo mask, raw labels and confidence of one image; returns its summary row."""
+    stored = CamStore(job.refined_store).read(job.image_id, ["refined"], keep_dtype=True)
+    cams = stored.arrays["refined"]  # float16, as the reference's saved maps
+    class_ids = np.asarray(stored.attrs["class_ids"], dtype=np.int64)
+    settings = job.settings
+    posterior = None
+    if settings.crf and len(class_ids):
+        rgb = np.asarray(load_rgb(safe_join(job.dataset_root, stored.attrs["source_path"])))
+        posterior = crf_posterior_for_cams(
+            rgb, cams, params=settings.crf_params, reference_image_quirk=settings.crf_reference_image_quirk
+        )
+    pseudo = make_pseudo_label(
+        cams,
+        class_ids,
+        alpha=settings.background_alpha,
+        confidence_threshold=settings.confidence_threshold,
+        ignore_index=settings.ignore_index,
+        posterior=posterior,
+    )
+    save_palette_png(pseudo.labels, job.output / MASKS / f"{job.image_id}.png")
+    save_palette_png(pseudo.raw_labels, job.output / RAW / f"{job.image_id}.png")
+    np.save(job.output / CONFIDENCE / f"{job.image_id}.npy", pseudo.confidence.astype(np.float16))
+    labels, counts = np.unique(pseudo.labels, return_counts=True)
+    return {
+        "image_id": job.image_id,
+        "size": [int(v) for v in pseudo.labels.shape],
+        "tags": list(stored.attrs["tags"]),
+        "ignored_fraction": round(float((pseudo.labels == settings.ignore_index).mean()), 6),
+        "mean_confidence": round(float(pseudo.confidence.mean()), 6),
+        "label_pixels": {str(int(l)): int(c) for l, c in zip(labels, counts)},
+        "source_sha256": stored.attrs["source_sha256"],
+    }
+
+
+@task(cache_policy=NONE)
+def make_pseudo_masks(jobs: Sequence[PseudoJob], workers: int, progress: Progress | None = None) -> list[dict[str, Any]]:
+    """Run the jobs, in `workers` processes when more than one (the CRF is CPU-bound)."""
+    if jobs:
+        for sub in (MASKS, RAW, CONFIDENCE):
+            (jobs[0].output / sub).mkdir(parents=True, exist_ok=True)
+    rows = []
+    if workers <= 1 or len(jobs) <= 1:
+        for job in jobs:
+            rows.append(make_pseudo_mask(job))
+            if progress:
+                progress.step()
+        return rows
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for row in pool.map(make_pseudo_mask, jobs, chunksize=4):
+            rows.append(row)
+            if progress:
+                progress.step()
+    return rows
