@@ -9,8 +9,8 @@ from prefect import flow
 from flows.cli import run_stage
 from prefect.artifacts import create_table_artifact
 from tasks import evaluate as eval_tasks
-from tasks.common import CAM_STORE, METRICS, PLOTS, PSEUDO_DIR, REFINED_STORE, core_config, dataset_root, load_params, markdown, read_manifest, write_json
-from wsss.config import data_settings, evaluate_settings
+from tasks.common import CAM_STORE, METRICS, PLOTS, PSEUDO_DIR, REFINED_STORE, TRAIN_DIR, core_config, dataset_root, load_params, markdown, read_manifest, write_json
+from wsss.config import data_settings, evaluate_settings, train_settings
 from wsss.io import CamStore
 
 
@@ -28,6 +28,10 @@ def evaluate_flow(params_path: str = "params.yaml") -> dict:
         with_gt, root, cams, refined, PSEUDO_DIR, config.pseudo, settings.background_alphas, config.vocabulary.num_classes + 1
     )
     split = data_settings(params).split
+    if (TRAIN_DIR / "model.pth").is_file() and with_gt:
+        scores["model.scales=" + ",".join(f"{s:g}" for s in train_settings(params).test_scales)] = eval_tasks.evaluate_model(
+            with_gt, root, TRAIN_DIR / "model.pth", train_settings(params), config.vocabulary.class_names
+        )
     document = eval_tasks.metrics_document(split, scores, config.vocabulary.class_names)
     document["num_images_with_ground_truth"] = len(with_gt)
     write_json(METRICS, document)

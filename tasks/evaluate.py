@@ -14,7 +14,7 @@ from prefect.cache_policies import NONE
 
 from tasks.pseudo import RAW
 from wsss.cam import resize_maps
-from wsss.config import EvaluateSettings, PseudoSettings
+from wsss.config import EvaluateSettings, PseudoSettings, TrainSettings
 from wsss.datasets import ImageRecord, safe_join
 from wsss.imaging import load_rgb
 from wsss.io import CamStore
@@ -103,6 +103,30 @@ def per_class_rows(scores: dict[str, SegmentationScores], class_names: Sequence[
             if not np.isnan(iou):
                 rows.append({"artifact": key, "class": names[index], "iou": round(float(iou), 6)})
     return rows
+
+
+@task(cache_policy=NONE)
+def evaluate_model(
+    records: Sequence[ImageRecord], root: Path, checkpoint: Path, settings: TrainSettings, class_names: Sequence[str]
+) -> SegmentationScores:
+    """Scores of the trained segmenter on the images with ground truth (max-fused test scales)."""
+    import tempfile
+
+    from wsss_mmseg.training import score_segmenter
+
+    folders = {str(Path(r.ground_truth_path).parent) for r in records if r.ground_truth_path}
+    if len(folders) != 1:
+        raise ValueError(f"ground truth must be in one folder, found {sorted(folders)}")
+    image_folder = {str(Path(r.image_path).parent) for r in records}.pop()
+    suffix = {Path(r.image_path).suffix for r in records}.pop()
+    with tempfile.TemporaryDirectory() as scratch:
+        split = Path(scratch) / "split.txt"
+        split.write_text("".join(f"{r.image_id}\n" for r in records))
+        return score_segmenter(
+            Path(settings.config).resolve(), checkpoint, image_dir=root / image_folder, gt_dir=root / folders.pop(),
+            split_file=split, class_names=["background", *class_names], img_suffix=suffix,
+            scales=settings.test_scales, device=settings.device,
+        )
 
 
 @task(cache_policy=NONE)

@@ -248,6 +248,47 @@ class EvaluateSettings:
     max_overlays: int = 6
 
 
+@dataclass(frozen=True)
+class TrainSettings:
+    """DeepLabV2 training on the pseudo masks (MMSegmentation; see `wsss_mmseg`).
+
+    Attributes:
+        config: mmseg config file (the tiny CPU config for the sample; the full VOC recipe is
+            `src/wsss_mmseg/configs/deeplabv2_r101_voc_pseudo.py`).
+        max_iters, batch_size, crop_size, lr, seed: overrides of the config's values.
+        init_checkpoint: local backbone weights (ImageNet/COCO init cannot be downloaded here).
+        use_confidence: feed the confidence maps to the CGL loss (else only the 255-encoding).
+        checkpoint_interval: iterations between checkpoints (the resume points).
+        test_scales: scales fused (max) at evaluation, e.g. [1.0, 0.75, 0.5].
+        device: "cpu" or "cuda".
+    """
+
+    config: str = "src/wsss_mmseg/configs/deeplabv2_tiny_cpu.py"
+    max_iters: int = 20
+    batch_size: int = 2
+    crop_size: int = 64
+    lr: float = 0.01
+    seed: int = 0
+    init_checkpoint: str | None = None
+    use_confidence: bool = True
+    checkpoint_interval: int = 10
+    test_scales: tuple[float, ...] = (1.0,)
+    device: str = "cpu"
+
+    def __post_init__(self) -> None:
+        if min(self.max_iters, self.batch_size, self.crop_size, self.checkpoint_interval) < 1 or self.lr <= 0:
+            raise ConfigError("train.max_iters, batch_size, crop_size, checkpoint_interval must be >= 1 and lr > 0")
+
+
+def train_settings(params: Mapping[str, Any]) -> TrainSettings:
+    """The `train` section."""
+    section = dict(_section(params, "train"))
+    if "test_scales" in section:
+        items = _typed(section["test_scales"], list, "train.test_scales")
+        section["test_scales"] = tuple(_typed(v, float, "train.test_scales[]") for v in items)
+    return _build(TrainSettings, section, "train")
+
+
 def evaluate_settings(params: Mapping[str, Any]) -> EvaluateSettings:
     """The `evaluate` section."""
     section = dict(_section(params, "evaluate"))

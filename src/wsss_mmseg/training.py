@@ -25,7 +25,7 @@ from mmseg.registry import MODELS
 from PIL import Image
 
 import wsss_mmseg  # noqa: F401  (registers the custom modules before any build)
-from wsss.metrics import ConfusionAccumulator
+from wsss.metrics import ConfusionAccumulator, SegmentationScores
 from wsss_mmseg.checkpoints import mmengine_checkpoint_globals
 from wsss_mmseg.datasets import read_split_ids
 
@@ -296,7 +296,7 @@ def predict_logits(
     return _bilinear(fused, (height, width))[0].float().cpu()
 
 
-def evaluate_segmenter(
+def score_segmenter(
     config_path: PathLike,
     checkpoint: PathLike,
     *,
@@ -308,7 +308,7 @@ def evaluate_segmenter(
     gt_suffix: str = ".png",
     scales: Sequence[float] = (1.0,),
     device: str = "cpu",
-) -> dict[str, Any]:
+) -> SegmentationScores:
     """mIoU of a trained segmenter on a split, with the project's confusion-matrix protocol.
 
     Args:
@@ -324,8 +324,7 @@ def evaluate_segmenter(
         device: Torch device.
 
     Returns:
-        ``SegmentationScores.to_dict(class_names)`` (``mean_iou``, ``per_class_iou``...)
-        plus ``scales`` and ``num_images``.
+        The accumulated `SegmentationScores`.
     """
     model = load_segmenter(config_path, checkpoint, num_classes=len(class_names), device=device)
     accumulator = ConfusionAccumulator(len(class_names))
@@ -339,7 +338,13 @@ def evaluate_segmenter(
             raise ValueError(f"{image_id}: ground truth must be a label-index PNG, got {gt.shape}")
         prediction = predict_logits(model, image, scales).argmax(0).numpy()
         accumulator.update(gt.astype(np.int64), prediction.astype(np.int64))
-    result = accumulator.scores().to_dict(class_names)
-    result["scales"] = [float(scale) for scale in scales]
-    result["num_images"] = len(ids)
+    return accumulator.scores()
+
+
+def evaluate_segmenter(config_path: PathLike, checkpoint: PathLike, **kwargs: Any) -> dict[str, Any]:
+    """`score_segmenter` as a JSON-friendly dict (`SegmentationScores.to_dict`) plus scales and count."""
+    scores = score_segmenter(config_path, checkpoint, **kwargs)
+    result = scores.to_dict(kwargs["class_names"])
+    result["scales"] = [float(scale) for scale in kwargs.get("scales", (1.0,))]
+    result["num_images"] = len(read_split_ids(Path(kwargs["split_file"]).read_text().splitlines()))
     return result

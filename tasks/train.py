@@ -1,0 +1,75 @@
+"""train: DeepLabV2 (MMSegmentation) on the pseudo masks with the confidence-guided loss.
+
+Training runs in a scratch work dir keyed by its inputs, so an interrupted run resumes from its
+last checkpoint (mmengine `resume`) even though DVC empties the stage output first; the final
+checkpoint and logs are then copied into the output.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+from prefect.cache_policies import NONE
+
+from tasks.common import PSEUDO_DIR, SCRATCH
+from wsss.config import TrainSettings
+from wsss.datasets import Manifest
+from wsss.errors import ConfigError
+from wsss.provenance import sha256_of
+from wsss.viz import voc_palette
+
+
+def common_image_dir(manifest: Manifest) -> tuple[str, str]:
+    """The single folder and suffix of the manifest's images (mmseg datasets need one)."""
+    folders = {str(Path(r.image_path).parent) for r in manifest.records}
+    suffixes = {Path(r.image_path).suffix for r in manifest.records}
+    if len(folders) != 1 or len(suffixes) != 1:
+        raise ConfigError(f"training needs all images in one folder with one suffix; found {sorted(folders)} {sorted(suffixes)}")
+    return folders.pop(), suffixes.pop()
+
+
+@task(cache_policy=NONE)
+def train_deeplab(
+    manifest: Manifest, dataset_root: Path, settings: TrainSettings, output: Path, lineage: dict[str, Any]
+) -> dict[str, Any]:
+    """Train and copy the last checkpoint to `output/model.pth`; returns what was trained on."""
+    from wsss_mmseg.training import train_segmenter
+
+    folder, suffix = common_image_dir(manifest)
+    work_dir = SCRATCH / f"train-{sha256_of({'settings': settings, **lineage})[:16]}"
+    work_dir.mkdir(parents=True, exist_ok=True)
+    split = work_dir / "split.txt"
+    split.write_text("".join(f"{r.image_id}\n" for r in manifest.records if r.tags))
+    class_names: Sequence[str] = ["background", *manifest.class_names]
+    checkpoint = train_segmenter(
+        Path(settings.config).resolve(),
+        work_dir.resolve(),
+        data_root=Path(".").resolve(),
+        image_dir=str(dataset_root / folder),
+        mask_dir=str(PSEUDO_DIR / "masks"),
+        confidence_dir=str(PSEUDO_DIR / "confidence") if settings.use_confidence else None,
+        split_file=str(split.resolve()),
+        class_names=class_names,
+        palette=[list(map(int, c)) for c in voc_palette()[: len(class_names)]],
+        img_suffix=suffix,
+        max_iters=settings.max_iters,
+        batch_size=settings.batch_size,
+        crop_size=settings.crop_size,
+        lr=settings.lr,
+        seed=settings.seed,
+        init_checkpoint=settings.init_checkpoint,
+        resume=True,
+        checkpoint_interval=settings.checkpoint_interval,
+        num_workers=0,
+    )
+    output.mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(checkpoint, output / "model.pth")
+    for log in sorted(work_dir.rglob("*.log"))[-1:]:
+        shutil.copyfile(log, output / "train.log")
+    shutil.rmtree(work_dir, ignore_errors=True)
+    return {"checkpoint": str(output / "model.pth"), "trained_iterations": settings.max_iters,
+            "num_images": sum(1 for r in manifest.records if r.tags), "class_names": list(class_names)}
