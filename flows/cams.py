@@ -41,7 +41,7 @@ def cams_flow(params_path: str = "params.yaml") -> list[str]:
     plan = cam_tasks.shard_plan(manifest.records, store.images_per_shard)
     progress = Progress("wsss-cams-progress", len(manifest.records), "Images through CLIP-ES CAM extraction")
     shards = [
-        cam_tasks.extract_shard(extractor, records, dataset_root(params), index, scratch, attributes, store.compression, progress)
+        cam_tasks.extract_shard(extractor, records, dataset_root(params), index, scratch, attributes, store, progress)
         for index, records in plan.items()
     ]
     return [str(p) for p in cam_tasks.publish_shards(shards, CAM_STORE)]

@@ -12,11 +12,13 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from prefect import task
 from prefect.cache_policies import NONE
 
 from tasks.common import SCRATCH, Progress
 from wsss.cam import ClipEsCamExtractor
+from wsss.config import StoreSettings
 from wsss.datasets import ImageRecord, safe_join
 from wsss.errors import StoreError
 from wsss.imaging import load_rgb
@@ -52,17 +54,18 @@ def extract_shard(
     shard_index: int,
     scratch: Path,
     root_attrs: Mapping[str, Any],
-    compression: str,
+    store: StoreSettings,
     progress: Progress | None = None,
 ) -> Path:
-    """Write one shard of Grad-CAM maps (float16) and mean attention (float16) to scratch."""
+    """Write one shard of Grad-CAM maps and mean attention (dtypes from `store`) to scratch."""
     target = shard_path(scratch, shard_index)
     if reusable_shard(target, [r.image_id for r in records]):
         if progress:
             progress.step(len(records))
         return target
     vocabulary = extractor.vocabulary
-    with ShardWriter(target, {**root_attrs}, compression=compression) as writer:
+    dtypes = {"gradcam": np.dtype(store.gradcam_dtype), "attention": np.dtype(store.attention_dtype)}
+    with ShardWriter(target, {**root_attrs}, compression=store.compression) as writer:
         for record in records:
             image = load_rgb(safe_join(root, record.image_path))
             ids = [vocabulary.class_id(tag) for tag in record.tags]
@@ -79,6 +82,7 @@ def extract_shard(
                     "source_path": record.image_path,
                     "source_sha256": record.sha256,
                 },
+                dtypes,
             )
             if progress:
                 progress.step()

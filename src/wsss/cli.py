@@ -156,6 +156,72 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def run_lineage(args: argparse.Namespace) -> int:
+    """Which model, prompts, params, code and input produced this image's maps and mask."""
+    from wsss.lineage import format_lineage, image_lineage
+
+    lineage = image_lineage(args.image_id, args.root)
+    print(json.dumps(lineage, indent=1, sort_keys=True, default=str) if args.json else format_lineage(lineage))
+    return 1 if lineage["problems"] and args.strict else 0
+
+
+def run_inspect(args: argparse.Namespace) -> int:
+    """Summary table of an HDF5 shard (or every shard of a store directory)."""
+    from wsss.io import CamStore, summarize
+
+    path = Path(args.path)
+    directory = path if path.is_dir() else path.parent
+    rows = [r for r in summarize(directory) if path.is_dir() or r.get("file") == path.name]
+    if not rows:
+        raise WsssError(f"{path}: no shard files found")
+    for row in rows:
+        print(f"{row['file']}: {row.get('images', '?')} images, {row.get('size_bytes', 0) / 1e6:.2f} MB, "
+              f"compression={row.get('compression')}")
+        if "error" in row:
+            print(f"  ERROR: {row['error']}")
+            continue
+        for name, info in (row.get("datasets") or {}).items():
+            print(f"  {name:10s} shape={info.get('shape')} dtype={info.get('dtype')} chunks={info.get('chunks')} "
+                  f"fletcher32={info.get('fletcher32')}")
+        attrs = CamStore(directory).root_attrs(directory / row["file"])
+        for key in ("stage", "params_sha256", "template", "input_manifest_sha256", "flow_run_id"):
+            if key in attrs:
+                print(f"  {key}: {attrs[key]}")
+        if "clip" in attrs:
+            print(f"  clip: {attrs['clip']}")
+        if "code_version" in attrs:
+            print(f"  code_version: {attrs['code_version']}")
+    if args.verify:
+        problems = CamStore(directory).verify()
+        print("verify: " + ("ok" if not problems else "\n  ".join(["FAILED", *problems])))
+        return 1 if problems else 0
+    return 0
+
+
+def run_overlay(args: argparse.Namespace) -> int:
+    """PNG of the image, its refined map per tag and its pseudo mask."""
+    from wsss.datasets import Manifest, safe_join
+    from wsss.imaging import load_rgb
+    from wsss.io import CamStore
+
+    root = Path(args.root)
+    manifest = Manifest.from_json((root / "artifacts/prepare/manifest.json").read_text(), "manifest")
+    meta = json.loads((root / "artifacts/prepare/manifest.meta.json").read_text())
+    record = next((r for r in manifest.records if r.image_id == args.image_id), None)
+    if record is None:
+        raise WsssError(f"image {args.image_id!r} is not in the manifest")
+    rgb = np.asarray(load_rgb(safe_join(root / meta["root"], record.image_path)))
+    maps = CamStore(root / "artifacts/refined").read(args.image_id, ["refined"]).arrays["refined"]
+    panels = [rgb, *(cam_overlay(rgb, cam) for cam in maps)]
+    mask_path = root / "artifacts/pseudo/masks" / f"{args.image_id}.png"
+    if mask_path.is_file():
+        panels.append(label_overlay(rgb, np.asarray(Image.open(mask_path))))
+    out = Path(args.out or f"{args.image_id}_overlay.png")
+    Image.fromarray(tile_horizontally(panels)).save(out)
+    print(f"wrote {out} (image | {len(maps)} refined map(s) | pseudo mask)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="wsss", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -169,6 +235,24 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--precision", choices=["fp32", "fp16", "bf16"], help="overrides clip.precision")
     demo.add_argument("--no-crf", action="store_true", help="skip the dense CRF")
     demo.set_defaults(handler=run_demo)
+
+    lineage = commands.add_parser("lineage", help="how one image's maps and mask were produced")
+    lineage.add_argument("image_id")
+    lineage.add_argument("--root", default=".", help="pipeline repository (default: .)")
+    lineage.add_argument("--json", action="store_true", help="machine-readable output")
+    lineage.add_argument("--strict", action="store_true", help="exit 1 when the artifacts disagree")
+    lineage.set_defaults(handler=run_lineage)
+
+    inspect = commands.add_parser("inspect", help="summary of an HDF5 shard or store directory")
+    inspect.add_argument("path")
+    inspect.add_argument("--verify", action="store_true", help="read every map and check checksums")
+    inspect.set_defaults(handler=run_inspect)
+
+    overlay = commands.add_parser("overlay", help="write image + refined maps + pseudo mask as a PNG")
+    overlay.add_argument("image_id")
+    overlay.add_argument("--root", default=".")
+    overlay.add_argument("--out", help="output PNG (default: <image_id>_overlay.png)")
+    overlay.set_defaults(handler=run_overlay)
     return parser
 
 

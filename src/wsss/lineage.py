@@ -1,0 +1,132 @@
+"""Where did this mask come from? Lineage of one image across the pipeline's artifacts.
+
+Reads what the stages record: the manifest (input hashes), HDF5 root and per-image attributes
+(params, weights identity, template, code version, Prefect flow-run id), the pseudo-mask and
+model summaries, and `dvc.lock` (the versions DVC considers current). No DVC or Prefect import.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from wsss.datasets import Manifest, manifest_sha256
+from wsss.errors import WsssError
+from wsss.io import CamStore
+
+STAGE_ORDER = ("sample", "prepare", "prompts", "cams", "refine", "pseudo", "train", "evaluate")
+
+
+def _json(path: Path) -> Any:
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def _dvc_lock(root: Path) -> dict[str, Any]:
+    path = root / "dvc.lock"
+    if not path.is_file():
+        return {}
+    return (yaml.safe_load(path.read_text()) or {}).get("stages", {})
+
+
+def _store_entry(store_dir: Path, image_id: str) -> dict[str, Any] | None:
+    if not store_dir.is_dir():
+        return None
+    store = CamStore(store_dir)
+    if image_id not in store:
+        return None
+    stored = store.read(image_id, names=[])
+    attrs = store.root_attrs(stored.shard)
+    return {
+        "artifact": str(stored.shard),
+        "image_attrs": {k: v for k, v in stored.attrs.items()},
+        "stage_params": attrs.get("params"),
+        "params_sha256": attrs.get("params_sha256"),
+        "clip": attrs.get("clip") or (attrs.get("upstream_cams") or {}).get("clip"),
+        "template": attrs.get("template") or (attrs.get("upstream_cams") or {}).get("template"),
+        "code_version": attrs.get("code_version"),
+        "library_versions": attrs.get("library_versions"),
+        "input_manifest_sha256": attrs.get("input_manifest_sha256"),
+        "flow_run_id": attrs.get("flow_run_id"),
+    }
+
+
+def image_lineage(image_id: str, root: Path | str = ".") -> dict[str, Any]:
+    """Every recorded fact about how `image_id`'s maps and mask were produced.
+
+    Raises:
+        WsssError: the image is not in the manifest (or there is no manifest yet).
+    """
+    root = Path(root)
+    artifacts = root / "artifacts"
+    manifest_path = artifacts / "prepare" / "manifest.json"
+    if not manifest_path.is_file():
+        raise WsssError(f"{manifest_path}: no manifest; run `dvc repro` (or the prepare stage) first")
+    manifest = Manifest.from_json(manifest_path.read_text(), str(manifest_path))
+    record = next((r for r in manifest.records if r.image_id == image_id), None)
+    if record is None:
+        raise WsssError(f"image {image_id!r} is not in {manifest_path} ({len(manifest.records)} images)")
+    digest = manifest_sha256(manifest)
+    lock = _dvc_lock(root)
+    stages: dict[str, Any] = {}
+    stages["prepare"] = {"artifact": str(manifest_path), "manifest_sha256": digest, "record": asdict(record) | {"tags": list(record.tags)}}
+    scores = _json(artifacts / "prompts" / "scores.json")
+    if scores:
+        stages["prompts"] = {"artifact": str(artifacts / "prompts" / "scores.json"), "selected_template": scores.get("selected"),
+                             "pinned": scores.get("pinned"), "clip": scores.get("clip")}
+    for stage, folder in (("cams", "cams"), ("refine", "refined")):
+        entry = _store_entry(artifacts / folder, image_id)
+        if entry:
+            stages[stage] = entry
+    summary = _json(artifacts / "pseudo" / "summary.json")
+    if summary:
+        row = next((r for r in summary.get("images", []) if r.get("image_id") == image_id), None)
+        if row:
+            stages["pseudo"] = {"artifact": str(artifacts / "pseudo" / "masks" / f"{image_id}.png"), "summary": row,
+                                "stage_params": summary.get("params"), "flow_run_id": summary.get("flow_run_id")}
+    model = _json(artifacts / "train" / "model.json")
+    if model:
+        stages["train"] = {"artifact": model.get("checkpoint"), "stage_params": model.get("params"),
+                           "flow_run_id": model.get("flow_run_id"), "trained_on_manifest": model.get("input_manifest_sha256")}
+    for name, facts in stages.items():
+        if name in lock:
+            facts["dvc_lock"] = {"cmd": lock[name].get("cmd"), "params": lock[name].get("params"),
+                                 "outs": lock[name].get("outs")}
+    problems = [
+        f"{name}: made from manifest {facts['input_manifest_sha256'][:12]}, current is {digest[:12]}"
+        for name, facts in stages.items()
+        if facts.get("input_manifest_sha256") and facts["input_manifest_sha256"] != digest
+    ]
+    cams = stages.get("cams", {}).get("image_attrs", {})
+    if cams and cams.get("source_sha256") != record.sha256:
+        problems.append("cams: computed from different image bytes than the manifest's")
+    return {"image_id": image_id, "stages": {s: stages[s] for s in STAGE_ORDER if s in stages}, "problems": problems}
+
+
+def format_lineage(lineage: dict[str, Any]) -> str:
+    """Human-readable lineage, one block per stage."""
+    lines = [f"lineage of {lineage['image_id']}"]
+    for stage, facts in lineage["stages"].items():
+        lines.append(f"\n[{stage}] {facts.get('artifact', '')}")
+        for key in ("manifest_sha256", "selected_template", "template", "params_sha256", "input_manifest_sha256", "flow_run_id"):
+            if facts.get(key):
+                lines.append(f"  {key}: {facts[key]}")
+        if facts.get("clip"):
+            clip = facts["clip"]
+            lines.append(f"  model: {clip.get('model_name')} weights={clip.get('weights')} sha256={clip.get('checkpoint_sha256')}")
+        if facts.get("code_version"):
+            code = facts["code_version"]
+            lines.append(f"  code: {code.get('git_commit')}{' (dirty)' if code.get('git_dirty') else ''}")
+        if facts.get("stage_params") is not None:
+            lines.append(f"  params: {json.dumps(facts['stage_params'], sort_keys=True)}")
+        if stage == "prepare":
+            record = facts["record"]
+            lines.append(f"  image: {record['image_path']} sha256={record['sha256']} tags={','.join(record['tags'])}")
+        if "dvc_lock" in facts:
+            outs = facts["dvc_lock"].get("outs") or []
+            lines.append("  dvc.lock outs: " + ", ".join(f"{o.get('path')}@{str(o.get('md5'))[:12]}" for o in outs))
+    lines.append("\nproblems: " + ("; ".join(lineage["problems"]) if lineage["problems"] else "none"))
+    return "\n".join(lines)

