@@ -2,7 +2,7 @@
 VENV := $(if $(WSSS_VENV),$(WSSS_VENV),.venv)
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo
+.PHONY: setup test demo pipeline
 
 setup:
 	bash scripts/setup.sh
@@ -13,3 +13,6 @@ test:
 demo:
 	bash scripts/setup.sh
 	$(VENV)/bin/wsss demo --params params.yaml --out outputs/demo
+
+pipeline:
+	bash scripts/run_sample.sh

