@@ -1,0 +1,48 @@
+"""Wall time of `dvc repro` and `dvc status` when nothing changed (target: repro < 10 s).
+
+Run in a workspace where the pipeline has completed (e.g. after `make pipeline`):
+    .venv/bin/python benchmarks/dvc_noop_repro.py [--repeats 3] [--root .]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import re
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+
+def timed(command: list[str], root: Path, env: dict[str, str]) -> tuple[float, str]:
+    started = time.perf_counter()
+    result = subprocess.run(command, cwd=root, env=env, capture_output=True, text=True, check=True)
+    return time.perf_counter() - started, result.stdout
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", type=Path, default=Path("."))
+    parser.add_argument("--repeats", type=int, default=3)
+    args = parser.parse_args()
+    env = dict(os.environ, DVC_NO_ANALYTICS="1")
+    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
+    dvc = [sys.executable, "-m", "dvc"]
+    status_s, status = timed([*dvc, "status"], args.root, env)
+    if "up to date" not in status:
+        sys.exit(f"the pipeline in {args.root} is not up to date; run `dvc repro` first:\n{status}")
+    repro, stati = [], []
+    for _ in range(args.repeats):
+        seconds, output = timed([*dvc, "repro"], args.root, env)
+        if re.search(r"Running stage", output):
+            sys.exit(f"a stage ran although nothing changed:\n{output}")
+        repro.append(seconds)
+        stati.append(timed([*dvc, "status"], args.root, env)[0])
+    print(f"dvc repro, nothing changed: median {statistics.median(repro):.2f} s (runs: {', '.join(f'{s:.2f}' for s in repro)}); target < 10 s")
+    print(f"dvc status: median {statistics.median(stati):.2f} s")
+
+
+if __name__ == "__main__":
+    main()
