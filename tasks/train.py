@@ -37,7 +37,7 @@ def train_deeplab(
     manifest: Manifest, dataset_root: Path, settings: TrainSettings, output: Path, lineage: dict[str, Any]
 ) -> dict[str, Any]:
     """Train and copy the last checkpoint to `output/model.pth`; returns what was trained on."""
-    from wsss_mmseg.training import train_segmenter
+    from wsss_mmseg.training import build_train_config, train_segmenter
 
     folder, suffix = common_image_dir(manifest)
     work_dir = SCRATCH / f"train-{sha256_of({'settings': settings, **lineage})[:16]}"
@@ -45,7 +45,7 @@ def train_deeplab(
     split = work_dir / "split.txt"
     split.write_text("".join(f"{r.image_id}\n" for r in manifest.records if r.tags))
     class_names: Sequence[str] = ["background", *manifest.class_names]
-    checkpoint = train_segmenter(
+    checkpoint = train_segmenter(build_train_config(
         Path(settings.config).resolve(),
         work_dir.resolve(),
         data_root=Path(".").resolve(),
@@ -65,7 +65,7 @@ def train_deeplab(
         resume=True,
         checkpoint_interval=settings.checkpoint_interval,
         num_workers=0,
-    )
+    ))
     output.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(checkpoint, output / "model.pth")
     for log in sorted(work_dir.rglob("*.log"))[-1:]:

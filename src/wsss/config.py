@@ -163,8 +163,7 @@ class CoreConfig:
         crf_params = _build(CrfParams, _section(pseudo, "crf_params", "pseudo."), "pseudo.crf_params")
         pseudo.pop("crf_params", None)
         cam = dict(_section(params, "cam"))
-        if "templates" in cam:
-            cam["templates"] = tuple(_typed(t, str, "cam.templates[]") for t in _typed(cam["templates"], list, "cam.templates"))
+        _as_tuple(cam, "templates", str, "cam")
         return cls(
             clip=_build(ClipSource, clip, "clip"),
             device=device,
@@ -198,6 +197,13 @@ def sample_vocabulary() -> ClassVocabulary:
     from wsss.datasets.sample import SAMPLE_CLASS_NAMES
 
     return ClassVocabulary.build(SAMPLE_CLASS_NAMES, VOC_PROMPT_NAMES, VOC_BACKGROUND_WORDS)
+
+
+def _as_tuple(section: dict[str, Any], key: str, kind: type, prefix: str) -> None:
+    """Replace a YAML list by a tuple of checked items, in place (null = empty)."""
+    if key in section:
+        items = _typed(section[key] or [], list, f"{prefix}.{key}")
+        section[key] = tuple(_typed(item, kind, f"{prefix}.{key}[]") for item in items)
 
 
 def _section(params: Mapping[str, Any], key: str, prefix: str = "") -> Mapping[str, Any]:
@@ -297,21 +303,15 @@ class TrainSettings:
 def train_settings(params: Mapping[str, Any]) -> TrainSettings:
     """The `train` section."""
     section = dict(_section(params, "train"))
-    if "test_scales" in section:
-        items = _typed(section["test_scales"], list, "train.test_scales")
-        section["test_scales"] = tuple(_typed(v, float, "train.test_scales[]") for v in items)
+    _as_tuple(section, "test_scales", float, "train")
     return _build(TrainSettings, section, "train")
 
 
 def evaluate_settings(params: Mapping[str, Any]) -> EvaluateSettings:
     """The `evaluate` section."""
     section = dict(_section(params, "evaluate"))
-    if "background_alphas" in section:
-        items = _typed(section["background_alphas"], list, "evaluate.background_alphas")
-        section["background_alphas"] = tuple(_typed(a, float, "evaluate.background_alphas[]") for a in items)
-    if "overlay_ids" in section:
-        items = _typed(section["overlay_ids"] or [], list, "evaluate.overlay_ids")
-        section["overlay_ids"] = tuple(_typed(i, str, "evaluate.overlay_ids[]") for i in items)
+    _as_tuple(section, "background_alphas", float, "evaluate")
+    _as_tuple(section, "overlay_ids", str, "evaluate")
     return _build(EvaluateSettings, section, "evaluate")
 
 
@@ -323,9 +323,7 @@ def data_settings(params: Mapping[str, Any]) -> DataSettings:
 def prompt_settings(params: Mapping[str, Any]) -> PromptSettings:
     """The `prompts` section."""
     section = dict(_section(params, "prompts"))
-    if "candidates" in section:
-        items = _typed(section["candidates"] or [], list, "prompts.candidates")
-        section["candidates"] = tuple(_typed(t, str, "prompts.candidates[]") for t in items)
+    _as_tuple(section, "candidates", str, "prompts")
     return _build(PromptSettings, section, "prompts")
 
 

@@ -166,33 +166,10 @@ def build_train_config(
     return cfg
 
 
-def train_segmenter(
-    config_path: PathLike,
-    work_dir: PathLike,
-    *,
-    data_root: PathLike,
-    image_dir: str,
-    mask_dir: str,
-    split_file: str,
-    class_names: Sequence[str],
-    confidence_dir: str | None = None,
-    palette: Sequence[Sequence[int]] | None = None,
-    img_suffix: str | None = None,
-    max_iters: int | None = None,
-    batch_size: int | None = None,
-    crop_size: int | tuple[int, int] | None = None,
-    lr: float | None = None,
-    seed: int | None = None,
-    init_checkpoint: PathLike | None = None,
-    load_from: PathLike | None = None,
-    resume: bool = False,
-    checkpoint_interval: int | None = None,
-    num_workers: int | None = None,
-    cfg_options: Mapping[str, Any] | None = None,
-) -> Path:
-    """Train with mmengine's Runner and return the last checkpoint.
+def train_segmenter(cfg: Config) -> Path:
+    """Train with mmengine's Runner from a :func:`build_train_config` config; return the last checkpoint.
 
-    Arguments are those of :func:`build_train_config`. With ``resume=True`` the latest
+    With ``resume=True`` in :func:`build_train_config`, the latest
     checkpoint in ``work_dir`` (its ``last_checkpoint`` file) restores weights, optimiser,
     iteration and LR-scheduler state; it is meant to continue an interrupted run with the
     same schedule (the restored PolyLR keeps the ``end`` it was saved with). Without a
@@ -204,10 +181,8 @@ def train_segmenter(
     Raises:
         FileNotFoundError: If ``init_checkpoint`` does not exist or training wrote none.
     """
-    overrides = dict(locals())
-    del overrides["config_path"], overrides["work_dir"]
-    cfg = build_train_config(config_path, work_dir, **overrides)
-    Path(work_dir).mkdir(parents=True, exist_ok=True)
+    work_dir = Path(cfg.work_dir)
+    work_dir.mkdir(parents=True, exist_ok=True)
     runner = Runner.from_cfg(cfg)
     # Resuming, load_from and Pretrained init all go through mmengine's torch.load.
     with mmengine_checkpoint_globals():

@@ -77,7 +77,7 @@ def _logged_scalars(work_dir: Path) -> list[dict]:
 
 
 def test_three_training_iterations_on_cpu(synthetic_data: Path, tmp_path: Path) -> None:
-    last = train_segmenter(TINY_CONFIG, tmp_path, max_iters=3, batch_size=2, **_data_args(synthetic_data))
+    last = train_segmenter(build_train_config(TINY_CONFIG, tmp_path, max_iters=3, batch_size=2, **_data_args(synthetic_data)))
     assert last == tmp_path / "iter_3.pth"
     records = _logged_scalars(tmp_path)
     assert [record["iter"] for record in records] == [1, 2, 3]
@@ -103,9 +103,9 @@ def test_loss_decreases_on_a_fixed_batch(synthetic_data: Path, tmp_path: Path) -
 
 def test_resume_continues_from_the_saved_iteration(synthetic_data: Path, tmp_path: Path) -> None:
     args = dict(_data_args(synthetic_data), checkpoint_interval=2)
-    first = train_segmenter(TINY_CONFIG, tmp_path, max_iters=2, **args)
+    first = train_segmenter(build_train_config(TINY_CONFIG, tmp_path, max_iters=2, **args))
     assert first == tmp_path / "iter_2.pth"
-    second = train_segmenter(TINY_CONFIG, tmp_path, max_iters=4, resume=True, **args)
+    second = train_segmenter(build_train_config(TINY_CONFIG, tmp_path, max_iters=4, resume=True, **args))
     assert second == tmp_path / "iter_4.pth"
     with mmengine_checkpoint_globals():
         checkpoint = torch.load(second, map_location="cpu")
@@ -119,7 +119,7 @@ def test_resume_continues_from_the_saved_iteration(synthetic_data: Path, tmp_pat
 def test_checkpoint_loading_stays_weights_only_outside_the_trusted_block(
     synthetic_data: Path, tmp_path: Path
 ) -> None:
-    last = train_segmenter(TINY_CONFIG, tmp_path, max_iters=1, **_data_args(synthetic_data))
+    last = train_segmenter(build_train_config(TINY_CONFIG, tmp_path, max_iters=1, **_data_args(synthetic_data)))
     with pytest.raises(Exception, match="[Ww]eights only"):
         torch.load(last, map_location="cpu")
     scores = evaluate_segmenter(
