@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PIL import Image
 from prefect import task
 from prefect.cache_policies import NONE
 

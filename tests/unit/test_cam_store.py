@@ -151,7 +151,7 @@ def test_refused_add_keeps_the_shard_consistent(tmp_path: Path, monkeypatch: pyt
         raise OSError("disk full")
 
     # A write that fails half-way leaves an image the shard cannot account for: no shard at all.
-    monkeypatch.setattr("wsss.io.cam_store._write_attrs", failing_write)
+    monkeypatch.setattr("wsss.io.cam_store.write_attrs", failing_write)
     with pytest.raises(StoreError, match="not written because writing 'd' failed"):
         with ShardWriter(shard_path(tmp_path, 1), {}) as writer:
             with pytest.raises(OSError):

@@ -7,12 +7,10 @@ from wsss.io.cam_store import (
     StoredImage,
     assign_shards,
     chunk_shape,
-    from_attr,
     shard_path,
     summarize,
-    to_attr,
-    validate_name,
 )
+from wsss.io.attributes import from_attr, to_attr, validate_name
 
 __all__ = [
     "SCHEMA_VERSION",

@@ -28,19 +28,22 @@ import h5py
 import numpy as np
 
 from wsss.errors import StoreError
+from wsss.io.attributes import (
+    MAX_ATTR_BYTES,
+    encode_attrs,
+    from_attr,
+    read_attrs,
+    validate_name,
+    write_attrs,
+)
 
 SCHEMA_VERSION = 1
 SHARD_GLOB = "shard-*.h5"
 PARTIAL_SUFFIX = ".partial"
 RESERVED_ROOT_ATTRS = ("schema_version", "shard_index", "num_images", "image_ids")
-MAX_ATTR_BYTES = 64 * 1024
-MAX_ID_LENGTH = 255
 # 2-D arrays above this are chunked in row blocks, so reading a few rows inflates little data.
 MAX_CHUNK_BYTES = 4 * 1024 * 1024
 COMPRESSIONS = ("gzip", "lzf", None)
-# Marks string attributes holding JSON; plain strings starting with it are JSON-encoded as well,
-# so decoding is never ambiguous.
-JSON_PREFIX = "json:"
 # HDF5 1.10 format: object headers and chunk indexes carry checksums, so damaged metadata raises
 # instead of being misread, and the files stay readable by HDF5 >= 1.10.
 LIBVER = ("v110", "v110")
@@ -52,23 +55,6 @@ _SHARD_NAME = re.compile(r"^shard-(\d{5,})\.h5$")
 def shard_path(directory: str | Path, shard_index: int) -> Path:
     """Path of shard `shard_index` in a store directory (`shard-00007.h5`)."""
     return Path(directory) / f"shard-{shard_index:05d}.h5"
-
-
-def validate_name(name: object, what: str = "image id") -> str:
-    """Return `name` if usable as an HDF5 group/dataset/attribute name, else raise StoreError."""
-    if not isinstance(name, str):
-        raise StoreError(f"{what} must be a string, got {type(name).__name__}: {name!r}")
-    checks = (
-        (not name or name == ".", "is empty or '.'"),
-        ("/" in name, "contains '/'"),
-        (".." in name, "contains '..'"),
-        ("\x00" in name, "contains a NUL character"),
-        (len(name) > MAX_ID_LENGTH, f"is longer than {MAX_ID_LENGTH} characters ({len(name)})"),
-    )
-    for failed, reason in checks:
-        if failed:
-            raise StoreError(f"{what} {name!r} {reason}")
-    return name
 
 
 def assign_shards(image_ids: Sequence[str], images_per_shard: int) -> dict[int, list[str]]:
@@ -91,69 +77,6 @@ def assign_shards(image_ids: Sequence[str], images_per_shard: int) -> dict[int, 
     for position, image_id in enumerate(ordered):
         shards.setdefault(position // images_per_shard, []).append(image_id)
     return shards
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, (np.generic, np.ndarray)):
-        return value.tolist()
-    if isinstance(value, Path):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not JSON serialisable")
-
-
-def to_attr(value: Any, name: str = "attribute") -> Any:
-    """Encode a Python/numpy value as an HDF5 attribute value.
-
-    Numbers and numeric arrays keep their numpy dtype; strings become fixed-length UTF-8 bytes,
-    which live in the checksummed object header (not the unchecked global heap); anything else
-    (dicts, lists, tuples, None, huge ints, empty or NUL-holding strings) becomes
-    `"json:" + JSON`, so tuples and non-numeric arrays come back as lists.
-
-    Raises:
-        StoreError: the value cannot be encoded, or its encoding exceeds 64 KiB.
-    """
-    numeric = np.asarray(value) if isinstance(value, (int, float, np.generic, np.ndarray)) else None
-    if isinstance(value, str) and value and "\x00" not in value and not value.startswith(JSON_PREFIX):
-        encoded: Any = value.encode("utf-8")
-    elif numeric is not None and numeric.dtype.kind in "biuf":
-        encoded = numeric
-    else:
-        try:
-            encoded = (JSON_PREFIX + json.dumps(value, sort_keys=True, default=_json_default)).encode("utf-8")
-        except (TypeError, ValueError) as error:
-            raise StoreError(f"attribute {name!r}: cannot encode {type(value).__name__} ({error})") from error
-    size = len(encoded) if isinstance(encoded, bytes) else encoded.nbytes
-    if size > MAX_ATTR_BYTES:
-        raise StoreError(f"attribute {name!r} is {size} bytes encoded, over the {MAX_ATTR_BYTES}-byte limit")
-    return encoded
-
-
-def from_attr(value: Any) -> Any:
-    """Decode an attribute value written by `to_attr` (JSON strings are parsed back)."""
-    if isinstance(value, bytes):
-        value = value.decode("utf-8")
-    if isinstance(value, str):
-        return json.loads(value[len(JSON_PREFIX) :]) if value.startswith(JSON_PREFIX) else value
-    if isinstance(value, np.generic) or (isinstance(value, np.ndarray) and value.ndim == 0):
-        return value.item()
-    return value
-
-
-def _encode_attrs(attrs: Mapping[str, Any], where: str) -> list[tuple[str, Any]]:
-    # Sorted, so equal mappings built in different orders give identical bytes.
-    return [(validate_name(key, f"{where}: attribute name"), to_attr(attrs[key], key)) for key in sorted(attrs)]
-
-
-def _write_attrs(target: h5py.Group, encoded: list[tuple[str, Any]]) -> None:
-    for key, value in encoded:
-        if isinstance(value, bytes):
-            target.attrs.create(key, data=value, dtype=h5py.string_dtype("utf-8", len(value)))
-        else:
-            target.attrs.create(key, data=value)
-
-
-def _read_attrs(target: h5py.Group) -> dict[str, Any]:
-    return {key: from_attr(target.attrs[key]) for key in sorted(target.attrs)}
 
 
 def chunk_shape(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...] | None:
@@ -217,7 +140,7 @@ class ShardWriter:
         clashes = sorted(set(self.root_attrs) & set(RESERVED_ROOT_ATTRS))
         if clashes:
             raise StoreError(f"{self.path}: root attributes {clashes} are reserved; the store writes them")
-        _encode_attrs(self.root_attrs, f"{self.path}: root")  # fail before any file exists
+        encode_attrs(self.root_attrs, f"{self.path}: root")  # fail before any file exists
         self._filters: dict[str, Any] = {"fletcher32": True, "shuffle": shuffle and compression is not None}
         if compression is not None:
             level = compression_level if compression == "gzip" else None
@@ -270,14 +193,14 @@ class ShardWriter:
         # Everything that can be refused is checked before the file changes.
         dtypes = dtypes or {}
         prepared = {name: _storage_array(f"{where}: array", name, arrays[name], dtypes.get(name)) for name in sorted(arrays)}
-        encoded_attrs = _encode_attrs(attrs, where)
+        encoded_attrs = encode_attrs(attrs, where)
         try:
             group = self._file["images"].create_group(image_id, track_times=False)
             for name, data in prepared.items():
                 chunks = chunk_shape(data.shape, data.dtype.itemsize)
                 filters = self._filters if chunks is not None else {}
                 group.create_dataset(name, data=data, chunks=chunks, track_times=False, **filters)
-            _write_attrs(group, encoded_attrs)
+            write_attrs(group, encoded_attrs)
         except BaseException as error:
             self._broken = f"writing {image_id!r} failed ({error})"
             raise
@@ -297,7 +220,7 @@ class ShardWriter:
         root.update(schema_version=SCHEMA_VERSION, shard_index=self.shard_index, num_images=len(self._image_ids))
         root["image_ids"] = list(self._image_ids)
         try:
-            _write_attrs(self._file, _encode_attrs(root, f"{self.path}: root"))
+            write_attrs(self._file, encode_attrs(root, f"{self.path}: root"))
             self._file.flush()
             self._file.close()
             self._file = None
@@ -382,7 +305,7 @@ def _read_image(
     try:
         group = handle["images"][image_id]
         available = sorted(group.keys())
-        attrs = _read_attrs(group)
+        attrs = read_attrs(group)
     except _READ_ERRORS as error:
         raise StoreError(f"{where}: group or attributes unreadable ({error})") from error
     missing = sorted(set(names or ()) - set(available))
@@ -453,7 +376,7 @@ class CamStore:
         """Root attributes of one shard (a path, or a file name inside the store), JSON decoded."""
         path = Path(shard) if Path(shard).exists() else self.directory / shard
         with _open_shard(path) as handle:
-            return _read_attrs(handle)
+            return read_attrs(handle)
 
     def verify(self) -> list[str]:
         """Read every array and attribute of every shard; return the problems found (empty = fine).
@@ -473,7 +396,7 @@ class CamStore:
 
     @staticmethod
     def _verify_shard(handle: h5py.File, path: Path, owners: dict[str, Path]) -> list[str]:
-        listed, root, stored = _shard_image_ids(handle, path), _read_attrs(handle), sorted(handle["images"].keys())
+        listed, root, stored = _shard_image_ids(handle, path), read_attrs(handle), sorted(handle["images"].keys())
         problems = []
         if root.get("num_images") != len(listed) or sorted(listed) != stored:
             problems.append(f"{path}: num_images/image_ids attributes do not match the {len(stored)} stored images")
