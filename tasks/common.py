@@ -13,7 +13,7 @@ import yaml
 from prefect.artifacts import create_markdown_artifact, create_progress_artifact, update_progress_artifact
 from prefect.context import FlowRunContext
 
-from wsss.config import CoreConfig, data_settings
+from wsss.config import CoreConfig, data_settings, validate_params
 from wsss.datasets import Manifest
 from wsss.errors import ConfigError, DatasetError
 
@@ -38,6 +38,10 @@ def load_params(path: Path | str) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read params ({error})") from error
     if not isinstance(params, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
+    try:
+        validate_params(params)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from error
     return params
 
 

@@ -223,9 +223,9 @@ def _pop_typed(section: dict[str, Any], key: str, kind: type, prefix: str, defau
     return _typed(section.pop(key, default), kind, f"{prefix}.{key}")
 
 
-def _no_unknown(section: Mapping[str, Any], known: set[str], prefix: str, allow_extra: bool = False) -> None:
+def _no_unknown(section: Mapping[str, Any], known: set[str], prefix: str) -> None:
     unknown = sorted(set(section) - known)
-    if unknown and not allow_extra:
+    if unknown:
         raise ConfigError(f"unknown key(s) {', '.join(prefix + k for k in unknown)}; known: {', '.join(sorted(known))}")
 
 
@@ -330,3 +330,17 @@ def prompt_settings(params: Mapping[str, Any]) -> PromptSettings:
 def store_settings(params: Mapping[str, Any]) -> StoreSettings:
     """The `store` section."""
     return _build(StoreSettings, _section(params, "store"), "store")
+
+
+PARAMS_SECTIONS = ("data", "clip", "classes", "prompts", "cam", "store", "caa", "pseudo", "train", "evaluate")
+
+
+def validate_params(params: Mapping[str, Any]) -> None:
+    """Check every section of params.yaml before any stage does work (unknown keys are named)."""
+    _no_unknown(params, set(PARAMS_SECTIONS), "")
+    CoreConfig.from_mapping(params)
+    data_settings(params)
+    prompt_settings(params)
+    store_settings(params)
+    train_settings(params)
+    evaluate_settings(params)

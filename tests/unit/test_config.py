@@ -73,3 +73,17 @@ def test_integer_is_accepted_where_a_float_is_expected() -> None:
     params = shipped_params()
     params["pseudo"]["background_alpha"] = 2
     assert CoreConfig.from_mapping(params).pseudo.background_alpha == 2.0
+
+
+def test_whole_params_file_is_validated_and_unknown_sections_named() -> None:
+    from wsss.config import validate_params
+
+    params = shipped_params()
+    validate_params(params)
+    params["trian"] = {"max_iters": 3}
+    with pytest.raises(ConfigError, match=r"unknown key\(s\) trian"):
+        validate_params(params)
+    params = shipped_params()
+    params["train"]["max_iter"] = 3
+    with pytest.raises(ConfigError, match=r"train\.max_iter"):
+        validate_params(params)
