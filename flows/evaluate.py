@@ -29,9 +29,15 @@ def evaluate_flow(params_path: str = "params.yaml") -> dict:
     )
     split = data_settings(params).split
     if (TRAIN_DIR / "model.pth").is_file() and with_gt:
-        scores["model.scales=" + ",".join(f"{s:g}" for s in train_settings(params).test_scales)] = eval_tasks.evaluate_model(
-            with_gt, root, TRAIN_DIR / "model.pth", train_settings(params), config.vocabulary.class_names
-        )
+        training = train_settings(params)
+        scales = "scales=" + ",".join(f"{s:g}" for s in training.test_scales)
+        model = TRAIN_DIR / "model.pth"
+        names = config.vocabulary.class_names
+        scores[f"model.{scales}.crf=off"] = eval_tasks.evaluate_model(with_gt, root, model, training, names)
+        if training.test_crf:
+            scores[f"model.{scales}.crf=on"] = eval_tasks.evaluate_model(
+                with_gt, root, model, training, names, config.pseudo.crf_params
+            )
     document = eval_tasks.metrics_document(split, scores, config.vocabulary.class_names)
     document["num_images_with_ground_truth"] = len(with_gt)
     write_json(METRICS, document)

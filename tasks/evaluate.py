@@ -19,7 +19,7 @@ from wsss.datasets import ImageRecord, safe_join
 from wsss.imaging import load_rgb
 from wsss.io import CamStore
 from wsss.metrics import ConfusionAccumulator, SegmentationScores
-from wsss.pseudo import crf_posterior_for_cams, labels_from_scores, make_pseudo_label, scores_with_background
+from wsss.pseudo import CrfParams, crf_posterior_for_cams, labels_from_scores, make_pseudo_label, scores_with_background
 from wsss.viz import cam_overlay, label_overlay, tile_horizontally
 
 
@@ -107,7 +107,12 @@ def per_class_rows(scores: dict[str, SegmentationScores], class_names: Sequence[
 
 @task(cache_policy=NONE)
 def evaluate_model(
-    records: Sequence[ImageRecord], root: Path, checkpoint: Path, settings: TrainSettings, class_names: Sequence[str]
+    records: Sequence[ImageRecord],
+    root: Path,
+    checkpoint: Path,
+    settings: TrainSettings,
+    class_names: Sequence[str],
+    crf: CrfParams | None = None,
 ) -> SegmentationScores:
     """Scores of the trained segmenter on the images with ground truth (max-fused test scales)."""
     import tempfile
@@ -125,7 +130,7 @@ def evaluate_model(
         return score_segmenter(
             Path(settings.config).resolve(), checkpoint, image_dir=root / image_folder, gt_dir=root / folders.pop(),
             split_file=split, class_names=["background", *class_names], img_suffix=suffix,
-            scales=settings.test_scales, device=settings.device,
+            scales=settings.test_scales, device=settings.device, crf=crf,
         )
 
 

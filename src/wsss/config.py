@@ -280,6 +280,8 @@ class TrainSettings:
         use_confidence: feed the confidence maps to the CGL loss (else only the 255-encoding).
         checkpoint_interval: iterations between checkpoints (the resume points).
         test_scales: scales fused (max) at evaluation, e.g. [1.0, 0.75, 0.5].
+        test_crf: also score the model after dense CRF (deeplab-pytorch's test protocol, with
+            the `pseudo.crf_params`).
         device: "cpu" or "cuda".
     """
 
@@ -293,6 +295,7 @@ class TrainSettings:
     use_confidence: bool = True
     checkpoint_interval: int = 10
     test_scales: tuple[float, ...] = (1.0,)
+    test_crf: bool = True
     device: str = "cpu"
 
     def __post_init__(self) -> None:

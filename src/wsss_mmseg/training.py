@@ -26,6 +26,7 @@ from PIL import Image
 
 import wsss_mmseg  # noqa: F401  (registers the custom modules before any build)
 from wsss.metrics import ConfusionAccumulator, SegmentationScores
+from wsss.pseudo.crf import CrfParams, dense_crf
 from wsss_mmseg.checkpoints import mmengine_checkpoint_globals
 from wsss_mmseg.datasets import read_split_ids
 
@@ -283,6 +284,7 @@ def score_segmenter(
     gt_suffix: str = ".png",
     scales: Sequence[float] = (1.0,),
     device: str = "cpu",
+    crf: CrfParams | None = None,
 ) -> SegmentationScores:
     """mIoU of a trained segmenter on a split, with the project's confusion-matrix protocol.
 
@@ -297,6 +299,8 @@ def score_segmenter(
         gt_suffix: Ground-truth suffix.
         scales: Input scales, first 1.0; ``(1.0, 0.75, 0.5)`` is deeplab-pytorch's MSC test.
         device: Torch device.
+        crf: dense-CRF post-processing of the softmax (deeplab-pytorch's test protocol, on the
+            plain RGB image); None = argmax of the logits.
 
     Returns:
         The accumulated `SegmentationScores`.
@@ -311,7 +315,12 @@ def score_segmenter(
             gt = np.asarray(handle)  # palette PNGs read as indices, as mmseg's loader does
         if gt.ndim != 2:
             raise ValueError(f"{image_id}: ground truth must be a label-index PNG, got {gt.shape}")
-        prediction = predict_logits(model, image, scales).argmax(0).numpy()
+        logits = predict_logits(model, image, scales)
+        if crf is None:
+            prediction = logits.argmax(0).numpy()
+        else:
+            probabilities = logits.softmax(dim=0).numpy().astype(np.float32)
+            prediction = dense_crf(np.ascontiguousarray(image, dtype=np.uint8), probabilities, crf).argmax(0)
         accumulator.update(gt.astype(np.int64), prediction.astype(np.int64))
     return accumulator.scores()
 

@@ -135,6 +135,20 @@ def test_checkpoint_loading_stays_weights_only_outside_the_trusted_block(
     assert scores["num_images"] == 4 and scores["scales"] == [1.0, 0.75, 0.5]
     assert set(scores["per_class_iou"]) == set(CLASSES)
     assert 0.0 <= scores["mean_iou"] <= 1.0
+    pytest.importorskip("pydensecrf")
+    from wsss.pseudo import CrfParams
+
+    with_crf = evaluate_segmenter(
+        TINY_CONFIG,
+        last,
+        image_dir=synthetic_data / "images",
+        gt_dir=synthetic_data / "masks",
+        split_file=synthetic_data / "train.txt",
+        class_names=CLASSES,
+        img_suffix=".png",
+        crf=CrfParams(),
+    )
+    assert 0.0 <= with_crf["mean_iou"] <= 1.0
 
 
 def test_config_overrides(synthetic_data: Path, tmp_path: Path) -> None:
@@ -175,3 +189,17 @@ def test_local_backbone_checkpoint_initialises_the_backbone(synthetic_data: Path
     with mmengine_checkpoint_globals():
         model.init_weights()
     assert bool((model.backbone.conv1.weight == 0.125).all())
+
+
+def test_command_line_training_single_process(synthetic_data: Path, tmp_path: Path) -> None:
+    """The launcher CLI (the DDP entry point under torchrun) trains in one process with --launcher none."""
+    from wsss_mmseg.train_cli import main, parse_args
+
+    argv = [
+        str(TINY_CONFIG), "--work-dir", str(tmp_path), "--data-root", str(synthetic_data), "--image-dir", "images",
+        "--mask-dir", "masks", "--confidence-dir", "confidence", "--split-file", "train.txt",
+        "--classes", ",".join(CLASSES), "--img-suffix", ".png", "--max-iters", "1", "--seed", "0",
+    ]
+    assert parse_args([*argv, "--launcher", "pytorch"]).launcher == "pytorch"
+    assert main(argv) == 0
+    assert (tmp_path / "iter_1.pth").is_file()

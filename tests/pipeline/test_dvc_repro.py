@@ -52,6 +52,7 @@ def test_artifacts(repo) -> None:
     for key in ("cam_raw", "cam_refined", "pseudo", "model"):
         assert key in metrics["train"], key
     assert set(metrics["train"]["pseudo"]) == {"crf=on", "crf=off"}
+    assert set(metrics["train"]["model"]) == {"scales=1.crf=off", "scales=1.crf=on"}
     rows = json.loads((artifacts / "plots" / "per_class_iou.json").read_text())
     assert {"artifact", "class", "iou"} <= set(rows[0])
     assert len(list((artifacts / "plots" / "overlays").glob("*.png"))) == 6

@@ -123,3 +123,13 @@ def test_missing_pydensecrf_names_the_install_command(monkeypatch: pytest.Monkey
     image, probs = _two_region_problem()
     with pytest.raises(ImportError, match=r"pip install pydensecrf2==1\.1"):
         dense_crf(image, probs, CrfParams())
+
+
+def test_read_only_image_is_accepted() -> None:
+    """Images decoded with np.asarray(PIL image) are read-only; the CRF must not need to write them."""
+    pytest.importorskip("pydensecrf")
+    image = np.zeros((8, 8, 3), dtype=np.uint8)
+    image.setflags(write=False)
+    probs = np.full((2, 8, 8), 0.5, dtype=np.float32)
+    posterior = dense_crf(image, probs, CrfParams(iterations=1))
+    assert posterior.shape == (2, 8, 8)

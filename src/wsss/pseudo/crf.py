@@ -149,7 +149,8 @@ def dense_crf(
     crf.addPairwiseBilateral(
         sxy=params.bilateral_sxy,
         srgb=params.bilateral_srgb,
-        rgbim=np.ascontiguousarray(image),
+        # pydensecrf needs a writable buffer; images decoded by PIL are read-only views.
+        rgbim=np.array(image, dtype=np.uint8, order="C", copy=True),
         compat=params.bilateral_compat,
     )
     posterior = crf.inference(int(params.iterations))
