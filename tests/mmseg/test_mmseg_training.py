@@ -122,32 +122,21 @@ def test_checkpoint_loading_stays_weights_only_outside_the_trusted_block(
     last = train_segmenter(build_train_config(TINY_CONFIG, tmp_path, max_iters=1, **_data_args(synthetic_data)))
     with pytest.raises(Exception, match="[Ww]eights only"):
         torch.load(last, map_location="cpu")
-    scores = evaluate_segmenter(
-        TINY_CONFIG,
-        last,
+    data = dict(
         image_dir=synthetic_data / "images",
         gt_dir=synthetic_data / "masks",
         split_file=synthetic_data / "train.txt",
         class_names=CLASSES,
         img_suffix=".png",
-        scales=(1.0, 0.75, 0.5),
     )
+    scores = evaluate_segmenter(TINY_CONFIG, last, scales=(1.0, 0.75, 0.5), **data)
     assert scores["num_images"] == 4 and scores["scales"] == [1.0, 0.75, 0.5]
     assert set(scores["per_class_iou"]) == set(CLASSES)
     assert 0.0 <= scores["mean_iou"] <= 1.0
     pytest.importorskip("pydensecrf")
     from wsss.pseudo import CrfParams
 
-    with_crf = evaluate_segmenter(
-        TINY_CONFIG,
-        last,
-        image_dir=synthetic_data / "images",
-        gt_dir=synthetic_data / "masks",
-        split_file=synthetic_data / "train.txt",
-        class_names=CLASSES,
-        img_suffix=".png",
-        crf=CrfParams(),
-    )
+    with_crf = evaluate_segmenter(TINY_CONFIG, last, crf=CrfParams(), **data)
     assert 0.0 <= with_crf["mean_iou"] <= 1.0
 
 
