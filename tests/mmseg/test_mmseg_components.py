@@ -85,6 +85,22 @@ def test_head_output_is_stride_8_and_sum_of_branches() -> None:
         torch.testing.assert_close(head(features), alone)
 
 
+def test_head_receptive_field_is_the_union_of_the_dilated_grids() -> None:
+    """An impulse in the head's input reaches exactly the offsets {0, +-r} x {0, +-r}, r in 6..24."""
+    head = MODELS.build(dict(type="ASPPV2Head", in_channels=1, channels=1, num_classes=1, init_cfg=None)).eval()
+    with torch.no_grad():
+        for branch in head.aspp_branches:
+            branch.weight.fill_(1.0)
+            branch.bias.zero_()
+        impulse = torch.zeros(1, 1, 61, 61)
+        impulse[0, 0, 30, 30] = 1.0
+        response = head([impulse])[0, 0]
+    offsets = {(dy * r, dx * r) for r in (6, 12, 18, 24) for dy in (-1, 0, 1) for dx in (-1, 0, 1)}
+    reached = {(int(y) - 30, int(x) - 30) for y, x in torch.nonzero(response)}
+    assert reached == offsets
+    assert float(response[30, 30]) == 4.0  # the centre tap of all four branches
+
+
 def test_head_rejects_dropout() -> None:
     with pytest.raises(ValueError, match="dropout"):
         MODELS.build(dict(type="ASPPV2Head", in_channels=8, num_classes=3, dropout_ratio=0.1))
