@@ -65,6 +65,7 @@ def train_deeplab(
         resume=True,
         checkpoint_interval=settings.checkpoint_interval,
         num_workers=0,
+        cfg_options={"model.type": "MultiScaleEncoderDecoder"} if settings.msc_training else None,
     ))
     output.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(checkpoint, output / "model.pth")

@@ -279,6 +279,8 @@ class TrainSettings:
         init_checkpoint: local backbone weights (ImageNet/COCO init cannot be downloaded here).
         use_confidence: feed the confidence maps to the CGL loss (else only the 255-encoding).
         checkpoint_interval: iterations between checkpoints (the resume points).
+        msc_training: deeplab-pytorch's multi-scale training (losses at scales 1, 0.75, 0.5
+            and their max; `wsss_mmseg.segmentors.MultiScaleEncoderDecoder`).
         test_scales: scales fused (max) at evaluation, e.g. [1.0, 0.75, 0.5].
         test_crf: also score the model after dense CRF (deeplab-pytorch's test protocol, with
             the `pseudo.crf_params`).
@@ -294,6 +296,7 @@ class TrainSettings:
     init_checkpoint: str | None = None
     use_confidence: bool = True
     checkpoint_interval: int = 10
+    msc_training: bool = False
     test_scales: tuple[float, ...] = (1.0,)
     test_crf: bool = True
     device: str = "cpu"

@@ -22,6 +22,7 @@ ensure_mmcv_ops()
 from wsss_mmseg.datasets import PseudoMaskDataset  # noqa: E402
 from wsss_mmseg.heads import ASPPV2Head  # noqa: E402
 from wsss_mmseg.losses import ConfidenceGuidedCELoss, ConfidenceLossMixin  # noqa: E402
+from wsss_mmseg.segmentors import MultiScaleEncoderDecoder  # noqa: E402
 from wsss_mmseg.transforms import LoadConfidenceMap, PackSegInputsWithConfidence  # noqa: E402
 
 CONFIG_DIR = Path(__file__).resolve().parent / "configs"
@@ -33,6 +34,7 @@ __all__ = [
     "ConfidenceGuidedCELoss",
     "ConfidenceLossMixin",
     "LoadConfidenceMap",
+    "MultiScaleEncoderDecoder",
     "PackSegInputsWithConfidence",
     "PseudoMaskDataset",
 ]

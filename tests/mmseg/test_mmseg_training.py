@@ -192,3 +192,24 @@ def test_command_line_training_single_process(synthetic_data: Path, tmp_path: Pa
     assert parse_args([*argv, "--launcher", "pytorch"]).launcher == "pytorch"
     assert main(argv) == 0
     assert (tmp_path / "iter_1.pth").is_file()
+
+
+def test_multi_scale_training_supervises_every_scale_and_their_max(synthetic_data: Path, tmp_path: Path) -> None:
+    """deeplab-pytorch's MSC training: losses at scales 1, 0.75, 0.5 and of the pixel-wise max."""
+    cfg = build_train_config(TINY_CONFIG, tmp_path, max_iters=1, **_data_args(synthetic_data))
+    cfg.model.type = "MultiScaleEncoderDecoder"
+    cfg.model.train_scales = (1.0, 0.75, 0.5)
+    from mmengine.registry import init_default_scope
+    from mmseg.registry import MODELS
+
+    init_default_scope("mmseg")
+    model = MODELS.build(cfg.model)
+    inputs = torch.randn(2, 3, 64, 64)
+    logits = model.scale_logits(inputs)
+    assert len(logits) == 4 and all(l.shape == logits[0].shape for l in logits)
+    torch.testing.assert_close(logits[3], torch.stack(logits[:3]).amax(dim=0))
+    last = train_segmenter(cfg)
+    scalars = _logged_scalars(tmp_path)
+    keys = {k for row in scalars for k in row}
+    assert {"loss_cgl_scale1", "loss_cgl_scale0.75", "loss_cgl_scale0.5", "loss_cgl_max"} <= keys
+    assert last.is_file()
