@@ -12,7 +12,6 @@ from pathlib import Path
 import numpy as np
 import open_clip
 import pytest
-import torch
 from PIL import Image
 
 from tests.reference_clip_es import reference_cams, reference_text

@@ -30,7 +30,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from wsss.clip.vision import layer_norm_fp32
+from wsss.clip.vision import attention_from_qkv, layer_norm_fp32
 
 
 @dataclass
@@ -95,22 +95,13 @@ def forward_last_block(block: nn.Module, tokens: torch.Tensor, ln_post: nn.Modul
 
     Shape: tokens `(B, L, D)`.
     """
-    mha = block.attn
-    batch, length, dim = tokens.shape
-    heads = mha.num_heads
-    head_dim = dim // heads
+    batch = tokens.shape[0]
+    heads = block.attn.num_heads
     with torch.no_grad():
         ln1 = layer_norm_fp32(block.ln_1, tokens)
-        # The layout below is F.multi_head_attention_forward's, for bit-identical results.
-        proj_qkv = F.linear(ln1.transpose(0, 1), mha.in_proj_weight, mha.in_proj_bias)
-        q, k, v = proj_qkv.unflatten(-1, (3, dim)).unsqueeze(0).transpose(0, -2).squeeze(-2).contiguous()
-        q = q.view(length, batch * heads, head_dim).transpose(0, 1)
-        k = k.view(length, batch * heads, head_dim).transpose(0, 1)
-        v = v.view(length, batch * heads, head_dim).transpose(0, 1)
-        probs = torch.bmm(q * math.sqrt(1.0 / float(head_dim)), k.transpose(-2, -1)).softmax(dim=-1)
-        head_out = torch.bmm(probs, v)
-        merged = head_out.transpose(0, 1).contiguous().view(length * batch, dim)
-        attended = F.linear(merged, mha.out_proj.weight, mha.out_proj.bias).view(length, batch, dim).transpose(0, 1)
+        qkv = F.linear(ln1.transpose(0, 1), block.attn.in_proj_weight, block.attn.in_proj_bias)
+        parts = attention_from_qkv(block.attn, qkv)
+        attended = parts.out
         x_mid = tokens + attended
         ln2_hat, ln2_rstd = _normalised(x_mid, block.ln_2.eps)
         hidden = block.mlp.c_fc(layer_norm_fp32(block.ln_2, x_mid))
@@ -121,20 +112,19 @@ def forward_last_block(block: nn.Module, tokens: torch.Tensor, ln_post: nn.Modul
     def per_head(t: torch.Tensor) -> torch.Tensor:
         return t.reshape(batch, heads, *t.shape[1:])
 
-    probs_b = per_head(probs)
     return LastBlockForward(
         ln1=ln1,
-        q=per_head(q),
-        k=per_head(k),
-        v=per_head(v),
-        probs=probs_b,
-        head_out=per_head(head_out),
+        q=per_head(parts.q),
+        k=per_head(parts.k),
+        v=per_head(parts.v),
+        probs=per_head(parts.probs),
+        head_out=per_head(parts.head_out),
         ln2_hat=ln2_hat,
         ln2_rstd=ln2_rstd,
         mlp_hidden=hidden,
         post_hat=post_hat,
         post_rstd=post_rstd,
-        attention=probs_b.mean(dim=1)[:, 1:, 1:].float(),
+        attention=parts.head_averaged_attention(batch),
         pooled=pooled,
     )
 

@@ -163,8 +163,9 @@ class ClipVisionTower:
         ln1 = layer_norm_fp32(block.ln_1, tokens.detach())
         with torch.enable_grad():
             qkv = F.linear(ln1.transpose(0, 1), mha.in_proj_weight, mha.in_proj_bias).detach().requires_grad_(True)
-            attended, attention = _attention_from_qkv(mha, qkv)
-            x = tokens.detach() + block.ls_1(attended)
+            parts = attention_from_qkv(mha, qkv)
+            attention = parts.head_averaged_attention(tokens.shape[0])
+            x = tokens.detach() + block.ls_1(parts.out)
             x = x + block.ls_2(block.mlp(layer_norm_fp32(block.ln_2, x)))
             pooled = self.pool(x)
         return LastBlockOutput(ln1, qkv, mha.in_proj_weight, attention, pooled)
@@ -209,13 +210,33 @@ def _attention(mha: nn.MultiheadAttention, x: torch.Tensor, need_attention: bool
     return out, weights.detach()[:, 1:, 1:].float()
 
 
-def _attention_from_qkv(mha: nn.MultiheadAttention, qkv: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+@dataclass
+class AttentionParts:
+    """Intermediates of multi-head self-attention, in `F.multi_head_attention_forward`'s layout.
+
+    `q`, `k`, `v`: `(B*H, L, d)` (unscaled q); `probs`: `(B*H, L, L)`; `head_out`: `(B*H, L, d)`
+    = `probs @ v`; `out`: `(B, L, D)` after the output projection.
+    """
+
+    q: torch.Tensor
+    k: torch.Tensor
+    v: torch.Tensor
+    probs: torch.Tensor
+    head_out: torch.Tensor
+    out: torch.Tensor
+
+    def head_averaged_attention(self, batch: int) -> torch.Tensor:
+        """`(B, h*w, h*w)` fp32 attention averaged over heads, CLS row and column removed."""
+        length = self.probs.shape[-1]
+        return self.probs.detach().view(batch, -1, length, length).mean(dim=1)[:, 1:, 1:].float()
+
+
+def attention_from_qkv(mha: nn.MultiheadAttention, qkv: torch.Tensor) -> AttentionParts:
     """`nn.MultiheadAttention(need_weights=True)` from an already projected `(L, B, 3D)` qkv.
 
     The operations and memory layouts are those of `F.multi_head_attention_forward` (split,
     per-head views, scaled query, `bmm`, softmax, `bmm`, output projection), so the result is
-    bit-identical to calling the module. Returns `(B, L, D)` output and `(B, h*w, h*w)` fp32
-    head-averaged attention without CLS.
+    bit-identical to calling the module.
     """
     length, batch, packed = qkv.shape
     dim = packed // 3
@@ -225,11 +246,11 @@ def _attention_from_qkv(mha: nn.MultiheadAttention, qkv: torch.Tensor) -> tuple[
     q = q.view(length, batch * heads, head_dim).transpose(0, 1)
     k = k.view(length, batch * heads, head_dim).transpose(0, 1)
     v = v.view(length, batch * heads, head_dim).transpose(0, 1)
-    weights = torch.bmm(q * math.sqrt(1.0 / float(head_dim)), k.transpose(-2, -1)).softmax(dim=-1)
-    out = torch.bmm(weights, v).transpose(0, 1).contiguous().view(length * batch, dim)
-    out = F.linear(out, mha.out_proj.weight, mha.out_proj.bias).view(length, batch, dim).transpose(0, 1)
-    attention = weights.detach().view(batch, heads, length, length).mean(dim=1)[:, 1:, 1:].float()
-    return out, attention
+    probs = torch.bmm(q * math.sqrt(1.0 / float(head_dim)), k.transpose(-2, -1)).softmax(dim=-1)
+    head_out = torch.bmm(probs, v)
+    merged = head_out.transpose(0, 1).contiguous().view(length * batch, dim)
+    out = F.linear(merged, mha.out_proj.weight, mha.out_proj.bias).view(length, batch, dim).transpose(0, 1)
+    return AttentionParts(q, k, v, probs, head_out, out)
 
 
 def _check_supported(visual: nn.Module) -> None:
