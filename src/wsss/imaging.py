@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import math
 import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -22,6 +24,8 @@ from wsss.errors import ImageError
 # EXIF orientations 5-8 swap width and height when a viewer applies them.
 EXIF_ORIENTATION_TAG = 0x0112
 TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
+
+T = TypeVar("T")
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -38,7 +42,25 @@ def load_rgb(path: Path | str, max_pixels: int | None = None) -> Image.Image:
     Raises:
         ImageError: naming the file, when it is missing, empty, truncated, not an image or too large.
     """
-    path = Path(path)
+    return _decode(Path(path), max_pixels, to_rgb)
+
+
+def check_decodes(path: Path | str, max_pixels: int | None = None) -> tuple[int, int]:
+    """Decode an image fully (as `load_rgb` would) without converting it; return `(width, height)`.
+
+    Raises:
+        ImageError: as `load_rgb`.
+    """
+    return _decode(Path(path), max_pixels, _size_if_convertible)
+
+
+def _size_if_convertible(image: Image.Image) -> tuple[int, int]:
+    # Converting one pixel proves the mode converts to RGB without a full-size copy.
+    to_rgb(image.crop((0, 0, 1, 1)))
+    return image.size
+
+
+def _decode(path: Path, max_pixels: int | None, convert: Callable[[Image.Image], T]) -> T:
     try:
         with warnings.catch_warnings():
             # Our own limit is checked below; PIL's warning above ~89 Mpx would only be noise.
@@ -51,7 +73,7 @@ def load_rgb(path: Path | str, max_pixels: int | None = None) -> Image.Image:
                         f"of {max_pixels} (reliability.max_image_pixels)"
                     )
                 handle.load()
-                return to_rgb(handle)
+                return convert(handle)
     except FileNotFoundError:
         raise ImageError(f"{path}: file not found") from None
     except Image.DecompressionBombError as error:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -140,8 +141,11 @@ def image_header_size(path: Path | str) -> tuple[int, int]:
         DatasetError: naming the file when it is missing or not an image.
     """
     try:
-        with Image.open(path) as handle:
-            width, height = handle.size
+        with warnings.catch_warnings():
+            # Size limits are the caller's (reliability.max_image_pixels); the warning is noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as handle:
+                width, height = handle.size
     except FileNotFoundError:
         raise DatasetError(f"{path}: image file not found") from None
     except Image.DecompressionBombError as error:

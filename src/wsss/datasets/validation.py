@@ -15,7 +15,7 @@ from PIL import Image, UnidentifiedImageError
 from wsss.datasets.records import ImageRecord, Manifest, safe_join
 from wsss.errors import DatasetError, ImageError
 from wsss.failures import FailureReport
-from wsss.imaging import TRANSPOSING_ORIENTATIONS, exif_orientation, load_rgb
+from wsss.imaging import TRANSPOSING_ORIENTATIONS, check_decodes, exif_orientation
 
 
 def ground_truth_problem(record: ImageRecord, root: Path) -> str | None:
@@ -63,7 +63,7 @@ def validate_images(manifest: Manifest, root: Path, max_pixels: int | None, fail
             failures.add(record.image_id, str(image_path), "empty tag list: the image has no class to localise")
             continue
         try:
-            load_rgb(image_path, max_pixels=max_pixels)
+            check_decodes(image_path, max_pixels=max_pixels)
         except ImageError as error:
             failures.add(record.image_id, str(image_path), str(error))
             continue
