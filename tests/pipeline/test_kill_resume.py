@@ -1,9 +1,11 @@
 """SIGKILL `cams` and `pseudo` at seeded random points, rerun, and compare with an uninterrupted run.
 
 Black-box: each stage runs as `python -m flows.<stage>` in its own process group, killed with
-SIGKILL (no cleanup handlers run) at a random moment of its measured uninterrupted duration;
-after the kills one more run completes. The result must verify (HDF5 checksums, no leftovers),
-hold every manifest image exactly once, and equal the uninterrupted run's maps and masks.
+SIGKILL (no cleanup handlers run) at a seeded random moment of its measured uninterrupted
+duration, then rerun to completion; per kill point, the result must verify (HDF5 checksums, no
+leftovers), hold every manifest image exactly once, and equal the uninterrupted run's maps and
+masks. Outputs (and the cams scratch) are cleared before each kill point so that every kill
+lands in a run with work left.
 """
 
 from __future__ import annotations
@@ -66,15 +68,10 @@ def run_and_kill(stage: str, repo: Path, env: dict[str, str], delay: float) -> i
         return None
 
 
-def kill_repeatedly(stage: str, repo: Path, env: dict[str, str], duration: float, seed: int) -> list[float]:
-    """SIGKILL the stage at KILLS_PER_STAGE seeded points within its uninterrupted duration."""
+def kill_points(duration: float, seed: int) -> list[float]:
+    """Seeded SIGKILL delays within the stage's uninterrupted duration (mostly past the imports)."""
     rng = random.Random(seed)
-    delays = [round(rng.uniform(0.3, 0.97) * duration, 2) for _ in range(KILLS_PER_STAGE)]
-    killed = []
-    for delay in delays:
-        if run_and_kill(stage, repo, env, delay) is None:
-            killed.append(delay)
-    return killed
+    return [round(rng.uniform(0.4, 0.97) * duration, 2) for _ in range(KILLS_PER_STAGE)]
 
 
 def manifest_ids(repo: Path) -> list[str]:
@@ -97,22 +94,27 @@ def test_cams_killed_at_random_points_resumes_to_the_uninterrupted_result(repo: 
     reference = store_contents(path / "artifacts/cams")
     shutil.rmtree(path / "artifacts/cams")
 
-    killed = kill_repeatedly("cams", path, env, duration, SEED)
-    run(stage_command("cams"), path, env)
-
-    store = CamStore(path / "artifacts/cams")
-    assert store.verify() == []
     ids = manifest_ids(path)
-    assert store.image_ids() == ids  # every image once (a repeat makes the store index fail)
-    resumed = store_contents(path / "artifacts/cams")
-    for image_id in ids:
-        arrays, attrs = resumed[image_id]
-        assert plain(attrs) == plain(reference[image_id][1])
-        for name, array in reference[image_id][0].items():
-            np.testing.assert_array_equal(arrays[name], array, err_msg=f"{image_id}/{name}")
-    lost = len(set(ids) - set(store.image_ids()))
+    killed, lost = [], 0
+    for delay in kill_points(duration, SEED):
+        shutil.rmtree(path / "artifacts/cams", ignore_errors=True)
+        shutil.rmtree(path / ".wsss-scratch", ignore_errors=True)
+        if run_and_kill("cams", path, env, delay) is None:
+            killed.append(delay)
+        run(stage_command("cams"), path, env)  # the rerun after the kill
+
+        store = CamStore(path / "artifacts/cams")
+        assert store.verify() == []
+        assert store.image_ids() == ids  # every image once (a repeat makes the store index fail)
+        lost += len(set(ids) - set(store.image_ids()))
+        resumed = store_contents(path / "artifacts/cams")
+        for image_id in ids:
+            arrays, attrs = resumed[image_id]
+            assert plain(attrs) == plain(reference[image_id][1])
+            for name, array in reference[image_id][0].items():
+                np.testing.assert_array_equal(arrays[name], array, err_msg=f"{image_id}/{name}")
     print(f"\ncams: kill points tried {len(killed)} at {killed} s of {duration:.1f} s; images lost {lost}")
-    assert killed, "no kill landed while the stage was running"
+    assert len(killed) >= KILLS_PER_STAGE - 1, "kills must land while the stage runs"
 
 
 def pseudo_outputs(directory: Path) -> dict[str, bytes]:
@@ -133,21 +135,25 @@ def test_pseudo_killed_at_random_points_resumes_to_the_uninterrupted_result(repo
     reference_rows = json.loads((path / "artifacts/pseudo/summary.json").read_text())["images"]
     shutil.rmtree(path / "artifacts/pseudo")
 
-    killed = kill_repeatedly("pseudo", path, env, duration, SEED + 1)
-    run(stage_command("pseudo"), path, env)
-
-    resumed = pseudo_outputs(path / "artifacts/pseudo")
-    assert not [name for name in resumed if name.endswith(".partial")]
-    assert resumed == reference  # masks, raw labels, confidence and keys, byte for byte
     ids = manifest_ids(path)
-    for sub, suffix in (("masks", ".png"), ("raw", ".png"), ("confidence", ".npy"), ("keys", ".json")):
-        assert sorted(p.stem for p in (path / "artifacts/pseudo" / sub).iterdir()) == ids, sub
-        assert all(p.name.endswith(suffix) for p in (path / "artifacts/pseudo" / sub).iterdir())
-    rows = json.loads((path / "artifacts/pseudo/summary.json").read_text())["images"]
-    assert rows == reference_rows
-    lost = len(set(ids) - {row["image_id"] for row in rows})
+    killed, lost = [], 0
+    for delay in kill_points(duration, SEED + 1):
+        shutil.rmtree(path / "artifacts/pseudo", ignore_errors=True)
+        if run_and_kill("pseudo", path, env, delay) is None:
+            killed.append(delay)
+        run(stage_command("pseudo"), path, env)  # the rerun after the kill
+
+        resumed = pseudo_outputs(path / "artifacts/pseudo")
+        assert not [name for name in resumed if name.endswith(".partial")]
+        assert resumed == reference  # masks, raw labels, confidence and keys, byte for byte
+        for sub, suffix in (("masks", ".png"), ("raw", ".png"), ("confidence", ".npy"), ("keys", ".json")):
+            assert sorted(p.stem for p in (path / "artifacts/pseudo" / sub).iterdir()) == ids, sub
+            assert all(p.name.endswith(suffix) for p in (path / "artifacts/pseudo" / sub).iterdir())
+        rows = json.loads((path / "artifacts/pseudo/summary.json").read_text())["images"]
+        assert rows == reference_rows
+        lost += len(set(ids) - {row["image_id"] for row in rows})
     print(f"\npseudo: kill points tried {len(killed)} at {killed} s of {duration:.1f} s; images lost {lost}")
-    assert killed, "no kill landed while the stage was running"
+    assert len(killed) >= KILLS_PER_STAGE - 1, "kills must land while the stage runs"
 
 
 def test_pseudo_drops_outputs_of_images_no_longer_refined(repo: tuple[Path, dict[str, str]]) -> None:
