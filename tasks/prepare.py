@@ -28,7 +28,7 @@ def materialize_sample_task(destination: Path = SAMPLE_DIR) -> Manifest:
 def build_manifest(data: DataSettings, class_names: tuple[str, ...], failures: FailureReport) -> Manifest:
     """The manifest of the dataset named by the `data` section (the sample is a VOC tree).
 
-    Per-image problems go to `failures` (folder and VOC datasets); whole-file problems raise.
+    Per-image problems go to `failures`; whole-file problems (tags file, split file, JSON) raise.
     """
     root = Path(data.root)
     if data.kind in ("sample", "voc"):
@@ -36,7 +36,9 @@ def build_manifest(data: DataSettings, class_names: tuple[str, ...], failures: F
     if data.kind == "coco":
         if not data.instances_json or not data.images_dir:
             raise ConfigError("data.instances_json and data.images_dir are required for COCO")
-        return load_coco(root, data.instances_json, data.images_dir, class_names, data.ground_truth_dir)
+        return load_coco(
+            root, data.instances_json, data.images_dir, class_names, data.ground_truth_dir, failures=failures
+        )
     if not data.images_dir or not data.tags_file:
         raise ConfigError("data.images_dir and data.tags_file are required for folder datasets")
     return load_folder(root, data.images_dir, data.tags_file, class_names, failures=failures)

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from PIL import Image
 
-from wsss.datasets import load_folder, load_voc
+from wsss.datasets import load_coco, load_folder, load_voc
 from wsss.datasets.validation import validate_images
 from wsss.errors import ConfigError, DatasetError, ImageError, TooManyFailuresError
 from wsss.failures import DEFAULT_MAX_IMAGE_PIXELS, FailureReport, ReliabilitySettings
@@ -286,3 +286,25 @@ def test_unusual_images_go_through_the_cam_extractor(name: str, corpus: tuple[Pa
     assert result.refined.shape == (2, height, width)
     assert result.original_size == (height, width)
     assert np.isfinite(result.refined).all() and np.isfinite(result.gradcam).all()
+
+
+def test_coco_per_image_problems_are_reported_not_raised(tmp_path: Path) -> None:
+    (tmp_path / "images").mkdir()
+    (tmp_path / "images/good.jpg").write_bytes(encoded(Image.fromarray(photo()), "JPEG"))
+    (tmp_path / "images/wrong_size.jpg").write_bytes(encoded(Image.fromarray(photo()), "JPEG"))
+    images = [("good.jpg", 48, 32, 1), ("missing.jpg", 48, 32, 1), ("../up.jpg", 48, 32, 1),
+              ("wrong_size.jpg", 10, 10, 1), ("zebra.jpg", 48, 32, 2)]
+    data = {
+        "images": [{"id": i, "file_name": name, "width": w, "height": h} for i, (name, w, h, _) in enumerate(images)],
+        "annotations": [{"id": i, "image_id": i, "category_id": cat} for i, (*_, cat) in enumerate(images)],
+        "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "zebra"}],
+    }
+    (tmp_path / "instances.json").write_text(json.dumps(data))
+    failures = FailureReport("prepare")
+    manifest = load_coco(tmp_path, "instances.json", "images", CLASSES, failures=failures)
+    assert [record.image_id for record in manifest.records] == ["good"]
+    reasons = {failure.image: failure.reason for failure in failures.failures}
+    assert set(reasons) == {"missing", "../up.jpg", "wrong_size", "zebra"}
+    assert "image file not found" in reasons["missing"] and "'..' component" in reasons["../up.jpg"]
+    assert "48x32 in its header but 10x10 in the JSON" in reasons["wrong_size"]
+    assert "unknown tag 'zebra'" in reasons["zebra"]
