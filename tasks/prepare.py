@@ -1,4 +1,4 @@
-"""prepare: materialise the embedded sample and write the manifest of the configured dataset."""
+"""prepare: materialise the embedded sample; the manifest of the usable images and the failure report."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from prefect.cache_policies import NONE
 
 from tasks.common import FAILURES, MANIFEST, write_json
 from wsss.config import DataSettings
+from wsss.datasets import Manifest, load_coco, load_folder, load_voc, manifest_sha256, materialize_sample
 from wsss.datasets.validation import validate_images
 from wsss.errors import ConfigError
 from wsss.failures import FailureReport, ReliabilitySettings
-from wsss.datasets import Manifest, load_coco, load_folder, load_voc, manifest_sha256, materialize_sample
 
 SAMPLE_DIR = Path("data/sample")
 

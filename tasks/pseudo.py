@@ -51,12 +51,14 @@ def palette_png_bytes(labels: np.ndarray) -> bytes:
 
 
 def npy_bytes(array: np.ndarray) -> bytes:
+    """The `.npy` file content of an array (written atomically by the caller)."""
     buffer = io.BytesIO()
     np.save(buffer, array)
     return buffer.getvalue()
 
 
 def output_paths(output: Path, image_id: str) -> dict[str, Path]:
+    """The three per-image output files, by output kind."""
     return {
         MASKS: output / MASKS / f"{image_id}.png",
         RAW: output / RAW / f"{image_id}.png",
