@@ -29,7 +29,8 @@ from wsss.io import CamStore
 
 pytestmark = pytest.mark.slow
 
-KILLS_PER_STAGE = 3
+# Per stage; cams runs cost ~3x pseudo runs (CLIP), so it gets fewer kill points.
+KILL_POINTS = {"cams": 2, "pseudo": 3}
 SEED = 20240611
 
 
@@ -68,10 +69,10 @@ def run_and_kill(stage: str, repo: Path, env: dict[str, str], delay: float) -> i
         return None
 
 
-def kill_points(duration: float, seed: int) -> list[float]:
+def kill_points(stage: str, duration: float, seed: int) -> list[float]:
     """Seeded SIGKILL delays within the stage's uninterrupted duration (mostly past the imports)."""
     rng = random.Random(seed)
-    return [round(rng.uniform(0.4, 0.97) * duration, 2) for _ in range(KILLS_PER_STAGE)]
+    return [round(rng.uniform(0.4, 0.9) * duration, 2) for _ in range(KILL_POINTS[stage])]
 
 
 def manifest_ids(repo: Path) -> list[str]:
@@ -96,7 +97,7 @@ def test_cams_killed_at_random_points_resumes_to_the_uninterrupted_result(repo: 
 
     ids = manifest_ids(path)
     killed, lost = [], 0
-    for delay in kill_points(duration, SEED):
+    for delay in kill_points("cams", duration, SEED):
         shutil.rmtree(path / "artifacts/cams", ignore_errors=True)
         shutil.rmtree(path / ".wsss-scratch", ignore_errors=True)
         if run_and_kill("cams", path, env, delay) is None:
@@ -114,7 +115,7 @@ def test_cams_killed_at_random_points_resumes_to_the_uninterrupted_result(repo: 
             for name, array in reference[image_id][0].items():
                 np.testing.assert_array_equal(arrays[name], array, err_msg=f"{image_id}/{name}")
     print(f"\ncams: kill points tried {len(killed)} at {killed} s of {duration:.1f} s; images lost {lost}")
-    assert len(killed) >= KILLS_PER_STAGE - 1, "kills must land while the stage runs"
+    assert len(killed) >= KILL_POINTS["cams"] - 1, "kills must land while the stage runs"
 
 
 def pseudo_outputs(directory: Path) -> dict[str, bytes]:
@@ -137,7 +138,7 @@ def test_pseudo_killed_at_random_points_resumes_to_the_uninterrupted_result(repo
 
     ids = manifest_ids(path)
     killed, lost = [], 0
-    for delay in kill_points(duration, SEED + 1):
+    for delay in kill_points("pseudo", duration, SEED + 1):
         shutil.rmtree(path / "artifacts/pseudo", ignore_errors=True)
         if run_and_kill("pseudo", path, env, delay) is None:
             killed.append(delay)
@@ -153,7 +154,7 @@ def test_pseudo_killed_at_random_points_resumes_to_the_uninterrupted_result(repo
         assert rows == reference_rows
         lost += len(set(ids) - {row["image_id"] for row in rows})
     print(f"\npseudo: kill points tried {len(killed)} at {killed} s of {duration:.1f} s; images lost {lost}")
-    assert len(killed) >= KILLS_PER_STAGE - 1, "kills must land while the stage runs"
+    assert len(killed) >= KILL_POINTS["pseudo"] - 1, "kills must land while the stage runs"
 
 
 def test_pseudo_drops_outputs_of_images_no_longer_refined(repo: tuple[Path, dict[str, str]]) -> None:
