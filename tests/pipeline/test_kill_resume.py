@@ -97,7 +97,8 @@ def test_cams_killed_at_random_points_resumes_to_the_uninterrupted_result(repo: 
 
     ids = manifest_ids(path)
     killed, lost = [], 0
-    for delay in kill_points("cams", duration, SEED):
+    points = kill_points("cams", duration, SEED)
+    for delay in points:
         shutil.rmtree(path / "artifacts/cams", ignore_errors=True)
         shutil.rmtree(path / ".wsss-scratch", ignore_errors=True)
         if run_and_kill("cams", path, env, delay) is None:
@@ -114,7 +115,7 @@ def test_cams_killed_at_random_points_resumes_to_the_uninterrupted_result(repo: 
             assert plain(attrs) == plain(reference[image_id][1])
             for name, array in reference[image_id][0].items():
                 np.testing.assert_array_equal(arrays[name], array, err_msg=f"{image_id}/{name}")
-    print(f"\ncams: kill points tried {len(killed)} at {killed} s of {duration:.1f} s; images lost {lost}")
+    print(f"\ncams: kill points tried {len(points)}, killed mid-run {len(killed)} at {killed} s of {duration:.1f} s; images lost {lost}")
     assert len(killed) >= KILL_POINTS["cams"] - 1, "kills must land while the stage runs"
 
 
@@ -138,7 +139,8 @@ def test_pseudo_killed_at_random_points_resumes_to_the_uninterrupted_result(repo
 
     ids = manifest_ids(path)
     killed, lost = [], 0
-    for delay in kill_points("pseudo", duration, SEED + 1):
+    points = kill_points("pseudo", duration, SEED + 1)
+    for delay in points:
         shutil.rmtree(path / "artifacts/pseudo", ignore_errors=True)
         if run_and_kill("pseudo", path, env, delay) is None:
             killed.append(delay)
@@ -153,7 +155,7 @@ def test_pseudo_killed_at_random_points_resumes_to_the_uninterrupted_result(repo
         rows = json.loads((path / "artifacts/pseudo/summary.json").read_text())["images"]
         assert rows == reference_rows
         lost += len(set(ids) - {row["image_id"] for row in rows})
-    print(f"\npseudo: kill points tried {len(killed)} at {killed} s of {duration:.1f} s; images lost {lost}")
+    print(f"\npseudo: kill points tried {len(points)}, killed mid-run {len(killed)} at {killed} s of {duration:.1f} s; images lost {lost}")
     assert len(killed) >= KILL_POINTS["pseudo"] - 1, "kills must land while the stage runs"
 
 
