@@ -9,10 +9,18 @@ from pathlib import Path
 from typing import Any
 
 from wsss.errors import WsssError
+from wsss.run_lock import describe_owner, run_lock
+
+# Relative to the working directory, like every artifact path of the stages (tasks/common.py).
+ARTIFACTS_DIR = Path("artifacts")
 
 
 def run_stage(flows: Mapping[str, Callable[[str], Any]], argv: list[str] | None = None) -> int:
-    """Run the named flow (the only one when the module has one); WsssError -> message, exit 2."""
+    """Run the named flow (the only one when the module has one) holding the artifacts run lock.
+
+    WsssError (bad params, bad dataset files, too many failed images, another run holding the
+    lock) -> its message on stderr, exit 2.
+    """
     parser = argparse.ArgumentParser(description="Run a wsss pipeline stage as a Prefect flow")
     if len(flows) > 1:
         parser.add_argument("stage", choices=sorted(flows))
@@ -23,7 +31,10 @@ def run_stage(flows: Mapping[str, Callable[[str], Any]], argv: list[str] | None 
         print(f"error: {args.params}: params file not found", file=sys.stderr)
         return 2
     try:
-        flows[name](args.params)
+        with run_lock(ARTIFACTS_DIR) as lock:
+            if lock.stale_owner is not None:
+                print(f"note: took over the stale run lock of {describe_owner(lock.stale_owner)}", file=sys.stderr)
+            flows[name](args.params)
     except WsssError as error:
         print(f"error: {error}", file=sys.stderr)
         return 2

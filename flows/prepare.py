@@ -9,17 +9,26 @@ from prefect import flow
 from flows.cli import run_stage
 from tasks import prepare as prepare_tasks
 from tasks.common import core_config, load_params
-from wsss.config import data_settings
+from wsss.config import data_settings, reliability_settings
+from wsss.failures import FailureReport
 
 
 @flow(name="wsss-prepare")
 def prepare_flow(params_path: str = "params.yaml") -> str:
-    """Write the manifest of the configured dataset (the sample is materialised by `sample`)."""
+    """Write the manifest of the usable images and `failures.json` naming each refused image and why.
+
+    Exits non-zero (TooManyFailuresError) only when more than `reliability.max_failed_share` failed.
+    """
     params = load_params(params_path)
     data = data_settings(params)
     vocabulary = core_config(params).vocabulary
-    manifest = prepare_tasks.build_manifest(data, tuple(vocabulary.class_names))
-    return prepare_tasks.write_manifest(manifest, data)
+    reliability = reliability_settings(params)
+    failures = FailureReport("prepare")
+    manifest = prepare_tasks.build_manifest(data, tuple(vocabulary.class_names), failures)
+    manifest = prepare_tasks.validate_manifest_images(manifest, data, reliability, failures)
+    digest = prepare_tasks.write_manifest(manifest, data)
+    prepare_tasks.write_failure_report(failures, manifest, reliability)
+    return digest
 
 
 @flow(name="wsss-sample")

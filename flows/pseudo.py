@@ -25,6 +25,7 @@ def pseudo_flow(params_path: str = "params.yaml") -> int:
     ]
     progress = Progress("wsss-pseudo-progress", len(jobs), "Pseudo masks written")
     rows = pseudo_tasks.make_pseudo_masks(jobs, settings.jobs, progress)
+    pseudo_tasks.remove_outputs_of_dropped_images(PSEUDO_DIR, [job.image_id for job in jobs])
     manifest = read_manifest()
     write_json(PSEUDO_DIR / "summary.json", {
         "params": params.get("pseudo"),

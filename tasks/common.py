@@ -19,6 +19,7 @@ from wsss.errors import ConfigError, DatasetError
 
 ARTIFACTS = Path("artifacts")
 MANIFEST = ARTIFACTS / "prepare" / "manifest.json"
+FAILURES = ARTIFACTS / "prepare" / "failures.json"
 PROMPT_SCORES = ARTIFACTS / "prompts" / "scores.json"
 CAM_STORE = ARTIFACTS / "cams"
 REFINED_STORE = ARTIFACTS / "refined"

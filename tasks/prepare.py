@@ -1,15 +1,18 @@
-"""prepare: materialise the embedded sample and write the manifest of the configured dataset."""
+"""prepare: materialise the embedded sample; the manifest of the usable images and the failure report."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
 
-from tasks.common import MANIFEST, write_json
+from tasks.common import FAILURES, MANIFEST, write_json
 from wsss.config import DataSettings
 from wsss.datasets import Manifest, load_coco, load_folder, load_voc, manifest_sha256, materialize_sample
+from wsss.datasets.validation import validate_images
+from wsss.errors import ConfigError
+from wsss.failures import FailureReport, ReliabilitySettings
 
 SAMPLE_DIR = Path("data/sample")
 
@@ -20,26 +23,58 @@ def materialize_sample_task(destination: Path = SAMPLE_DIR) -> Manifest:
     return materialize_sample(destination)
 
 
-@task(retries=2, retry_delay_seconds=1, cache_policy=NONE)
-def build_manifest(data: DataSettings, class_names: tuple[str, ...]) -> Manifest:
-    """The manifest of the dataset named by the `data` section (the sample is a VOC tree)."""
+# No retries: the loaders' errors are deterministic, and a retry would record failures twice.
+@task(cache_policy=NONE)
+def build_manifest(data: DataSettings, class_names: tuple[str, ...], failures: FailureReport) -> Manifest:
+    """The manifest of the dataset named by the `data` section (the sample is a VOC tree).
+
+    Per-image problems go to `failures`; whole-file problems (tags file, split file, JSON) raise.
+    """
     root = Path(data.root)
     if data.kind in ("sample", "voc"):
-        return load_voc(root, data.split, class_names, data.ground_truth_dir)
+        return load_voc(root, data.split, class_names, data.ground_truth_dir, failures=failures)
     if data.kind == "coco":
         if not data.instances_json or not data.images_dir:
-            raise ValueError("data.instances_json and data.images_dir are required for COCO")
-        return load_coco(root, data.instances_json, data.images_dir, class_names, data.ground_truth_dir)
+            raise ConfigError("data.instances_json and data.images_dir are required for COCO")
+        return load_coco(
+            root, data.instances_json, data.images_dir, class_names, data.ground_truth_dir, failures=failures
+        )
     if not data.images_dir or not data.tags_file:
-        raise ValueError("data.images_dir and data.tags_file are required for folder datasets")
-    return load_folder(root, data.images_dir, data.tags_file, class_names)
+        raise ConfigError("data.images_dir and data.tags_file are required for folder datasets")
+    return load_folder(root, data.images_dir, data.tags_file, class_names, failures=failures)
+
+
+@task(cache_policy=NONE)
+def validate_manifest_images(
+    manifest: Manifest, data: DataSettings, reliability: ReliabilitySettings, failures: FailureReport
+) -> Manifest:
+    """Decode every image and check every GT mask; failed images leave the manifest."""
+    return validate_images(manifest, Path(data.root), reliability.max_image_pixels, failures)
+
+
+@task(cache_policy=NONE)
+def write_failure_report(
+    failures: FailureReport, manifest: Manifest, reliability: ReliabilitySettings, path: Path = FAILURES
+) -> None:
+    """Write `failures.json`, then raise if more than the tolerated share of images failed.
+
+    Raises:
+        TooManyFailuresError: after the report (and the manifest) are on disk.
+    """
+    total = len(manifest.records) + len(failures.failed_images())
+    write_json(path, failures.to_dict(total, reliability.max_failed_share))
+    for failure in failures.failures:
+        get_run_logger().warning("image %s left out: %s", failure.image, failure.reason)
+    failures.check(total, reliability.max_failed_share, str(path))
 
 
 @task(cache_policy=NONE)
 def write_manifest(manifest: Manifest, data: DataSettings, path: Path = MANIFEST) -> str:
     """Write the manifest (+ its hash and the dataset root); returns the hash."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(manifest.to_json())
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(manifest.to_json())
+    partial.replace(path)
     digest = manifest_sha256(manifest)
     write_json(path.with_name("manifest.meta.json"), {"root": data.root, "kind": data.kind, "sha256": digest,
                                                       "num_images": len(manifest.records)})

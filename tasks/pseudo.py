@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
@@ -14,16 +15,19 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from tasks.common import Progress
+from wsss import output_keys
 from wsss.config import PseudoSettings
 from wsss.datasets import safe_join
 from wsss.imaging import load_rgb
 from wsss.io import CamStore
+from wsss.output_keys import content_key, write_bytes_atomic
 from wsss.pseudo import crf_posterior_for_cams, make_pseudo_label
 from wsss.viz import voc_palette
 
 MASKS = "masks"
 RAW = "raw"
 CONFIDENCE = "confidence"
+KEYS = "keys"
 
 
 @dataclass(frozen=True)
@@ -37,20 +41,51 @@ class PseudoJob:
     settings: PseudoSettings
 
 
-def save_palette_png(labels: np.ndarray, path: Path) -> None:
+def palette_png_bytes(labels: np.ndarray) -> bytes:
+    """`(H, W)` labels as a VOC-palette PNG."""
     image = Image.fromarray(labels.astype(np.uint8), mode="P")
     image.putpalette(voc_palette().flatten().tolist())
-    partial = path.with_name(path.name + ".partial")
-    image.save(partial, format="PNG")
-    partial.replace(path)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def npy_bytes(array: np.ndarray) -> bytes:
+    """The `.npy` file content of an array (written atomically by the caller)."""
+    buffer = io.BytesIO()
+    np.save(buffer, array)
+    return buffer.getvalue()
+
+
+def output_paths(output: Path, image_id: str) -> dict[str, Path]:
+    """The three per-image output files, by output kind."""
+    return {
+        MASKS: output / MASKS / f"{image_id}.png",
+        RAW: output / RAW / f"{image_id}.png",
+        CONFIDENCE: output / CONFIDENCE / f"{image_id}.npy",
+    }
 
 
 def make_pseudo_mask(job: PseudoJob) -> dict[str, Any]:
-    """Pseudo mask, raw labels and confidence of one image; returns its summary row."""
+    """Pseudo mask, raw labels and confidence of one image; returns its summary row.
+
+    Reused without recomputation when the image's key (refined maps, image SHA-256, pseudo
+    settings) matches the key file of a previous run and all outputs exist.
+    """
     stored = CamStore(job.refined_store).read(job.image_id, ["refined"], keep_dtype=True)
     cams = stored.arrays["refined"]  # float16, as the reference's saved maps
     class_ids = np.asarray(stored.attrs["class_ids"], dtype=np.int64)
     settings = job.settings
+    paths = output_paths(job.output, job.image_id)
+    keys_dir = job.output / KEYS
+    key = content_key(
+        [cams, class_ids],
+        {"source_sha256": stored.attrs["source_sha256"], "settings": {**asdict(settings), "jobs": None}},
+    )
+    row = output_keys.reusable_row(keys_dir, job.image_id, key, paths.values())
+    if row is not None:
+        return row
+    output_keys.forget(keys_dir, job.image_id)
     posterior = None
     if settings.crf and len(class_ids):
         rgb = np.asarray(load_rgb(safe_join(job.dataset_root, stored.attrs["source_path"])))
@@ -65,11 +100,11 @@ def make_pseudo_mask(job: PseudoJob) -> dict[str, Any]:
         ignore_index=settings.ignore_index,
         posterior=posterior,
     )
-    save_palette_png(pseudo.labels, job.output / MASKS / f"{job.image_id}.png")
-    save_palette_png(pseudo.raw_labels, job.output / RAW / f"{job.image_id}.png")
-    np.save(job.output / CONFIDENCE / f"{job.image_id}.npy", pseudo.confidence.astype(np.float16))
+    write_bytes_atomic(paths[MASKS], palette_png_bytes(pseudo.labels))
+    write_bytes_atomic(paths[RAW], palette_png_bytes(pseudo.raw_labels))
+    write_bytes_atomic(paths[CONFIDENCE], npy_bytes(pseudo.confidence.astype(np.float16)))
     labels, counts = np.unique(pseudo.labels, return_counts=True)
-    return {
+    row = {
         "image_id": job.image_id,
         "size": [int(v) for v in pseudo.labels.shape],
         "tags": list(stored.attrs["tags"]),
@@ -78,13 +113,15 @@ def make_pseudo_mask(job: PseudoJob) -> dict[str, Any]:
         "label_pixels": {str(int(l)): int(c) for l, c in zip(labels, counts)},
         "source_sha256": stored.attrs["source_sha256"],
     }
+    output_keys.record(keys_dir, job.image_id, key, row)
+    return row
 
 
 @task(cache_policy=NONE)
 def make_pseudo_masks(jobs: Sequence[PseudoJob], workers: int, progress: Progress | None = None) -> list[dict[str, Any]]:
     """Run the jobs, in `workers` processes when more than one (the CRF is CPU-bound)."""
     if jobs:
-        for sub in (MASKS, RAW, CONFIDENCE):
+        for sub in (MASKS, RAW, CONFIDENCE, KEYS):
             (jobs[0].output / sub).mkdir(parents=True, exist_ok=True)
     rows = []
     if workers <= 1 or len(jobs) <= 1:
@@ -99,3 +136,10 @@ def make_pseudo_masks(jobs: Sequence[PseudoJob], workers: int, progress: Progres
             if progress:
                 progress.step()
     return rows
+
+
+@task(cache_policy=NONE)
+def remove_outputs_of_dropped_images(output: Path, image_ids: Sequence[str]) -> int:
+    """Delete outputs (and keys) of images no longer in the refined store; returns how many files."""
+    directories = [output / sub for sub in (MASKS, RAW, CONFIDENCE, KEYS)]
+    return len(output_keys.remove_stale_outputs(directories, set(image_ids)))

@@ -16,6 +16,7 @@ from wsss.cam.caa import CaaSettings
 from wsss.cam.extractor import CamSettings
 from wsss.clip.loading import ClipSource
 from wsss.errors import ConfigError
+from wsss.failures import ReliabilitySettings
 from wsss.pseudo.crf import CrfParams
 from wsss.text.vocabulary import (
     VOC_BACKGROUND_WORDS,
@@ -338,7 +339,7 @@ def store_settings(params: Mapping[str, Any]) -> StoreSettings:
     return _build(StoreSettings, _section(params, "store"), "store")
 
 
-PARAMS_SECTIONS = ("data", "clip", "classes", "prompts", "cam", "store", "caa", "pseudo", "train", "evaluate")
+PARAMS_SECTIONS = ("data", "clip", "classes", "prompts", "cam", "store", "caa", "pseudo", "train", "evaluate", "reliability")
 
 
 def validate_params(params: Mapping[str, Any]) -> None:
@@ -350,3 +351,9 @@ def validate_params(params: Mapping[str, Any]) -> None:
     store_settings(params)
     train_settings(params)
     evaluate_settings(params)
+    reliability_settings(params)
+
+
+def reliability_settings(params: Mapping[str, Any]) -> ReliabilitySettings:
+    """The `reliability` section (defaults when absent)."""
+    return _build(ReliabilitySettings, _section(params, "reliability"), "reliability")

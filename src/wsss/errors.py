@@ -25,3 +25,11 @@ class DatasetError(WsssError):
 
 class StoreError(WsssError):
     """A CAM store shard could not be written, opened, read or verified."""
+
+
+class TooManyFailuresError(WsssError):
+    """More images failed in a stage than `reliability.max_failed_share` allows."""
+
+
+class RunLockedError(WsssError):
+    """Another live pipeline run holds the artifacts directory."""

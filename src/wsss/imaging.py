@@ -2,13 +2,18 @@
 
 The reference resizes every image with PIL bicubic to `ceil(side / 16) * 16` on each side and
 applies CLIP's normalisation (spec §1.1). Pixels are used as stored: EXIF orientation is NOT
-applied, because dataset masks are stored in the same raw pixel orientation as the JPEGs.
+applied, because dataset masks are stored in the same raw pixel orientation as the JPEGs. The
+one rule everywhere (CAMs, refined maps, pseudo masks, GT checks): the raw pixel grid, i.e. the
+size in the file header; a GT mask of the EXIF-rotated size is reported as a size mismatch.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
+from collections.abc import Callable
 from pathlib import Path
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -16,25 +21,74 @@ from PIL import Image, UnidentifiedImageError
 
 from wsss.errors import ImageError
 
+# EXIF orientations 5-8 swap width and height when a viewer applies them.
+EXIF_ORIENTATION_TAG = 0x0112
+TRANSPOSING_ORIENTATIONS = frozenset({5, 6, 7, 8})
+
+T = TypeVar("T")
+
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 
 
-def load_rgb(path: Path | str) -> Image.Image:
-    """Decode an image file fully into an RGB PIL image.
+def load_rgb(path: Path | str, max_pixels: int | None = None) -> Image.Image:
+    """Decode an image file fully into an RGB PIL image, in raw (not EXIF-rotated) orientation.
+
+    Args:
+        path: the image file.
+        max_pixels: refuse images whose header announces more pixels, before decoding them
+            (bounds memory); None = no limit of ours (PIL's decompression-bomb guard remains).
 
     Raises:
-        ImageError: naming the file, when it is missing, empty, truncated or not an image.
+        ImageError: naming the file, when it is missing, empty, truncated, not an image or too large.
     """
-    path = Path(path)
+    return _decode(Path(path), max_pixels, to_rgb)
+
+
+def check_decodes(path: Path | str, max_pixels: int | None = None) -> tuple[int, int]:
+    """Decode an image fully (as `load_rgb` would) without converting it; return `(width, height)`.
+
+    Raises:
+        ImageError: as `load_rgb`.
+    """
+    return _decode(Path(path), max_pixels, _size_if_convertible)
+
+
+def _size_if_convertible(image: Image.Image) -> tuple[int, int]:
+    # Converting one pixel proves the mode converts to RGB without a full-size copy.
+    to_rgb(image.crop((0, 0, 1, 1)))
+    return image.size
+
+
+def _decode(path: Path, max_pixels: int | None, convert: Callable[[Image.Image], T]) -> T:
     try:
-        with Image.open(path) as handle:
-            handle.load()
-            return to_rgb(handle)
+        with warnings.catch_warnings():
+            # Our own limit is checked below; PIL's warning above ~89 Mpx would only be noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as handle:
+                width, height = handle.size
+                if max_pixels is not None and width * height > max_pixels:
+                    raise ImageError(
+                        f"{path}: image is {width}x{height} = {width * height} pixels, more than the limit "
+                        f"of {max_pixels} (reliability.max_image_pixels)"
+                    )
+                handle.load()
+                return convert(handle)
     except FileNotFoundError:
         raise ImageError(f"{path}: file not found") from None
+    except Image.DecompressionBombError as error:
+        raise ImageError(f"{path}: refused as a decompression bomb ({error})") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
         raise ImageError(f"{path}: cannot decode image ({type(error).__name__}: {error})") from error
+
+
+def exif_orientation(path: Path | str) -> int:
+    """The EXIF Orientation tag (1-8; 1 when absent or unreadable). Pixels are never rotated by it."""
+    try:
+        with Image.open(path) as handle:
+            return int(handle.getexif().get(EXIF_ORIENTATION_TAG, 1))
+    except (OSError, ValueError, SyntaxError, TypeError):
+        return 1
 
 
 def to_rgb(image: Image.Image) -> Image.Image:

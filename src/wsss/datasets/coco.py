@@ -8,11 +8,13 @@ train list does (82,081 of 82,783 train2014 images remain).
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
 from wsss.datasets.records import (
+    ImageRecord,
     Manifest,
     check_tags,
     check_unique_ids,
@@ -26,6 +28,7 @@ from wsss.datasets.records import (
     validate_relative_path,
 )
 from wsss.errors import DatasetError
+from wsss.failures import FailureReport
 
 COCO_TO_CLIPES_NAMES: Mapping[str, str] = {
     "motorcycle": "motorbike",
@@ -113,6 +116,7 @@ def load_coco(
     *,
     category_to_class: Mapping[str, str] | None = None,
     name: str | None = None,
+    failures: FailureReport | None = None,
 ) -> Manifest:
     """Manifest of a COCO 2014 split from its instances JSON.
 
@@ -125,6 +129,9 @@ def load_coco(
         category_to_class: COCO name -> class name; pass `COCO_TO_CLIPES_NAMES` for the CLIP-ES
             lists (`wsss.text.COCO_CLASS_NAMES`). None keeps COCO's names.
         name: manifest name; default the JSON file's stem.
+        failures: when given, per-image problems (unsafe name, duplicate stem, unknown tag,
+            missing or unreadable image, size disagreeing with the JSON) are recorded there and
+            the image left out; problems of the JSON itself still raise.
 
     Returns:
         The manifest; image id = file-name stem; images without annotations are left out.
@@ -144,25 +151,60 @@ def load_coco(
     sizes = {entry["id"]: (entry.get("width"), entry.get("height")) for entry in data["images"]}
     hint = "" if category_to_class else " (COCO spellings? pass category_to_class=COCO_TO_CLIPES_NAMES)"
     annotated = sorted(tags_by_coco_id, key=lambda coco_id: file_names[coco_id])
-    stems = []
+    stems, usable = [], []
     for coco_id in annotated:
         what = f"{json_path}: file_name of image {coco_id}"
-        file_name = validate_relative_path(file_names[coco_id], what)
-        stems.append(validate_image_id(PurePosixPath(file_name).stem, f"{what}: image id"))
-    check_unique_ids(stems, str(json_path))
+        try:
+            file_name = validate_relative_path(file_names[coco_id], what)
+            stems.append(validate_image_id(PurePosixPath(file_name).stem, f"{what}: image id"))
+            usable.append(coco_id)
+        except DatasetError as error:
+            if failures is None:
+                raise
+            failures.add(str(file_names[coco_id]), str(json_path), str(error))
+    if failures is None:
+        check_unique_ids(stems, str(json_path))
+    else:
+        repeated = {stem for stem, count in Counter(stems).items() if count > 1}
+        for coco_id, stem in zip(usable, stems, strict=True):
+            if stem in repeated:
+                failures.add(stem, str(json_path), f"duplicate image id {stem!r} ({file_names[coco_id]})")
+        kept = [(coco_id, stem) for coco_id, stem in zip(usable, stems, strict=True) if stem not in repeated]
+        usable, stems = [coco_id for coco_id, _ in kept], [stem for _, stem in kept]
     records = []
-    for coco_id, image_id in zip(annotated, stems, strict=True):
-        tags = tags_by_coco_id[coco_id]
-        check_tags(image_id, tags, class_names, str(json_path), hint)
-        ground_truth = existing_ground_truth(root, ground_truth_dir, image_id)
-        record = make_record(root, image_id, f"{images_dir}/{file_names[coco_id]}", tags, ground_truth)
-        expected = sizes[coco_id]
-        # Width/height in the JSON are optional, but when present they must describe the file,
-        # otherwise masks and annotations would not line up with the pixels.
-        if expected != (None, None) and expected != (record.width, record.height):
-            raise DatasetError(
-                f"{json_path}: image {coco_id} ({record.image_path}) is {record.width}x{record.height} "
-                f"in its header but {expected[0]}x{expected[1]} in the JSON"
-            )
-        records.append(record)
+    for coco_id, image_id in zip(usable, stems, strict=True):
+        try:
+            records.append(_coco_record(root, json_path, images_dir, coco_id, image_id, file_names[coco_id],
+                                        tags_by_coco_id[coco_id], class_names, hint, ground_truth_dir, sizes[coco_id]))
+        except DatasetError as error:
+            if failures is None:
+                raise
+            failures.add(image_id, str(json_path), str(error))
     return Manifest(name or PurePosixPath(instances_json).stem, tuple(records), tuple(class_names))
+
+
+def _coco_record(
+    root: Path,
+    json_path: Path,
+    images_dir: str,
+    coco_id: int,
+    image_id: str,
+    file_name: str,
+    tags: tuple[str, ...],
+    class_names: Sequence[str],
+    hint: str,
+    ground_truth_dir: str | None,
+    expected: tuple[object, object],
+) -> ImageRecord:
+    """One image's record, checked against the JSON's width and height (DatasetError otherwise)."""
+    check_tags(image_id, tags, class_names, str(json_path), hint)
+    ground_truth = existing_ground_truth(root, ground_truth_dir, image_id)
+    record = make_record(root, image_id, f"{images_dir}/{file_name}", tags, ground_truth)
+    # Width/height in the JSON are optional, but when present they must describe the file,
+    # otherwise masks and annotations would not line up with the pixels.
+    if expected != (None, None) and expected != (record.width, record.height):
+        raise DatasetError(
+            f"{json_path}: image {coco_id} ({record.image_path}) is {record.width}x{record.height} "
+            f"in its header but {expected[0]}x{expected[1]} in the JSON"
+        )
+    return record

@@ -27,6 +27,7 @@ from wsss.datasets.records import (
     validate_relative_path,
 )
 from wsss.errors import DatasetError
+from wsss.failures import FailureReport
 
 CSV_HEADER: tuple[str, str] = ("image", "tags")
 TAG_SEPARATOR = ";"
@@ -97,6 +98,7 @@ def load_folder(
     class_names: Sequence[str],
     *,
     name: str | None = None,
+    failures: FailureReport | None = None,
 ) -> Manifest:
     """Manifest of a folder of images described by a tags file.
 
@@ -106,6 +108,9 @@ def load_folder(
         tags_file: `.csv` (header `image,tags`, tags `;`-separated) or `.json` (object of lists).
         class_names: the class list tags must belong to.
         name: manifest name; default the tags file's stem.
+        failures: when given, per-image problems (unsafe name, duplicate id, unknown tag, missing
+            or unreadable image) are recorded there and the image is left out instead of raising;
+            problems of the whole tags file still raise.
 
     Returns:
         The manifest; image id = file stem; no ground truth; rows with no tags keep `tags=()`.
@@ -129,11 +134,36 @@ def load_folder(
             validate_relative_path(image, "image name")
             validate_image_id(PurePosixPath(image).stem)
         except DatasetError as error:
-            raise DatasetError(f"{tags_path}: {where}: {error}") from None
+            if failures is None:
+                raise DatasetError(f"{tags_path}: {where}: {error}") from None
+            failures.add(image, f"{tags_path}: {where}", str(error))
+            continue
         entries.append((PurePosixPath(image).stem, image, tags, where))
-    check_unique_ids((image_id for image_id, *_ in entries), str(tags_path))
+    if failures is None:
+        check_unique_ids((image_id for image_id, *_ in entries), str(tags_path))
+    else:
+        entries = _drop_duplicates(entries, tags_path, failures)
     records = []
     for image_id, image, tags, where in entries:
-        check_tags(image_id, tags, class_names, f"{tags_path}: {where}")
-        records.append(make_record(root, image_id, f"{images_dir}/{image}", tags, None))
+        try:
+            check_tags(image_id, tags, class_names, f"{tags_path}: {where}")
+            records.append(make_record(root, image_id, f"{images_dir}/{image}", tags, None))
+        except DatasetError as error:
+            if failures is None:
+                raise
+            failures.add(image_id, f"{tags_path}: {where}", str(error))
     return Manifest(name or PurePosixPath(tags_file).stem, tuple(records), tuple(class_names))
+
+
+def _drop_duplicates(
+    entries: list[tuple[str, str, tuple[str, ...], str]], tags_path: Path, failures: FailureReport
+) -> list[tuple[str, str, tuple[str, ...], str]]:
+    """Entries whose id occurs once; every copy of a repeated id is a failure (which one is meant is unknown)."""
+    counts = Counter(image_id for image_id, *_ in entries)
+    kept = []
+    for image_id, image, tags, where in entries:
+        if counts[image_id] > 1:
+            failures.add(image_id, f"{tags_path}: {where}", f"duplicate image id {image_id!r} ({image})")
+        else:
+            kept.append((image_id, image, tags, where))
+    return kept

@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass
@@ -51,6 +52,9 @@ def validate_image_id(image_id: str, what: str = "image id") -> str:
     elif image_id.startswith("."):
         # Covers "." and ".." as well as hidden files.
         reason = "starts with '.'"
+    elif any("\udc80" <= char <= "\udcff" for char in image_id):
+        # os.fsdecode's surrogate escapes: the file name's bytes are not UTF-8.
+        reason = "is not valid UTF-8 (undecodable bytes in the file name)"
     elif not image_id.isprintable():
         reason = "contains non-printable characters"
     if reason is not None:
@@ -82,6 +86,8 @@ def validate_relative_path(path: str, what: str = "path") -> str:
         reason = "contains a '..' component"
     elif str(PurePosixPath(path)) != path or path == ".":
         reason = "is not in canonical form (no empty or '.' components, no trailing '/')"
+    elif any("\udc80" <= char <= "\udcff" for char in path):
+        reason = "is not valid UTF-8 (undecodable bytes in the file name)"
     elif not path.isprintable():
         reason = "contains non-printable characters"
     if reason is not None:
@@ -135,10 +141,15 @@ def image_header_size(path: Path | str) -> tuple[int, int]:
         DatasetError: naming the file when it is missing or not an image.
     """
     try:
-        with Image.open(path) as handle:
-            width, height = handle.size
+        with warnings.catch_warnings():
+            # Size limits are the caller's (reliability.max_image_pixels); the warning is noise.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as handle:
+                width, height = handle.size
     except FileNotFoundError:
         raise DatasetError(f"{path}: image file not found") from None
+    except Image.DecompressionBombError as error:
+        raise DatasetError(f"{path}: refused as a decompression bomb ({error})") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as error:
         raise DatasetError(f"{path}: not a readable image ({type(error).__name__}: {error})") from error
     return int(width), int(height)

@@ -25,6 +25,7 @@ from wsss.datasets.records import (
     validate_relative_path,
 )
 from wsss.errors import DatasetError
+from wsss.failures import FailureReport
 
 SPLIT_DIRS: tuple[str, ...] = ("ImageSets/Segmentation", "ImageSets/Main")
 _FORBIDDEN_XML_MARKERS: tuple[str, ...] = ("<!DOCTYPE", "<!ENTITY")
@@ -119,6 +120,7 @@ def load_voc(
     *,
     skip_difficult: bool = False,
     name: str | None = None,
+    failures: FailureReport | None = None,
 ) -> Manifest:
     """Manifest of a VOC 2012-style tree.
 
@@ -131,6 +133,8 @@ def load_voc(
             is absent gets `ground_truth_path=None`. None: never look.
         skip_difficult: drop objects marked difficult (default keeps them, as CLIP-ES does).
         name: manifest name; default `voc-<split>`.
+        failures: when given, per-image problems (annotation, unknown tag, missing or unreadable
+            image) are recorded there and the image is left out; split-file problems still raise.
 
     Returns:
         The manifest, records sorted by id. Images with no objects keep `tags=()`.
@@ -146,8 +150,13 @@ def load_voc(
     records = []
     for image_id in image_ids:
         annotation_path = safe_join(root, f"Annotations/{image_id}.xml")
-        tags = voc_object_names(parse_xml_file(annotation_path), annotation_path, skip_difficult)
-        check_tags(image_id, tags, class_names, str(annotation_path))
-        ground_truth = existing_ground_truth(root, ground_truth_dir, image_id)
-        records.append(make_record(root, image_id, f"JPEGImages/{image_id}.jpg", tags, ground_truth))
+        try:
+            tags = voc_object_names(parse_xml_file(annotation_path), annotation_path, skip_difficult)
+            check_tags(image_id, tags, class_names, str(annotation_path))
+            ground_truth = existing_ground_truth(root, ground_truth_dir, image_id)
+            records.append(make_record(root, image_id, f"JPEGImages/{image_id}.jpg", tags, ground_truth))
+        except DatasetError as error:
+            if failures is None:
+                raise
+            failures.add(image_id, str(annotation_path), str(error))
     return Manifest(name or f"voc-{split}", tuple(records), tuple(class_names))

@@ -1,0 +1,103 @@
+"""Per-image failures of a stage: what went wrong with which file, and when the run must fail.
+
+A stage records an image it cannot use (undecodable file, unsafe id, unknown tag, ...) in a
+`FailureReport` and carries on with the others. The report is written next to the stage's
+outputs; the stage exits non-zero only when the failed share exceeds
+`reliability.max_failed_share`, so one bad photo in a large dataset costs that photo, not the run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from wsss.errors import ConfigError, TooManyFailuresError
+
+# 12000 x 9000 photos (108 Mpx) pass; PIL's own decompression-bomb error fires at ~179 Mpx.
+DEFAULT_MAX_IMAGE_PIXELS = 120_000_000
+
+
+@dataclass(frozen=True)
+class ReliabilitySettings:
+    """How much bad input a run tolerates (the `reliability` params section).
+
+    Attributes:
+        max_failed_share: the stage fails when more than this share of its images failed
+            (0 = any failure fails the run, 1 = never fail on per-image problems).
+        max_image_pixels: images with more pixels (from the header, before decoding) are
+            refused, which bounds the memory one image can take.
+    """
+
+    max_failed_share: float = 0.05
+    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.max_failed_share <= 1.0:
+            raise ConfigError(f"reliability.max_failed_share must be in [0, 1], got {self.max_failed_share}")
+        if self.max_image_pixels < 1:
+            raise ConfigError(f"reliability.max_image_pixels must be >= 1, got {self.max_image_pixels}")
+
+
+@dataclass(frozen=True)
+class ImageFailure:
+    """One image a stage could not use.
+
+    Attributes:
+        image: the image id or, when no valid id exists, the name as written in the dataset.
+        file: the file (or dataset file and line) the problem was found in.
+        reason: what is wrong, in words.
+    """
+
+    image: str
+    file: str
+    reason: str
+
+
+@dataclass
+class FailureReport:
+    """The failures of one stage run, and the verdict against the tolerated share.
+
+    Attributes:
+        stage: the stage name, e.g. "prepare".
+        failures: one entry per failed image, in the order found.
+    """
+
+    stage: str
+    failures: list[ImageFailure] = field(default_factory=list)
+
+    def add(self, image: str, file: str, reason: str) -> None:
+        """Record that `image` (found in `file`) cannot be used because of `reason`."""
+        self.failures.append(ImageFailure(str(image), str(file), str(reason)))
+
+    def failed_images(self) -> set[str]:
+        return {failure.image for failure in self.failures}
+
+    def failed_share(self, total: int) -> float:
+        """Share of `total` images that failed (0 when there were no images at all)."""
+        return len(self.failed_images()) / total if total else 0.0
+
+    def to_dict(self, total: int, max_failed_share: float) -> dict[str, Any]:
+        """JSON-ready summary: counts, share, threshold and every failure."""
+        return {
+            "stage": self.stage,
+            "images_total": total,
+            "images_failed": len(self.failed_images()),
+            "failed_share": round(self.failed_share(total), 6),
+            "max_failed_share": max_failed_share,
+            "failures": [
+                {"image": failure.image, "file": failure.file, "reason": failure.reason} for failure in self.failures
+            ],
+        }
+
+    def check(self, total: int, max_failed_share: float, report_path: str) -> None:
+        """Raise when the failed share exceeds `max_failed_share`.
+
+        Raises:
+            TooManyFailuresError: naming the counts, the threshold and the report file.
+        """
+        share = self.failed_share(total)
+        if share > max_failed_share:
+            raise TooManyFailuresError(
+                f"{self.stage}: {len(self.failed_images())} of {total} images failed ({share:.1%}), more than "
+                f"reliability.max_failed_share = {max_failed_share:.1%}; see {report_path}"
+            )

@@ -1,0 +1,107 @@
+"""Untrusted files: pickles that run code, YAML tags that build objects, paths that leave the root.
+
+Each malicious file tries to create a marker file when loaded; the tests assert that loading
+is refused with a clear error AND that the marker was never created (no code ran).
+(Corrupted HDF5 shards: tests/unit/test_cam_store.py::test_bytes_flipped_mid_file_are_reported_with_the_shard_name.)
+"""
+
+from __future__ import annotations
+
+import json
+import pickle
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from wsss.clip import ClipSource, load_clip
+from wsss.datasets import Manifest
+from wsss.errors import CheckpointError, ConfigError, DatasetError
+
+
+class CreatesMarker:
+    """Unpickling this calls `Path.touch(marker)`: arbitrary code from the file."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple:
+        return (Path.touch, (self.marker,))
+
+
+def malicious_checkpoint(path: Path, marker: Path) -> Path:
+    """A torch.save file (zip + pickle) whose state dict carries the code-running object."""
+    torch.save({"visual.proj": torch.zeros(2, 2), "payload": CreatesMarker(marker)}, path)
+    return path
+
+
+def test_clip_checkpoint_with_code_is_refused_without_running_it(tmp_path: Path) -> None:
+    marker = tmp_path / "pwned"
+    path = malicious_checkpoint(tmp_path / "ViT-B-16.pt", marker)
+    with pytest.raises(CheckpointError, match=r"ViT-B-16.pt.*weights-only"):
+        load_clip(ClipSource(checkpoint=path))
+    assert not marker.exists()
+    torch.load(path, weights_only=False)  # control: the payload is live when unpickled freely
+    assert marker.exists()
+
+
+def test_legacy_pickle_checkpoint_is_refused_without_running_it(tmp_path: Path) -> None:
+    """A plain (non-zip) pickle file, as older tools write them."""
+    marker = tmp_path / "pwned"
+    path = tmp_path / "legacy.pt"
+    path.write_bytes(pickle.dumps({"state_dict": CreatesMarker(marker)}))
+    with pytest.raises(CheckpointError):
+        load_clip(ClipSource(checkpoint=path))
+    assert not marker.exists()
+
+
+def test_mmseg_checkpoint_loading_refuses_code_even_with_the_mmengine_allow_list(tmp_path: Path) -> None:
+    pytest.importorskip("mmengine")
+    from mmengine.runner.checkpoint import _load_checkpoint
+
+    from wsss_mmseg.checkpoints import mmengine_checkpoint_globals
+
+    marker = tmp_path / "pwned"
+    path = tmp_path / "iter_10.pth"
+    torch.save({"meta": {}, "state_dict": {"w": torch.zeros(1)}, "hook": CreatesMarker(marker)}, path)
+    with mmengine_checkpoint_globals(), pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        _load_checkpoint(str(path), map_location="cpu")
+    assert not marker.exists()
+
+
+def test_confidence_maps_with_pickled_objects_are_refused(tmp_path: Path) -> None:
+    """Training reads confidence maps with allow_pickle=False (wsss_mmseg/transforms.py)."""
+    marker = tmp_path / "pwned"
+    path = tmp_path / "a.npy"
+    np.save(path, np.array([CreatesMarker(marker)], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="allow_pickle"):
+        np.load(path, allow_pickle=False)
+    assert not marker.exists()
+
+
+def test_params_yaml_with_python_tags_is_refused(tmp_path: Path) -> None:
+    from tasks.common import load_params
+
+    marker = tmp_path / "pwned"
+    path = tmp_path / "params.yaml"
+    path.write_text(f"data: !!python/object/apply:pathlib.Path.touch [!!python/object/apply:pathlib.Path ['{marker}']]\n")
+    with pytest.raises(ConfigError, match=r"params.yaml: cannot read params.*python/object"):
+        load_params(path)
+    assert not marker.exists()
+    with pytest.raises(yaml.constructor.ConstructorError):
+        yaml.safe_load(path.read_text())
+
+
+@pytest.mark.parametrize(
+    ("image_path", "reason"),
+    [("../outside.jpg", "'..' component"), ("/etc/passwd", "is absolute"), ("a/../../b.jpg", "'..' component")],
+)
+def test_manifest_paths_cannot_escape_the_dataset_root(image_path: str, reason: str) -> None:
+    record = {"image_id": "x", "image_path": image_path, "tags": ["cat"], "ground_truth_path": None,
+              "sha256": "0" * 64, "width": 1, "height": 1}
+    text = json.dumps({"format": "wsss.datasets.manifest", "version": 1, "name": "m", "class_names": ["cat"],
+                       "records": [record]})
+    with pytest.raises(DatasetError, match=rf"manifest.json: record 0: .*{reason}"):
+        Manifest.from_json(text, "manifest.json")
