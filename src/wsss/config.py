@@ -16,6 +16,7 @@ from wsss.cam.caa import CaaSettings
 from wsss.cam.extractor import CamSettings
 from wsss.clip.loading import ClipSource
 from wsss.errors import ConfigError
+from wsss.prompts.learning import LearnPromptsSettings
 from wsss.pseudo.crf import CrfParams
 from wsss.text.vocabulary import (
     VOC_BACKGROUND_WORDS,
@@ -338,7 +339,12 @@ def store_settings(params: Mapping[str, Any]) -> StoreSettings:
     return _build(StoreSettings, _section(params, "store"), "store")
 
 
-PARAMS_SECTIONS = ("data", "clip", "classes", "prompts", "cam", "store", "caa", "pseudo", "train", "evaluate")
+def learn_prompts_settings(params: Mapping[str, Any]) -> LearnPromptsSettings:
+    """The optional `learn_prompts` section (SemPLeS background prompts; off when absent)."""
+    return _build(LearnPromptsSettings, _section(params, "learn_prompts"), "learn_prompts")
+
+
+PARAMS_SECTIONS = ("data", "clip", "classes", "prompts", "cam", "store", "caa", "pseudo", "train", "evaluate", "learn_prompts")
 
 
 def validate_params(params: Mapping[str, Any]) -> None:
@@ -350,3 +356,4 @@ def validate_params(params: Mapping[str, Any]) -> None:
     store_settings(params)
     train_settings(params)
     evaluate_settings(params)
+    learn_prompts_settings(params)

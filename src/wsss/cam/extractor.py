@@ -82,6 +82,21 @@ class CamSettings:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
 
 
+@dataclass(frozen=True)
+class LearnedBackground:
+    """Learned per-class background prompts for the CAM softmax (SemPLeS, optional).
+
+    Attributes:
+        embeddings: `(C, E)` E_T(p_k) of every class.
+        mode: "add" to the fixed background words or "replace" them.
+        rescore_weight: lambda_r of the prompt-guided re-scoring, or None for no re-scoring.
+    """
+
+    embeddings: torch.Tensor
+    mode: str = "add"
+    rescore_weight: float | None = None
+
+
 @dataclass
 class PreparedImage:
     """Network input of one image. `pixels` is `(3, h*patch, w*patch)`; sizes are (height, width)."""
