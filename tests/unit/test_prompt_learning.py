@@ -131,3 +131,13 @@ def test_training_refuses_an_unfrozen_clip() -> None:
         train_background_prompts(
             model, prompt_tokens(tokenizer, "a photo of", 2), prompts, torch.ones(1, 32), torch.zeros(1, dtype=torch.long), torch.ones(1, 32), settings
         )
+
+
+def test_a_context_made_of_word_embeddings_decodes_to_those_words() -> None:
+    model = tiny_clip()
+    tokenizer = open_clip.get_tokenizer("ViT-B-16")
+    ids = tokenizer(["water river"])[0, 1:3]
+    context = model.token_embedding.weight[ids].detach()[None]
+    decoded = nearest_words(context, model.token_embedding.weight.detach(), tokenizer, ["boat"], top_k=2)
+    assert [words[0] for words in decoded[0].words] == ["water", "river"]
+    assert decoded[0].similarities[0][0] == pytest.approx(1.0, abs=1e-5)

@@ -24,7 +24,13 @@ class NearestWords:
 
 
 def token_text(tokenizer: Any, token_id: int) -> str:
-    """Readable text of one BPE token ("</w>" marks a word end in CLIP's vocabulary)."""
+    """Readable text of one BPE token (the tokenizer's own byte-level decoding when it has one)."""
+    decode = getattr(tokenizer, "decode", None)
+    if callable(decode):
+        try:
+            return str(decode([token_id])).strip() or str(token_id)
+        except (KeyError, IndexError, TypeError, ValueError):
+            pass
     decoder = getattr(tokenizer, "decoder", None)
     if isinstance(decoder, dict) and token_id in decoder:
         return str(decoder[token_id]).replace("</w>", "")
