@@ -92,7 +92,7 @@ def test_switching_learned_prompts_on_reruns_only_what_depends_on_them(repo) -> 
     artifacts = path / "artifacts"
     assert json.loads((artifacts / "learn_prompts" / "status.json").read_text())["enabled"] is False
     params = yaml.safe_load((path / "params.yaml").read_text())
-    params["learn_prompts"].update(enabled=True, context_tokens=4, max_steps=6, batch_size=4, lr=0.01, rescore=True)
+    params["learn_prompts"].update(enabled=True, context_tokens=4, max_steps=6, batch_size=4, rescore=True)
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     result = run([sys.executable, "-m", "dvc", "repro"], path, env)
     assert ran_stages(result.stdout) == ["learn_prompts", "learned_cams", "evaluate"]

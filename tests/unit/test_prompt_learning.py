@@ -17,6 +17,8 @@ from wsss.prompts.decode import nearest_words, report_markdown
 from wsss.prompts.learning import (
     BackgroundPrompts,
     LearnPromptsSettings,
+    cosine_learning_rate,
+    scaled_learning_rate,
     encode_context_prompts,
     freeze,
     learned_background_embeddings,
@@ -64,6 +66,13 @@ def test_refinement_penalty_by_hand() -> None:
     assert penalty.tolist() == pytest.approx([-math.log(1 - 24 / 25), -math.log(1 - 1e-4)], rel=1e-6, abs=1e-7)
 
 
+def test_learning_rate_follows_the_semples_scripts() -> None:
+    assert scaled_learning_rate(LearnPromptsSettings()) == pytest.approx(0.1 * 128 / 512)
+    assert cosine_learning_rate(0.02, 0, 60) == pytest.approx(0.02)
+    assert cosine_learning_rate(0.02, 30, 60) == pytest.approx(0.01)
+    assert cosine_learning_rate(0.02, 45, 60) == pytest.approx(0.01 * (1 - math.sqrt(0.5)))
+
+
 def test_mask_is_resized_and_min_maxed_with_semples_epsilon() -> None:
     mask = torch.tensor([[0.0, 2.0], [2.0, 4.0]])
     resized = mask_at_clip_size(mask, 3)
@@ -105,12 +114,12 @@ def test_a_few_steps_on_a_photo_reduce_the_loss_and_leave_clip_unchanged() -> No
     class_ids = torch.tensor([0, 1])
     with torch.no_grad():
         names = F.normalize(model.encode_text(tokenizer(["a photo of person.", "a photo of sky."])), dim=-1)
-    settings = LearnPromptsSettings(enabled=True, context_tokens=4, epochs=8, batch_size=2, lr=0.05)
+    settings = LearnPromptsSettings(enabled=True, context_tokens=4, epochs=8, batch_size=2, lr=10.0)
     tokens = prompt_tokens(tokenizer, settings.prefix, settings.context_tokens)
     prompts = BackgroundPrompts(2, settings.context_tokens, model.token_embedding.weight.shape[1], settings.init_scale, 0)
     start = prompts.context.detach().clone()
     record = train_background_prompts(model, tokens, prompts, background, class_ids, names, settings)
-    assert len(record.losses) == 8 and len(record.step_seconds) == 8
+    assert len(record.losses) == 8 and len(record.step_seconds) == 8, record.losses
     assert record.losses[-1] < record.losses[0] - 1e-3
     assert not torch.equal(prompts.context.detach(), start)
     assert state_hash(model) == before

@@ -14,6 +14,7 @@ the text tower over the classes in the batch.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -41,12 +42,14 @@ class LearnPromptsSettings:
         context_tokens: N learnable token embeddings per class (30).
         prefix: words before the context ("a photo of"); "." follows it.
         lambda_prompt: lambda_p, weight of the push away from the class name (0.02 VOC, 0.01 COCO).
-        lr: learning rate (0.1 VOC, 0.01 COCO); AdamW as in the DeiT-based SemPLeS scripts.
-        weight_decay: AdamW weight decay.
+        lr: learning rate (0.1 VOC, 0.01 COCO). As in SemPLeS's DeiT-based scripts (timm), the
+            optimiser is AdamW at `lr * batch_size / 512` (linear scaling rule) with a per-epoch
+            cosine decay to 0.
+        weight_decay: AdamW weight decay (0.03, the SemPLeS scripts' default).
         epochs: passes over all (image, tag) pairs (60).
         batch_size: (image, tag) pairs per step (128).
         max_steps: stop after this many steps (null = epochs decide); for smoke runs.
-        init_scale: contexts start uniform in [-init_scale, init_scale].
+        init_scale: contexts start uniform in [0, init_scale) (SemPLeS: `torch.rand`, i.e. 1.0).
         image_size: side of the square CLIP input of X_b (224).
         mask_source: "pseudo" (M_k = pixels the pseudo mask labels k, before the confidence
             filter) or "refined" (soft CAA-refined map, min-max normalised, as SemPLeS's CAMs).
@@ -64,11 +67,11 @@ class LearnPromptsSettings:
     prefix: str = "a photo of"
     lambda_prompt: float = 0.02
     lr: float = 0.1
-    weight_decay: float = 0.0
+    weight_decay: float = 0.03
     epochs: int = 60
     batch_size: int = 128
     max_steps: int | None = None
-    init_scale: float = 0.02
+    init_scale: float = 1.0
     image_size: int = 224
     mask_source: str = "pseudo"
     seed: int = 0
@@ -209,12 +212,12 @@ def encode_context_prompts(model: nn.Module, tokens: PromptTokens, context: torc
 
 
 class BackgroundPrompts(nn.Module):
-    """The learnable contexts `(C, N, D)`, uniform in [-init_scale, init_scale] (seeded)."""
+    """The learnable contexts `(C, N, D)`, uniform in [0, init_scale) (seeded)."""
 
     def __init__(self, num_classes: int, context_tokens: int, width: int, init_scale: float, seed: int) -> None:
         super().__init__()
         generator = torch.Generator().manual_seed(seed)
-        initial = (torch.rand(num_classes, context_tokens, width, generator=generator) * 2 - 1) * init_scale
+        initial = torch.rand(num_classes, context_tokens, width, generator=generator) * init_scale
         self.context = nn.Parameter(initial)
 
     def forward(self, model: nn.Module, tokens: PromptTokens, class_ids: torch.Tensor) -> torch.Tensor:
@@ -254,6 +257,16 @@ def mask_at_clip_size(mask: torch.Tensor, size: int) -> torch.Tensor:
     return (resized - low) / (high - low + MASK_EPS)
 
 
+def scaled_learning_rate(settings: LearnPromptsSettings) -> float:
+    """SemPLeS's scripts scale the learning rate linearly with the batch: `lr * batch / 512`."""
+    return settings.lr * settings.batch_size / 512
+
+
+def cosine_learning_rate(base_lr: float, epoch: int, epochs: int) -> float:
+    """Per-epoch cosine decay to 0 without warm-up (timm's `cosine` scheduler as SemPLeS sets it)."""
+    return 0.5 * base_lr * (1 + math.cos(math.pi * epoch / epochs))
+
+
 @dataclass
 class TrainingRecord:
     """Loss per step and wall-clock seconds per step (for the report and the benchmark)."""
@@ -286,7 +299,8 @@ def train_background_prompts(
     if any(p.requires_grad for p in model.parameters()):
         raise ConfigError("learn_prompts: CLIP must be frozen (requires_grad False) before prompt learning")
     device = prompts.context.device
-    optimizer = torch.optim.AdamW(prompts.parameters(), lr=settings.lr, weight_decay=settings.weight_decay)
+    base_lr = scaled_learning_rate(settings)
+    optimizer = torch.optim.AdamW(prompts.parameters(), lr=base_lr, weight_decay=settings.weight_decay)
     generator = torch.Generator().manual_seed(settings.seed)
     pairs = len(background_features)
     steps_per_epoch = -(-pairs // settings.batch_size)
@@ -297,8 +311,12 @@ def train_background_prompts(
     order = torch.randperm(pairs, generator=generator)
     for step in range(total):
         position = step % steps_per_epoch
-        if position == 0 and step:
-            order = torch.randperm(pairs, generator=generator)
+        if position == 0:
+            epoch = step // steps_per_epoch
+            for group in optimizer.param_groups:
+                group["lr"] = cosine_learning_rate(base_lr, epoch, settings.epochs)
+            if step:
+                order = torch.randperm(pairs, generator=generator)
         batch = order[position * settings.batch_size : (position + 1) * settings.batch_size]
         started = time.perf_counter()
         batch_classes = class_ids[batch]
