@@ -9,6 +9,7 @@ from prefect import flow
 from flows.cli import run_stage
 from prefect.artifacts import create_table_artifact
 from tasks import evaluate as eval_tasks
+from tasks.learn_prompts import LEARNED_CAMS, LEARNED_PSEUDO, LEARNED_REFINED
 from tasks.common import CAM_STORE, METRICS, PLOTS, PSEUDO_DIR, REFINED_STORE, TRAIN_DIR, core_config, dataset_root, load_params, markdown, read_manifest, write_json
 from wsss.config import data_settings, evaluate_settings, train_settings
 from wsss.io import CamStore
@@ -27,6 +28,15 @@ def evaluate_flow(params_path: str = "params.yaml") -> dict:
     scores = eval_tasks.evaluate_maps(
         with_gt, root, cams, refined, PSEUDO_DIR, config.pseudo, settings.background_alphas, config.vocabulary.num_classes + 1
     )
+    if any(LEARNED_REFINED.glob("shard-*.h5")) and (LEARNED_PSEUDO / "raw").is_dir():
+        learned = eval_tasks.evaluate_maps(
+            with_gt, root, CamStore(LEARNED_CAMS), CamStore(LEARNED_REFINED), LEARNED_PSEUDO, config.pseudo,
+            settings.background_alphas, config.vocabulary.num_classes + 1,
+        )
+        scores = eval_tasks.with_learned_background(scores, learned)
+        comparison = eval_tasks.background_comparison_rows(scores)
+        if comparison:
+            create_table_artifact(comparison, key="wsss-background-prompts", description="mIoU: fixed background words vs learned prompts")
     split = data_settings(params).split
     if (TRAIN_DIR / "model.pth").is_file() and with_gt:
         training = train_settings(params)

@@ -13,6 +13,8 @@ from prefect import flow
 from flows.cams import cams_flow
 from flows.cli import run_stage
 from flows.evaluate import evaluate_flow
+from flows.learn_prompts import learn_prompts_flow
+from flows.learned_cams import learned_cams_flow
 from flows.prepare import prepare_flow, sample_flow
 from flows.prompts import prompts_flow
 from flows.pseudo import pseudo_flow
@@ -27,13 +29,15 @@ STAGE_FLOWS = {
     "refine": refine_flow,
     "pseudo": pseudo_flow,
     "train": train_flow,
+    "learn_prompts": learn_prompts_flow,
+    "learned_cams": learned_cams_flow,
     "evaluate": evaluate_flow,
 }
 
 
 @flow(name="wsss-pipeline")
 def pipeline_flow(params_path: str = "params.yaml") -> None:
-    """sample -> prepare -> prompts -> cams -> refine -> pseudo -> train -> evaluate."""
+    """sample -> prepare -> prompts -> cams -> refine -> pseudo -> train -> [learn_prompts -> learned_cams] -> evaluate."""
     for stage_flow in STAGE_FLOWS.values():
         stage_flow(params_path)
 

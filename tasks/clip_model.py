@@ -6,6 +6,7 @@ from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
 
 from wsss.cam import ClipEsCamExtractor
+from wsss.cam.extractor import LearnedBackground
 from wsss.clip import LoadedClip, load_clip
 from wsss.config import CoreConfig
 from wsss.datasets import Manifest
@@ -24,8 +25,10 @@ def load_clip_task(config: CoreConfig) -> LoadedClip:
     return loaded
 
 
-def extractor_for(config: CoreConfig, clip: LoadedClip, manifest: Manifest, templates: tuple[str, ...]) -> ClipEsCamExtractor:
-    """An extractor whose vocabulary must be the manifest's class list."""
+def extractor_for(
+    config: CoreConfig, clip: LoadedClip, manifest: Manifest, templates: tuple[str, ...], learned: LearnedBackground | None = None
+) -> ClipEsCamExtractor:
+    """An extractor whose vocabulary must be the manifest's class list (`learned`: SemPLeS background prompts)."""
     if tuple(config.vocabulary.class_names) != tuple(manifest.class_names):
         raise ConfigError(
             f"classes in params ({len(config.vocabulary.class_names)}: {', '.join(config.vocabulary.class_names[:5])}, ...) "
@@ -34,4 +37,7 @@ def extractor_for(config: CoreConfig, clip: LoadedClip, manifest: Manifest, temp
         )
     from dataclasses import replace
 
-    return ClipEsCamExtractor(clip, config.vocabulary, replace(config.cam, templates=templates), config.caa)
+    options = {} if learned is None else {
+        "learned_background": learned.embeddings, "background_mode": learned.mode, "rescore_weight": learned.rescore_weight
+    }
+    return ClipEsCamExtractor(clip, config.vocabulary, replace(config.cam, templates=templates), config.caa, **options)

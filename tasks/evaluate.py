@@ -81,6 +81,34 @@ def evaluate_maps(
     return {key: accumulator.scores() for key, accumulator in sorted(accumulators.items())}
 
 
+LEARNED_SUFFIX = ".background=learned"
+
+
+def with_learned_background(fixed: dict[str, SegmentationScores], learned: dict[str, SegmentationScores]) -> dict[str, SegmentationScores]:
+    """Both passes in one mapping: the learned pass's keys get `.background=learned`.
+
+    The unsuffixed keys stay the fixed-background-word (reference) scores, so `dvc metrics show`
+    lists e.g. `cam_refined.alpha=1` and `cam_refined.alpha=1.background=learned` side by side.
+    """
+    return {**fixed, **{key + LEARNED_SUFFIX: score for key, score in learned.items()}}
+
+
+def background_comparison_rows(scores: dict[str, SegmentationScores]) -> list[dict[str, Any]]:
+    """Rows `{artifact, fixed, learned, delta}` (mIoU) for every key scored in both passes."""
+    rows = []
+    for key, learned in scores.items():
+        if not key.endswith(LEARNED_SUFFIX) or key[: -len(LEARNED_SUFFIX)] not in scores:
+            continue
+        fixed = scores[key[: -len(LEARNED_SUFFIX)]].mean_iou
+        rows.append({
+            "artifact": key[: -len(LEARNED_SUFFIX)],
+            "fixed": round(float(fixed), 4),
+            "learned": round(float(learned.mean_iou), 4),
+            "delta": round(float(learned.mean_iou - fixed), 4),
+        })
+    return rows
+
+
 def metrics_document(split: str, scores: dict[str, SegmentationScores], class_names: Sequence[str]) -> dict[str, Any]:
     """Nested metrics: `<split>.<artifact>.<variant>.miou` etc. for `dvc metrics show`."""
     document: dict[str, Any] = {}
@@ -168,4 +196,7 @@ def protocol_markdown(split: str, num_images: int, pseudo: PseudoSettings, setti
 * `pseudo_confident_pixels`: the same labels scored only where confidence >= {pseudo.confidence_threshold}
   (the pixels the trainer learns from).
 * No multi-scale, no flip (the reference's CAM stage uses neither).
+* `<key>.background=learned` (only when `learn_prompts.enabled`): the same artifact from the second
+  pass (`artifacts/learned/`), whose softmax uses the SemPLeS learned per-class background prompts;
+  unsuffixed keys use the fixed background words.
 """

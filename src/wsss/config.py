@@ -17,6 +17,7 @@ from wsss.cam.extractor import CamSettings
 from wsss.clip.loading import ClipSource
 from wsss.errors import ConfigError
 from wsss.failures import ReliabilitySettings
+from wsss.prompts.learning import LearnPromptsSettings
 from wsss.pseudo.crf import CrfParams
 from wsss.text.vocabulary import (
     VOC_BACKGROUND_WORDS,
@@ -339,7 +340,20 @@ def store_settings(params: Mapping[str, Any]) -> StoreSettings:
     return _build(StoreSettings, _section(params, "store"), "store")
 
 
-PARAMS_SECTIONS = ("data", "clip", "classes", "prompts", "cam", "store", "caa", "pseudo", "train", "evaluate", "reliability")
+def learn_prompts_settings(params: Mapping[str, Any]) -> LearnPromptsSettings:
+    """The optional `learn_prompts` section (SemPLeS background prompts; off when absent)."""
+    return _build(LearnPromptsSettings, _section(params, "learn_prompts"), "learn_prompts")
+
+
+def reliability_settings(params: Mapping[str, Any]) -> ReliabilitySettings:
+    """The `reliability` section (defaults when absent)."""
+    return _build(ReliabilitySettings, _section(params, "reliability"), "reliability")
+
+
+PARAMS_SECTIONS = (
+    "data", "clip", "classes", "prompts", "cam", "store", "caa", "pseudo", "train", "evaluate",
+    "reliability", "learn_prompts",
+)
 
 
 def validate_params(params: Mapping[str, Any]) -> None:
@@ -352,8 +366,4 @@ def validate_params(params: Mapping[str, Any]) -> None:
     train_settings(params)
     evaluate_settings(params)
     reliability_settings(params)
-
-
-def reliability_settings(params: Mapping[str, Any]) -> ReliabilitySettings:
-    """The `reliability` section (defaults when absent)."""
-    return _build(ReliabilitySettings, _section(params, "reliability"), "reliability")
+    learn_prompts_settings(params)

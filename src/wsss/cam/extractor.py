@@ -14,11 +14,18 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image
 
 from wsss.cam.caa import CaaSettings, refine_image
 from wsss.cam.last_block import channel_weights, forward_last_block, supports_closed_form
-from wsss.cam.gradcam import channel_weights_through_linear, gradcam_from_weights, tag_gradients, tag_probabilities
+from wsss.cam.gradcam import (
+    channel_weights_through_linear,
+    gradcam_from_weights,
+    rescore_with_background_prompts,
+    tag_gradients,
+    tag_probabilities,
+)
 from wsss.clip.loading import LoadedClip
 from wsss.clip.vision import ClipVisionTower, TowerState
 from wsss.errors import ConfigError
@@ -28,6 +35,7 @@ from wsss.text.vocabulary import REFERENCE_TEMPLATE, ClassVocabulary
 
 
 BACKWARD_MODES = ("closed_form", "autograd_batched", "autograd_per_tag")
+LEARNED_BACKGROUND_MODES = ("add", "replace")
 
 
 @dataclass(frozen=True)
@@ -74,6 +82,21 @@ class CamSettings:
             raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
 
 
+@dataclass(frozen=True)
+class LearnedBackground:
+    """Learned per-class background prompts for the CAM softmax (SemPLeS, optional).
+
+    Attributes:
+        embeddings: `(C, E)` E_T(p_k) of every class.
+        mode: "add" to the fixed background words or "replace" them.
+        rescore_weight: lambda_r of the prompt-guided re-scoring, or None for no re-scoring.
+    """
+
+    embeddings: torch.Tensor
+    mode: str = "add"
+    rescore_weight: float | None = None
+
+
 @dataclass
 class PreparedImage:
     """Network input of one image. `pixels` is `(3, h*patch, w*patch)`; sizes are (height, width)."""
@@ -113,6 +136,13 @@ class ClipEsCamExtractor:
         vocabulary: classes, prompt names and background words.
         settings: extraction parameters.
         caa: refinement parameters used when `extract(..., refine=True)`.
+        learned_background: `(C, E)` per-class learned background prompt embeddings (SemPLeS);
+            for an image with tags Y the rows of Y join the softmax denominator. None = the
+            reference (fixed background words only).
+        background_mode: "add" the learned rows to the fixed background words, or "replace" them.
+        rescore_weight: when set (lambda_r), each Grad-CAM map is re-scored with the
+            prompt-guided refinement term against its tag's learned background prompt
+            (`rescore_with_background_prompts`); needs `learned_background` and the closed-form backward.
     """
 
     def __init__(
@@ -121,6 +151,9 @@ class ClipEsCamExtractor:
         vocabulary: ClassVocabulary,
         settings: CamSettings | None = None,
         caa: CaaSettings | None = None,
+        learned_background: torch.Tensor | None = None,
+        background_mode: str = "add",
+        rescore_weight: float | None = None,
     ) -> None:
         self.clip = clip
         self.vocabulary = vocabulary
@@ -138,6 +171,11 @@ class ClipEsCamExtractor:
         templates = self.settings.templates
         self._class_text = self.prompts.embed(vocabulary.prompt_names, templates)
         self._background_text = self.prompts.embed(vocabulary.background_words, templates)
+        self._learned_background = self._check_learned(learned_background, background_mode, rescore_weight)
+        self.background_mode = background_mode
+        self.rescore_weight = rescore_weight
+        if learned_background is not None and background_mode == "replace":
+            self._background_text = self._background_text[:0]
 
     def prepare(self, image: Image.Image) -> PreparedImage:
         """Resize and normalise one RGB image for the network (reference transform)."""
@@ -189,6 +227,22 @@ class ClipEsCamExtractor:
             raise ConfigError(f"class ids {bad} are outside 0..{self.vocabulary.num_classes - 1}")
         return ids
 
+    def _check_learned(
+        self, learned: torch.Tensor | None, mode: str, rescore_weight: float | None
+    ) -> torch.Tensor | None:
+        if mode not in LEARNED_BACKGROUND_MODES:
+            raise ConfigError(f"background_mode must be one of {LEARNED_BACKGROUND_MODES}, got {mode!r}")
+        if learned is None:
+            if rescore_weight is not None:
+                raise ConfigError("CAM re-scoring needs learned background prompts")
+            return None
+        expected = (self.vocabulary.num_classes, self._class_text.shape[-1])
+        if tuple(learned.shape) != expected:
+            raise ConfigError(f"learned background prompts have shape {tuple(learned.shape)}, expected {expected} (classes, embedding)")
+        if rescore_weight is not None and not self._closed_form:
+            raise ConfigError("CAM re-scoring with learned prompts needs cam.backward: closed_form")
+        return F.normalize(learned.float(), dim=-1).to(self.device)
+
     def _extract_same_size(self, batch: list[tuple[PreparedImage, np.ndarray]], refine: bool) -> list[CamResult]:
         settings, tower = self.settings, self.tower
         pixels = torch.stack([p.pixels for p, _ in batch]).to(self.device)
@@ -202,7 +256,9 @@ class ClipEsCamExtractor:
             state = tower.run_blocks(state, 0, tower.num_blocks - 1, collect_from, explicit_from)
         text, valid = self._text_rows([ids for _, ids in batch])
         if self._closed_form:
-            cams, last_attention, probabilities = self._gradcam_closed_form(state.tokens, text, valid, counts, grid)
+            rescoring = self.rescore_weight is not None and self._learned_background is not None
+            tag_backgrounds = self._tag_background_rows([ids for _, ids in batch]) if rescoring else None
+            cams, last_attention, probabilities = self._gradcam_closed_form(state.tokens, text, valid, counts, grid, tag_backgrounds)
         else:
             cams, last_attention, probabilities = self._gradcam_autograd(state.tokens, text, valid, counts, grid)
         attention_sum = last_attention if state.attention_sum is None else state.attention_sum + last_attention
@@ -226,7 +282,13 @@ class ClipEsCamExtractor:
         return results
 
     def _gradcam_closed_form(
-        self, tokens: torch.Tensor, text: torch.Tensor, valid: torch.Tensor, counts: list[int], grid: tuple[int, int]
+        self,
+        tokens: torch.Tensor,
+        text: torch.Tensor,
+        valid: torch.Tensor,
+        counts: list[int],
+        grid: tuple[int, int],
+        tag_backgrounds: torch.Tensor | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         visual = self.tower.visual
         block = self.tower.blocks[-1]
@@ -237,6 +299,10 @@ class ClipEsCamExtractor:
             feature_grads = tag_gradients(probabilities, feature, counts, batched=True)
         weights = channel_weights(block, visual.ln_post, visual.proj, cache, feature_grads)
         cams = gradcam_from_weights(cache.ln1[:, 1:, :], weights, grid)
+        if tag_backgrounds is not None and self.rescore_weight is not None:
+            ln_post = visual.ln_post
+            patches = (cache.post_hat[:, 1:].float() * ln_post.weight.float() + ln_post.bias.float()) @ visual.proj.float()
+            cams = rescore_with_background_prompts(cams, patches, tag_backgrounds, self.rescore_weight)
         return cams, cache.attention, probabilities.detach()
 
     def _gradcam_autograd(
@@ -251,17 +317,37 @@ class ClipEsCamExtractor:
         cams = gradcam_from_weights(last.ln1_tokens[:, 1:, :], weights, grid)
         return cams, last.attention, probabilities.detach()
 
+    def _tag_background_rows(self, tag_sets: list[np.ndarray]) -> torch.Tensor:
+        """`(B, K_max, E)` learned background prompt of each tag slot (zeros on padding slots)."""
+        assert self._learned_background is not None
+        k_max = max(len(ids) for ids in tag_sets)
+        rows = torch.zeros(len(tag_sets), k_max, self._learned_background.shape[-1], device=self.device)
+        for b, ids in enumerate(tag_sets):
+            rows[b, : len(ids)] = self._learned_background[torch.as_tensor(ids, device=self.device)]
+        return rows
+
     def _text_rows(self, tag_sets: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
-        """`(B, K_max + M, E)` prompt rows (tags, then background words) and their validity."""
+        """`(B, K_max + M [+ K_max], E)` prompt rows and their validity.
+
+        Rows: the tags, then the background words, then (with learned prompts) each tag's learned
+        background prompt.
+        """
         k_max = max(len(ids) for ids in tag_sets)
         background = self._background_text
+        learned = self._learned_background
+        m = background.shape[0]
         dim = self._class_text.shape[-1]
-        rows = torch.zeros(len(tag_sets), k_max + background.shape[0], dim, device=self.device)
+        extra = k_max if learned is not None else 0
+        rows = torch.zeros(len(tag_sets), k_max + m + extra, dim, device=self.device)
         valid = torch.zeros(rows.shape[:2], dtype=torch.bool, device=self.device)
         for b, ids in enumerate(tag_sets):
             k = len(ids)
-            rows[b, :k] = self._class_text[torch.as_tensor(ids, device=self.device)]
-            rows[b, k_max:] = background
+            index = torch.as_tensor(ids, device=self.device)
+            rows[b, :k] = self._class_text[index]
+            rows[b, k_max : k_max + m] = background
             valid[b, :k] = True
-            valid[b, k_max:] = True
+            valid[b, k_max : k_max + m] = True
+            if learned is not None:
+                rows[b, k_max + m : k_max + m + k] = learned[index]
+                valid[b, k_max + m : k_max + m + k] = True
         return rows, valid

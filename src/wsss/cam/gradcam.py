@@ -138,3 +138,29 @@ def gradcam_from_weights(activations: torch.Tensor, weights: torch.Tensor, grid:
     cams = torch.einsum("bnd,kbd->bkn", activations.float(), weights).clamp_min(0)
     cams = cams.view(*cams.shape[:2], *grid)
     return minmax_normalize(minmax_normalize(cams))
+
+
+def rescore_with_background_prompts(
+    cams: torch.Tensor, patch_features: torch.Tensor, background_prompts: torch.Tensor, weight: float
+) -> torch.Tensor:
+    """SemPLeS's prompt-guided refinement term as a per-token CAM re-scoring.
+
+    Each token i of tag k's map is multiplied by `exp(-weight * L_i) = (1 - sim_i)^weight`, with
+    `L_i = -log(1 - sim(f_i, E_T(p_k)))` the stage (c) penalty of that token's feature against
+    the tag's learned background prompt (sim clamped to [1e-4, 0.9999]); tokens that look like
+    the class's own background lose mass. The result is min-max normalised again.
+
+    Args:
+        cams: `(B, K, h, w)` Grad-CAM maps in [0, 1].
+        patch_features: `(B, h*w, E)` projected patch-token features.
+        background_prompts: `(B, K, E)` learned background embedding of each tag slot.
+        weight: lambda_r.
+
+    Returns:
+        `(B, K, h, w)` re-scored maps in [0, 1].
+    """
+    patches = F.normalize(patch_features.float(), dim=-1)
+    prompts = F.normalize(background_prompts.float(), dim=-1)
+    similarity = torch.einsum("bne,bke->bkn", patches, prompts).clamp(1e-4, 0.9999)
+    factor = (1 - similarity).pow(weight).view_as(cams)
+    return minmax_normalize(cams * factor)

@@ -1,0 +1,70 @@
+"""The learned background prompts on disk: one safetensors file with lineage metadata.
+
+Tensors: `context` `(C, N, D)` (the learned token embeddings), `background_text` `(C, E)`
+(normalised E_T(p_k), what the CAM softmax uses) and `class_text` `(C, E)` (E_T(t_k)).
+Metadata values are JSON strings (safetensors allows only str -> str).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+from safetensors.torch import load_file, save_file
+
+from wsss.errors import StoreError
+
+TENSORS = ("context", "background_text", "class_text")
+
+
+@dataclass(frozen=True)
+class LearnedPrompts:
+    """Learned prompts read back from disk, with the attributes that produced them."""
+
+    context: torch.Tensor
+    background_text: torch.Tensor
+    class_text: torch.Tensor
+    attributes: dict[str, Any]
+
+    @property
+    def class_names(self) -> list[str]:
+        return list(self.attributes.get("class_names", []))
+
+
+def save_learned_prompts(path: Path, tensors: Mapping[str, torch.Tensor], attributes: Mapping[str, Any]) -> Path:
+    """Write atomically (a `.partial` file renamed into place)."""
+    missing = [name for name in TENSORS if name not in tensors]
+    if missing:
+        raise StoreError(f"{path}: learned prompts lack tensors {missing}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(path.name + ".partial")
+    metadata = {key: json.dumps(value, sort_keys=True, default=str) for key, value in attributes.items()}
+    save_file({name: tensors[name].detach().float().cpu().contiguous() for name in TENSORS}, str(partial), metadata=metadata)
+    os.replace(partial, path)
+    return path
+
+
+def load_learned_prompts(path: Path) -> LearnedPrompts:
+    """Read the file; a missing, unreadable or incomplete file is a StoreError naming it."""
+    if not path.is_file():
+        raise StoreError(f"{path}: learned prompts not found; run the learn_prompts stage with learn_prompts.enabled: true")
+    try:
+        tensors = load_file(str(path))
+        with safe_open(str(path), framework="pt") as handle:
+            metadata = handle.metadata() or {}
+        attributes = {key: json.loads(value) for key, value in metadata.items()}
+    except (SafetensorError, OSError, ValueError) as error:
+        raise StoreError(f"{path}: cannot read learned prompts ({error})") from error
+    missing = [name for name in TENSORS if name not in tensors]
+    if missing:
+        raise StoreError(f"{path}: learned prompts lack tensors {missing}")
+    background, classes = tensors["background_text"], tensors["class_text"]
+    if background.ndim != 2 or background.shape != classes.shape or tensors["context"].shape[0] != background.shape[0]:
+        raise StoreError(f"{path}: inconsistent tensor shapes {[tuple(tensors[n].shape) for n in TENSORS]}")
+    return LearnedPrompts(tensors["context"], background, classes, attributes)
