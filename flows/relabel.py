@@ -108,6 +108,7 @@ def serve(params_path: str, name: str, cron: str | None, interval: int | None, r
         interval=interval,
         parameters={"params_path": params_path, "runner": runner},
         description="Incremental relabeling of new or changed images",
+        limit=1,  # runs write the same artifacts: a run due while one is going waits for it
     )
 
 
