@@ -13,6 +13,7 @@ from prefect.testing.utilities import prefect_test_harness
 
 from tests.pipeline.relabel_data import DATASET, make_dataset, relabel_params, write_photo, write_tags
 from wsss.io.shard_assignment import stable_shard_index
+from wsss.lineage import image_lineage
 
 SHARDS = 16
 
@@ -79,6 +80,17 @@ def test_add_two_change_one_remove_one_recomputes_only_those(harness, tmp_path: 
     runs = [json.loads(line) for line in (tmp_path / "artifacts/relabel/runs.jsonl").read_text().splitlines()]
     assert [run["counts"]["added"] for run in runs] == [5, 2]
     assert runs[1]["removed"] == ["cup_a"] and runs[1]["durations"]["total"] > 0
+
+    lineage = image_lineage("astro_b", tmp_path)
+    stages = lineage["stages"]
+    assert list(stages) == ["prepare", "prompts", "cams", "refine", "pseudo"] and lineage["problems"] == []
+    assert stages["cams"]["flow_run_id"] and stages["cams"]["input_sha256"] == stages["prepare"]["input_sha256"]
+    assert stages["refine"]["params_differ_from_current"] == [] and stages["cams"]["clip"]["weights"].startswith("random-init")
+    edited = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    edited["caa"]["box_threshold"] = 0.5
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(edited, sort_keys=False))
+    assert image_lineage("astro_b", tmp_path)["stages"]["refine"]["params_differ_from_current"] == ["caa.box_threshold"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(relabel_params(SHARDS), sort_keys=False))
 
     third = relabel_flow("params.yaml")
     assert third["counts"]["unchanged"] == 6 and third["cams"]["computed"] == [] and third["pseudo"] == []
