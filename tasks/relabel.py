@@ -84,7 +84,8 @@ def relabel_pseudo(
         for sub, suffix in PSEUDO_LAYOUT.items():
             (PSEUDO_DIR / sub / f"{image_id}{suffix}").unlink(missing_ok=True)
     jobs = [pseudo_tasks.PseudoJob(i, REFINED_STORE, dataset_root, PSEUDO_DIR, settings) for i in image_ids]
-    rows = pseudo_tasks.make_pseudo_masks.fn(jobs, settings.jobs) if jobs else []
+    # Rows kept from earlier runs keep their own run id; the summary-level id is this run's.
+    rows = [{**row, "flow_run_id": flow_run_id} for row in (pseudo_tasks.make_pseudo_masks.fn(jobs, settings.jobs) if jobs else [])]
     summary_path = PSEUDO_DIR / "summary.json"
     summary = read_json(summary_path) if summary_path.is_file() else {}
     replaced = set(image_ids) | set(removed)

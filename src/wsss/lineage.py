@@ -115,7 +115,8 @@ def image_lineage(image_id: str, root: Path | str = ".") -> dict[str, Any]:
         row = next((r for r in summary.get("images", []) if r.get("image_id") == image_id), None)
         if row:
             stages["pseudo"] = {"artifact": str(artifacts / "pseudo" / "masks" / f"{image_id}.png"), "summary": row,
-                                "stage_params": {"pseudo": summary.get("params")}, "flow_run_id": summary.get("flow_run_id"),
+                                "stage_params": {"pseudo": summary.get("params")},
+                                "flow_run_id": row.get("flow_run_id") or summary.get("flow_run_id"),
                                 "input_sha256": row.get("source_sha256"), "input_manifest_sha256": summary.get("input_manifest_sha256")}
     model = _json(artifacts / "train" / "model.json")
     if model:
