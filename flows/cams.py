@@ -96,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(add_help=False)
     add_runner_arguments(parser)
     known, rest = parser.parse_known_args(argv)
+    if {"-h", "--help"} & set(sys.argv[1:] if argv is None else argv):
+        parser.usage, parser.description = argparse.SUPPRESS, "runner options"
+        parser.print_help()
     overrides = runner_overrides(known)
     return run_stage({"cams": lambda path: run_cams(path, overrides)}, rest)
 

@@ -119,6 +119,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--interval", type=int, help="serve: seconds between runs")
     parser.add_argument("--name", default="relabel", help="serve: deployment name (default: relabel)")
     known, rest = parser.parse_known_args(argv)
+    if {"-h", "--help"} & set(sys.argv[1:] if argv is None else argv):
+        parser.usage, parser.description = argparse.SUPPRESS, "relabel options (before or after the command)"
+        parser.print_help()
     overrides = runner_overrides(known)
     return run_stage({
         "run": lambda path: relabel_flow(path, overrides),
