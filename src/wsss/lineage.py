@@ -32,11 +32,15 @@ def _dvc_lock(root: Path) -> dict[str, Any]:
     return (yaml.safe_load(path.read_text()) or {}).get("stages", {})
 
 
-def differing_keys(recorded: Any, current: Any, prefix: str = "") -> list[str]:
-    """Dotted keys whose values differ between two parsed params mappings (sorted)."""
+def differing_keys(recorded: Any, current: Any, prefix: str = "", recorded_only: bool = False) -> list[str]:
+    """Dotted keys whose values differ between two parsed params mappings (sorted).
+
+    `recorded_only` compares only keys present in `recorded` (a stage that tracks a few keys
+    of a section, like evaluate's `train.test_scales`, is not affected by the others).
+    """
     if isinstance(recorded, dict) and isinstance(current, dict):
-        keys = sorted(set(recorded) | set(current), key=str)
-        return [d for k in keys for d in differing_keys(recorded.get(k), current.get(k), f"{prefix}{k}.")]
+        keys = sorted(set(recorded) if recorded_only else set(recorded) | set(current), key=str)
+        return [d for k in keys for d in differing_keys(recorded.get(k), current.get(k), f"{prefix}{k}.", recorded_only)]
     return [] if recorded == current else [prefix.rstrip(".") or "(all)"]
 
 
@@ -133,11 +137,14 @@ def image_lineage(image_id: str, root: Path | str = ".") -> dict[str, Any]:
         if name in lock:
             facts["dvc_lock"] = {"cmd": lock[name].get("cmd"), "params": lock[name].get("params"),
                                  "deps": lock[name].get("deps"), "outs": lock[name].get("outs")}
+            # The code a stage ran, as DVC hashed it (stages without a recorded git commit too).
+            facts["code_deps"] = {d.get("path"): d.get("md5") for d in lock[name].get("deps") or []
+                                  if str(d.get("path", "")).startswith(("flows/", "tasks/", "src/"))}
         recorded = facts.get("stage_params") or (_lock_params(lock[name]) if name in lock else None)
         if recorded is not None and facts.get("stage_params") is None:
             facts["stage_params"] = recorded
         if isinstance(recorded, dict):
-            facts["params_differ_from_current"] = differing_keys(recorded, {k: current.get(k) for k in recorded})
+            facts["params_differ_from_current"] = differing_keys(recorded, {k: current.get(k) for k in recorded}, recorded_only=True)
     # Incremental runs leave unchanged shards (and their older manifest hash) in place, so a
     # different manifest is a problem only when this image's own bytes differ from the manifest's.
     problems = [
@@ -177,6 +184,8 @@ def format_lineage(lineage: dict[str, Any]) -> str:
         if stage == "prepare":
             record = facts["record"]
             lines.append(f"  image: {record['image_path']} sha256={record['sha256']} tags={','.join(record['tags'])}")
+        if facts.get("code_deps"):
+            lines.append("  code (dvc.lock deps): " + ", ".join(f"{p}@{str(m)[:8]}" for p, m in sorted(facts["code_deps"].items())))
         if "dvc_lock" in facts:
             outs = facts["dvc_lock"].get("outs") or []
             lines.append("  dvc.lock outs: " + ", ".join(f"{o.get('path')}@{str(o.get('md5'))[:12]}" for o in outs))
