@@ -31,7 +31,7 @@ from wsss.config import CoreConfig, StoreSettings
 from wsss.datasets import ImageRecord, Manifest, safe_join
 from wsss.errors import StoreError
 from wsss.imaging import load_rgb
-from wsss.incremental import CONTENT_KEY_ATTR
+from wsss.incremental import CONTENT_KEY_ATTR, stale_shards
 from wsss.io import CamStore, ShardWriter, assign_shards, shard_path
 from wsss.io.shard_assignment import assign_shards_by_hash
 from wsss.provenance import sha256_of
@@ -186,9 +186,8 @@ def publish_shards(shards: Sequence[Path], output: Path, keep: Sequence[str] | N
         destination.with_name(destination.name + ".partial").replace(destination)
         published.append(destination)
     if keep is not None:
-        for stale in sorted(output.glob("shard-*.h5")):
-            if stale.name not in set(keep):
-                stale.unlink()
+        for stale in stale_shards(output, [output / name for name in keep]):
+            stale.unlink()
     for directory in {s.parent for s in shards} | ({scratch} if scratch else set()):
         shutil.rmtree(directory, ignore_errors=True)
     return published
