@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Callable, Mapping
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,10 @@ from wsss.run_lock import describe_owner, run_lock
 ARTIFACTS_DIR = Path("artifacts")
 
 
-def run_stage(flows: Mapping[str, Callable[[str], Any]], argv: list[str] | None = None) -> int:
+def run_stage(flows: Mapping[str, Callable[[str], Any]], argv: list[str] | None = None, lock: bool = True) -> int:
     """Run the named flow (the only one when the module has one) holding the artifacts run lock.
 
+    `lock=False` is for commands whose flows take the lock per run themselves (relabel serve).
     WsssError (bad params, bad dataset files, too many failed images, another run holding the
     lock) -> its message on stderr, exit 2.
     """
@@ -31,9 +33,9 @@ def run_stage(flows: Mapping[str, Callable[[str], Any]], argv: list[str] | None 
         print(f"error: {args.params}: params file not found", file=sys.stderr)
         return 2
     try:
-        with run_lock(ARTIFACTS_DIR) as lock:
-            if lock.stale_owner is not None:
-                print(f"note: took over the stale run lock of {describe_owner(lock.stale_owner)}", file=sys.stderr)
+        with run_lock(ARTIFACTS_DIR) if lock else nullcontext() as held:
+            if held is not None and held.stale_owner is not None:
+                print(f"note: took over the stale run lock of {describe_owner(held.stale_owner)}", file=sys.stderr)
             flows[name](args.params)
     except WsssError as error:
         print(f"error: {error}", file=sys.stderr)

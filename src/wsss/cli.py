@@ -160,6 +160,14 @@ def run_lineage(args: argparse.Namespace) -> int:
     """Which model, prompts, params, code and input produced this image's maps and mask."""
     from wsss.lineage import format_lineage, image_lineage
 
+    if args.diff:
+        from wsss.lineage_diff import format_mask_diff, mask_diff
+
+        diff = mask_diff(args.root, *args.diff, cache=args.cache)
+        print(json.dumps(diff, indent=1, sort_keys=True) if args.json else format_mask_diff(diff))
+        return 0
+    if not args.image_id:
+        raise WsssError("lineage: give an image id, or --diff REV_A REV_B")
     lineage = image_lineage(args.image_id, args.root)
     print(json.dumps(lineage, indent=1, sort_keys=True, default=str) if args.json else format_lineage(lineage))
     return 1 if lineage["problems"] and args.strict else 0
@@ -237,7 +245,10 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=run_demo)
 
     lineage = commands.add_parser("lineage", help="how one image's maps and mask were produced")
-    lineage.add_argument("image_id")
+    lineage.add_argument("image_id", nargs="?")
+    lineage.add_argument("--diff", nargs=2, metavar=("REV_A", "REV_B"),
+                         help="images whose pseudo mask changed between two git/DVC revisions, and why")
+    lineage.add_argument("--cache", help="DVC cache directory for --diff (default: <root>/.dvc/cache)")
     lineage.add_argument("--root", default=".", help="pipeline repository (default: .)")
     lineage.add_argument("--json", action="store_true", help="machine-readable output")
     lineage.add_argument("--strict", action="store_true", help="exit 1 when the artifacts disagree")

@@ -118,7 +118,9 @@ class StoreSettings:
     """HDF5 shard layout of the CAM and refined-map stores.
 
     Attributes:
-        images_per_shard: images per shard file (by sorted id).
+        images_per_shard: images per shard file (by sorted id) when `shard_count` is None.
+        shard_count: stable assignment instead: shard = hash(image id) % shard_count, so an
+            added or removed image rewrites only its own shard (`wsss.io.shard_assignment`).
         compression: gzip or lzf.
         gradcam_dtype: Grad-CAM maps are kept in float32 by default: CAA's box mask thresholds
             `uint8(cam * 255)`, and float16 rounding moves box edges (refined maps then differ
@@ -128,11 +130,14 @@ class StoreSettings:
     """
 
     images_per_shard: int = 500
+    shard_count: int | None = None
     compression: str = "gzip"
     gradcam_dtype: str = "float32"
     attention_dtype: str = "float16"
 
     def __post_init__(self) -> None:
+        if self.shard_count is not None and (not isinstance(self.shard_count, int) or self.shard_count < 1):
+            raise ConfigError(f"store.shard_count must be an integer >= 1 or null, got {self.shard_count!r}")
         if self.images_per_shard < 1 or self.compression not in ("gzip", "lzf"):
             raise ConfigError("store.images_per_shard must be >= 1 and store.compression gzip or lzf")
         if {self.gradcam_dtype, self.attention_dtype} - {"float16", "float32"}:
@@ -352,7 +357,7 @@ def reliability_settings(params: Mapping[str, Any]) -> ReliabilitySettings:
 
 PARAMS_SECTIONS = (
     "data", "clip", "classes", "prompts", "cam", "store", "caa", "pseudo", "train", "evaluate",
-    "reliability", "learn_prompts",
+    "reliability", "learn_prompts", "runner", "relabel",
 )
 
 
@@ -367,3 +372,8 @@ def validate_params(params: Mapping[str, Any]) -> None:
     evaluate_settings(params)
     reliability_settings(params)
     learn_prompts_settings(params)
+    from wsss.relabel.settings import relabel_settings
+    from wsss.scaleout import runner_settings
+
+    runner_settings(params)
+    relabel_settings(params)

@@ -32,6 +32,36 @@ def _dvc_lock(root: Path) -> dict[str, Any]:
     return (yaml.safe_load(path.read_text()) or {}).get("stages", {})
 
 
+def differing_keys(recorded: Any, current: Any, prefix: str = "", recorded_only: bool = False) -> list[str]:
+    """Dotted keys whose values differ between two parsed params mappings (sorted).
+
+    `recorded_only` compares only keys present in `recorded` (a stage that tracks a few keys
+    of a section, like evaluate's `train.test_scales`, is not affected by the others).
+    """
+    if isinstance(recorded, dict) and isinstance(current, dict):
+        keys = sorted(set(recorded) if recorded_only else set(recorded) | set(current), key=str)
+        return [d for k in keys for d in differing_keys(recorded.get(k), current.get(k), f"{prefix}{k}.", recorded_only)]
+    return [] if recorded == current else [prefix.rstrip(".") or "(all)"]
+
+
+def _current_params(root: Path) -> dict[str, Any]:
+    path = root / "params.yaml"
+    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+
+
+def _lock_params(entry: dict[str, Any]) -> dict[str, Any]:
+    """dvc.lock records a stage's params as {params file: {dotted key: value}}; nest them again."""
+    nested: dict[str, Any] = {}
+    for values in (entry.get("params") or {}).values():
+        for dotted, value in (values or {}).items():
+            node = nested
+            *parents, leaf = str(dotted).split(".")
+            for part in parents:
+                node = node.setdefault(part, {})
+            node[leaf] = value
+    return nested
+
+
 def _store_entry(store_dir: Path, image_id: str) -> dict[str, Any] | None:
     if not store_dir.is_dir():
         return None
@@ -50,6 +80,8 @@ def _store_entry(store_dir: Path, image_id: str) -> dict[str, Any] | None:
         "code_version": attrs.get("code_version"),
         "library_versions": attrs.get("library_versions"),
         "input_manifest_sha256": attrs.get("input_manifest_sha256"),
+        "input_sha256": stored.attrs.get("source_sha256"),
+        "content_key": stored.attrs.get("content_key"),
         "flow_run_id": attrs.get("flow_run_id"),
     }
 
@@ -72,7 +104,8 @@ def image_lineage(image_id: str, root: Path | str = ".") -> dict[str, Any]:
     digest = manifest_sha256(manifest)
     lock = _dvc_lock(root)
     stages: dict[str, Any] = {}
-    stages["prepare"] = {"artifact": str(manifest_path), "manifest_sha256": digest, "record": asdict(record) | {"tags": list(record.tags)}}
+    stages["prepare"] = {"artifact": str(manifest_path), "manifest_sha256": digest, "input_sha256": record.sha256,
+                         "record": asdict(record) | {"tags": list(record.tags)}}
     scores = _json(artifacts / "prompts" / "scores.json")
     if scores:
         stages["prompts"] = {"artifact": str(artifacts / "prompts" / "scores.json"), "selected_template": scores.get("selected"),
@@ -86,19 +119,39 @@ def image_lineage(image_id: str, root: Path | str = ".") -> dict[str, Any]:
         row = next((r for r in summary.get("images", []) if r.get("image_id") == image_id), None)
         if row:
             stages["pseudo"] = {"artifact": str(artifacts / "pseudo" / "masks" / f"{image_id}.png"), "summary": row,
-                                "stage_params": summary.get("params"), "flow_run_id": summary.get("flow_run_id")}
+                                "stage_params": {"pseudo": summary.get("params")},
+                                "flow_run_id": row.get("flow_run_id") or summary.get("flow_run_id"),
+                                "input_sha256": row.get("source_sha256"), "input_manifest_sha256": summary.get("input_manifest_sha256")}
     model = _json(artifacts / "train" / "model.json")
     if model:
-        stages["train"] = {"artifact": model.get("checkpoint"), "stage_params": model.get("params"),
-                           "flow_run_id": model.get("flow_run_id"), "trained_on_manifest": model.get("input_manifest_sha256")}
+        stages["train"] = {"artifact": model.get("checkpoint"), "stage_params": {"train": model.get("params")},
+                           "flow_run_id": model.get("flow_run_id"), "trained_on_manifest": model.get("input_manifest_sha256"),
+                           "input_manifest_sha256": model.get("input_manifest_sha256")}
+    metrics_path = artifacts / "metrics.json"
+    if metrics_path.is_file() or "evaluate" in lock:
+        # evaluate records no params or run id itself: dvc.lock is the record of that stage.
+        stages["evaluate"] = {"artifact": str(metrics_path), "scored": bool(record.ground_truth_path),
+                              "flow_run_id": None}
+    current = _current_params(root)
     for name, facts in stages.items():
         if name in lock:
             facts["dvc_lock"] = {"cmd": lock[name].get("cmd"), "params": lock[name].get("params"),
-                                 "outs": lock[name].get("outs")}
+                                 "deps": lock[name].get("deps"), "outs": lock[name].get("outs")}
+            # The code a stage ran, as DVC hashed it (stages without a recorded git commit too).
+            facts["code_deps"] = {d.get("path"): d.get("md5") for d in lock[name].get("deps") or []
+                                  if str(d.get("path", "")).startswith(("flows/", "tasks/", "src/"))}
+        recorded = facts.get("stage_params") or (_lock_params(lock[name]) if name in lock else None)
+        if recorded is not None and facts.get("stage_params") is None:
+            facts["stage_params"] = recorded
+        if isinstance(recorded, dict):
+            facts["params_differ_from_current"] = differing_keys(recorded, {k: current.get(k) for k in recorded}, recorded_only=True)
+    # Incremental runs leave unchanged shards (and their older manifest hash) in place, so a
+    # different manifest is a problem only when this image's own bytes differ from the manifest's.
     problems = [
         f"{name}: made from manifest {facts['input_manifest_sha256'][:12]}, current is {digest[:12]}"
         for name, facts in stages.items()
         if facts.get("input_manifest_sha256") and facts["input_manifest_sha256"] != digest
+        and facts.get("input_sha256") != record.sha256
     ]
     cams = stages.get("cams", {}).get("image_attrs", {})
     if cams and cams.get("source_sha256") != record.sha256:
@@ -111,7 +164,8 @@ def format_lineage(lineage: dict[str, Any]) -> str:
     lines = [f"lineage of {lineage['image_id']}"]
     for stage, facts in lineage["stages"].items():
         lines.append(f"\n[{stage}] {facts.get('artifact', '')}")
-        for key in ("manifest_sha256", "selected_template", "template", "params_sha256", "input_manifest_sha256", "flow_run_id"):
+        for key in ("manifest_sha256", "selected_template", "template", "params_sha256", "input_sha256", "content_key",
+                    "input_manifest_sha256", "flow_run_id"):
             if facts.get(key):
                 lines.append(f"  {key}: {facts[key]}")
         if facts.get("clip"):
@@ -122,9 +176,16 @@ def format_lineage(lineage: dict[str, Any]) -> str:
             lines.append(f"  code: {code.get('git_commit')}{' (dirty)' if code.get('git_dirty') else ''}")
         if facts.get("stage_params") is not None:
             lines.append(f"  params: {json.dumps(facts['stage_params'], sort_keys=True)}")
+        if "params_differ_from_current" in facts:
+            differ = facts["params_differ_from_current"]
+            lines.append("  differs from params.yaml: " + (", ".join(differ) if differ else "nothing"))
+        if "flow_run_id" in facts and not facts["flow_run_id"]:
+            lines.append("  flow_run_id: not recorded")
         if stage == "prepare":
             record = facts["record"]
             lines.append(f"  image: {record['image_path']} sha256={record['sha256']} tags={','.join(record['tags'])}")
+        if facts.get("code_deps"):
+            lines.append("  code (dvc.lock deps): " + ", ".join(f"{p}@{str(m)[:8]}" for p, m in sorted(facts["code_deps"].items())))
         if "dvc_lock" in facts:
             outs = facts["dvc_lock"].get("outs") or []
             lines.append("  dvc.lock outs: " + ", ".join(f"{o.get('path')}@{str(o.get('md5'))[:12]}" for o in outs))

@@ -63,7 +63,7 @@ def test_lineage_answers_for_every_image(repo) -> None:
     for image_id in SAMPLE_IDS:
         result = run([sys.executable, "-m", "wsss.cli", "lineage", image_id, "--json", "--strict"], path, env)
         lineage = json.loads(result.stdout)
-        assert set(lineage["stages"]) == {"prepare", "prompts", "cams", "refine", "pseudo", "train"}
+        assert set(lineage["stages"]) == {"prepare", "prompts", "cams", "refine", "pseudo", "train", "evaluate"}
         assert lineage["stages"]["cams"]["clip"]["weights"].startswith("random-init")
         assert lineage["stages"]["cams"]["dvc_lock"]["outs"][0]["path"] == "artifacts/cams"
         assert lineage["problems"] == []

@@ -1,0 +1,118 @@
+"""Per-image content keys: recompute only images whose inputs or stage identity changed.
+
+An image's key is the SHA-256 of everything that determines its stored maps: the stage
+identity (params, weights identity, template, class list, dataset root, library versions and
+a digest of the core source files that compute the numbers) plus the image's own inputs (bytes
+hash, tags, path; for `refine`, the upstream CAM key). It is written as the per-image attribute
+`content_key`. A later run copies an image whose key is unchanged from the previous store
+instead of recomputing it, and leaves a whole shard file untouched when every image in it is
+unchanged, so a params or code change still recomputes everything while a new image costs one
+image. Run-specific facts (flow-run id, git commit, the manifest hash) are not part of the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import h5py
+
+from wsss.errors import StoreError
+from wsss.io.attributes import from_attr
+from wsss.provenance import sha256_of
+
+CONTENT_KEY_ATTR = "content_key"
+# Root attributes that describe one run rather than what the maps are computed from.
+RUN_SPECIFIC_ATTRS = ("code_version", "flow_run_id", "input_manifest_sha256")
+
+
+def source_digest(paths: Iterable[Path]) -> str:
+    """SHA-256 over the bytes of Python source files (directories: every `*.py` below), by path order."""
+    files: list[Path] = []
+    for path in paths:
+        files.extend(sorted(path.rglob("*.py")) if path.is_dir() else [path])
+    digest = hashlib.sha256()
+    for file in sorted(files, key=lambda p: p.as_posix()):
+        digest.update(file.name.encode() + b"\0" + file.read_bytes() + b"\0")
+    return digest.hexdigest()
+
+
+def stage_identity(root_attrs: Mapping[str, Any]) -> dict[str, Any]:
+    """A stage's root attributes without the run-specific ones."""
+    return {k: v for k, v in root_attrs.items() if k not in RUN_SPECIFIC_ATTRS}
+
+
+def content_key(identity: Mapping[str, Any], **inputs: Any) -> str:
+    """Key of one image's output: stage identity + the image's inputs (JSON-serialisable)."""
+    return sha256_of({"identity": dict(identity), "inputs": inputs})
+
+
+@dataclass(frozen=True)
+class StoredKey:
+    """Where an image's previous output lives and under which key it was computed."""
+
+    shard: Path
+    key: str | None
+
+
+def stored_keys(store_dir: Path) -> dict[str, StoredKey]:
+    """image id -> (shard, content key) of every image in a store directory (empty if none).
+
+    An unreadable shard is skipped (its images are simply recomputed); an id found in two
+    shards is an error naming both files.
+    """
+    found: dict[str, StoredKey] = {}
+    for path in sorted(Path(store_dir).glob("shard-*.h5")):
+        try:
+            with h5py.File(path, "r") as handle:
+                images = handle.get("images")
+                entries = {
+                    image_id: _key_of(images[image_id].attrs.get(CONTENT_KEY_ATTR)) for image_id in (images or {})
+                }
+        except (OSError, KeyError, ValueError, RuntimeError):
+            continue
+        for image_id, key in entries.items():
+            if image_id in found:
+                raise StoreError(f"{path}: image {image_id!r} is also in {found[image_id].shard}")
+            found[image_id] = StoredKey(path, key)
+    return found
+
+
+def _key_of(raw: Any) -> str | None:
+    return None if raw is None else str(from_attr(raw))
+
+
+def shard_is_current(path: Path, expected: Mapping[str, str], previous: Mapping[str, StoredKey]) -> bool:
+    """True when the file at `path` holds exactly the expected ids, each under its expected key."""
+    if not path.is_file():
+        return False
+    held = sorted(image_id for image_id, stored in previous.items() if stored.shard == path)
+    return held == sorted(expected) and all(previous[i].key == key for i, key in expected.items())
+
+
+def reusable_ids(expected: Mapping[str, str], previous: Mapping[str, StoredKey]) -> dict[str, Path]:
+    """The expected images whose previous output has the same key: id -> shard to copy from."""
+    return {i: previous[i].shard for i, key in expected.items() if i in previous and previous[i].key == key}
+
+
+def stale_shards(store_dir: Path, planned: Sequence[Path]) -> list[Path]:
+    """Shard files in a store that the current plan does not produce (e.g. all images removed)."""
+    keep = {p.name for p in planned}
+    return sorted(p for p in Path(store_dir).glob("shard-*.h5") if p.name not in keep)
+
+
+def record_keys(records: Iterable[Any], identity: Mapping[str, Any]) -> dict[str, str]:
+    """Content key of each manifest record (`ImageRecord`) under a stage identity."""
+    return {
+        r.image_id: content_key(identity, sha256=r.sha256, tags=list(r.tags), image_path=r.image_path)
+        for r in records
+    }
+
+
+def package_source_digest(relative: Sequence[str]) -> str:
+    """`source_digest` of files/folders of the installed `wsss` package (e.g. "cam/caa.py")."""
+    package = Path(__file__).resolve().parent
+    return source_digest(package / p for p in relative)

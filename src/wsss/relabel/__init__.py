@@ -1,0 +1,17 @@
+"""Scheduled incremental relabeling: manifest diffs, mask history and the run log (core, no Prefect)."""
+
+from wsss.relabel.history import RunRecord, append_run_log, archive_outputs, read_run_log
+from wsss.relabel.manifest_diff import ManifestDiff, diff_manifests, record_fingerprint
+from wsss.relabel.settings import RelabelSettings, relabel_settings
+
+__all__ = [
+    "ManifestDiff",
+    "RelabelSettings",
+    "RunRecord",
+    "append_run_log",
+    "archive_outputs",
+    "diff_manifests",
+    "read_run_log",
+    "record_fingerprint",
+    "relabel_settings",
+]

@@ -1,0 +1,77 @@
+"""The cams stage on a 2-worker local Dask cluster equals the single-process result bit for bit."""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+import yaml
+from prefect.testing.utilities import prefect_test_harness
+
+from tests.pipeline.conftest import ROOT
+from tests.pipeline.relabel_data import make_dataset, relabel_params
+
+
+@pytest.fixture(scope="module")
+def harness() -> Iterator[None]:
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def read_all(path: Path) -> tuple[dict, dict]:
+    """Every dataset (values) and every attribute of a shard, keyed by HDF5 path."""
+    datasets, attrs = {}, {}
+    with h5py.File(path, "r") as handle:
+        attrs["/"] = dict(handle.attrs)
+
+        def visit(name: str, item: object) -> None:
+            attrs[name] = dict(item.attrs)
+            if isinstance(item, h5py.Dataset):
+                datasets[name] = item[()]
+                # The stored (compressed, checksummed) chunk bytes, not only the decoded values.
+                chunks = [item.id.get_chunk_info(i) for i in range(item.id.get_num_chunks())] if item.chunks else []
+                datasets[name + "#chunks"] = [item.id.read_direct_chunk(c.chunk_offset) for c in chunks]
+
+        handle.visititems(visit)
+    return datasets, attrs
+
+
+@pytest.mark.slow
+def test_cams_on_two_dask_workers_equal_the_sequential_run(harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.cams import run_cams
+    from flows.prepare import prepare_flow
+    from flows.prompts import prompts_flow
+
+    # Worker processes must import this checkout too, whatever the (relative) PYTHONPATH said.
+    for path in (ROOT, ROOT / "src"):
+        monkeypatch.syspath_prepend(str(path))
+    monkeypatch.setenv("PYTHONPATH", f"{ROOT / 'src'}:{ROOT}")
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(relabel_params(shard_count=3), sort_keys=False))
+    make_dataset(tmp_path, ["astro_a", "cat_a", "cup_a", "rocket_a", "cat_b", "astro_b"])
+    prepare_flow("params.yaml")
+    prompts_flow("params.yaml")
+
+    sequential = run_cams("params.yaml", {"kind": "sequential"})
+    shutil.move(tmp_path / "artifacts/cams", tmp_path / "sequential")
+    on_dask = run_cams("params.yaml", {"kind": "dask", "workers": 2})
+    assert len(sequential["computed"]) == len(on_dask["computed"]) == 6
+    names = sorted(p.name for p in (tmp_path / "sequential").glob("shard-*.h5"))
+    assert names == sorted(p.name for p in (tmp_path / "artifacts/cams").glob("shard-*.h5")) and len(names) > 1
+    for name in names:
+        one, two = tmp_path / "sequential" / name, tmp_path / "artifacts/cams" / name
+        (data_one, attrs_one), (data_two, attrs_two) = read_all(one), read_all(two)
+        assert data_one.keys() == data_two.keys()
+        for key in data_one:
+            if key.endswith("#chunks"):
+                assert data_one[key] == data_two[key], key
+            else:
+                assert data_one[key].dtype == data_two[key].dtype and np.array_equal(data_one[key], data_two[key]), key
+        # Everything but the flow-run id (which also enters the header checksum, so whole files differ).
+        assert attrs_one["/"].pop("flow_run_id") != attrs_two["/"].pop("flow_run_id")
+        assert repr(attrs_one) == repr(attrs_two)
+        assert one.stat().st_size == two.stat().st_size, "same layout"

@@ -1,0 +1,97 @@
+"""Incremental relabeling in-process: only added/changed images are recomputed, other shards stay byte-identical."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import yaml
+from prefect.testing.utilities import prefect_test_harness
+
+from tests.pipeline.relabel_data import DATASET, make_dataset, relabel_params, write_photo, write_tags
+from wsss.io.shard_assignment import stable_shard_index
+from wsss.lineage import image_lineage
+
+SHARDS = 16
+
+
+@pytest.fixture(scope="module")
+def harness() -> Iterator[None]:
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+def file_hashes(directory: Path) -> dict[str, str]:
+    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in sorted(directory.glob("shard-*.h5"))}
+
+
+@pytest.mark.slow
+def test_add_two_change_one_remove_one_recomputes_only_those(harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from flows.relabel import relabel_flow
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(relabel_params(SHARDS), sort_keys=False))
+    tags = make_dataset(tmp_path, ["astro_a", "cat_a", "cup_a", "rocket_a", "cat_b"])
+
+    first = relabel_flow("params.yaml")
+    assert first["counts"] == {"added": 5, "changed": 0, "removed": 0, "unchanged": 0}
+    assert first["cams"]["computed"] == ["astro_a", "cat_a", "cat_b", "cup_a", "rocket_a"]
+    cams_before, refined_before = file_hashes(tmp_path / "artifacts/cams"), file_hashes(tmp_path / "artifacts/refined")
+    old_mask = (tmp_path / "artifacts/pseudo/masks/cat_a.png").read_bytes()
+
+    # Add two images, change one image's tags, remove one.
+    write_photo(tmp_path, "astro_b")
+    write_photo(tmp_path, "rocket_b")
+    tags.update(astro_b=("person",), rocket_b=("rocket",), cat_a=("cat", "person"))
+    del tags["cup_a"]
+    (tmp_path / DATASET / "images/cup_a.jpg").unlink()
+    write_tags(tmp_path, tags)
+
+    second = relabel_flow("params.yaml")
+    touched = {"astro_b", "rocket_b", "cat_a", "cup_a"}
+    assert second["counts"] == {"added": 2, "changed": 1, "removed": 1, "unchanged": 3}
+    assert second["reasons"] == {"cat_a": ["tags"]}
+    for stage in ("cams", "refine"):
+        assert second[stage]["computed"] == ["astro_b", "cat_a", "rocket_b"], stage
+    assert second["pseudo"] == ["astro_b", "cat_a", "rocket_b"]
+
+    affected = {f"shard-{stable_shard_index(i, SHARDS):05d}.h5" for i in touched}
+    cams_after, refined_after = file_hashes(tmp_path / "artifacts/cams"), file_hashes(tmp_path / "artifacts/refined")
+    untouched = sorted(set(cams_before) - affected)
+    assert untouched, "the test needs at least one shard without a changed image"
+    for name in untouched:
+        assert cams_after[name] == cams_before[name] and refined_after[name] == refined_before[name], name
+    assert sorted(second["cams"]["untouched"]) == untouched
+    # A shard whose only image was removed is gone; the store holds exactly the current images.
+    expected_shards = {f"shard-{stable_shard_index(i, SHARDS):05d}.h5" for i in tags}
+    assert set(cams_after) == expected_shards == set(refined_after)
+
+    masks = tmp_path / "artifacts/pseudo/masks"
+    assert not (masks / "cup_a.png").exists() and (masks / "astro_b.png").is_file()
+    history = Path(second["archived"][0]).parents[1]
+    assert (history / "masks/cat_a.png").read_bytes() == old_mask
+    assert (history / "masks/cup_a.png").is_file() and not (history / "masks/cat_b.png").exists()
+    summary = json.loads((tmp_path / "artifacts/pseudo/summary.json").read_text())
+    assert [row["image_id"] for row in summary["images"]] == sorted(tags)
+
+    runs = [json.loads(line) for line in (tmp_path / "artifacts/relabel/runs.jsonl").read_text().splitlines()]
+    assert [run["counts"]["added"] for run in runs] == [5, 2]
+    assert runs[1]["removed"] == ["cup_a"] and runs[1]["durations"]["total"] > 0
+
+    lineage = image_lineage("astro_b", tmp_path)
+    stages = lineage["stages"]
+    assert list(stages) == ["prepare", "prompts", "cams", "refine", "pseudo"] and lineage["problems"] == []
+    assert stages["cams"]["flow_run_id"] and stages["cams"]["input_sha256"] == stages["prepare"]["input_sha256"]
+    assert stages["refine"]["params_differ_from_current"] == [] and stages["cams"]["clip"]["weights"].startswith("random-init")
+    edited = yaml.safe_load((tmp_path / "params.yaml").read_text())
+    edited["caa"]["box_threshold"] = 0.5
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(edited, sort_keys=False))
+    assert image_lineage("astro_b", tmp_path)["stages"]["refine"]["params_differ_from_current"] == ["caa.box_threshold"]
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(relabel_params(SHARDS), sort_keys=False))
+
+    third = relabel_flow("params.yaml")
+    assert third["counts"]["unchanged"] == 6 and third["cams"]["computed"] == [] and third["pseudo"] == []
+    assert file_hashes(tmp_path / "artifacts/cams") == cams_after
