@@ -6,6 +6,7 @@ import io
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ from wsss import output_keys
 from wsss.config import PseudoSettings
 from wsss.datasets import safe_join
 from wsss.imaging import load_rgb
+from wsss.incremental import package_source_digest
 from wsss.io import CamStore
 from wsss.output_keys import content_key, write_bytes_atomic
 from wsss.pseudo import crf_posterior_for_cams, make_pseudo_label
@@ -66,6 +68,13 @@ def output_paths(output: Path, image_id: str) -> dict[str, Path]:
     }
 
 
+@cache
+def pseudo_code_digest() -> str:
+    """Digest of the core code that turns refined maps into masks: a code change must not reuse
+    masks now that the stage output persists between `dvc repro` runs."""
+    return package_source_digest(("pseudo", "imaging.py", "viz.py"))
+
+
 def make_pseudo_mask(job: PseudoJob) -> dict[str, Any]:
     """Pseudo mask, raw labels and confidence of one image; returns its summary row.
 
@@ -80,7 +89,11 @@ def make_pseudo_mask(job: PseudoJob) -> dict[str, Any]:
     keys_dir = job.output / KEYS
     key = content_key(
         [cams, class_ids],
-        {"source_sha256": stored.attrs["source_sha256"], "settings": {**asdict(settings), "jobs": None}},
+        {
+            "source_sha256": stored.attrs["source_sha256"],
+            "settings": {**asdict(settings), "jobs": None},
+            "code": pseudo_code_digest(),
+        },
     )
     row = output_keys.reusable_row(keys_dir, job.image_id, key, paths.values())
     if row is not None:
