@@ -5,14 +5,20 @@ from __future__ import annotations
 import sys
 
 from prefect import flow
+from prefect.artifacts import create_table_artifact
 
 from flows.cli import run_stage
-from prefect.artifacts import create_table_artifact
 from tasks import evaluate as eval_tasks
 from tasks.learn_prompts import LEARNED_CAMS, LEARNED_PSEUDO, LEARNED_REFINED
-from tasks.common import CAM_STORE, METRICS, PLOTS, PSEUDO_DIR, REFINED_STORE, TRAIN_DIR, core_config, dataset_root, load_params, markdown, read_manifest, write_json
+from tasks.common import (
+    CAM_STORE, EVALUATION_RUN, METRICS, PLOTS, PSEUDO_DIR, REFINED_STORE, TRAIN_DIR, core_config, dataset_root, flow_run_id,
+    load_params, markdown, read_manifest, write_json,
+)
+from tasks.reporting import link_written_files
 from wsss.config import data_settings, evaluate_settings, train_settings
+from wsss.datasets import manifest_sha256
 from wsss.io import CamStore
+from wsss.provenance import code_version
 
 
 @flow(name="wsss-evaluate")
@@ -60,6 +66,16 @@ def evaluate_flow(params_path: str = "params.yaml") -> dict:
     if table:
         create_table_artifact(table, key="wsss-metrics", description=f"mIoU on {split} ({len(with_gt)} images with GT)")
     markdown("wsss-evaluation-protocol", eval_tasks.protocol_markdown(split, len(with_gt), config.pseudo, settings), "How every number was computed")
+    # metrics.json stays numbers only (dvc metrics); who computed them goes next to it for lineage.
+    write_json(EVALUATION_RUN, {
+        "flow_run_id": flow_run_id(),
+        "code_version": code_version(),
+        "params": {"evaluate": params.get("evaluate"), "pseudo": params.get("pseudo"), "train": params.get("train")},
+        "input_manifest_sha256": manifest_sha256(manifest),
+        "model": str(TRAIN_DIR / "model.pth") if (TRAIN_DIR / "model.pth").is_file() else None,
+        "scored_images": [r.image_id for r in with_gt],
+    })
+    link_written_files("wsss-evaluate-files", [METRICS, EVALUATION_RUN, PLOTS / "per_class_iou.json"], "Files written by this evaluate run")
     return document
 
 

@@ -9,9 +9,10 @@ from prefect import flow
 
 from flows.cli import run_stage
 from tasks import learn_prompts as prompt_tasks
-from tasks.learn_prompts import LEARN_PROMPTS_DIR
 from tasks.clip_model import load_clip_task
 from tasks.common import PSEUDO_DIR, REFINED_STORE, core_config, dataset_root, flow_run_id, load_params, read_manifest, write_json
+from tasks.learn_prompts import LEARN_PROMPTS_DIR
+from tasks.reporting import link_written_files
 from wsss.config import learn_prompts_settings
 from wsss.datasets import file_sha256, manifest_sha256
 from wsss.provenance import stage_attributes
@@ -66,6 +67,8 @@ def learn_prompts_flow(params_path: str = "params.yaml") -> dict:
         "flow_run_id": attributes["flow_run_id"],
     }
     write_json(LEARN_PROMPTS_DIR / "status.json", status)
+    link_written_files("wsss-learn-prompts-files", sorted(p for p in LEARN_PROMPTS_DIR.iterdir() if p.is_file()),
+                       "Files written by this learn_prompts run")
     return status
 
 

@@ -15,8 +15,9 @@ from tasks import cams as cam_tasks
 from tasks import pseudo as pseudo_tasks
 from tasks import refine as refine_tasks
 from tasks.clip_model import extractor_for, load_clip_task
-from tasks.learn_prompts import LEARN_PROMPTS_DIR, LEARNED_CAMS, LEARNED_DIR, LEARNED_PSEUDO, LEARNED_REFINED
 from tasks.common import PROMPT_SCORES, Progress, core_config, dataset_root, flow_run_id, load_params, read_json, read_manifest, write_json
+from tasks.learn_prompts import LEARN_PROMPTS_DIR, LEARNED_CAMS, LEARNED_DIR, LEARNED_PSEUDO, LEARNED_REFINED
+from tasks.reporting import link_written_files
 from wsss.cam.extractor import LearnedBackground
 from wsss.config import learn_prompts_settings, store_settings
 from wsss.datasets import file_sha256, manifest_sha256
@@ -127,6 +128,8 @@ def learned_cams_flow(params_path: str = "params.yaml") -> dict:
         "learned_prompts_sha256": cam_attributes["learned_prompts_sha256"],
     }
     write_json(LEARNED_DIR / "status.json", status)
+    link_written_files("wsss-learned-cams-files", [LEARNED_DIR / "status.json", LEARNED_CAMS, LEARNED_REFINED, LEARNED_PSEUDO],
+                       "Files written by this learned_cams run")
     return status
 
 

@@ -8,7 +8,8 @@ from prefect import flow
 
 from flows.cli import run_stage
 from tasks import prepare as prepare_tasks
-from tasks.common import core_config, load_params
+from tasks.common import MANIFEST, core_config, load_params
+from tasks.reporting import link_written_files
 from wsss.config import data_settings, reliability_settings
 from wsss.failures import FailureReport
 
@@ -28,6 +29,7 @@ def prepare_flow(params_path: str = "params.yaml") -> str:
     manifest = prepare_tasks.validate_manifest_images(manifest, data, reliability, failures)
     digest = prepare_tasks.write_manifest(manifest, data)
     prepare_tasks.write_failure_report(failures, manifest, reliability)
+    link_written_files("wsss-prepare-files", sorted(MANIFEST.parent.glob("*.json")), "Files written by this prepare run")
     return digest
 
 

@@ -10,7 +10,8 @@ from flows.cli import run_stage
 from prefect.artifacts import create_table_artifact
 from tasks import prompts as prompt_tasks
 from tasks.clip_model import extractor_for, load_clip_task
-from tasks.common import core_config, dataset_root, load_params, read_manifest
+from tasks.common import PROMPT_SCORES, core_config, dataset_root, load_params, read_manifest
+from tasks.reporting import link_written_files
 from wsss.config import prompt_settings
 
 
@@ -26,6 +27,7 @@ def prompts_flow(params_path: str = "params.yaml") -> str:
     prompt_tasks.write_scores(scores, clip.identity())
     rows = scores["ranking"][:10] or [{"template": scores["selected"], "note": scores["note"]}]
     create_table_artifact(rows, key="wsss-prompt-ranking", description="Prompt sharpness (lower ranks first)")
+    link_written_files("wsss-prompts-files", [PROMPT_SCORES], "Files written by this prompts run")
     return str(scores["selected"])
 
 

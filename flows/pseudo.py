@@ -9,6 +9,7 @@ from prefect import flow
 from flows.cli import run_stage
 from tasks import pseudo as pseudo_tasks
 from tasks.common import PSEUDO_DIR, REFINED_STORE, Progress, core_config, dataset_root, flow_run_id, load_params, read_manifest, write_json
+from tasks.reporting import link_written_files
 from wsss.datasets import manifest_sha256
 from wsss.io import CamStore
 
@@ -33,6 +34,8 @@ def pseudo_flow(params_path: str = "params.yaml") -> int:
         "flow_run_id": flow_run_id(),
         "images": rows,
     })
+    link_written_files("wsss-pseudo-files", [PSEUDO_DIR / "summary.json", *(PSEUDO_DIR / sub for sub in ("masks", "raw", "confidence"))],
+                       f"Files written by this pseudo run ({len(rows)} images)")
     return len(rows)
 
 

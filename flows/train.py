@@ -9,6 +9,7 @@ from prefect import flow
 from flows.cli import run_stage
 from tasks import train as train_tasks
 from tasks.common import PSEUDO_DIR, TRAIN_DIR, dataset_root, flow_run_id, load_params, read_json, read_manifest, write_json
+from tasks.reporting import link_written_files
 from wsss.config import train_settings
 from wsss.datasets import manifest_sha256
 
@@ -28,6 +29,7 @@ def train_flow(params_path: str = "params.yaml") -> dict:
     result = train_tasks.train_deeplab(manifest, dataset_root(params), settings, TRAIN_DIR, lineage)
     record = {**result, **lineage, "params": params.get("train"), "flow_run_id": flow_run_id()}
     write_json(TRAIN_DIR / "model.json", record)
+    link_written_files("wsss-train-files", sorted(p for p in TRAIN_DIR.iterdir() if p.is_file()), "Files written by this train run")
     return record
 
 

