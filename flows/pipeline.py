@@ -10,7 +10,7 @@ import sys
 
 from prefect import flow
 
-from flows.cams import cams_flow
+from flows.cams import run_cams
 from flows.cli import run_stage
 from flows.evaluate import evaluate_flow
 from flows.learn_prompts import learn_prompts_flow
@@ -25,7 +25,7 @@ STAGE_FLOWS = {
     "sample": sample_flow,
     "prepare": prepare_flow,
     "prompts": prompts_flow,
-    "cams": cams_flow,
+    "cams": run_cams,  # with the task runner of the `runner` section (sequential or Dask)
     "refine": refine_flow,
     "pseudo": pseudo_flow,
     "train": train_flow,

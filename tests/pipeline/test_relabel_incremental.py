@@ -11,6 +11,7 @@ import pytest
 import yaml
 from prefect.testing.utilities import prefect_test_harness
 
+from tests.pipeline.conftest import ROOT
 from tests.pipeline.relabel_data import DATASET, make_dataset, relabel_params, write_photo, write_tags
 from wsss.io.shard_assignment import stable_shard_index
 from wsss.lineage import image_lineage
@@ -95,3 +96,19 @@ def test_add_two_change_one_remove_one_recomputes_only_those(harness, tmp_path: 
     third = relabel_flow("params.yaml")
     assert third["counts"]["unchanged"] == 6 and third["cams"]["computed"] == [] and third["pseudo"] == []
     assert file_hashes(tmp_path / "artifacts/cams") == cams_after
+    assert third["retrained"] is False  # relabel.retrain_share is null: never
+
+    # Above relabel.retrain_share (1 of 6 images changed > 10 %), the run retrains and re-evaluates.
+    retraining = relabel_params(SHARDS)
+    retraining["relabel"]["retrain_share"] = 0.1
+    retraining["train"]["config"] = str(ROOT / retraining["train"]["config"])  # this workspace has no src/
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(retraining, sort_keys=False))
+    tags["rocket_a"] = ("rocket", "person")
+    write_tags(tmp_path, tags)
+    fourth = relabel_flow("params.yaml")
+    assert fourth["counts"]["changed"] == 1 and fourth["retrained"] is True
+    model = json.loads((tmp_path / "artifacts/train/model.json").read_text())
+    assert (tmp_path / "artifacts/train/model.pth").is_file() and model["flow_run_id"]
+    assert (tmp_path / "artifacts/metrics.json").is_file()
+    runs = [json.loads(line) for line in (tmp_path / "artifacts/relabel/runs.jsonl").read_text().splitlines()]
+    assert [run["retrained"] for run in runs] == [False, False, False, True] and "retrain" in runs[-1]["durations"]
