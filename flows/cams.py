@@ -78,12 +78,7 @@ def cams_flow(params_path: str = "params.yaml") -> dict[str, Any]:
     planned = [shard_path(CAM_STORE, index).name for index in plan]
     written = cam_tasks.publish_shards([o.path for o in outcomes], CAM_STORE, planned, scratch)
     link_written_shards("wsss-cams-shards", written, untouched)
-    return {
-        "written": sorted(str(p) for p in written),
-        "untouched": untouched,
-        "computed": sorted(i for o in outcomes for i in o.computed),
-        "copied": sorted(i for o in outcomes for i in o.reused),
-    }
+    return cam_tasks.shard_run_summary(written, untouched, outcomes)
 
 
 def run_cams(params_path: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -61,12 +61,7 @@ def refine_flow(params_path: str = "params.yaml") -> dict[str, Any]:
         progress.step(len(ids))
     written = cam_tasks.publish_shards([o.path for o in outcomes], REFINED_STORE, planned, scratch)
     link_written_shards("wsss-refine-shards", written, untouched)
-    return {
-        "written": sorted(str(p) for p in written),
-        "untouched": untouched,
-        "computed": sorted(i for o in outcomes for i in o.computed),
-        "copied": sorted(i for o in outcomes for i in o.reused),
-    }
+    return cam_tasks.shard_run_summary(written, untouched, outcomes)
 
 
 if __name__ == "__main__":

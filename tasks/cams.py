@@ -165,6 +165,16 @@ def extract_shard(
     return ShardOutcome(target, tuple(computed), tuple(copied))
 
 
+def shard_run_summary(written: Sequence[Path], untouched: Sequence[str], outcomes: Sequence[ShardOutcome]) -> dict[str, Any]:
+    """What a sharded stage run did: shard files written and left as they were, images computed and copied."""
+    return {
+        "written": sorted(str(p) for p in written),
+        "untouched": list(untouched),
+        "computed": sorted(i for o in outcomes for i in o.computed),
+        "copied": sorted(i for o in outcomes for i in o.reused),
+    }
+
+
 def shard_plan(records: Sequence[ImageRecord], images_per_shard: int, shard_count: int | None = None) -> dict[int, list[ImageRecord]]:
     """Shard index -> its records in id order: by stable hash with `shard_count`, else by position."""
     by_id = {r.image_id: r for r in records}

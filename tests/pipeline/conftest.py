@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from prefect.testing.utilities import prefect_test_harness
 
 ROOT = Path(__file__).resolve().parents[2]
 COPIED = ("flows", "tasks", "src", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore")
@@ -100,3 +101,19 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             process.kill()
+
+
+@pytest.fixture(scope="module")
+def harness() -> Iterator[None]:
+    """A temporary Prefect server for the flows a test module runs in-process."""
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """An empty working directory holding the pipeline test params (the cwd of the test)."""
+    params = pipeline_test_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    monkeypatch.chdir(tmp_path)
+    return tmp_path

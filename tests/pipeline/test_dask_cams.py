@@ -3,23 +3,16 @@
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 
 import h5py
 import numpy as np
 import pytest
 import yaml
-from prefect.testing.utilities import prefect_test_harness
 
 from tests.pipeline.conftest import ROOT
 from tests.pipeline.relabel_data import make_dataset, relabel_params
 
-
-@pytest.fixture(scope="module")
-def harness() -> Iterator[None]:
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 def read_all(path: Path) -> tuple[dict, dict]:

@@ -3,29 +3,14 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from prefect.testing.utilities import prefect_test_harness
 
-from tests.pipeline.conftest import ROOT, pipeline_test_params
 from wsss.errors import StoreError
 
 
-@pytest.fixture(scope="module")
-def harness() -> Iterator[None]:
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
-
-
-@pytest.fixture
-def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    params = pipeline_test_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    monkeypatch.chdir(tmp_path)
-    return tmp_path
 
 
 def test_disabled_stages_only_write_a_record(harness, workdir: Path) -> None:

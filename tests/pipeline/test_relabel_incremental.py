@@ -4,12 +4,10 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from prefect.testing.utilities import prefect_test_harness
 
 from tests.pipeline.conftest import ROOT
 from tests.pipeline.relabel_data import DATASET, make_dataset, relabel_params, write_photo, write_tags
@@ -18,11 +16,6 @@ from wsss.lineage import image_lineage
 
 SHARDS = 16
 
-
-@pytest.fixture(scope="module")
-def harness() -> Iterator[None]:
-    with prefect_test_harness(server_startup_timeout=120):
-        yield
 
 
 def file_hashes(directory: Path) -> dict[str, str]:
