@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 from typing import Any
 
 from prefect import flow
@@ -22,8 +23,7 @@ from tasks.common import CAM_STORE, PROMPT_SCORES, Progress, core_config, datase
 from tasks.reporting import link_written_shards
 from wsss.config import store_settings
 from wsss.datasets import manifest_sha256
-from wsss.incremental import package_source_digest, record_keys, reusable_ids, shard_is_current, stage_identity, stored_keys
-from wsss.io import shard_path
+from wsss.incremental import package_source_digest
 from wsss.provenance import stage_attributes
 from wsss.scaleout import runner_settings
 
@@ -56,29 +56,10 @@ def cams_flow(params_path: str = "params.yaml") -> dict[str, Any]:
         core_code_sha256=package_source_digest(CAMS_CODE),
         flow_run_id=flow_run_id(),
     )
-    keys = record_keys(manifest.records, stage_identity(attributes))
-    previous = stored_keys(CAM_STORE)
-    scratch = cam_tasks.scratch_directory("cams", attributes)
-    plan = cam_tasks.shard_plan(manifest.records, store.images_per_shard, store.shard_count)
     progress = Progress("wsss-cams-progress", len(manifest.records), "Images through CLIP-ES CAM extraction")
-    futures, untouched = [], []
-    for index, records in plan.items():
-        expected = {r.image_id: keys[r.image_id] for r in records}
-        if shard_is_current(shard_path(CAM_STORE, index), expected, previous):
-            untouched.append(shard_path(CAM_STORE, index).name)
-            progress.step(len(records))
-            continue
-        futures.append(cam_tasks.extract_shard.submit(
-            spec, records, dataset_root(params), index, scratch, attributes, store, expected, reusable_ids(expected, previous)
-        ))
-    outcomes = []
-    for future in futures:
-        outcomes.append(future.result())
-        progress.step(len(outcomes[-1].computed) + len(outcomes[-1].reused))
-    planned = [shard_path(CAM_STORE, index).name for index in plan]
-    written = cam_tasks.publish_shards([o.path for o in outcomes], CAM_STORE, planned, scratch)
-    link_written_shards("wsss-cams-shards", written, untouched)
-    return cam_tasks.shard_run_summary(written, untouched, outcomes)
+    summary = cam_tasks.extract_into_store(spec, manifest.records, dataset_root(params), CAM_STORE, attributes, store, "cams", progress)
+    link_written_shards("wsss-cams-shards", [Path(p) for p in summary["written"]], summary["untouched"])
+    return summary
 
 
 def run_cams(params_path: str, overrides: dict[str, Any] | None = None) -> dict[str, Any]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 from prefect import flow
+from prefect.task_runners import ThreadPoolTaskRunner
 
 from flows.cli import run_stage
 from tasks import cams as cam_tasks
@@ -22,13 +23,12 @@ from wsss.cam.extractor import LearnedBackground
 from wsss.config import learn_prompts_settings, store_settings
 from wsss.datasets import file_sha256, manifest_sha256
 from wsss.errors import StoreError
-from wsss.incremental import content_key, record_keys, reusable_ids, stage_identity, stored_keys
-from wsss.io import CamStore, shard_path
+from wsss.io import CamStore
 from wsss.prompts.learned_file import load_learned_prompts
 from wsss.provenance import stage_attributes
 
 
-@flow(name="wsss-learned-cams")
+@flow(name="wsss-learned-cams", task_runner=ThreadPoolTaskRunner(max_workers=1))  # shards one at a time, as `cams`
 def learned_cams_flow(params_path: str = "params.yaml") -> dict:
     """Grad-CAM with learned background prompts, CAA refinement and pseudo masks into artifacts/learned."""
     params = load_params(params_path)
@@ -69,23 +69,8 @@ def learned_cams_flow(params_path: str = "params.yaml") -> dict:
     # the learned prompts so that a Dask worker would rebuild this extractor, not the fixed one.
     spec = cam_tasks.ExtractorSpec(config, manifest, template, background)
     cam_tasks.remember_extractor(spec, extractor)
-    cam_keys = record_keys(manifest.records, stage_identity(cam_attributes))
-    previous_cams = stored_keys(LEARNED_CAMS)
-    plan = cam_tasks.shard_plan(manifest.records, store.images_per_shard, store.shard_count)
-    scratch = cam_tasks.scratch_directory("learned_cams", cam_attributes)
     progress = Progress("wsss-learned-cams-progress", len(manifest.records), "Images through CAM extraction with learned prompts")
-    outcomes = []
-    for index, records in plan.items():
-        expected = {r.image_id: cam_keys[r.image_id] for r in records}
-        outcomes.append(cam_tasks.extract_shard(
-            spec, records, dataset_root(params), index, scratch, cam_attributes, store, expected, reusable_ids(expected, previous_cams)
-        ))
-        progress.step(len(records))
-    planned = [shard_path(LEARNED_CAMS, index).name for index in plan]
-    cam_tasks.publish_shards([o.path for o in outcomes], LEARNED_CAMS, planned, scratch)
-
-    cams = CamStore(LEARNED_CAMS)
-    cam_shards = sorted(LEARNED_CAMS.glob("shard-*.h5"))
+    cam_tasks.extract_into_store(spec, manifest.records, dataset_root(params), LEARNED_CAMS, cam_attributes, store, "learned_cams", progress)
     refine_attributes = stage_attributes(
         "learned_refine",
         {"caa": params.get("caa"), "store": params.get("store")},
@@ -93,20 +78,7 @@ def learned_cams_flow(params_path: str = "params.yaml") -> dict:
         upstream_cams={k: cam_attributes.get(k) for k in ("params_sha256", "clip", "template", "learned_prompts_sha256")},
         flow_run_id=flow_run_id(),
     )
-    refine_identity = {k: v for k, v in stage_identity(refine_attributes).items() if k != "upstream_cams"}
-    previous_refined = stored_keys(LEARNED_REFINED)
-    scratch = cam_tasks.scratch_directory("learned_refine", {**refine_attributes, "cams": [file_sha256(p) for p in cam_shards]})
-    refined, planned = [], []
-    for path in cam_shards:
-        root = cams.root_attrs(path)
-        index, ids = int(root["shard_index"]), list(root["image_ids"])
-        planned.append(shard_path(LEARNED_REFINED, index).name)
-        expected = {i: content_key(refine_identity, cams_key=cam_keys[i]) for i in ids}
-        refined.append(refine_tasks.refine_shard(
-            cams, ids, index, scratch, refine_attributes, config.caa, store.compression, expected,
-            reusable_ids(expected, previous_refined),
-        ))
-    cam_tasks.publish_shards([o.path for o in refined], LEARNED_REFINED, planned, scratch)
+    refine_tasks.refine_into_store(LEARNED_CAMS, LEARNED_REFINED, refine_attributes, config.caa, store.compression, "learned_refine")
 
     jobs = [
         pseudo_tasks.PseudoJob(image_id, LEARNED_REFINED, dataset_root(params), LEARNED_PSEUDO, config.pseudo)

@@ -3,19 +3,18 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 from typing import Any
 
 from prefect import flow
 
 from flows.cli import run_stage
-from tasks import cams as cam_tasks
 from tasks import refine as refine_tasks
 from tasks.common import CAM_STORE, REFINED_STORE, Progress, core_config, flow_run_id, load_params
 from tasks.reporting import link_written_shards
 from wsss.config import store_settings
-from wsss.datasets import file_sha256
-from wsss.incremental import content_key, package_source_digest, reusable_ids, shard_is_current, stage_identity, stored_keys
-from wsss.io import CamStore, shard_path
+from wsss.incremental import package_source_digest
+from wsss.io import CamStore
 from wsss.provenance import stage_attributes
 
 REFINE_CODE = ("cam/caa.py", "cam/boxes.py")
@@ -38,30 +37,10 @@ def refine_flow(params_path: str = "params.yaml") -> dict[str, Any]:
         core_code_sha256=package_source_digest(REFINE_CODE),
         flow_run_id=flow_run_id(),
     )
-    # The CAM content key already covers everything upstream; the shard-0 summary does not.
-    identity = {k: v for k, v in stage_identity(attributes).items() if k != "upstream_cams"}
-    cam_keys = stored_keys(CAM_STORE)
-    previous = stored_keys(REFINED_STORE)
-    scratch = cam_tasks.scratch_directory("refine", {**attributes, "cams": [file_sha256(p) for p in shards]})
-    progress = Progress("wsss-refine-progress", len(cam_keys), "Images through CAA refinement")
-    outcomes, untouched, planned = [], [], []
-    for path in shards:
-        root = cams.root_attrs(path)
-        index, ids = int(root["shard_index"]), list(root["image_ids"])
-        planned.append(shard_path(REFINED_STORE, index).name)
-        expected = {
-            i: content_key(identity, cams_key=cam_keys[i].key or f"file:{file_sha256(path)}") for i in ids
-        }
-        if shard_is_current(shard_path(REFINED_STORE, index), expected, previous):
-            untouched.append(shard_path(REFINED_STORE, index).name)
-        else:
-            outcomes.append(refine_tasks.refine_shard(
-                cams, ids, index, scratch, attributes, config.caa, store.compression, expected, reusable_ids(expected, previous)
-            ))
-        progress.step(len(ids))
-    written = cam_tasks.publish_shards([o.path for o in outcomes], REFINED_STORE, planned, scratch)
-    link_written_shards("wsss-refine-shards", written, untouched)
-    return cam_tasks.shard_run_summary(written, untouched, outcomes)
+    progress = Progress("wsss-refine-progress", len(cams.image_ids()), "Images through CAA refinement")
+    summary = refine_tasks.refine_into_store(CAM_STORE, REFINED_STORE, attributes, config.caa, store.compression, "refine", progress)
+    link_written_shards("wsss-refine-shards", [Path(p) for p in summary["written"]], summary["untouched"])
+    return summary
 
 
 if __name__ == "__main__":

@@ -24,7 +24,7 @@ from prefect import task
 from prefect.cache_policies import NONE
 
 from tasks.clip_model import extractor_for
-from tasks.common import SCRATCH
+from tasks.common import SCRATCH, Progress
 from wsss.cam import ClipEsCamExtractor
 from wsss.cam.extractor import LearnedBackground
 from wsss.clip import load_clip
@@ -32,7 +32,7 @@ from wsss.config import CoreConfig, StoreSettings
 from wsss.datasets import ImageRecord, Manifest, safe_join
 from wsss.errors import StoreError
 from wsss.imaging import load_rgb
-from wsss.incremental import CONTENT_KEY_ATTR, stale_shards
+from wsss.incremental import CONTENT_KEY_ATTR, record_keys, reusable_ids, shard_is_current, stage_identity, stale_shards, stored_keys
 from wsss.io import CamStore, ShardWriter, assign_shards, shard_path
 from wsss.io.shard_assignment import assign_shards_by_hash
 from wsss.provenance import sha256_of
@@ -163,6 +163,46 @@ def extract_shard(
             )
             computed.append(record.image_id)
     return ShardOutcome(target, tuple(computed), tuple(copied))
+
+
+def extract_into_store(
+    spec: ExtractorSpec,
+    records: Sequence[ImageRecord],
+    root: Path,
+    output: Path,
+    attributes: Mapping[str, Any],
+    store: StoreSettings,
+    stage: str,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Every shard of `records` into the store `output`, through the flow's task runner.
+
+    Shards whose images all kept their content keys are left as they are; the others are
+    written (unchanged images copied) by `extract_shard` tasks, then published. Must run
+    inside a flow. Returns `shard_run_summary`.
+    """
+    keys = record_keys(records, stage_identity(attributes))
+    previous = stored_keys(output)
+    scratch = scratch_directory(stage, attributes)
+    plan = shard_plan(records, store.images_per_shard, store.shard_count)
+    futures, untouched = [], []
+    for index, shard_records in plan.items():
+        expected = {r.image_id: keys[r.image_id] for r in shard_records}
+        if shard_is_current(shard_path(output, index), expected, previous):
+            untouched.append(shard_path(output, index).name)
+            if progress:
+                progress.step(len(shard_records))
+            continue
+        futures.append(extract_shard.submit(
+            spec, shard_records, root, index, scratch, attributes, store, expected, reusable_ids(expected, previous)
+        ))
+    outcomes = []
+    for future in futures:
+        outcomes.append(future.result())
+        if progress:
+            progress.step(len(outcomes[-1].computed) + len(outcomes[-1].reused))
+    written = publish_shards([o.path for o in outcomes], output, [shard_path(output, i).name for i in plan], scratch)
+    return shard_run_summary(written, untouched, outcomes)
 
 
 def shard_run_summary(written: Sequence[Path], untouched: Sequence[str], outcomes: Sequence[ShardOutcome]) -> dict[str, Any]:

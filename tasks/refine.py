@@ -15,9 +15,11 @@ import torch
 from prefect import task
 from prefect.cache_policies import NONE
 
-from tasks.cams import PreviousOutputs, ShardOutcome, reusable_shard
+from tasks.cams import PreviousOutputs, ShardOutcome, publish_shards, reusable_shard, scratch_directory, shard_run_summary
+from tasks.common import Progress
 from wsss.cam import CaaSettings, refine_image
-from wsss.incremental import CONTENT_KEY_ATTR
+from wsss.datasets import file_sha256
+from wsss.incremental import CONTENT_KEY_ATTR, content_key, reusable_ids, shard_is_current, stage_identity, stored_keys
 from wsss.io import CamStore, ShardWriter, shard_path
 
 
@@ -64,3 +66,43 @@ def refine_shard(
             writer.add(image_id, {"refined": refined.numpy()}, attrs)
             computed.append(image_id)
     return ShardOutcome(target, tuple(computed), tuple(copied))
+
+
+def refine_into_store(
+    cam_dir: Path,
+    output: Path,
+    attributes: Mapping[str, Any],
+    settings: CaaSettings,
+    compression: str,
+    stage: str,
+    progress: Progress | None = None,
+) -> dict[str, Any]:
+    """Refine every shard of the CAM store `cam_dir` into the store `output` (same shard indices).
+
+    An image's key is the refine identity plus its CAM content key (the CAM shard's hash for
+    stores without keys), so shards whose images all kept their keys are left as they are and
+    unchanged images are copied. Returns `shard_run_summary`.
+    """
+    cams = CamStore(cam_dir)
+    shards = sorted(cam_dir.glob("shard-*.h5"))
+    # The CAM content key already covers everything upstream; the shard-0 summary does not.
+    identity = {k: v for k, v in stage_identity(attributes).items() if k != "upstream_cams"}
+    cam_keys = stored_keys(cam_dir)
+    previous = stored_keys(output)
+    scratch = scratch_directory(stage, {**attributes, "cams": [file_sha256(p) for p in shards]})
+    outcomes, untouched, planned = [], [], []
+    for path in shards:
+        root = cams.root_attrs(path)
+        index, ids = int(root["shard_index"]), list(root["image_ids"])
+        planned.append(shard_path(output, index).name)
+        expected = {i: content_key(identity, cams_key=cam_keys[i].key or f"file:{file_sha256(path)}") for i in ids}
+        if shard_is_current(shard_path(output, index), expected, previous):
+            untouched.append(shard_path(output, index).name)
+        else:
+            outcomes.append(refine_shard(
+                cams, ids, index, scratch, attributes, settings, compression, expected, reusable_ids(expected, previous)
+            ))
+        if progress:
+            progress.step(len(ids))
+    written = publish_shards([o.path for o in outcomes], output, planned, scratch)
+    return shard_run_summary(written, untouched, outcomes)
