@@ -1,5 +1,1 @@
-"""Prefect flows: wiring of `tasks/` only, no algorithm code.
-
-The versioned pipeline (prepare -> prompts -> cams -> refine -> pseudo -> train -> evaluate) is
-built here by the pipeline issue; until then the core runs through `wsss demo`.
-"""
+"""Prefect flows, one per stage: wiring only (load params, call the stage entry in `tasks/`, publish artifacts)."""

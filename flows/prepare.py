@@ -1,4 +1,4 @@
-"""prepare: the manifest (ids, tags, hashes, ground truth) of the configured dataset."""
+"""sample and prepare: the embedded sample on disk; the manifest of the configured dataset."""
 
 from __future__ import annotations
 
@@ -6,38 +6,28 @@ import sys
 
 from prefect import flow
 
-from flows.cli import run_stage
-from tasks import prepare as prepare_tasks
-from tasks.common import MANIFEST, core_config, load_params
-from tasks.reporting import link_written_files
-from wsss.config import data_settings, reliability_settings
-from wsss.failures import FailureReport
+from tasks.command import run_stage
+from tasks.prepare import run_prepare, run_sample
+from tasks.runtime import link_written_files
+from wsss.catalog import ArtifactLayout
+from wsss.params import load_params
 
 
 @flow(name="wsss-prepare")
 def prepare_flow(params_path: str = "params.yaml") -> str:
-    """Write the manifest of the usable images and `failures.json` naming each refused image and why.
-
-    Exits non-zero (TooManyFailuresError) only when more than `reliability.max_failed_share` failed.
-    """
+    """Manifest of the usable images and `failures.json` naming each refused image and why (fails
+    only above `reliability.max_failed_share`)."""
     params = load_params(params_path)
-    data = data_settings(params)
-    vocabulary = core_config(params).vocabulary
-    reliability = reliability_settings(params)
-    failures = FailureReport("prepare")
-    manifest = prepare_tasks.build_manifest(data, tuple(vocabulary.class_names), failures)
-    manifest = prepare_tasks.validate_manifest_images(manifest, data, reliability, failures)
-    digest = prepare_tasks.write_manifest(manifest, data)
-    prepare_tasks.write_failure_report(failures, manifest, reliability)
-    link_written_files("wsss-prepare-files", sorted(MANIFEST.parent.glob("*.json")), "Files written by this prepare run")
-    return digest
+    summary = run_prepare(params, ArtifactLayout.for_params(params))
+    link_written_files("wsss-prepare-files", summary.written, "Files written by this prepare run")
+    return summary.manifest_sha256
 
 
 @flow(name="wsss-sample")
 def sample_flow(params_path: str = "params.yaml") -> int:
     """Materialise the embedded sample photos in VOC layout under data/sample."""
-    return len(prepare_tasks.materialize_sample_task().records)
+    return run_sample(ArtifactLayout.for_params(load_params(params_path)))
 
 
 if __name__ == "__main__":
-    sys.exit(run_stage({"prepare": prepare_flow, "sample": sample_flow}))
+    sys.exit(run_stage({"prepare": lambda args: prepare_flow(args.params), "sample": lambda args: sample_flow(args.params)}))

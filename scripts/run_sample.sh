@@ -18,16 +18,15 @@ export PATH="$VENV/bin:$PATH" HF_HUB_OFFLINE=1 DVC_NO_ANALYTICS=1 PREFECT_SERVER
     PREFECT_HOME="${PREFECT_HOME:-$ROOT/.prefect}" PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=120
 
 weights=$(python - <<'PY'
-import yaml
 from wsss.clip import load_clip
-from wsss.config import CoreConfig
 from wsss.errors import CheckpointError
-config = CoreConfig.from_mapping(yaml.safe_load(open("params.yaml")))
-if config.clip.random_init:
+from wsss.params import load_params
+params = load_params("params.yaml")
+if params.clip.random_init:
     print("random-init (clip.random_init: true in params.yaml)")
 else:
     try:
-        print(load_clip(config.clip).identity()["weights"])
+        print(load_clip(params.clip.source()).identity()["weights"])
     except CheckpointError:
         print("MISSING")
 PY

@@ -1,74 +1,64 @@
-"""cams: Grad-CAM maps + attention affinity per image into sharded HDF5 (what CAA needs, no CLIP).
+"""cams: Grad-CAM maps + attention affinity per image into sharded HDF5 (what CAA needs), either pass.
 
-Incremental: every image carries a `content_key` (stage identity + its bytes, tags and path,
-see `wsss.incremental`); a shard whose images all kept their keys is left untouched, and inside a
-rewritten shard unchanged images are copied from the previous store instead of recomputed.
-Shards are first written to a scratch folder keyed by everything that determines their content
-(params, manifest, weights, template); finished shards found there are reused, so an interrupted
-run resumes shard by shard. One task writes one shard file (one writer per file), so shards can
-run on different Dask workers.
+One entry for the main pass (`layout`) and the SemPLeS second pass (`layout.learned()` with the
+learned background prompts): the same attributes, content keys, engine and task nodes, so the
+two passes cannot drift. Workers build the extractor themselves from an `ExtractorSpec` (a model
+is never shipped) and keep it for every later shard of the process.
 """
 
 from __future__ import annotations
 
 import hashlib
 import pickle
-import shutil
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from prefect import task
-from prefect.cache_policies import NONE
-
-from tasks.clip_model import extractor_for
-from tasks.common import SCRATCH, Progress
+from tasks.clip_model import cam_extractor, load_stage_clip
+from tasks.prepare import read_manifest
+from tasks.prompts import selected_template
+from tasks.runtime import flow_run_id, shard_submit
 from wsss.cam import ClipEsCamExtractor
 from wsss.cam.extractor import LearnedBackground
+from wsss.catalog import ArtifactLayout
 from wsss.clip import load_clip
-from wsss.config import CoreConfig, StoreSettings
-from wsss.datasets import ImageRecord, Manifest, safe_join
+from wsss.datasets import ImageRecord, Manifest, file_sha256, manifest_sha256, safe_join
 from wsss.errors import StoreError
+from wsss.failures import settle_failures
 from wsss.imaging import load_rgb
-from wsss.incremental import CONTENT_KEY_ATTR, record_keys, reusable_ids, shard_is_current, stage_identity, stale_shards, stored_keys
-from wsss.io import CamStore, ShardWriter, assign_shards, shard_path
-from wsss.io.shard_assignment import assign_shards_by_hash
-from wsss.provenance import sha256_of
+from wsss.incremental import (
+    ImageOutput,
+    StageReport,
+    StageSummary,
+    package_source_digest,
+    record_keys,
+    run_sharded,
+    scratch_name,
+    shard_plan,
+    stage_identity,
+)
+from wsss.params import Params
+from wsss.prompts.learned_file import load_learned_prompts
+from wsss.provenance import stage_attributes
 
-
-def scratch_directory(stage: str, root_attrs: Mapping[str, Any]) -> Path:
-    """Where a run with these attributes keeps its finished shards until the stage completes."""
-    key = {k: v for k, v in root_attrs.items() if k not in ("code_version", "flow_run_id")}
-    return SCRATCH / f"{stage}-{sha256_of(key)[:16]}"
-
-
-def reusable_shard(path: Path, image_ids: Sequence[str]) -> bool:
-    """A finished scratch shard holding exactly these images.
-
-    Shards only appear by atomic rename once complete, so a readable file whose root `image_ids`
-    match is a finished one; an unreadable file is simply rewritten.
-    """
-    if not path.is_file():
-        return False
-    try:
-        return list(CamStore(path.parent).root_attrs(path).get("image_ids", [])) == list(image_ids)
-    except StoreError:
-        return False
+# Core sources that determine the maps: a change recomputes every image (part of the content key).
+CAMS_CODE = ("clip", "text", "cam/extractor.py", "cam/gradcam.py", "cam/last_block.py", "imaging.py")
+STAGE_NAMES = {None: "cams", "learned": "learned_cams"}
 
 
 @dataclass(frozen=True)
 class ExtractorSpec:
-    """What a worker needs to build the stage's extractor itself (a model is never shipped)."""
+    """What a worker needs to build the pass's extractor itself."""
 
-    config: CoreConfig
-    manifest: Manifest
+    params: Params
+    class_names: tuple[str, ...]  # the dataset's (checked against params)
     template: str
-    learned: LearnedBackground | None = None  # SemPLeS background prompts (second CAM pass)
+    learned: LearnedBackground | None = None
 
     def cache_key(self) -> str:
-        identity = (self.config, self.manifest.class_names, self.template, self.learned)
+        identity = (self.params.clip, self.params.classes, self.params.cam, self.params.caa, self.class_names,
+                    self.template, self.learned)
         return hashlib.sha256(pickle.dumps(identity)).hexdigest()
 
 
@@ -77,170 +67,106 @@ _EXTRACTORS: dict[str, ClipEsCamExtractor] = {}
 
 
 def remember_extractor(spec: ExtractorSpec, extractor: ClipEsCamExtractor) -> None:
-    """Let tasks in this process use an extractor the flow has already built."""
     _EXTRACTORS.clear()
     _EXTRACTORS[spec.cache_key()] = extractor
 
 
 def worker_extractor(spec: ExtractorSpec) -> ClipEsCamExtractor:
-    """The process's extractor for `spec`, loading CLIP on first use."""
     key = spec.cache_key()
     if key not in _EXTRACTORS:
-        clip = load_clip(spec.config.clip, spec.config.device, spec.config.precision)
-        remember_extractor(spec, extractor_for(spec.config, clip, spec.manifest, (spec.template,), spec.learned))
+        clip = load_clip(spec.params.clip.source(), spec.params.clip.device, spec.params.clip.precision)
+        remember_extractor(spec, cam_extractor(spec.params, clip, spec.class_names, (spec.template,), spec.learned))
     return _EXTRACTORS[key]
 
 
 @dataclass(frozen=True)
-class ShardOutcome:
-    """One written shard: its scratch file, and which images were computed or copied."""
+class ExtractImage:
+    """The per-image callback of the engine: Grad-CAM + attention of one manifest image."""
 
-    path: Path
-    computed: tuple[str, ...]
-    reused: tuple[str, ...] = field(default_factory=tuple)
+    spec: ExtractorSpec
+    dataset_root: Path
+    records: Mapping[str, ImageRecord]
 
-
-class PreviousOutputs:
-    """Reads images of the previous store, opening each store directory once."""
-
-    def __init__(self) -> None:
-        self._stores: dict[Path, CamStore] = {}
-
-    def read(self, shard: Path, image_id: str, names: Sequence[str]) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-        store = self._stores.setdefault(shard.parent, CamStore(shard.parent))
-        stored = store.read(image_id, list(names), keep_dtype=True)
-        return dict(stored.arrays), dict(stored.attrs)
-
-
-@task(cache_policy=NONE, retries=1, retry_delay_seconds=2)
-def extract_shard(
-    spec: ExtractorSpec,
-    records: Sequence[ImageRecord],
-    root: Path,
-    shard_index: int,
-    scratch: Path,
-    root_attrs: Mapping[str, Any],
-    store: StoreSettings,
-    keys: Mapping[str, str],
-    reuse: Mapping[str, Path],
-) -> ShardOutcome:
-    """Write one shard of Grad-CAM maps and mean attention (dtypes from `store`) to scratch.
-
-    Images listed in `reuse` (id -> previous shard with an equal content key) are copied,
-    the others computed with the process's extractor (loaded on first use).
-    """
-    target = shard_path(scratch, shard_index)
-    ids = [r.image_id for r in records]
-    if reusable_shard(target, ids):
-        return ShardOutcome(target, (), tuple(ids))
-    dtypes = {"gradcam": np.dtype(store.gradcam_dtype), "attention": np.dtype(store.attention_dtype)}
-    previous = PreviousOutputs()
-    computed, copied = [], []
-    with ShardWriter(target, {**root_attrs}, compression=store.compression) as writer:
-        for record in records:
-            if record.image_id in reuse:
-                arrays, attrs = previous.read(reuse[record.image_id], record.image_id, ("gradcam", "attention"))
-                writer.add(record.image_id, arrays, attrs, {name: a.dtype for name, a in arrays.items()})
-                copied.append(record.image_id)
-                continue
-            extractor = worker_extractor(spec)
-            image = load_rgb(safe_join(root, record.image_path))
-            result = extractor.extract(image, [extractor.vocabulary.class_id(tag) for tag in record.tags], refine=False)
-            writer.add(
-                record.image_id,
-                {"gradcam": result.gradcam, "attention": result.attention},
-                {
-                    "class_ids": result.class_ids,
-                    "tags": list(record.tags),
-                    "original_size": list(result.original_size),
-                    "grid": list(result.grid),
-                    "tag_probabilities": result.tag_probabilities,
-                    "source_path": record.image_path,
-                    "source_sha256": record.sha256,
-                    CONTENT_KEY_ATTR: keys[record.image_id],
-                },
-                dtypes,
-            )
-            computed.append(record.image_id)
-    return ShardOutcome(target, tuple(computed), tuple(copied))
+    def __call__(self, image_id: str) -> ImageOutput:
+        record = self.records[image_id]
+        extractor = worker_extractor(self.spec)
+        image = load_rgb(safe_join(self.dataset_root, record.image_path))
+        result = extractor.extract(image, [extractor.vocabulary.class_id(tag) for tag in record.tags], refine=False)
+        store = self.spec.params.store
+        return ImageOutput(
+            {"gradcam": result.gradcam, "attention": result.attention},
+            {
+                "class_ids": result.class_ids,
+                "tags": list(record.tags),
+                "original_size": list(result.original_size),
+                "grid": list(result.grid),
+                "tag_probabilities": result.tag_probabilities,
+                "source_path": record.image_path,
+                "source_sha256": record.sha256,
+            },
+            {"gradcam": store.gradcam_dtype, "attention": store.attention_dtype},
+        )
 
 
-def extract_into_store(
-    spec: ExtractorSpec,
-    records: Sequence[ImageRecord],
-    root: Path,
-    output: Path,
-    attributes: Mapping[str, Any],
-    store: StoreSettings,
-    stage: str,
-    progress: Progress | None = None,
+def learned_background(params: Params, layout: ArtifactLayout) -> tuple[LearnedBackground, str]:
+    """The learned background prompts of the second pass, and the SHA-256 of their file."""
+    learned = load_learned_prompts(layout.learned_prompts)
+    if learned.class_names != list(params.vocabulary.class_names):
+        raise StoreError(f"{layout.learned_prompts}: learned for classes {learned.class_names[:5]}..., "
+                         f"params name {list(params.vocabulary.class_names)[:5]}...")
+    settings = params.learn_prompts
+    background = LearnedBackground(learned.background_text, settings.background_mode, settings.lambda_refine if settings.rescore else None)
+    return background, file_sha256(layout.learned_prompts)
+
+
+def cam_attributes(
+    params: Params, layout: ArtifactLayout, manifest: Manifest, clip_identity: Mapping[str, Any], template: str,
+    learned_prompts_sha256: str | None = None, run_id: str | None = None,
 ) -> dict[str, Any]:
-    """Every shard of `records` into the store `output`, through the flow's task runner.
+    """Root attributes of a pass's CAM store; their run-independent part is every image's key identity."""
+    vocabulary, learned = params.vocabulary, layout.pass_name is not None
+    settings = params.learn_prompts
+    extra: dict[str, Any] = {
+        "learned_prompts_sha256": learned_prompts_sha256,
+        "background_mode": settings.background_mode,
+        "rescore_weight": settings.lambda_refine if settings.rescore else None,
+    } if learned else {}
+    return stage_attributes(
+        STAGE_NAMES[layout.pass_name],
+        params.sections("clip", "classes", "cam", "store", *(("learn_prompts",) if learned else ())),
+        manifest_sha256(manifest),
+        clip=dict(clip_identity),
+        template=template,
+        class_names=list(vocabulary.class_names),
+        prompt_names=list(vocabulary.prompt_names),
+        background_words=[] if learned and settings.background_mode == "replace" else list(vocabulary.background_words),
+        dataset_root=str(params.dataset_root),
+        core_code_sha256=package_source_digest(CAMS_CODE),
+        **extra,
+        flow_run_id=run_id,
+    )
 
-    Shards whose images all kept their content keys are left as they are; the others are
-    written (unchanged images copied) by `extract_shard` tasks, then published. Must run
-    inside a flow. Returns `shard_run_summary`.
+
+def run_cams(params: Params, layout: ArtifactLayout, report: StageReport | None = None) -> StageSummary:
+    """Grad-CAM maps + attention of every manifest image into the pass's CAM store (only what changed).
+
+    Shards go through the flow's task runner (`runner` section: in-process or Dask workers).
     """
-    keys = record_keys(records, stage_identity(attributes))
-    previous = stored_keys(output)
-    scratch = scratch_directory(stage, attributes)
-    plan = shard_plan(records, store.images_per_shard, store.shard_count)
-    futures, untouched = [], []
-    for index, shard_records in plan.items():
-        expected = {r.image_id: keys[r.image_id] for r in shard_records}
-        if shard_is_current(shard_path(output, index), expected, previous):
-            untouched.append(shard_path(output, index).name)
-            if progress:
-                progress.step(len(shard_records))
-            continue
-        futures.append(extract_shard.submit(
-            spec, shard_records, root, index, scratch, attributes, store, expected, reusable_ids(expected, previous)
-        ))
-    outcomes = []
-    for future in futures:
-        outcomes.append(future.result())
-        if progress:
-            progress.step(len(outcomes[-1].computed) + len(outcomes[-1].reused))
-    written = publish_shards([o.path for o in outcomes], output, [shard_path(output, i).name for i in plan], scratch)
-    return shard_run_summary(written, untouched, outcomes)
-
-
-def shard_run_summary(written: Sequence[Path], untouched: Sequence[str], outcomes: Sequence[ShardOutcome]) -> dict[str, Any]:
-    """What a sharded stage run did: shard files written and left as they were, images computed and copied."""
-    return {
-        "written": sorted(str(p) for p in written),
-        "untouched": list(untouched),
-        "computed": sorted(i for o in outcomes for i in o.computed),
-        "copied": sorted(i for o in outcomes for i in o.reused),
-    }
-
-
-def shard_plan(records: Sequence[ImageRecord], images_per_shard: int, shard_count: int | None = None) -> dict[int, list[ImageRecord]]:
-    """Shard index -> its records in id order: by stable hash with `shard_count`, else by position."""
-    by_id = {r.image_id: r for r in records}
-    groups = assign_shards_by_hash(by_id, shard_count) if shard_count else assign_shards(sorted(by_id), images_per_shard)
-    return {index: [by_id[i] for i in ids] for index, ids in groups.items()}
-
-
-@task(cache_policy=NONE, retries=2, retry_delay_seconds=1)
-def publish_shards(shards: Sequence[Path], output: Path, keep: Sequence[str] | None = None, scratch: Path | None = None) -> list[Path]:
-    """Copy finished shards into the stage output, then drop the scratch folder.
-
-    Args:
-        keep: names of every shard the current plan holds; other shard files in `output`
-            (their images were removed) are deleted. None keeps everything.
-        scratch: the run's scratch folder, removed even when no shard had to be written.
-    """
-    output.mkdir(parents=True, exist_ok=True)
-    published = []
-    for shard in shards:
-        destination = output / shard.name
-        shutil.copyfile(shard, destination.with_name(destination.name + ".partial"))
-        destination.with_name(destination.name + ".partial").replace(destination)
-        published.append(destination)
-    if keep is not None:
-        for stale in stale_shards(output, [output / name for name in keep]):
-            stale.unlink()
-    for directory in {s.parent for s in shards} | ({scratch} if scratch else set()):
-        shutil.rmtree(directory, ignore_errors=True)
-    return published
+    manifest = read_manifest(layout)
+    template = selected_template(layout)
+    background, prompts_sha256 = learned_background(params, layout) if layout.pass_name else (None, None)
+    clip = load_stage_clip(params)
+    spec = ExtractorSpec(params, tuple(manifest.class_names), template, background)
+    remember_extractor(spec, cam_extractor(params, clip, spec.class_names, (template,), background))
+    attributes = cam_attributes(params, layout, manifest, clip.identity(), template, prompts_sha256, flow_run_id())
+    keys = record_keys(manifest.records, stage_identity(attributes))
+    plan = shard_plan(list(keys), params.store.images_per_shard, params.store.shard_count)
+    with shard_submit(params.runner) as submit:
+        summary = run_sharded(
+            plan, keys, layout.cams, layout.scratch(scratch_name(STAGE_NAMES[layout.pass_name], attributes, keys)), attributes,
+            ExtractImage(spec, params.dataset_root, {r.image_id: r for r in manifest.records}),
+            compression=params.store.compression, copied_arrays=("gradcam", "attention"), submit=submit, report=report,
+        )
+    settle_failures(STAGE_NAMES[layout.pass_name], summary.failed, len(keys), params.reliability.max_failed_share,
+                    layout.stage_failures(layout.cams))
+    return summary

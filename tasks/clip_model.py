@@ -1,43 +1,47 @@
-"""Loading CLIP for a stage, with the error users see when weights are missing."""
+"""Loading CLIP for a stage (saying which weights), and the CAM extractor of a pass."""
 
 from __future__ import annotations
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NONE
+from collections.abc import Sequence
+from dataclasses import replace
 
+from prefect import get_run_logger
+
+from tasks.runtime import in_flow
 from wsss.cam import ClipEsCamExtractor
 from wsss.cam.extractor import LearnedBackground
 from wsss.clip import LoadedClip, load_clip
-from wsss.config import CoreConfig
-from wsss.datasets import Manifest
 from wsss.errors import ConfigError
+from wsss.params import Params
 
 
-@task(cache_policy=NONE)
-def load_clip_task(config: CoreConfig) -> LoadedClip:
+def load_stage_clip(params: Params) -> LoadedClip:
     """Load the configured weights; a missing checkpoint stops the stage naming `clip.checkpoint`."""
-    loaded = load_clip(config.clip, config.device, config.precision)
-    logger = get_run_logger()
-    if config.clip.random_init:
-        logger.warning("CLIP weights: RANDOM INITIALISATION (clip.random_init: true); maps are not meaningful")
-    else:
-        logger.info("CLIP weights: %s", loaded.identity())
+    loaded = load_clip(params.clip.source(), params.clip.device, params.clip.precision)
+    if in_flow():
+        if params.clip.random_init:
+            get_run_logger().warning("CLIP weights: RANDOM INITIALISATION (clip.random_init: true); maps are not meaningful")
+        else:
+            get_run_logger().info("CLIP weights: %s", loaded.identity())
     return loaded
 
 
-def extractor_for(
-    config: CoreConfig, clip: LoadedClip, manifest: Manifest, templates: tuple[str, ...], learned: LearnedBackground | None = None
-) -> ClipEsCamExtractor:
-    """An extractor whose vocabulary must be the manifest's class list (`learned`: SemPLeS background prompts)."""
-    if tuple(config.vocabulary.class_names) != tuple(manifest.class_names):
+def check_classes(params: Params, class_names: Sequence[str]) -> None:
+    """The params' class list must be the manifest's (the dataset's)."""
+    ours, theirs = tuple(params.vocabulary.class_names), tuple(class_names)
+    if ours != theirs:
         raise ConfigError(
-            f"classes in params ({len(config.vocabulary.class_names)}: {', '.join(config.vocabulary.class_names[:5])}, ...) "
-            f"differ from the dataset manifest's ({len(manifest.class_names)}: {', '.join(manifest.class_names[:5])}, ...); "
-            "set `classes` to the dataset's classes"
+            f"classes in params ({len(ours)}: {', '.join(ours[:5])}, ...) differ from the dataset manifest's "
+            f"({len(theirs)}: {', '.join(theirs[:5])}, ...); set `classes` to the dataset's classes"
         )
-    from dataclasses import replace
 
+
+def cam_extractor(
+    params: Params, clip: LoadedClip, class_names: Sequence[str], templates: tuple[str, ...], learned: LearnedBackground | None = None
+) -> ClipEsCamExtractor:
+    """The extractor of a pass for a dataset's classes (`learned`: SemPLeS background prompts of the second pass)."""
+    check_classes(params, class_names)
     options = {} if learned is None else {
         "learned_background": learned.embeddings, "background_mode": learned.mode, "rescore_weight": learned.rescore_weight
     }
-    return ClipEsCamExtractor(clip, config.vocabulary, replace(config.cam, templates=templates), config.caa, **options)
+    return ClipEsCamExtractor(clip, params.vocabulary, replace(params.cam, templates=templates), params.caa, **options)

@@ -1,202 +1,145 @@
-"""evaluate: mIoU of raw CAMs, refined CAMs and pseudo masks (CRF off/on) wherever GT exists."""
+"""evaluate: the evaluation protocol (`wsss.evaluation`) over the stores, the model, plots and overlays.
+
+This entry only reads artifacts and writes documents; which keys exist and how every number is
+computed is the core protocol's.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import tempfile
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
-from prefect import task
-from prefect.cache_policies import NONE
 
-from tasks.pseudo import RAW
-from wsss.cam import resize_maps
-from wsss.config import EvaluateSettings, PseudoSettings, TrainSettings
-from wsss.datasets import ImageRecord, safe_join
+from tasks.prepare import read_manifest
+from tasks.runtime import flow_run_id
+from wsss.catalog import ArtifactLayout
+from wsss.datasets import ImageRecord, manifest_sha256, safe_join
+from wsss.evaluation import (
+    ImageMaps,
+    ProtocolScores,
+    background_comparison_rows,
+    metrics_document,
+    model_keys,
+    per_class_rows,
+    protocol_markdown,
+    score_image,
+    summary_rows,
+    with_learned_background,
+)
 from wsss.imaging import load_rgb
 from wsss.io import CamStore
-from wsss.metrics import ConfusionAccumulator, SegmentationScores
-from wsss.pseudo import CrfParams, crf_posterior_for_cams, labels_from_scores, make_pseudo_label, scores_with_background
-from wsss.viz import cam_overlay, label_overlay, tile_horizontally
+from wsss.io.atomic import write_bytes_atomic, write_json_atomic
+from wsss.io.pseudo_store import PseudoMaskStore, png_bytes
+from wsss.io.records import EvaluationRun
+from wsss.metrics import SegmentationScores
+from wsss.params import Params
+from wsss.provenance import code_version
+from wsss.viz import overlay_strip
+
+
+@dataclass
+class Evaluation:
+    """What the flow publishes: the metrics document, tables and the protocol text."""
+
+    document: dict[str, Any]
+    summary_rows: list[dict[str, Any]]
+    comparison_rows: list[dict[str, Any]]
+    protocol: str
+    written: list[Path] = field(default_factory=list)
 
 
 def read_ground_truth(root: Path, record: ImageRecord) -> np.ndarray:
-    assert record.ground_truth_path is not None
-    with Image.open(safe_join(root, record.ground_truth_path)) as handle:
+    with Image.open(safe_join(root, str(record.ground_truth_path))) as handle:
         return np.asarray(handle, dtype=np.uint8)
 
 
-def _argmax_labels(cams: np.ndarray, class_ids: np.ndarray, alpha: float) -> np.ndarray:
-    return labels_from_scores(scores_with_background(cams, alpha), class_ids)
-
-
-@task(cache_policy=NONE)
-def evaluate_maps(
-    records: Sequence[ImageRecord],
-    root: Path,
-    cams: CamStore,
-    refined: CamStore,
-    pseudo_dir: Path,
-    pseudo: PseudoSettings,
-    alphas: Sequence[float],
-    num_classes: int,
-) -> dict[str, SegmentationScores]:
-    """Scores per evaluated artifact, keyed like `cam_raw.alpha=1` or `pseudo.crf=on`."""
-    accumulators: dict[str, ConfusionAccumulator] = {}
-
-    def update(key: str, gt: np.ndarray, prediction: np.ndarray) -> None:
-        accumulators.setdefault(key, ConfusionAccumulator(num_classes)).update(gt, prediction)
-
-    stage_crf = "on" if pseudo.crf else "off"
-    other_crf = "off" if pseudo.crf else "on"
+def score_pass(params: Params, layout: ArtifactLayout, records: Sequence[ImageRecord]) -> dict[str, SegmentationScores]:
+    """Every map and mask key of one pass (main or learned) over the images with ground truth."""
+    scores = ProtocolScores(params.vocabulary.num_classes + 1)
+    cams, refined, masks = CamStore(layout.cams), CamStore(layout.refined), PseudoMaskStore(layout.pseudo)
     for record in records:
-        gt = read_ground_truth(root, record)
-        raw = cams.read(record.image_id, ["gradcam"])
         maps = refined.read(record.image_id, ["refined"], keep_dtype=True)
-        ids = np.asarray(maps.attrs["class_ids"], dtype=np.int64)
-        height, width = gt.shape
-        upsampled = resize_maps(torch.from_numpy(raw.arrays["gradcam"]), (height, width)).numpy()
-        refined_maps = maps.arrays["refined"]
-        for alpha in alphas:
-            update(f"cam_raw.alpha={alpha:g}", gt, _argmax_labels(upsampled, ids, alpha))
-            update(f"cam_refined.alpha={alpha:g}", gt, _argmax_labels(refined_maps, ids, alpha))
-        with Image.open(pseudo_dir / RAW / f"{record.image_id}.png") as handle:
-            stage_labels = np.asarray(handle, dtype=np.uint8)
-        update(f"pseudo.crf={stage_crf}", gt, stage_labels)
-        posterior = None
-        if other_crf == "on" and len(ids):
-            rgb = np.asarray(load_rgb(safe_join(root, record.image_path)))
-            posterior = crf_posterior_for_cams(
-                rgb, refined_maps, params=pseudo.crf_params, reference_image_quirk=pseudo.crf_reference_image_quirk
-            )
-        other = make_pseudo_label(refined_maps, ids, alpha=pseudo.background_alpha, confidence_threshold=None, posterior=posterior)
-        update(f"pseudo.crf={other_crf}", gt, other.raw_labels)
-        with Image.open(pseudo_dir / "masks" / f"{record.image_id}.png") as handle:
-            confident = np.asarray(handle, dtype=np.uint8)
-        kept = confident != pseudo.ignore_index
-        update(f"pseudo_confident_pixels.crf={stage_crf}", np.where(kept, gt, 255).astype(np.uint8), confident)
-    return {key: accumulator.scores() for key, accumulator in sorted(accumulators.items())}
+        score_image(scores, ImageMaps(
+            ground_truth=read_ground_truth(params.dataset_root, record),
+            gradcam=cams.read(record.image_id, ["gradcam"]).arrays["gradcam"],
+            refined=maps.arrays["refined"],
+            class_ids=np.asarray(maps.attrs["class_ids"], dtype=np.int64),
+            stage_raw_labels=masks.labels(record.image_id, raw=True),
+            stage_labels=masks.labels(record.image_id),
+            rgb=lambda record=record: np.asarray(load_rgb(safe_join(params.dataset_root, record.image_path))),
+        ), params.pseudo, params.evaluate.background_alphas)
+    return scores.scores()
 
 
-LEARNED_SUFFIX = ".background=learned"
-
-
-def with_learned_background(fixed: dict[str, SegmentationScores], learned: dict[str, SegmentationScores]) -> dict[str, SegmentationScores]:
-    """Both passes in one mapping: the learned pass's keys get `.background=learned`.
-
-    The unsuffixed keys stay the fixed-background-word (reference) scores, so `dvc metrics show`
-    lists e.g. `cam_refined.alpha=1` and `cam_refined.alpha=1.background=learned` side by side.
-    """
-    return {**fixed, **{key + LEARNED_SUFFIX: score for key, score in learned.items()}}
-
-
-def background_comparison_rows(scores: dict[str, SegmentationScores]) -> list[dict[str, Any]]:
-    """Rows `{artifact, fixed, learned, delta}` (mIoU) for every key scored in both passes."""
-    rows = []
-    for key, learned in scores.items():
-        if not key.endswith(LEARNED_SUFFIX) or key[: -len(LEARNED_SUFFIX)] not in scores:
-            continue
-        fixed = scores[key[: -len(LEARNED_SUFFIX)]].mean_iou
-        rows.append({
-            "artifact": key[: -len(LEARNED_SUFFIX)],
-            "fixed": round(float(fixed), 4),
-            "learned": round(float(learned.mean_iou), 4),
-            "delta": round(float(learned.mean_iou - fixed), 4),
-        })
-    return rows
-
-
-def metrics_document(split: str, scores: dict[str, SegmentationScores], class_names: Sequence[str]) -> dict[str, Any]:
-    """Nested metrics: `<split>.<artifact>.<variant>.miou` etc. for `dvc metrics show`."""
-    document: dict[str, Any] = {}
-    for key, score in scores.items():
-        artifact, variant = key.split(".", 1)
-        document.setdefault(artifact, {})[variant] = {
-            "miou": None if np.isnan(score.mean_iou) else round(float(score.mean_iou), 6),
-            "pixel_accuracy": None if np.isnan(score.pixel_accuracy) else round(float(score.pixel_accuracy), 6),
-            "num_pixels": int(score.num_pixels),
-        }
-    return {split: document}
-
-
-def per_class_rows(scores: dict[str, SegmentationScores], class_names: Sequence[str]) -> list[dict[str, Any]]:
-    """Rows `{artifact, class, iou}` for classes with a defined IoU (a bar chart per artifact)."""
-    names = ["background", *class_names]
-    rows = []
-    for key, score in scores.items():
-        for index, iou in enumerate(score.per_class_iou):
-            if not np.isnan(iou):
-                rows.append({"artifact": key, "class": names[index], "iou": round(float(iou), 6)})
-    return rows
-
-
-@task(cache_policy=NONE)
-def evaluate_model(
-    records: Sequence[ImageRecord],
-    root: Path,
-    checkpoint: Path,
-    settings: TrainSettings,
-    class_names: Sequence[str],
-    crf: CrfParams | None = None,
-) -> SegmentationScores:
-    """Scores of the trained segmenter on the images with ground truth (max-fused test scales)."""
-    import tempfile
-
+def score_model(params: Params, layout: ArtifactLayout, records: Sequence[ImageRecord]) -> dict[str, SegmentationScores]:
+    """The trained segmenter (max-fused test scales, with and without CRF) on the images with ground truth."""
     from wsss_mmseg.training import score_segmenter
 
-    folders = {str(Path(r.ground_truth_path).parent) for r in records if r.ground_truth_path}
+    folders = {str(Path(str(r.ground_truth_path)).parent) for r in records}
     if len(folders) != 1:
         raise ValueError(f"ground truth must be in one folder, found {sorted(folders)}")
+    gt_dir = params.dataset_root / folders.pop()
     image_folder = {str(Path(r.image_path).parent) for r in records}.pop()
     suffix = {Path(r.image_path).suffix for r in records}.pop()
+    settings, scores = params.train, {}
     with tempfile.TemporaryDirectory() as scratch:
         split = Path(scratch) / "split.txt"
         split.write_text("".join(f"{r.image_id}\n" for r in records))
-        return score_segmenter(
-            Path(settings.config).resolve(), checkpoint, image_dir=root / image_folder, gt_dir=root / folders.pop(),
-            split_file=split, class_names=["background", *class_names], img_suffix=suffix,
-            scales=settings.test_scales, device=settings.device, crf=crf,
-        )
+        for key, with_crf in model_keys(settings.test_scales, settings.test_crf):
+            scores[key] = score_segmenter(
+                Path(settings.config).resolve(), layout.model, image_dir=params.dataset_root / image_folder,
+                gt_dir=gt_dir,
+                split_file=split, class_names=["background", *params.vocabulary.class_names], img_suffix=suffix,
+                scales=settings.test_scales, device=settings.device, crf=params.pseudo.crf_params if with_crf else None,
+            )
+    return scores
 
 
-@task(cache_policy=NONE)
-def write_overlays(records: Iterable[ImageRecord], root: Path, refined: CamStore, pseudo_dir: Path, output: Path) -> list[Path]:
-    """Image | refined map per tag | pseudo mask, one PNG per image."""
-    output.mkdir(parents=True, exist_ok=True)
+def write_overlays(params: Params, layout: ArtifactLayout, records: Sequence[ImageRecord]) -> list[Path]:
+    """Image | refined map per tag | pseudo mask, one PNG per chosen image."""
+    refined, masks = CamStore(layout.refined), PseudoMaskStore(layout.pseudo)
     written = []
     for record in records:
-        rgb = np.asarray(load_rgb(safe_join(root, record.image_path)))
+        rgb = np.asarray(load_rgb(safe_join(params.dataset_root, record.image_path)))
         maps = refined.read(record.image_id, ["refined"]).arrays["refined"]
-        with Image.open(pseudo_dir / "masks" / f"{record.image_id}.png") as handle:
-            labels = np.asarray(handle, dtype=np.uint8)
-        panels = [rgb, *(cam_overlay(rgb, cam) for cam in maps), label_overlay(rgb, labels)]
-        path = output / f"{record.image_id}.png"
-        Image.fromarray(tile_horizontally(panels)).save(path)
+        path = layout.overlays / f"{record.image_id}.png"
+        write_bytes_atomic(path, png_bytes(overlay_strip(rgb, maps, masks.labels(record.image_id))))
         written.append(path)
     return written
 
 
-def protocol_markdown(split: str, num_images: int, pseudo: PseudoSettings, settings: EvaluateSettings) -> str:
-    """The evaluation protocol, stated next to the numbers (CLIP-ES papers are often ambiguous)."""
-    crf = pseudo.crf_params
-    return f"""# Evaluation protocol
-
-* Split: `{split}`, {num_images} images with ground truth (others are labelled but not scored).
-* mIoU: one confusion matrix over all pixels of the split whose ground truth is in `[0, C)`
-  (255 ignored); IoU averaged over classes that have ground-truth pixels.
-* `cam_raw.alpha=a`: Grad-CAM maps upsampled bilinearly to full size; background `(1 - max)^a`; argmax.
-* `cam_refined.alpha=a`: CAA-refined maps (float16 as stored), same rule. Alphas: {list(settings.background_alphas)}.
-* `pseudo.crf=on|off`: pseudo labels before the confidence filter (the reference's `--eval_only`);
-  CRF: {crf.iterations} iterations, Gaussian sxy={crf.gaussian_sxy} compat={crf.gaussian_compat}, bilateral
-  sxy={crf.bilateral_sxy} srgb={crf.bilateral_srgb} compat={crf.bilateral_compat}, reference image quirk
-  {"on" if pseudo.crf_reference_image_quirk else "off"}; background alpha {pseudo.background_alpha:g}.
-* `pseudo_confident_pixels`: the same labels scored only where confidence >= {pseudo.confidence_threshold}
-  (the pixels the trainer learns from).
-* No multi-scale, no flip (the reference's CAM stage uses neither).
-* `<key>.background=learned` (only when `learn_prompts.enabled`): the same artifact from the second
-  pass (`artifacts/learned/`), whose softmax uses the SemPLeS learned per-class background prompts;
-  unsuffixed keys use the fixed background words.
-"""
+def run_evaluate(params: Params, layout: ArtifactLayout) -> Evaluation:
+    """metrics.json, per-class IoU rows, overlays and evaluation_run.json (who computed them)."""
+    manifest = read_manifest(layout)
+    with_gt = [r for r in manifest.records if r.ground_truth_path]
+    scores = score_pass(params, layout, with_gt)
+    learned = layout.learned()
+    if any(learned.refined.glob("shard-*.h5")) and learned.pseudo.folder("raw").is_dir():
+        scores = with_learned_background(scores, score_pass(params, learned, with_gt))
+    if layout.model.is_file() and with_gt:
+        scores.update(score_model(params, layout, with_gt))
+    split = params.data.split
+    document = {**metrics_document(split, scores), "num_images_with_ground_truth": len(with_gt)}
+    write_json_atomic(layout.metrics, document)
+    write_json_atomic(layout.per_class_iou, per_class_rows(scores, params.vocabulary.class_names))
+    chosen_ids = set(params.evaluate.overlay_ids or [r.image_id for r in manifest.records[: params.evaluate.max_overlays]])
+    overlays = write_overlays(params, layout, [r for r in manifest.records if r.image_id in chosen_ids])
+    # metrics.json stays numbers only (dvc metrics); who computed them goes next to it for lineage.
+    EvaluationRun(
+        flow_run_id=flow_run_id(),
+        code_version=code_version(),
+        params=params.sections("evaluate", "pseudo", "train"),
+        input_manifest_sha256=manifest_sha256(manifest),
+        model=str(layout.model) if layout.model.is_file() else None,
+        scored_images=[r.image_id for r in with_gt],
+    ).write(layout.evaluation_run)
+    return Evaluation(
+        document, summary_rows(scores), background_comparison_rows(scores),
+        protocol_markdown(split, len(with_gt), params.pseudo, params.evaluate),
+        [layout.metrics, layout.evaluation_run, layout.per_class_iou, *overlays],
+    )

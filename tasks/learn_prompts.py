@@ -1,148 +1,97 @@
-"""learn_prompts: SemPLeS background prompts learned on the current pseudo masks (thin nodes)."""
+"""learn_prompts: SemPLeS background prompts learned on the current pseudo masks (off unless enabled)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
-import numpy as np
 import torch
-from PIL import Image
-from prefect import get_run_logger, task
-from prefect.cache_policies import NONE
+from prefect import get_run_logger
 
-from tasks.common import ARTIFACTS, markdown
-from tasks.pseudo import RAW
+from tasks.clip_model import load_stage_clip
+from tasks.prepare import read_manifest
+from tasks.runtime import flow_run_id, in_flow
+from wsss.catalog import ArtifactLayout
 from wsss.clip import LoadedClip
-from wsss.datasets import ImageRecord, safe_join
-from wsss.imaging import CLIP_MEAN, CLIP_STD, load_rgb
+from wsss.datasets import Manifest, file_sha256, manifest_sha256, safe_join
+from wsss.imaging import load_rgb
 from wsss.io import CamStore
-from wsss.prompts.decode import nearest_words, report_markdown
-from wsss.prompts.learned_file import save_learned_prompts
-from wsss.prompts.learning import (
-    BackgroundPrompts,
-    LearnPromptsSettings,
-    TrainingRecord,
-    check_text_tower,
-    learned_background_embeddings,
-    mask_at_clip_size,
-    masked_background_features,
-    prompt_tokens,
-    train_background_prompts,
+from wsss.io.atomic import write_json_atomic, write_text_atomic
+from wsss.io.pseudo_store import PseudoMaskStore
+from wsss.params import Params
+from wsss.prompts.assembly import (
+    background_features,
+    learn_background_prompts,
+    masks_from_labels,
+    masks_from_refined,
+    prompts_report,
+    square_pixels,
+    training_summary,
 )
-from wsss.text import ClassVocabulary, PromptEmbeddingCache
+from wsss.prompts.learned_file import save_learned_prompts
+from wsss.provenance import stage_attributes
 
-LEARN_PROMPTS_DIR = ARTIFACTS / "learn_prompts"
-LEARNED_DIR = ARTIFACTS / "learned"  # the second pass: cams/, refined/, pseudo/
-LEARNED_CAMS = LEARNED_DIR / "cams"
-LEARNED_REFINED = LEARNED_DIR / "refined"
-LEARNED_PSEUDO = LEARNED_DIR / "pseudo"
-FEATURE_BATCH = 32  # (image, tag) pairs per frozen image-encoder call
+DISABLED = {"enabled": False, "reason": "learn_prompts.enabled is false"}
 
 
-def _square_pixels(path: Path, size: int) -> torch.Tensor:
-    """`(3, size, size)` in [0, 1], bicubic (the whole image, squashed like SemPLeS's 224 crops)."""
-    image = load_rgb(path).resize((size, size), Image.BICUBIC)
-    return torch.from_numpy(np.asarray(image, dtype=np.float32) / 255).permute(2, 0, 1)
-
-
-def _pair_masks(record: ImageRecord, class_ids: Sequence[int], pseudo_dir: Path, refined: CamStore | None, size: int) -> Iterator[tuple[int, torch.Tensor]]:
-    """M_k at CLIP size for every tag of one image, from the pseudo labels or the refined maps."""
-    if refined is not None:
-        stored = refined.read(record.image_id, ["refined"])
-        for class_id, cam in zip(np.asarray(stored.attrs["class_ids"]), stored.arrays["refined"]):
-            yield int(class_id), mask_at_clip_size(torch.from_numpy(np.asarray(cam, dtype=np.float32)), size)
-        return
-    with Image.open(pseudo_dir / RAW / f"{record.image_id}.png") as handle:
-        labels = torch.from_numpy(np.asarray(handle, dtype=np.int64))
-    for class_id in class_ids:
-        yield class_id, mask_at_clip_size((labels == class_id + 1).float(), size)
-
-
-@task(cache_policy=NONE)
-def background_features(
-    clip: LoadedClip,
-    records: Sequence[ImageRecord],
-    vocabulary: ClassVocabulary,
-    root: Path,
-    pseudo_dir: Path,
-    refined_store: Path,
-    settings: LearnPromptsSettings,
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """Frozen E_I(X_b) of every (image, tag) pair: `(S, E)` features and `(S,)` class ids."""
-    refined = CamStore(refined_store) if settings.mask_source == "refined" else None
-    features, ids = [], []
-    pixels_batch, masks_batch = [], []
-
-    def flush() -> None:
-        if pixels_batch:
-            features.append(masked_background_features(
-                clip.model, torch.stack(pixels_batch), torch.stack(masks_batch), CLIP_MEAN, CLIP_STD
-            ).cpu())
-            pixels_batch.clear()
-            masks_batch.clear()
-
-    for record in records:
+def training_pairs(params: Params, layout: ArtifactLayout, manifest: Manifest) -> Iterator[tuple[torch.Tensor, int, torch.Tensor]]:
+    """(pixels, class id, M_k) of every (image, tag) pair, from the pseudo masks or the refined maps."""
+    settings, vocabulary = params.learn_prompts, params.vocabulary
+    refined = CamStore(layout.refined) if settings.mask_source == "refined" else None
+    masks = PseudoMaskStore(layout.pseudo)
+    for record in manifest.records:
         tags = [vocabulary.class_id(tag) for tag in record.tags]
         if not tags:
             continue
-        pixels = _square_pixels(safe_join(root, record.image_path), settings.image_size)
-        for class_id, mask in _pair_masks(record, tags, pseudo_dir, refined, settings.image_size):
-            pixels_batch.append(pixels)
-            masks_batch.append(mask)
-            ids.append(class_id)
-            if len(pixels_batch) == FEATURE_BATCH:
-                flush()
-    flush()
-    width = features[0].shape[1] if features else 0
-    return (torch.cat(features) if features else torch.empty(0, width)), torch.tensor(ids, dtype=torch.long)
+        pixels = square_pixels(load_rgb(safe_join(params.dataset_root, record.image_path)), settings.image_size)
+        if refined is not None:
+            stored = refined.read(record.image_id, ["refined"])
+            pairs = masks_from_refined(stored.arrays["refined"], [int(i) for i in stored.attrs["class_ids"]], settings.image_size)
+        else:
+            pairs = masks_from_labels(masks.labels(record.image_id, raw=True), tags, settings.image_size)
+        for class_id, mask in pairs:
+            yield pixels, class_id, mask
 
 
-@task(cache_policy=NONE)
-def learn_background_prompts(
-    clip: LoadedClip, vocabulary: ClassVocabulary, features: torch.Tensor, class_ids: torch.Tensor, settings: LearnPromptsSettings
-) -> tuple[dict[str, torch.Tensor], TrainingRecord]:
-    """Train the contexts; returns the tensors to save and the per-step record."""
-    model = clip.model.eval().requires_grad_(False)
-    check_text_tower(model)
-    device = model.token_embedding.weight.device
-    tokens = prompt_tokens(clip.tokenizer, settings.prefix, settings.context_tokens)
-    class_text = PromptEmbeddingCache(model, clip.tokenizer, device).embed(vocabulary.prompt_names, (settings.prefix + " {}.",))
-    prompts = BackgroundPrompts(
-        vocabulary.num_classes, settings.context_tokens, model.token_embedding.weight.shape[1], settings.init_scale, settings.seed
-    ).to(device)
-    logger = get_run_logger()
+def _log_steps(step: int, loss: Any) -> None:
+    if step % 10 == 0 and in_flow():
+        get_run_logger().info("step %d: L_prompt %.4f (match %.4f, push %.4f)", step, float(loss.total), float(loss.match), float(loss.push))
 
-    def report(step: int, loss: Any) -> None:
-        if step % 10 == 0:
-            logger.info("step %d: L_prompt %.4f (match %.4f, push %.4f)", step, float(loss.total), float(loss.match), float(loss.push))
 
-    record = train_background_prompts(model, tokens, prompts, features.to(device), class_ids, class_text, settings, report)
-    tensors = {
-        "context": prompts.context.detach().cpu(),
-        "background_text": learned_background_embeddings(model, tokens, prompts).cpu(),
-        "class_text": class_text.cpu(),
+def run_learn_prompts(params: Params, layout: ArtifactLayout) -> tuple[dict[str, Any], str | None]:
+    """Learn one background prompt per class; (status, report markdown). Disabled: only a status record."""
+    settings = params.learn_prompts
+    if not settings.enabled:
+        write_json_atomic(layout.learn_prompts_status, DISABLED)
+        return dict(DISABLED), None
+    manifest = read_manifest(layout)
+    clip: LoadedClip = load_stage_clip(params)
+    features, class_ids = background_features(clip, training_pairs(params, layout, manifest))
+    tensors, record = learn_background_prompts(clip, params.vocabulary, features, class_ids, settings, _log_steps)
+    summary_file = layout.pseudo.summary
+    attributes = stage_attributes(
+        "learn_prompts",
+        params.sections("clip", "classes", "learn_prompts"),
+        manifest_sha256(manifest),
+        clip=clip.identity(),
+        class_names=list(params.vocabulary.class_names),
+        prompt_names=list(params.vocabulary.prompt_names),
+        pseudo_summary_sha256=file_sha256(summary_file) if summary_file.is_file() else None,
+        flow_run_id=flow_run_id(),
+    )
+    save_learned_prompts(layout.learned_prompts, tensors, attributes)
+    summary = training_summary(record, len(class_ids), params.clip.device)
+    report = prompts_report(clip, tensors, list(params.vocabulary.class_names), settings, summary)
+    write_text_atomic(layout.learn_prompts_report, report)
+    status = {
+        "enabled": True,
+        **summary,
+        "losses": [round(v, 6) for v in record.losses],
+        "match": [round(v, 6) for v in record.matches],
+        "push": [round(v, 6) for v in record.pushes],
+        "clip": clip.identity(),
+        "params_sha256": attributes["params_sha256"],
+        "flow_run_id": attributes["flow_run_id"],
     }
-    return tensors, record
-
-
-@task(cache_policy=NONE, retries=2, retry_delay_seconds=1)
-def write_learned_prompts(
-    output: Path, tensors: Mapping[str, torch.Tensor], attributes: Mapping[str, Any]
-) -> Path:
-    """The safetensors file with its lineage attributes."""
-    return save_learned_prompts(output / "prompts.safetensors", tensors, attributes)
-
-
-@task(cache_policy=NONE)
-def write_report(
-    output: Path, clip: LoadedClip, tensors: Mapping[str, torch.Tensor], class_names: Sequence[str], settings: LearnPromptsSettings, summary: Mapping[str, Any]
-) -> Path:
-    """Nearest vocabulary words of every learned context token: report.md + a Prefect artifact."""
-    decoded = nearest_words(tensors["context"], clip.model.token_embedding.weight.detach().cpu(), clip.tokenizer, class_names, settings.report_top_k)
-    text = report_markdown(decoded, settings.prefix, dict(summary))
-    path = output / "report.md"
-    path.write_text(text)
-    markdown("wsss-learned-prompts", text, "Nearest vocabulary words of each learned background prompt")
-    return path
+    write_json_atomic(layout.learn_prompts_status, status)
+    return status, report

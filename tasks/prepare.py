@@ -1,31 +1,37 @@
-"""prepare: materialise the embedded sample; the manifest of the usable images and the failure report."""
+"""sample and prepare: the embedded sample on disk; the manifest of the usable images and the failure report."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
-from prefect import get_run_logger, task
-from prefect.cache_policies import NONE
+from prefect import get_run_logger
 
-from tasks.common import FAILURES, MANIFEST, write_json
-from wsss.config import DataSettings
+from tasks.runtime import in_flow
+from wsss.catalog import ArtifactLayout
 from wsss.datasets import Manifest, load_coco, load_folder, load_voc, manifest_sha256, materialize_sample
+from wsss.datasets.settings import DataSettings
 from wsss.datasets.validation import validate_images
-from wsss.errors import ConfigError
-from wsss.failures import FailureReport, ReliabilitySettings
-
-SAMPLE_DIR = Path("data/sample")
-
-
-@task(retries=2, retry_delay_seconds=1, cache_policy=NONE)
-def materialize_sample_task(destination: Path = SAMPLE_DIR) -> Manifest:
-    """Write the registry-package photos in VOC layout (byte-identical on every run)."""
-    return materialize_sample(destination)
+from wsss.errors import DatasetError
+from wsss.failures import FailureReport
+from wsss.io.atomic import write_json_atomic, write_text_atomic
+from wsss.params import Params
 
 
-# No retries: the loaders' errors are deterministic, and a retry would record failures twice.
-@task(cache_policy=NONE)
-def build_manifest(data: DataSettings, class_names: tuple[str, ...], failures: FailureReport) -> Manifest:
+def run_sample(layout: ArtifactLayout) -> int:
+    """Write the registry-package photos in VOC layout under data/sample (byte-identical every run)."""
+    return len(materialize_sample(layout.sample_data).records)
+
+
+@dataclass(frozen=True)
+class PrepareSummary:
+    manifest_sha256: str
+    images: int
+    failed: int
+    written: tuple[Path, ...]
+
+
+def load_dataset(data: DataSettings, class_names: tuple[str, ...], failures: FailureReport) -> Manifest:
     """The manifest of the dataset named by the `data` section (the sample is a VOC tree).
 
     Per-image problems go to `failures`; whole-file problems (tags file, split file, JSON) raise.
@@ -34,48 +40,36 @@ def build_manifest(data: DataSettings, class_names: tuple[str, ...], failures: F
     if data.kind in ("sample", "voc"):
         return load_voc(root, data.split, class_names, data.ground_truth_dir, failures=failures)
     if data.kind == "coco":
-        if not data.instances_json or not data.images_dir:
-            raise ConfigError("data.instances_json and data.images_dir are required for COCO")
-        return load_coco(
-            root, data.instances_json, data.images_dir, class_names, data.ground_truth_dir, failures=failures
-        )
-    if not data.images_dir or not data.tags_file:
-        raise ConfigError("data.images_dir and data.tags_file are required for folder datasets")
-    return load_folder(root, data.images_dir, data.tags_file, class_names, failures=failures)
+        return load_coco(root, str(data.instances_json), str(data.images_dir), class_names, data.ground_truth_dir, failures=failures)
+    return load_folder(root, str(data.images_dir), str(data.tags_file), class_names, failures=failures)
 
 
-@task(cache_policy=NONE)
-def validate_manifest_images(
-    manifest: Manifest, data: DataSettings, reliability: ReliabilitySettings, failures: FailureReport
-) -> Manifest:
-    """Decode every image and check every GT mask; failed images leave the manifest."""
-    return validate_images(manifest, Path(data.root), reliability.max_image_pixels, failures)
-
-
-@task(cache_policy=NONE)
-def write_failure_report(
-    failures: FailureReport, manifest: Manifest, reliability: ReliabilitySettings, path: Path = FAILURES
-) -> None:
-    """Write `failures.json`, then raise if more than the tolerated share of images failed.
+def run_prepare(params: Params, layout: ArtifactLayout) -> PrepareSummary:
+    """Manifest of the images that decode fully, `failures.json` naming each refused image and why.
 
     Raises:
-        TooManyFailuresError: after the report (and the manifest) are on disk.
+        TooManyFailuresError: after the report and the manifest are written, when more than
+            `reliability.max_failed_share` of the images failed.
     """
-    total = len(manifest.records) + len(failures.failed_images())
-    write_json(path, failures.to_dict(total, reliability.max_failed_share))
-    for failure in failures.failures:
-        get_run_logger().warning("image %s left out: %s", failure.image, failure.reason)
-    failures.check(total, reliability.max_failed_share, str(path))
-
-
-@task(cache_policy=NONE)
-def write_manifest(manifest: Manifest, data: DataSettings, path: Path = MANIFEST) -> str:
-    """Write the manifest (+ its hash and the dataset root); returns the hash."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
-    partial.write_text(manifest.to_json())
-    partial.replace(path)
+    failures = FailureReport("prepare")
+    manifest = load_dataset(params.data, tuple(params.vocabulary.class_names), failures)
+    manifest = validate_images(manifest, Path(params.data.root), params.reliability.max_image_pixels, failures)
+    write_text_atomic(layout.manifest, manifest.to_json())
     digest = manifest_sha256(manifest)
-    write_json(path.with_name("manifest.meta.json"), {"root": data.root, "kind": data.kind, "sha256": digest,
-                                                      "num_images": len(manifest.records)})
-    return digest
+    write_json_atomic(layout.manifest_meta, {"root": params.data.root, "kind": params.data.kind, "sha256": digest,
+                                             "num_images": len(manifest.records)})
+    total = len(manifest.records) + len(failures.failed_images())
+    write_json_atomic(layout.prepare_failures, failures.to_dict(total, params.reliability.max_failed_share))
+    for failure in failures.failures if in_flow() else ():
+        get_run_logger().warning("image %s left out: %s", failure.image, failure.reason)
+    failures.check(total, params.reliability.max_failed_share, str(layout.prepare_failures))
+    return PrepareSummary(digest, len(manifest.records), len(failures.failed_images()),
+                          (layout.manifest, layout.manifest_meta, layout.prepare_failures))
+
+
+def read_manifest(layout: ArtifactLayout) -> Manifest:
+    """The manifest `prepare` wrote; a clear error when there is none."""
+    try:
+        return Manifest.from_json(layout.manifest.read_text(), str(layout.manifest))
+    except OSError as error:
+        raise DatasetError(f"{layout.manifest}: cannot read the manifest ({error.strerror or error}); run the prepare stage") from error

@@ -1,34 +1,35 @@
-"""prompts: rank candidate templates by sharpness on the multi-label images of the split."""
+"""prompts: rank candidate templates by sharpness on the multi-label images; record the selected one."""
 
 from __future__ import annotations
 
-from pathlib import Path
+import json
+from typing import Any
 
-from prefect import task
-from prefect.cache_policies import NONE
-
-from tasks.common import PROMPT_SCORES, write_json
-from wsss.cam import ClipEsCamExtractor
-from wsss.config import PromptSettings
-from wsss.datasets import Manifest, safe_join
+from tasks.clip_model import cam_extractor, load_stage_clip
+from tasks.prepare import read_manifest
+from wsss.catalog import ArtifactLayout
+from wsss.datasets import safe_join
+from wsss.errors import ConfigError
 from wsss.imaging import load_rgb
+from wsss.io.atomic import write_json_atomic
+from wsss.params import Params
 from wsss.prompts import rank_templates
 from wsss.text import REFERENCE_TEMPLATE, default_candidate_templates
 
 
-@task(cache_policy=NONE)
-def score_templates(
-    extractor: ClipEsCamExtractor, manifest: Manifest, root: Path, settings: PromptSettings
-) -> dict[str, object]:
+def run_prompts(params: Params, layout: ArtifactLayout) -> dict[str, Any]:
     """Sharpness of every candidate template; the selection is the pin or the best-ranked one."""
-    vocabulary = extractor.vocabulary
+    settings = params.prompts
+    manifest = read_manifest(layout)
+    clip = load_stage_clip(params)
+    extractor = cam_extractor(params, clip, manifest.class_names, (REFERENCE_TEMPLATE,))  # scoring embeds every candidate itself
     multi = [r for r in manifest.records if len(set(r.tags)) >= 2][: settings.max_images]
     candidates = settings.candidates or default_candidate_templates()
-    ranking: list[dict[str, object]] = []
+    ranking: list[dict[str, Any]] = []
     if multi:
-        images = [extractor.prepare(load_rgb(safe_join(root, r.image_path))) for r in multi]
+        images = [extractor.prepare(load_rgb(safe_join(params.dataset_root, r.image_path))) for r in multi]
         features = extractor.image_features(images, settings.pooling)
-        tag_sets = [[vocabulary.class_id(t) for t in r.tags] for r in multi]
+        tag_sets = [[extractor.vocabulary.class_id(t) for t in r.tags] for r in multi]
         scored = rank_templates(features, tag_sets, candidates, extractor.class_text, extractor.logit_scale, settings.ddof)
         ranking = [
             {"rank": i + 1, "template": s.template, "sharpness": s.sharpness, "num_images": s.num_images,
@@ -36,7 +37,7 @@ def score_templates(
             for i, s in enumerate(scored)
         ]
     best = ranking[0]["template"] if ranking else REFERENCE_TEMPLATE
-    return {
+    scores = {
         "ranking": ranking,
         "num_multi_label_images": len(multi),
         "pooling": settings.pooling,
@@ -45,9 +46,15 @@ def score_templates(
         "pinned": settings.pin,
         "selected": settings.pin or best,
         "note": "" if multi else "no multi-label images: nothing to score; the pin or the reference template is used",
+        "clip": clip.identity(),
     }
+    write_json_atomic(layout.prompt_scores, scores)
+    return scores
 
 
-@task(cache_policy=NONE)
-def write_scores(scores: dict[str, object], clip_identity: dict[str, object], path: Path = PROMPT_SCORES) -> None:
-    write_json(path, {**scores, "clip": clip_identity})
+def selected_template(layout: ArtifactLayout) -> str:
+    """The template the prompts stage selected (the one owner of the template)."""
+    try:
+        return str(json.loads(layout.prompt_scores.read_text())["selected"])
+    except (OSError, ValueError, KeyError) as error:
+        raise ConfigError(f"{layout.prompt_scores}: cannot read the selected template ({error}); run the prompts stage") from error

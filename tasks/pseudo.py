@@ -1,158 +1,160 @@
-"""pseudo: refined maps -> (dense CRF) -> pseudo masks (VOC palette PNG, 255 = ignore) + confidence."""
+"""pseudo: a pass's refined maps -> (dense CRF) -> pseudo masks, raw labels, confidence, summary.
+
+An image's key is the pseudo settings and code plus its refined content key (which covers
+everything upstream) and image hash: whatever interrupted an earlier run, a mask whose refined
+maps changed is recomputed and one whose maps did not is kept. Relabeling calls this entry too,
+archiving each mask it replaces or removes (`archive_to`).
+"""
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
-from prefect import task
-from prefect.cache_policies import NONE
 
-from tasks.common import Progress
-from wsss import output_keys
-from wsss.config import PseudoSettings
-from wsss.datasets import safe_join
+from tasks.prepare import read_manifest
+from tasks.runtime import flow_run_id
+from wsss.catalog import ArtifactLayout, PseudoLayout
+from wsss.datasets import manifest_sha256, safe_join
+from wsss.errors import DatasetError, ImageError
+from wsss.failures import settle_failures
 from wsss.imaging import load_rgb
-from wsss.incremental import package_source_digest
+from wsss.incremental import CONTENT_KEY_ATTR, StageReport, array_digest, content_key, package_source_digest
 from wsss.io import CamStore
-from wsss.output_keys import content_key, write_bytes_atomic
-from wsss.pseudo import crf_posterior_for_cams, make_pseudo_label
-from wsss.viz import voc_palette
+from wsss.io.pseudo_store import PseudoMaskStore, mask_row
+from wsss.io.records import PseudoSummary
+from wsss.params import Params
+from wsss.pseudo import PseudoSettings, pseudo_label
 
-MASKS = "masks"
-RAW = "raw"
-CONFIDENCE = "confidence"
-KEYS = "keys"
-
-
-@dataclass(frozen=True)
-class PseudoJob:
-    """Everything one worker needs for one image (picklable)."""
-
-    image_id: str
-    refined_store: Path
-    dataset_root: Path
-    output: Path
-    settings: PseudoSettings
-
-
-def palette_png_bytes(labels: np.ndarray) -> bytes:
-    """`(H, W)` labels as a VOC-palette PNG."""
-    image = Image.fromarray(labels.astype(np.uint8), mode="P")
-    image.putpalette(voc_palette().flatten().tolist())
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
-def npy_bytes(array: np.ndarray) -> bytes:
-    """The `.npy` file content of an array (written atomically by the caller)."""
-    buffer = io.BytesIO()
-    np.save(buffer, array)
-    return buffer.getvalue()
-
-
-def output_paths(output: Path, image_id: str) -> dict[str, Path]:
-    """The three per-image output files, by output kind."""
-    return {
-        MASKS: output / MASKS / f"{image_id}.png",
-        RAW: output / RAW / f"{image_id}.png",
-        CONFIDENCE: output / CONFIDENCE / f"{image_id}.npy",
-    }
+PSEUDO_CODE = ("pseudo", "imaging.py", "viz.py", "io/pseudo_store.py")
 
 
 @cache
 def pseudo_code_digest() -> str:
-    """Digest of the core code that turns refined maps into masks: a code change must not reuse
-    masks now that the stage output persists between `dvc repro` runs."""
-    return package_source_digest(("pseudo", "imaging.py", "viz.py"))
+    """Digest of the core code that turns refined maps into mask files (part of every key)."""
+    return package_source_digest(PSEUDO_CODE)
 
 
-def make_pseudo_mask(job: PseudoJob) -> dict[str, Any]:
-    """Pseudo mask, raw labels and confidence of one image; returns its summary row.
+def pseudo_key(settings: PseudoSettings, refined_key: str, source_sha256: str) -> str:
+    """Key of one image's pseudo outputs (`jobs` only says how many processes run, not what they make)."""
+    identity = {"settings": {**asdict(settings), "jobs": None}, "code": pseudo_code_digest()}
+    return content_key(identity, refined=refined_key, source_sha256=source_sha256)
 
-    Reused without recomputation when the image's key (refined maps, image SHA-256, pseudo
-    settings) matches the key file of a previous run and all outputs exist.
-    """
-    stored = CamStore(job.refined_store).read(job.image_id, ["refined"], keep_dtype=True)
+
+@dataclass(frozen=True)
+class PseudoJob:
+    """One image's work (picklable, for the process pool)."""
+
+    image_id: str
+    key: str
+    refined_dir: Path
+    dataset_root: Path
+    output: PseudoLayout
+    settings: PseudoSettings
+
+
+def make_pseudo_mask(job: PseudoJob) -> tuple[str, dict[str, Any] | str]:
+    """("computed", row) after writing the image's outputs, or ("failed", reason) when its input is gone."""
+    stored = CamStore(job.refined_dir).read(job.image_id, ["refined"], keep_dtype=True)
     cams = stored.arrays["refined"]  # float16, as the reference's saved maps
     class_ids = np.asarray(stored.attrs["class_ids"], dtype=np.int64)
-    settings = job.settings
-    paths = output_paths(job.output, job.image_id)
-    keys_dir = job.output / KEYS
-    key = content_key(
-        [cams, class_ids],
-        {
-            "source_sha256": stored.attrs["source_sha256"],
-            "settings": {**asdict(settings), "jobs": None},
-            "code": pseudo_code_digest(),
-        },
-    )
-    row = output_keys.reusable_row(keys_dir, job.image_id, key, paths.values())
-    if row is not None:
-        return row
-    output_keys.forget(keys_dir, job.image_id)
-    posterior = None
-    if settings.crf and len(class_ids):
-        rgb = np.asarray(load_rgb(safe_join(job.dataset_root, stored.attrs["source_path"])))
-        posterior = crf_posterior_for_cams(
-            rgb, cams, params=settings.crf_params, reference_image_quirk=settings.crf_reference_image_quirk
-        )
-    pseudo = make_pseudo_label(
-        cams,
-        class_ids,
-        alpha=settings.background_alpha,
-        confidence_threshold=settings.confidence_threshold,
-        ignore_index=settings.ignore_index,
-        posterior=posterior,
-    )
-    write_bytes_atomic(paths[MASKS], palette_png_bytes(pseudo.labels))
-    write_bytes_atomic(paths[RAW], palette_png_bytes(pseudo.raw_labels))
-    write_bytes_atomic(paths[CONFIDENCE], npy_bytes(pseudo.confidence.astype(np.float16)))
-    labels, counts = np.unique(pseudo.labels, return_counts=True)
-    row = {
-        "image_id": job.image_id,
-        "size": [int(v) for v in pseudo.labels.shape],
-        "tags": list(stored.attrs["tags"]),
-        "ignored_fraction": round(float((pseudo.labels == settings.ignore_index).mean()), 6),
-        "mean_confidence": round(float(pseudo.confidence.mean()), 6),
-        "label_pixels": {str(int(l)): int(c) for l, c in zip(labels, counts)},
-        "source_sha256": stored.attrs["source_sha256"],
-    }
-    output_keys.record(keys_dir, job.image_id, key, row)
-    return row
+    try:
+        rgb = np.asarray(load_rgb(safe_join(job.dataset_root, stored.attrs["source_path"]))) if job.settings.needs_image(class_ids) else None
+    except (ImageError, DatasetError) as error:
+        return "failed", str(error)
+    label = pseudo_label(rgb, cams, class_ids, job.settings)
+    row = mask_row(job.image_id, label, stored.attrs["tags"], stored.attrs["source_sha256"], job.settings.ignore_index)
+    PseudoMaskStore(job.output).write(job.image_id, job.key, label, row)
+    return "computed", row
 
 
-@task(cache_policy=NONE)
-def make_pseudo_masks(jobs: Sequence[PseudoJob], workers: int, progress: Progress | None = None) -> list[dict[str, Any]]:
-    """Run the jobs, in `workers` processes when more than one (the CRF is CPU-bound)."""
-    if jobs:
-        for sub in (MASKS, RAW, CONFIDENCE, KEYS):
-            (jobs[0].output / sub).mkdir(parents=True, exist_ok=True)
-    rows = []
-    if workers <= 1 or len(jobs) <= 1:
-        for job in jobs:
-            rows.append(make_pseudo_mask(job))
-            if progress:
-                progress.step()
-        return rows
-    with ProcessPoolExecutor(max_workers=workers) as pool:
-        for row in pool.map(make_pseudo_mask, jobs, chunksize=4):
-            rows.append(row)
-            if progress:
-                progress.step()
-    return rows
+@dataclass
+class PseudoRun:
+    """What a pseudo run did."""
+
+    computed: list[str] = field(default_factory=list)
+    reused: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    failed: dict[str, str] = field(default_factory=dict)
+    archived: list[str] = field(default_factory=list)
+    written: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
-@task(cache_policy=NONE)
-def remove_outputs_of_dropped_images(output: Path, image_ids: Sequence[str]) -> int:
-    """Delete outputs (and keys) of images no longer in the refined store; returns how many files."""
-    directories = [output / sub for sub in (MASKS, RAW, CONFIDENCE, KEYS)]
-    return len(output_keys.remove_stale_outputs(directories, set(image_ids)))
+def _run_jobs(jobs: Sequence[PseudoJob], workers: int, report: StageReport | None) -> list[tuple[str, dict[str, Any] | str]]:
+    """The jobs in `workers` processes when more than one (the CRF is CPU-bound)."""
+    pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 and len(jobs) > 1 else None
+    outcomes = pool.map(make_pseudo_mask, jobs, chunksize=4) if pool else map(make_pseudo_mask, jobs)
+    results = []
+    try:
+        for job, result in zip(jobs, outcomes):
+            results.append(result)
+            if report:
+                report.advance([job.image_id], result[0])
+    finally:
+        if pool:
+            pool.shutdown()
+    return results
+
+
+def run_pseudo(params: Params, layout: ArtifactLayout, report: StageReport | None = None, archive_to: Path | None = None) -> PseudoRun:
+    """Pseudo outputs for every image of the pass's refined store; a summary row per image.
+
+    Args:
+        archive_to: a relabel run's history folder: the previous outputs of every image recomputed
+            or removed are copied there first.
+    """
+    settings, store, run_id = params.pseudo, PseudoMaskStore(layout.pseudo), flow_run_id()
+    refined = CamStore(layout.refined)
+    keys = {}
+    for image_id, stored in refined.iter_images(names=[]):
+        # Stores written before content keys existed: the maps themselves are the key input.
+        refined_key = stored.attrs.get(CONTENT_KEY_ATTR) or array_digest([refined.read(image_id, ["refined"], keep_dtype=True).arrays["refined"]])
+        keys[image_id] = pseudo_key(settings, str(refined_key), str(stored.attrs["source_sha256"]))
+    previous = store.read_summary()
+    rows = {i: row for i, key in keys.items() if (row := store.reusable_row(i, key)) is not None}
+    todo = sorted(set(keys) - set(rows))
+    run = PseudoRun(reused=sorted(rows), removed=sorted(set(_existing_ids(store)) - set(keys)))
+    if report:
+        report.start(len(keys))
+        report.advance(run.reused, "copied")
+    if archive_to is not None:
+        run.archived = [str(p) for p in store.archive([*todo, *run.removed], archive_to)]
+    jobs = [PseudoJob(i, keys[i], layout.refined, params.dataset_root, layout.pseudo, settings) for i in todo]
+    for job, (outcome, value) in zip(jobs, _run_jobs(jobs, settings.jobs, report)):
+        if outcome == "failed":
+            run.failed[job.image_id] = str(value)
+        else:
+            rows[job.image_id] = value  # type: ignore[assignment]
+            run.computed.append(job.image_id)
+    store.keep_only(rows)
+    run.written = [str(p) for i in run.computed for p in layout.pseudo.outputs(i).values()]
+    old_ids = previous.image_flow_run_ids if previous else {}
+    store.write_summary(PseudoSummary(
+        params=params.section_dict("pseudo"),
+        input_manifest_sha256=manifest_sha256(read_manifest(layout)),
+        flow_run_id=run_id,
+        images=[rows[i] for i in sorted(rows)],
+        image_flow_run_ids={i: run_id if i in run.computed else old_ids.get(i, previous.flow_run_id if previous else None) for i in sorted(rows)},
+        learned_prompts_sha256=_learned_prompts_sha256(refined) if layout.pass_name else None,
+    ))
+    settle_failures("pseudo", run.failed, len(keys), params.reliability.max_failed_share, layout.stage_failures(layout.pseudo.root))
+    return run
+
+
+def _existing_ids(store: PseudoMaskStore) -> set[str]:
+    folder = store.layout.folder("masks")
+    return {p.stem for p in folder.iterdir() if p.suffix == ".png"} if folder.is_dir() else set()
+
+
+def _learned_prompts_sha256(refined: CamStore) -> str | None:
+    """The learned prompts the second pass's maps were made with (recorded in its refined store)."""
+    upstream = refined.root_attrs(refined.shards[0]).get("upstream_cams", {}) if refined.shards else {}
+    return upstream.get("learned_prompts_sha256")

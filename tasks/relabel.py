@@ -1,134 +1,130 @@
-"""relabel: the task nodes of the incremental relabel flow (diff, pseudo subset, history, metrics, log).
+"""relabel: one incremental relabeling run over the same stage entries as `dvc repro`.
 
-CAMs and refinement are the `cams`/`refine` flows themselves (they recompute only images whose
-content key changed); this module adds what only a relabel run does: compare the dataset with
-the last run's manifest, keep the previous version of every mask it replaces or deletes, make
-pseudo masks for the affected images only, score the masks and log the run.
+prepare -> (prompts once) -> cams -> refine -> pseudo, each recomputing only what its content keys
+say changed, so whatever interrupted an earlier run is finished by the next one. What only a
+relabel run adds: the diff against the last completed run's manifest (counts and reasons for the
+log), the previous version of every replaced or removed mask (history), the mIoU of the current
+masks, retraining above `relabel.retrain_share`, and the run log.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import time
+from collections.abc import Callable
+from dataclasses import replace
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 from PIL import Image
-from prefect import task
-from prefect.artifacts import create_table_artifact
-from prefect.cache_policies import NONE
 
-from tasks import pseudo as pseudo_tasks
-from tasks.common import PSEUDO_DIR, REFINED_STORE, read_json, write_json
-from wsss.config import PseudoSettings
-from wsss.datasets import Manifest, safe_join
+from tasks.cams import run_cams
+from tasks.evaluate import run_evaluate
+from tasks.prepare import read_manifest, run_prepare
+from tasks.prompts import run_prompts
+from tasks.pseudo import run_pseudo
+from tasks.refine import run_refine
+from tasks.runtime import flow_run_id, table
+from tasks.train import run_train
+from wsss.catalog import ArtifactLayout
+from wsss.datasets import Manifest, manifest_sha256, safe_join
 from wsss.errors import DatasetError
+from wsss.io.atomic import write_json_atomic, write_text_atomic
+from wsss.io.pseudo_store import PseudoMaskStore
 from wsss.metrics import ConfusionAccumulator
-from wsss.relabel import ManifestDiff, RunRecord, append_run_log, archive_outputs, diff_manifests
-
-LAST_MANIFEST = "last_manifest.json"
-RUN_LOG = "runs.jsonl"
-METRICS = "metrics.json"
-# One image's pseudo outputs, as `tasks.pseudo` lays them out.
-PSEUDO_LAYOUT = {pseudo_tasks.MASKS: ".png", pseudo_tasks.RAW: ".png", pseudo_tasks.CONFIDENCE: ".npy"}
+from wsss.params import Params
+from wsss.relabel import ManifestDiff, RunRecord, append_run_log, diff_manifests
 
 
-def run_stamp(flow_run_id: str | None) -> str:
+def run_stamp(run_id: str | None) -> str:
     """Sortable, unique name of one run: UTC time plus the start of the flow-run id."""
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + (f"-{flow_run_id[:8]}" if flow_run_id else "")
+    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + (f"-{run_id[:8]}" if run_id else "")
 
 
-@task(cache_policy=NONE)
-def diff_against_last_run(manifest: Manifest, state_dir: Path) -> ManifestDiff:
+def diff_against_last_run(manifest: Manifest, layout: ArtifactLayout) -> ManifestDiff:
     """Added / changed / removed images since the manifest the last relabel run completed with."""
-    path = state_dir / LAST_MANIFEST
     previous = None
-    if path.is_file():
+    if layout.last_manifest.is_file():
         try:
-            previous = Manifest.from_json(path.read_text(), str(path))
+            previous = Manifest.from_json(layout.last_manifest.read_text(), str(layout.last_manifest))
         except OSError as error:
-            raise DatasetError(f"{path}: cannot read the last run's manifest ({error})") from error
+            raise DatasetError(f"{layout.last_manifest}: cannot read the last run's manifest ({error})") from error
     return diff_manifests(previous, manifest)
 
 
-def pseudo_targets(refined_computed: Sequence[str], manifest: Manifest, pseudo_params: Mapping[str, Any] | None) -> list[str]:
-    """Images that need a new pseudo mask: refined maps recomputed, mask missing, or `pseudo` params changed."""
-    summary_path = PSEUDO_DIR / "summary.json"
-    summary = read_json(summary_path) if summary_path.is_file() else {}
-    ids = [r.image_id for r in manifest.records]
-    if summary.get("params") != dict(pseudo_params or {}):
-        return ids
-    missing = [i for i in ids if not (PSEUDO_DIR / pseudo_tasks.MASKS / f"{i}.png").is_file()]
-    return sorted(set(refined_computed) | set(missing))
-
-
-@task(cache_policy=NONE)
-def relabel_pseudo(
-    image_ids: Sequence[str],
-    removed: Sequence[str],
-    settings: PseudoSettings,
-    pseudo_params: Mapping[str, Any] | None,
-    dataset_root: Path,
-    history: Path,
-    manifest_sha256: str,
-    flow_run_id: str | None,
-) -> dict[str, Any]:
-    """Archive, then rewrite the pseudo outputs of `image_ids` and delete those of `removed`.
-
-    The summary keeps the rows of untouched images and replaces or drops the others.
-    Returns the archived and written paths.
-    """
-    archived = archive_outputs([*image_ids, *removed], PSEUDO_DIR, PSEUDO_LAYOUT, history)
-    for image_id in removed:
-        for sub, suffix in PSEUDO_LAYOUT.items():
-            (PSEUDO_DIR / sub / f"{image_id}{suffix}").unlink(missing_ok=True)
-    jobs = [pseudo_tasks.PseudoJob(i, REFINED_STORE, dataset_root, PSEUDO_DIR, settings) for i in image_ids]
-    # Rows kept from earlier runs keep their own run id; the summary-level id is this run's.
-    rows = [{**row, "flow_run_id": flow_run_id} for row in (pseudo_tasks.make_pseudo_masks.fn(jobs, settings.jobs) if jobs else [])]
-    summary_path = PSEUDO_DIR / "summary.json"
-    summary = read_json(summary_path) if summary_path.is_file() else {}
-    replaced = set(image_ids) | set(removed)
-    kept = [row for row in summary.get("images", []) if row.get("image_id") not in replaced]
-    write_json(summary_path, {
-        **summary,
-        "params": dict(pseudo_params or {}),
-        "input_manifest_sha256": manifest_sha256,
-        "flow_run_id": flow_run_id,
-        "images": sorted(kept + rows, key=lambda row: row["image_id"]),
-    })
-    written = [PSEUDO_DIR / sub / f"{i}{suffix}" for i in image_ids for sub, suffix in PSEUDO_LAYOUT.items()]
-    return {"archived": [str(p) for p in archived], "written": [str(p) for p in written]}
-
-
-@task(cache_policy=NONE)
-def score_pseudo_masks(manifest: Manifest, dataset_root: Path, num_classes: int, output: Path) -> dict[str, Any]:
+def score_pseudo_masks(params: Params, layout: ArtifactLayout, manifest: Manifest) -> dict[str, Any]:
     """mIoU of the current pseudo masks on the images with ground truth (255 = ignored counts as a miss)."""
-    accumulator = ConfusionAccumulator(num_classes)
-    scored = 0
+    accumulator = ConfusionAccumulator(params.vocabulary.num_classes + 1)
+    masks, scored = PseudoMaskStore(layout.pseudo), 0
     for record in manifest.records:
-        mask_path = PSEUDO_DIR / pseudo_tasks.MASKS / f"{record.image_id}.png"
-        if record.ground_truth_path is None or not mask_path.is_file():
+        if record.ground_truth_path is None or not masks.has_mask(record.image_id):
             continue
-        with Image.open(safe_join(dataset_root, record.ground_truth_path)) as gt, Image.open(mask_path) as mask:
-            accumulator.update(np.asarray(gt, dtype=np.uint8), np.asarray(mask, dtype=np.uint8))
+        with Image.open(safe_join(params.dataset_root, record.ground_truth_path)) as gt:
+            accumulator.update(np.asarray(gt, dtype=np.uint8), masks.labels(record.image_id))
         scored += 1
     metrics: dict[str, Any] = {"images_scored": scored, "images": len(manifest.records)}
     if scored:
         scores = accumulator.scores()
         metrics.update(pseudo_miou=round(float(scores.mean_iou), 6), pixel_accuracy=round(float(scores.pixel_accuracy), 6))
-    write_json(output, metrics)
+    write_json_atomic(layout.relabel_metrics, metrics)
     return metrics
 
 
-@task(cache_policy=NONE)
-def record_run(record: RunRecord, state_dir: Path, manifest: Manifest) -> None:
-    """Append the run to the JSONL log, publish it as a table artifact, remember the manifest."""
-    append_run_log(state_dir / RUN_LOG, record)
-    rows = [{"run": record.run_stamp, **record.counts, **{f"{k}_s": round(v, 2) for k, v in record.durations.items()},
-             "retrained": record.retrained}]
-    create_table_artifact(rows, key="wsss-relabel-run", description=f"Relabel run {record.run_stamp}")
-    state_dir.mkdir(parents=True, exist_ok=True)
-    partial = state_dir / (LAST_MANIFEST + ".partial")
-    partial.write_text(manifest.to_json())
-    partial.replace(state_dir / LAST_MANIFEST)
+def record_run(record: RunRecord, layout: ArtifactLayout, manifest: Manifest) -> None:
+    """Append the run to the JSONL log, then remember the manifest it completed (the images it
+    could not read are left out, so the next run counts them as added again)."""
+    append_run_log(layout.run_log, record)
+    table([{"run": record.run_stamp, **record.counts, **{f"{k}_s": round(v, 2) for k, v in record.durations.items()},
+            "retrained": record.retrained}], "wsss-relabel-run", f"Relabel run {record.run_stamp}")
+    completed = replace(manifest, records=tuple(r for r in manifest.records if r.image_id not in set(record.failed)))
+    write_text_atomic(layout.last_manifest, completed.to_json())
+
+
+class Laps:
+    """Seconds per step of a run."""
+
+    def __init__(self) -> None:
+        self.durations: dict[str, float] = {}
+        self._started = time.monotonic()
+
+    def __call__(self, name: str, step: Callable[[], Any]) -> Any:
+        result = step()
+        self.durations[name] = time.monotonic() - self._started
+        self._started = time.monotonic()
+        return result
+
+
+def run_relabel(params: Params, layout: ArtifactLayout) -> dict[str, Any]:
+    """One relabel run (the caller holds the run lock); returns what it did, as logged."""
+    run_id = flow_run_id()
+    stamp, lap = run_stamp(run_id), Laps()
+    lap("prepare", lambda: run_prepare(params, layout))
+    manifest = read_manifest(layout)
+    diff = diff_against_last_run(manifest, layout)
+    if not layout.prompt_scores.is_file():
+        lap("prompts", lambda: run_prompts(params, layout))
+    cams = lap("cams", lambda: run_cams(params, layout))
+    refined = lap("refine", lambda: run_refine(params, layout))
+    history = layout.history(stamp)
+    pseudo = lap("pseudo", lambda: run_pseudo(params, layout, archive_to=history))
+    # Images whose input could not be read (their stage's failures.json says why); the others went on.
+    failed = sorted({*cams.failed, *refined.failed, *pseudo.failed})
+    metrics = lap("metrics", lambda: score_pseudo_masks(params, layout, manifest))
+    retrain = params.relabel.retrains(diff.changed_share())
+    if retrain:
+        lap("retrain", lambda: (run_train(params, layout), run_evaluate(params, layout)))
+    durations = {**lap.durations, "total": sum(lap.durations.values())}
+    record = RunRecord(
+        run_stamp=stamp, flow_run_id=run_id, counts=diff.counts(), durations=durations,
+        relabeled=pseudo.computed, removed=list(diff.removed), retrained=retrain, manifest_sha256=manifest_sha256(manifest),
+        history_dir=str(history) if pseudo.archived else None,
+        written=[*cams.written, *refined.written, *pseudo.written], failed=failed,
+    )
+    record_run(record, layout, manifest)
+    return {
+        "counts": diff.counts(), "reasons": {k: list(v) for k, v in diff.reasons.items()}, "cams": cams.as_dict(),
+        "refine": refined.as_dict(), "pseudo": pseudo.computed, "removed": list(diff.removed), "archived": pseudo.archived,
+        "failed": failed, "metrics": metrics, "retrained": retrain, "durations": durations,
+        "run_stamp": stamp, "written": list(record.written),
+    }
+

@@ -14,37 +14,30 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-import numpy as np
-import yaml
-from PIL import Image
+from wsss.errors import CheckpointError, WsssError
 
-from wsss.cam import ClipEsCamExtractor
-from wsss.clip import LoadedClip, load_clip
-from wsss.config import CoreConfig
-from wsss.errors import CheckpointError, ConfigError, WsssError
-from wsss.metrics import ConfusionAccumulator
-from wsss.pseudo import make_pseudo_label
-from wsss.viz import cam_overlay, label_overlay, tile_horizontally, voc_palette
+# Everything heavy (torch, open_clip, numpy, PIL) is imported by the command that needs it, so
+# `wsss --help` and `wsss lineage` start at once.
+if TYPE_CHECKING:
+    from wsss.clip import LoadedClip
+    from wsss.params import Params
 
 
-def _load_config(path: str | None) -> CoreConfig:
-    if path is None:
-        return CoreConfig.from_mapping({})
-    try:
-        params = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as error:
-        raise ConfigError(f"{path}: cannot read params ({error})") from error
-    if not isinstance(params, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
-    return CoreConfig.from_mapping(params)
+def _load_params(path: str | None) -> Params:
+    from wsss.params import Params, load_params
+
+    return Params() if path is None else load_params(path)
 
 
-def _resolve_weights(args: argparse.Namespace, config: CoreConfig) -> tuple[LoadedClip, str]:
+def _resolve_weights(args: argparse.Namespace, params: Params) -> tuple[LoadedClip, str]:
     """Weights from --random-init, --checkpoint / WSSS_CLIP_CHECKPOINT, params, else random (loudly)."""
-    source = config.clip
+    from wsss.clip import load_clip
+
+    source = params.clip.source()
     checkpoint = args.checkpoint or os.environ.get("WSSS_CLIP_CHECKPOINT")
-    device, precision = args.device or config.device, args.precision or config.precision
+    device, precision = args.device or params.clip.device, args.precision or params.clip.precision
     if args.random_init:
         source = replace(source, checkpoint=None, random_init=True)
         return load_clip(source, device, precision), "random initialisation (requested with --random-init)"
@@ -68,26 +61,40 @@ def _resolve_weights(args: argparse.Namespace, config: CoreConfig) -> tuple[Load
         )
 
 
-def run_demo(args: argparse.Namespace) -> int:
-    """CAMs, CAA and pseudo masks for the sample photos; writes PNGs and summary.json."""
-    from wsss.sample import sample_images
-
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    config = _load_config(args.params)
-    clip, weights_note = _resolve_weights(args, config)
-    print(f"CLIP weights: {weights_note}")
-    vocabulary = config.vocabulary
-    extractor = ClipEsCamExtractor(clip, vocabulary, config.cam, config.caa)
-    pseudo_settings = config.pseudo
-    use_crf = pseudo_settings.crf and not args.no_crf
-    if use_crf:
+def _crf_available(wanted: bool) -> bool:
+    if wanted:
         try:
             import pydensecrf  # noqa: F401
         except ImportError:
             print("NOTE: pydensecrf is not installed; pseudo masks are made without dense CRF", file=sys.stderr)
-            use_crf = False
-    palette = voc_palette().flatten().tolist()
+            return False
+    return wanted
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    """CAMs, CAA and pseudo masks for the sample photos; writes PNGs and summary.json."""
+    import numpy as np
+    from PIL import Image
+
+    from wsss.cam import ClipEsCamExtractor
+    from wsss.io.atomic import write_bytes_atomic, write_text_atomic
+    from wsss.io.pseudo_store import palette_png_bytes, png_bytes
+    from wsss.metrics import ConfusionAccumulator
+    from wsss.pseudo import pseudo_label
+    from wsss.sample import sample_images
+    from wsss.text import REFERENCE_TEMPLATE
+    from wsss.viz import overlay_strip
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    params = _load_params(args.params)
+    clip, weights_note = _resolve_weights(args, params)
+    print(f"CLIP weights: {weights_note}")
+    vocabulary = params.vocabulary
+    template = params.prompts.pin or REFERENCE_TEMPLATE  # no prompts stage here: the pinned (reference) template
+    extractor = ClipEsCamExtractor(clip, vocabulary, replace(params.cam, templates=(template,)), params.caa)
+    settings = replace(params.pseudo, crf=_crf_available(params.pseudo.crf and not args.no_crf))
+    argmax_only = replace(settings, crf=False, confidence_threshold=None)
     cam_scores = ConfusionAccumulator(vocabulary.num_classes + 1)
     mask_scores = ConfusionAccumulator(vocabulary.num_classes + 1)
     images = []
@@ -97,31 +104,11 @@ def run_demo(args: argparse.Namespace) -> int:
         result = extractor.extract(Image.fromarray(sample.rgb), ids)
         cam_seconds = time.perf_counter() - started
         assert result.refined is not None
-        posterior = None
-        if use_crf:
-            from wsss.pseudo import crf_posterior_for_cams
-
-            posterior = crf_posterior_for_cams(
-                sample.rgb,
-                result.refined.astype(np.float16),
-                params=pseudo_settings.crf_params,
-                reference_image_quirk=pseudo_settings.crf_reference_image_quirk,
-            )
-        pseudo = make_pseudo_label(
-            result.refined.astype(np.float16),
-            result.class_ids,
-            alpha=pseudo_settings.background_alpha,
-            confidence_threshold=pseudo_settings.confidence_threshold,
-            ignore_index=pseudo_settings.ignore_index,
-            posterior=posterior,
-        )
-        mask = Image.fromarray(pseudo.labels, mode="P")
-        mask.putpalette(palette)
-        mask.save(out / f"{sample.image_id}_mask.png")
-        panels = [sample.rgb] + [cam_overlay(sample.rgb, cam) for cam in result.refined]
-        panels.append(label_overlay(sample.rgb, pseudo.labels))
-        Image.fromarray(tile_horizontally(panels)).save(out / f"{sample.image_id}_overlay.png")
-        record = {
+        refined = result.refined.astype(np.float16)  # as the pipeline stores them
+        pseudo = pseudo_label(sample.rgb, refined, result.class_ids, settings)
+        write_bytes_atomic(out / f"{sample.image_id}_mask.png", palette_png_bytes(pseudo.labels))
+        write_bytes_atomic(out / f"{sample.image_id}_overlay.png", png_bytes(overlay_strip(sample.rgb, result.refined, pseudo.labels)))
+        images.append({
             "image_id": sample.image_id,
             "source": sample.source,
             "tags": list(sample.tags),
@@ -129,29 +116,22 @@ def run_demo(args: argparse.Namespace) -> int:
             "token_grid": list(result.grid),
             "tag_probabilities": [round(float(p), 6) for p in result.tag_probabilities],
             "cam_seconds": round(cam_seconds, 3),
-            "ignored_fraction": round(float((pseudo.labels == 255).mean()), 4),
-        }
+            "ignored_fraction": round(float((pseudo.labels == settings.ignore_index).mean()), 4),
+        })
         if sample.ground_truth is not None:
-            raw = make_pseudo_label(
-                result.refined.astype(np.float16),
-                result.class_ids,
-                alpha=pseudo_settings.background_alpha,
-                confidence_threshold=None,
-            )
-            cam_scores.update(sample.ground_truth, raw.labels)
+            cam_scores.update(sample.ground_truth, pseudo_label(None, refined, result.class_ids, argmax_only).labels)
             mask_scores.update(sample.ground_truth, pseudo.raw_labels)
-        images.append(record)
         print(f"{sample.image_id}: tags={','.join(sample.tags)} cams in {cam_seconds:.2f}s -> {out}")
     summary = {
         "clip": clip.identity(),
         "weights_note": weights_note,
-        "crf": use_crf,
+        "crf": settings.crf,
         "images": images,
         "params": args.params,
-        f"miou_refined_cams_alpha{pseudo_settings.background_alpha:g}": cam_scores.scores().mean_iou,
-        f"miou_pseudo_masks_{'crf' if use_crf else 'nocrf'}": mask_scores.scores().mean_iou,
+        f"miou_refined_cams_alpha{settings.background_alpha:g}": cam_scores.scores().mean_iou,
+        f"miou_pseudo_masks_{'crf' if settings.crf else 'nocrf'}": mask_scores.scores().mean_iou,
     }
-    (out / "summary.json").write_text(json.dumps(summary, indent=2, default=float))
+    write_text_atomic(out / "summary.json", json.dumps(summary, indent=2, default=float))
     print(f"summary: {out / 'summary.json'} (weights: {weights_note})")
     return 0
 
@@ -208,24 +188,28 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 def run_overlay(args: argparse.Namespace) -> int:
     """PNG of the image, its refined map per tag and its pseudo mask."""
+    import numpy as np
+
+    from wsss.catalog import ArtifactLayout
     from wsss.datasets import Manifest, safe_join
     from wsss.imaging import load_rgb
     from wsss.io import CamStore
+    from wsss.io.atomic import write_bytes_atomic
+    from wsss.io.pseudo_store import PseudoMaskStore, png_bytes
+    from wsss.viz import overlay_strip
 
-    root = Path(args.root)
-    manifest = Manifest.from_json((root / "artifacts/prepare/manifest.json").read_text(), "manifest")
-    meta = json.loads((root / "artifacts/prepare/manifest.meta.json").read_text())
+    layout = ArtifactLayout(Path(args.root))
+    manifest = Manifest.from_json(layout.manifest.read_text(), str(layout.manifest))
+    meta: dict[str, Any] = json.loads(layout.manifest_meta.read_text())
     record = next((r for r in manifest.records if r.image_id == args.image_id), None)
     if record is None:
-        raise WsssError(f"image {args.image_id!r} is not in the manifest")
-    rgb = np.asarray(load_rgb(safe_join(root / meta["root"], record.image_path)))
-    maps = CamStore(root / "artifacts/refined").read(args.image_id, ["refined"]).arrays["refined"]
-    panels = [rgb, *(cam_overlay(rgb, cam) for cam in maps)]
-    mask_path = root / "artifacts/pseudo/masks" / f"{args.image_id}.png"
-    if mask_path.is_file():
-        panels.append(label_overlay(rgb, np.asarray(Image.open(mask_path))))
+        raise WsssError(f"image {args.image_id!r} is not in {layout.manifest}")
+    rgb = np.asarray(load_rgb(safe_join(layout.repo / meta["root"], record.image_path)))
+    maps = CamStore(layout.refined).read(args.image_id, ["refined"]).arrays["refined"]
+    masks = PseudoMaskStore(layout.pseudo)
+    labels = masks.labels(args.image_id) if masks.has_mask(args.image_id) else None
     out = Path(args.out or f"{args.image_id}_overlay.png")
-    Image.fromarray(tile_horizontally(panels)).save(out)
+    write_bytes_atomic(out, png_bytes(overlay_strip(rgb, maps, labels)))
     print(f"wrote {out} (image | {len(maps)} refined map(s) | pseudo mask)")
     return 0
 

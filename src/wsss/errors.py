@@ -33,3 +33,7 @@ class TooManyFailuresError(WsssError):
 
 class RunLockedError(WsssError):
     """Another live pipeline run holds the artifacts directory."""
+
+
+class ArtifactWriteError(WsssError):
+    """An output file could not be written (disk full, permissions); what was published stays."""

@@ -8,10 +8,13 @@ outputs; the stage exits non-zero only when the failed share exceeds
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from pathlib import Path
+from typing import Any, ClassVar
 
-from wsss.errors import ConfigError, TooManyFailuresError
+from wsss.errors import TooManyFailuresError
+from wsss.settings import check_fields, setting
 
 # 12000 x 9000 photos (108 Mpx) pass; PIL's own decompression-bomb error fires at ~179 Mpx.
 DEFAULT_MAX_IMAGE_PIXELS = 120_000_000
@@ -19,23 +22,19 @@ DEFAULT_MAX_IMAGE_PIXELS = 120_000_000
 
 @dataclass(frozen=True)
 class ReliabilitySettings:
-    """How much bad input a run tolerates (the `reliability` params section).
+    """How much bad input a run tolerates (the `reliability` params section)."""
 
-    Attributes:
-        max_failed_share: the stage fails when more than this share of its images failed
-            (0 = any failure fails the run, 1 = never fail on per-image problems).
-        max_image_pixels: images with more pixels (from the header, before decoding) are
-            refused, which bounds the memory one image can take.
-    """
+    SECTION: ClassVar[str] = "reliability"
 
-    max_failed_share: float = 0.05
-    max_image_pixels: int = DEFAULT_MAX_IMAGE_PIXELS
+    max_failed_share: float = setting(
+        0.05, "a stage fails when more than this share of its images failed (0: any, 1: never)", ge=0.0, le=1.0
+    )
+    max_image_pixels: int = setting(
+        DEFAULT_MAX_IMAGE_PIXELS, "larger images (header size, before decoding) are refused", ge=1, le=10_000_000_000
+    )
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.max_failed_share <= 1.0:
-            raise ConfigError(f"reliability.max_failed_share must be in [0, 1], got {self.max_failed_share}")
-        if self.max_image_pixels < 1:
-            raise ConfigError(f"reliability.max_image_pixels must be >= 1, got {self.max_image_pixels}")
+        check_fields(self)
 
 
 @dataclass(frozen=True)
@@ -101,3 +100,22 @@ class FailureReport:
                 f"{self.stage}: {len(self.failed_images())} of {total} images failed ({share:.1%}), more than "
                 f"reliability.max_failed_share = {max_failed_share:.1%}; see {report_path}"
             )
+
+
+def settle_failures(stage: str, failed: Mapping[str, str], total: int, max_failed_share: float, report_path: Path) -> None:
+    """The per-image failures of a stage run: `report_path` written while there are any (removed
+    otherwise), then the run fails when their share exceeds `max_failed_share`.
+
+    Raises:
+        TooManyFailuresError: naming the counts, the threshold and the report.
+    """
+    from wsss.io.atomic import write_json_atomic
+
+    report = FailureReport(stage)
+    for image, reason in sorted(failed.items()):
+        report.add(image, stage, reason)
+    if report.failures:
+        write_json_atomic(report_path, report.to_dict(total, max_failed_share))
+    else:
+        report_path.unlink(missing_ok=True)
+    report.check(total, max_failed_share, str(report_path))

@@ -1,8 +1,9 @@
 """Where did this mask come from? Lineage of one image across the pipeline's artifacts.
 
-Reads what the stages record: the manifest (input hashes), HDF5 root and per-image attributes
-(params, weights identity, template, code version, Prefect flow-run id), the pseudo-mask and
-model summaries, and `dvc.lock` (the versions DVC considers current). No DVC or Prefect import.
+Reads what the stages record, through the catalog and the typed records: the manifest (input
+hashes), HDF5 root and per-image attributes (params, weights identity, template, code version,
+Prefect flow-run id), the pseudo summary, the model record (with its effective recipe), the
+evaluation run, and `dvc.lock` (the versions DVC considers current). No DVC or Prefect import.
 """
 
 from __future__ import annotations
@@ -14,22 +15,14 @@ from typing import Any
 
 import yaml
 
-from wsss.datasets import Manifest, manifest_sha256
+from wsss.catalog import ArtifactLayout
+from wsss.datasets import ImageRecord, Manifest, manifest_sha256
 from wsss.errors import WsssError
 from wsss.io import CamStore
+from wsss.io.records import EvaluationRun, ModelRecord, PseudoSummary
 
 STAGE_ORDER = ("sample", "prepare", "prompts", "cams", "refine", "pseudo", "train", "evaluate")
-
-
-def _json(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.is_file() else None
-
-
-def _dvc_lock(root: Path) -> dict[str, Any]:
-    path = root / "dvc.lock"
-    if not path.is_file():
-        return {}
-    return (yaml.safe_load(path.read_text()) or {}).get("stages", {})
+CODE_FOLDERS = ("flows/", "tasks/", "src/")
 
 
 def differing_keys(recorded: Any, current: Any, prefix: str = "", recorded_only: bool = False) -> list[str]:
@@ -44,9 +37,22 @@ def differing_keys(recorded: Any, current: Any, prefix: str = "", recorded_only:
     return [] if recorded == current else [prefix.rstrip(".") or "(all)"]
 
 
+def _dvc_lock(root: Path) -> dict[str, Any]:
+    path = root / "dvc.lock"
+    return (yaml.safe_load(path.read_text()) or {}).get("stages", {}) if path.is_file() else {}
+
+
 def _current_params(root: Path) -> dict[str, Any]:
+    """Today's params as the stages record them (typed), or as written when the file does not check."""
+    from wsss.params import Params
+
     path = root / "params.yaml"
-    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+    raw = (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+    try:
+        params = Params.from_mapping(raw)
+    except WsssError:
+        return raw
+    return {name: params.section_dict(name) for name in raw}
 
 
 def _lock_params(entry: dict[str, Any]) -> dict[str, Any]:
@@ -62,28 +68,78 @@ def _lock_params(entry: dict[str, Any]) -> dict[str, Any]:
     return nested
 
 
-def _store_entry(store_dir: Path, image_id: str) -> dict[str, Any] | None:
-    if not store_dir.is_dir():
-        return None
-    store = CamStore(store_dir)
-    if image_id not in store:
+def _store_facts(store_dir: Path, image_id: str) -> dict[str, Any] | None:
+    if not store_dir.is_dir() or image_id not in (store := CamStore(store_dir)):
         return None
     stored = store.read(image_id, names=[])
     attrs = store.root_attrs(stored.shard)
+    upstream = attrs.get("upstream_cams") or {}
     return {
-        "artifact": str(stored.shard),
-        "image_attrs": {k: v for k, v in stored.attrs.items()},
-        "stage_params": attrs.get("params"),
-        "params_sha256": attrs.get("params_sha256"),
-        "clip": attrs.get("clip") or (attrs.get("upstream_cams") or {}).get("clip"),
-        "template": attrs.get("template") or (attrs.get("upstream_cams") or {}).get("template"),
-        "code_version": attrs.get("code_version"),
-        "library_versions": attrs.get("library_versions"),
-        "input_manifest_sha256": attrs.get("input_manifest_sha256"),
-        "input_sha256": stored.attrs.get("source_sha256"),
-        "content_key": stored.attrs.get("content_key"),
+        "artifact": str(stored.shard), "image_attrs": dict(stored.attrs), "stage_params": attrs.get("params"),
+        "params_sha256": attrs.get("params_sha256"), "clip": attrs.get("clip") or upstream.get("clip"),
+        "template": attrs.get("template") or upstream.get("template"), "code_version": attrs.get("code_version"),
+        "library_versions": attrs.get("library_versions"), "input_manifest_sha256": attrs.get("input_manifest_sha256"),
+        "input_sha256": stored.attrs.get("source_sha256"), "content_key": stored.attrs.get("content_key"),
         "flow_run_id": attrs.get("flow_run_id"),
     }
+
+
+def _pseudo_facts(layout: ArtifactLayout, image_id: str) -> dict[str, Any] | None:
+    summary = PseudoSummary.read(layout.pseudo.summary)
+    row = summary.row(image_id) if summary else None
+    if summary is None or row is None:
+        return None
+    return {"artifact": str(layout.pseudo.output("masks", image_id)), "summary": row, "stage_params": {"pseudo": summary.params},
+            "flow_run_id": summary.image_flow_run_id(image_id), "input_sha256": row.get("source_sha256"),
+            "input_manifest_sha256": summary.input_manifest_sha256}
+
+
+def _train_facts(layout: ArtifactLayout) -> dict[str, Any] | None:
+    model = ModelRecord.read(layout.model_record)
+    if model is None:
+        return None
+    return {"artifact": model.checkpoint, "stage_params": {"train": model.params}, "recipe": model.recipe,
+            "flow_run_id": model.flow_run_id, "trained_on_manifest": model.input_manifest_sha256,
+            "input_manifest_sha256": model.input_manifest_sha256}
+
+
+def _evaluate_facts(layout: ArtifactLayout, image_id: str) -> dict[str, Any]:
+    run = EvaluationRun.read(layout.evaluation_run)
+    return {"artifact": str(layout.metrics), "scored": bool(run and image_id in run.scored_images),
+            "flow_run_id": run.flow_run_id if run else None, "code_version": run.code_version if run else None,
+            "stage_params": run.params if run else None, "model": run.model if run else None,
+            "input_manifest_sha256": run.input_manifest_sha256 if run else None}
+
+
+def _stage_facts(layout: ArtifactLayout, record: ImageRecord, digest: str, has_evaluate: bool) -> dict[str, dict[str, Any]]:
+    image_id = record.image_id
+    stages: dict[str, dict[str, Any] | None] = {
+        "prepare": {"artifact": str(layout.manifest), "manifest_sha256": digest, "input_sha256": record.sha256,
+                    "record": asdict(record) | {"tags": list(record.tags)}},
+        "cams": _store_facts(layout.cams, image_id),
+        "refine": _store_facts(layout.refined, image_id),
+        "pseudo": _pseudo_facts(layout, image_id),
+        "train": _train_facts(layout),
+        "evaluate": _evaluate_facts(layout, image_id) if layout.metrics.is_file() or has_evaluate else None,
+    }
+    if layout.prompt_scores.is_file():
+        scores = json.loads(layout.prompt_scores.read_text())
+        stages["prompts"] = {"artifact": str(layout.prompt_scores), "selected_template": scores.get("selected"),
+                             "pinned": scores.get("pinned"), "clip": scores.get("clip")}
+    return {name: stages[name] for name in STAGE_ORDER if stages.get(name)}  # type: ignore[misc]
+
+
+def _add_dvc_and_params(facts: dict[str, Any], entry: dict[str, Any] | None, current: dict[str, Any]) -> None:
+    """What dvc.lock recorded for the stage (the code it ran, as hashed) and which params changed since."""
+    if entry:
+        facts["dvc_lock"] = {key: entry.get(key) for key in ("cmd", "params", "deps", "outs")}
+        facts["code_deps"] = {d.get("path"): d.get("md5") for d in entry.get("deps") or []
+                              if str(d.get("path", "")).startswith(CODE_FOLDERS)}
+    if facts.get("stage_params") is None and entry:
+        facts["stage_params"] = _lock_params(entry)
+    recorded = facts.get("stage_params")
+    if isinstance(recorded, dict):
+        facts["params_differ_from_current"] = differing_keys(recorded, {k: current.get(k) for k in recorded}, recorded_only=True)
 
 
 def image_lineage(image_id: str, root: Path | str = ".") -> dict[str, Any]:
@@ -92,73 +148,27 @@ def image_lineage(image_id: str, root: Path | str = ".") -> dict[str, Any]:
     Raises:
         WsssError: the image is not in the manifest (or there is no manifest yet).
     """
-    root = Path(root)
-    artifacts = root / "artifacts"
-    manifest_path = artifacts / "prepare" / "manifest.json"
-    if not manifest_path.is_file():
-        raise WsssError(f"{manifest_path}: no manifest; run `dvc repro` (or the prepare stage) first")
-    manifest = Manifest.from_json(manifest_path.read_text(), str(manifest_path))
+    layout = ArtifactLayout(Path(root))
+    if not layout.manifest.is_file():
+        raise WsssError(f"{layout.manifest}: no manifest; run `dvc repro` (or the prepare stage) first")
+    manifest = Manifest.from_json(layout.manifest.read_text(), str(layout.manifest))
     record = next((r for r in manifest.records if r.image_id == image_id), None)
     if record is None:
-        raise WsssError(f"image {image_id!r} is not in {manifest_path} ({len(manifest.records)} images)")
-    digest = manifest_sha256(manifest)
-    lock = _dvc_lock(root)
-    stages: dict[str, Any] = {}
-    stages["prepare"] = {"artifact": str(manifest_path), "manifest_sha256": digest, "input_sha256": record.sha256,
-                         "record": asdict(record) | {"tags": list(record.tags)}}
-    scores = _json(artifacts / "prompts" / "scores.json")
-    if scores:
-        stages["prompts"] = {"artifact": str(artifacts / "prompts" / "scores.json"), "selected_template": scores.get("selected"),
-                             "pinned": scores.get("pinned"), "clip": scores.get("clip")}
-    for stage, folder in (("cams", "cams"), ("refine", "refined")):
-        entry = _store_entry(artifacts / folder, image_id)
-        if entry:
-            stages[stage] = entry
-    summary = _json(artifacts / "pseudo" / "summary.json")
-    if summary:
-        row = next((r for r in summary.get("images", []) if r.get("image_id") == image_id), None)
-        if row:
-            stages["pseudo"] = {"artifact": str(artifacts / "pseudo" / "masks" / f"{image_id}.png"), "summary": row,
-                                "stage_params": {"pseudo": summary.get("params")},
-                                "flow_run_id": row.get("flow_run_id") or summary.get("flow_run_id"),
-                                "input_sha256": row.get("source_sha256"), "input_manifest_sha256": summary.get("input_manifest_sha256")}
-    model = _json(artifacts / "train" / "model.json")
-    if model:
-        stages["train"] = {"artifact": model.get("checkpoint"), "stage_params": {"train": model.get("params")},
-                           "flow_run_id": model.get("flow_run_id"), "trained_on_manifest": model.get("input_manifest_sha256"),
-                           "input_manifest_sha256": model.get("input_manifest_sha256")}
-    metrics_path = artifacts / "metrics.json"
-    if metrics_path.is_file() or "evaluate" in lock:
-        run = _json(artifacts / "evaluation_run.json") or {}
-        stages["evaluate"] = {"artifact": str(metrics_path), "scored": image_id in run.get("scored_images", []),
-                              "flow_run_id": run.get("flow_run_id"), "code_version": run.get("code_version"),
-                              "stage_params": run.get("params"), "model": run.get("model"),
-                              "input_manifest_sha256": run.get("input_manifest_sha256")}
-    current = _current_params(root)
+        raise WsssError(f"image {image_id!r} is not in {layout.manifest} ({len(manifest.records)} images)")
+    digest, lock, current = manifest_sha256(manifest), _dvc_lock(layout.repo), _current_params(layout.repo)
+    stages = _stage_facts(layout, record, digest, "evaluate" in lock)
     for name, facts in stages.items():
-        if name in lock:
-            facts["dvc_lock"] = {"cmd": lock[name].get("cmd"), "params": lock[name].get("params"),
-                                 "deps": lock[name].get("deps"), "outs": lock[name].get("outs")}
-            # The code a stage ran, as DVC hashed it (stages without a recorded git commit too).
-            facts["code_deps"] = {d.get("path"): d.get("md5") for d in lock[name].get("deps") or []
-                                  if str(d.get("path", "")).startswith(("flows/", "tasks/", "src/"))}
-        recorded = facts.get("stage_params") or (_lock_params(lock[name]) if name in lock else None)
-        if recorded is not None and facts.get("stage_params") is None:
-            facts["stage_params"] = recorded
-        if isinstance(recorded, dict):
-            facts["params_differ_from_current"] = differing_keys(recorded, {k: current.get(k) for k in recorded}, recorded_only=True)
+        _add_dvc_and_params(facts, lock.get(name), current)
     # Incremental runs leave unchanged shards (and their older manifest hash) in place, so a
     # different manifest is a problem only when this image's own bytes differ from the manifest's.
     problems = [
         f"{name}: made from manifest {facts['input_manifest_sha256'][:12]}, current is {digest[:12]}"
         for name, facts in stages.items()
-        if facts.get("input_manifest_sha256") and facts["input_manifest_sha256"] != digest
-        and facts.get("input_sha256") != record.sha256
+        if facts.get("input_manifest_sha256") and facts["input_manifest_sha256"] != digest and facts.get("input_sha256") != record.sha256
     ]
-    cams = stages.get("cams", {}).get("image_attrs", {})
-    if cams and cams.get("source_sha256") != record.sha256:
+    if stages.get("cams", {}).get("image_attrs", {}).get("source_sha256", record.sha256) != record.sha256:
         problems.append("cams: computed from different image bytes than the manifest's")
-    return {"image_id": image_id, "stages": {s: stages[s] for s in STAGE_ORDER if s in stages}, "problems": problems}
+    return {"image_id": image_id, "stages": stages, "problems": problems}
 
 
 def format_lineage(lineage: dict[str, Any]) -> str:
@@ -166,30 +176,32 @@ def format_lineage(lineage: dict[str, Any]) -> str:
     lines = [f"lineage of {lineage['image_id']}"]
     for stage, facts in lineage["stages"].items():
         lines.append(f"\n[{stage}] {facts.get('artifact', '')}")
-        for key in ("manifest_sha256", "selected_template", "template", "params_sha256", "input_sha256", "content_key",
-                    "input_manifest_sha256", "flow_run_id"):
-            if facts.get(key):
-                lines.append(f"  {key}: {facts[key]}")
-        if facts.get("clip"):
-            clip = facts["clip"]
-            lines.append(f"  model: {clip.get('model_name')} weights={clip.get('weights')} sha256={clip.get('checkpoint_sha256')}")
-        if facts.get("code_version"):
-            code = facts["code_version"]
-            lines.append(f"  code: {code.get('git_commit')}{' (dirty)' if code.get('git_dirty') else ''}")
-        if facts.get("stage_params") is not None:
-            lines.append(f"  params: {json.dumps(facts['stage_params'], sort_keys=True)}")
-        if "params_differ_from_current" in facts:
-            differ = facts["params_differ_from_current"]
-            lines.append("  differs from params.yaml: " + (", ".join(differ) if differ else "nothing"))
-        if "flow_run_id" in facts and not facts["flow_run_id"]:
-            lines.append("  flow_run_id: not recorded")
-        if stage == "prepare":
-            record = facts["record"]
-            lines.append(f"  image: {record['image_path']} sha256={record['sha256']} tags={','.join(record['tags'])}")
-        if facts.get("code_deps"):
-            lines.append("  code (dvc.lock deps): " + ", ".join(f"{p}@{str(m)[:8]}" for p, m in sorted(facts["code_deps"].items())))
-        if "dvc_lock" in facts:
-            outs = facts["dvc_lock"].get("outs") or []
-            lines.append("  dvc.lock outs: " + ", ".join(f"{o.get('path')}@{str(o.get('md5'))[:12]}" for o in outs))
+        lines += _format_facts(stage, facts)
     lines.append("\nproblems: " + ("; ".join(lineage["problems"]) if lineage["problems"] else "none"))
     return "\n".join(lines)
+
+
+def _format_facts(stage: str, facts: dict[str, Any]) -> list[str]:
+    lines = [f"  {key}: {facts[key]}" for key in ("manifest_sha256", "selected_template", "template", "params_sha256",
+                                                  "input_sha256", "content_key", "input_manifest_sha256", "flow_run_id")
+             if facts.get(key)]
+    if clip := facts.get("clip"):
+        lines.append(f"  model: {clip.get('model_name')} weights={clip.get('weights')} sha256={clip.get('checkpoint_sha256')}")
+    if code := facts.get("code_version"):
+        lines.append(f"  code: {code.get('git_commit')}{' (dirty)' if code.get('git_dirty') else ''}")
+    if facts.get("stage_params") is not None:
+        lines.append(f"  params: {json.dumps(facts['stage_params'], sort_keys=True)}")
+    if facts.get("recipe"):
+        lines.append(f"  recipe (effective): {json.dumps(facts['recipe'], sort_keys=True)}")
+    if "params_differ_from_current" in facts:
+        lines.append("  differs from params.yaml: " + (", ".join(facts["params_differ_from_current"]) or "nothing"))
+    if "flow_run_id" in facts and not facts["flow_run_id"]:
+        lines.append("  flow_run_id: not recorded")
+    if stage == "prepare":
+        record = facts["record"]
+        lines.append(f"  image: {record['image_path']} sha256={record['sha256']} tags={','.join(record['tags'])}")
+    if facts.get("code_deps"):
+        lines.append("  code (dvc.lock deps): " + ", ".join(f"{p}@{str(m)[:8]}" for p, m in sorted(facts["code_deps"].items())))
+    if "dvc_lock" in facts:
+        lines.append("  dvc.lock outs: " + ", ".join(f"{o.get('path')}@{str(o.get('md5'))[:12]}" for o in facts["dvc_lock"].get("outs") or []))
+    return lines

@@ -18,10 +18,14 @@ from typing import Any
 
 import yaml
 
+from wsss.catalog import ArtifactLayout
 from wsss.errors import WsssError
 from wsss.lineage import differing_keys
 
-MASK_DIR = "masks"
+# dvc.lock names outputs by their path relative to the repository, as the catalog does.
+LAYOUT = ArtifactLayout()
+PSEUDO_OUT, PREPARE_OUT = LAYOUT.pseudo.root.as_posix(), LAYOUT.prepare.as_posix()
+MASK_DIR = LAYOUT.pseudo.folder("masks").name
 # Stages whose changes can change a pseudo mask, upstream first.
 MASK_STAGES = ("prepare", "prompts", "cams", "refine", "pseudo")
 
@@ -67,10 +71,10 @@ def _stage_files(cache: Path, lock: dict[str, Any], stage: str, out_path: str) -
 
 
 def _manifest_records(cache: Path, lock: dict[str, Any]) -> dict[str, dict[str, Any]]:
-    files = _stage_files(cache, lock, "prepare", "artifacts/prepare")
-    if "manifest.json" not in files:
+    files = _stage_files(cache, lock, "prepare", PREPARE_OUT)
+    if LAYOUT.manifest.name not in files:
         return {}
-    path = cache_file(cache, files["manifest.json"])
+    path = cache_file(cache, files[LAYOUT.manifest.name])
     try:
         records = json.loads(path.read_text())["records"]
     except (OSError, json.JSONDecodeError, KeyError) as error:
@@ -86,7 +90,7 @@ def stage_changes(lock_a: dict[str, Any], lock_b: dict[str, Any]) -> dict[str, d
         params = differing_keys(a.get("params") or {}, b.get("params") or {})
         deps_a = {d.get("path"): d.get("md5") for d in a.get("deps") or []}
         deps_b = {d.get("path"): d.get("md5") for d in b.get("deps") or []}
-        deps = sorted(p for p in set(deps_a) | set(deps_b) if deps_a.get(p) != deps_b.get(p) and not str(p).startswith("artifacts/"))
+        deps = sorted(p for p in set(deps_a) | set(deps_b) if deps_a.get(p) != deps_b.get(p) and not str(p).startswith(LAYOUT.artifacts.as_posix() + "/"))
         if params or deps:
             # dvc.lock keys params by file ("params.yaml.caa.box_threshold"): drop the file name.
             changes[stage] = {"params": [k.split(".yaml.", 1)[-1] for k in params], "deps": deps}
@@ -102,8 +106,8 @@ def mask_diff(root: Path | str, revision_a: str, revision_b: str, cache: Path | 
     root = Path(root)
     cache = Path(cache) if cache else root / ".dvc" / "cache"
     lock_a, lock_b = lock_at(root, revision_a), lock_at(root, revision_b)
-    masks_a = {k.split("/", 1)[1]: v for k, v in _stage_files(cache, lock_a, "pseudo", "artifacts/pseudo").items() if k.startswith(MASK_DIR + "/")}
-    masks_b = {k.split("/", 1)[1]: v for k, v in _stage_files(cache, lock_b, "pseudo", "artifacts/pseudo").items() if k.startswith(MASK_DIR + "/")}
+    masks_a = {k.split("/", 1)[1]: v for k, v in _stage_files(cache, lock_a, "pseudo", PSEUDO_OUT).items() if k.startswith(MASK_DIR + "/")}
+    masks_b = {k.split("/", 1)[1]: v for k, v in _stage_files(cache, lock_b, "pseudo", PSEUDO_OUT).items() if k.startswith(MASK_DIR + "/")}
     records_a, records_b = _manifest_records(cache, lock_a), _manifest_records(cache, lock_b)
     changes = stage_changes(lock_a, lock_b)
     upstream = [f"{stage}: {', '.join(c['params'] + c['deps'])}" for stage, c in changes.items()]

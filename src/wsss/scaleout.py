@@ -1,48 +1,35 @@
-"""Where CAM extraction runs: in this process, or on Dask workers (the `runner` params section).
+"""Where the shards of the sharded stages run: in this process, or on Dask workers.
 
-The core only describes the choice; the flows turn it into a Prefect task runner (prefect-dask's
-`DaskTaskRunner`), so no scheduling code lives here.
+The core only describes the choice (the `runner` params section); the task layer turns it into
+a Prefect task runner (prefect-dask's `DaskTaskRunner`), so no scheduling code lives here.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar, Literal
 
-from wsss.errors import ConfigError
-
-RUNNER_KINDS = ("sequential", "dask")
+from wsss.settings import build_section, check_fields, plain, setting
 
 
 @dataclass(frozen=True)
 class RunnerSettings:
-    """How the shards of the `cams` stage are mapped.
+    """How the shards of `cams`, `refine` and the second pass are mapped (the `runner` section)."""
 
-    Attributes:
-        kind: "sequential" (one shard after the other in the stage process) or "dask".
-        address: Dask scheduler address (`tcp://host:8786`) of an existing cluster; None starts a
-            `LocalCluster` on this machine for the duration of the run.
-        workers: worker processes of that LocalCluster (one thread each: CLIP uses all cores
-            of its process through torch anyway).
-    """
+    SECTION: ClassVar[str] = "runner"
 
-    kind: str = "sequential"
-    address: str | None = None
-    workers: int = 2
+    kind: Literal["sequential", "dask"] = setting("sequential", "one shard after the other in the stage process, or Dask")
+    address: str | None = setting(
+        None, "scheduler of an existing Dask cluster (tcp://host:8786); null starts a LocalCluster for the run",
+        check=lambda value: None if "://" in value else "must be a scheduler address like tcp://host:8786",
+    )
+    workers: int = setting(2, "worker processes of that LocalCluster (one thread each: torch uses the cores)", ge=1, le=1024)
 
     def __post_init__(self) -> None:
-        if self.kind not in RUNNER_KINDS:
-            raise ConfigError(f"runner.kind must be one of {RUNNER_KINDS}, got {self.kind!r}")
-        if self.address is not None and not isinstance(self.address, str):
-            raise ConfigError(f"runner.address must be a string like tcp://host:8786 or null, got {self.address!r}")
-        if isinstance(self.workers, bool) or not isinstance(self.workers, int) or self.workers < 1:
-            raise ConfigError(f"runner.workers must be an integer >= 1, got {self.workers!r}")
+        check_fields(self)
 
-
-def runner_settings(params: Mapping[str, Any], overrides: Mapping[str, Any] | None = None) -> RunnerSettings:
-    """The `runner` section (absent = sequential), with command-line overrides applied on top."""
-    from wsss.config import _build, _section
-
-    section = {**_section(params, "runner"), **{k: v for k, v in (overrides or {}).items() if v is not None}}
-    return _build(RunnerSettings, section, "runner")
+    def with_overrides(self, overrides: Mapping[str, Any] | None) -> RunnerSettings:
+        """Command-line overrides (None = keep) applied on top, checked like the params file."""
+        given = {k: v for k, v in (overrides or {}).items() if v is not None}
+        return build_section(RunnerSettings, {**plain(self), **given}, "runner")

@@ -39,3 +39,11 @@ def label_overlay(rgb: np.ndarray, labels: np.ndarray, weight: float = 0.6) -> n
 def tile_horizontally(panels: list[np.ndarray]) -> np.ndarray:
     """Panels of equal height side by side."""
     return np.concatenate(panels, axis=1)
+
+
+def overlay_strip(rgb: np.ndarray, maps: np.ndarray, labels: np.ndarray | None = None) -> np.ndarray:
+    """image | one heat map per tag | the label map (when given), side by side: `(H, W * n, 3)` uint8."""
+    panels = [rgb, *(cam_overlay(rgb, cam) for cam in maps)]
+    if labels is not None:
+        panels.append(label_overlay(rgb, labels))
+    return tile_horizontally(panels)

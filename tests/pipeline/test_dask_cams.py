@@ -35,7 +35,7 @@ def read_all(path: Path) -> tuple[dict, dict]:
 
 @pytest.mark.slow
 def test_cams_on_two_dask_workers_equal_the_sequential_run(harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from flows.cams import run_cams
+    from flows.cams import cams_flow
     from flows.prepare import prepare_flow
     from flows.prompts import prompts_flow
 
@@ -49,9 +49,9 @@ def test_cams_on_two_dask_workers_equal_the_sequential_run(harness, tmp_path: Pa
     prepare_flow("params.yaml")
     prompts_flow("params.yaml")
 
-    sequential = run_cams("params.yaml", {"kind": "sequential"})
+    sequential = cams_flow("params.yaml", {"kind": "sequential"})
     shutil.move(tmp_path / "artifacts/cams", tmp_path / "sequential")
-    on_dask = run_cams("params.yaml", {"kind": "dask", "workers": 2})
+    on_dask = cams_flow("params.yaml", {"kind": "dask", "workers": 2})
     assert len(sequential["computed"]) == len(on_dask["computed"]) == 6
     names = sorted(p.name for p in (tmp_path / "sequential").glob("shard-*.h5"))
     assert names == sorted(p.name for p in (tmp_path / "artifacts/cams").glob("shard-*.h5")) and len(names) > 1

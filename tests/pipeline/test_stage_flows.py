@@ -57,7 +57,7 @@ def test_classes_that_do_not_match_the_dataset_are_refused(harness, workdir: Pat
 
 
 def test_stage_cli_reports_bad_params_without_a_traceback(workdir: Path, capsys: pytest.CaptureFixture) -> None:
-    from flows.cli import run_stage
+    from tasks.command import run_stage
 
-    assert run_stage({"x": lambda path: None}, ["--params", "missing.yaml"]) == 2
+    assert run_stage({"x": lambda args: None}, ["--params", "missing.yaml"]) == 2
     assert "missing.yaml: params file not found" in capsys.readouterr().err

@@ -247,7 +247,7 @@ def test_exif_rotation_one_rule_for_images_and_masks(tmp_path: Path) -> None:
     ],
 )
 def test_bad_params_rejected_naming_the_key(tmp_path: Path, edit: dict, named: str) -> None:
-    from tasks.common import load_params
+    from wsss.params import load_params
 
     params = yaml.safe_load(Path("params.yaml").read_text())
     for section, values in edit.items():
@@ -261,7 +261,7 @@ def test_bad_params_rejected_naming_the_key(tmp_path: Path, edit: dict, named: s
 def test_reliability_settings_ranges() -> None:
     with pytest.raises(ConfigError, match="max_failed_share must be in"):
         ReliabilitySettings(max_failed_share=1.5)
-    with pytest.raises(ConfigError, match="max_image_pixels must be >= 1"):
+    with pytest.raises(ConfigError, match=r"reliability.max_image_pixels must be in \[1, "):
         ReliabilitySettings(max_image_pixels=0)
 
 

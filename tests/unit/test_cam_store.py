@@ -124,7 +124,7 @@ def test_exception_inside_writer_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="stage crashed"):
         with ShardWriter(path, {}) as writer:
             writer.add("a", arrays_for(0), IMAGE_ATTRS)
-            assert path.with_name(path.name + ".partial").exists() and not path.exists()
+            assert writer.partial_path.exists() and writer.partial_path.parent == path.parent and not path.exists()
             raise RuntimeError("stage crashed")
     assert list(tmp_path.iterdir()) == []
     # A failed rewrite keeps the previous complete shard untouched.

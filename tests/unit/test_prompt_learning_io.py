@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from tasks.evaluate import background_comparison_rows, metrics_document, with_learned_background
+from wsss.evaluation import background_comparison_rows, metrics_document, with_learned_background
 from wsss.errors import StoreError
 from wsss.metrics import ConfusionAccumulator
 from wsss.prompts.learned_file import load_learned_prompts, save_learned_prompts
@@ -44,7 +44,7 @@ def test_learned_scores_sit_next_to_the_fixed_ones() -> None:
     fixed = {"cam_refined.alpha=1": scores_of(np.array([[0, 1], [2, 0]])), "pseudo.crf=on": scores_of(np.array([[0, 1], [2, 2]]))}
     learned = {"cam_refined.alpha=1": scores_of(np.array([[0, 1], [2, 2]]))}
     both = with_learned_background(fixed, learned)
-    document = metrics_document("train", both, ["a", "b"])["train"]
+    document = metrics_document("train", both)["train"]
     assert set(document["cam_refined"]) == {"alpha=1", "alpha=1.background=learned"}
     assert document["cam_refined"]["alpha=1.background=learned"]["miou"] == 1.0
     rows = background_comparison_rows(both)

@@ -13,8 +13,9 @@ from wsss.errors import ConfigError, StoreError, WsssError
 from wsss.incremental import content_key, record_keys, reusable_ids, shard_is_current, source_digest, stale_shards, stored_keys
 from wsss.io import ShardWriter, shard_path
 from wsss.io.shard_assignment import assign_shards_by_hash, stable_shard_index
-from wsss.relabel import RunRecord, append_run_log, archive_outputs, diff_manifests, read_run_log, relabel_settings
-from wsss.scaleout import runner_settings
+from wsss.relabel import RelabelSettings, RunRecord, append_run_log, archive_outputs, diff_manifests, read_run_log
+from wsss.scaleout import RunnerSettings
+from wsss.settings import build_section
 
 
 def record(image_id: str, sha: str = "0" * 64, tags: tuple[str, ...] = ("cat",)) -> ImageRecord:
@@ -106,15 +107,18 @@ def test_history_archive_and_run_log(tmp_path: Path) -> None:
 
 
 def test_runner_and_relabel_sections_are_validated() -> None:
-    assert runner_settings({}).kind == "sequential"
-    settings = runner_settings({"runner": {"kind": "sequential", "workers": 3}}, {"kind": "dask", "address": None})
+    assert build_section(RunnerSettings, None, "runner").kind == "sequential"
+    settings = build_section(RunnerSettings, {"kind": "sequential", "workers": 3}, "runner").with_overrides({"kind": "dask", "address": None})
     assert (settings.kind, settings.workers, settings.address) == ("dask", 3, None)
     with pytest.raises(ConfigError, match="runner.kind"):
-        runner_settings({"runner": {"kind": "ray"}})
+        build_section(RunnerSettings, {"kind": "ray"}, "runner")
     with pytest.raises(ConfigError, match="runner.wokers"):
-        runner_settings({"runner": {"wokers": 2}})
-    assert relabel_settings({"relabel": {"cron": "0 3 * * *", "retrain_share": 0.3}}).retrain_share == 0.3
+        build_section(RunnerSettings, {"wokers": 2}, "runner")
+    with pytest.raises(ConfigError, match="runner.workers"):
+        RunnerSettings().with_overrides({"workers": 0})
+    assert build_section(RelabelSettings, {"cron": "0 3 * * *", "retrain_share": 0.3}, "relabel").retrain_share == 0.3
     with pytest.raises(ConfigError, match="relabel.cron"):
-        relabel_settings({"relabel": {"cron": "nightly"}})
+        build_section(RelabelSettings, {"cron": "nightly"}, "relabel")
     with pytest.raises(ConfigError, match="relabel.retrain_share"):
-        relabel_settings({"relabel": {"retrain_share": 1.5}})
+        build_section(RelabelSettings, {"retrain_share": 1.5}, "relabel")
+    assert RelabelSettings(retrain_share=0.1).retrains(0.2) and not RelabelSettings().retrains(1.0)

@@ -82,7 +82,7 @@ def test_confidence_maps_with_pickled_objects_are_refused(tmp_path: Path) -> Non
 
 
 def test_params_yaml_with_python_tags_is_refused(tmp_path: Path) -> None:
-    from tasks.common import load_params
+    from wsss.params import load_params
 
     marker = tmp_path / "pwned"
     path = tmp_path / "params.yaml"

@@ -14,6 +14,7 @@ one batched product.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import ClassVar
 
 import numpy as np
 import torch
@@ -21,28 +22,21 @@ import torch.nn.functional as F
 
 from wsss.cam.boxes import box_mask
 from wsss.cam.gradcam import minmax_normalize
-from wsss.errors import ConfigError
+from wsss.settings import check_fields, setting
 
 
 @dataclass(frozen=True)
 class CaaSettings:
-    """CAA parameters (defaults = the reference on VOC).
+    """The `caa` params section: CAA refinement (defaults = the reference on VOC)."""
 
-    Attributes:
-        box_threshold: contour threshold as a fraction of the CAM max (0.4 VOC, 0.7 COCO).
-        sinkhorn_rounds: column/row normalisation rounds (3).
-        affinity_power: exponent of the transition matrix (2: the reference squares it once).
-    """
+    SECTION: ClassVar[str] = "caa"
 
-    box_threshold: float = 0.4
-    sinkhorn_rounds: int = 3
-    affinity_power: int = 2
+    box_threshold: float = setting(0.4, "contour threshold as a fraction of the CAM max (0.4 VOC, 0.7 COCO)", ge=0.0, le=1.0)
+    sinkhorn_rounds: int = setting(3, "column/row normalisation rounds of the affinity", ge=1, le=100)
+    affinity_power: int = setting(2, "exponent of the transition matrix (the reference squares it once)", ge=1, le=16)
 
     def __post_init__(self) -> None:
-        if not 0.0 <= self.box_threshold <= 1.0:
-            raise ConfigError(f"box_threshold must be in [0, 1], got {self.box_threshold}")
-        if self.sinkhorn_rounds < 1 or self.affinity_power < 1:
-            raise ConfigError("sinkhorn_rounds and affinity_power must be >= 1")
+        check_fields(self)
 
 
 def sinkhorn_normalize(affinity: torch.Tensor, rounds: int = 3) -> torch.Tensor:

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import ClassVar, Literal
 
 import numpy as np
 import torch
@@ -30,56 +31,45 @@ from wsss.clip.loading import LoadedClip
 from wsss.clip.vision import ClipVisionTower, TowerState
 from wsss.errors import ConfigError
 from wsss.imaging import clip_input_size, clip_pixels, to_rgb
+from wsss.settings import check_fields, setting
 from wsss.text.encoder import PromptEmbeddingCache
 from wsss.text.vocabulary import REFERENCE_TEMPLATE, ClassVocabulary
 
 
-BACKWARD_MODES = ("closed_form", "autograd_batched", "autograd_per_tag")
 LEARNED_BACKGROUND_MODES = ("add", "replace")
 
 
 @dataclass(frozen=True)
 class CamSettings:
-    """Parameters of CAM extraction and CAA (defaults = the reference on VOC).
+    """The `cam` params section: CAM extraction (defaults = the reference on VOC).
 
-    Attributes:
-        templates: prompt templates; several are averaged (the reference uses one).
-        affinity_layers: how many final blocks' attention maps are averaged (8); the stored
-            attention is their mean, so this belongs to extraction, not to CAA.
-        max_side: longer-side limit of the network input; larger images are downscaled and
-            their maps upsampled back to full size. None = never (reference behaviour).
-        backward: how tag gradients are obtained. "closed_form" (default): all tags at once
-            through the analytic last-block backward (`wsss.cam.last_block`), falling back to
-            "autograd_batched" for unsupported blocks; "autograd_batched": one batched autograd
-            vector-Jacobian product over all tags; "autograd_per_tag": one backward per tag,
-            as the reference does.
-        round_pos_embed_to_fp16: the reference's fp16 rounding of resized positional embeddings.
-        exact_attention: form attention probabilities explicitly in every block, which is
-            bit-identical to the reference's `nn.MultiheadAttention(need_weights=True)`; when
-            False, blocks whose maps CAA does not use run the fused SDPA kernel (faster, but its
-            different rounding can grow through the layers).
-        batch_size: images per forward, within one size bucket.
+    `templates` is not a params key: the `prompts` stage selects the template and the caller sets
+    it here (several are averaged; the reference uses one).
     """
 
-    templates: tuple[str, ...] = (REFERENCE_TEMPLATE,)
-    affinity_layers: int = 8
-    max_side: int | None = 1024
-    backward: str = "closed_form"
-    round_pos_embed_to_fp16: bool = True
-    exact_attention: bool = True
-    batch_size: int = 1
+    SECTION: ClassVar[str] = "cam"
+
+    templates: tuple[str, ...] = setting((REFERENCE_TEMPLATE,), "prompt templates, set by the caller", param=False)
+    affinity_layers: int = setting(
+        8, "final blocks whose attention is averaged into the stored affinity (extraction, not CAA)", ge=1, le=64
+    )
+    max_side: int | None = setting(
+        1024, "longer side of the network input; larger photos are downscaled, maps returned full size; null = never",
+        ge=16, le=16384,
+    )
+    backward: Literal["closed_form", "autograd_batched", "autograd_per_tag"] = setting(
+        "closed_form", "tag gradients: analytic last-block backward, one batched autograd VJP, or one backward per tag"
+    )
+    round_pos_embed_to_fp16: bool = setting(True, "the reference's fp16 rounding of the resized positional embeddings")
+    exact_attention: bool = setting(
+        True, "explicit attention in every block (bit-identical to the reference); false: fused kernel where maps are unused"
+    )
+    batch_size: int = setting(1, "images per forward within a size bucket", ge=1, le=4096)
 
     def __post_init__(self) -> None:
         if not self.templates:
             raise ConfigError("cam.templates must name at least one template")
-        if self.affinity_layers < 1:
-            raise ConfigError(f"affinity_layers must be >= 1, got {self.affinity_layers}")
-        if self.max_side is not None and self.max_side < 16:
-            raise ConfigError(f"max_side must be >= 16 or null, got {self.max_side}")
-        if self.backward not in BACKWARD_MODES:
-            raise ConfigError(f"backward must be one of {BACKWARD_MODES}, got {self.backward!r}")
-        if self.batch_size < 1:
-            raise ConfigError(f"batch_size must be >= 1, got {self.batch_size}")
+        check_fields(self)
 
 
 @dataclass(frozen=True)

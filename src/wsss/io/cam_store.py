@@ -6,7 +6,7 @@ existing ones only rewrites the last shard (and adds new ones), while an id sort
 shifts, and so rewrites, every later shard. Image `<id>` is the group `/images/<id>` with the
 caller's named arrays (one 2-D map per chunk, gzip+shuffle or lzf, fletcher32) and attributes;
 root attributes hold the run's provenance plus `schema_version`, `shard_index`, `num_images` and
-`image_ids`. A shard is written to `<name>.partial` and renamed into place when complete, and the
+`image_ids`. A shard is written to a temporary file and renamed into place when complete, and the
 same inputs give byte-identical files (no timestamps, pinned file format, ids in sorted order).
 """
 
@@ -15,7 +15,6 @@ from __future__ import annotations
 import itertools
 import json
 import math
-import os
 import re
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -28,6 +27,7 @@ import h5py
 import numpy as np
 
 from wsss.errors import StoreError
+from wsss.io.atomic import TEMPORARY_PREFIX, AtomicFile
 from wsss.io.attributes import (
     MAX_ATTR_BYTES,
     encode_attrs,
@@ -57,28 +57,6 @@ def shard_path(directory: str | Path, shard_index: int) -> Path:
     return Path(directory) / f"shard-{shard_index:05d}.h5"
 
 
-def assign_shards(image_ids: Sequence[str], images_per_shard: int) -> dict[int, list[str]]:
-    """Group a run's image ids into shards by their position in sorted order.
-
-    Args:
-        image_ids: every image id of the run, any order, no duplicates.
-        images_per_shard: capacity of a shard (>= 1).
-
-    Returns:
-        Shard index -> the sorted ids it holds; only non-empty shards appear.
-    """
-    if images_per_shard < 1:
-        raise StoreError(f"images_per_shard must be >= 1, got {images_per_shard}")
-    ordered = sorted(validate_name(image_id) for image_id in image_ids)
-    duplicates = sorted({a for a, b in zip(ordered, ordered[1:]) if a == b})
-    if duplicates:
-        raise StoreError(f"duplicate image ids: {duplicates[:5]}")
-    shards: dict[int, list[str]] = {}
-    for position, image_id in enumerate(ordered):
-        shards.setdefault(position // images_per_shard, []).append(image_id)
-    return shards
-
-
 def chunk_shape(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...] | None:
     """One trailing 2-D map per chunk for ndim >= 3; one chunk, or row blocks over 4 MiB, below.
 
@@ -92,16 +70,8 @@ def chunk_shape(shape: tuple[int, ...], itemsize: int) -> tuple[int, ...] | None
     return (rows, *shape[1:])
 
 
-def _fsync(path: Path) -> None:
-    descriptor = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
-
-
 class ShardWriter:
-    """Writes one shard atomically: into `<path>.partial`, renamed onto `path` on success.
+    """Writes one shard atomically: into a temporary file beside it (`wsss.io.atomic`), renamed onto `path` on success.
 
     Images must be added in strictly increasing id order (as `assign_shards` lists them), so a
     file's bytes depend only on its content. If the `with` block raises, or an `add` failed
@@ -127,7 +97,8 @@ class ShardWriter:
         shard_index: int | None = None,
     ) -> None:
         self.path = Path(path)
-        self.partial_path = self.path.with_name(self.path.name + PARTIAL_SUFFIX)
+        self._pending = AtomicFile(self.path)  # the one atomic-write helper: short temporary name, fsync, rename
+        self.partial_path = self._pending.temporary
         if compression not in COMPRESSIONS or (compression == "gzip" and not 0 <= compression_level <= 9):
             raise StoreError(f"{self.path}: compression must be one of {COMPRESSIONS} (gzip level 0-9)")
         if shard_index is None:
@@ -224,10 +195,7 @@ class ShardWriter:
             self._file.flush()
             self._file.close()
             self._file = None
-            _fsync(self.partial_path)
-            os.replace(self.partial_path, self.path)
-            if os.name == "posix":
-                _fsync(self.path.parent)  # makes the rename itself durable
+            self._pending.commit()
         except Exception as error:
             self._discard()
             raise StoreError(f"{self.path}: could not finish shard ({error})") from error
@@ -383,7 +351,7 @@ class CamStore:
 
         Reading a chunk checks its fletcher32 checksum; each problem names the file (and image).
         """
-        partials = sorted(self.directory.glob(SHARD_GLOB + PARTIAL_SUFFIX))
+        partials = sorted([*self.directory.glob(SHARD_GLOB + PARTIAL_SUFFIX), *self.directory.glob(TEMPORARY_PREFIX + "*")])
         problems = [f"{partial}: leftover partial file of an interrupted write" for partial in partials]
         owners: dict[str, Path] = {}
         for path in self.shards:
@@ -415,32 +383,3 @@ class CamStore:
                 except StoreError as error:
                     problems.append(str(error))
         return problems
-
-
-def summarize(directory: str | Path) -> list[dict[str, Any]]:
-    """Per-shard overview for inspection: size, image count, first image's arrays, root attr keys.
-
-    A shard that cannot be read gets an `error` entry instead of raising.
-    """
-    properties = ("shape", "dtype", "chunks", "compression", "compression_opts", "shuffle", "fletcher32")
-    summaries: list[dict[str, Any]] = []
-    for path in CamStore(directory).shards:
-        summary: dict[str, Any] = {"file": path.name, "size_bytes": path.stat().st_size}
-        try:
-            with _open_shard(path) as handle:
-                image_ids = _shard_image_ids(handle, path)
-                first = handle["images"][image_ids[0]] if image_ids else {}
-                datasets = {
-                    name: {key: _plain(getattr(first[name], key)) for key in properties} for name in sorted(first)
-                }
-                summary.update(images=len(image_ids), datasets=datasets, root_attr_keys=sorted(handle.attrs))
-                summary["compression"] = next((d["compression"] for d in datasets.values() if d["chunks"]), None)
-        except StoreError as error:
-            summary["error"] = str(error)
-        summaries.append(summary)
-    return summaries
-
-
-def _plain(value: Any) -> Any:
-    """JSON-friendly form of an h5py dataset property (tuples -> lists, dtypes -> names)."""
-    return list(value) if isinstance(value, tuple) else str(value) if isinstance(value, np.dtype) else value

@@ -8,7 +8,6 @@ Metadata values are JSON strings (safetensors allows only str -> str).
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
 from wsss.errors import StoreError
+from wsss.io.atomic import atomic_path
 
 TENSORS = ("context", "background_text", "class_text")
 
@@ -38,15 +38,13 @@ class LearnedPrompts:
 
 
 def save_learned_prompts(path: Path, tensors: Mapping[str, torch.Tensor], attributes: Mapping[str, Any]) -> Path:
-    """Write atomically (a `.partial` file renamed into place)."""
+    """Write atomically (`wsss.io.atomic`: a temporary file renamed into place)."""
     missing = [name for name in TENSORS if name not in tensors]
     if missing:
         raise StoreError(f"{path}: learned prompts lack tensors {missing}")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(path.name + ".partial")
     metadata = {key: json.dumps(value, sort_keys=True, default=str) for key, value in attributes.items()}
-    save_file({name: tensors[name].detach().float().cpu().contiguous() for name in TENSORS}, str(partial), metadata=metadata)
-    os.replace(partial, path)
+    with atomic_path(path) as temporary:
+        save_file({name: tensors[name].detach().float().cpu().contiguous() for name in TENSORS}, str(temporary), metadata=metadata)
     return path
 
 

@@ -18,79 +18,54 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from wsss.errors import ConfigError
+from wsss.settings import check_fields, setting
 
 SIM_MIN, SIM_MAX = 1e-4, 0.9999
 MASK_EPS = 1e-4  # SemPLeS's min-max epsilon of the 224x224 masks
 PLACEHOLDER = "x"
-BACKGROUND_MODES = ("add", "replace")
-MASK_SOURCES = ("pseudo", "refined")
 
 
 @dataclass(frozen=True)
 class LearnPromptsSettings:
     """The `learn_prompts` params section (defaults: SemPLeS on VOC, spec §3).
 
-    Attributes:
-        enabled: run prompt learning and the second CAM pass (off by default).
-        context_tokens: N learnable token embeddings per class (30).
-        prefix: words before the context ("a photo of"); "." follows it.
-        lambda_prompt: lambda_p, weight of the push away from the class name (0.02 VOC, 0.01 COCO).
-        lr: learning rate (0.1 VOC, 0.01 COCO). As in SemPLeS's DeiT-based scripts (timm), the
-            optimiser is AdamW at `lr * batch_size / 512` (linear scaling rule) with a per-epoch
-            cosine decay to 0.
-        weight_decay: AdamW weight decay (0.03, the SemPLeS scripts' default).
-        epochs: passes over all (image, tag) pairs (60).
-        batch_size: (image, tag) pairs per step (128).
-        max_steps: stop after this many steps (null = epochs decide); for smoke runs.
-        init_scale: contexts start uniform in [0, init_scale) (SemPLeS: `torch.rand`, i.e. 1.0).
-        image_size: side of the square CLIP input of X_b (224).
-        mask_source: "pseudo" (M_k = pixels the pseudo mask labels k, before the confidence
-            filter) or "refined" (soft CAA-refined map, min-max normalised, as SemPLeS's CAMs).
-        seed: seed of the initialisation and the batch order.
-        background_mode: second CAM pass: learned rows "add" to the fixed background words or
-            "replace" them in the softmax denominator.
-        rescore: second CAM pass: re-score each Grad-CAM map with the prompt-guided
-            refinement term (spec §3 stage (c)).
-        lambda_refine: lambda_r of that term (0.05 VOC, 0.2 COCO).
-        report_top_k: nearest vocabulary words listed per context token in the report.
+    As in SemPLeS's DeiT-based scripts (timm), the optimiser is AdamW at `lr * batch_size / 512`
+    (linear scaling rule) with a per-epoch cosine decay to 0.
     """
 
-    enabled: bool = False
-    context_tokens: int = 30
-    prefix: str = "a photo of"
-    lambda_prompt: float = 0.02
-    lr: float = 0.1
-    weight_decay: float = 0.03
-    epochs: int = 60
-    batch_size: int = 128
-    max_steps: int | None = None
-    init_scale: float = 1.0
-    image_size: int = 224
-    mask_source: str = "pseudo"
-    seed: int = 0
-    background_mode: str = "add"
-    rescore: bool = False
-    lambda_refine: float = 0.05
-    report_top_k: int = 5
+    SECTION: ClassVar[str] = "learn_prompts"
+
+    enabled: bool = setting(False, "run prompt learning and the second CAM pass")
+    context_tokens: int = setting(30, "N learnable token embeddings per class", ge=1, le=64)
+    prefix: str = setting("a photo of", 'words before the context ("." follows it)')
+    lambda_prompt: float = setting(0.02, "lambda_p, weight of the push away from the class name (VOC 0.02, COCO 0.01)", ge=0.0, le=100.0)
+    lr: float = setting(0.1, "learning rate before linear scaling (VOC 0.1, COCO 0.01)", gt=0.0, le=100.0)
+    weight_decay: float = setting(0.03, "AdamW weight decay", ge=0.0, le=10.0)
+    epochs: int = setting(60, "passes over all (image, tag) pairs", ge=1, le=100_000)
+    batch_size: int = setting(128, "(image, tag) pairs per step", ge=1, le=1_000_000)
+    max_steps: int | None = setting(None, "stop after this many steps (null = epochs decide); for smoke runs", ge=1, le=1_000_000_000)
+    init_scale: float = setting(1.0, "contexts start uniform in [0, init_scale) (SemPLeS: torch.rand)", gt=0.0, le=100.0)
+    image_size: int = setting(224, "side of the square CLIP input of X_b", ge=16, le=4096)
+    mask_source: Literal["pseudo", "refined"] = setting(
+        "pseudo", "M_k: pixels the pseudo mask labels k (before the confidence filter), or the soft refined map"
+    )
+    seed: int = setting(0, "seed of the initialisation and the batch order", ge=0, le=2**32 - 1)
+    background_mode: Literal["add", "replace"] = setting(
+        "add", "second CAM pass: learned rows add to the fixed background words or replace them"
+    )
+    rescore: bool = setting(False, "second CAM pass: re-score each Grad-CAM map with the prompt-guided refinement term")
+    lambda_refine: float = setting(0.05, "lambda_r of that term (VOC 0.05, COCO 0.2)", ge=0.0, le=100.0)
+    report_top_k: int = setting(5, "nearest vocabulary words listed per context token in the report", ge=1, le=1000)
 
     def __post_init__(self) -> None:
-        if min(self.context_tokens, self.epochs, self.batch_size, self.image_size, self.report_top_k) < 1:
-            raise ConfigError("learn_prompts.context_tokens, epochs, batch_size, image_size, report_top_k must be >= 1")
-        if self.max_steps is not None and (not isinstance(self.max_steps, int) or self.max_steps < 1):
-            raise ConfigError(f"learn_prompts.max_steps must be a positive integer or null, got {self.max_steps!r}")
-        if self.lr <= 0 or self.lambda_prompt < 0 or self.lambda_refine < 0 or self.init_scale <= 0:
-            raise ConfigError("learn_prompts.lr and init_scale must be > 0, lambda_prompt and lambda_refine >= 0")
-        if self.mask_source not in MASK_SOURCES:
-            raise ConfigError(f"learn_prompts.mask_source must be one of {MASK_SOURCES}, got {self.mask_source!r}")
-        if self.background_mode not in BACKGROUND_MODES:
-            raise ConfigError(f"learn_prompts.background_mode must be one of {BACKGROUND_MODES}, got {self.background_mode!r}")
+        check_fields(self)
 
 
 def clamped_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

@@ -15,17 +15,20 @@ from wsss.pseudo.labels import (
     make_pseudo_label,
     scores_with_background,
 )
+from wsss.pseudo.step import PseudoSettings, pseudo_label
 
 __all__ = [
     "DEFAULT_CRF_PARAMS",
     "REFERENCE_MEAN_BGR",
     "CrfParams",
     "PseudoLabel",
+    "PseudoSettings",
     "background_score",
     "crf_posterior_for_cams",
     "dense_crf",
     "labels_from_scores",
     "make_pseudo_label",
+    "pseudo_label",
     "reference_crf_image",
     "scores_with_background",
 ]

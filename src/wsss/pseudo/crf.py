@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from types import ModuleType
+from typing import ClassVar
 
 import numpy as np
 
 from wsss.pseudo.labels import scores_with_background
+from wsss.settings import check_fields, setting
 
 __all__ = [
     "DEFAULT_CRF_PARAMS",
@@ -28,23 +30,21 @@ REFERENCE_MEAN_BGR: tuple[float, float, float] = (104.008, 116.669, 122.675)
 
 @dataclass(frozen=True)
 class CrfParams:
-    """Dense CRF hyper-parameters; the defaults are the reference's (deeplab-pytorch VOC).
+    """Dense CRF hyper-parameters (`pseudo.crf_params`); the defaults are the reference's
+    (deeplab-pytorch VOC). Standard deviations must be > 0: pydensecrf divides by them and
+    crashes the process on 0."""
 
-    Attributes:
-        iterations: Mean-field inference steps.
-        gaussian_sxy: Spatial standard deviation of the smoothness kernel, in pixels.
-        gaussian_compat: Weight of the smoothness kernel.
-        bilateral_sxy: Spatial standard deviation of the appearance kernel, in pixels.
-        bilateral_srgb: Colour standard deviation of the appearance kernel.
-        bilateral_compat: Weight of the appearance kernel.
-    """
+    SECTION: ClassVar[str] = "pseudo.crf_params"
 
-    iterations: int = 10
-    gaussian_sxy: float = 1.0
-    gaussian_compat: float = 3.0
-    bilateral_sxy: float = 67.0
-    bilateral_srgb: float = 3.0
-    bilateral_compat: float = 4.0
+    iterations: int = setting(10, "mean-field inference steps", ge=1, le=1000)
+    gaussian_sxy: float = setting(1.0, "spatial standard deviation of the smoothness kernel, pixels", gt=0.0, le=10000.0)
+    gaussian_compat: float = setting(3.0, "weight of the smoothness kernel", ge=0.0, le=10000.0)
+    bilateral_sxy: float = setting(67.0, "spatial standard deviation of the appearance kernel, pixels", gt=0.0, le=10000.0)
+    bilateral_srgb: float = setting(3.0, "colour standard deviation of the appearance kernel", gt=0.0, le=10000.0)
+    bilateral_compat: float = setting(4.0, "weight of the appearance kernel", ge=0.0, le=10000.0)
+
+    def __post_init__(self) -> None:
+        check_fields(self)
 
 
 DEFAULT_CRF_PARAMS = CrfParams()

@@ -2,7 +2,7 @@
 
 from wsss.relabel.history import RunRecord, append_run_log, archive_outputs, read_run_log
 from wsss.relabel.manifest_diff import ManifestDiff, diff_manifests, record_fingerprint
-from wsss.relabel.settings import RelabelSettings, relabel_settings
+from wsss.relabel.settings import RelabelSettings
 
 __all__ = [
     "ManifestDiff",
@@ -13,5 +13,4 @@ __all__ = [
     "diff_manifests",
     "read_run_log",
     "record_fingerprint",
-    "relabel_settings",
 ]

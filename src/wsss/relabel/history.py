@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import json
-import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 from wsss.errors import WsssError
+from wsss.io.atomic import copy_file_atomic
 
 
 @dataclass(frozen=True)
@@ -26,6 +26,7 @@ class RunRecord:
     manifest_sha256: str
     history_dir: str | None
     written: Sequence[str] = field(default_factory=list)
+    failed: Sequence[str] = field(default_factory=list)  # images left out (unreadable input), see failures.json
 
 
 def archive_outputs(image_ids: Iterable[str], output_dir: Path, layout: Mapping[str, str], destination: Path) -> list[Path]:
@@ -46,8 +47,7 @@ def archive_outputs(image_ids: Iterable[str], output_dir: Path, layout: Mapping[
             source = output_dir / sub / f"{image_id}{suffix}"
             if source.is_file():
                 target = destination / sub / source.name
-                target.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copy2(source, target)
+                copy_file_atomic(source, target)
                 archived.append(target)
     return archived
 

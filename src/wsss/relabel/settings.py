@@ -2,42 +2,44 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any
+from pathlib import PurePosixPath
+from typing import ClassVar
 
-from wsss.errors import ConfigError
+from wsss.settings import check_fields, setting
+
+
+def _cron_problem(value: str) -> str | None:
+    return None if len(value.split()) in (5, 6) else "must be a cron expression like '0 3 * * *'"
+
+
+def _inside_repository_problem(value: str) -> str | None:
+    """State folders are written and deleted by runs: they must stay inside the repository."""
+    path = PurePosixPath(value.replace("\\", "/"))
+    if not value.strip() or path.is_absolute() or ".." in path.parts or value.startswith("~"):
+        return "must be a relative path inside the repository (no '..', not absolute)"
+    return None
 
 
 @dataclass(frozen=True)
 class RelabelSettings:
-    """Scheduled incremental relabeling.
+    """Scheduled incremental relabeling."""
 
-    Attributes:
-        cron: schedule of the served deployment (`serve` without --cron/--interval uses it).
-        interval_seconds: alternative to `cron`, a fixed interval.
-        retrain_share: retrain (train + evaluate) when (added + changed + removed) / images
-            exceeds this share; None never retrains automatically.
-        state_dir: last run's manifest, the JSONL run log and `history/<run stamp>/` (the previous
-            version of every changed or removed mask).
-    """
+    SECTION: ClassVar[str] = "relabel"
 
-    cron: str | None = None
-    interval_seconds: int | None = None
-    retrain_share: float | None = None
-    state_dir: str = "artifacts/relabel"
+    cron: str | None = setting(None, "schedule of the served deployment (`serve` without --cron/--interval)", check=_cron_problem)
+    interval_seconds: int | None = setting(None, "alternative to cron: a fixed interval", ge=1, le=31_536_000)
+    retrain_share: float | None = setting(
+        None, "retrain (train + evaluate) when (added + changed + removed) / images exceeds this; null = never", ge=0.0, le=1.0
+    )
+    state_dir: str = setting(
+        "artifacts/relabel", "last run's manifest, the JSONL run log and history/<run stamp>/ (replaced masks)",
+        check=_inside_repository_problem,
+    )
 
     def __post_init__(self) -> None:
-        if self.cron is not None and (not isinstance(self.cron, str) or len(self.cron.split()) not in (5, 6)):
-            raise ConfigError(f"relabel.cron must be a cron expression like '0 3 * * *', got {self.cron!r}")
-        if self.interval_seconds is not None and (isinstance(self.interval_seconds, bool) or not isinstance(self.interval_seconds, int) or self.interval_seconds < 1):
-            raise ConfigError(f"relabel.interval_seconds must be an integer >= 1, got {self.interval_seconds!r}")
-        if self.retrain_share is not None and (isinstance(self.retrain_share, bool) or not isinstance(self.retrain_share, (int, float)) or not 0 <= self.retrain_share <= 1):
-            raise ConfigError(f"relabel.retrain_share must be a number in [0, 1] or null, got {self.retrain_share!r}")
+        check_fields(self)
 
-
-def relabel_settings(params: Mapping[str, Any]) -> RelabelSettings:
-    """The `relabel` section (absent = defaults)."""
-    from wsss.config import _build, _section
-
-    return _build(RelabelSettings, _section(params, "relabel"), "relabel")
+    def retrains(self, changed_share: float) -> bool:
+        """Whether a run that changed this share of the images retrains (train + evaluate)."""
+        return self.retrain_share is not None and changed_share > self.retrain_share

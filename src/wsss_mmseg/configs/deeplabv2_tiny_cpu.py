@@ -1,5 +1,6 @@
 # The DeepLabV2 recipe shrunk for CPU smoke runs and tests: dilated ResNet-18 (BasicBlock,
-# 512 channels out), crop 64, batch 2, a few iterations, random initialisation.
+# 512 channels out), crop 64, batch 2, 20 iterations at lr 0.01, random initialisation. This file
+# is the sample pipeline's recipe (params.yaml's train.* keys are null = keep these values).
 _base_ = ['./deeplabv2_r101_voc_pseudo.py']
 
 crop_size = (64, 64)
@@ -26,7 +27,7 @@ train_dataloader = dict(
     dataset=dict(img_suffix='.png', pipeline=train_pipeline))
 
 max_iters = 20
-optim_wrapper = dict(optimizer=dict(lr=1e-3))
+optim_wrapper = dict(optimizer=dict(lr=0.01))
 param_scheduler = [
     dict(type='PolyLR', eta_min=0.0, power=0.9, begin=0, end=max_iters, by_epoch=False),
 ]

@@ -1,13 +1,14 @@
-"""Per-image content keys: recompute only images whose inputs or stage identity changed.
+"""Per-image content keys: the one reuse-key scheme of every incremental stage.
 
-An image's key is the SHA-256 of everything that determines its stored maps: the stage
-identity (params, weights identity, template, class list, dataset root, library versions and
-a digest of the core source files that compute the numbers) plus the image's own inputs (bytes
-hash, tags, path; for `refine`, the upstream CAM key). It is written as the per-image attribute
-`content_key`. A later run copies an image whose key is unchanged from the previous store
-instead of recomputing it, and leaves a whole shard file untouched when every image in it is
-unchanged, so a params or code change still recomputes everything while a new image costs one
-image. Run-specific facts (flow-run id, git commit, the manifest hash) are not part of the key.
+An image's key is the SHA-256 of everything that determines its output: the stage identity
+(params, weights identity, template, class list, dataset root, library versions and a digest of
+the core source files that compute the numbers) plus the image's own inputs (bytes hash, tags,
+path; for `refine`, the upstream CAM key; for `pseudo`, the refined key). The HDF5 stages store
+it as the per-image attribute `content_key`, the pseudo stage in `keys/<id>.json`. A later run
+reuses an image whose key is unchanged instead of recomputing it, and leaves a whole shard file
+untouched when every image in it is unchanged, so a params or code change still recomputes
+everything while a new image costs one image. Run-specific facts (flow-run id, git commit, the
+manifest hash) are not part of the key.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import h5py
+import numpy as np
 
 from wsss.errors import StoreError
 from wsss.io.attributes import from_attr
@@ -48,6 +50,16 @@ def stage_identity(root_attrs: Mapping[str, Any]) -> dict[str, Any]:
 def content_key(identity: Mapping[str, Any], **inputs: Any) -> str:
     """Key of one image's output: stage identity + the image's inputs (JSON-serialisable)."""
     return sha256_of({"identity": dict(identity), "inputs": inputs})
+
+
+def array_digest(arrays: Sequence[np.ndarray]) -> str:
+    """SHA-256 of arrays (dtype, shape and bytes): an input for `content_key` when no upstream key exists."""
+    digest = hashlib.sha256()
+    for array in arrays:
+        contiguous = np.ascontiguousarray(array)
+        digest.update(f"{contiguous.dtype.str}{contiguous.shape}".encode())
+        digest.update(contiguous.tobytes())
+    return digest.hexdigest()
 
 
 @dataclass(frozen=True)
@@ -114,5 +126,5 @@ def record_keys(records: Iterable[Any], identity: Mapping[str, Any]) -> dict[str
 
 def package_source_digest(relative: Sequence[str]) -> str:
     """`source_digest` of files/folders of the installed `wsss` package (e.g. "cam/caa.py")."""
-    package = Path(__file__).resolve().parent
+    package = Path(__file__).resolve().parents[1]
     return source_digest(package / p for p in relative)

@@ -1,0 +1,31 @@
+"""The `data` params section: which dataset the pipeline labels (paths relative to the repository)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import ClassVar, Literal
+
+from wsss.errors import ConfigError
+from wsss.settings import check_fields, setting
+
+
+@dataclass(frozen=True)
+class DataSettings:
+    """Dataset kind, root, split and the kind's own files."""
+
+    SECTION: ClassVar[str] = "data"
+
+    kind: Literal["sample", "voc", "coco", "folder"] = setting("sample", "sample (materialised by `sample`), voc, coco or folder")
+    root: str = setting("data/sample", "dataset root")
+    split: str = setting("train", "split name (VOC `ImageSets/Segmentation/<split>.txt`)")
+    ground_truth_dir: str | None = setting("SegmentationClass", "VOC/COCO folder of ground-truth PNGs under root, if any")
+    instances_json: str | None = setting(None, "COCO instances file under root")
+    images_dir: str | None = setting(None, "COCO or folder datasets: image folder under root")
+    tags_file: str | None = setting(None, "folder datasets: CSV (`image,tags` with `;`) or JSON under root")
+
+    def __post_init__(self) -> None:
+        check_fields(self)
+        if self.kind == "coco" and not (self.instances_json and self.images_dir):
+            raise ConfigError("data.instances_json and data.images_dir are required for COCO")
+        if self.kind == "folder" and not (self.images_dir and self.tags_file):
+            raise ConfigError("data.images_dir and data.tags_file are required for folder datasets")

@@ -1,0 +1,247 @@
+"""The sharded incremental engine of the HDF5 stages (`cams`, `refine`, and both for the second pass).
+
+A stage hands the engine its shard plan (shard index -> image ids), every image's content key,
+the root attributes and a per-image `compute` callback; the engine decides what to do:
+
+* a shard whose file already holds exactly its images under their keys is left untouched;
+* every other shard is one job: unchanged images are copied from the previous store, the rest
+  computed, into a scratch folder keyed by the stage identity and the keys (a killed run resumes
+  shard by shard: a finished scratch shard is reused);
+* finished shards are then published into the store (atomic copies), shards of removed images
+  deleted, the scratch folder dropped.
+
+Jobs go through `submit` (injected by the caller: the task runner's `.submit`, e.g. onto Dask
+workers, so the core never imports an orchestrator); one job writes one shard file. An image
+whose input cannot be read (`ImageError`, `DatasetError`) is left out of its shard and reported
+as failed; the others proceed.
+"""
+
+from __future__ import annotations
+
+import shutil
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from wsss.errors import DatasetError, ImageError, StoreError
+from wsss.incremental.keys import CONTENT_KEY_ATTR, reusable_ids, shard_is_current, stage_identity, stale_shards, stored_keys
+from wsss.io import CamStore, ShardWriter, assign_shards, shard_path
+from wsss.io.atomic import copy_file_atomic, remove_leftover_temporaries
+from wsss.io.shard_assignment import assign_shards_by_hash
+from wsss.provenance import sha256_of
+
+# Per-image problems that cost the image, not the run.
+IMAGE_FAILURES = (ImageError, DatasetError)
+
+
+@dataclass(frozen=True)
+class ImageOutput:
+    """One image's arrays and attributes as the compute callback returns them (`dtypes`: storage dtypes)."""
+
+    arrays: Mapping[str, np.ndarray]
+    attrs: Mapping[str, Any]
+    dtypes: Mapping[str, Any] | None = None
+
+
+class ImageCompute(Protocol):
+    """Per-image callback (picklable: it may run on another process or machine)."""
+
+    def __call__(self, image_id: str) -> ImageOutput: ...
+
+
+class StageReport(Protocol):
+    """Progress hook of a stage entry: told about images as their shards finish."""
+
+    def start(self, total: int) -> None: ...
+
+    def advance(self, image_ids: Sequence[str], outcome: str) -> None:
+        """`outcome`: "computed", "copied", "untouched" or "failed"."""
+
+
+class SilentReport:
+    """A report that says nothing (library use, tests)."""
+
+    def start(self, total: int) -> None:
+        pass
+
+    def advance(self, image_ids: Sequence[str], outcome: str) -> None:
+        pass
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """Everything one shard's writer needs (picklable)."""
+
+    index: int
+    keys: Mapping[str, str]  # image id -> content key
+    reuse: Mapping[str, Path]  # image id -> previous shard holding it under the same key
+    target: Path  # the scratch shard to write
+    root_attrs: Mapping[str, Any]
+    compression: str
+    copied_arrays: tuple[str, ...]  # what a reused image carries over
+
+
+@dataclass(frozen=True)
+class ShardOutcome:
+    """One shard job's result: the scratch file (None when every image failed) and image counts."""
+
+    path: Path | None
+    computed: tuple[str, ...] = ()
+    copied: tuple[str, ...] = ()
+    failed: Mapping[str, str] = field(default_factory=dict)
+
+
+class Finished:
+    """A job already run, shaped like a future (for callers without a task runner)."""
+
+    def __init__(self, value: ShardOutcome) -> None:
+        self.value = value
+
+    def result(self) -> ShardOutcome:
+        return self.value
+
+
+Submit = Callable[[ShardJob, ImageCompute], Any]  # returns something with .result() -> ShardOutcome
+
+
+def run_now(job: ShardJob, compute: ImageCompute) -> Finished:
+    """`submit` that writes the shard in this process, at once."""
+    return Finished(write_shard(job, compute))
+
+
+@dataclass(frozen=True)
+class StageSummary:
+    """What a sharded stage run did."""
+
+    written: tuple[str, ...]  # shard files published by this run
+    untouched: tuple[str, ...]  # shard file names left as they were
+    computed: tuple[str, ...]
+    copied: tuple[str, ...]
+    failed: Mapping[str, str] = field(default_factory=dict)  # image id -> reason
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"written": list(self.written), "untouched": list(self.untouched), "computed": list(self.computed),
+                "copied": list(self.copied), "failed": dict(self.failed)}
+
+
+def _finished_scratch_shard(path: Path, image_ids: Sequence[str]) -> bool:
+    """A shard only appears by atomic rename once complete, so a readable one with these ids is done."""
+    if not path.is_file():
+        return False
+    try:
+        return list(CamStore(path.parent).root_attrs(path).get("image_ids", [])) == list(image_ids)
+    except StoreError:
+        return False
+
+
+def write_shard(job: ShardJob, compute: ImageCompute) -> ShardOutcome:
+    """Write one shard to scratch: reused images copied, the others computed (failures left out)."""
+    ids = sorted(job.keys)
+    if _finished_scratch_shard(job.target, ids):
+        return ShardOutcome(job.target, copied=tuple(ids))
+    computed, copied, failed = [], [], {}
+    stores: dict[Path, CamStore] = {}
+    with ShardWriter(job.target, dict(job.root_attrs), compression=job.compression) as writer:
+        for image_id in ids:
+            if image_id in job.reuse:
+                store = stores.setdefault(job.reuse[image_id].parent, CamStore(job.reuse[image_id].parent))
+                stored = store.read(image_id, list(job.copied_arrays), keep_dtype=True)
+                writer.add(image_id, stored.arrays, stored.attrs, {n: a.dtype for n, a in stored.arrays.items()})
+                copied.append(image_id)
+                continue
+            try:
+                output = compute(image_id)
+            except IMAGE_FAILURES as error:
+                failed[image_id] = str(error)
+                continue
+            writer.add(image_id, output.arrays, {**output.attrs, CONTENT_KEY_ATTR: job.keys[image_id]}, output.dtypes)
+            computed.append(image_id)
+    if not computed and not copied:
+        job.target.unlink(missing_ok=True)
+        return ShardOutcome(None, failed=failed)
+    return ShardOutcome(job.target, tuple(computed), tuple(copied), failed)
+
+
+def shard_plan(image_ids: Sequence[str], images_per_shard: int, shard_count: int | None = None) -> dict[int, list[str]]:
+    """Shard index -> its ids in sorted order: by stable hash with `shard_count`, else by sorted position."""
+    return assign_shards_by_hash(image_ids, shard_count) if shard_count else assign_shards(image_ids, images_per_shard)
+
+
+def scratch_name(stage: str, root_attrs: Mapping[str, Any], keys: Mapping[str, str]) -> str:
+    """The scratch folder of a run: stage + everything its shards' content depends on."""
+    return f"{stage}-{sha256_of({'identity': stage_identity(root_attrs), 'keys': dict(keys)})[:16]}"
+
+
+def run_sharded(
+    plan: Mapping[int, Sequence[str]],
+    keys: Mapping[str, str],
+    output: Path,
+    scratch: Path,
+    root_attrs: Mapping[str, Any],
+    compute: ImageCompute,
+    *,
+    compression: str,
+    copied_arrays: Sequence[str],
+    submit: Submit = run_now,
+    report: StageReport | None = None,
+) -> StageSummary:
+    """Bring the store `output` to the plan: only shards with added, changed or removed images are written.
+
+    Args:
+        plan: shard index -> image ids (`shard_plan`).
+        keys: content key of every planned image.
+        output: the store directory.
+        scratch: this run's scratch folder (`scratch_name`), removed once published.
+        root_attrs: provenance written into every new shard.
+        compute: per-image callback for images without a reusable output.
+        compression: shard codec.
+        copied_arrays: array names of a reused image.
+        submit: runs a `write_shard` job (task runner); the default writes in this process.
+        report: progress hook.
+    """
+    report = report or SilentReport()
+    report.start(sum(len(ids) for ids in plan.values()))
+    previous = stored_keys(output)
+    futures, untouched = [], []
+    for index, ids in plan.items():
+        expected = {i: keys[i] for i in ids}
+        if shard_is_current(shard_path(output, index), expected, previous):
+            untouched.append(shard_path(output, index).name)
+            report.advance(ids, "untouched")
+            continue
+        job = ShardJob(index, expected, reusable_ids(expected, previous), shard_path(scratch, index), dict(root_attrs),
+                       compression, tuple(copied_arrays))
+        futures.append(submit(job, compute))
+    outcomes = []
+    for future in futures:
+        outcomes.append(future.result())
+        for outcome_name, ids in (("computed", outcomes[-1].computed), ("copied", outcomes[-1].copied), ("failed", list(outcomes[-1].failed))):
+            if ids:
+                report.advance(ids, outcome_name)
+    written = publish(outcomes, output, untouched, scratch)
+    return StageSummary(
+        written=tuple(sorted(str(p) for p in written)),
+        untouched=tuple(untouched),
+        computed=tuple(sorted(i for o in outcomes for i in o.computed)),
+        copied=tuple(sorted(i for o in outcomes for i in o.copied)),
+        failed={i: reason for o in outcomes for i, reason in sorted(o.failed.items())},
+    )
+
+
+def publish(outcomes: Sequence[ShardOutcome], output: Path, untouched: Sequence[str], scratch: Path) -> list[Path]:
+    """Copy finished scratch shards into the store; delete every other shard file (removed images, or
+    a shard whose images all failed this time) and leftovers of interrupted copies; drop scratch."""
+    output.mkdir(parents=True, exist_ok=True)
+    published = []
+    for outcome in outcomes:
+        if outcome.path is not None:
+            copy_file_atomic(outcome.path, output / outcome.path.name)
+            published.append(output / outcome.path.name)
+    for stale in stale_shards(output, [*published, *(output / name for name in untouched)]):
+        stale.unlink()
+    remove_leftover_temporaries([output])
+    shutil.rmtree(scratch, ignore_errors=True)
+    return published

@@ -1,0 +1,116 @@
+"""The one typed view of params.yaml: `Params`, built once per run, before any work.
+
+Config flows one way: params.yaml -> `load_params` -> `Params` (frozen; one field per section,
+each section class next to the step it configures) -> plain arguments into core functions. The
+builder (`wsss.settings`) checks every key against the section annotations and declared ranges
+and names the dotted key and the file in every error. What artifacts record as "the params that
+made me" (`section_dict`) is derived from the same object, never from the raw YAML.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from wsss.cam.caa import CaaSettings
+from wsss.cam.extractor import CamSettings
+from wsss.clip.settings import ClipSettings
+from wsss.datasets.settings import DataSettings
+from wsss.errors import ConfigError
+from wsss.evaluation.protocol import EvaluateSettings
+from wsss.failures import ReliabilitySettings
+from wsss.io.settings import StoreSettings
+from wsss.prompts.learning import LearnPromptsSettings
+from wsss.prompts.settings import PromptSettings
+from wsss.pseudo.step import PseudoSettings
+from wsss.relabel.settings import RelabelSettings
+from wsss.scaleout import RunnerSettings
+from wsss.settings import build_section, no_unknown_keys, plain
+from wsss.text.classes import ClassesSettings
+from wsss.text.vocabulary import ClassVocabulary
+from wsss.training import TrainSettings
+
+
+@dataclass(frozen=True)
+class Params:
+    """Every params.yaml section, typed and validated (absent sections take their defaults)."""
+
+    data: DataSettings = field(default_factory=DataSettings)
+    clip: ClipSettings = field(default_factory=ClipSettings)
+    classes: ClassesSettings = field(default_factory=lambda: ClassesSettings(preset="sample"))
+    prompts: PromptSettings = field(default_factory=PromptSettings)
+    cam: CamSettings = field(default_factory=CamSettings)
+    store: StoreSettings = field(default_factory=StoreSettings)
+    caa: CaaSettings = field(default_factory=CaaSettings)
+    pseudo: PseudoSettings = field(default_factory=PseudoSettings)
+    train: TrainSettings = field(default_factory=TrainSettings)
+    evaluate: EvaluateSettings = field(default_factory=EvaluateSettings)
+    reliability: ReliabilitySettings = field(default_factory=ReliabilitySettings)
+    learn_prompts: LearnPromptsSettings = field(default_factory=LearnPromptsSettings)
+    runner: RunnerSettings = field(default_factory=RunnerSettings)
+    relabel: RelabelSettings = field(default_factory=RelabelSettings)
+
+    @classmethod
+    def from_mapping(cls, mapping: Mapping[str, Any]) -> Params:
+        """Check and build every section of a parsed params file.
+
+        Raises:
+            ConfigError: naming the dotted key (unknown sections and keys, types, ranges).
+        """
+        if not isinstance(mapping, Mapping):
+            raise ConfigError(f"expected a mapping at the top level, got {type(mapping).__name__}")
+        sections = {f.name: f for f in dataclasses.fields(cls)}
+        no_unknown_keys(mapping, sections, "")
+        hints = typing.get_type_hints(cls)
+        built = {
+            name: build_section(hints[name], value, name)
+            for name, value in mapping.items()
+            if not (name == "classes" and value is None)
+        }
+        return cls(**built)
+
+    def section_dict(self, name: str) -> dict[str, Any]:
+        """One section as plain data: what artifacts record and hash (equal to the YAML as written
+        when every key is given)."""
+        section = getattr(self, name)
+        return section.as_params() if isinstance(section, ClassesSettings) else plain(section)
+
+    def sections(self, *names: str) -> dict[str, dict[str, Any]]:
+        """Several sections by name, e.g. `sections("caa", "store")` for the refine attributes."""
+        return {name: self.section_dict(name) for name in names}
+
+    def replace(self, **sections: Any) -> Params:
+        return dataclasses.replace(self, **sections)
+
+    @cached_property
+    def vocabulary(self) -> ClassVocabulary:
+        return self.classes.vocabulary()
+
+    @property
+    def dataset_root(self) -> Path:
+        return Path(self.data.root)
+
+
+def load_params(path: Path | str, runner: Mapping[str, Any] | None = None) -> Params:
+    """Parse (YAML safe loader) and check a params file; every error names the file and the key.
+
+    `runner`: command-line overrides of the `runner` section (None values keep the file's).
+    """
+    path = Path(path)
+    try:
+        mapping = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError) as error:
+        reason = " ".join(str(error).split())
+        raise ConfigError(f"{path}: cannot read params ({reason})") from error
+    try:
+        params = Params.from_mapping(mapping if mapping is not None else {})
+        return params.replace(runner=params.runner.with_overrides(runner)) if runner else params
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from error

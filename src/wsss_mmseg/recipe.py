@@ -1,0 +1,25 @@
+"""The effective training recipe of a built config: what `model.json` and `wsss lineage` record.
+
+The config file is the source of the recipe; `train.*` params override single values
+(`build_train_config`). These are the values the runner will actually use.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from mmengine.config import Config
+
+
+def effective_recipe(cfg: Config) -> dict[str, Any]:
+    """Schedule, batch, crop, learning rate and seed of a config (after overrides)."""
+    crop = next((step["crop_size"] for step in cfg.train_dataloader.dataset.pipeline if step["type"] == "RandomCrop"), None)
+    randomness = cfg.get("randomness") or {}
+    return {
+        "max_iters": int(cfg.train_cfg.max_iters),
+        "batch_size": int(cfg.train_dataloader.batch_size),
+        "crop_size": [int(v) for v in crop] if crop is not None else None,
+        "lr": float(cfg.optim_wrapper.optimizer.lr),
+        "seed": randomness.get("seed"),
+        "checkpoint_interval": int(cfg.default_hooks.checkpoint.interval),
+    }
