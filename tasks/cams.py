@@ -153,8 +153,8 @@ def run_cams(params: Params, layout: ArtifactLayout, report: StageReport | None 
     Shards go through the flow's task runner (`runner` section: in-process or Dask workers).
     """
     manifest = read_manifest(layout)
-    template = selected_template(layout)
     background, prompts_sha256 = learned_background(params, layout) if layout.pass_name else (None, None)
+    template = selected_template(layout)
     clip = load_stage_clip(params)
     spec = ExtractorSpec(params, tuple(manifest.class_names), template, background)
     remember_extractor(spec, cam_extractor(params, clip, spec.class_names, (template,), background))

@@ -1,0 +1,71 @@
+"""The SemPLeS second pass derives its content keys exactly as the main pass does.
+
+Before, the learned pass was a hand copy of cams/refine whose attributes lacked the
+`core_code_sha256` that the main pass puts into every key: after a core change, a rerun outside
+DVC reused stale learned CAMs. Both passes now go through the same attribute and key code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+import tasks.cams as cams
+import tasks.refine as refine
+from wsss.catalog import ArtifactLayout
+from wsss.datasets import ImageRecord, Manifest
+from wsss.incremental import content_key, record_keys, stage_identity
+from wsss.params import Params
+
+ROOT = Path(__file__).resolve().parents[2]
+CLIP = {"model_name": "ViT-B-16", "weights": "random-init(seed=0)", "checkpoint_sha256": None}
+
+
+@pytest.fixture
+def params() -> Params:
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    raw["learn_prompts"]["enabled"] = True
+    return Params.from_mapping(raw)
+
+
+def manifest(params: Params) -> Manifest:
+    records = (ImageRecord("a", "images/a.jpg", ("cat",), None, "1" * 64, 8, 8),
+               ImageRecord("b", "images/b.jpg", ("person",), None, "2" * 64, 8, 8))
+    return Manifest("m", records, tuple(params.vocabulary.class_names))
+
+
+def keys_of_both_passes(params: Params) -> dict[str, dict[str, str]]:
+    """CAM keys, then refine keys on top of them, for the main and the learned pass."""
+    layout, found = ArtifactLayout(), {}
+    for name, pass_layout in (("main", layout), ("learned", layout.learned())):
+        cam_attrs = cams.cam_attributes(params, pass_layout, manifest(params), CLIP, "a clean origami {}.", "f" * 64)
+        cam_keys = record_keys(manifest(params).records, stage_identity(cam_attrs))
+        refine_attrs = refine.refine_attributes(params, pass_layout, cam_attrs)
+        identity = {k: v for k, v in stage_identity(refine_attrs).items() if k != "upstream_cams"}
+        found[name] = {**{f"cams/{i}": k for i, k in cam_keys.items()},
+                       **{f"refine/{i}": content_key(identity, cams_key=k) for i, k in cam_keys.items()}}
+    return found
+
+
+def test_a_core_code_change_invalidates_both_passes(params: Params, monkeypatch: pytest.MonkeyPatch) -> None:
+    before = keys_of_both_passes(params)
+    for module in (cams, refine):
+        monkeypatch.setattr(module, "package_source_digest", lambda files: "changed core code")
+    after = keys_of_both_passes(params)
+    for name in ("main", "learned"):
+        assert set(before[name]) == set(after[name]) and len(before[name]) == 4
+        assert all(before[name][k] != after[name][k] for k in before[name]), name
+
+
+def test_both_passes_record_the_same_identity_fields(params: Params) -> None:
+    main = cams.cam_attributes(params, ArtifactLayout(), manifest(params), CLIP, "t {}.")
+    learned = cams.cam_attributes(params, ArtifactLayout().learned(), manifest(params), CLIP, "t {}.", "f" * 64)
+    assert set(main) <= set(learned) and main["core_code_sha256"] == learned["core_code_sha256"]
+    assert set(learned) - set(main) == {"learned_prompts_sha256", "background_mode", "rescore_weight"}
+    assert (main["stage"], learned["stage"]) == ("cams", "learned_cams")
+    assert learned["params"] == {**main["params"], "learn_prompts": params.section_dict("learn_prompts")}
+    refine_main = refine.refine_attributes(params, ArtifactLayout(), main)
+    refine_learned = refine.refine_attributes(params, ArtifactLayout().learned(), learned)
+    assert set(refine_main) == set(refine_learned) and refine_main["core_code_sha256"] == refine_learned["core_code_sha256"]
