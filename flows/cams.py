@@ -13,7 +13,7 @@ from prefect import flow
 
 from tasks.cams import run_cams
 from tasks.command import run_stage, runner_overrides
-from tasks.runtime import Progress, link_written_shards
+from tasks.runtime import Progress, published_shards
 from wsss.catalog import ArtifactLayout
 from wsss.params import load_params
 
@@ -23,9 +23,7 @@ def cams_flow(params_path: str = "params.yaml", runner: dict[str, Any] | None = 
     """Grad-CAM maps + attention affinity of every image into sharded HDF5 (only what changed)."""
     params = load_params(params_path, runner)
     progress = Progress("wsss-cams-progress", "Images through CLIP-ES CAM extraction")
-    summary = run_cams(params, ArtifactLayout.for_params(params), progress)
-    link_written_shards("wsss-cams-shards", summary.written, summary.untouched)
-    return summary.as_dict()
+    return published_shards("wsss-cams-shards", run_cams(params, ArtifactLayout.for_params(params), progress))
 
 
 if __name__ == "__main__":

@@ -9,7 +9,7 @@ from prefect import flow
 
 from tasks.command import run_stage, runner_overrides
 from tasks.refine import run_refine
-from tasks.runtime import Progress, link_written_shards
+from tasks.runtime import Progress, published_shards
 from wsss.catalog import ArtifactLayout
 from wsss.params import load_params
 
@@ -19,9 +19,7 @@ def refine_flow(params_path: str = "params.yaml", runner: dict[str, Any] | None 
     """CAA refinement of the stored maps into full-resolution refined maps (HDF5)."""
     params = load_params(params_path, runner)
     progress = Progress("wsss-refine-progress", "Images through CAA refinement")
-    summary = run_refine(params, ArtifactLayout.for_params(params), progress)
-    link_written_shards("wsss-refine-shards", summary.written, summary.untouched)
-    return summary.as_dict()
+    return published_shards("wsss-refine-shards", run_refine(params, ArtifactLayout.for_params(params), progress))
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Prefect task nodes: load typed config (`wsss.config`), call the core, write artifacts, report.
+"""Stage entries: one `run_<stage>(params, layout, ...)` per stage (attributes, keys, core calls, records).
 
-Thin by design (Kedro-style nodes); filled in by the pipeline issue.
+`runtime.py` holds the Prefect glue, `command.py` the stage command line, `locking.py` the locks.
 """

@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import hashlib
 import pickle
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -86,6 +86,10 @@ class ExtractImage:
     spec: ExtractorSpec
     dataset_root: Path
     records: Mapping[str, ImageRecord]
+
+    def for_images(self, image_ids: Sequence[str]) -> ExtractImage:
+        """The same callback with only these images' records (what one shard job ships)."""
+        return replace(self, records={i: self.records[i] for i in image_ids})
 
     def __call__(self, image_id: str) -> ImageOutput:
         record = self.records[image_id]

@@ -20,6 +20,7 @@ from typing import Any
 from prefect.exceptions import TerminationSignal
 
 from tasks.locking import pipeline_lock
+from tasks.runtime import start_temporary_server_outside_our_process_group
 from wsss.catalog import ArtifactLayout
 from wsss.errors import WsssError
 from wsss.params import load_params
@@ -80,6 +81,7 @@ def run_stage(
     previous = signal.signal(signal.SIGTERM, _raise_terminated)
     try:
         params = load_params(args.params, runner_overrides(args))  # every key checked before any work
+        start_temporary_server_outside_our_process_group()
         with pipeline_lock(ArtifactLayout.for_params(params)) if lock else nullcontext() as held:
             if held is not None and held.stale_owner is not None:
                 print(f"note: took over the stale run lock of {describe_owner(held.stale_owner)}", file=sys.stderr)

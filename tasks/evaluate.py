@@ -19,18 +19,7 @@ from tasks.prepare import read_manifest
 from tasks.runtime import flow_run_id
 from wsss.catalog import ArtifactLayout
 from wsss.datasets import ImageRecord, manifest_sha256, safe_join
-from wsss.evaluation import (
-    ImageMaps,
-    ProtocolScores,
-    background_comparison_rows,
-    metrics_document,
-    model_keys,
-    per_class_rows,
-    protocol_markdown,
-    score_image,
-    summary_rows,
-    with_learned_background,
-)
+from wsss.evaluation import protocol
 from wsss.imaging import load_rgb
 from wsss.io import CamStore
 from wsss.io.atomic import write_bytes_atomic, write_json_atomic
@@ -60,11 +49,11 @@ def read_ground_truth(root: Path, record: ImageRecord) -> np.ndarray:
 
 def score_pass(params: Params, layout: ArtifactLayout, records: Sequence[ImageRecord]) -> dict[str, SegmentationScores]:
     """Every map and mask key of one pass (main or learned) over the images with ground truth."""
-    scores = ProtocolScores(params.vocabulary.num_classes + 1)
+    scores = protocol.ProtocolScores(params.vocabulary.num_classes + 1)
     cams, refined, masks = CamStore(layout.cams), CamStore(layout.refined), PseudoMaskStore(layout.pseudo)
     for record in records:
         maps = refined.read(record.image_id, ["refined"], keep_dtype=True)
-        score_image(scores, ImageMaps(
+        protocol.score_image(scores, protocol.ImageMaps(
             ground_truth=read_ground_truth(params.dataset_root, record),
             gradcam=cams.read(record.image_id, ["gradcam"]).arrays["gradcam"],
             refined=maps.arrays["refined"],
@@ -90,7 +79,7 @@ def score_model(params: Params, layout: ArtifactLayout, records: Sequence[ImageR
     with tempfile.TemporaryDirectory() as scratch:
         split = Path(scratch) / "split.txt"
         split.write_text("".join(f"{r.image_id}\n" for r in records))
-        for key, with_crf in model_keys(settings.test_scales, settings.test_crf):
+        for key, with_crf in protocol.model_keys(settings.test_scales, settings.test_crf):
             scores[key] = score_segmenter(
                 Path(settings.config).resolve(), layout.model, image_dir=params.dataset_root / image_folder,
                 gt_dir=gt_dir,
@@ -120,13 +109,13 @@ def run_evaluate(params: Params, layout: ArtifactLayout) -> Evaluation:
     scores = score_pass(params, layout, with_gt)
     learned = layout.learned()
     if any(learned.refined.glob("shard-*.h5")) and learned.pseudo.folder("raw").is_dir():
-        scores = with_learned_background(scores, score_pass(params, learned, with_gt))
+        scores = protocol.with_learned_background(scores, score_pass(params, learned, with_gt))
     if layout.model.is_file() and with_gt:
         scores.update(score_model(params, layout, with_gt))
     split = params.data.split
-    document = {**metrics_document(split, scores), "num_images_with_ground_truth": len(with_gt)}
+    document = {**protocol.metrics_document(split, scores), "num_images_with_ground_truth": len(with_gt)}
     write_json_atomic(layout.metrics, document)
-    write_json_atomic(layout.per_class_iou, per_class_rows(scores, params.vocabulary.class_names))
+    write_json_atomic(layout.per_class_iou, protocol.per_class_rows(scores, params.vocabulary.class_names))
     chosen_ids = set(params.evaluate.overlay_ids or [r.image_id for r in manifest.records[: params.evaluate.max_overlays]])
     overlays = write_overlays(params, layout, [r for r in manifest.records if r.image_id in chosen_ids])
     # metrics.json stays numbers only (dvc metrics); who computed them goes next to it for lineage.
@@ -139,7 +128,7 @@ def run_evaluate(params: Params, layout: ArtifactLayout) -> Evaluation:
         scored_images=[r.image_id for r in with_gt],
     ).write(layout.evaluation_run)
     return Evaluation(
-        document, summary_rows(scores), background_comparison_rows(scores),
-        protocol_markdown(split, len(with_gt), params.pseudo, params.evaluate),
+        document, protocol.summary_rows(scores), protocol.background_comparison_rows(scores),
+        protocol.protocol_markdown(split, len(with_gt), params.pseudo, params.evaluate),
         [layout.metrics, layout.evaluation_run, layout.per_class_iou, *overlays],
     )

@@ -6,10 +6,18 @@ the core never imports Prefect and the flows only wire.
 
 from __future__ import annotations
 
+import ctypes
+import functools
+import os
+import signal
+import subprocess
+import sys
+import types
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
+from unittest import mock
 from uuid import UUID
 
 from prefect import task
@@ -21,9 +29,10 @@ from prefect.artifacts import (
 )
 from prefect.cache_policies import NONE
 from prefect.context import FlowRunContext
+from prefect.settings import get_current_settings
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from wsss.incremental import ImageCompute, ShardJob, Submit, run_now, write_shard
+from wsss.incremental import ImageCompute, ShardJob, StageSummary, Submit, run_now, write_shard
 from wsss.scaleout import RunnerSettings
 
 
@@ -114,3 +123,42 @@ def link_written_shards(key: str, written: Sequence[str], untouched: Sequence[st
     lines += [f"| `{Path(p).resolve()}` | written |" for p in sorted(written)]
     lines += [f"| `{name}` | unchanged (kept from an earlier run) |" for name in sorted(untouched)]
     markdown(key, "\n".join(lines), "Files written by this flow run")
+
+
+def published_shards(key: str, summary: StageSummary) -> dict[str, Any]:
+    """Link the shard files a sharded stage run wrote (a markdown artifact); its summary as a dict."""
+    link_written_shards(key, summary.written, summary.untouched)
+    return summary.as_dict()
+
+
+def _end_with_parent(parent: int, libc: Any) -> None:
+    """In the server process, before exec: receive SIGTERM when the stage process dies (Linux)."""
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent:  # the parent died before the line above
+        os._exit(1)
+
+
+def start_temporary_server_outside_our_process_group() -> None:
+    """Start Prefect's temporary API server (when no `PREFECT_API_URL` is set) in its own session.
+
+    Prefect starts it as a child in the stage's process group, so a SIGTERM or Ctrl-C sent to the
+    group (a terminal, a supervisor, `kill -- -pgid`) also stopped the server before the stage could
+    report its crash, and the flow run stayed RUNNING for ever. In its own session it outlives the
+    signal long enough; it still ends with the stage process (Prefect stops it at exit; the kernel
+    sends it SIGTERM when the stage dies, even by SIGKILL). Started from the main thread, which
+    that kernel notice is tied to. Linux only; elsewhere Prefect's own start is kept.
+    """
+    if get_current_settings().api.url or not sys.platform.startswith("linux"):
+        return
+    from prefect.server.api import server as prefect_server
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    popen = functools.partial(subprocess.Popen, start_new_session=True, preexec_fn=functools.partial(_end_with_parent, os.getpid(), libc))
+
+    class DetachedServer(prefect_server.SubprocessASGIServer):
+        def _run_uvicorn_command(self) -> Any:
+            detached = types.SimpleNamespace(Popen=popen, TimeoutExpired=subprocess.TimeoutExpired)
+            with mock.patch.object(prefect_server, "subprocess", detached):
+                return super()._run_uvicorn_command()
+
+    DetachedServer().start()  # the instance Prefect's clients get (`SubprocessASGIServer()` is one per port)

@@ -105,3 +105,39 @@ def test_add_two_change_one_remove_one_recomputes_only_those(harness, tmp_path: 
     assert (tmp_path / "artifacts/metrics.json").is_file()
     runs = [json.loads(line) for line in (tmp_path / "artifacts/relabel/runs.jsonl").read_text().splitlines()]
     assert [run["retrained"] for run in runs] == [False, False, False, True] and "retrain" in runs[-1]["durations"]
+
+
+@pytest.mark.slow
+def test_an_image_that_vanishes_mid_run_is_reported_and_the_rest_is_relabeled(
+    harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The file disappears after `prepare` listed it: the run goes on without it (its failure report
+    names it), and the next run, with the file back, relabels it."""
+    import tasks.relabel
+    from flows.relabel import relabel_flow
+
+    monkeypatch.chdir(tmp_path)
+    params = relabel_params(4)
+    params["reliability"]["max_failed_share"] = 0.5
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    make_dataset(tmp_path, ["astro_a", "cat_a", "rocket_a"])
+    photo = tmp_path / DATASET / "images/cat_a.jpg"
+    kept = photo.read_bytes()
+    original = tasks.relabel.run_cams
+
+    def vanish_then_run(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        photo.unlink()
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(tasks.relabel, "run_cams", vanish_then_run)
+    first = relabel_flow("params.yaml")
+    assert first["failed"] == ["cat_a"] and first["pseudo"] == ["astro_a", "rocket_a"]
+    report = json.loads((tmp_path / "artifacts/cams/failures.json").read_text())
+    assert [f["image"] for f in report["failures"]] == ["cat_a"] and "cat_a.jpg" in report["failures"][0]["reason"]
+    masks = tmp_path / "artifacts/pseudo/masks"
+    assert sorted(p.stem for p in masks.iterdir()) == ["astro_a", "rocket_a"]
+    monkeypatch.setattr(tasks.relabel, "run_cams", original)
+    photo.write_bytes(kept)
+    second = relabel_flow("params.yaml")
+    assert second["counts"]["added"] == 1 and second["pseudo"] == ["cat_a"] and second["failed"] == []
+    assert not (tmp_path / "artifacts/cams/failures.json").exists()

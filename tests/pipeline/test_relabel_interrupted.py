@@ -19,6 +19,7 @@ import shutil
 import subprocess
 import sys
 import urllib.request
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -42,8 +43,8 @@ import tasks.relabel as relabel
 from wsss.io.pseudo_store import PseudoMaskStore
 point, number = sys.argv[1], int(sys.argv[2])
 
-def stop():
-    os.kill(os.getpid(), number)
+def stop():  # a negative number: that signal to the whole process group (as a terminal or supervisor sends it)
+    os.killpg(0, -number) if number < 0 else os.kill(os.getpid(), number)
 
 def after(name):
     original = getattr(relabel, name)
@@ -67,7 +68,7 @@ elif point == "before-run-log":
     relabel.record_run = lambda *args, **kwargs: stop()
 from flows.relabel import relabel_flow
 from tasks.command import run_stage
-sys.exit(run_stage({"run": lambda args: relabel_flow(args.params)}, ["run"], lock=False))
+sys.exit(run_stage({"run": lambda args: relabel_flow(args.params)}, [], lock=False))
 """
 
 
@@ -77,7 +78,7 @@ def relabel(repo: Path, env: dict[str, str]) -> None:
 
 def killed_relabel(repo: Path, env: dict[str, str], point: str, signal_number: int) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", KILLER, point, str(signal_number)], cwd=repo, env=env,
-                          capture_output=True, text=True, timeout=900)
+                          capture_output=True, text=True, timeout=900, start_new_session=True)
 
 
 def restore(repo: Path, snapshot: Path) -> None:
@@ -146,8 +147,10 @@ def test_sigkill_at_each_publish_point_converges_to_the_uninterrupted_outputs(se
     assert outputs(repo) == reference
 
 
-def flow_runs(api_url: str, name: str) -> list[dict]:
-    body = json.dumps({"flows": {"name": {"any_": [name]}}, "sort": "START_TIME_DESC"}).encode()
+def flow_runs(api_url: str, name: str, after: str) -> list[dict]:
+    """Runs of the flow `name` started after the ISO time `after` (runs SIGKILLed by other tests stay RUNNING)."""
+    body = json.dumps({"flows": {"name": {"any_": [name]}}, "flow_runs": {"start_time": {"after_": after}},
+                       "sort": "START_TIME_DESC"}).encode()
     request = urllib.request.Request(f"{api_url}/flow_runs/filter", data=body, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.load(response)
@@ -157,11 +160,38 @@ def test_sigterm_marks_the_run_crashed_releases_the_locks_and_the_rerun_converge
     repo, env, snapshot, reference, _ = setup
     restore(repo, snapshot)
     change_two_images(repo)
+    started = datetime.now(timezone.utc).isoformat()
     stopped = killed_relabel(repo, env, "mid-pseudo", 15)
     assert stopped.returncode == 143, stopped.stderr[-3000:]
     assert stopped.stderr.strip().splitlines()[-1].startswith("error: stopped by SIGTERM")
     assert (repo / "artifacts/.wsss-run.lock").read_text() == ""  # released, not left to a takeover
-    assert not [r for r in flow_runs(prefect_server, "wsss-relabel") if r["state_type"] == "RUNNING"]
-    assert flow_runs(prefect_server, "wsss-relabel")[0]["state_type"] in ("CRASHED", "CANCELLED", "FAILED")
+    assert [r["state_type"] for r in flow_runs(prefect_server, "wsss-relabel", started)] == ["CRASHED"]
     relabel(repo, env)
     assert outputs(repo) == reference and last_run(repo)["relabeled"] == ["rocket_a"]
+
+
+READ_RUNS = """
+import asyncio
+from prefect.server.database import provide_database_interface
+from prefect.server.models import flow_runs
+
+async def main():
+    async with provide_database_interface().session_context() as session:
+        for run in await flow_runs.read_flow_runs(session):
+            print(run.state_type.value)
+
+asyncio.run(main())
+"""
+
+
+def test_sigterm_to_the_process_group_leaves_no_run_running_on_the_temporary_server(setup, tmp_path: Path) -> None:
+    """Without PREFECT_API_URL, Prefect's temporary server used to be in the stage's process group: the
+    group's SIGTERM stopped it before the crash was recorded, and the run stayed RUNNING for ever."""
+    repo, env, snapshot, _, _ = setup
+    restore(repo, snapshot)
+    change_two_images(repo)
+    local = {key: value for key, value in env.items() if key != "PREFECT_API_URL"} | {"PREFECT_HOME": str(tmp_path / "prefect")}
+    stopped = killed_relabel(repo, local, "mid-pseudo", -15)
+    assert stopped.returncode == 143, stopped.stderr[-3000:]
+    states = run([sys.executable, "-c", READ_RUNS], repo, local).stdout.split()
+    assert states == ["CRASHED"], states

@@ -47,7 +47,8 @@ class ImageOutput:
 
 
 class ImageCompute(Protocol):
-    """Per-image callback (picklable: it may run on another process or machine)."""
+    """Per-image callback (picklable: it may run on another process or machine). A callback with a
+    `for_images(ids)` method is narrowed to each shard's images before it is shipped."""
 
     def __call__(self, image_id: str) -> ImageOutput: ...
 
@@ -214,7 +215,8 @@ def run_sharded(
             continue
         job = ShardJob(index, expected, reusable_ids(expected, previous), shard_path(scratch, index), dict(root_attrs),
                        compression, tuple(copied_arrays))
-        futures.append(submit(job, compute))
+        narrow = getattr(compute, "for_images", None)
+        futures.append(submit(job, narrow(ids) if narrow else compute))
     outcomes = []
     for future in futures:
         outcomes.append(future.result())
