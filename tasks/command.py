@@ -1,10 +1,11 @@
 """Command line of the stage flows: `python -m flows.<stage> [--params params.yaml] [runner options]`.
 
 Before any work the params file is loaded and checked (a bad value is one line naming the file
-and the dotted key, exit 2); then the run takes its locks (`tasks.locking`), runs the flow on the
-shard jobs on the task runner of the `runner` section (plus `--runner/--dask-address/--workers`), and exits
+and the dotted key, exit 2); then the run takes its locks (`tasks.locking`) and runs the flow (its
+shard jobs on the task runner of the `runner` section, plus `--runner/--dask-address/--workers`). Exit
 0, or 2 with one line on a pipeline error (bad dataset file, too many failed images, another run
-holding the artifacts), or 143 after SIGTERM: Prefect marks the run crashed, the locks are released.
+holding the artifacts, a full disk), or 143 after SIGTERM (130 after SIGINT): Prefect marks the run
+crashed, the locks are released.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from wsss.errors import WsssError
 from wsss.params import load_params
 from wsss.run_lock import describe_owner
 
-EXIT_ERROR, EXIT_TERMINATED = 2, 128 + signal.SIGTERM
+EXIT_ERROR, EXIT_TERMINATED, EXIT_INTERRUPTED = 2, 128 + signal.SIGTERM, 128 + signal.SIGINT
 
 
 class Terminated(BaseException):
@@ -89,10 +90,11 @@ def run_stage(
     except WsssError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR
-    except (Terminated, TerminationSignal):
-        print("error: stopped by SIGTERM; the Prefect flow run (if one had started) is marked crashed, locks released",
+    except (Terminated, TerminationSignal, KeyboardInterrupt) as stop:
+        name = "SIGINT" if isinstance(stop, KeyboardInterrupt) else "SIGTERM"
+        print(f"error: stopped by {name}; the Prefect flow run (if one had started) is marked crashed, locks released",
               file=sys.stderr)
-        return EXIT_TERMINATED
+        return EXIT_INTERRUPTED if isinstance(stop, KeyboardInterrupt) else EXIT_TERMINATED
     finally:
         signal.signal(signal.SIGTERM, previous)
     return 0

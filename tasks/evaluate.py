@@ -17,7 +17,7 @@ from PIL import Image
 
 from tasks.prepare import read_manifest
 from tasks.runtime import flow_run_id
-from wsss.catalog import ArtifactLayout
+from wsss.catalog import ArtifactLayout, PseudoLayout
 from wsss.datasets import ImageRecord, manifest_sha256, safe_join
 from wsss.evaluation import protocol
 from wsss.imaging import load_rgb
@@ -108,7 +108,7 @@ def run_evaluate(params: Params, layout: ArtifactLayout) -> Evaluation:
     with_gt = [r for r in manifest.records if r.ground_truth_path]
     scores = score_pass(params, layout, with_gt)
     learned = layout.learned()
-    if any(learned.refined.glob("shard-*.h5")) and learned.pseudo.folder("raw").is_dir():
+    if any(learned.refined.glob("shard-*.h5")) and learned.pseudo.folder(PseudoLayout.RAW).is_dir():
         scores = protocol.with_learned_background(scores, score_pass(params, learned, with_gt))
     if layout.model.is_file() and with_gt:
         scores.update(score_model(params, layout, with_gt))

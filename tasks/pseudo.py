@@ -121,7 +121,7 @@ def run_pseudo(params: Params, layout: ArtifactLayout, report: StageReport | Non
     previous = store.read_summary()
     rows = {i: row for i, key in keys.items() if (row := store.reusable_row(i, key)) is not None}
     todo = sorted(set(keys) - set(rows))
-    run = PseudoRun(reused=sorted(rows), removed=sorted(set(_existing_ids(store)) - set(keys)))
+    run = PseudoRun(reused=sorted(rows), removed=sorted(store.image_ids() - set(keys)))
     if report:
         report.start(len(keys))
         report.advance(run.reused, "copied")
@@ -147,11 +147,6 @@ def run_pseudo(params: Params, layout: ArtifactLayout, report: StageReport | Non
     ))
     settle_failures("pseudo", run.failed, len(keys), params.reliability.max_failed_share, layout.stage_failures(layout.pseudo.root))
     return run
-
-
-def _existing_ids(store: PseudoMaskStore) -> set[str]:
-    folder = store.layout.folder("masks")
-    return {p.stem for p in folder.iterdir() if p.suffix == ".png"} if folder.is_dir() else set()
 
 
 def _learned_prompts_sha256(refined: CamStore) -> str | None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from tasks.prepare import read_manifest
 from tasks.runtime import flow_run_id
-from wsss.catalog import ArtifactLayout
+from wsss.catalog import ArtifactLayout, PseudoLayout
 from wsss.datasets import Manifest, manifest_sha256
 from wsss.io.atomic import copy_file_atomic, write_text_atomic
 from wsss.io.pseudo_store import PseudoMaskStore
@@ -38,8 +38,8 @@ def train_config(params: Params, layout: ArtifactLayout, manifest: Manifest, wor
         work_dir.resolve(),
         data_root=Path(".").resolve(),
         image_dir=str(params.dataset_root / folder),
-        mask_dir=str(layout.pseudo.folder("masks")),
-        confidence_dir=str(layout.pseudo.folder("confidence")) if settings.use_confidence else None,
+        mask_dir=str(layout.pseudo.folder(PseudoLayout.MASKS)),
+        confidence_dir=str(layout.pseudo.folder(PseudoLayout.CONFIDENCE)) if settings.use_confidence else None,
         split_file=str(split_file.resolve()),
         class_names=class_names,
         palette=[list(map(int, c)) for c in voc_palette()[: len(class_names)]],

@@ -28,9 +28,12 @@ class PseudoLayout:
 
     root: Path
 
-    # Folder -> suffix of one image's output file, in the order they are written.
-    OUTPUTS: ClassVar[dict[str, str]] = {"masks": ".png", "raw": ".png", "confidence": ".npy"}
+    MASKS: ClassVar[str] = "masks"
+    RAW: ClassVar[str] = "raw"
+    CONFIDENCE: ClassVar[str] = "confidence"
     KEYS: ClassVar[str] = "keys"
+    # Folder -> suffix of one image's output file, in the order they are written.
+    OUTPUTS: ClassVar[dict[str, str]] = {MASKS: ".png", RAW: ".png", CONFIDENCE: ".npy"}
 
     @property
     def summary(self) -> Path:

@@ -15,7 +15,7 @@ from typing import Any
 
 import yaml
 
-from wsss.catalog import ArtifactLayout
+from wsss.catalog import ArtifactLayout, PseudoLayout
 from wsss.datasets import ImageRecord, Manifest, manifest_sha256
 from wsss.errors import WsssError
 from wsss.io import CamStore
@@ -89,7 +89,7 @@ def _pseudo_facts(layout: ArtifactLayout, image_id: str) -> dict[str, Any] | Non
     row = summary.row(image_id) if summary else None
     if summary is None or row is None:
         return None
-    return {"artifact": str(layout.pseudo.output("masks", image_id)), "summary": row, "stage_params": {"pseudo": summary.params},
+    return {"artifact": str(layout.pseudo.output(PseudoLayout.MASKS, image_id)), "summary": row, "stage_params": {"pseudo": summary.params},
             "flow_run_id": summary.image_flow_run_id(image_id), "input_sha256": row.get("source_sha256"),
             "input_manifest_sha256": summary.input_manifest_sha256}
 

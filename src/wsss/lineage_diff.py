@@ -18,14 +18,14 @@ from typing import Any
 
 import yaml
 
-from wsss.catalog import ArtifactLayout
+from wsss.catalog import ArtifactLayout, PseudoLayout
 from wsss.errors import WsssError
 from wsss.lineage import differing_keys
 
 # dvc.lock names outputs by their path relative to the repository, as the catalog does.
 LAYOUT = ArtifactLayout()
 PSEUDO_OUT, PREPARE_OUT = LAYOUT.pseudo.root.as_posix(), LAYOUT.prepare.as_posix()
-MASK_DIR = LAYOUT.pseudo.folder("masks").name
+MASK_DIR = PseudoLayout.MASKS
 # Stages whose changes can change a pseudo mask, upstream first.
 MASK_STAGES = ("prepare", "prompts", "cams", "refine", "pseudo")
 

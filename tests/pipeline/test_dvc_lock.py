@@ -82,8 +82,9 @@ def test_a_relabel_during_dvc_repro_is_refused_and_dvc_loses_nothing(repo: tuple
         relabel = subprocess.run([sys.executable, "-m", "flows.relabel", "run"], cwd=path, env=env, capture_output=True,
                                  text=True, timeout=600)
         assert relabel.returncode == 2, relabel.stderr[-3000:]
-        last = relabel.stderr.strip().splitlines()[-1]
-        assert "holds the repository lock" in last or "another pipeline run is using artifacts" in last, last
+        errors = [line for line in relabel.stderr.splitlines() if line.startswith("error:")]
+        assert len(errors) == 1, relabel.stderr[-3000:]
+        assert "holds the repository lock" in errors[0] or "another pipeline run is using artifacts" in errors[0], errors
         assert (path / "artifacts/relabel/runs.jsonl").read_text() == runs_before  # the refused run did nothing
     finally:
         os.killpg(repro.pid, signal.SIGCONT)

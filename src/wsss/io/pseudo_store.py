@@ -93,22 +93,27 @@ class PseudoMaskStore:
         """The image's mask, raw labels and confidence, then its key (the mark of completeness)."""
         self.layout.output(PseudoLayout.KEYS, image_id).unlink(missing_ok=True)
         paths = self.layout.outputs(image_id)
-        write_bytes_atomic(paths["masks"], palette_png_bytes(label.labels))
-        write_bytes_atomic(paths["raw"], palette_png_bytes(label.raw_labels))
-        write_bytes_atomic(paths["confidence"], npy_bytes(label.confidence.astype(np.float16)))
+        write_bytes_atomic(paths[PseudoLayout.MASKS], palette_png_bytes(label.labels))
+        write_bytes_atomic(paths[PseudoLayout.RAW], palette_png_bytes(label.raw_labels))
+        write_bytes_atomic(paths[PseudoLayout.CONFIDENCE], npy_bytes(label.confidence.astype(np.float16)))
         record = json.dumps({"key": key, "row": row}, sort_keys=True) + "\n"
         write_bytes_atomic(self.layout.output(PseudoLayout.KEYS, image_id), record.encode())
 
     def has_mask(self, image_id: str) -> bool:
-        return self.layout.output("masks", image_id).is_file()
+        return self.layout.output(PseudoLayout.MASKS, image_id).is_file()
+
+    def image_ids(self) -> set[str]:
+        """Images that have a mask file."""
+        folder = self.layout.folder(PseudoLayout.MASKS)
+        return {p.stem for p in folder.iterdir() if p.suffix == ".png"} if folder.is_dir() else set()
 
     def labels(self, image_id: str, raw: bool = False) -> np.ndarray:
         """`(H, W)` uint8 labels: the confidence-filtered mask, or the raw labels."""
-        with Image.open(self.layout.output("raw" if raw else "masks", image_id)) as handle:
+        with Image.open(self.layout.output(PseudoLayout.RAW if raw else PseudoLayout.MASKS, image_id)) as handle:
             return np.asarray(handle, dtype=np.uint8)
 
     def confidence(self, image_id: str) -> np.ndarray:
-        return np.load(self.layout.output("confidence", image_id), allow_pickle=False)
+        return np.load(self.layout.output(PseudoLayout.CONFIDENCE, image_id), allow_pickle=False)
 
     def read_summary(self) -> PseudoSummary | None:
         return PseudoSummary.read(self.layout.summary)
