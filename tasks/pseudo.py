@@ -46,6 +46,18 @@ def pseudo_key(settings: PseudoSettings, refined_key: str, source_sha256: str) -
     return content_key(identity, refined=refined_key, source_sha256=source_sha256)
 
 
+def pseudo_keys(settings: PseudoSettings, refined: CamStore) -> dict[str, str]:
+    """Every refined image's pseudo key (attributes only: no map is read, except for stores written
+    before content keys existed, whose maps are then the key input)."""
+    keys = {}
+    for image_id, stored in refined.iter_images(names=[]):
+        refined_key = stored.attrs.get(CONTENT_KEY_ATTR)
+        if refined_key is None:
+            refined_key = array_digest([refined.read(image_id, ["refined"], keep_dtype=True).arrays["refined"]])
+        keys[image_id] = pseudo_key(settings, str(refined_key), str(stored.attrs["source_sha256"]))
+    return keys
+
+
 @dataclass(frozen=True)
 class PseudoJob:
     """One image's work (picklable, for the process pool)."""
@@ -113,11 +125,7 @@ def run_pseudo(params: Params, layout: ArtifactLayout, report: StageReport | Non
     """
     settings, store, run_id = params.pseudo, PseudoMaskStore(layout.pseudo), flow_run_id()
     refined = CamStore(layout.refined)
-    keys = {}
-    for image_id, stored in refined.iter_images(names=[]):
-        # Stores written before content keys existed: the maps themselves are the key input.
-        refined_key = stored.attrs.get(CONTENT_KEY_ATTR) or array_digest([refined.read(image_id, ["refined"], keep_dtype=True).arrays["refined"]])
-        keys[image_id] = pseudo_key(settings, str(refined_key), str(stored.attrs["source_sha256"]))
+    keys = pseudo_keys(settings, refined)
     previous = store.read_summary()
     rows = {i: row for i, key in keys.items() if (row := store.reusable_row(i, key)) is not None}
     todo = sorted(set(keys) - set(rows))
