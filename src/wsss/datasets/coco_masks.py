@@ -22,6 +22,7 @@ import io
 import json
 import math
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -104,6 +105,13 @@ def _checked_polygons(segmentation: list[Any], height: int, width: int) -> list[
     return rings
 
 
+def _decode(rle: dict[str, Any]) -> np.ndarray:
+    """`mask_utils.decode` without pycocotools' NumPy-2 `__array__(copy=...)` deprecation noise."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=r".*__array__ implementation doesn't accept a copy keyword", category=DeprecationWarning)
+        return np.ascontiguousarray(mask_utils.decode(rle), dtype=np.uint8)
+
+
 def instance_rle(segmentation: Any, height: int, width: int) -> dict[str, Any] | None:
     """The compressed RLE of one annotation's segmentation (polygons merged), None when it is empty.
 
@@ -129,7 +137,7 @@ def instance_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
     rle = instance_rle(segmentation, height, width)
     if rle is None:
         return np.zeros((height, width), dtype=np.uint8)
-    return np.ascontiguousarray(mask_utils.decode(rle), dtype=np.uint8)
+    return _decode(rle)
 
 
 def semantic_label_map(annotations: Sequence[Mapping[str, Any]], labels: Sequence[int], height: int, width: int) -> np.ndarray:
@@ -159,10 +167,10 @@ def semantic_label_map(annotations: Sequence[Mapping[str, Any]], labels: Sequenc
     result = np.zeros((height, width), dtype=np.uint8)
     # Largest first, so every smaller instance is painted over it; equal areas: the first listed last.
     for _, _, label, rle in sorted(instances, key=lambda item: (-item[0], -item[1])):
-        result[mask_utils.decode(rle).astype(bool)] = label
+        result[_decode(rle).astype(bool)] = label
     unlabelled = result == 0
     for _, _, _, rle in crowds:
-        result[mask_utils.decode(rle).astype(bool) & unlabelled] = IGNORE_LABEL
+        result[_decode(rle).astype(bool) & unlabelled] = IGNORE_LABEL
     return result
 
 
