@@ -312,10 +312,15 @@ def score_segmenter(
     ids = read_split_ids(Path(split_file).read_text().splitlines())
     foreground = len(class_names) - 1
     samples = [
-        (Path(image_dir) / f"{image_id}{img_suffix}", partial(read_label_map, Path(gt_dir) / f"{image_id}{gt_suffix}", foreground))
+        (
+            Path(image_dir) / f"{image_id}{img_suffix}",
+            partial(read_label_map, Path(gt_dir) / f"{image_id}{gt_suffix}", foreground),
+        )
         for image_id in ids
     ]
-    return score_segmenter_on(config_path, checkpoint, samples, class_names=class_names, scales=scales, device=device, crf=crf)
+    return score_segmenter_on(
+        config_path, checkpoint, samples, class_names=class_names, scales=scales, device=device, crf=crf
+    )
 
 
 def score_segmenter_on(

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from wsss.datasets.coco import COCO_TO_CLIPES_NAMES, load_coco
+from wsss.datasets.coco import load_coco
 from wsss.datasets.folder import load_folder
 from wsss.datasets.ground_truth import GroundTruthFiles, read_label_map
 from wsss.datasets.loading import DATASET_KINDS, load_dataset
@@ -27,6 +27,7 @@ from wsss.datasets.records import (
 from wsss.datasets.voc import load_voc
 
 if TYPE_CHECKING:
+    from wsss.datasets.coco import COCO_TO_CLIPES_NAMES
     from wsss.datasets.sample import SAMPLE_CLASS_NAMES, materialize_sample
 
 __all__ = [
@@ -60,4 +61,8 @@ def __getattr__(name: str) -> Any:
         from wsss.datasets import sample
 
         return getattr(sample, name)
+    if name == "COCO_TO_CLIPES_NAMES":
+        from wsss.text.vocabulary import COCO_DATASET_NAMES
+
+        return COCO_DATASET_NAMES
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -21,15 +21,13 @@ from pathlib import Path, PurePosixPath
 from typing import Any
 
 from wsss.datasets.coco_masks import label_map_key, semantic_label_map, write_label_map
+from wsss.datasets.ground_truth import check_ground_truth_dir, existing_ground_truth
+from wsss.datasets.ids import colliding_ids, collision_reason
 from wsss.datasets.records import (
     ImageRecord,
     Manifest,
-    check_ground_truth_dir,
     check_tags,
     check_unique_ids,
-    collision_reason,
-    colliding_ids,
-    existing_ground_truth,
     make_record,
     parse_json,
     read_text,
@@ -40,10 +38,7 @@ from wsss.datasets.records import (
 )
 from wsss.errors import DatasetError
 from wsss.failures import FailureReport
-from wsss.text.vocabulary import COCO_DATASET_NAMES
 
-# Kept for callers of the earlier name; the table itself is vocabulary data.
-COCO_TO_CLIPES_NAMES: Mapping[str, str] = COCO_DATASET_NAMES
 UNKNOWN_TAG_HINT = " (if the dataset spells a class differently, map it with classes.dataset_names)"
 
 
@@ -308,3 +303,13 @@ class _DerivedMasks:
         for path in self.folder.iterdir():
             if path.is_file() and path.name not in self.used and path.name.endswith((".png", ".partial")):
                 path.unlink()
+
+
+def __getattr__(name: str) -> Any:
+    """`COCO_TO_CLIPES_NAMES`, the earlier name of `wsss.text.vocabulary.COCO_DATASET_NAMES`
+    (looked up on use: importing wsss.text loads torch)."""
+    if name == "COCO_TO_CLIPES_NAMES":
+        from wsss.text.vocabulary import COCO_DATASET_NAMES
+
+        return COCO_DATASET_NAMES
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -108,7 +108,9 @@ def _checked_polygons(segmentation: list[Any], height: int, width: int) -> list[
 def _decode(rle: dict[str, Any]) -> np.ndarray:
     """`mask_utils.decode` without pycocotools' NumPy-2 `__array__(copy=...)` deprecation noise."""
     with warnings.catch_warnings():
-        warnings.filterwarnings("ignore", message=r".*__array__ implementation doesn't accept a copy keyword", category=DeprecationWarning)
+        warnings.filterwarnings(
+            "ignore", message=r".*__array__ implementation doesn't accept a copy keyword", category=DeprecationWarning
+        )
         return np.ascontiguousarray(mask_utils.decode(rle), dtype=np.uint8)
 
 
@@ -140,7 +142,9 @@ def instance_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
     return _decode(rle)
 
 
-def semantic_label_map(annotations: Sequence[Mapping[str, Any]], labels: Sequence[int], height: int, width: int) -> np.ndarray:
+def semantic_label_map(
+    annotations: Sequence[Mapping[str, Any]], labels: Sequence[int], height: int, width: int
+) -> np.ndarray:
     """One image's label map from its annotations (the overlap and crowd rule of the module doc).
 
     Args:

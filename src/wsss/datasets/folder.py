@@ -16,14 +16,12 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from wsss.datasets.ground_truth import check_ground_truth_dir, existing_ground_truth
+from wsss.datasets.ids import colliding_ids, collision_reason
 from wsss.datasets.records import (
     Manifest,
-    check_ground_truth_dir,
     check_tags,
     check_unique_ids,
-    collision_reason,
-    colliding_ids,
-    existing_ground_truth,
     make_record,
     parse_json,
     read_text,

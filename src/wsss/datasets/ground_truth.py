@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from wsss.datasets.records import ImageRecord, safe_join
+from wsss.datasets.records import ImageRecord, safe_join, validate_relative_path
 from wsss.errors import DatasetError
 
 IGNORE_LABEL = 255
@@ -103,6 +103,30 @@ def tags_from_label_map(labels: np.ndarray, class_names: Sequence[str]) -> tuple
     return tuple(class_names[int(value) - 1] for value in present if 0 < value <= len(class_names))
 
 
+def check_ground_truth_dir(root: Path, ground_truth_dir: str | None) -> str | None:
+    """A configured ground-truth folder must exist under the root (DatasetError naming the key)."""
+    if ground_truth_dir is None:
+        return None
+    validate_relative_path(ground_truth_dir, "ground_truth_dir")
+    if not safe_join(root, ground_truth_dir).is_dir():
+        raise DatasetError(
+            f"ground_truth_dir {ground_truth_dir!r}: no such folder under the dataset root {root} "
+            "(set data.ground_truth_dir to the folder of label PNGs, or to null for a dataset without ground truth)"
+        )
+    return ground_truth_dir
+
+
+def existing_ground_truth(
+    root: Path, ground_truth_dir: str | None, image_id: str, stem_path: str | None = None
+) -> str | None:
+    """`<ground_truth_dir>/<stem_path or image_id>.png` relative to `root` when that file exists, else None."""
+    if ground_truth_dir is None:
+        return None
+    relative = f"{ground_truth_dir}/{stem_path or image_id}.png"
+    validate_relative_path(relative, "ground-truth path")
+    return relative if safe_join(root, relative).is_file() else None
+
+
 @dataclass(frozen=True)
 class GroundTruthFiles:
     """Where the records' ground truth lives: the dataset root, and the folder of derived label
@@ -127,7 +151,8 @@ class GroundTruthFiles:
         if record.ground_truth_root == "derived":
             if self.derived_root is None:
                 raise DatasetError(
-                    f"image {record.image_id!r}: derived ground truth {record.ground_truth_path} but no folder of derived label maps was given"
+                    f"image {record.image_id!r}: derived ground truth {record.ground_truth_path} "
+                    "but no folder of derived label maps was given"
                 )
             return safe_join(self.derived_root, record.ground_truth_path)
         return safe_join(self.dataset_root, record.ground_truth_path)

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import unicodedata
 import warnings
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
@@ -26,6 +25,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from wsss.datasets.ids import check_no_colliding_ids
 from wsss.errors import DatasetError
 
 MANIFEST_FORMAT = "wsss.datasets.manifest"
@@ -227,7 +227,8 @@ class ImageRecord:
             validate_relative_path(self.ground_truth_path, f"ground-truth path of {self.image_id!r}")
         if self.ground_truth_root not in GROUND_TRUTH_ROOTS:
             raise DatasetError(
-                f"{self.image_path}: ground_truth_root must be one of {GROUND_TRUTH_ROOTS}, got {self.ground_truth_root!r}"
+                f"{self.image_path}: ground_truth_root must be one of {GROUND_TRUTH_ROOTS}, "
+                f"got {self.ground_truth_root!r}"
             )
         tags = tuple(self.tags) if isinstance(self.tags, (list, tuple)) else self.tags
         if not isinstance(tags, tuple) or not all(isinstance(tag, str) and tag for tag in tags):
@@ -249,37 +250,6 @@ def check_unique_ids(image_ids: Iterable[str], source: str) -> None:
     repeated = sorted(image_id for image_id, count in Counter(image_ids).items() if count > 1)
     if repeated:
         raise DatasetError(f"{source}: duplicate image ids {repeated}")
-
-
-def id_collision_key(image_id: str) -> str:
-    """The form under which case-insensitive or normalising file systems (macOS, Windows) compare names."""
-    return unicodedata.normalize("NFC", image_id).casefold()
-
-
-def colliding_ids(image_ids: Iterable[str]) -> list[tuple[int, str, str]]:
-    """`(position, id, earlier id)` for each id that differs from an earlier one only by case or
-    Unicode normalisation ("Cat" after "cat", "e\u0301" after "\u00e9"); exact repeats are not listed."""
-    first: dict[str, str] = {}
-    found = []
-    for position, image_id in enumerate(image_ids):
-        earlier = first.setdefault(id_collision_key(image_id), image_id)
-        if earlier != image_id:
-            found.append((position, image_id, earlier))
-    return found
-
-
-def collision_reason(image_id: str, earlier: str) -> str:
-    """Why an id colliding with an earlier one is refused (names both)."""
-    return (
-        f"image id {image_id!r} differs from the earlier id {earlier!r} only by case or Unicode "
-        "normalisation; their files would collide on macOS/Windows file systems"
-    )
-
-
-def check_no_colliding_ids(image_ids: Iterable[str], source: str) -> None:
-    """DatasetError naming `source` and both ids of the first case/normalisation collision."""
-    for _, image_id, earlier in colliding_ids(image_ids):
-        raise DatasetError(f"{source}: {collision_reason(image_id, earlier)}")
 
 
 def check_tags(image_id: str, tags: Sequence[str], class_names: Sequence[str], source: str, hint: str = "") -> None:
@@ -317,28 +287,6 @@ def make_record(
     return ImageRecord(
         image_id, image_path, tuple(tags), ground_truth_path, file_sha256(absolute), width, height, ground_truth_root
     )
-
-
-def check_ground_truth_dir(root: Path, ground_truth_dir: str | None) -> str | None:
-    """A configured ground-truth folder must exist under the root (DatasetError naming the key)."""
-    if ground_truth_dir is None:
-        return None
-    validate_relative_path(ground_truth_dir, "ground_truth_dir")
-    if not safe_join(root, ground_truth_dir).is_dir():
-        raise DatasetError(
-            f"ground_truth_dir {ground_truth_dir!r}: no such folder under the dataset root {root} "
-            "(set data.ground_truth_dir to the folder of label PNGs, or to null for a dataset without ground truth)"
-        )
-    return ground_truth_dir
-
-
-def existing_ground_truth(root: Path, ground_truth_dir: str | None, image_id: str, stem_path: str | None = None) -> str | None:
-    """`<ground_truth_dir>/<stem_path or image_id>.png` relative to `root` when that file exists, else None."""
-    if ground_truth_dir is None:
-        return None
-    relative = f"{ground_truth_dir}/{stem_path or image_id}.png"
-    validate_relative_path(relative, "ground-truth path")
-    return relative if safe_join(root, relative).is_file() else None
 
 
 @dataclass(frozen=True)
