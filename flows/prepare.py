@@ -10,13 +10,14 @@ from flows.cli import run_stage
 from tasks import prepare as prepare_tasks
 from tasks.common import MANIFEST, core_config, load_params
 from tasks.reporting import link_written_files
-from wsss.config import data_settings, reliability_settings
+from wsss.config import data_settings, prompt_settings, reliability_settings
 from wsss.failures import FailureReport
 
 
 @flow(name="wsss-prepare")
 def prepare_flow(params_path: str = "params.yaml") -> str:
-    """Write the manifest of the usable images and `failures.json` naming each refused image and why.
+    """Write the manifest of the usable images, `failures.json` naming each refused image and why,
+    and `vocabulary.json` (what CLIP is asked).
 
     Exits non-zero (TooManyFailuresError) only when more than `reliability.max_failed_share` failed.
     """
@@ -25,7 +26,8 @@ def prepare_flow(params_path: str = "params.yaml") -> str:
     vocabulary = core_config(params).vocabulary
     reliability = reliability_settings(params)
     failures = FailureReport("prepare")
-    manifest = prepare_tasks.build_manifest(data, tuple(vocabulary.class_names), failures)
+    prepare_tasks.write_vocabulary(vocabulary, prompt_settings(params).pin)
+    manifest = prepare_tasks.build_manifest(data, vocabulary, failures)
     manifest = prepare_tasks.validate_manifest_images(manifest, data, reliability, failures)
     digest = prepare_tasks.write_manifest(manifest, data)
     prepare_tasks.write_failure_report(failures, manifest, reliability)

@@ -20,6 +20,10 @@ from wsss.errors import ConfigError, DatasetError
 ARTIFACTS = Path("artifacts")
 MANIFEST = ARTIFACTS / "prepare" / "manifest.json"
 FAILURES = ARTIFACTS / "prepare" / "failures.json"
+VOCABULARY = ARTIFACTS / "prepare" / "vocabulary.json"
+# Label maps prepare derives (COCO masks rasterised from the instances JSON); manifest records
+# with ground_truth_root "derived" are relative to it.
+GROUND_TRUTH = ARTIFACTS / "prepare" / "ground_truth"
 PROMPT_SCORES = ARTIFACTS / "prompts" / "scores.json"
 CAM_STORE = ARTIFACTS / "cams"
 REFINED_STORE = ARTIFACTS / "refined"

@@ -12,10 +12,11 @@ from PIL import Image
 from prefect import task
 from prefect.cache_policies import NONE
 
+from tasks.common import GROUND_TRUTH
 from tasks.pseudo import RAW
 from wsss.cam import resize_maps
 from wsss.config import EvaluateSettings, PseudoSettings, TrainSettings
-from wsss.datasets import ImageRecord, safe_join
+from wsss.datasets import GroundTruthFiles, ImageRecord, safe_join
 from wsss.imaging import load_rgb
 from wsss.io import CamStore
 from wsss.metrics import ConfusionAccumulator, SegmentationScores
@@ -23,10 +24,9 @@ from wsss.pseudo import CrfParams, crf_posterior_for_cams, labels_from_scores, m
 from wsss.viz import cam_overlay, label_overlay, tile_horizontally
 
 
-def read_ground_truth(root: Path, record: ImageRecord) -> np.ndarray:
-    assert record.ground_truth_path is not None
-    with Image.open(safe_join(root, record.ground_truth_path)) as handle:
-        return np.asarray(handle, dtype=np.uint8)
+def read_ground_truth(root: Path, record: ImageRecord, num_classes: int) -> np.ndarray:
+    """The record's validated label map (the one GT reader; `num_classes` includes background)."""
+    return GroundTruthFiles(root, GROUND_TRUTH).read(record, num_classes - 1)
 
 
 def _argmax_labels(cams: np.ndarray, class_ids: np.ndarray, alpha: float) -> np.ndarray:
@@ -53,7 +53,7 @@ def evaluate_maps(
     stage_crf = "on" if pseudo.crf else "off"
     other_crf = "off" if pseudo.crf else "on"
     for record in records:
-        gt = read_ground_truth(root, record)
+        gt = read_ground_truth(root, record, num_classes)
         raw = cams.read(record.image_id, ["gradcam"])
         maps = refined.read(record.image_id, ["refined"], keep_dtype=True)
         ids = np.asarray(maps.attrs["class_ids"], dtype=np.int64)
@@ -143,23 +143,19 @@ def evaluate_model(
     crf: CrfParams | None = None,
 ) -> SegmentationScores:
     """Scores of the trained segmenter on the images with ground truth (max-fused test scales)."""
-    import tempfile
+    from functools import partial
 
-    from wsss_mmseg.training import score_segmenter
+    from wsss_mmseg.training import score_segmenter_on
 
-    folders = {str(Path(r.ground_truth_path).parent) for r in records if r.ground_truth_path}
-    if len(folders) != 1:
-        raise ValueError(f"ground truth must be in one folder, found {sorted(folders)}")
-    image_folder = {str(Path(r.image_path).parent) for r in records}.pop()
-    suffix = {Path(r.image_path).suffix for r in records}.pop()
-    with tempfile.TemporaryDirectory() as scratch:
-        split = Path(scratch) / "split.txt"
-        split.write_text("".join(f"{r.image_id}\n" for r in records))
-        return score_segmenter(
-            Path(settings.config).resolve(), checkpoint, image_dir=root / image_folder, gt_dir=root / folders.pop(),
-            split_file=split, class_names=["background", *class_names], img_suffix=suffix,
-            scales=settings.test_scales, device=settings.device, crf=crf,
-        )
+    num_classes = len(class_names) + 1
+    samples = [
+        (safe_join(root, r.image_path), partial(read_ground_truth, root, r, num_classes))
+        for r in records if r.ground_truth_path
+    ]
+    return score_segmenter_on(
+        Path(settings.config).resolve(), checkpoint, samples, class_names=["background", *class_names],
+        scales=settings.test_scales, device=settings.device, crf=crf,
+    )
 
 
 @task(cache_policy=NONE)

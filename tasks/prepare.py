@@ -1,4 +1,5 @@
-"""prepare: materialise the embedded sample; the manifest of the usable images and the failure report."""
+"""prepare: materialise the embedded sample; the manifest of the usable images, the failure report,
+the derived ground truth (COCO masks) and the resolved vocabulary."""
 
 from __future__ import annotations
 
@@ -7,12 +8,12 @@ from pathlib import Path
 from prefect import get_run_logger, task
 from prefect.cache_policies import NONE
 
-from tasks.common import FAILURES, MANIFEST, write_json
+from tasks.common import FAILURES, GROUND_TRUTH, MANIFEST, VOCABULARY, write_json
 from wsss.config import DataSettings
-from wsss.datasets import Manifest, load_coco, load_folder, load_voc, manifest_sha256, materialize_sample
+from wsss.datasets import Manifest, load_dataset, manifest_sha256, materialize_sample
 from wsss.datasets.validation import validate_images
-from wsss.errors import ConfigError
 from wsss.failures import FailureReport, ReliabilitySettings
+from wsss.text.vocabulary import ClassVocabulary, vocabulary_document
 
 SAMPLE_DIR = Path("data/sample")
 
@@ -25,31 +26,32 @@ def materialize_sample_task(destination: Path = SAMPLE_DIR) -> Manifest:
 
 # No retries: the loaders' errors are deterministic, and a retry would record failures twice.
 @task(cache_policy=NONE)
-def build_manifest(data: DataSettings, class_names: tuple[str, ...], failures: FailureReport) -> Manifest:
+def build_manifest(data: DataSettings, vocabulary: ClassVocabulary, failures: FailureReport) -> Manifest:
     """The manifest of the dataset named by the `data` section (the sample is a VOC tree).
 
     Per-image problems go to `failures`; whole-file problems (tags file, split file, JSON) raise.
+    COCO masks are rasterised into (or reused from) `artifacts/prepare/ground_truth/`.
     """
-    root = Path(data.root)
-    if data.kind in ("sample", "voc"):
-        return load_voc(root, data.split, class_names, data.ground_truth_dir, failures=failures)
-    if data.kind == "coco":
-        if not data.instances_json or not data.images_dir:
-            raise ConfigError("data.instances_json and data.images_dir are required for COCO")
-        return load_coco(
-            root, data.instances_json, data.images_dir, class_names, data.ground_truth_dir, failures=failures
-        )
-    if not data.images_dir or not data.tags_file:
-        raise ConfigError("data.images_dir and data.tags_file are required for folder datasets")
-    return load_folder(root, data.images_dir, data.tags_file, class_names, failures=failures)
+    return load_dataset(
+        data.kind, Path(data.root), vocabulary.class_names, rename=vocabulary.rename, split=data.split,
+        ground_truth_dir=data.ground_truth_dir, instances_json=data.instances_json, images_dir=data.images_dir,
+        tags_file=data.tags_file, tags_from=data.tags_from, derived_ground_truth=GROUND_TRUTH, failures=failures,
+    )  # fmt: skip
 
 
 @task(cache_policy=NONE)
 def validate_manifest_images(
     manifest: Manifest, data: DataSettings, reliability: ReliabilitySettings, failures: FailureReport
 ) -> Manifest:
-    """Decode every image and check every GT mask; failed images leave the manifest."""
-    return validate_images(manifest, Path(data.root), reliability.max_image_pixels, failures)
+    """Decode every image and check every GT mask (mode, values, size); failed images leave the manifest."""
+    return validate_images(manifest, Path(data.root), reliability.max_image_pixels, failures, GROUND_TRUTH)
+
+
+@task(cache_policy=NONE)
+def write_vocabulary(vocabulary: ClassVocabulary, template: str | None, path: Path = VOCABULARY) -> None:
+    """`vocabulary.json`: classes, synonyms, dataset names, background words and the prompt strings
+    (for the pinned template; null when the prompts stage picks it)."""
+    write_json(path, vocabulary_document(vocabulary, template))
 
 
 @task(cache_policy=NONE)

@@ -20,9 +20,9 @@ from prefect.artifacts import create_table_artifact
 from prefect.cache_policies import NONE
 
 from tasks import pseudo as pseudo_tasks
-from tasks.common import PSEUDO_DIR, REFINED_STORE, read_json, write_json
+from tasks.common import GROUND_TRUTH, PSEUDO_DIR, REFINED_STORE, read_json, write_json
 from wsss.config import PseudoSettings
-from wsss.datasets import Manifest, safe_join
+from wsss.datasets import GroundTruthFiles, Manifest
 from wsss.errors import DatasetError
 from wsss.metrics import ConfusionAccumulator
 from wsss.relabel import ManifestDiff, RunRecord, append_run_log, archive_outputs, diff_manifests
@@ -105,13 +105,14 @@ def relabel_pseudo(
 def score_pseudo_masks(manifest: Manifest, dataset_root: Path, num_classes: int, output: Path) -> dict[str, Any]:
     """mIoU of the current pseudo masks on the images with ground truth (255 = ignored counts as a miss)."""
     accumulator = ConfusionAccumulator(num_classes)
+    ground_truth = GroundTruthFiles(dataset_root, GROUND_TRUTH)
     scored = 0
     for record in manifest.records:
         mask_path = PSEUDO_DIR / pseudo_tasks.MASKS / f"{record.image_id}.png"
         if record.ground_truth_path is None or not mask_path.is_file():
             continue
-        with Image.open(safe_join(dataset_root, record.ground_truth_path)) as gt, Image.open(mask_path) as mask:
-            accumulator.update(np.asarray(gt, dtype=np.uint8), np.asarray(mask, dtype=np.uint8))
+        with Image.open(mask_path) as mask:
+            accumulator.update(ground_truth.read(record, num_classes - 1), np.asarray(mask, dtype=np.uint8))
         scored += 1
     metrics: dict[str, Any] = {"images_scored": scored, "images": len(manifest.records)}
     if scored:

@@ -8,7 +8,7 @@ work, with the dotted key named. Core functions never read configuration files.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +24,7 @@ from wsss.text.vocabulary import (
     VOC_PROMPT_NAMES,
     ClassVocabulary,
     coco_vocabulary,
+    default_background_words,
     voc_vocabulary,
 )
 
@@ -59,6 +60,7 @@ class PseudoSettings:
 
 
 DATASET_KINDS = ("sample", "voc", "coco", "folder")
+TAG_SOURCES = ("annotations", "ground_truth")
 
 
 @dataclass(frozen=True)
@@ -69,22 +71,30 @@ class DataSettings:
         kind: sample (materialised by `prepare`), voc, coco or folder.
         root: dataset root.
         split: split name (VOC `ImageSets/Segmentation/<split>.txt`).
-        ground_truth_dir: VOC/COCO folder of ground-truth PNGs under root, if any.
+        ground_truth_dir: folder of ground-truth PNGs under root (must exist when given);
+            null = the kind's default: VOC `SegmentationClass` if present, COCO masks rasterised
+            from the instances JSON, none for folders.
         instances_json, images_dir: COCO instances file and image folder under root.
         tags_file: folder datasets: CSV (`image,tags` with `;`) or JSON under root.
+        tags_from: VOC tags from the `annotations` XML or from the `ground_truth` masks.
     """
 
     kind: str = "sample"
     root: str = "data/sample"
     split: str = "train"
-    ground_truth_dir: str | None = "SegmentationClass"
+    ground_truth_dir: str | None = None
     instances_json: str | None = None
     images_dir: str | None = None
     tags_file: str | None = None
+    tags_from: str = "annotations"
 
     def __post_init__(self) -> None:
         if self.kind not in DATASET_KINDS:
             raise ConfigError(f"data.kind must be one of {DATASET_KINDS}, got {self.kind!r}")
+        if self.tags_from not in TAG_SOURCES:
+            raise ConfigError(f"data.tags_from must be one of {TAG_SOURCES}, got {self.tags_from!r}")
+        if self.tags_from == "ground_truth" and self.kind not in ("sample", "voc"):
+            raise ConfigError(f"data.tags_from: ground_truth is only available for VOC layouts, not kind {self.kind!r}")
 
 
 @dataclass(frozen=True)
@@ -183,20 +193,39 @@ class CoreConfig:
 
 
 def vocabulary_from_mapping(section: Mapping[str, Any]) -> ClassVocabulary:
-    """`classes: {preset: voc|coco}` or `{names: [...], synonyms: {...}, background: [...]}`."""
-    _no_unknown(section, {"preset", "names", "synonyms", "background"}, "classes.")
+    """`classes: {preset: voc|coco|sample}` or `{names: [...], synonyms: {...}, background: [...]}`,
+    either with an optional `dataset_names: {name in the dataset files: class name}`.
+
+    Without `background`, custom classes get the reference's background words minus those that
+    are (or are a word of) a class name, synonym or dataset name; `background: []` means none.
+    """
+    _no_unknown(section, {"preset", "names", "synonyms", "background", "dataset_names"}, "classes.")
+    dataset_names = _typed(section.get("dataset_names") or {}, dict, "classes.dataset_names")
+    for alias, target in dataset_names.items():
+        _typed(alias, str, "classes.dataset_names key")
+        _typed(target, str, f"classes.dataset_names.{alias}")
     preset = section.get("preset")
-    if preset is not None:
-        if set(section) != {"preset"}:
-            raise ConfigError("classes.preset cannot be combined with names/synonyms/background")
-        presets = {"voc": voc_vocabulary, "coco": coco_vocabulary, "sample": sample_vocabulary}
-        if preset not in presets:
-            raise ConfigError(f"classes.preset must be one of {sorted(presets)}, got {preset!r}")
-        return presets[preset]()
-    names = [_typed(n, str, "classes.names[]") for n in _typed(section.get("names", []), list, "classes.names")]
-    synonyms = _typed(section.get("synonyms") or {}, dict, "classes.synonyms")
-    background = [_typed(w, str, "classes.background[]") for w in _typed(section.get("background", []), list, "classes.background")]
-    return ClassVocabulary.build(names, synonyms, background)
+    try:
+        if preset is not None:
+            if set(section) - {"preset", "dataset_names"}:
+                raise ConfigError("classes.preset cannot be combined with names/synonyms/background")
+            presets = {"voc": voc_vocabulary, "coco": coco_vocabulary, "sample": sample_vocabulary}
+            if preset not in presets:
+                raise ConfigError(f"classes.preset must be one of {sorted(presets)}, got {preset!r}")
+            base = presets[preset]()
+            return replace(base, dataset_names=tuple({**base.rename, **dataset_names}.items()))
+        names = [_typed(n, str, "classes.names[]") for n in _typed(section.get("names", []), list, "classes.names")]
+        synonyms = _typed(section.get("synonyms") or {}, dict, "classes.synonyms")
+        if "background" in section:
+            items = _typed(section["background"] or [], list, "classes.background")
+            background = [_typed(w, str, "classes.background[]") for w in items]
+        else:
+            prompts = [synonyms.get(name, name) for name in names]
+            background = list(default_background_words(names, prompts, dataset_names))
+        return ClassVocabulary.build(names, synonyms, background, dataset_names)
+    except ConfigError as error:
+        message = str(error)
+        raise ConfigError(message if message.startswith("classes") else f"classes: {message}") from None
 
 
 def sample_vocabulary() -> ClassVocabulary:

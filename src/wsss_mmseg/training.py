@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +26,7 @@ from mmseg.registry import MODELS
 from PIL import Image
 
 import wsss_mmseg  # noqa: F401  (registers the custom modules before any build)
+from wsss.datasets.ground_truth import read_label_map
 from wsss.metrics import ConfusionAccumulator, SegmentationScores
 from wsss.pseudo.crf import CrfParams, dense_crf
 from wsss_mmseg.checkpoints import mmengine_checkpoint_globals
@@ -35,6 +37,7 @@ __all__ = [
     "evaluate_segmenter",
     "load_segmenter",
     "predict_logits",
+    "score_segmenter_on",
     "train_segmenter",
 ]
 
@@ -292,7 +295,8 @@ def score_segmenter(
         config_path: The training config (model definition).
         checkpoint: Trained weights (mmengine checkpoint).
         image_dir: Folder of ``<id><img_suffix>`` images.
-        gt_dir: Folder of ``<id><gt_suffix>`` label PNGs (255 = not counted).
+        gt_dir: Folder of ``<id><gt_suffix>`` label PNGs (palette or index; 255 = not counted),
+            read and checked by `wsss.datasets.read_label_map`.
         split_file: Ids, one per line (extra tokens ignored).
         class_names: Class names, background first; their number sets ``C``.
         img_suffix: Image suffix.
@@ -305,16 +309,41 @@ def score_segmenter(
     Returns:
         The accumulated `SegmentationScores`.
     """
+    ids = read_split_ids(Path(split_file).read_text().splitlines())
+    foreground = len(class_names) - 1
+    samples = [
+        (
+            Path(image_dir) / f"{image_id}{img_suffix}",
+            partial(read_label_map, Path(gt_dir) / f"{image_id}{gt_suffix}", foreground),
+        )
+        for image_id in ids
+    ]
+    return score_segmenter_on(
+        config_path, checkpoint, samples, class_names=class_names, scales=scales, device=device, crf=crf
+    )
+
+
+def score_segmenter_on(
+    config_path: PathLike,
+    checkpoint: PathLike,
+    samples: Sequence[tuple[Path, Callable[[], np.ndarray]]],
+    *,
+    class_names: Sequence[str],
+    scales: Sequence[float] = (1.0,),
+    device: str = "cpu",
+    crf: CrfParams | None = None,
+) -> SegmentationScores:
+    """`score_segmenter` on explicit `(image file, ground-truth reader)` pairs.
+
+    The reader returns the image's validated ``(H, W)`` label map; the pipeline passes the one
+    GT reader of `wsss.datasets` so the model is scored on exactly the pixels the maps are.
+    """
     model = load_segmenter(config_path, checkpoint, num_classes=len(class_names), device=device)
     accumulator = ConfusionAccumulator(len(class_names))
-    ids = read_split_ids(Path(split_file).read_text().splitlines())
-    for image_id in ids:
-        with Image.open(Path(image_dir) / f"{image_id}{img_suffix}") as handle:
+    for image_path, read_ground_truth in samples:
+        with Image.open(image_path) as handle:
             image = np.asarray(handle.convert("RGB"))
-        with Image.open(Path(gt_dir) / f"{image_id}{gt_suffix}") as handle:
-            gt = np.asarray(handle)  # palette PNGs read as indices, as mmseg's loader does
-        if gt.ndim != 2:
-            raise ValueError(f"{image_id}: ground truth must be a label-index PNG, got {gt.shape}")
+        gt = read_ground_truth()
         logits = predict_logits(model, image, scales)
         if crf is None:
             prediction = logits.argmax(0).numpy()
