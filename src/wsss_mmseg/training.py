@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,7 +32,9 @@ from wsss_mmseg.checkpoints import mmengine_checkpoint_globals
 from wsss_mmseg.datasets import read_split_ids
 
 __all__ = [
+    "ValidationData",
     "build_train_config",
+    "enable_amp",
     "evaluate_segmenter",
     "load_segmenter",
     "predict_logits",
@@ -39,6 +42,25 @@ __all__ = [
 ]
 
 PathLike = str | Path
+
+
+@dataclass(frozen=True)
+class ValidationData:
+    """Images with ground truth for the val loop (paths relative to the training ``data_root``).
+
+    Attributes:
+        image_dir: Folder of ``<id><img_suffix>`` images.
+        gt_dir: Folder of ``<id><gt_suffix>`` label-index PNGs (255 = not scored).
+        split_file: Ids to score, one per line.
+        interval: Iterations between validations (the last iteration is always scored).
+        gt_suffix: Ground-truth suffix.
+    """
+
+    image_dir: str
+    gt_dir: str
+    split_file: str
+    interval: int
+    gt_suffix: str = ".png"
 
 
 def _set_crop_size(cfg: Config, crop_size: int | tuple[int, int]) -> None:
@@ -55,6 +77,30 @@ def _set_max_iters(cfg: Config, max_iters: int) -> None:
     for scheduler in cfg.param_scheduler:
         if scheduler.get("by_epoch") is False and "end" in scheduler:
             scheduler["end"] = max_iters
+
+
+def _set_validation(cfg: Config, validation: ValidationData, class_names: Sequence[str], img_suffix: str | None) -> None:
+    """An mmengine val loop on images with ground truth, scored with `WsssIoUMetric` (curves)."""
+    cfg.val_dataloader = dict(
+        batch_size=1,
+        num_workers=0,
+        persistent_workers=False,
+        sampler=dict(type="DefaultSampler", shuffle=False),
+        dataset=dict(
+            type="PseudoMaskDataset",
+            data_root=cfg.train_dataloader.dataset.data_root,
+            ann_file=validation.split_file,
+            img_suffix=img_suffix or cfg.train_dataloader.dataset.get("img_suffix", ".jpg"),
+            seg_map_suffix=validation.gt_suffix,
+            data_prefix=dict(img_path=validation.image_dir, seg_map_path=validation.gt_dir),
+            metainfo=dict(classes=tuple(class_names)),
+            test_mode=True,
+            pipeline=[dict(type="LoadImageFromFile"), dict(type="LoadAnnotations"), dict(type="PackSegInputs")],
+        ),
+    )
+    cfg.val_evaluator = dict(type="WsssIoUMetric", num_classes=len(class_names))
+    cfg.val_cfg = dict(type="ValLoop")
+    cfg.train_cfg.val_interval = max(1, int(validation.interval))
 
 
 def build_train_config(
@@ -79,6 +125,7 @@ def build_train_config(
     resume: bool = False,
     checkpoint_interval: int | None = None,
     num_workers: int | None = None,
+    validation: ValidationData | None = None,
     cfg_options: Mapping[str, Any] | None = None,
 ) -> Config:
     """The training config: the file's values with the given overrides applied.
@@ -104,6 +151,10 @@ def build_train_config(
         resume: Continue from the latest checkpoint in ``work_dir``.
         checkpoint_interval: Iterations between checkpoints (the last is always saved).
         num_workers: Dataloader worker processes.
+        validation: Images with ground truth to score every ``validation.interval`` iterations
+            (and at the end) with :class:`~wsss_mmseg.metrics.WsssIoUMetric`; the ``miou``
+            lands in mmengine's scalars next to loss and lr (training curves). None: no
+            validation, as the config files say.
         cfg_options: Dotted keys merged last (``merge_from_dict``), e.g.
             ``{"model.decode_head.loss_decode.balanced": True}``.
 
@@ -147,6 +198,8 @@ def build_train_config(
         cfg.randomness = dict(seed=seed, deterministic=False)
     if checkpoint_interval is not None:
         cfg.default_hooks.checkpoint.interval = checkpoint_interval
+    if validation is not None:
+        _set_validation(cfg, validation, class_names, img_suffix)
     if init_checkpoint is not None:
         # Local file only: nothing may be downloaded on the training machines.
         path = Path(init_checkpoint)
@@ -164,6 +217,26 @@ def build_train_config(
         cfg.visualizer.name = f"visualizer_{run_name}"
     if cfg_options:
         cfg.merge_from_dict(dict(cfg_options))
+    return cfg
+
+
+def enable_amp(cfg: Config) -> Config:
+    """Mixed-precision training, as MMSegmentation's ``tools/train.py --amp``.
+
+    Switches ``optim_wrapper`` to mmengine's ``AmpOptimWrapper`` with a dynamic loss scale
+    (a config that already uses it is left as it is).
+
+    Raises:
+        ValueError: If the config's optimizer wrapper is neither ``OptimWrapper`` nor
+            ``AmpOptimWrapper``.
+    """
+    kind = cfg.optim_wrapper.get("type", "OptimWrapper")
+    if kind == "AmpOptimWrapper":
+        return cfg
+    if kind != "OptimWrapper":
+        raise ValueError(f"--amp needs optim_wrapper.type OptimWrapper, the config has {kind!r}")
+    cfg.optim_wrapper.type = "AmpOptimWrapper"
+    cfg.optim_wrapper.loss_scale = "dynamic"
     return cfg
 
 
