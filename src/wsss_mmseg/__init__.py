@@ -23,7 +23,7 @@ ensure_mmcv_ops()
 from wsss_mmseg.datasets import PseudoMaskDataset  # noqa: E402
 from wsss_mmseg.heads import ASPPV2Head  # noqa: E402
 from wsss_mmseg.losses import ConfidenceGuidedCELoss, ConfidenceLossMixin  # noqa: E402
-from wsss_mmseg.metrics import WsssIoUMetric  # noqa: E402
+from wsss_mmseg.validation import WsssIoUMetric  # noqa: E402
 from wsss_mmseg.segmentors import MultiScaleEncoderDecoder  # noqa: E402
 from wsss_mmseg.transforms import LoadConfidenceMap, PackSegInputsWithConfidence  # noqa: E402
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -30,6 +29,7 @@ from wsss.metrics import ConfusionAccumulator, SegmentationScores
 from wsss.pseudo.crf import CrfParams, dense_crf
 from wsss_mmseg.checkpoints import mmengine_checkpoint_globals
 from wsss_mmseg.datasets import read_split_ids
+from wsss_mmseg.validation import ValidationData, set_validation
 
 __all__ = [
     "ValidationData",
@@ -42,25 +42,6 @@ __all__ = [
 ]
 
 PathLike = str | Path
-
-
-@dataclass(frozen=True)
-class ValidationData:
-    """Images with ground truth for the val loop (paths relative to the training ``data_root``).
-
-    Attributes:
-        image_dir: Folder of ``<id><img_suffix>`` images.
-        gt_dir: Folder of ``<id><gt_suffix>`` label-index PNGs (255 = not scored).
-        split_file: Ids to score, one per line.
-        interval: Iterations between validations (the last iteration is always scored).
-        gt_suffix: Ground-truth suffix.
-    """
-
-    image_dir: str
-    gt_dir: str
-    split_file: str
-    interval: int
-    gt_suffix: str = ".png"
 
 
 def _set_crop_size(cfg: Config, crop_size: int | tuple[int, int]) -> None:
@@ -77,30 +58,6 @@ def _set_max_iters(cfg: Config, max_iters: int) -> None:
     for scheduler in cfg.param_scheduler:
         if scheduler.get("by_epoch") is False and "end" in scheduler:
             scheduler["end"] = max_iters
-
-
-def _set_validation(cfg: Config, validation: ValidationData, class_names: Sequence[str], img_suffix: str | None) -> None:
-    """An mmengine val loop on images with ground truth, scored with `WsssIoUMetric` (curves)."""
-    cfg.val_dataloader = dict(
-        batch_size=1,
-        num_workers=0,
-        persistent_workers=False,
-        sampler=dict(type="DefaultSampler", shuffle=False),
-        dataset=dict(
-            type="PseudoMaskDataset",
-            data_root=cfg.train_dataloader.dataset.data_root,
-            ann_file=validation.split_file,
-            img_suffix=img_suffix or cfg.train_dataloader.dataset.get("img_suffix", ".jpg"),
-            seg_map_suffix=validation.gt_suffix,
-            data_prefix=dict(img_path=validation.image_dir, seg_map_path=validation.gt_dir),
-            metainfo=dict(classes=tuple(class_names)),
-            test_mode=True,
-            pipeline=[dict(type="LoadImageFromFile"), dict(type="LoadAnnotations"), dict(type="PackSegInputs")],
-        ),
-    )
-    cfg.val_evaluator = dict(type="WsssIoUMetric", num_classes=len(class_names))
-    cfg.val_cfg = dict(type="ValLoop")
-    cfg.train_cfg.val_interval = max(1, int(validation.interval))
 
 
 def build_train_config(
@@ -152,7 +109,7 @@ def build_train_config(
         checkpoint_interval: Iterations between checkpoints (the last is always saved).
         num_workers: Dataloader worker processes.
         validation: Images with ground truth to score every ``validation.interval`` iterations
-            (and at the end) with :class:`~wsss_mmseg.metrics.WsssIoUMetric`; the ``miou``
+            (and at the end) with :class:`~wsss_mmseg.validation.WsssIoUMetric`; the ``miou``
             lands in mmengine's scalars next to loss and lr (training curves). None: no
             validation, as the config files say.
         cfg_options: Dotted keys merged last (``merge_from_dict``), e.g.
@@ -199,7 +156,7 @@ def build_train_config(
     if checkpoint_interval is not None:
         cfg.default_hooks.checkpoint.interval = checkpoint_interval
     if validation is not None:
-        _set_validation(cfg, validation, class_names, img_suffix)
+        set_validation(cfg, validation, class_names, img_suffix)
     if init_checkpoint is not None:
         # Local file only: nothing may be downloaded on the training machines.
         path = Path(init_checkpoint)

@@ -1,17 +1,19 @@
-"""mmengine metric with the project's mIoU protocol, for validation during training (curves)."""
+"""Validation during training (the mIoU curve): the project's mIoU as an mmengine metric, and the val loop config."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+from mmengine.config import Config
 from mmengine.evaluator import BaseMetric
 from mmseg.registry import METRICS
 
 from wsss.metrics import ConfusionAccumulator, scores_from_confusion
 
-__all__ = ["WsssIoUMetric"]
+__all__ = ["ValidationData", "WsssIoUMetric", "set_validation"]
 
 
 @METRICS.register_module()
@@ -50,3 +52,46 @@ class WsssIoUMetric(BaseMetric):
         ignored = np.sum([ignored for _, ignored in results], axis=0)
         scores = scores_from_confusion(matrix, ignored)
         return {"miou": float(scores.mean_iou), "pixel_accuracy": float(scores.pixel_accuracy)}
+
+
+@dataclass(frozen=True)
+class ValidationData:
+    """Images with ground truth for the val loop (paths relative to the training ``data_root``).
+
+    Attributes:
+        image_dir: Folder of ``<id><img_suffix>`` images.
+        gt_dir: Folder of ``<id><gt_suffix>`` label-index PNGs (255 = not scored).
+        split_file: Ids to score, one per line.
+        interval: Iterations between validations (the last iteration is always scored).
+        gt_suffix: Ground-truth suffix.
+    """
+
+    image_dir: str
+    gt_dir: str
+    split_file: str
+    interval: int
+    gt_suffix: str = ".png"
+
+
+def set_validation(cfg: Config, validation: ValidationData, class_names: Sequence[str], img_suffix: str | None) -> None:
+    """An mmengine val loop on images with ground truth, scored with `WsssIoUMetric` (curves)."""
+    cfg.val_dataloader = dict(
+        batch_size=1,
+        num_workers=0,
+        persistent_workers=False,
+        sampler=dict(type="DefaultSampler", shuffle=False),
+        dataset=dict(
+            type="PseudoMaskDataset",
+            data_root=cfg.train_dataloader.dataset.data_root,
+            ann_file=validation.split_file,
+            img_suffix=img_suffix or cfg.train_dataloader.dataset.get("img_suffix", ".jpg"),
+            seg_map_suffix=validation.gt_suffix,
+            data_prefix=dict(img_path=validation.image_dir, seg_map_path=validation.gt_dir),
+            metainfo=dict(classes=tuple(class_names)),
+            test_mode=True,
+            pipeline=[dict(type="LoadImageFromFile"), dict(type="LoadAnnotations"), dict(type="PackSegInputs")],
+        ),
+    )
+    cfg.val_evaluator = dict(type="WsssIoUMetric", num_classes=len(class_names))
+    cfg.val_cfg = dict(type="ValLoop")
+    cfg.train_cfg.val_interval = max(1, int(validation.interval))
