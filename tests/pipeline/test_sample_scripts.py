@@ -40,6 +40,7 @@ def test_closing_report_survives_long_lineage_output_20_times(tmp_path: Path) ->
 
 
 @pytest.mark.slow
+@pytest.mark.timeout(2400)  # two pipeline runs (the second one reruns nothing)
 def test_make_pipeline_leaves_tracked_files_alone_on_a_fresh_clone(tmp_path: Path, prefect_server: str) -> None:
     """Without CLIP weights: random weights through the untracked params.local.yaml, recorded everywhere."""
     repo = make_pipeline_repo(tmp_path / "repo")
