@@ -18,6 +18,7 @@ from tasks.reporting import link_written_files
 from wsss.config import data_settings, evaluate_settings, train_settings
 from wsss.datasets import manifest_sha256
 from wsss.io import CamStore
+from wsss.plots import pipeline_miou_rows
 from wsss.provenance import code_version
 
 
@@ -59,9 +60,10 @@ def evaluate_flow(params_path: str = "params.yaml") -> dict:
     write_json(METRICS, document)
     rows = eval_tasks.per_class_rows(scores, config.vocabulary.class_names)
     write_json(PLOTS / "per_class_iou.json", rows)
+    write_json(PLOTS / "pipeline_miou.json", pipeline_miou_rows(scores))
     overlay_ids = settings.overlay_ids or tuple(r.image_id for r in manifest.records[: settings.max_overlays])
     chosen = [r for r in manifest.records if r.image_id in set(overlay_ids)]
-    eval_tasks.write_overlays(chosen, root, refined, PSEUDO_DIR, PLOTS / "overlays")
+    eval_tasks.write_overlays(chosen, root, refined, PSEUDO_DIR, PLOTS / "overlays", config.vocabulary.class_names, cams)
     table = [{"artifact": k, "miou": round(float(s.mean_iou), 4), "pixels": int(s.num_pixels)} for k, s in scores.items()]
     if table:
         create_table_artifact(table, key="wsss-metrics", description=f"mIoU on {split} ({len(with_gt)} images with GT)")
@@ -75,7 +77,7 @@ def evaluate_flow(params_path: str = "params.yaml") -> dict:
         "model": str(TRAIN_DIR / "model.pth") if (TRAIN_DIR / "model.pth").is_file() else None,
         "scored_images": [r.image_id for r in with_gt],
     })
-    link_written_files("wsss-evaluate-files", [METRICS, EVALUATION_RUN, PLOTS / "per_class_iou.json"], "Files written by this evaluate run")
+    link_written_files("wsss-evaluate-files", [METRICS, EVALUATION_RUN, PLOTS / "per_class_iou.json", PLOTS / "pipeline_miou.json"], "Files written by this evaluate run")
     return document
 
 

@@ -16,6 +16,7 @@ from prefect.context import FlowRunContext
 from wsss.config import CoreConfig, data_settings, validate_params
 from wsss.datasets import Manifest
 from wsss.errors import ConfigError, DatasetError
+from wsss.local_params import with_local_params
 
 ARTIFACTS = Path("artifacts")
 MANIFEST = ARTIFACTS / "prepare" / "manifest.json"
@@ -36,7 +37,7 @@ SCRATCH = Path(".wsss-scratch")
 
 
 def load_params(path: Path | str) -> dict[str, Any]:
-    """Parse params.yaml (safe loader); errors name the file."""
+    """Parse params.yaml (safe loader) with the untracked `params.local.yaml` beside it merged over it."""
     path = Path(path)
     try:
         params = yaml.safe_load(path.read_text())
@@ -44,6 +45,7 @@ def load_params(path: Path | str) -> dict[str, Any]:
         raise ConfigError(f"{path}: cannot read params ({error})") from error
     if not isinstance(params, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
+    params = with_local_params(params, path)
     try:
         validate_params(params)
     except ConfigError as error:

@@ -21,7 +21,9 @@ from wsss.imaging import load_rgb
 from wsss.io import CamStore
 from wsss.metrics import ConfusionAccumulator, SegmentationScores
 from wsss.pseudo import CrfParams, crf_posterior_for_cams, labels_from_scores, make_pseudo_label, scores_with_background
-from wsss.viz import cam_overlay, label_overlay, tile_horizontally
+from wsss.io.overlay_inputs import stored_overlay_inputs
+from wsss.plots import per_class_iou_rows
+from wsss.viz import overlay_figure
 
 
 def read_ground_truth(root: Path, record: ImageRecord, num_classes: int) -> np.ndarray:
@@ -123,14 +125,8 @@ def metrics_document(split: str, scores: dict[str, SegmentationScores], class_na
 
 
 def per_class_rows(scores: dict[str, SegmentationScores], class_names: Sequence[str]) -> list[dict[str, Any]]:
-    """Rows `{artifact, class, iou}` for classes with a defined IoU (a bar chart per artifact)."""
-    names = ["background", *class_names]
-    rows = []
-    for key, score in scores.items():
-        for index, iou in enumerate(score.per_class_iou):
-            if not np.isnan(iou):
-                rows.append({"artifact": key, "class": names[index], "iou": round(float(iou), 6)})
-    return rows
+    """Rows `{artifact, step, order, class, class_index, iou}`: one bar series per artifact (`wsss.plots`)."""
+    return per_class_iou_rows(scores, class_names)
 
 
 @task(cache_policy=NONE)
@@ -159,18 +155,22 @@ def evaluate_model(
 
 
 @task(cache_policy=NONE)
-def write_overlays(records: Iterable[ImageRecord], root: Path, refined: CamStore, pseudo_dir: Path, output: Path) -> list[Path]:
-    """Image | refined map per tag | pseudo mask, one PNG per image."""
+def write_overlays(
+    records: Iterable[ImageRecord], root: Path, refined: CamStore, pseudo_dir: Path, output: Path,
+    class_names: Sequence[str] = (), cams: CamStore | None = None,
+) -> list[Path]:
+    """Image | refined map per tag (with its probability) | pseudo mask | GT, with a class legend."""
     output.mkdir(parents=True, exist_ok=True)
     written = []
     for record in records:
         rgb = np.asarray(load_rgb(safe_join(root, record.image_path)))
-        maps = refined.read(record.image_id, ["refined"]).arrays["refined"]
-        with Image.open(pseudo_dir / "masks" / f"{record.image_id}.png") as handle:
-            labels = np.asarray(handle, dtype=np.uint8)
-        panels = [rgb, *(cam_overlay(rgb, cam) for cam in maps), label_overlay(rgb, labels)]
+        gt = read_ground_truth(root, record) if record.ground_truth_path else None
+        inputs = stored_overlay_inputs(
+            record.image_id, rgb, refined, class_names, cams=cams,
+            pseudo_mask=pseudo_dir / "masks" / f"{record.image_id}.png", ground_truth=gt,
+        )
         path = output / f"{record.image_id}.png"
-        Image.fromarray(tile_horizontally(panels)).save(path)
+        Image.fromarray(overlay_figure(inputs)).save(path)
         written.append(path)
     return written
 

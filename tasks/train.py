@@ -15,10 +15,11 @@ from typing import Any
 from prefect import task
 from prefect.cache_policies import NONE
 
-from tasks.common import PSEUDO_DIR, SCRATCH
+from tasks.common import PSEUDO_DIR, SCRATCH, write_json
 from wsss.config import TrainSettings
 from wsss.datasets import Manifest
 from wsss.errors import ConfigError
+from wsss.plots import training_curve_rows
 from wsss.provenance import sha256_of
 from wsss.viz import voc_palette
 
@@ -30,6 +31,33 @@ def common_image_dir(manifest: Manifest) -> tuple[str, str]:
     if len(folders) != 1 or len(suffixes) != 1:
         raise ConfigError(f"training needs all images in one folder with one suffix; found {sorted(folders)} {sorted(suffixes)}")
     return folders.pop(), suffixes.pop()
+
+
+MAX_VALIDATION_IMAGES = 500
+
+
+def validation_data(manifest: Manifest, dataset_root: Path, image_folder: str, work_dir: Path, interval: int) -> Any:
+    """The val loop's images (training curves): up to 500 with ground truth in one folder, else None."""
+    from wsss_mmseg.training import ValidationData
+
+    scored = [r for r in manifest.records if r.ground_truth_path][:MAX_VALIDATION_IMAGES]
+    folders = {str(Path(r.ground_truth_path).parent) for r in scored}
+    suffixes = {Path(r.ground_truth_path).suffix for r in scored}
+    if not scored or len(folders) != 1 or len(suffixes) != 1:
+        return None
+    split = work_dir / "val.txt"
+    split.write_text("".join(f"{r.image_id}\n" for r in scored))
+    return ValidationData(image_dir=str(dataset_root / image_folder), gt_dir=str(dataset_root / folders.pop()),
+                          split_file=str(split.resolve()), interval=interval, gt_suffix=suffixes.pop())
+
+
+def write_curves(work_dir: Path, output: Path) -> None:
+    """Loss, lr and validation mIoU by iteration (mmengine's scalars, every resumed part) as DVC plot files."""
+    logs = [path.read_text() for path in sorted(work_dir.glob("*/vis_data/scalars.json"))]
+    train_rows, val_rows = training_curve_rows(logs)
+    write_json(output / "train.json", train_rows)
+    if val_rows:
+        write_json(output / "val.json", val_rows)
 
 
 @task(cache_policy=NONE)
@@ -44,6 +72,7 @@ def train_deeplab(
     work_dir.mkdir(parents=True, exist_ok=True)
     split = work_dir / "split.txt"
     split.write_text("".join(f"{r.image_id}\n" for r in manifest.records if r.tags))
+    validation = validation_data(manifest, dataset_root, folder, work_dir, settings.checkpoint_interval)
     class_names: Sequence[str] = ["background", *manifest.class_names]
     checkpoint = train_segmenter(build_train_config(
         Path(settings.config).resolve(),
@@ -65,12 +94,14 @@ def train_deeplab(
         resume=True,
         checkpoint_interval=settings.checkpoint_interval,
         num_workers=0,
+        validation=validation,
         cfg_options={"model.type": "MultiScaleEncoderDecoder"} if settings.msc_training else None,
     ))
     output.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(checkpoint, output / "model.pth")
     for log in sorted(work_dir.rglob("*.log"))[-1:]:
         shutil.copyfile(log, output / "train.log")
+    write_curves(work_dir, output / "curves")
     shutil.rmtree(work_dir, ignore_errors=True)
     return {"checkpoint": str(output / "model.pth"), "trained_iterations": settings.max_iters,
             "num_images": sum(1 for r in manifest.records if r.tags), "class_names": list(class_names)}

@@ -25,7 +25,7 @@ from wsss.config import CoreConfig
 from wsss.errors import CheckpointError, ConfigError, WsssError
 from wsss.metrics import ConfusionAccumulator
 from wsss.pseudo import make_pseudo_label
-from wsss.viz import cam_overlay, label_overlay, tile_horizontally, voc_palette
+from wsss.viz import OverlayInputs, overlay_figure, voc_palette
 
 
 def _load_config(path: str | None) -> CoreConfig:
@@ -70,6 +70,7 @@ def _resolve_weights(args: argparse.Namespace, config: CoreConfig) -> tuple[Load
 
 def run_demo(args: argparse.Namespace) -> int:
     """CAMs, CAA and pseudo masks for the sample photos; writes PNGs and summary.json."""
+    from wsss.io.overlay_inputs import weights_are_random
     from wsss.sample import sample_images
 
     out = Path(args.out)
@@ -77,6 +78,7 @@ def run_demo(args: argparse.Namespace) -> int:
     config = _load_config(args.params)
     clip, weights_note = _resolve_weights(args, config)
     print(f"CLIP weights: {weights_note}")
+    random_weights = weights_are_random(clip.identity())
     vocabulary = config.vocabulary
     extractor = ClipEsCamExtractor(clip, vocabulary, config.cam, config.caa)
     pseudo_settings = config.pseudo
@@ -118,9 +120,13 @@ def run_demo(args: argparse.Namespace) -> int:
         mask = Image.fromarray(pseudo.labels, mode="P")
         mask.putpalette(palette)
         mask.save(out / f"{sample.image_id}_mask.png")
-        panels = [sample.rgb] + [cam_overlay(sample.rgb, cam) for cam in result.refined]
-        panels.append(label_overlay(sample.rgb, pseudo.labels))
-        Image.fromarray(tile_horizontally(panels)).save(out / f"{sample.image_id}_overlay.png")
+        figure = overlay_figure(OverlayInputs(
+            rgb=sample.rgb, maps=result.refined, tags=list(sample.tags), class_names=vocabulary.class_names,
+            probabilities=[float(p) for p in result.tag_probabilities], pseudo_labels=pseudo.labels,
+            ground_truth=sample.ground_truth, random_weights=random_weights,
+            title=f"{sample.image_id}  |  CLIP weights: {clip.identity()['weights']}",
+        ))
+        Image.fromarray(figure).save(out / f"{sample.image_id}_overlay.png")
         record = {
             "image_id": sample.image_id,
             "source": sample.source,
@@ -207,10 +213,11 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 
 def run_overlay(args: argparse.Namespace) -> int:
-    """PNG of the image, its refined map per tag and its pseudo mask."""
+    """PNG of the image, its refined map per tag (+ probability), pseudo mask and GT, with a legend."""
     from wsss.datasets import Manifest, safe_join
     from wsss.imaging import load_rgb
     from wsss.io import CamStore
+    from wsss.io.overlay_inputs import read_label_png, stored_overlay_inputs
 
     root = Path(args.root)
     manifest = Manifest.from_json((root / "artifacts/prepare/manifest.json").read_text(), "manifest")
@@ -218,15 +225,19 @@ def run_overlay(args: argparse.Namespace) -> int:
     record = next((r for r in manifest.records if r.image_id == args.image_id), None)
     if record is None:
         raise WsssError(f"image {args.image_id!r} is not in the manifest")
-    rgb = np.asarray(load_rgb(safe_join(root / meta["root"], record.image_path)))
-    maps = CamStore(root / "artifacts/refined").read(args.image_id, ["refined"]).arrays["refined"]
-    panels = [rgb, *(cam_overlay(rgb, cam) for cam in maps)]
-    mask_path = root / "artifacts/pseudo/masks" / f"{args.image_id}.png"
-    if mask_path.is_file():
-        panels.append(label_overlay(rgb, np.asarray(Image.open(mask_path))))
+    dataset_root = root / meta["root"]
+    rgb = np.asarray(load_rgb(safe_join(dataset_root, record.image_path)))
+    truth = read_label_png(safe_join(dataset_root, record.ground_truth_path)) if record.ground_truth_path else None
+    cams = CamStore(root / "artifacts/cams") if (root / "artifacts/cams").is_dir() else None
+    inputs = stored_overlay_inputs(
+        args.image_id, rgb, CamStore(root / "artifacts/refined"), manifest.class_names, cams=cams,
+        pseudo_mask=root / "artifacts/pseudo/masks" / f"{args.image_id}.png", ground_truth=truth,
+    )
     out = Path(args.out or f"{args.image_id}_overlay.png")
-    Image.fromarray(tile_horizontally(panels)).save(out)
-    print(f"wrote {out} (image | {len(maps)} refined map(s) | pseudo mask)")
+    Image.fromarray(overlay_figure(inputs)).save(out)
+    panels = ["image", f"{len(inputs.tags)} refined map(s)"]
+    panels += ["pseudo mask"] * (inputs.pseudo_labels is not None) + ["ground truth"] * (truth is not None)
+    print(f"wrote {out} ({' | '.join(panels)}{'; RANDOM CLIP weights' if inputs.random_weights else ''})")
     return 0
 
 

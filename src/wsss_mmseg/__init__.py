@@ -5,7 +5,8 @@ Importing it registers, in mmseg's registries (scope ``mmseg``):
 * ``ASPPV2Head`` (MODELS): DeepLabV2's summed dilated classifiers;
 * ``ConfidenceGuidedCELoss`` (MODELS): the CLIP-ES confidence-guided CE;
 * ``LoadConfidenceMap`` and ``PackSegInputsWithConfidence`` (TRANSFORMS);
-* ``PseudoMaskDataset`` (DATASETS): images + pseudo masks (+ confidence) for any class list.
+* ``PseudoMaskDataset`` (DATASETS): images + pseudo masks (+ confidence) for any class list;
+* ``WsssIoUMetric`` (METRICS): the project's mIoU for validation during training (curves).
 
 Configs name it in ``custom_imports=dict(imports=['wsss_mmseg'])``. The minimal ``mmcv.ops``
 shim (see :mod:`wsss_mmseg.ops_shim`) is installed first, because mmcv-lite lacks compiled
@@ -22,6 +23,7 @@ ensure_mmcv_ops()
 from wsss_mmseg.datasets import PseudoMaskDataset  # noqa: E402
 from wsss_mmseg.heads import ASPPV2Head  # noqa: E402
 from wsss_mmseg.losses import ConfidenceGuidedCELoss, ConfidenceLossMixin  # noqa: E402
+from wsss_mmseg.validation import WsssIoUMetric  # noqa: E402
 from wsss_mmseg.segmentors import MultiScaleEncoderDecoder  # noqa: E402
 from wsss_mmseg.transforms import LoadConfidenceMap, PackSegInputsWithConfidence  # noqa: E402
 
@@ -37,4 +39,5 @@ __all__ = [
     "MultiScaleEncoderDecoder",
     "PackSegInputsWithConfidence",
     "PseudoMaskDataset",
+    "WsssIoUMetric",
 ]

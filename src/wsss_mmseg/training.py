@@ -31,9 +31,12 @@ from wsss.metrics import ConfusionAccumulator, SegmentationScores
 from wsss.pseudo.crf import CrfParams, dense_crf
 from wsss_mmseg.checkpoints import mmengine_checkpoint_globals
 from wsss_mmseg.datasets import read_split_ids
+from wsss_mmseg.validation import ValidationData, set_validation
 
 __all__ = [
+    "ValidationData",
     "build_train_config",
+    "enable_amp",
     "evaluate_segmenter",
     "load_segmenter",
     "predict_logits",
@@ -82,6 +85,7 @@ def build_train_config(
     resume: bool = False,
     checkpoint_interval: int | None = None,
     num_workers: int | None = None,
+    validation: ValidationData | None = None,
     cfg_options: Mapping[str, Any] | None = None,
 ) -> Config:
     """The training config: the file's values with the given overrides applied.
@@ -107,6 +111,10 @@ def build_train_config(
         resume: Continue from the latest checkpoint in ``work_dir``.
         checkpoint_interval: Iterations between checkpoints (the last is always saved).
         num_workers: Dataloader worker processes.
+        validation: Images with ground truth to score every ``validation.interval`` iterations
+            (and at the end) with :class:`~wsss_mmseg.validation.WsssIoUMetric`; the ``miou``
+            lands in mmengine's scalars next to loss and lr (training curves). None: no
+            validation, as the config files say.
         cfg_options: Dotted keys merged last (``merge_from_dict``), e.g.
             ``{"model.decode_head.loss_decode.balanced": True}``.
 
@@ -150,6 +158,8 @@ def build_train_config(
         cfg.randomness = dict(seed=seed, deterministic=False)
     if checkpoint_interval is not None:
         cfg.default_hooks.checkpoint.interval = checkpoint_interval
+    if validation is not None:
+        set_validation(cfg, validation, class_names, img_suffix)
     if init_checkpoint is not None:
         # Local file only: nothing may be downloaded on the training machines.
         path = Path(init_checkpoint)
@@ -167,6 +177,26 @@ def build_train_config(
         cfg.visualizer.name = f"visualizer_{run_name}"
     if cfg_options:
         cfg.merge_from_dict(dict(cfg_options))
+    return cfg
+
+
+def enable_amp(cfg: Config) -> Config:
+    """Mixed-precision training, as MMSegmentation's ``tools/train.py --amp``.
+
+    Switches ``optim_wrapper`` to mmengine's ``AmpOptimWrapper`` with a dynamic loss scale
+    (a config that already uses it is left as it is).
+
+    Raises:
+        ValueError: If the config's optimizer wrapper is neither ``OptimWrapper`` nor
+            ``AmpOptimWrapper``.
+    """
+    kind = cfg.optim_wrapper.get("type", "OptimWrapper")
+    if kind == "AmpOptimWrapper":
+        return cfg
+    if kind != "OptimWrapper":
+        raise ValueError(f"--amp needs optim_wrapper.type OptimWrapper, the config has {kind!r}")
+    cfg.optim_wrapper.type = "AmpOptimWrapper"
+    cfg.optim_wrapper.loss_scale = "dynamic"
     return cfg
 
 

@@ -56,6 +56,11 @@ def test_artifacts(repo) -> None:
     rows = json.loads((artifacts / "plots" / "per_class_iou.json").read_text())
     assert {"artifact", "class", "iou"} <= set(rows[0])
     assert len(list((artifacts / "plots" / "overlays").glob("*.png"))) == 6
+    steps = [row["step"] for row in json.loads((artifacts / "plots" / "pipeline_miou.json").read_text())]
+    assert steps[0] == "CAM" and steps[-1] == "model"
+    curves = artifacts / "train" / "curves"
+    assert [row["iter"] for row in json.loads((curves / "train.json").read_text())] == [1, 2, 3, 4]
+    assert [row["iter"] for row in json.loads((curves / "val.json").read_text())] == [2, 4]  # checkpoint_interval 2
 
 
 def test_lineage_answers_for_every_image(repo) -> None:
