@@ -27,7 +27,7 @@ from PIL import Image
 import wsss_mmseg  # noqa: F401  (registers the custom modules before any build)
 from wsss.metrics import ConfusionAccumulator, SegmentationScores
 from wsss.pseudo.crf import CrfParams, dense_crf
-from wsss_mmseg.checkpoints import mmengine_checkpoint_globals
+from wsss_mmseg.checkpoints import require_plain_checkpoints
 from wsss_mmseg.datasets import read_split_ids
 
 __all__ = [
@@ -184,10 +184,10 @@ def train_segmenter(cfg: Config) -> Path:
     """
     work_dir = Path(cfg.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    runner = Runner.from_cfg(cfg)
-    # Resuming, load_from and Pretrained init all go through mmengine's torch.load.
-    with mmengine_checkpoint_globals():
-        runner.train()
+    # Checkpoints are saved as plain data; resuming, load_from and Pretrained init read them
+    # weights-only with torch's default allow-list (wsss_mmseg.checkpoints).
+    runner = Runner.from_cfg(require_plain_checkpoints(cfg))
+    runner.train()
     last = find_latest_checkpoint(str(work_dir))
     if last is None:
         raise FileNotFoundError(f"training in {work_dir} wrote no checkpoint")
@@ -216,14 +216,13 @@ def load_segmenter(
     cfg.model.decode_head.num_classes = num_classes
     cfg.model.backbone.init_cfg = None
     model = MODELS.build(cfg.model)
-    with mmengine_checkpoint_globals():
-        load_checkpoint(
-            model,
-            str(checkpoint),
-            map_location="cpu",
-            strict=True,
-            logger=logging.getLogger("wsss_mmseg"),
-        )
+    load_checkpoint(  # weights-only, plain data (wsss_mmseg.checkpoints.load_plain_checkpoint)
+        model,
+        str(checkpoint),
+        map_location="cpu",
+        strict=True,
+        logger=logging.getLogger("wsss_mmseg"),
+    )
     return model.to(device).eval()
 
 
