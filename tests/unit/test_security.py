@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import json
 import pickle
+import re
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +18,12 @@ import pytest
 import torch
 import yaml
 
+from tests.malicious_files import (
+    Target,
+    getattr_torchscript_archive,
+    setstate_torchscript_archive,
+    torch_serialization_guard,
+)
 from wsss.clip import ClipSource, load_clip
 from wsss.datasets import Manifest
 from wsss.errors import CheckpointError, ConfigError, DatasetError
@@ -55,6 +63,43 @@ def test_legacy_pickle_checkpoint_is_refused_without_running_it(tmp_path: Path) 
     with pytest.raises(CheckpointError):
         load_clip(ClipSource(checkpoint=path))
     assert not marker.exists()
+
+
+def test_torchscript_setstate_payload_runs_no_code(tmp_path: Path) -> None:
+    """OpenAI's ViT-B-16.pt is a TorchScript archive; a crafted one runs its `__setstate__` on torch.jit.load."""
+    target = Target.in_folder(tmp_path)
+    path = setstate_torchscript_archive(tmp_path / "ViT-B-16.pt", target)
+    with pytest.raises(Exception) as refused:
+        load_clip(ClipSource(checkpoint=path))
+    assert target.untouched(), "the archive's TorchScript ran"
+    assert refused.type is CheckpointError
+    assert re.search(r"ViT-B-16\.pt: its TorchScript code .* defines __setstate__", str(refused.value))
+    torch.jit.load(str(path))  # control: the payload is live when TorchScript loads it
+    assert target.hit()
+
+
+def test_torchscript_object_state_is_never_handed_to_code(tmp_path: Path) -> None:
+    """Without the code scan, a non-dict object state (input of a __setstate__) is still refused."""
+    target = Target.in_folder(tmp_path)
+    crafted = setstate_torchscript_archive(tmp_path / "crafted.pt", target)
+    path = tmp_path / "ViT-B-16.pt"
+    with zipfile.ZipFile(crafted) as source, zipfile.ZipFile(path, "w") as archive:
+        for info in source.infolist():
+            if "/code/" not in info.filename:
+                archive.writestr(info.filename.replace("crafted/", "ViT-B-16/"), source.read(info))
+    with pytest.raises(Exception) as refused:
+        load_clip(ClipSource(checkpoint=path))
+    assert target.untouched(), "the archive's TorchScript ran"
+    assert refused.type is CheckpointError
+    assert re.search(r"ViT-B-16\.pt: TorchScript object .*StatefulModule carries a custom state", str(refused.value))
+
+
+def test_torchscript_archive_with_a_getattr_pickle_runs_no_code(tmp_path: Path) -> None:
+    target = Target.in_folder(tmp_path)
+    path = getattr_torchscript_archive(tmp_path / "ViT-B-16.pt", target)
+    with torch_serialization_guard() as guard, pytest.raises(CheckpointError, match=r"ViT-B-16\.pt: .*getattr"):
+        load_clip(ClipSource(checkpoint=path))
+    assert target.untouched() and not guard["replaced"]
 
 
 def test_mmseg_checkpoint_loading_refuses_code(tmp_path: Path) -> None:
