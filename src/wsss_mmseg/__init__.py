@@ -4,7 +4,8 @@ Importing it registers, in mmseg's registries (scope ``mmseg``):
 
 * ``ASPPV2Head`` (MODELS): DeepLabV2's summed dilated classifiers;
 * ``ConfidenceGuidedCELoss`` (MODELS): the CLIP-ES confidence-guided CE;
-* ``LoadConfidenceMap`` and ``PackSegInputsWithConfidence`` (TRANSFORMS);
+* ``LoadImageAsStored`` (the project's decoding, no EXIF rotation), ``LoadConfidenceMap`` and
+  ``PackSegInputsWithConfidence`` (TRANSFORMS);
 * ``PseudoMaskDataset`` (DATASETS): images + pseudo masks (+ confidence) for any class list;
 * ``PlainCheckpointHook`` (HOOKS): checkpoints written as plain data (see :mod:`wsss_mmseg.checkpoints`).
 
@@ -28,7 +29,11 @@ from wsss_mmseg.datasets import PseudoMaskDataset  # noqa: E402
 from wsss_mmseg.heads import ASPPV2Head  # noqa: E402
 from wsss_mmseg.losses import ConfidenceGuidedCELoss, ConfidenceLossMixin  # noqa: E402
 from wsss_mmseg.segmentors import MultiScaleEncoderDecoder  # noqa: E402
-from wsss_mmseg.transforms import LoadConfidenceMap, PackSegInputsWithConfidence  # noqa: E402
+from wsss_mmseg.transforms import (  # noqa: E402
+    LoadConfidenceMap,
+    LoadImageAsStored,
+    PackSegInputsWithConfidence,
+)
 
 use_plain_checkpoint_loader()
 
@@ -41,6 +46,7 @@ __all__ = [
     "ConfidenceGuidedCELoss",
     "ConfidenceLossMixin",
     "LoadConfidenceMap",
+    "LoadImageAsStored",
     "MultiScaleEncoderDecoder",
     "PackSegInputsWithConfidence",
     "PlainCheckpointHook",

@@ -25,10 +25,12 @@ from mmseg.registry import MODELS
 from PIL import Image
 
 import wsss_mmseg  # noqa: F401  (registers the custom modules before any build)
+from wsss.imaging import load_rgb
 from wsss.metrics import ConfusionAccumulator, SegmentationScores
 from wsss.pseudo.crf import CrfParams, dense_crf
 from wsss_mmseg.checkpoints import require_plain_checkpoints
 from wsss_mmseg.datasets import read_split_ids
+from wsss_mmseg.transforms import use_stored_orientation
 
 __all__ = [
     "build_train_config",
@@ -123,6 +125,7 @@ def build_train_config(
     dataset.data_prefix = dict(
         img_path=image_dir, seg_map_path=mask_dir, confidence_path=confidence_dir
     )
+    dataset.pipeline = use_stored_orientation(dataset.pipeline)  # one decoding rule (no EXIF rotation)
     dataset.metainfo = dict(
         classes=tuple(class_names),
         palette=[list(map(int, color)) for color in palette] if palette is not None else None,
@@ -308,8 +311,7 @@ def score_segmenter(
     accumulator = ConfusionAccumulator(len(class_names))
     ids = read_split_ids(Path(split_file).read_text().splitlines())
     for image_id in ids:
-        with Image.open(Path(image_dir) / f"{image_id}{img_suffix}") as handle:
-            image = np.asarray(handle.convert("RGB"))
+        image = np.asarray(load_rgb(Path(image_dir) / f"{image_id}{img_suffix}"))  # as training decodes it
         with Image.open(Path(gt_dir) / f"{image_id}{gt_suffix}") as handle:
             gt = np.asarray(handle)  # palette PNGs read as indices, as mmseg's loader does
         if gt.ndim != 2:
