@@ -153,3 +153,22 @@ def test_manifest_paths_cannot_escape_the_dataset_root(image_path: str, reason: 
                        "records": [record]})
     with pytest.raises(DatasetError, match=rf"manifest.json: record 0: .*{reason}"):
         Manifest.from_json(text, "manifest.json")
+
+
+@pytest.mark.parametrize(("value", "reason"), [
+    ("[" * 100_000 + "]" * 100_000, "JSON nested deeper than 64 levels"),  # RecursionError in json.loads
+    ("[" * 200 + "]" * 200, "nested deeper than 64 levels"),  # parses, but deeper than anything we write
+    ('"' + "x" * (2 << 20) + '"', "more than the limit of 1048576"),
+])
+def test_learned_prompts_with_hostile_metadata_are_refused_naming_the_file(tmp_path: Path, value: str,
+                                                                           reason: str) -> None:
+    from safetensors.torch import save_file
+
+    from wsss.errors import StoreError
+    from wsss.prompts.learned_file import load_learned_prompts
+
+    path = tmp_path / "prompts.safetensors"
+    tensors = {"context": torch.zeros(2, 3, 4), "background_text": torch.zeros(2, 5), "class_text": torch.zeros(2, 5)}
+    save_file(tensors, str(path), metadata={"params": value})
+    with pytest.raises(StoreError, match=rf"prompts\.safetensors: cannot read learned prompts \(metadata 'params': .*{reason}"):
+        load_learned_prompts(path)
