@@ -63,8 +63,13 @@ def read_confidence_map(path: str | Path) -> np.ndarray:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        # allow_pickle=False: a confidence file is plain numbers, never objects.
-        array = np.load(path, allow_pickle=False)
+        # allow_pickle=False: a confidence file is plain numbers, never objects. mmap_mode: a header
+        # declaring more data than the file holds is refused instead of allocated (a 1 kB file
+        # declaring 100000 x 100000 would ask for 18.6 GiB).
+        try:
+            array = np.load(path, allow_pickle=False, mmap_mode="r")
+        except ValueError as error:
+            raise ValueError(f"{path}: not a readable confidence .npy ({error})") from None
         if not np.issubdtype(array.dtype, np.floating):
             raise ValueError(f"{path}: confidence .npy must be float16/float32, got {array.dtype}")
         # float32 because cv2's resize does not take float16 and the loss is float32 anyway.

@@ -172,3 +172,22 @@ def test_learned_prompts_with_hostile_metadata_are_refused_naming_the_file(tmp_p
     save_file(tensors, str(path), metadata={"params": value})
     with pytest.raises(StoreError, match=rf"prompts\.safetensors: cannot read learned prompts \(metadata 'params': .*{reason}"):
         load_learned_prompts(path)
+
+
+def test_confidence_map_declaring_more_data_than_it_holds_is_refused(tmp_path: Path) -> None:
+    """A 1 kB .npy whose header declares 100000 x 100000 float16 (18.6 GiB) is refused, not allocated."""
+    pytest.importorskip("mmseg")
+    from wsss_mmseg.transforms import read_confidence_map
+
+    path = tmp_path / "img.npy"
+    with open(path, "wb") as handle:
+        np.lib.format.write_array_header_1_0(handle, {"descr": "<f2", "fortran_order": False, "shape": (100_000, 100_000)})
+        handle.write(b"\0" * 1024)
+    with pytest.raises(ValueError, match=r"img\.npy: not a readable confidence \.npy"):
+        read_confidence_map(path)
+
+    marker = tmp_path / "pwned"
+    np.save(path, np.array([CreatesMarker(marker)], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match=r"img\.npy"):
+        read_confidence_map(path)
+    assert not marker.exists()
