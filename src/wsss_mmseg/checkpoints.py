@@ -113,17 +113,22 @@ def to_plain(value: Any, where: str = "checkpoint") -> Any:
 
 def from_plain(value: Any) -> Any:
     """Inverse of :func:`to_plain`: tagged dicts become ``HistoryBuffer``/numpy arrays again."""
-    if isinstance(value, Mapping):
-        kind = value.get(TAG)
-        if kind == "HistoryBuffer":
+    if isinstance(value, Mapping) and TAG in value:
+        kind, fields = value[TAG], {key: item for key, item in value.items() if key != TAG}
+        if kind == "HistoryBuffer" and _has_tensors(fields, "log_history", "count_history"):
             return HistoryBuffer(
-                value["log_history"].numpy(), value["count_history"].numpy(), int(value["max_length"])
+                fields["log_history"].numpy(), fields["count_history"].numpy(), int(fields.get("max_length", 1000000))
             )
-        if kind == "ndarray":
-            return value["data"].numpy()
+        if kind == "ndarray" and _has_tensors(fields, "data"):
+            return fields["data"].numpy()
+        raise ValueError(f"malformed plain-checkpoint entry {kind!r} with fields {sorted(map(str, fields))}")
     if isinstance(value, (Mapping, list, tuple)):
         return _map_container(value, lambda _, item: from_plain(item))
     return value
+
+
+def _has_tensors(fields: Mapping[str, Any], *names: str) -> bool:
+    return all(isinstance(fields.get(name), torch.Tensor) for name in names)
 
 
 @HOOKS.register_module()
@@ -151,7 +156,12 @@ class PlainCheckpointHook(Hook):
 def require_plain_checkpoints(cfg: Any) -> Any:
     """Add :class:`PlainCheckpointHook` to an mmengine config's ``custom_hooks`` (once)."""
     hooks = list(cfg.get("custom_hooks") or [])
-    if not any(hook.get("type") in ("PlainCheckpointHook", PlainCheckpointHook) for hook in hooks):
+    present = (
+        isinstance(hook, PlainCheckpointHook)
+        or (isinstance(hook, Mapping) and hook.get("type") in ("PlainCheckpointHook", PlainCheckpointHook))
+        for hook in hooks
+    )
+    if not any(present):
         hooks.append(dict(type="PlainCheckpointHook"))
     cfg.custom_hooks = hooks
     return cfg

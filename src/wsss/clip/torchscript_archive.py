@@ -35,7 +35,7 @@ from wsss.errors import CheckpointError
 __all__ = ["is_torchscript_archive", "read_torchscript_weights"]
 
 MAX_DATA_PKL_BYTES = 64 << 20
-"""Larger module-tree pickles are refused (OpenAI's ViT-B/16 one is about 60 kB)."""
+"""Larger module-tree pickles (and code files) are refused (OpenAI's ViT-B/16 ones are kilobytes)."""
 MAX_OBJECTS = 100_000
 MAX_DEPTH = 64
 
@@ -119,6 +119,8 @@ def _refuse_setstate(archive: zipfile.ZipFile) -> None:
     """`torch.jit.load` would run a class's `__setstate__`; CLIP's modules define none."""
     for info in archive.infolist():
         if "/code/" in info.filename and info.filename.endswith(".py"):
+            if info.file_size > MAX_DATA_PKL_BYTES:
+                raise CheckpointError(f"{info.filename} is {info.file_size} bytes of TorchScript code; refused")
             if b"__setstate__" in archive.read(info):
                 raise CheckpointError(
                     f"its TorchScript code ({info.filename}) defines __setstate__, code that a TorchScript load "
@@ -178,7 +180,7 @@ def _flatten(root: ScriptObjectRecord, path: Path) -> dict[str, torch.Tensor]:
             raise CheckpointError(
                 f"{path}: TorchScript module tree is larger than {MAX_OBJECTS} objects or {MAX_DEPTH} levels"
             )
-        for name, value in record.attributes.items():
+        for name, value in getattr(record, "attributes", {}).items():  # no BUILD: no attributes
             if not isinstance(name, str):
                 continue
             if isinstance(value, torch.Tensor):
