@@ -102,8 +102,9 @@ def test_torchscript_archive_with_a_getattr_pickle_runs_no_code(tmp_path: Path) 
     assert target.untouched() and not guard["replaced"]
 
 
-def test_mmseg_checkpoint_loading_refuses_code(tmp_path: Path) -> None:
-    """mmengine's own loader, once wsss_mmseg is imported, reads local files weights-only.
+def test_mmseg_checkpoint_loading_refuses_code(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """mmengine's own loader, once wsss_mmseg is imported, reads local files weights-only, explicitly
+    (mmengine's implicit default gave way to TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD=1).
 
     The getattr payload against every mmengine load path: tests/mmseg/test_mmseg_checkpoints.py.
     """
@@ -114,6 +115,7 @@ def test_mmseg_checkpoint_loading_refuses_code(tmp_path: Path) -> None:
     marker = tmp_path / "pwned"
     path = tmp_path / "iter_10.pth"
     torch.save({"meta": {}, "state_dict": {"w": torch.zeros(1)}, "hook": CreatesMarker(marker)}, path)
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
     with pytest.raises(CheckpointError, match=r"iter_10\.pth: refused"):
         _load_checkpoint(str(path), map_location="cpu")
     assert not marker.exists()
