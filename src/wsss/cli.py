@@ -16,9 +16,9 @@ from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
-import yaml
 from PIL import Image
 
+from wsss.bounded_parsing import load_yaml, loads_json
 from wsss.cam import ClipEsCamExtractor
 from wsss.clip import LoadedClip, load_clip
 from wsss.config import CoreConfig
@@ -32,8 +32,8 @@ def _load_config(path: str | None) -> CoreConfig:
     if path is None:
         return CoreConfig.from_mapping({})
     try:
-        params = yaml.safe_load(Path(path).read_text()) or {}
-    except (OSError, yaml.YAMLError) as error:
+        params = load_yaml(Path(path).read_text(), str(path)) or {}
+    except (OSError, ValueError) as error:  # ParseError: syntax, nesting, alias bombs
         raise ConfigError(f"{path}: cannot read params ({error})") from error
     if not isinstance(params, dict):
         raise ConfigError(f"{path}: expected a mapping at the top level")
@@ -221,7 +221,8 @@ def run_overlay(args: argparse.Namespace) -> int:
 
     root = Path(args.root)
     manifest = Manifest.from_json((root / "artifacts/prepare/manifest.json").read_text(), "manifest")
-    meta = json.loads((root / "artifacts/prepare/manifest.meta.json").read_text())
+    meta_path = root / "artifacts/prepare/manifest.meta.json"
+    meta = loads_json(meta_path.read_text(), str(meta_path))
     record = next((r for r in manifest.records if r.image_id == args.image_id), None)
     if record is None:
         raise WsssError(f"image {args.image_id!r} is not in the manifest")

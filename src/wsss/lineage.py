@@ -12,8 +12,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from wsss.bounded_parsing import load_yaml, loads_json
 from wsss.datasets import Manifest, manifest_sha256
 from wsss.errors import WsssError
 from wsss.io import CamStore
@@ -22,14 +21,14 @@ STAGE_ORDER = ("sample", "prepare", "prompts", "cams", "refine", "pseudo", "trai
 
 
 def _json(path: Path) -> Any:
-    return json.loads(path.read_text()) if path.is_file() else None
+    return loads_json(path.read_text(), str(path)) if path.is_file() else None
 
 
 def _dvc_lock(root: Path) -> dict[str, Any]:
     path = root / "dvc.lock"
     if not path.is_file():
         return {}
-    return (yaml.safe_load(path.read_text()) or {}).get("stages", {})
+    return (load_yaml(path.read_text(), str(path)) or {}).get("stages", {})
 
 
 def differing_keys(recorded: Any, current: Any, prefix: str = "", recorded_only: bool = False) -> list[str]:
@@ -46,7 +45,7 @@ def differing_keys(recorded: Any, current: Any, prefix: str = "", recorded_only:
 
 def _current_params(root: Path) -> dict[str, Any]:
     path = root / "params.yaml"
-    return (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+    return (load_yaml(path.read_text(), str(path)) or {}) if path.is_file() else {}
 
 
 def _lock_params(entry: dict[str, Any]) -> dict[str, Any]:

@@ -19,6 +19,8 @@ from typing import Any
 
 import numpy as np
 
+from wsss.bounded_parsing import loads_json
+
 PARTIAL_SUFFIX = ".partial"
 
 
@@ -50,8 +52,9 @@ def key_path(keys_dir: Path, image_id: str) -> Path:
 def reusable_row(keys_dir: Path, image_id: str, key: str, outputs: Iterable[Path]) -> dict[str, Any] | None:
     """The summary row stored with a matching key when every output exists; else None."""
     try:
-        stored = json.loads(key_path(keys_dir, image_id).read_text())
-    except (OSError, ValueError):
+        path = key_path(keys_dir, image_id)
+        stored = loads_json(path.read_text(), str(path))
+    except (OSError, ValueError):  # incl. ParseError: a damaged key only means recompute
         return None
     if not isinstance(stored, dict) or stored.get("key") != key or not all(path.is_file() for path in outputs):
         return None

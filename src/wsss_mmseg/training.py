@@ -27,10 +27,12 @@ from PIL import Image
 
 import wsss_mmseg  # noqa: F401  (registers the custom modules before any build)
 from wsss.datasets.ground_truth import read_label_map
+from wsss.imaging import load_rgb
 from wsss.metrics import ConfusionAccumulator, SegmentationScores
 from wsss.pseudo.crf import CrfParams, dense_crf
-from wsss_mmseg.checkpoints import mmengine_checkpoint_globals
+from wsss_mmseg.checkpoints import require_plain_checkpoints
 from wsss_mmseg.datasets import read_split_ids
+from wsss_mmseg.transforms import use_stored_orientation
 from wsss_mmseg.validation import ValidationData, set_validation
 
 __all__ = [
@@ -134,6 +136,7 @@ def build_train_config(
     dataset.data_prefix = dict(
         img_path=image_dir, seg_map_path=mask_dir, confidence_path=confidence_dir
     )
+    dataset.pipeline = use_stored_orientation(dataset.pipeline)  # one decoding rule (no EXIF rotation)
     dataset.metainfo = dict(
         classes=tuple(class_names),
         palette=[list(map(int, color)) for color in palette] if palette is not None else None,
@@ -217,10 +220,10 @@ def train_segmenter(cfg: Config) -> Path:
     """
     work_dir = Path(cfg.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    runner = Runner.from_cfg(cfg)
-    # Resuming, load_from and Pretrained init all go through mmengine's torch.load.
-    with mmengine_checkpoint_globals():
-        runner.train()
+    # Checkpoints are saved as plain data; resuming, load_from and Pretrained init read them
+    # weights-only with torch's default allow-list (wsss_mmseg.checkpoints).
+    runner = Runner.from_cfg(require_plain_checkpoints(cfg))
+    runner.train()
     last = find_latest_checkpoint(str(work_dir))
     if last is None:
         raise FileNotFoundError(f"training in {work_dir} wrote no checkpoint")
@@ -249,14 +252,13 @@ def load_segmenter(
     cfg.model.decode_head.num_classes = num_classes
     cfg.model.backbone.init_cfg = None
     model = MODELS.build(cfg.model)
-    with mmengine_checkpoint_globals():
-        load_checkpoint(
-            model,
-            str(checkpoint),
-            map_location="cpu",
-            strict=True,
-            logger=logging.getLogger("wsss_mmseg"),
-        )
+    load_checkpoint(  # weights-only, plain data (wsss_mmseg.checkpoints.load_plain_checkpoint)
+        model,
+        str(checkpoint),
+        map_location="cpu",
+        strict=True,
+        logger=logging.getLogger("wsss_mmseg"),
+    )
     return model.to(device).eval()
 
 
@@ -371,8 +373,7 @@ def score_segmenter_on(
     model = load_segmenter(config_path, checkpoint, num_classes=len(class_names), device=device)
     accumulator = ConfusionAccumulator(len(class_names))
     for image_path, read_ground_truth in samples:
-        with Image.open(image_path) as handle:
-            image = np.asarray(handle.convert("RGB"))
+        image = np.asarray(load_rgb(image_path))  # as training decodes it: raw pixel grid, no EXIF rotation
         gt = read_ground_truth()
         logits = predict_logits(model, image, scales)
         if crf is None:

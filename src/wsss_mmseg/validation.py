@@ -89,7 +89,7 @@ def set_validation(cfg: Config, validation: ValidationData, class_names: Sequenc
             data_prefix=dict(img_path=validation.image_dir, seg_map_path=validation.gt_dir),
             metainfo=dict(classes=tuple(class_names)),
             test_mode=True,
-            pipeline=[dict(type="LoadImageFromFile"), dict(type="LoadAnnotations"), dict(type="PackSegInputs")],
+            pipeline=[dict(type="LoadImageAsStored"), dict(type="LoadAnnotations"), dict(type="PackSegInputs")],
         ),
     )
     cfg.val_evaluator = dict(type="WsssIoUMetric", num_classes=len(class_names))
