@@ -17,6 +17,7 @@ import json
 import math
 import os
 import re
+import shutil
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
@@ -39,6 +40,7 @@ MAX_CHUNK_BYTES = 4 * 1024 * 1024
 LIBVER = ("v110", "v110")
 # Growth step of the in-memory file image.
 CORE_BLOCK_BYTES = 4 * 1024 * 1024
+COPY_BLOCK_BYTES = 16 * 1024 * 1024
 # What h5py raises when HDF5 fails; each is re-raised naming the shard.
 HDF5_ERRORS = (OSError, KeyError, ValueError, RuntimeError, TypeError, IndexError)
 _SHARD_NAME = re.compile(r"^shard-(\d{5,})\.h5$")
@@ -244,6 +246,30 @@ class ShardWriter:
             self.partial_path.unlink(missing_ok=True)
         except OSError:
             pass  # e.g. the directory is gone; the original error is the one to report
+
+
+def publish_copy(source: Path, destination: Path) -> Path:
+    """Copy a finished shard onto `destination` atomically (`.partial`, fsync, rename).
+
+    On any failure (disk full) the partial copy is removed, `destination` keeps its previous
+    content, and the StoreError names `destination`.
+    """
+    partial = destination.with_name(destination.name + PARTIAL_SUFFIX)
+    try:
+        with open(source, "rb") as reader, open(partial, "wb") as writer:
+            shutil.copyfileobj(reader, writer, COPY_BLOCK_BYTES)
+            writer.flush()
+            os.fsync(writer.fileno())
+        os.replace(partial, destination)
+        if os.name == "posix":
+            _fsync(destination.parent)
+    except OSError as error:
+        try:
+            partial.unlink(missing_ok=True)
+        except OSError:
+            pass
+        raise StoreError(f"{destination}: not published, the previous file is kept: {os_error_reason(error)}") from None
+    return destination
 
 
 def _write_durably(path: Path, data: bytes) -> None:
