@@ -122,8 +122,8 @@ class StoreSettings:
         images_per_shard: images per shard file (by sorted id) when `shard_count` is None.
         shard_count: stable assignment instead: shard = hash(image id) % shard_count, so an
             added or removed image rewrites only its own shard (`wsss.io.shard_assignment`).
-        compression: lossless codec of `wsss.io.codecs.CODECS`: blosc2-zstd (default; Blosc2
-            shuffle + Zstd, read with h5py + `import hdf5plugin`), gzip, lzf or none.
+        compression: lossless codec of `wsss.io.codecs.CODECS`: zstd (default; shuffle +
+            Zstandard, read with h5py + `import hdf5plugin`), blosc2-zstd, gzip, lzf or none.
         gradcam_dtype: Grad-CAM maps are kept in float32 by default: CAA's box mask thresholds
             `uint8(cam * 255)`, and float16 rounding moves box edges (refined maps then differ
             from the reference by up to ~0.17); they are tiny (K x h x w).

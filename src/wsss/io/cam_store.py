@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import h5py
-import hdf5plugin  # noqa: F401  (registers the Blosc2 filter with HDF5, so its shards decompress)
+import hdf5plugin  # noqa: F401  (registers the Zstd and Blosc2 filters with HDF5, so their shards decompress)
 import numpy as np
 
 from wsss.errors import StoreError
@@ -121,8 +121,17 @@ def _read_image(
             data = np.asarray(dataset[()])  # a fletcher32 mismatch raises here
         except _READ_ERRORS as error:
             raise StoreError(f"{where}: array {name!r} unreadable, shard corrupted? ({error})") from error
-        arrays[name] = data if keep_dtype or data.dtype.kind != "f" else data.astype(np.float32, copy=False)
+        arrays[name] = data if keep_dtype or data.dtype.kind != "f" else _as_float32(data)
     return StoredImage(arrays=arrays, attrs=attrs, shard=path)
+
+
+def _as_float32(data: np.ndarray) -> np.ndarray:
+    """Exact widening to float32; torch does float16 ~40x faster than numpy on subnormals."""
+    if data.dtype == np.float16:
+        import torch  # the core depends on torch; imported here so `wsss inspect` need not load it
+
+        return torch.from_numpy(np.ascontiguousarray(data)).float().numpy()
+    return data.astype(np.float32, copy=False)
 
 
 class CamStore:

@@ -1,11 +1,13 @@
 """Lossless codecs of the CAM store and the HDF5 filters each one writes.
 
 Every chunked dataset carries a fletcher32 checksum after its compression filter (computed over
-the compressed bytes, so a damaged chunk fails before it is decompressed). The default,
-`blosc2-zstd`, is Blosc2 with byte shuffle and Zstd level 1 from `hdf5plugin`: on peaked float16
-attention it stores ~0.52 MB per 500x375 image at ~1/5 of gzip's CPU cost (figures in
-benchmarks/RESULTS.md). Files written with it need `import hdf5plugin` next to h5py to be read;
-gzip and lzf files need nothing beyond h5py. Values are never changed: all codecs are lossless.
+the compressed bytes, so a damaged chunk fails before it is decompressed). The default, `zstd`,
+is HDF5's byte shuffle followed by Zstandard level 1 (the `hdf5plugin` filter): on peaked
+float16 attention it stores ~0.52 MB per 500x375 image for ~1/6 of gzip's CPU time (figures in
+benchmarks/RESULTS.md). `blosc2-zstd` (Blosc2: shuffle + Zstd) stores the same size with a little
+more per-chunk overhead, but can compress one chunk on several threads (BLOSC_NTHREADS). Files
+written with either need `import hdf5plugin` next to h5py to be read; gzip and lzf files need
+nothing beyond h5py. Values are never changed: all codecs are lossless.
 """
 
 from __future__ import annotations
@@ -17,11 +19,11 @@ import hdf5plugin
 
 from wsss.errors import StoreError
 
-DEFAULT_CODEC = "blosc2-zstd"
-CODECS = ("blosc2-zstd", "gzip", "lzf", "none")
+DEFAULT_CODEC = "zstd"
+CODECS = ("zstd", "blosc2-zstd", "gzip", "lzf", "none")
 # Level used when the caller gives none, and the accepted range.
-DEFAULT_LEVELS: dict[str, int] = {"blosc2-zstd": 1, "gzip": 4}
-LEVEL_RANGES: dict[str, tuple[int, int]] = {"blosc2-zstd": (1, 9), "gzip": (0, 9)}
+DEFAULT_LEVELS: dict[str, int] = {"zstd": 1, "blosc2-zstd": 1, "gzip": 4}
+LEVEL_RANGES: dict[str, tuple[int, int]] = {"zstd": (1, 22), "blosc2-zstd": (1, 9), "gzip": (0, 9)}
 CHECKSUM = "fletcher32"
 # Filter ids the store writes; a dataset using any other filter was not written by it.
 STORE_FILTERS = {
@@ -29,6 +31,7 @@ STORE_FILTERS = {
     h5py.h5z.FILTER_SHUFFLE: "shuffle",
     h5py.h5z.FILTER_FLETCHER32: "fletcher32",
     h5py.h5z.FILTER_LZF: "lzf",
+    hdf5plugin.ZSTD_ID: "zstd",
     hdf5plugin.BLOSC2_ID: "blosc2",
 }
 
@@ -60,6 +63,8 @@ def dataset_filters(name: str, level: int | None) -> dict[str, Any]:
         options: dict[str, Any] = {"compression": "gzip", "compression_opts": level, "shuffle": True}
     elif name == "lzf":
         options = {"compression": "lzf", "shuffle": True}
+    elif name == "zstd":
+        options = {**hdf5plugin.Zstd(clevel=level), "shuffle": True}
     elif name == "blosc2-zstd":
         # Blosc2 shuffles bytes itself; HDF5's shuffle filter would only repeat that work.
         options = dict(hdf5plugin.Blosc2(cname="zstd", clevel=level, filters=hdf5plugin.Blosc2.SHUFFLE))
@@ -71,12 +76,13 @@ def dataset_filters(name: str, level: int | None) -> dict[str, Any]:
 def codec_record(name: str, level: int | None) -> dict[str, Any]:
     """The `codec` root attribute: what compressed the shard and how to read it back."""
     pipelines = {
+        "zstd": "shuffle -> Zstandard -> fletcher32",
         "blosc2-zstd": "Blosc2 (byte shuffle + Zstd) -> fletcher32",
         "gzip": "shuffle -> deflate -> fletcher32",
         "lzf": "shuffle -> lzf -> fletcher32",
         "none": "fletcher32",
     }
     record: dict[str, Any] = {"name": name, "level": level, "filters": pipelines[name], "checksum": CHECKSUM}
-    if name == "blosc2-zstd":
+    if name in ("zstd", "blosc2-zstd"):
         record["reader"] = f"h5py + import hdf5plugin (written with hdf5plugin {hdf5plugin.version})"
     return record

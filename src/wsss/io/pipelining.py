@@ -3,7 +3,7 @@
 With a GPU computing CAMs in a few ms per image, the CPU side (decoding the next images, casting,
 compressing and checksumming the last ones) must not wait for the model nor make it wait.
 `BackgroundShardWriter` runs `ShardWriter.add` on one worker thread in submission order; HDF5
-runs its filters (Blosc2/Zstd, fletcher32) inside `H5Dwrite`, during which h5py releases the GIL,
+runs its filters (shuffle, Zstd, fletcher32) inside `H5Dwrite`, during which h5py releases the GIL,
 so the model loop keeps running (figures in benchmarks/RESULTS.md). `prefetch` decodes the next
 images on worker threads (PIL releases the GIL while decoding and resizing) and yields them in
 input order.

@@ -105,9 +105,10 @@ class ShardWriter:
     Args:
         path: the shard to produce, normally `shard_path(directory, index)`.
         root_attrs: provenance (parameters, weights hash, ...); dicts and lists are stored as JSON.
-        compression: a codec of `wsss.io.codecs.CODECS` ("blosc2-zstd" default, "gzip", "lzf",
-            "none"; None means "none").
-        compression_level: the codec's level (blosc2-zstd 1-9, default 1; gzip 0-9, default 4).
+        compression: a codec of `wsss.io.codecs.CODECS` ("zstd" default, "blosc2-zstd", "gzip",
+            "lzf", "none"; None means "none").
+        compression_level: the codec's level (zstd 1-22, blosc2-zstd 1-9, default 1; gzip 0-9,
+            default 4).
         shard_index: the `shard_index` attribute; parsed from the file name when None.
     """
 
@@ -325,7 +326,6 @@ def _float32_to_float16(source: np.ndarray) -> np.ndarray | None:
     if not contiguous.flags.writeable:  # torch warns on read-only buffers even though it only reads
         contiguous = contiguous.copy()
     stored = torch.from_numpy(contiguous).to(torch.float16).numpy()
-    bits = stored.view(np.uint16)
-    if np.any((bits & 0x7C00) == 0x7C00):  # exponent all ones: inf or NaN
+    if stored.size and int((stored.view(np.uint16) & 0x7FFF).max()) >= 0x7C00:  # exponent all ones: inf or NaN
         return None
     return stored
