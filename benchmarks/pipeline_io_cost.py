@@ -96,7 +96,8 @@ def model_outputs(paths: list[Path], peaked: bool) -> list[dict[str, Any]]:
 
 def normalise(resized: Image.Image) -> torch.Tensor:
     """The second half of `clip_pixels` (after its resize), step for step."""
-    pixels = torch.from_numpy(np.array(resized, dtype=np.uint8)).permute(2, 0, 1).contiguous().to(torch.float32).div(255)
+    planes = np.stack([np.asarray(band) for band in resized.split()])
+    pixels = torch.from_numpy(planes).to(torch.float32).div_(255)
     return pixels.sub_(torch.tensor(CLIP_MEAN).view(3, 1, 1)).div_(torch.tensor(CLIP_STD).view(3, 1, 1))
 
 
