@@ -72,12 +72,14 @@ def available_memory_bytes() -> int | None:
 
 def _check_hard_link(parent: h5py.Group, name: str, where: str) -> None:
     link = parent.get(name, getlink=True)
+    if link is None:
+        raise StoreError(f"{where}: is missing from the shard")
     if isinstance(link, h5py.ExternalLink):
         raise StoreError(f"{where}: is an external link to {link.filename}:{link.path}; refused, the store writes no links")
     if isinstance(link, h5py.SoftLink):
         raise StoreError(f"{where}: is a soft link to {link.path}; refused, the store writes no links")
     if not isinstance(link, h5py.HardLink):
-        raise StoreError(f"{where}: missing or not a plain object ({type(link).__name__}); refused")
+        raise StoreError(f"{where}: is a {type(link).__name__}, not a plain object; refused")
 
 
 def _check_single_link(obj: h5py.HLObject, where: str) -> None:

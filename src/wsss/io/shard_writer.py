@@ -230,11 +230,14 @@ class ShardWriter:
             self._file = None
             _write_durably(self.partial_path, image)
             os.replace(self.partial_path, self.path)
-            if os.name == "posix":
-                _fsync(self.path.parent)  # makes the rename itself durable
         except Exception as error:
             self._discard()
             raise StoreError(f"{self.path}: shard not written, nothing published: {os_error_reason(error)}") from None
+        if os.name == "posix":
+            try:
+                _fsync(self.path.parent)  # makes the rename itself durable
+            except OSError as error:
+                raise StoreError(f"{self.path}: written, but its directory could not be synced: {os_error_reason(error)}") from None
 
     def _discard(self) -> None:
         if self._file is not None:
