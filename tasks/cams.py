@@ -35,6 +35,7 @@ from wsss.imaging import load_rgb
 from wsss.incremental import CONTENT_KEY_ATTR, record_keys, reusable_ids, shard_is_current, stage_identity, stale_shards, stored_keys
 from wsss.io import CamStore, ShardWriter, assign_shards, shard_path
 from wsss.io.shard_assignment import assign_shards_by_hash
+from wsss.io.shard_writer import publish_copy
 from wsss.provenance import sha256_of
 
 
@@ -234,10 +235,7 @@ def publish_shards(shards: Sequence[Path], output: Path, keep: Sequence[str] | N
     output.mkdir(parents=True, exist_ok=True)
     published = []
     for shard in shards:
-        destination = output / shard.name
-        shutil.copyfile(shard, destination.with_name(destination.name + ".partial"))
-        destination.with_name(destination.name + ".partial").replace(destination)
-        published.append(destination)
+        published.append(publish_copy(shard, output / shard.name))
     if keep is not None:
         for stale in stale_shards(output, [output / name for name in keep]):
             stale.unlink()

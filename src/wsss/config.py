@@ -17,6 +17,7 @@ from wsss.cam.extractor import CamSettings
 from wsss.clip.loading import ClipSource
 from wsss.errors import ConfigError
 from wsss.failures import ReliabilitySettings
+from wsss.io.codecs import CODECS, DEFAULT_CODEC
 from wsss.prompts.learning import LearnPromptsSettings
 from wsss.pseudo.crf import CrfParams
 from wsss.text.vocabulary import (
@@ -131,7 +132,8 @@ class StoreSettings:
         images_per_shard: images per shard file (by sorted id) when `shard_count` is None.
         shard_count: stable assignment instead: shard = hash(image id) % shard_count, so an
             added or removed image rewrites only its own shard (`wsss.io.shard_assignment`).
-        compression: gzip or lzf.
+        compression: lossless codec of `wsss.io.codecs.CODECS`: zstd (default; shuffle +
+            Zstandard, read with h5py + `import hdf5plugin`), blosc2-zstd, gzip, lzf or none.
         gradcam_dtype: Grad-CAM maps are kept in float32 by default: CAA's box mask thresholds
             `uint8(cam * 255)`, and float16 rounding moves box edges (refined maps then differ
             from the reference by up to ~0.17); they are tiny (K x h x w).
@@ -141,15 +143,15 @@ class StoreSettings:
 
     images_per_shard: int = 500
     shard_count: int | None = None
-    compression: str = "gzip"
+    compression: str = DEFAULT_CODEC
     gradcam_dtype: str = "float32"
     attention_dtype: str = "float16"
 
     def __post_init__(self) -> None:
         if self.shard_count is not None and (not isinstance(self.shard_count, int) or self.shard_count < 1):
             raise ConfigError(f"store.shard_count must be an integer >= 1 or null, got {self.shard_count!r}")
-        if self.images_per_shard < 1 or self.compression not in ("gzip", "lzf"):
-            raise ConfigError("store.images_per_shard must be >= 1 and store.compression gzip or lzf")
+        if self.images_per_shard < 1 or self.compression not in CODECS:
+            raise ConfigError(f"store.images_per_shard must be >= 1 and store.compression one of {CODECS}")
         if {self.gradcam_dtype, self.attention_dtype} - {"float16", "float32"}:
             raise ConfigError("store.gradcam_dtype and store.attention_dtype must be float16 or float32")
 
