@@ -24,9 +24,10 @@ def verdict(value: float | None, target: float, on_gpu: bool) -> str:
     return "met" if value >= target else f"MISSED ({value / target:.0%} of target)"
 
 
-def _failure(part: dict[str, Any]) -> str:
+def _failure(name: str, part: dict[str, Any]) -> tuple[str, str, str, str]:
+    """The row of a part that failed (last line of its traceback) or was skipped."""
     text = part.get("error") or part.get("skipped") or "not run"
-    return text.strip().splitlines()[-1]
+    return (name, text.strip().splitlines()[-1], "", "FAILED" if "error" in part else "SKIPPED")
 
 
 def table_rows(figures: dict[str, Any], on_gpu: bool) -> list[tuple[str, str, str, str]]:
@@ -34,7 +35,7 @@ def table_rows(figures: dict[str, Any], on_gpu: bool) -> list[tuple[str, str, st
     rows: list[tuple[str, str, str, str]] = []
     part = figures.get("1_cam_caa", {})
     if "sets" not in part:
-        rows.append(("1 CAM+CAA", _failure(part), "", "FAILED"))
+        rows.append(_failure("1 CAM+CAA", part))
     else:
         for name, data in part["sets"].items():
             for batch, row in data["batches"].items():
@@ -64,7 +65,7 @@ def table_rows(figures: dict[str, Any], on_gpu: bool) -> list[tuple[str, str, st
                      f"{100 * part['pseudo_agreement']:.3f} %", f">= {100 * TARGET_AGREEMENT:.1f} %",
                      verdict(part["pseudo_agreement"], TARGET_AGREEMENT, on_gpu)))
     else:
-        rows.append(("2 fp16 vs fp32", _failure(part), "", "FAILED"))
+        rows.append(_failure("2 fp16 vs fp32", part))
     part = figures.get("3_stages", {})
     if "images_per_s" in part:
         rows.append((f"3 cams+refine end to end, {part['images']} images, batch {part['batch_size']}, {part['compression']}",
@@ -72,14 +73,14 @@ def table_rows(figures: dict[str, Any], on_gpu: bool) -> list[tuple[str, str, st
                      verdict(part["images_per_s"], TARGET_STAGE_IMAGES_PER_S, on_gpu)))
         rows.append(("3   cams stage / refine stage alone", f"{part['cams_images_per_s']} / {part['refine_images_per_s']} img/s", "", ""))
     else:
-        rows.append(("3 cams+refine end to end", _failure(part), "", "FAILED"))
+        rows.append(_failure("3 cams+refine end to end", part))
     part = figures.get("4_deeplabv2", {})
     if "iterations_per_second" in part:
         rows.append((f"4 DeepLabV2-R101 CGL, batch {part['batch']}, crop {part['crop']}, {part['iterations_timed']} timed it",
                      f"{part['iterations_per_second']} it/s", "", ""))
         rows.append(("4   peak memory", str(part["memory"]), "", ""))
     else:
-        rows.append(("4 DeepLabV2-R101", _failure(part), "", "FAILED"))
+        rows.append(_failure("4 DeepLabV2-R101", part))
     return rows
 
 
