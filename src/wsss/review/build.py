@@ -14,7 +14,7 @@ import numpy as np
 from wsss.metrics import scores_from_confusion
 from wsss.review.collect import collect, worst_first
 from wsss.review.records import ReviewRecord, RunSummary
-from wsss.review.report import clean_report_folder, write_report
+from wsss.review.report import PAGE_SIZE, clean_report_folder, write_report
 from wsss.review.sources import PipelineOutputs
 from wsss.review.training_labels import stale_reason
 from wsss.review.triage import DEFAULT_WEIGHTS, spearman
@@ -79,6 +79,7 @@ def build_review(
     max_side: int = 320,
     title: str | None = None,
     progress: Callable[[int, int], None] | None = None,
+    page_size: int = PAGE_SIZE,
 ) -> ReviewResult:
     """Analyse every image with a pseudo mask; with `output`, write the report there (its old
     report files are removed first). Without it, only the triage is computed (no pictures)."""
@@ -92,5 +93,5 @@ def build_review(
         if item.confusion is not None:
             confusion = item.confusion if confusion is None else confusion + item.confusion
     run = summarise(outputs, records, confusion, title or f"wsss review: {outputs.manifest.name}")
-    index = write_report(records, run, output) if output is not None else None
+    index = write_report(records, run, output, page_size) if output is not None else None
     return ReviewResult(worst_first(records), run, index)

@@ -50,7 +50,7 @@ def analyse(job: CollectJob) -> Collected:
     cams, attrs = outputs.refined(image_id)
     mask, crf_labels, confidence = outputs.pseudo_mask(image_id), outputs.crf_labels(image_id), outputs.confidence(image_id)
     class_ids = [int(c) for c in attrs.get("class_ids", [])]
-    probabilities = [float(p) for p in attrs.get("tag_probabilities", [])]
+    probabilities = outputs.tag_probabilities(image_id)
     terms = triage_terms(
         tag_probabilities=probabilities, confidence=confidence, labels=mask, crf_labels=crf_labels, cams=cams,
         class_ids=class_ids, alpha=pseudo.alpha, ignore_index=pseudo.ignore_index,

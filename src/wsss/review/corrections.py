@@ -174,8 +174,8 @@ def read_png_correction(
 def read_coco_corrections(
     path: Path, images: Mapping[str, ImageSpec], class_names: Sequence[str], ignore_index: int = 255,
     relative_to: Path | None = None,
-) -> list[ParsedCorrection]:
-    """Corrected masks from a COCO JSON file (RLE or polygons), decoded with pycocotools.
+) -> tuple[list[ParsedCorrection], list[str]]:
+    """Corrected masks (and notes on skipped images) from a COCO JSON file (RLE or polygons), decoded with pycocotools.
 
     Images are matched by the stem of `file_name`, categories by name (`background`, the class
     names, `ignore`). Annotations are painted in file order; where they overlap the later one wins
@@ -202,7 +202,7 @@ def read_coco_corrections(
     for annotation in document["annotations"]:
         by_image.setdefault(annotation.get("image_id"), []).append(annotation)
     digest = sha256_bytes(data)
-    parsed = []
+    parsed, notes = [], []
     for image in document["images"]:
         stem = Path(str(image.get("file_name", ""))).stem
         spec = images.get(stem)
@@ -214,6 +214,7 @@ def read_coco_corrections(
             raise CorrectionError(f"{where}: is {width}x{height} in the file but {spec.width}x{spec.height} in the manifest")
         annotations = by_image.get(image.get("id"), [])
         if not annotations:
+            notes.append(f"{where}: no annotations, skipped (import an all-background correction as a PNG)")
             continue
         labels = np.zeros((height, width), dtype=np.uint8)
         painted = np.zeros((height, width), dtype=bool)
@@ -240,9 +241,9 @@ def read_coco_corrections(
             labels[binary] = categories[annotation["category_id"]]
             painted |= binary
         _check_labels(where, labels, spec, len(class_names), ignore_index)
-        notes = (f"{overlap} pixels covered by more than one annotation (the later annotation wins)",) if overlap else ()
-        parsed.append(ParsedCorrection(spec.image_id, labels, _display(path, relative_to), digest, "coco", notes))
-    return parsed
+        overlaps = (f"{overlap} pixels covered by more than one annotation (the later annotation wins)",) if overlap else ()
+        parsed.append(ParsedCorrection(spec.image_id, labels, _display(path, relative_to), digest, "coco", overlaps))
+    return parsed, notes
 
 
 def read_corrections(
@@ -274,10 +275,9 @@ def read_corrections(
             if path.suffix.lower() == ".png":
                 parsed.append(read_png_correction(path, images, class_names, ignore_index, relative_to))
             elif path.suffix.lower() == ".json":
-                found = read_coco_corrections(path, images, class_names, ignore_index, relative_to)
+                found, skipped = read_coco_corrections(path, images, class_names, ignore_index, relative_to)
                 parsed.extend(found)
-                if not found:
-                    notes.append(f"{path}: no image with annotations")
+                notes.extend(skipped)
             else:
                 problems.append(f"{path}: not a .png or COCO .json file")
         except CorrectionError as error:

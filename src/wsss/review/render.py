@@ -8,6 +8,7 @@ match its CSS colour bars and ignored pixels drawn visibly, and must not change 
 from __future__ import annotations
 
 import io
+import os
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,7 +16,6 @@ import cv2
 import numpy as np
 from PIL import Image, features
 
-from wsss.output_keys import write_bytes_atomic
 from wsss.viz import voc_palette
 
 HEAT_COLORMAP = cv2.COLORMAP_JET  # refined maps, as the project's overlays
@@ -87,7 +87,9 @@ def encode_image(rgb: np.ndarray, quality: int = 80) -> bytes:
 
 def save_panel(path: Path, rgb: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(path, encode_image(rgb))
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(encode_image(rgb))
+    os.replace(partial, path)  # no fsync: panels are rebuilt, never precious
 
 
 def render_panels(

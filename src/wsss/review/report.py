@@ -21,13 +21,13 @@ from __future__ import annotations
 import html
 import json
 import math
+import os
 import shutil
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from wsss.output_keys import write_bytes_atomic
 from wsss.review.records import ReviewRecord, RunSummary
 from wsss.review.render import CONFIDENCE_COLORMAP, HEAT_COLORMAP, colormap_stops, legend_entries
 from wsss.review.triage import __doc__ as TRIAGE_DOC
@@ -52,9 +52,15 @@ def record_file(rank: int) -> str:
     return f"data/records/{rank // RECORDS_PER_FOLDER:03d}/{rank:06d}.js"
 
 
-def _write(path: Path, data: bytes) -> None:
+def write_file(path: Path, data: bytes) -> None:
+    """Write through a partial file and rename (no fsync: a report is rebuilt, never precious)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_bytes_atomic(path, data)
+    partial = path.with_name(path.name + ".partial")
+    partial.write_bytes(data)
+    os.replace(partial, path)
+
+
+_write = write_file
 
 
 def _static(name: str) -> bytes:
@@ -140,7 +146,7 @@ def index_html(run: RunSummary) -> str:
             + '\n<p id="status" data-state="loading">Loading…</p>\n<div id="pager-top" class="pager"></div>\n'
             '<main id="rows"></main>\n<div id="pager" class="pager"></div>\n'
             '<noscript>This report needs JavaScript (no network access is used).</noscript>\n'
-            '<script src="data/meta.js"></script>\n<script src="static/review.js"></script>\n</body>\n</html>\n')
+            '<script src="static/review.js"></script>\n<script src="data/meta.js"></script>\n</body>\n</html>\n')
 
 
 def iou_chart_svg(per_class_iou: dict[str, float], colours: dict[str, str]) -> str:

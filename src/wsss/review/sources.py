@@ -215,20 +215,30 @@ class PipelineOutputs:
     def prompt_scores(self) -> dict[str, Any]:
         return self._read_json("prompt_scores", required=False) or {}
 
-    def lineage(self, image_id: str, refined_shard: Path | None = None) -> dict[str, Any]:
+    @cached_property
+    def cam_store(self) -> CamStore | None:
+        path = self.layout.path("cam_store")
+        return CamStore(path) if path.is_dir() else None
+
+    def cam_attrs(self, image_id: str) -> tuple[dict[str, Any], Path] | None:
+        """The CAM store's attributes of one image (`tag_probabilities`, grid, ...) and its shard."""
+        if self.cam_store is None or image_id not in self.cam_store:
+            return None
+        stored = self.cam_store.read(image_id, [])
+        return stored.attrs, stored.shard
+
+    def tag_probabilities(self, image_id: str) -> list[float]:
+        """CLIP's probability of each tag (softmax over the tags + background words); [] if unknown."""
+        found = self.cam_attrs(image_id)
+        return [float(p) for p in found[0].get("tag_probabilities", [])] if found else []
+
+    def lineage(self, image_id: str) -> dict[str, Any]:
         """Model, template, params hashes, code version and flow-run ids behind one image's mask."""
         facts: dict[str, Any] = {}
-        if refined_shard is None:
-            refined_shard = self.refined_store.read(image_id, []).shard
-        refine = self._root_attrs("refined_store", refined_shard)
+        refine = self._root_attrs("refined_store", self.refined_store.read(image_id, []).shard)
         upstream = refine.get("upstream_cams") or {}
-        cams_store = self.layout.path("cam_store")
-        cam_shard = None
-        if cams_store.is_dir():
-            cams = CamStore(cams_store)
-            if image_id in cams:
-                cam_shard = cams.read(image_id, []).shard
-        cams_attrs = self._root_attrs("cam_store", cam_shard) if cam_shard is not None else {}
+        found = self.cam_attrs(image_id)
+        cams_attrs = self._root_attrs("cam_store", found[1]) if found else {}
         clip = cams_attrs.get("clip") or upstream.get("clip") or {}
         facts["model"] = {key: clip.get(key) for key in ("model_name", "weights", "checkpoint_sha256", "precision") if clip.get(key)}
         facts["template"] = cams_attrs.get("template") or upstream.get("template") or self.prompt_scores.get("selected")
