@@ -165,3 +165,18 @@ def test_a_correction_of_a_changed_image_is_kept_but_not_used(tmp_path: Path) ->
     current = correction_lineage(tmp_path / "c", "a", IMAGES["a"])
     assert current is not None and current["stale"] is None and current["summary"].startswith("human-corrected (file a.png, sha256 ")
     assert correction_lineage(tmp_path / "c", "b") is None
+
+
+def test_corrections_are_a_dvc_input_of_train_and_review_never_an_output() -> None:
+    """`dvc repro` deletes a stage's outputs before running it: the store must not be one."""
+    import yaml
+
+    stages = yaml.safe_load((Path(__file__).resolve().parents[2] / "dvc.yaml").read_text())["stages"]
+    for name in ("train", "review"):
+        assert "corrections" in stages[name]["deps"], name
+    for name, stage in stages.items():
+        for out in stage.get("outs", []) + stage.get("metrics", []) + stage.get("plots", []):
+            path = next(iter(out)) if isinstance(out, dict) else out
+            out, store = Path(path), Path("corrections")
+            assert out != store and store not in out.parents and out not in store.parents, (name, path)
+    assert (Path(__file__).resolve().parents[2] / "corrections" / "README.md").is_file()  # the dep exists in a fresh clone
