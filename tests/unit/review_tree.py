@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,10 +41,10 @@ def _png(array: np.ndarray, palette: bool = True) -> bytes:
     return buffer.getvalue()
 
 
-def object_mask(label: int) -> np.ndarray:
-    """Ground truth: the tagged class in a box (rows 4..19, columns 6..25), background elsewhere."""
-    gt = np.zeros((HEIGHT, WIDTH), dtype=np.uint8)
-    gt[4:20, 6:26] = label
+def object_mask(label: int, height: int = HEIGHT, width: int = WIDTH) -> np.ndarray:
+    """Ground truth: the tagged class in a box (at 24x32: rows 4..19, columns 6..25), background elsewhere."""
+    gt = np.zeros((height, width), dtype=np.uint8)
+    gt[round(height / 6) : round(5 * height / 6), round(width / 5) : round(4 * width / 5)] = label
     return gt
 
 
@@ -57,9 +58,18 @@ def default_images(count: int = 6) -> list[FakeImage]:
     return images
 
 
-def build_tree(root: Path, images: list[FakeImage] | None = None) -> dict[str, np.ndarray]:
-    """Write the tree under `root`; returns each image's pseudo mask."""
+def build_tree(
+    root: Path, images: list[FakeImage] | None = None, size: tuple[int, int] = (HEIGHT, WIDTH),
+    photo: Callable[[int], np.ndarray] | None = None,
+) -> dict[str, np.ndarray]:
+    """Write the tree under `root`; returns each image's pseudo mask.
+
+    `size` scales the images (columns and rows of `FakeImage` scale with it); `photo(index)` gives
+    the photo of the index-th image (random pixels by default).
+    """
     images = images or default_images()
+    height, width = size
+    column_scale, row_scale = width / WIDTH, height / HEIGHT
     dataset = root / "data" / "fake"
     records, masks = [], {}
     (root / "artifacts" / "pseudo").mkdir(parents=True, exist_ok=True)
@@ -67,23 +77,24 @@ def build_tree(root: Path, images: list[FakeImage] | None = None) -> dict[str, n
         (root / "artifacts" / "pseudo" / sub).mkdir(parents=True, exist_ok=True)
     refined_rows = []
     rng = np.random.default_rng(0)
-    for image in images:
+    for number, image in enumerate(images):
         label = CLASSES.index(image.tags[0]) + 1
-        photo = (rng.random((HEIGHT, WIDTH, 3)) * 255).astype(np.uint8)
+        pixels = photo(number) if photo else (rng.random((height, width, 3)) * 255).astype(np.uint8)
         photo_path = dataset / "JPEGImages" / f"{image.image_id}.png"
         photo_path.parent.mkdir(parents=True, exist_ok=True)
-        photo_bytes = _png(photo, palette=False)
+        photo_bytes = _png(pixels, palette=False)
         photo_path.write_bytes(photo_bytes)
-        gt = object_mask(label)
+        gt = object_mask(label, height, width)
         gt_path = None
         if image.with_gt:
             gt_path = f"SegmentationClass/{image.image_id}.png"
             (dataset / gt_path).parent.mkdir(parents=True, exist_ok=True)
             (dataset / gt_path).write_bytes(_png(gt))
         raw = gt.copy()
-        raw[4:20, 6 : 6 + image.wrong_columns] = 0
+        rows, columns = np.nonzero(gt)
+        raw[rows.min() : rows.max() + 1, columns.min() : columns.min() + round(image.wrong_columns * column_scale)] = 0
         mask = raw.copy()
-        mask[:image.ignored_rows] = 255
+        mask[: round(image.ignored_rows * row_scale)] = 255
         confidence = np.where(mask == 255, 0.5, 1.0).astype(np.float16)
         cam = (gt > 0).astype(np.float32)[None] * 0.9  # argmax = gt: CRF disagreement = wrong columns
         pseudo = root / "artifacts" / "pseudo"
@@ -92,7 +103,7 @@ def build_tree(root: Path, images: list[FakeImage] | None = None) -> dict[str, n
         np.save(pseudo / "confidence" / f"{image.image_id}.npy", confidence)
         masks[image.image_id] = mask
         sha = hashlib.sha256(photo_bytes).hexdigest()
-        records.append(ImageRecord(image.image_id, f"JPEGImages/{image.image_id}.png", image.tags, gt_path, sha, WIDTH, HEIGHT))
+        records.append(ImageRecord(image.image_id, f"JPEGImages/{image.image_id}.png", image.tags, gt_path, sha, width, height))
         refined_rows.append((image, cam, sha, label))
     manifest = Manifest("fake", tuple(records), CLASSES)
     prepare = root / "artifacts" / "prepare"
@@ -110,13 +121,13 @@ def build_tree(root: Path, images: list[FakeImage] | None = None) -> dict[str, n
         for image, _, sha, label in rows:
             writer.add(image.image_id, {"gradcam": np.zeros((1, 2, 2), np.float32)}, {
                 "class_ids": [label - 1], "tags": list(image.tags), "tag_probabilities": list(image.probabilities),
-                "source_sha256": sha, "source_path": f"JPEGImages/{image.image_id}.png", "original_size": [HEIGHT, WIDTH],
+                "source_sha256": sha, "source_path": f"JPEGImages/{image.image_id}.png", "original_size": [height, width],
             })
     with ShardWriter(shard_path(root / "artifacts" / "refined", 0), refine_attrs) as writer:
         for image, cam, sha, label in rows:
             writer.add(image.image_id, {"refined": cam}, {
                 "class_ids": [label - 1], "tags": list(image.tags), "source_sha256": sha,
-                "source_path": f"JPEGImages/{image.image_id}.png", "original_size": [HEIGHT, WIDTH],
+                "source_path": f"JPEGImages/{image.image_id}.png", "original_size": [height, width],
             })
     summary = {"params": {"background_alpha": 1.0, "crf": True, "confidence_threshold": 0.95, "ignore_index": 255},
                "flow_run_id": "flow-pseudo-1", "input_manifest_sha256": "00" * 32,

@@ -108,3 +108,12 @@ def test_spearman() -> None:
     assert spearman([0.1, 0.2, 0.3], [0.9, 0.5, 0.1]) == pytest.approx(-1.0)
     assert math.isnan(spearman([0.1, 0.2], [0.3, 0.4]))
     assert math.isnan(spearman([0.1, 0.1, 0.1], [0.3, 0.4, 0.5]))
+
+
+def test_spearman_matches_scipy_with_ties() -> None:
+    from scipy.stats import spearmanr
+
+    rng = np.random.default_rng(1)
+    scores, ious = rng.integers(0, 5, 40).astype(float), rng.random(40)
+    ious[:10] = 0.5
+    assert spearman(scores, ious) == pytest.approx(spearmanr(scores, ious).statistic, abs=1e-12)

@@ -14,13 +14,19 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-from PIL import Image, features
+from PIL import Image
 
-from wsss.viz import voc_palette
+from wsss.viz import voc_palette as _voc_palette
 
 HEAT_COLORMAP = cv2.COLORMAP_JET  # refined maps, as the project's overlays
 CONFIDENCE_COLORMAP = cv2.COLORMAP_VIRIDIS
-IMAGE_SUFFIX = ".webp" if features.check("webp") else ".jpg"
+# JPEG: ~1.5 ms per panel against ~40 ms for WebP at a third less size; 10,000 images x 6 panels matter.
+IMAGE_SUFFIX = ".jpg"
+PALETTE = _voc_palette()  # the pipeline's mask colours (label 255: the ignore colour)
+
+
+def voc_palette() -> np.ndarray:
+    return PALETTE
 
 
 def colormap_stops(colormap: int, count: int = 9) -> list[str]:
@@ -75,13 +81,9 @@ def label_overlay(rgb: np.ndarray, labels: np.ndarray, ignore_index: int = 255, 
     return np.clip(mixed, 0, 255).astype(np.uint8)
 
 
-def encode_image(rgb: np.ndarray, quality: int = 80) -> bytes:
+def encode_image(rgb: np.ndarray, quality: int = 82) -> bytes:
     buffer = io.BytesIO()
-    image = Image.fromarray(np.ascontiguousarray(rgb))
-    if IMAGE_SUFFIX == ".webp":
-        image.save(buffer, format="WEBP", quality=quality, method=4)
-    else:
-        image.save(buffer, format="JPEG", quality=quality)
+    Image.fromarray(np.ascontiguousarray(rgb)).save(buffer, format="JPEG", quality=quality)
     return buffer.getvalue()
 
 
