@@ -7,8 +7,8 @@ prints, per view:
 
 * time to first render: navigation start -> the first page's rows are in the DOM (`REVIEW.renderedAt`),
   and -> the first row's images have loaded;
-* page weight: bytes of every file the page loaded (index.html, JS/CSS, data files, panels that
-  were fetched: lazy panels below the fold are not).
+* page weight: bytes of every file the page requested until 1 s without a new request (index.html,
+  JS/CSS, data files, the lazy panels the browser fetched near the viewport; not those further down).
 
 Views: the default worst-first page, and the same report sorted by IoU (which loads the compact
 index of all images). A second, 10x larger report reuses the first one's panels (same
@@ -47,11 +47,7 @@ WAIT_FOR_FIRST_ROW = """new Promise(resolve => {
     const status = document.getElementById('status');
     const images = Array.from(document.querySelectorAll('article.row:first-of-type img'));
     if (status && status.dataset.state === 'ready' && images.length && images.every(i => i.complete)) {
-      resolve({rendered: window.REVIEW.renderedAt, images: performance.now(), shown: Number(status.dataset.shown),
-               resources: [location.href].concat(
-                 Array.from(document.scripts, s => s.src).filter(Boolean),
-                 Array.from(document.querySelectorAll('link[rel=stylesheet]'), l => l.href),
-                 Array.from(document.images).filter(i => i.complete && i.naturalWidth > 0).map(i => i.currentSrc || i.src))});
+      resolve({rendered: window.REVIEW.renderedAt, images: performance.now()});
     } else { setTimeout(check, 2); }
   };
   check();
@@ -68,6 +64,8 @@ def photo_source(size: tuple[int, int]) -> list[np.ndarray]:
 
 
 def build(root: Path, count: int, jobs: int) -> tuple[Path, float]:
+    if (root / "artifacts" / "review" / "index.html").is_file():  # --keep: reuse the report built before
+        return root / "artifacts" / "review" / "index.html", float("nan")
     rng = np.random.default_rng(0)
     images = [FakeImage(f"img{i:06d}", (CLASSES[i % 3],), (round(float(rng.uniform(0.05, 0.95)), 2),), int(rng.integers(0, 12)),
                         int(rng.integers(0, 6)), with_gt=i % 3 == 0) for i in range(count)]
@@ -84,10 +82,20 @@ def enlarge(index: Path, root: Path, factor: int) -> Path:
     result = build_review(outputs, None)
     folder = index.parent
     panels = {r.image_id: r for r in _read_records(folder)}
-    records = [replace(panels[r.image_id], image_id=f"{r.image_id}-{copy}") for copy in range(factor) for r in result.records]
     target = folder.parent / f"review-x{factor}"
     target.mkdir(exist_ok=True)
-    (target / "img").symlink_to(folder / "img", target_is_directory=True)
+    records = []
+    for copy in range(factor):
+        # Each copy's panels get their own URL (a link to the same folder), so the browser cannot
+        # reuse one copy's loaded pictures for another and the page weight stays honest.
+        link = target / f"img{copy}"
+        if not link.exists():
+            link.symlink_to(folder / "img", target_is_directory=True)
+        for record in result.records:
+            original = panels[record.image_id]
+            moved = {key: [f"img{copy}/" + v.split("/", 1)[1] for v in value] if isinstance(value, list)
+                     else f"img{copy}/" + value.split("/", 1)[1] for key, value in original.panels.items()}
+            records.append(replace(original, image_id=f"{record.image_id}-{copy}", panels=moved))
     run = summarise(outputs, records, None, f"x{factor}")
     return write_report(records, run, target)
 
@@ -106,18 +114,29 @@ def _read_records(folder: Path) -> list:
     return found
 
 
+def requested(page: object) -> list[str]:
+    return [e["params"]["request"]["url"] for e in page.events if e["method"] == "Network.requestWillBeSent"]
+
+
 def measure(index: Path, fragment: str, repeats: int) -> dict[str, float]:
     rendered, loaded, weights = [], [], []
     for _ in range(repeats):
         with devtools(window=(1400, 1000)) as page:
+            page.call("Network.enable")
             page.call("Page.enable")
             page.call("Page.navigate", url=index.as_uri() + fragment)
-            time.sleep(0.05)
             result = page.evaluate(WAIT_FOR_FIRST_ROW)
+            # Settle: wait until no new request for 1 s (lazy panels near the viewport included).
+            count, quiet_since = -1, time.monotonic()
+            while time.monotonic() - quiet_since < 1.0:
+                time.sleep(0.2)
+                page.evaluate("1")  # drains the notifications received meanwhile
+                if len(requested(page)) != count:
+                    count, quiet_since = len(requested(page)), time.monotonic()
+            urls = set(requested(page))
         rendered.append(result["rendered"])
         loaded.append(result["images"])
-        # Every element counts (the larger report shows the same pictures several times on a page).
-        files = [Path(unquote(urlparse(url).path)) for url in result["resources"] if url.startswith("file:")]
+        files = [Path(unquote(urlparse(url).path)) for url in urls if url.startswith("file:")]
         weights.append(sum(path.stat().st_size for path in files if path.is_file()))
     return {"rendered_ms": statistics.median(rendered), "images_ms": statistics.median(loaded), "bytes": statistics.median(weights)}
 
@@ -128,12 +147,13 @@ def main() -> int:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--factor", type=int, default=10, help="the larger report has this many times the records")
     parser.add_argument("--jobs", type=int, default=2)
+    parser.add_argument("--keep", help="build in this folder and keep it (a report already there is reused)")
     args = parser.parse_args()
     if chromium() is None:
         print("chromium is not installed (Debian: apt-get install chromium)", file=sys.stderr)
         return 2
     with tempfile.TemporaryDirectory(prefix="wsss-review-bench-") as scratch:
-        root = Path(scratch)
+        root = Path(args.keep) if args.keep else Path(scratch)
         index, seconds = build(root, args.images, args.jobs)
         print(f"report of {args.images} images written in {seconds:.1f} s ({args.images / seconds:.1f} images/s, {args.jobs} processes)")
         larger = enlarge(index, root, args.factor)

@@ -55,13 +55,16 @@ class DevTools:
 
     def __init__(self, socket: Any) -> None:
         self.socket, self.next_id = socket, 0
+        self.events: list[dict[str, Any]] = []  # notifications received while waiting for replies
 
     def call(self, method: str, **params: Any) -> dict[str, Any]:
         self.next_id += 1
         self.socket.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
         while True:
             message = json.loads(self.socket.recv(timeout=120))
-            if message.get("id") == self.next_id:
+            if "method" in message:
+                self.events.append(message)
+            elif message.get("id") == self.next_id:
                 if "error" in message:
                     raise RuntimeError(f"{method}: {message['error']}")
                 return message.get("result", {})
