@@ -180,3 +180,11 @@ def test_corrections_are_a_dvc_input_of_train_and_review_never_an_output() -> No
             out, store = Path(path), Path("corrections")
             assert out != store and store not in out.parents and out not in store.parents, (name, path)
     assert (Path(__file__).resolve().parents[2] / "corrections" / "README.md").is_file()  # the dep exists in a fresh clone
+
+
+def test_a_damaged_record_is_refused_naming_its_file(tmp_path: Path) -> None:
+    folder = tmp_path / "c" / "records"
+    folder.mkdir(parents=True)
+    (folder / "a.json").write_text("{")
+    with pytest.raises(CorrectionError, match=r"a\.json: unreadable correction record"):
+        CorrectionStore(tmp_path / "c").records()

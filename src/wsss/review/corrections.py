@@ -307,23 +307,24 @@ class CorrectionStore:
     def record_path(self, image_id: str) -> Path:
         return self.directory / RECORDS / f"{image_id}.json"
 
+    @staticmethod
+    def _read_record(path: Path) -> CorrectionRecord:
+        try:
+            return CorrectionRecord(**json.loads(path.read_text()))
+        except (OSError, ValueError, TypeError) as error:
+            raise CorrectionError(f"{path}: unreadable correction record ({error})") from error
+
     def records(self) -> dict[str, CorrectionRecord]:
         """Every stored correction by image id (a malformed record raises, naming its file)."""
         folder = self.directory / RECORDS
         if not folder.is_dir():
             return {}
-        records = {}
-        for path in sorted(folder.glob("*.json")):
-            try:
-                record = CorrectionRecord(**json.loads(path.read_text()))
-            except (OSError, ValueError, TypeError) as error:
-                raise CorrectionError(f"{path}: unreadable correction record ({error})") from error
-            records[record.image_id] = record
-        return records
+        records = (self._read_record(path) for path in sorted(folder.glob("*.json")))
+        return {record.image_id: record for record in records}
 
     def get(self, image_id: str) -> CorrectionRecord | None:
         path = self.record_path(image_id)
-        return self.records().get(image_id) if path.is_file() else None
+        return self._read_record(path) if path.is_file() else None
 
     def read_mask(self, record: CorrectionRecord) -> np.ndarray:
         """The stored mask, `(H, W)` uint8; refuses a file that no longer matches its record."""
