@@ -4,7 +4,6 @@ records (file, sha256, time), history, training staging (confidence 1) and linea
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 from datetime import datetime, timezone
 from pathlib import Path
