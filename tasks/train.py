@@ -21,6 +21,9 @@ from wsss.datasets import Manifest
 from wsss.errors import ConfigError
 from wsss.plots import training_curve_rows
 from wsss.provenance import sha256_of
+from wsss.review.corrections import CorrectionStore, ImageSpec
+from wsss.review.sources import ReviewLayout
+from wsss.review.training_labels import stage_training_labels
 from wsss.viz import voc_palette
 
 
@@ -68,10 +71,16 @@ def train_deeplab(
     from wsss_mmseg.training import build_train_config, train_segmenter
 
     folder, suffix = common_image_dir(manifest)
-    work_dir = SCRATCH / f"train-{sha256_of({'settings': settings, **lineage})[:16]}"
+    ids = [r.image_id for r in manifest.records if r.tags]
+    # Human corrections replace pseudo masks (confidence 1); without any, the pseudo folders are used as they are.
+    specs = {r.image_id: ImageSpec(r.image_id, r.width, r.height, r.sha256) for r in manifest.records}
+    labels = stage_training_labels(ids, specs, PSEUDO_DIR / "masks", PSEUDO_DIR / "confidence",
+                                   CorrectionStore(ReviewLayout().corrections), SCRATCH / "train-labels")
+    key = {"settings": settings, **lineage, **({"corrections": labels.digest} if labels.used else {})}
+    work_dir = SCRATCH / f"train-{sha256_of(key)[:16]}"
     work_dir.mkdir(parents=True, exist_ok=True)
     split = work_dir / "split.txt"
-    split.write_text("".join(f"{r.image_id}\n" for r in manifest.records if r.tags))
+    split.write_text("".join(f"{image_id}\n" for image_id in ids))
     validation = validation_data(manifest, dataset_root, folder, work_dir, settings.checkpoint_interval)
     class_names: Sequence[str] = ["background", *manifest.class_names]
     checkpoint = train_segmenter(build_train_config(
@@ -79,8 +88,8 @@ def train_deeplab(
         work_dir.resolve(),
         data_root=Path(".").resolve(),
         image_dir=str(dataset_root / folder),
-        mask_dir=str(PSEUDO_DIR / "masks"),
-        confidence_dir=str(PSEUDO_DIR / "confidence") if settings.use_confidence else None,
+        mask_dir=str(labels.mask_dir),
+        confidence_dir=str(labels.confidence_dir) if settings.use_confidence else None,
         split_file=str(split.resolve()),
         class_names=class_names,
         palette=[list(map(int, c)) for c in voc_palette()[: len(class_names)]],
@@ -104,4 +113,4 @@ def train_deeplab(
     write_curves(work_dir, output / "curves")
     shutil.rmtree(work_dir, ignore_errors=True)
     return {"checkpoint": str(output / "model.pth"), "trained_iterations": settings.max_iters,
-            "num_images": sum(1 for r in manifest.records if r.tags), "class_names": list(class_names)}
+            "num_images": len(ids), "class_names": list(class_names), "corrections": labels.summary()}

@@ -276,6 +276,10 @@ def build_parser() -> argparse.ArgumentParser:
     overlay.add_argument("--root", default=".")
     overlay.add_argument("--out", help="output PNG (default: <image_id>_overlay.png)")
     overlay.set_defaults(handler=run_overlay)
+
+    from wsss.review.cli import register as register_review  # argparse only; handlers import lazily
+
+    register_review(commands)
     return parser
 
 

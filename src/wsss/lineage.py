@@ -157,12 +157,23 @@ def image_lineage(image_id: str, root: Path | str = ".") -> dict[str, Any]:
     cams = stages.get("cams", {}).get("image_attrs", {})
     if cams and cams.get("source_sha256") != record.sha256:
         problems.append("cams: computed from different image bytes than the manifest's")
-    return {"image_id": image_id, "stages": {s: stages[s] for s in STAGE_ORDER if s in stages}, "problems": problems}
+    from wsss.review.corrections import ImageSpec
+    from wsss.review.sources import ReviewLayout
+    from wsss.review.training_labels import correction_lineage
+
+    correction = correction_lineage(ReviewLayout(root).corrections, image_id,
+                                    ImageSpec(record.image_id, record.width, record.height, record.sha256))
+    return {"image_id": image_id, "stages": {s: stages[s] for s in STAGE_ORDER if s in stages}, "problems": problems,
+            "correction": correction}
 
 
 def format_lineage(lineage: dict[str, Any]) -> str:
     """Human-readable lineage, one block per stage."""
     lines = [f"lineage of {lineage['image_id']}"]
+    correction = lineage.get("correction")
+    if correction:  # training uses the human's mask, not the pseudo mask below
+        stale = f" -- STALE, not used for training: {correction['stale']}" if correction.get("stale") else ""
+        lines.append(f"mask: {correction['summary']} -> {correction['artifact']}{stale}")
     for stage, facts in lineage["stages"].items():
         lines.append(f"\n[{stage}] {facts.get('artifact', '')}")
         for key in ("manifest_sha256", "selected_template", "template", "params_sha256", "input_sha256", "content_key",
