@@ -2,7 +2,7 @@
 VENV := $(if $(WSSS_VENV),$(WSSS_VENV),.venv)
 PYTEST_ARGS ?=
 
-.PHONY: setup test demo pipeline
+.PHONY: setup test demo pipeline plots
 
 setup:
 	bash scripts/setup.sh
@@ -16,3 +16,8 @@ demo:
 
 pipeline:
 	bash scripts/run_sample.sh
+
+# The charts, offline (setup.sh writes the page; rewritten here if it is missing).
+plots:
+	test -s .dvc/plots/offline.html || $(VENV)/bin/python -m wsss.plots.offline_html .dvc/plots/offline.html
+	$(VENV)/bin/dvc plots show

@@ -15,8 +15,8 @@ from wsss.params import load_params
 
 @flow(name="wsss-prepare")
 def prepare_flow(params_path: str = "params.yaml") -> str:
-    """Manifest of the usable images and `failures.json` naming each refused image and why (fails
-    only above `reliability.max_failed_share`)."""
+    """Manifest of the usable images, `failures.json` naming each refused image and why (fails only
+    above `reliability.max_failed_share`), and the derived ground truth (COCO masks)."""
     params = load_params(params_path)
     summary = run_prepare(params, ArtifactLayout.for_params(params))
     link_written_files("wsss-prepare-files", summary.written, "Files written by this prepare run")

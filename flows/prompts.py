@@ -21,7 +21,7 @@ def prompts_flow(params_path: str = "params.yaml") -> str:
     scores = run_prompts(params, layout)
     rows = scores["ranking"][:10] or [{"template": scores["selected"], "note": scores["note"]}]
     table(rows, "wsss-prompt-ranking", "Prompt sharpness (lower ranks first)")
-    link_written_files("wsss-prompts-files", [layout.prompt_scores], "Files written by this prompts run")
+    link_written_files("wsss-prompts-files", [layout.prompt_scores, layout.vocabulary], "Files written by this prompts run")
     return str(scores["selected"])
 
 

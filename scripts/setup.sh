@@ -129,4 +129,12 @@ PY
 }
 log "ok: $(printf '%s' "$check_out" | tail -n 1)"
 
+# --- 4. offline page for `dvc plots show` (.dvc/config plots.html_template) --------------------
+# vega, vega-lite and vega-embed inlined from the pinned vl-convert-python: charts render offline.
+TEMPLATE="$ROOT/.dvc/plots/offline.html"
+if [ ! -s "$TEMPLATE" ] || [ "$want" != "$have" ]; then
+    PYTHONPATH="$ROOT/src${PYTHONPATH:+:$PYTHONPATH}" "$VPY" -m wsss.plots.offline_html "$TEMPLATE" \
+        | sed 's/^/[setup] /' || die "could not write $TEMPLATE (is vl-convert-python from requirements.lock installed?)"
+fi
+
 echo "$want" >"$STAMP"

@@ -1,21 +1,21 @@
 """evaluate: the evaluation protocol (`wsss.evaluation`) over the stores, the model, plots and overlays.
 
 This entry only reads artifacts and writes documents; which keys exist and how every number is
-computed is the core protocol's.
+computed is the core protocol's. Ground truth is read by the one GT reader
+(`wsss.datasets.GroundTruthFiles`: dataset masks and derived COCO masks alike) for every metric.
 """
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from tasks.prepare import read_manifest
+from tasks.prepare import ground_truth_files, read_manifest
 from tasks.runtime import flow_run_id
 from wsss.catalog import ArtifactLayout, PseudoLayout
 from wsss.datasets import ImageRecord, manifest_sha256, safe_join
@@ -23,12 +23,14 @@ from wsss.evaluation import protocol
 from wsss.imaging import load_rgb
 from wsss.io import CamStore
 from wsss.io.atomic import write_bytes_atomic, write_json_atomic
+from wsss.io.overlay_inputs import stored_overlay_inputs
 from wsss.io.pseudo_store import PseudoMaskStore, png_bytes
 from wsss.io.records import EvaluationRun
 from wsss.metrics import SegmentationScores
 from wsss.params import Params
+from wsss.plots import per_class_iou_rows, pipeline_miou_rows
 from wsss.provenance import code_version
-from wsss.viz import overlay_strip
+from wsss.viz import overlay_figure
 
 
 @dataclass
@@ -42,19 +44,15 @@ class Evaluation:
     written: list[Path] = field(default_factory=list)
 
 
-def read_ground_truth(root: Path, record: ImageRecord) -> np.ndarray:
-    with Image.open(safe_join(root, str(record.ground_truth_path))) as handle:
-        return np.asarray(handle, dtype=np.uint8)
-
-
 def score_pass(params: Params, layout: ArtifactLayout, records: Sequence[ImageRecord]) -> dict[str, SegmentationScores]:
     """Every map and mask key of one pass (main or learned) over the images with ground truth."""
     scores = protocol.ProtocolScores(params.vocabulary.num_classes + 1)
     cams, refined, masks = CamStore(layout.cams), CamStore(layout.refined), PseudoMaskStore(layout.pseudo)
+    truth = ground_truth_files(params, layout)
     for record in records:
         maps = refined.read(record.image_id, ["refined"], keep_dtype=True)
         protocol.score_image(scores, protocol.ImageMaps(
-            ground_truth=read_ground_truth(params.dataset_root, record),
+            ground_truth=truth.read(record, params.vocabulary.num_classes),
             gradcam=cams.read(record.image_id, ["gradcam"]).arrays["gradcam"],
             refined=maps.arrays["refined"],
             class_ids=np.asarray(maps.attrs["class_ids"], dtype=np.int64),
@@ -66,44 +64,43 @@ def score_pass(params: Params, layout: ArtifactLayout, records: Sequence[ImageRe
 
 
 def score_model(params: Params, layout: ArtifactLayout, records: Sequence[ImageRecord]) -> dict[str, SegmentationScores]:
-    """The trained segmenter (max-fused test scales, with and without CRF) on the images with ground truth."""
-    from wsss_mmseg.training import score_segmenter
+    """The trained segmenter (max-fused test scales, with and without CRF) on the images with ground truth,
+    scored on exactly the pixels the maps are (the same GT reader)."""
+    from wsss_mmseg.training import score_segmenter_on
 
-    folders = {str(Path(str(r.ground_truth_path)).parent) for r in records}
-    if len(folders) != 1:
-        raise ValueError(f"ground truth must be in one folder, found {sorted(folders)}")
-    gt_dir = params.dataset_root / folders.pop()
-    image_folder = {str(Path(r.image_path).parent) for r in records}.pop()
-    suffix = {Path(r.image_path).suffix for r in records}.pop()
+    truth, num_classes = ground_truth_files(params, layout), params.vocabulary.num_classes
+    samples = [(safe_join(params.dataset_root, r.image_path), partial(truth.read, r, num_classes)) for r in records]
     settings, scores = params.train, {}
-    with tempfile.TemporaryDirectory() as scratch:
-        split = Path(scratch) / "split.txt"
-        split.write_text("".join(f"{r.image_id}\n" for r in records))
-        for key, with_crf in protocol.model_keys(settings.test_scales, settings.test_crf):
-            scores[key] = score_segmenter(
-                Path(settings.config).resolve(), layout.model, image_dir=params.dataset_root / image_folder,
-                gt_dir=gt_dir,
-                split_file=split, class_names=["background", *params.vocabulary.class_names], img_suffix=suffix,
-                scales=settings.test_scales, device=settings.device, crf=params.pseudo.crf_params if with_crf else None,
-            )
+    for key, with_crf in protocol.model_keys(settings.test_scales, settings.test_crf):
+        scores[key] = score_segmenter_on(
+            Path(settings.config).resolve(), layout.model, samples, class_names=["background", *params.vocabulary.class_names],
+            scales=settings.test_scales, device=settings.device, crf=params.pseudo.crf_params if with_crf else None,
+        )
     return scores
 
 
 def write_overlays(params: Params, layout: ArtifactLayout, records: Sequence[ImageRecord]) -> list[Path]:
-    """Image | refined map per tag | pseudo mask, one PNG per chosen image."""
-    refined, masks = CamStore(layout.refined), PseudoMaskStore(layout.pseudo)
+    """Image | refined map per tag (with its probability) | pseudo mask | GT, with a class legend;
+    one PNG per chosen image (`wsss.viz.overlay_figure`)."""
+    refined, masks, truth = CamStore(layout.refined), PseudoMaskStore(layout.pseudo), ground_truth_files(params, layout)
+    cams = CamStore(layout.cams) if layout.cams.is_dir() else None
     written = []
     for record in records:
         rgb = np.asarray(load_rgb(safe_join(params.dataset_root, record.image_path)))
-        maps = refined.read(record.image_id, ["refined"]).arrays["refined"]
+        inputs = stored_overlay_inputs(
+            record.image_id, rgb, refined, params.vocabulary.class_names, cams=cams,
+            pseudo_labels=masks.labels(record.image_id) if masks.has_mask(record.image_id) else None,
+            ground_truth=truth.read(record, params.vocabulary.num_classes) if record.ground_truth_path else None,
+        )
         path = layout.overlays / f"{record.image_id}.png"
-        write_bytes_atomic(path, png_bytes(overlay_strip(rgb, maps, masks.labels(record.image_id))))
+        write_bytes_atomic(path, png_bytes(overlay_figure(inputs)))
         written.append(path)
     return written
 
 
 def run_evaluate(params: Params, layout: ArtifactLayout) -> Evaluation:
-    """metrics.json, per-class IoU rows, overlays and evaluation_run.json (who computed them)."""
+    """metrics.json, plot rows (per-class IoU, mIoU along the pipeline), overlays and
+    evaluation_run.json (who computed them)."""
     manifest = read_manifest(layout)
     with_gt = [r for r in manifest.records if r.ground_truth_path]
     scores = score_pass(params, layout, with_gt)
@@ -115,7 +112,8 @@ def run_evaluate(params: Params, layout: ArtifactLayout) -> Evaluation:
     split = params.data.split
     document = {**protocol.metrics_document(split, scores), "num_images_with_ground_truth": len(with_gt)}
     write_json_atomic(layout.metrics, document)
-    write_json_atomic(layout.per_class_iou, protocol.per_class_rows(scores, params.vocabulary.class_names))
+    write_json_atomic(layout.per_class_iou, per_class_iou_rows(scores, params.vocabulary.class_names))
+    write_json_atomic(layout.pipeline_miou, pipeline_miou_rows(scores))
     chosen_ids = set(params.evaluate.overlay_ids or [r.image_id for r in manifest.records[: params.evaluate.max_overlays]])
     overlays = write_overlays(params, layout, [r for r in manifest.records if r.image_id in chosen_ids])
     # metrics.json stays numbers only (dvc metrics); who computed them goes next to it for lineage.
@@ -130,5 +128,5 @@ def run_evaluate(params: Params, layout: ArtifactLayout) -> Evaluation:
     return Evaluation(
         document, protocol.summary_rows(scores), protocol.background_comparison_rows(scores),
         protocol.protocol_markdown(split, len(with_gt), params.pseudo, params.evaluate),
-        [layout.metrics, layout.evaluation_run, layout.per_class_iou, *overlays],
+        [layout.metrics, layout.evaluation_run, layout.per_class_iou, layout.pipeline_miou, *overlays],
     )

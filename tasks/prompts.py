@@ -1,11 +1,12 @@
-"""prompts: rank candidate templates by sharpness on the multi-label images; record the selected one."""
+"""prompts: rank candidate templates by sharpness on the multi-label images; record the selected one
+and, next to the scores, what CLIP is asked with it (`vocabulary.json`: every prompt string)."""
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from tasks.clip_model import cam_extractor, load_stage_clip
+from wsss.bounded_parsing import loads_json
 from tasks.prepare import read_manifest
 from wsss.catalog import ArtifactLayout
 from wsss.datasets import safe_join
@@ -15,6 +16,7 @@ from wsss.io.atomic import write_json_atomic
 from wsss.params import Params
 from wsss.prompts import rank_templates
 from wsss.text import REFERENCE_TEMPLATE, default_candidate_templates
+from wsss.text.vocabulary import vocabulary_document
 
 
 def run_prompts(params: Params, layout: ArtifactLayout) -> dict[str, Any]:
@@ -49,12 +51,14 @@ def run_prompts(params: Params, layout: ArtifactLayout) -> dict[str, Any]:
         "clip": clip.identity(),
     }
     write_json_atomic(layout.prompt_scores, scores)
+    # The final prompt strings (the selected template applied to every class and background word).
+    write_json_atomic(layout.vocabulary, vocabulary_document(params.vocabulary, scores["selected"]))
     return scores
 
 
 def selected_template(layout: ArtifactLayout) -> str:
     """The template the prompts stage selected (the one owner of the template)."""
     try:
-        return str(json.loads(layout.prompt_scores.read_text())["selected"])
-    except (OSError, ValueError, KeyError) as error:
+        return str(loads_json(layout.prompt_scores.read_text(), str(layout.prompt_scores))["selected"])
+    except (OSError, ValueError, KeyError, TypeError) as error:
         raise ConfigError(f"{layout.prompt_scores}: cannot read the selected template ({error}); run the prompts stage") from error

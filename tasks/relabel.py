@@ -15,19 +15,16 @@ from dataclasses import replace
 from datetime import datetime, timezone
 from typing import Any
 
-import numpy as np
-from PIL import Image
-
 from tasks.cams import run_cams
 from tasks.evaluate import run_evaluate
-from tasks.prepare import read_manifest, run_prepare
+from tasks.prepare import ground_truth_files, read_manifest, run_prepare
 from tasks.prompts import run_prompts
 from tasks.pseudo import run_pseudo
 from tasks.refine import run_refine
 from tasks.runtime import flow_run_id, table
 from tasks.train import run_train
 from wsss.catalog import ArtifactLayout
-from wsss.datasets import Manifest, manifest_sha256, safe_join
+from wsss.datasets import Manifest, manifest_sha256
 from wsss.errors import DatasetError
 from wsss.io.atomic import write_json_atomic, write_text_atomic
 from wsss.io.pseudo_store import PseudoMaskStore
@@ -55,12 +52,11 @@ def diff_against_last_run(manifest: Manifest, layout: ArtifactLayout) -> Manifes
 def score_pseudo_masks(params: Params, layout: ArtifactLayout, manifest: Manifest) -> dict[str, Any]:
     """mIoU of the current pseudo masks on the images with ground truth (255 = ignored counts as a miss)."""
     accumulator = ConfusionAccumulator(params.vocabulary.num_classes + 1)
-    masks, scored = PseudoMaskStore(layout.pseudo), 0
+    masks, truth, scored = PseudoMaskStore(layout.pseudo), ground_truth_files(params, layout), 0
     for record in manifest.records:
         if record.ground_truth_path is None or not masks.has_mask(record.image_id):
             continue
-        with Image.open(safe_join(params.dataset_root, record.ground_truth_path)) as gt:
-            accumulator.update(np.asarray(gt, dtype=np.uint8), masks.labels(record.image_id))
+        accumulator.update(truth.read(record, params.vocabulary.num_classes), masks.labels(record.image_id))
         scored += 1
     metrics: dict[str, Any] = {"images_scored": scored, "images": len(manifest.records)}
     if scored:

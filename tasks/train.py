@@ -1,10 +1,11 @@
 """train: DeepLabV2 (MMSegmentation) on the pseudo masks with the confidence-guided loss.
 
 The mmseg config file is the recipe; `train.*` keys override single values only when set.
-Training runs in a scratch work dir keyed by its inputs, so an interrupted run resumes from its
-last checkpoint (mmengine `resume`) even though DVC empties the stage output first; the final
-checkpoint and log are then copied into the output, with `model.json` recording what was trained,
-on what, with which effective recipe.
+Human corrections (`corrections/`, `wsss.review`) replace the pseudo masks of their images with
+confidence 1. Training runs in a scratch work dir keyed by its inputs (corrections included), so
+an interrupted run resumes from its last checkpoint (mmengine `resume`) even though DVC empties
+the stage output first; the final checkpoint, log and training curves are then copied into the
+output, with `model.json` recording what was trained, on what, with which effective recipe.
 """
 
 from __future__ import annotations
@@ -13,20 +14,66 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from tasks.prepare import read_manifest
+from tasks.prepare import ground_truth_files, read_manifest
 from tasks.runtime import flow_run_id
 from wsss.catalog import ArtifactLayout, PseudoLayout
 from wsss.datasets import Manifest, manifest_sha256
-from wsss.io.atomic import copy_file_atomic, write_text_atomic
+from wsss.io.atomic import copy_file_atomic, write_bytes_atomic, write_json_atomic, write_text_atomic
 from wsss.io.pseudo_store import PseudoMaskStore
 from wsss.io.records import ModelRecord
+from wsss.palette import palette_png_bytes, voc_palette
 from wsss.params import Params
+from wsss.plots import training_curve_rows
 from wsss.provenance import sha256_of
+from wsss.review.corrections import CorrectionStore, ImageSpec
+from wsss.review.training_labels import StagedLabels, stage_training_labels
 from wsss.training import common_image_dir
-from wsss.viz import voc_palette
+
+MAX_VALIDATION_IMAGES = 500
 
 
-def train_config(params: Params, layout: ArtifactLayout, manifest: Manifest, work_dir: Path, split_file: Path) -> Any:
+def staged_labels(manifest: Manifest, layout: ArtifactLayout, work_root: Path) -> StagedLabels:
+    """The masks and confidence maps training reads: corrections (confidence 1) over pseudo masks."""
+    ids = [r.image_id for r in manifest.records if r.tags]
+    specs = {r.image_id: ImageSpec(r.image_id, r.width, r.height, r.sha256) for r in manifest.records}
+    return stage_training_labels(ids, specs, layout.pseudo.folder(PseudoLayout.MASKS),
+                                 layout.pseudo.folder(PseudoLayout.CONFIDENCE), CorrectionStore(layout.corrections),
+                                 work_root)  # fmt: skip
+
+
+def validation_data(params: Params, layout: ArtifactLayout, manifest: Manifest, work_dir: Path) -> Any:
+    """The val loop's images (training curves): up to 500 with ground truth, else None.
+
+    Their label maps are read by the one GT reader (dataset masks and derived COCO masks alike,
+    values checked) and written as index PNGs into the work dir, so the val loop scores exactly
+    the pixels `evaluate` scores, wherever the ground truth lives.
+    """
+    from wsss_mmseg.validation import ValidationData
+
+    scored = [r for r in manifest.records if r.ground_truth_path][:MAX_VALIDATION_IMAGES]
+    if not scored:
+        return None
+    folder, _ = common_image_dir(manifest)
+    truth, gt_dir = ground_truth_files(params, layout), work_dir / "val-ground-truth"
+    for record in scored:
+        write_bytes_atomic(gt_dir / f"{record.image_id}.png", palette_png_bytes(truth.read(record, params.vocabulary.num_classes)))
+    split = work_dir / "val.txt"
+    write_text_atomic(split, "".join(f"{r.image_id}\n" for r in scored))
+    return ValidationData(image_dir=str((params.dataset_root / folder).resolve()), gt_dir=str(gt_dir.resolve()),
+                          split_file=str(split.resolve()), interval=params.train.checkpoint_interval)
+
+
+def write_curves(work_dir: Path, layout: ArtifactLayout) -> list[Path]:
+    """Loss, lr and validation mIoU by iteration (mmengine's scalars, every resumed part) as DVC plot files."""
+    logs = [path.read_text() for path in sorted(work_dir.glob("*/vis_data/scalars.json"))]
+    train_rows, val_rows = training_curve_rows(logs)
+    write_json_atomic(layout.train_curve("train"), train_rows)
+    if val_rows:
+        write_json_atomic(layout.train_curve("val"), val_rows)
+    return [layout.train_curve("train"), *([layout.train_curve("val")] if val_rows else [])]
+
+
+def train_config(params: Params, manifest: Manifest, labels: StagedLabels, work_dir: Path, split_file: Path, validation: Any) -> Any:
     """The mmengine config of this run: the file's recipe with the set `train.*` keys on top."""
     from wsss_mmseg.training import build_train_config
 
@@ -38,8 +85,8 @@ def train_config(params: Params, layout: ArtifactLayout, manifest: Manifest, wor
         work_dir.resolve(),
         data_root=Path(".").resolve(),
         image_dir=str(params.dataset_root / folder),
-        mask_dir=str(layout.pseudo.folder(PseudoLayout.MASKS)),
-        confidence_dir=str(layout.pseudo.folder(PseudoLayout.CONFIDENCE)) if settings.use_confidence else None,
+        mask_dir=str(labels.mask_dir),
+        confidence_dir=str(labels.confidence_dir) if settings.use_confidence else None,
         split_file=str(split_file.resolve()),
         class_names=class_names,
         palette=[list(map(int, c)) for c in voc_palette()[: len(class_names)]],
@@ -48,13 +95,14 @@ def train_config(params: Params, layout: ArtifactLayout, manifest: Manifest, wor
         resume=True,
         checkpoint_interval=settings.checkpoint_interval,
         num_workers=0,
+        validation=validation,
         cfg_options={"model.type": "MultiScaleEncoderDecoder"} if settings.msc_training else None,
         **settings.recipe_overrides(),
     )
 
 
 def run_train(params: Params, layout: ArtifactLayout) -> ModelRecord:
-    """Train, copy the last checkpoint and log into the output, write `model.json`."""
+    """Train, copy the last checkpoint, log and curves into the output, write `model.json`."""
     from wsss_mmseg.recipe import effective_recipe
     from wsss_mmseg.training import train_segmenter
 
@@ -65,16 +113,19 @@ def run_train(params: Params, layout: ArtifactLayout) -> ModelRecord:
         "pseudo_params": summary.params if summary else None,
         "pseudo_flow_run_id": summary.flow_run_id if summary else None,
     }
-    work_dir = layout.scratch(f"train-{sha256_of({'train': params.section_dict('train'), **lineage})[:16]}")
+    labels = staged_labels(manifest, layout, layout.scratch("train-labels"))
+    corrections = {"corrections": labels.digest} if labels.used else {}
+    work_dir = layout.scratch(f"train-{sha256_of({'train': params.section_dict('train'), **lineage, **corrections})[:16]}")
     work_dir.mkdir(parents=True, exist_ok=True)
     split = work_dir / "split.txt"
     write_text_atomic(split, "".join(f"{r.image_id}\n" for r in manifest.records if r.tags))
-    cfg = train_config(params, layout, manifest, work_dir, split)
+    cfg = train_config(params, manifest, labels, work_dir, split, validation_data(params, layout, manifest, work_dir))
     recipe = effective_recipe(cfg)
     checkpoint = train_segmenter(cfg)
     copy_file_atomic(checkpoint, layout.model)
     for log in sorted(work_dir.rglob("*.log"))[-1:]:
         copy_file_atomic(log, layout.train_log)
+    write_curves(work_dir, layout)
     shutil.rmtree(work_dir, ignore_errors=True)
     record = ModelRecord(
         checkpoint=str(layout.model),
@@ -84,6 +135,7 @@ def run_train(params: Params, layout: ArtifactLayout) -> ModelRecord:
         params=params.section_dict("train"),
         flow_run_id=flow_run_id(),
         recipe=recipe,
+        corrections=labels.summary(),
         **lineage,
     )
     record.write(layout.model_record)

@@ -5,7 +5,9 @@ none of the package's code paths: torchvision's Resize/ToTensor/Normalize for th
 `nn.MultiheadAttention(need_weights=True)` for attention maps, one forward of the last block and
 one backward per tag with a gradient hook on `ln_1`'s output, numpy Grad-CAM, `cv2.threshold` +
 `cv2.findContours` boxes, an explicitly squared transition matrix and `cv2.resize`.
-It is slow and only meant for small test images.
+It is slow and only meant for small test images. On a GPU (`benchmarks/device_check.py`) it runs
+where the model's weights are, so that its one-image loop can be timed on the same device; on CPU
+every value is what it was.
 """
 
 from __future__ import annotations
@@ -36,8 +38,9 @@ def reference_input(image: Image.Image) -> torch.Tensor:
 
 
 def reference_text(model: nn.Module, tokenizer, sentences: list[str]) -> torch.Tensor:
+    device = model.visual.conv1.weight.device
     with torch.no_grad():
-        features = model.encode_text(tokenizer(sentences))
+        features = model.encode_text(tokenizer(sentences).to(device))
     return features / features.norm(dim=-1, keepdim=True)
 
 
@@ -80,7 +83,8 @@ def reference_cams(
 ) -> dict[str, np.ndarray]:
     """Grad-CAMs `(K, h, w)` and refined maps `(K, H, W)` for one image, the reference way."""
     visual = model.visual
-    pixels = reference_input(image)
+    device = visual.conv1.weight.device
+    pixels = reference_input(image).to(device)
     grid_h, grid_w = pixels.shape[2] // 16, pixels.shape[3] // 16
 
     table = visual.positional_embedding
@@ -92,7 +96,7 @@ def reference_cams(
     with torch.no_grad():
         x = visual.conv1(pixels)
         x = x.reshape(1, x.shape[1], -1).permute(0, 2, 1)
-        x = torch.cat([visual.class_embedding + torch.zeros(1, 1, x.shape[-1]), x], dim=1)
+        x = torch.cat([visual.class_embedding + torch.zeros(1, 1, x.shape[-1], device=device), x], dim=1)
         x = visual.ln_pre(x + pos.to(x.dtype))
         attentions = []
         for block in visual.transformer.resblocks[:-1]:
@@ -118,8 +122,8 @@ def reference_cams(
                 probabilities = (model.logit_scale.exp() * pooled @ text.t()).softmax(dim=-1)
                 model.zero_grad()
                 probabilities[0, tag].backward(retain_graph=True)
-            activation = captured["activation"][0, 1:].numpy().reshape(grid_h, grid_w, -1).transpose(2, 0, 1)
-            gradient = captured["gradient"][0, 1:].numpy().reshape(grid_h, grid_w, -1).transpose(2, 0, 1)
+            activation = captured["activation"][0, 1:].cpu().numpy().reshape(grid_h, grid_w, -1).transpose(2, 0, 1)
+            gradient = captured["gradient"][0, 1:].cpu().numpy().reshape(grid_h, grid_w, -1).transpose(2, 0, 1)
             weights = np.mean(gradient, axis=(1, 2))
             cam = np.maximum((weights[:, None, None] * activation).sum(axis=0), 0).astype(np.float32)
             cam = _scale_cam(_scale_cam(cam))
@@ -128,7 +132,7 @@ def reference_cams(
             if affinity is None:
                 stacked = torch.stack([w[:, 1:, 1:] for w in attentions + [weights12.detach()]])[-8:]
                 affinity = stacked.mean(dim=0)[0].float()
-            mask = torch.zeros(grid_h, grid_w)
+            mask = torch.zeros(grid_h, grid_w, device=device)
             for x0, y0, x1, y1 in _boxes(cam, threshold):
                 mask[y0:y1, x0:x1] = 1
             transition = affinity / affinity.sum(dim=0, keepdim=True)
@@ -139,8 +143,8 @@ def reference_cams(
             transition = (transition + transition.t()) / 2
             transition = transition @ transition
             transition = transition * mask.view(1, -1)
-            propagated = (transition @ torch.from_numpy(cam).view(-1, 1)).reshape(grid_h, grid_w).numpy()
+            propagated = (transition @ torch.from_numpy(cam).to(device).view(-1, 1)).reshape(grid_h, grid_w).cpu().numpy()
             refined.append(_scale_cam(propagated.astype(np.float32), (image.width, image.height)))
     finally:
         handle.remove()
-    return {"gradcam": np.stack(gradcams), "refined": np.stack(refined), "attention": affinity.numpy()}
+    return {"gradcam": np.stack(gradcams), "refined": np.stack(refined), "attention": affinity.cpu().numpy()}

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 ARTIFACTS = "artifacts"
 SCRATCH = ".wsss-scratch"
+CORRECTIONS = "corrections"
 LEARNED = "learned"
 
 
@@ -61,11 +62,16 @@ class ArtifactLayout:
     repo: Path = Path(".")
     relabel_state_dir: str = "artifacts/relabel"
     pass_name: str | None = None  # None: the main pass; "learned": the SemPLeS second pass
+    corrections_dir: str = CORRECTIONS  # relative to the repository (`wsss review --corrections`)
 
     @classmethod
     def for_params(cls, params: Any, repo: Path | str = ".") -> ArtifactLayout:
         """The layout of a repository run with these params (`relabel.state_dir` is a param)."""
         return cls(Path(repo), params.relabel.state_dir)
+
+    def with_corrections(self, corrections_dir: Path | str) -> ArtifactLayout:
+        """The same layout with another corrections store (relative to the repository, or absolute)."""
+        return replace(self, corrections_dir=str(corrections_dir))
 
     def learned(self) -> ArtifactLayout:
         """The same layout for the SemPLeS second pass (cams/refined/pseudo under artifacts/learned)."""
@@ -102,6 +108,13 @@ class ArtifactLayout:
     def prepare_failures(self) -> Path:
         return self.prepare / "failures.json"
 
+    @property
+    def ground_truth(self) -> Path:
+        """Label maps `prepare` derives (COCO masks rasterised from the instances JSON), reused by
+        content key across runs (a persisted DVC output); manifest records whose
+        `ground_truth_root` is "derived" are relative to it."""
+        return self.artifacts / "ground_truth"
+
     # prompts
     @property
     def prompts(self) -> Path:
@@ -110,6 +123,12 @@ class ArtifactLayout:
     @property
     def prompt_scores(self) -> Path:
         return self.prompts / "scores.json"
+
+    @property
+    def vocabulary(self) -> Path:
+        """What CLIP is asked: classes, synonyms, dataset names, background words and the exact
+        prompt strings of the selected template (written by the prompts stage)."""
+        return self.prompts / "vocabulary.json"
 
     # cams -> refine -> pseudo (per pass)
     @property
@@ -150,6 +169,10 @@ class ArtifactLayout:
     def train_log(self) -> Path:
         return self.train / "train.log"
 
+    def train_curve(self, split: str) -> Path:
+        """Training curves as DVC plot rows: `train` (loss, lr per iteration) or `val` (mIoU)."""
+        return self.train / "curves" / f"{split}.json"
+
     # learn_prompts
     @property
     def learn_prompts(self) -> Path:
@@ -185,6 +208,10 @@ class ArtifactLayout:
         return self.plots / "per_class_iou.json"
 
     @property
+    def pipeline_miou(self) -> Path:
+        return self.plots / "pipeline_miou.json"
+
+    @property
     def overlays(self) -> Path:
         return self.plots / "overlays"
 
@@ -209,14 +236,22 @@ class ArtifactLayout:
         """Where a relabel run keeps the previous version of every mask it replaces."""
         return self.relabel / "history" / run_stamp
 
-    # Reserved for the review loop (triage reports, exported and corrected masks).
+    # the review loop
     @property
     def review(self) -> Path:
+        """The static HTML review report (`index.html`, `run.html`, `triage.json`, panels)."""
         return self.artifacts / "review"
 
     @property
+    def exports(self) -> Path:
+        """Default folder of `wsss export` (one subfolder per format; not a stage output)."""
+        return self.artifacts / "export"
+
+    @property
     def corrections(self) -> Path:
-        return self.artifacts / "corrections"
+        """Human-corrected masks: an input the user commits (never a stage output); training and
+        lineage prefer them over pseudo masks, relabel never touches them."""
+        return self.repo / self.corrections_dir
 
     # outside the artifacts
     @property
@@ -231,21 +266,31 @@ class ArtifactLayout:
     def dvc_stages(self) -> dict[str, dict[str, list[Path]]]:
         """Per DVC stage, the artifact paths it reads (`deps`) and writes (`outs`, metrics, plots).
 
-        `dvc.yaml` must name exactly these artifact paths (tests/unit/test_catalog.py).
+        `dvc.yaml` must name exactly these artifact paths, the corrections input included
+        (tests/unit/test_architecture.py).
         """
         main, learned = replace(self, pass_name=None), self.learned()
         return {
             "sample": {"deps": [], "outs": [self.sample_data]},
-            "prepare": {"deps": [], "outs": [self.prepare]},
+            "prepare": {"deps": [], "outs": [self.prepare, self.ground_truth]},
             "prompts": {"deps": [self.prepare], "outs": [self.prompts]},
             "cams": {"deps": [self.prepare, self.prompt_scores], "outs": [main.cams]},
             "refine": {"deps": [main.cams], "outs": [main.refined]},
             "pseudo": {"deps": [main.refined], "outs": [main.pseudo.root]},
-            "train": {"deps": [self.prepare, main.pseudo.root], "outs": [self.train]},
+            "review": {
+                "deps": [self.prepare, self.ground_truth, self.prompt_scores, main.cams, main.refined, main.pseudo.root,
+                         self.corrections],
+                "outs": [self.review],
+            },
+            "train": {"deps": [self.prepare, self.ground_truth, main.pseudo.root, self.corrections], "outs": [self.train]},
             "learn_prompts": {"deps": [self.prepare, main.pseudo.root, main.refined], "outs": [self.learn_prompts]},
             "learned_cams": {"deps": [self.learn_prompts, self.prepare, self.prompt_scores], "outs": [learned.pass_root]},
             "evaluate": {
-                "deps": [self.prepare, main.cams, main.refined, main.pseudo.root, self.train, learned.pass_root],
-                "outs": [self.evaluation_run, self.metrics, self.per_class_iou, self.overlays],
+                "deps": [self.prepare, self.ground_truth, main.cams, main.refined, main.pseudo.root, self.train, learned.pass_root],
+                "outs": [self.evaluation_run, self.metrics, self.pipeline_miou, self.per_class_iou, self.overlays],
             },
         }
+
+    def dvc_top_level_plots(self) -> list[Path]:
+        """The files dvc.yaml's top-level `plots` draw (training curves)."""
+        return [self.train_curve("train"), self.train_curve("val")]

@@ -78,18 +78,21 @@ def run_demo(args: argparse.Namespace) -> int:
 
     from wsss.cam import ClipEsCamExtractor
     from wsss.io.atomic import write_bytes_atomic, write_text_atomic
-    from wsss.io.pseudo_store import palette_png_bytes, png_bytes
+    from wsss.io.overlay_inputs import weights_are_random
+    from wsss.io.pseudo_store import png_bytes
+    from wsss.palette import palette_png_bytes
     from wsss.metrics import ConfusionAccumulator
     from wsss.pseudo import pseudo_label
     from wsss.sample import sample_images
     from wsss.text import REFERENCE_TEMPLATE
-    from wsss.viz import overlay_strip
+    from wsss.viz import OverlayInputs, overlay_figure
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     params = _load_params(args.params)
     clip, weights_note = _resolve_weights(args, params)
     print(f"CLIP weights: {weights_note}")
+    random_weights = weights_are_random(clip.identity())
     vocabulary = params.vocabulary
     template = params.prompts.pin or REFERENCE_TEMPLATE  # no prompts stage here: the pinned (reference) template
     extractor = ClipEsCamExtractor(clip, vocabulary, replace(params.cam, templates=(template,)), params.caa)
@@ -107,7 +110,13 @@ def run_demo(args: argparse.Namespace) -> int:
         refined = result.refined.astype(np.float16)  # as the pipeline stores them
         pseudo = pseudo_label(sample.rgb, refined, result.class_ids, settings)
         write_bytes_atomic(out / f"{sample.image_id}_mask.png", palette_png_bytes(pseudo.labels))
-        write_bytes_atomic(out / f"{sample.image_id}_overlay.png", png_bytes(overlay_strip(sample.rgb, result.refined, pseudo.labels)))
+        figure = overlay_figure(OverlayInputs(
+            rgb=sample.rgb, maps=result.refined, tags=list(sample.tags), class_names=vocabulary.class_names,
+            probabilities=[float(p) for p in result.tag_probabilities], pseudo_labels=pseudo.labels,
+            ground_truth=sample.ground_truth, random_weights=random_weights,
+            title=f"{sample.image_id}  |  CLIP weights: {clip.identity()['weights']}",
+        ))
+        write_bytes_atomic(out / f"{sample.image_id}_overlay.png", png_bytes(figure))
         images.append({
             "image_id": sample.image_id,
             "source": sample.source,
@@ -187,30 +196,41 @@ def run_inspect(args: argparse.Namespace) -> int:
 
 
 def run_overlay(args: argparse.Namespace) -> int:
-    """PNG of the image, its refined map per tag and its pseudo mask."""
+    """PNG of the image, its refined map per tag (+ probability), pseudo mask and GT, with a legend."""
     import numpy as np
 
+    from wsss.bounded_parsing import loads_json
     from wsss.catalog import ArtifactLayout
-    from wsss.datasets import Manifest, safe_join
+    from wsss.datasets import GroundTruthFiles, Manifest, safe_join
     from wsss.imaging import load_rgb
     from wsss.io import CamStore
     from wsss.io.atomic import write_bytes_atomic
+    from wsss.io.overlay_inputs import stored_overlay_inputs
     from wsss.io.pseudo_store import PseudoMaskStore, png_bytes
-    from wsss.viz import overlay_strip
+    from wsss.viz import overlay_figure
 
     layout = ArtifactLayout(Path(args.root))
     manifest = Manifest.from_json(layout.manifest.read_text(), str(layout.manifest))
-    meta: dict[str, Any] = json.loads(layout.manifest_meta.read_text())
+    meta: dict[str, Any] = loads_json(layout.manifest_meta.read_text(), str(layout.manifest_meta))
     record = next((r for r in manifest.records if r.image_id == args.image_id), None)
     if record is None:
         raise WsssError(f"image {args.image_id!r} is not in {layout.manifest}")
-    rgb = np.asarray(load_rgb(safe_join(layout.repo / meta["root"], record.image_path)))
-    maps = CamStore(layout.refined).read(args.image_id, ["refined"]).arrays["refined"]
+    dataset_root = layout.repo / meta["root"]
+    rgb = np.asarray(load_rgb(safe_join(dataset_root, record.image_path)))
+    truth = None
+    if record.ground_truth_path:  # the one GT reader: dataset masks and derived COCO masks alike
+        truth = GroundTruthFiles(dataset_root, layout.ground_truth).read(record, len(manifest.class_names))
     masks = PseudoMaskStore(layout.pseudo)
-    labels = masks.labels(args.image_id) if masks.has_mask(args.image_id) else None
+    inputs = stored_overlay_inputs(
+        args.image_id, rgb, CamStore(layout.refined), manifest.class_names,
+        cams=CamStore(layout.cams) if layout.cams.is_dir() else None,
+        pseudo_labels=masks.labels(args.image_id) if masks.has_mask(args.image_id) else None, ground_truth=truth,
+    )
     out = Path(args.out or f"{args.image_id}_overlay.png")
-    write_bytes_atomic(out, png_bytes(overlay_strip(rgb, maps, labels)))
-    print(f"wrote {out} (image | {len(maps)} refined map(s) | pseudo mask)")
+    write_bytes_atomic(out, png_bytes(overlay_figure(inputs)))
+    panels = ["image", f"{len(inputs.tags)} refined map(s)"]
+    panels += ["pseudo mask"] * (inputs.pseudo_labels is not None) + ["ground truth"] * (truth is not None)
+    print(f"wrote {out} ({' | '.join(panels)}{'; RANDOM CLIP weights' if inputs.random_weights else ''})")
     return 0
 
 
@@ -248,6 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
     overlay.add_argument("--root", default=".")
     overlay.add_argument("--out", help="output PNG (default: <image_id>_overlay.png)")
     overlay.set_defaults(handler=run_overlay)
+
+    from wsss.review.cli import register as register_review  # argparse only; handlers import lazily
+
+    register_review(commands)
     return parser
 
 

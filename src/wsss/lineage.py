@@ -3,7 +3,9 @@
 Reads what the stages record, through the catalog and the typed records: the manifest (input
 hashes), HDF5 root and per-image attributes (params, weights identity, template, code version,
 Prefect flow-run id), the pseudo summary, the model record (with its effective recipe), the
-evaluation run, and `dvc.lock` (the versions DVC considers current). No DVC or Prefect import.
+evaluation run, `dvc.lock` (the versions DVC considers current) and the corrections store (a
+human-corrected mask is what training used). Current params are params.yaml with the untracked
+`params.local.yaml` merged over it, as the stages load them. No DVC or Prefect import.
 """
 
 from __future__ import annotations
@@ -13,8 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from wsss.bounded_parsing import load_yaml, loads_json
 from wsss.catalog import ArtifactLayout, PseudoLayout
 from wsss.datasets import ImageRecord, Manifest, manifest_sha256
 from wsss.errors import WsssError
@@ -39,15 +40,16 @@ def differing_keys(recorded: Any, current: Any, prefix: str = "", recorded_only:
 
 def _dvc_lock(root: Path) -> dict[str, Any]:
     path = root / "dvc.lock"
-    return (yaml.safe_load(path.read_text()) or {}).get("stages", {}) if path.is_file() else {}
+    return (load_yaml(path.read_text(), str(path)) or {}).get("stages", {}) if path.is_file() else {}
 
 
 def _current_params(root: Path) -> dict[str, Any]:
-    """Today's params as the stages record them (typed), or as written when the file does not check."""
-    from wsss.params import Params
+    """Today's params as the stages record them (typed; params.local.yaml merged over params.yaml, as
+    every stage loads them), or as written when they do not check."""
+    from wsss.params import Params, read_params_mapping
 
     path = root / "params.yaml"
-    raw = (yaml.safe_load(path.read_text()) or {}) if path.is_file() else {}
+    raw = read_params_mapping(path) if path.is_file() else {}
     try:
         params = Params.from_mapping(raw)
     except WsssError:
@@ -123,7 +125,7 @@ def _stage_facts(layout: ArtifactLayout, record: ImageRecord, digest: str, has_e
         "evaluate": _evaluate_facts(layout, image_id) if layout.metrics.is_file() or has_evaluate else None,
     }
     if layout.prompt_scores.is_file():
-        scores = json.loads(layout.prompt_scores.read_text())
+        scores = loads_json(layout.prompt_scores.read_text(), str(layout.prompt_scores))
         stages["prompts"] = {"artifact": str(layout.prompt_scores), "selected_template": scores.get("selected"),
                              "pinned": scores.get("pinned"), "clip": scores.get("clip")}
     return {name: stages[name] for name in STAGE_ORDER if stages.get(name)}  # type: ignore[misc]
@@ -168,12 +170,24 @@ def image_lineage(image_id: str, root: Path | str = ".") -> dict[str, Any]:
     ]
     if stages.get("cams", {}).get("image_attrs", {}).get("source_sha256", record.sha256) != record.sha256:
         problems.append("cams: computed from different image bytes than the manifest's")
-    return {"image_id": image_id, "stages": stages, "problems": problems}
+    return {"image_id": image_id, "stages": stages, "problems": problems, "correction": _correction(layout, record)}
+
+
+def _correction(layout: ArtifactLayout, record: ImageRecord) -> dict[str, Any] | None:
+    """The human-corrected mask training used instead of the pseudo mask (with why not, when stale)."""
+    from wsss.review.corrections import ImageSpec
+    from wsss.review.training_labels import correction_lineage
+
+    return correction_lineage(layout.corrections, record.image_id, ImageSpec(record.image_id, record.width, record.height, record.sha256))
 
 
 def format_lineage(lineage: dict[str, Any]) -> str:
     """Human-readable lineage, one block per stage."""
     lines = [f"lineage of {lineage['image_id']}"]
+    correction = lineage.get("correction")
+    if correction:  # training uses the human's mask, not the pseudo mask below
+        stale = f" -- STALE, not used for training: {correction['stale']}" if correction.get("stale") else ""
+        lines.append(f"mask: {correction['summary']} -> {correction['artifact']}{stale}")
     for stage, facts in lineage["stages"].items():
         lines.append(f"\n[{stage}] {facts.get('artifact', '')}")
         lines += _format_facts(stage, facts)
@@ -194,7 +208,7 @@ def _format_facts(stage: str, facts: dict[str, Any]) -> list[str]:
     if facts.get("recipe"):
         lines.append(f"  recipe (effective): {json.dumps(facts['recipe'], sort_keys=True)}")
     if "params_differ_from_current" in facts:
-        lines.append("  differs from params.yaml: " + (", ".join(facts["params_differ_from_current"]) or "nothing"))
+        lines.append("  differs from params.yaml (+ params.local.yaml): " + (", ".join(facts["params_differ_from_current"]) or "nothing"))
     if "flow_run_id" in facts and not facts["flow_run_id"]:
         lines.append("  flow_run_id: not recorded")
     if stage == "prepare":

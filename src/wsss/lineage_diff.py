@@ -11,13 +11,11 @@ No DVC import: git is called as a subprocess and the cache is read as files.
 
 from __future__ import annotations
 
-import json
 import subprocess
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from wsss.bounded_parsing import load_yaml, loads_json
 from wsss.catalog import ArtifactLayout, PseudoLayout
 from wsss.errors import WsssError
 from wsss.lineage import differing_keys
@@ -40,7 +38,7 @@ def git_show(root: Path, revision: str, path: str) -> str:
 
 def lock_at(root: Path, revision: str) -> dict[str, Any]:
     """The `stages` of dvc.lock at a revision."""
-    return (yaml.safe_load(git_show(root, revision, "dvc.lock")) or {}).get("stages", {})
+    return (load_yaml(git_show(root, revision, "dvc.lock"), f"dvc.lock at {revision}") or {}).get("stages", {})
 
 
 def cache_file(cache: Path, md5: str) -> Path:
@@ -51,8 +49,8 @@ def dir_listing(cache: Path, md5: str, what: str) -> dict[str, str]:
     """relpath -> md5 of a cached output directory (`md5` ends with `.dir`)."""
     path = cache_file(cache, md5)
     try:
-        return {entry["relpath"]: entry["md5"] for entry in json.loads(path.read_text())}
-    except (OSError, json.JSONDecodeError, KeyError, TypeError) as error:
+        return {entry["relpath"]: entry["md5"] for entry in loads_json(path.read_text(), str(path))}
+    except (OSError, ValueError, KeyError, TypeError) as error:
         raise WsssError(f"{path}: cannot read the DVC cache listing of {what} ({error}); run `dvc fetch` for that revision") from error
 
 
@@ -76,8 +74,8 @@ def _manifest_records(cache: Path, lock: dict[str, Any]) -> dict[str, dict[str, 
         return {}
     path = cache_file(cache, files[LAYOUT.manifest.name])
     try:
-        records = json.loads(path.read_text())["records"]
-    except (OSError, json.JSONDecodeError, KeyError) as error:
+        records = loads_json(path.read_text(), str(path))["records"]
+    except (OSError, ValueError, KeyError, TypeError) as error:
         raise WsssError(f"{path}: cannot read the cached manifest ({error})") from error
     return {r["image_id"]: {"sha256": r.get("sha256"), "tags": sorted(r.get("tags") or [])} for r in records}
 

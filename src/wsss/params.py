@@ -1,6 +1,6 @@
 """The one typed view of params.yaml: `Params`, built once per run, before any work.
 
-Config flows one way: params.yaml -> `load_params` -> `Params` (frozen; one field per section,
+Config flows one way: params.yaml (+ the untracked `params.local.yaml` merged over it) -> `load_params` -> `Params` (frozen; one field per section,
 each section class next to the step it configures) -> plain arguments into core functions. The
 builder (`wsss.settings`) checks every key against the section annotations and declared ranges
 and names the dotted key and the file in every error. What artifacts record as "the params that
@@ -17,8 +17,7 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-import yaml
-
+from wsss.bounded_parsing import ParseError, load_yaml
 from wsss.cam.caa import CaaSettings
 from wsss.cam.extractor import CamSettings
 from wsss.clip.settings import ClipSettings
@@ -27,6 +26,7 @@ from wsss.errors import ConfigError
 from wsss.evaluation.protocol import EvaluateSettings
 from wsss.failures import ReliabilitySettings
 from wsss.io.settings import StoreSettings
+from wsss.local_params import local_params_path, with_local_params
 from wsss.prompts.learning import LearnPromptsSettings
 from wsss.prompts.settings import PromptSettings
 from wsss.pseudo.step import PseudoSettings
@@ -98,19 +98,38 @@ class Params:
         return Path(self.data.root)
 
 
+def read_params_mapping(path: Path | str) -> dict[str, Any]:
+    """params.yaml as parsed (bounded YAML safe loader), with the untracked `params.local.yaml`
+    beside it merged over it (`wsss.local_params`): the values every stage and lineage use.
+
+    Raises:
+        ConfigError: naming the file (syntax with its line, `!!python` tags, nesting, not a mapping).
+    """
+    path = Path(path)
+    try:
+        mapping = load_yaml(path.read_text(), str(path))
+    except (OSError, ParseError) as error:
+        reason = " ".join(str(error).removeprefix(f"{path}: ").split())
+        raise ConfigError(f"{path}: cannot read params ({reason})") from error
+    if mapping is None:
+        mapping = {}
+    if not isinstance(mapping, Mapping):
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(mapping).__name__}")
+    return with_local_params(mapping, path)
+
+
 def load_params(path: Path | str, runner: Mapping[str, Any] | None = None) -> Params:
-    """Parse (YAML safe loader) and check a params file; every error names the file and the key.
+    """Parse (YAML safe loader, `params.local.yaml` merged over it) and check a params file; every
+    error names the file (and the override file when there is one) and the key.
 
     `runner`: command-line overrides of the `runner` section (None values keep the file's).
     """
     path = Path(path)
+    mapping = read_params_mapping(path)
+    local = local_params_path(path)
+    source = f"{path} (+ {local.name})" if local.is_file() else str(path)
     try:
-        mapping = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        reason = " ".join(str(error).split())
-        raise ConfigError(f"{path}: cannot read params ({reason})") from error
-    try:
-        params = Params.from_mapping(mapping if mapping is not None else {})
+        params = Params.from_mapping(mapping)
         return params.replace(runner=params.runner.with_overrides(runner)) if runner else params
     except ConfigError as error:
-        raise ConfigError(f"{path}: {error}") from error
+        raise ConfigError(f"{source}: {error}") from error

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from wsss.bounded_parsing import loads_json
 from wsss.errors import RunLockedError
 
 LOCK_NAME = ".wsss-run.lock"
@@ -40,8 +41,8 @@ def owner_record() -> dict[str, Any]:
 def parse_owner(text: str) -> dict[str, Any] | None:
     """The owner record stored in a lock file; None when empty or unreadable (half-written)."""
     try:
-        owner = json.loads(text)
-    except ValueError:
+        owner = loads_json(text, "run lock")
+    except ValueError:  # incl. ParseError: nesting bounded
         return None
     return owner if isinstance(owner, dict) else None
 

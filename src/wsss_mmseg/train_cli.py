@@ -2,6 +2,9 @@
 
 Single process:  python -m wsss_mmseg.train_cli CONFIG --work-dir W --data-root . --image-dir ... ...
 Multi-GPU (DDP): torchrun --nproc_per_node=4 -m wsss_mmseg.train_cli CONFIG ... --launcher pytorch
+As MMSegmentation's tools/train.py: --amp (mixed precision, mmengine's AmpOptimWrapper) and
+--cfg-options key=value ... (dotted config keys merged last, e.g. default_hooks.logger.interval=10
+optim_wrapper.optimizer.momentum=0.95 'model.backbone.dilations=(1,1,2,4)').
 With a launcher, BatchNorm becomes SyncBN (one statistics pool across GPUs) and mmengine's Runner
 initialises the process group; nothing here is home-made distributed code.
 """
@@ -12,7 +15,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from wsss_mmseg.training import build_train_config, train_segmenter
+from mmengine.config import Config, DictAction
+
+from wsss_mmseg.training import build_train_config, enable_amp, train_segmenter
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -35,22 +40,35 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--init-checkpoint", type=Path)
     parser.add_argument("--resume", action="store_true")
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
+    parser.add_argument("--amp", action="store_true", help="automatic mixed precision (mmengine AmpOptimWrapper)")
+    parser.add_argument(
+        "--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
+        help="override config keys (merged last): xxx=yyy, a list as key=a,b or key=[a,b], a tuple as key=(a,b)",
+    )
     return parser.parse_args(argv)
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
+def build_config(args: argparse.Namespace) -> Config:
+    """The training config from the command line: file, paths, overrides, --cfg-options, --amp, launcher."""
     cfg = build_train_config(
         args.config, args.work_dir, data_root=args.data_root, image_dir=args.image_dir, mask_dir=args.mask_dir,
         confidence_dir=args.confidence_dir, split_file=args.split_file, class_names=args.classes.split(","),
         img_suffix=args.img_suffix, max_iters=args.max_iters, batch_size=args.batch_size, crop_size=args.crop_size,
         lr=args.lr, seed=args.seed, init_checkpoint=args.init_checkpoint, resume=args.resume,
+        cfg_options=args.cfg_options,
     )
+    if args.amp:
+        enable_amp(cfg)
     cfg.launcher = args.launcher
     if args.launcher != "none":
         for part in ("backbone", "decode_head"):
             if "norm_cfg" in cfg.model[part]:
                 cfg.model[part].norm_cfg = dict(type="SyncBN", requires_grad=True)
+    return cfg
+
+
+def main(argv: list[str] | None = None) -> int:
+    cfg = build_config(parse_args(argv))
     print(f"last checkpoint: {train_segmenter(cfg)}")
     return 0
 

@@ -11,7 +11,8 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -25,16 +26,23 @@ from mmseg.registry import MODELS
 from PIL import Image
 
 import wsss_mmseg  # noqa: F401  (registers the custom modules before any build)
+from wsss.datasets.ground_truth import read_label_map
+from wsss.imaging import load_rgb
 from wsss.metrics import ConfusionAccumulator, SegmentationScores
 from wsss.pseudo.crf import CrfParams, dense_crf
-from wsss_mmseg.checkpoints import mmengine_checkpoint_globals
+from wsss_mmseg.checkpoints import require_plain_checkpoints
 from wsss_mmseg.datasets import read_split_ids
+from wsss_mmseg.transforms import use_stored_orientation
+from wsss_mmseg.validation import ValidationData, set_validation
 
 __all__ = [
+    "ValidationData",
     "build_train_config",
+    "enable_amp",
     "evaluate_segmenter",
     "load_segmenter",
     "predict_logits",
+    "score_segmenter_on",
     "train_segmenter",
 ]
 
@@ -79,6 +87,7 @@ def build_train_config(
     resume: bool = False,
     checkpoint_interval: int | None = None,
     num_workers: int | None = None,
+    validation: ValidationData | None = None,
     cfg_options: Mapping[str, Any] | None = None,
 ) -> Config:
     """The training config: the file's values with the given overrides applied.
@@ -104,6 +113,10 @@ def build_train_config(
         resume: Continue from the latest checkpoint in ``work_dir``.
         checkpoint_interval: Iterations between checkpoints (the last is always saved).
         num_workers: Dataloader worker processes.
+        validation: Images with ground truth to score every ``validation.interval`` iterations
+            (and at the end) with :class:`~wsss_mmseg.validation.WsssIoUMetric`; the ``miou``
+            lands in mmengine's scalars next to loss and lr (training curves). None: no
+            validation, as the config files say.
         cfg_options: Dotted keys merged last (``merge_from_dict``), e.g.
             ``{"model.decode_head.loss_decode.balanced": True}``.
 
@@ -123,6 +136,7 @@ def build_train_config(
     dataset.data_prefix = dict(
         img_path=image_dir, seg_map_path=mask_dir, confidence_path=confidence_dir
     )
+    dataset.pipeline = use_stored_orientation(dataset.pipeline)  # one decoding rule (no EXIF rotation)
     dataset.metainfo = dict(
         classes=tuple(class_names),
         palette=[list(map(int, color)) for color in palette] if palette is not None else None,
@@ -147,6 +161,8 @@ def build_train_config(
         cfg.randomness = dict(seed=seed, deterministic=False)
     if checkpoint_interval is not None:
         cfg.default_hooks.checkpoint.interval = checkpoint_interval
+    if validation is not None:
+        set_validation(cfg, validation, class_names, img_suffix)
     if init_checkpoint is not None:
         # Local file only: nothing may be downloaded on the training machines.
         path = Path(init_checkpoint)
@@ -167,6 +183,26 @@ def build_train_config(
     return cfg
 
 
+def enable_amp(cfg: Config) -> Config:
+    """Mixed-precision training, as MMSegmentation's ``tools/train.py --amp``.
+
+    Switches ``optim_wrapper`` to mmengine's ``AmpOptimWrapper`` with a dynamic loss scale
+    (a config that already uses it is left as it is).
+
+    Raises:
+        ValueError: If the config's optimizer wrapper is neither ``OptimWrapper`` nor
+            ``AmpOptimWrapper``.
+    """
+    kind = cfg.optim_wrapper.get("type", "OptimWrapper")
+    if kind == "AmpOptimWrapper":
+        return cfg
+    if kind != "OptimWrapper":
+        raise ValueError(f"--amp needs optim_wrapper.type OptimWrapper, the config has {kind!r}")
+    cfg.optim_wrapper.type = "AmpOptimWrapper"
+    cfg.optim_wrapper.loss_scale = "dynamic"
+    return cfg
+
+
 def train_segmenter(cfg: Config) -> Path:
     """Train with mmengine's Runner from a :func:`build_train_config` config; return the last checkpoint.
 
@@ -184,10 +220,10 @@ def train_segmenter(cfg: Config) -> Path:
     """
     work_dir = Path(cfg.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    runner = Runner.from_cfg(cfg)
-    # Resuming, load_from and Pretrained init all go through mmengine's torch.load.
-    with mmengine_checkpoint_globals():
-        runner.train()
+    # Checkpoints are saved as plain data; resuming, load_from and Pretrained init read them
+    # weights-only with torch's default allow-list (wsss_mmseg.checkpoints).
+    runner = Runner.from_cfg(require_plain_checkpoints(cfg))
+    runner.train()
     last = find_latest_checkpoint(str(work_dir))
     if last is None:
         raise FileNotFoundError(f"training in {work_dir} wrote no checkpoint")
@@ -216,14 +252,13 @@ def load_segmenter(
     cfg.model.decode_head.num_classes = num_classes
     cfg.model.backbone.init_cfg = None
     model = MODELS.build(cfg.model)
-    with mmengine_checkpoint_globals():
-        load_checkpoint(
-            model,
-            str(checkpoint),
-            map_location="cpu",
-            strict=True,
-            logger=logging.getLogger("wsss_mmseg"),
-        )
+    load_checkpoint(  # weights-only, plain data (wsss_mmseg.checkpoints.load_plain_checkpoint)
+        model,
+        str(checkpoint),
+        map_location="cpu",
+        strict=True,
+        logger=logging.getLogger("wsss_mmseg"),
+    )
     return model.to(device).eval()
 
 
@@ -292,7 +327,8 @@ def score_segmenter(
         config_path: The training config (model definition).
         checkpoint: Trained weights (mmengine checkpoint).
         image_dir: Folder of ``<id><img_suffix>`` images.
-        gt_dir: Folder of ``<id><gt_suffix>`` label PNGs (255 = not counted).
+        gt_dir: Folder of ``<id><gt_suffix>`` label PNGs (palette or index; 255 = not counted),
+            read and checked by `wsss.datasets.read_label_map`.
         split_file: Ids, one per line (extra tokens ignored).
         class_names: Class names, background first; their number sets ``C``.
         img_suffix: Image suffix.
@@ -305,16 +341,40 @@ def score_segmenter(
     Returns:
         The accumulated `SegmentationScores`.
     """
+    ids = read_split_ids(Path(split_file).read_text().splitlines())
+    foreground = len(class_names) - 1
+    samples = [
+        (
+            Path(image_dir) / f"{image_id}{img_suffix}",
+            partial(read_label_map, Path(gt_dir) / f"{image_id}{gt_suffix}", foreground),
+        )
+        for image_id in ids
+    ]
+    return score_segmenter_on(
+        config_path, checkpoint, samples, class_names=class_names, scales=scales, device=device, crf=crf
+    )
+
+
+def score_segmenter_on(
+    config_path: PathLike,
+    checkpoint: PathLike,
+    samples: Sequence[tuple[Path, Callable[[], np.ndarray]]],
+    *,
+    class_names: Sequence[str],
+    scales: Sequence[float] = (1.0,),
+    device: str = "cpu",
+    crf: CrfParams | None = None,
+) -> SegmentationScores:
+    """`score_segmenter` on explicit `(image file, ground-truth reader)` pairs.
+
+    The reader returns the image's validated ``(H, W)`` label map; the pipeline passes the one
+    GT reader of `wsss.datasets` so the model is scored on exactly the pixels the maps are.
+    """
     model = load_segmenter(config_path, checkpoint, num_classes=len(class_names), device=device)
     accumulator = ConfusionAccumulator(len(class_names))
-    ids = read_split_ids(Path(split_file).read_text().splitlines())
-    for image_id in ids:
-        with Image.open(Path(image_dir) / f"{image_id}{img_suffix}") as handle:
-            image = np.asarray(handle.convert("RGB"))
-        with Image.open(Path(gt_dir) / f"{image_id}{gt_suffix}") as handle:
-            gt = np.asarray(handle)  # palette PNGs read as indices, as mmseg's loader does
-        if gt.ndim != 2:
-            raise ValueError(f"{image_id}: ground truth must be a label-index PNG, got {gt.shape}")
+    for image_path, read_ground_truth in samples:
+        image = np.asarray(load_rgb(image_path))  # as training decodes it: raw pixel grid, no EXIF rotation
+        gt = read_ground_truth()
         logits = predict_logits(model, image, scales)
         if crf is None:
             prediction = logits.argmax(0).numpy()

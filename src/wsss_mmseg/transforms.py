@@ -1,4 +1,10 @@
-"""Pipeline steps that carry the per-pixel confidence map beside the pseudo mask.
+"""Pipeline steps: the project's image decoding, and the per-pixel confidence map beside the pseudo mask.
+
+``LoadImageAsStored`` replaces mmcv's ``LoadImageFromFile``: mmcv decodes with OpenCV's
+``IMREAD_COLOR``, which applies the EXIF orientation, while every other stage (CAMs, pseudo
+masks, GT checks, evaluation) uses the raw pixel grid of :func:`wsss.imaging.load_rgb`. With
+mmcv's loader an EXIF-3 photo trained upside down under upright masks and an EXIF-6 photo
+(width and height swapped) crashed training (issue 11, finding 6).
 
 ``LoadConfidenceMap`` registers ``gt_confidence_map`` in ``results['seg_fields']``. Every
 mmseg 1.2.2 transform that moves pixels iterates ``seg_fields`` (checked in
@@ -25,7 +31,15 @@ from mmseg.datasets.transforms import PackSegInputs
 from mmseg.registry import TRANSFORMS
 from PIL import Image
 
-__all__ = ["LoadConfidenceMap", "PackSegInputsWithConfidence", "read_confidence_map"]
+from wsss.imaging import load_rgb
+
+__all__ = [
+    "LoadConfidenceMap",
+    "LoadImageAsStored",
+    "PackSegInputsWithConfidence",
+    "read_confidence_map",
+    "use_stored_orientation",
+]
 
 CONFIDENCE_KEY = "gt_confidence_map"
 
@@ -49,8 +63,13 @@ def read_confidence_map(path: str | Path) -> np.ndarray:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        # allow_pickle=False: a confidence file is plain numbers, never objects.
-        array = np.load(path, allow_pickle=False)
+        # allow_pickle=False: a confidence file is plain numbers, never objects. mmap_mode: a header
+        # declaring more data than the file holds is refused instead of allocated (a 1 kB file
+        # declaring 100000 x 100000 would ask for 18.6 GiB).
+        try:
+            array = np.load(path, allow_pickle=False, mmap_mode="r")
+        except ValueError as error:
+            raise ValueError(f"{path}: not a readable confidence .npy ({error})") from None
         if not np.issubdtype(array.dtype, np.floating):
             raise ValueError(f"{path}: confidence .npy must be float16/float32, got {array.dtype}")
         # float32 because cv2's resize does not take float16 and the loss is float32 anyway.
@@ -67,6 +86,51 @@ def read_confidence_map(path: str | Path) -> np.ndarray:
     if confidence.ndim != 2:
         raise ValueError(f"{path}: confidence map must be H x W, got shape {confidence.shape}")
     return np.ascontiguousarray(confidence)
+
+
+@TRANSFORMS.register_module()
+class LoadImageAsStored(BaseTransform):
+    """Load ``results['img_path']`` as every stage does: :func:`wsss.imaging.load_rgb`, EXIF not applied.
+
+    The output follows mmcv's ``LoadImageFromFile`` (BGR uint8, which the data preprocessor's
+    ``bgr_to_rgb=True`` turns back to RGB), so it is a drop-in replacement.
+
+    Required Keys: ``img_path``. Added Keys: ``img`` (``H x W x 3`` BGR), ``img_shape``, ``ori_shape``.
+
+    Args:
+        to_float32: Return float32 pixels instead of uint8.
+        max_pixels: Refuse images whose header announces more pixels (None = no limit).
+
+    Raises:
+        wsss.errors.ImageError: naming the file, when it cannot be decoded.
+    """
+
+    def __init__(self, to_float32: bool = False, max_pixels: int | None = None) -> None:
+        self.to_float32 = to_float32
+        self.max_pixels = max_pixels
+
+    def transform(self, results: dict[str, Any]) -> dict[str, Any]:
+        """Decode the image in its stored orientation."""
+        rgb = np.asarray(load_rgb(results["img_path"], self.max_pixels))
+        image = np.ascontiguousarray(rgb[..., ::-1])
+        results["img"] = image.astype(np.float32) if self.to_float32 else image
+        results["img_shape"] = image.shape[:2]
+        results["ori_shape"] = image.shape[:2]
+        return results
+
+
+def use_stored_orientation(pipeline: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``pipeline`` with mmcv's ``LoadImageFromFile`` steps replaced by :class:`LoadImageAsStored`.
+
+    For configs that still name mmcv's loader: one decoding rule for every stage.
+    """
+    replaced = []
+    for step in pipeline:
+        if step.get("type") in ("LoadImageFromFile", "mmcv.LoadImageFromFile"):
+            kept = {key: step[key] for key in ("to_float32",) if key in step}
+            step = dict(type="LoadImageAsStored", **kept)
+        replaced.append(step)
+    return replaced
 
 
 @TRANSFORMS.register_module()

@@ -202,7 +202,8 @@ def test_full_config_mirrors_the_deeplab_recipe() -> None:
     assert (optimizer.type, optimizer.lr, optimizer.momentum, optimizer.weight_decay) == ("SGD", 2.5e-4, 0.9, 5e-4)
     steps = {step.type: step for step in cfg.train_dataloader.dataset.pipeline}
     assert steps["RandomResize"].ratio_range == (0.5, 1.5) and steps["RandomCrop"].crop_size == (321, 321)
-    assert "RandomFlip" in steps and cfg.test_pipeline[0].type == "LoadImageFromFile"
+    assert "RandomFlip" in steps and cfg.test_pipeline[0].type == "LoadImageAsStored"
+    assert cfg.train_dataloader.dataset.pipeline[0].type == "LoadImageAsStored"
     assert cfg.custom_imports.imports == ["wsss_mmseg"] and cfg.default_scope == "mmseg"
 
 

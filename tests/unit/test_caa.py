@@ -188,3 +188,19 @@ def test_resize_maps_matches_cv2_linear(source: tuple[int, int], target: tuple[i
 def test_resize_maps_empty() -> None:
     """No maps resize to a (0, H, W) tensor."""
     assert resize_maps(torch.zeros(0, 3, 4), (7, 9)).shape == (0, 7, 9)
+
+
+def test_refine_images_equals_refine_image_one_by_one() -> None:
+    """The batched CAA (one Sinkhorn, one host round trip for the boxes) gives each image's own result."""
+    from wsss.cam.caa import refine_image, refine_images
+
+    generator = torch.Generator().manual_seed(3)
+    grid, counts, sizes = (6, 8), [2, 0, 3, 1], [(90, 120), (96, 128), (90, 121), (60, 80)]
+    attention = torch.rand(len(counts), 48, 48, generator=generator).pow(4).softmax(dim=-1)
+    gradcams = torch.rand(len(counts), 3, *grid, generator=generator).pow(3)
+    gradcams[1:, :] *= torch.arange(1, 4).view(3, 1, 1, 1) / 3  # maps of differing peaks
+    batched = refine_images(gradcams, attention, counts, sizes)
+    for b, (count, size) in enumerate(zip(counts, sizes)):
+        alone = refine_image(gradcams[b, :count].clone(), attention[b].clone(), size)
+        assert batched[b].shape == (count, *size)
+        torch.testing.assert_close(batched[b], alone, atol=0, rtol=0)

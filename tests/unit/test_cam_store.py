@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import h5py
+import hdf5plugin
 import numpy as np
 import pytest
 
@@ -94,7 +95,15 @@ def test_root_attrs_round_trip_with_json(tmp_path: Path) -> None:
     }
     write_shard(shard_path(tmp_path, 3), ["b", "a_first"][::-1], provenance)
     root = CamStore(tmp_path).root_attrs("shard-00003.h5")
-    assert root == {**provenance, "schema_version": 1, "shard_index": 3, "num_images": 2, "image_ids": ["a_first", "b"]}
+    codec = {
+        "name": "zstd",
+        "level": 1,
+        "filters": "shuffle -> Zstandard -> fletcher32",
+        "checksum": "fletcher32",
+        "reader": f"h5py + import hdf5plugin (written with hdf5plugin {hdf5plugin.version})",
+    }
+    expected = {"schema_version": 2, "shard_index": 3, "num_images": 2, "image_ids": ["a_first", "b"], "codec": codec}
+    assert root == {**provenance, **expected}
     assert from_attr(to_attr({"x": np.float32(0.5)})) == {"x": 0.5}
 
 
@@ -124,7 +133,7 @@ def test_exception_inside_writer_leaves_nothing(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="stage crashed"):
         with ShardWriter(path, {}) as writer:
             writer.add("a", arrays_for(0), IMAGE_ATTRS)
-            assert writer.partial_path.exists() and writer.partial_path.parent == path.parent and not path.exists()
+            assert list(tmp_path.iterdir()) == []  # the shard is built in memory until complete
             raise RuntimeError("stage crashed")
     assert list(tmp_path.iterdir()) == []
     # A failed rewrite keeps the previous complete shard untouched.
@@ -151,11 +160,13 @@ def test_refused_add_keeps_the_shard_consistent(tmp_path: Path, monkeypatch: pyt
         raise OSError("disk full")
 
     # A write that fails half-way leaves an image the shard cannot account for: no shard at all.
-    monkeypatch.setattr("wsss.io.cam_store.write_attrs", failing_write)
+    monkeypatch.setattr("wsss.io.shard_writer.write_attrs", failing_write)
     with pytest.raises(StoreError, match="not written because writing 'd' failed"):
         with ShardWriter(shard_path(tmp_path, 1), {}) as writer:
-            with pytest.raises(OSError):
+            with pytest.raises(StoreError, match=r"shard-00001\.h5: image 'd': not stored: OSError: disk full"):
                 writer.add("d", arrays_for(0), {})
+            with pytest.raises(StoreError, match="no more images accepted"):
+                writer.add("e", arrays_for(0), {})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shard-00000.h5"]
 
 
@@ -266,7 +277,7 @@ def test_chunks_filters_and_checksums_are_set(tmp_path: Path, compression: str) 
     summary = summarize(tmp_path)[0]
     assert summary["file"] == "shard-00000.h5" and summary["images"] == 1 and summary["compression"] == compression
     assert summary["datasets"]["gradcam"]["shape"] == [2, 3, 4] and summary["datasets"]["gradcam"]["dtype"] == "float16"
-    assert summary["root_attr_keys"] == ["image_ids", "num_images", "schema_version", "shard_index"]
+    assert summary["root_attr_keys"] == ["codec", "image_ids", "num_images", "schema_version", "shard_index"]
     assert summary["size_bytes"] == shard_path(tmp_path, 0).stat().st_size
 
 
@@ -300,7 +311,11 @@ def test_bad_values_rejected_before_anything_is_kept(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="cannot encode"):
         ShardWriter(path, {"bad": object()})
     with pytest.raises(StoreError, match="compression"):
-        ShardWriter(path, {}, compression="zstd")
+        ShardWriter(path, {}, compression="brotli")
+    with pytest.raises(StoreError, match="level"):
+        ShardWriter(path, {}, compression="gzip", compression_level=10)
+    with pytest.raises(StoreError, match="takes no level"):
+        ShardWriter(path, {}, compression="lzf", compression_level=3)
     with pytest.raises(StoreError, match="shard_index"):
         ShardWriter(tmp_path / "cams.h5", {})
     assert list(tmp_path.iterdir()) == []

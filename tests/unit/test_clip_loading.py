@@ -6,6 +6,7 @@ reproduce open_clip's own image forward (guards against open_clip internals movi
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import open_clip
@@ -18,13 +19,32 @@ from wsss.clip import ClipSource, ClipVisionTower, file_sha256, load_clip
 from wsss.errors import CheckpointError
 
 
+TINY = "wsss-test-tiny-ViT"
+"""open_clip config name of `tiny_clip` (registered by the `tiny_config` fixture): OpenAI-format
+weights must match the architecture `clip.model_name` names."""
+TINY_CONFIG = {
+    "embed_dim": 32,
+    "quick_gelu": True,
+    "vision_cfg": {"layers": 2, "width": 64, "head_width": 64, "patch_size": 16, "image_size": 32},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 1, "layers": 1},
+}
+
+
+@pytest.fixture(scope="module", autouse=True)
+def tiny_config(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("open_clip_configs") / f"{TINY}.json"
+    path.write_text(json.dumps(TINY_CONFIG))
+    open_clip.add_model_config(path)
+    return TINY
+
+
 def tiny_clip() -> torch.nn.Module:
     """A 2-block ViT-B/16-shaped CLIP small enough to trace (widths multiples of 64 as OpenAI's)."""
     torch.manual_seed(0)
     model = open_clip.model.CLIP(
-        embed_dim=32,
-        vision_cfg=CLIPVisionCfg(layers=2, width=64, head_width=64, patch_size=16, image_size=32),
-        text_cfg=CLIPTextCfg(context_length=77, vocab_size=49408, width=64, heads=1, layers=1),
+        embed_dim=TINY_CONFIG["embed_dim"],
+        vision_cfg=CLIPVisionCfg(**TINY_CONFIG["vision_cfg"]),
+        text_cfg=CLIPTextCfg(**TINY_CONFIG["text_cfg"]),
         quick_gelu=True,
     )
     return model.eval()
@@ -40,7 +60,7 @@ def test_openai_state_dict_file(tmp_path: Path) -> None:
     weights = openai_format_state_dict(tiny_clip())
     path = tmp_path / "tiny.pt"
     torch.save(weights, path)
-    loaded = load_clip(ClipSource(checkpoint=path, sha256=file_sha256(path)))
+    loaded = load_clip(ClipSource(model_name=TINY, checkpoint=path, sha256=file_sha256(path)))
     assert_same_weights(loaded.model, weights)
     assert loaded.model.visual.transformer.resblocks[0].mlp.gelu.__class__.__name__ == "QuickGELU"
     assert next(loaded.model.parameters()).dtype == torch.float32
@@ -58,9 +78,72 @@ def test_openai_torchscript_archive(tmp_path: Path) -> None:
     traced = torch.jit.trace(model, (torch.randn(1, 3, 32, 32), tokens), check_trace=False, strict=False)
     path = tmp_path / "tiny_jit.pt"
     traced.save(str(path))
-    loaded = load_clip(ClipSource(checkpoint=path))
+    loaded = load_clip(ClipSource(model_name=TINY, checkpoint=path))
     assert loaded.identity()["checkpoint_container"] == "torchscript"
     assert_same_weights(loaded.model, model.state_dict())
+
+
+def test_scripted_archive_is_read_without_torch_jit_load(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`torch.jit.script` archives (typed lists via torch.jit._pickle) load too; TorchScript never runs."""
+    model = tiny_clip()
+    with torch.no_grad():  # fp16 values, as in OpenAI's archives (open_clip's builder rounds through fp16)
+        for parameter in model.parameters():
+            parameter.copy_(parameter.half().float())
+    path = tmp_path / "tiny_script.pt"
+    torch.jit.script(model).save(str(path))
+
+    def refuse(*args: object, **kwargs: object) -> None:
+        raise AssertionError("torch.jit.load ran on a user file")
+
+    monkeypatch.setattr(torch.jit, "load", refuse)
+    loaded = load_clip(ClipSource(model_name=TINY, checkpoint=path))
+    assert loaded.identity()["checkpoint_container"] == "torchscript"
+    assert_same_weights(loaded.model, model.state_dict())
+
+
+@pytest.mark.slow
+def test_full_vit_b16_torchscript_archive_loads_the_same_weights_as_torch_jit(tmp_path: Path) -> None:
+    """OpenAI's ViT-B-16.pt is a TorchScript archive of a QuickGELU ViT-B/16 with fp16 values: a
+    faithful stand-in is open_clip's ViT-B-16-quickgelu scripted and saved the same way."""
+    torch.manual_seed(11)
+    model = open_clip.create_model("ViT-B-16-quickgelu", pretrained=None).eval()
+    scripted = torch.jit.script(model)
+    scripted.half()
+    path = tmp_path / "ViT-B-16.pt"
+    scripted.save(str(path))
+    expected = {name: tensor.float() for name, tensor in model.half().state_dict().items()}
+
+    loaded = load_clip(ClipSource(model_name="ViT-B-16", checkpoint=path))
+    assert loaded.identity()["checkpoint_container"] == "torchscript"
+    state = loaded.model.state_dict()
+    assert set(state) == set(expected)
+    assert all(torch.equal(state[name], expected[name]) for name in expected)
+    # The same tensors torch.jit.load's state_dict() gives (run here on our own file only).
+    reference = torch.jit.load(str(path), map_location="cpu").state_dict()
+    assert all(torch.equal(state[name], reference[name].float()) for name in expected)
+
+
+def test_vit_b32_weights_are_refused_as_vit_b16(tmp_path: Path) -> None:
+    """OpenAI-format files name no architecture; a ViT-B/32 must not be recorded as "ViT-B-16"."""
+    from wsss.clip.architecture import architecture_of_config, architecture_of_openai_state_dict
+
+    torch.manual_seed(5)
+    path = tmp_path / "ViT-B-32.pt"
+    weights = openai_format_state_dict(open_clip.create_model("ViT-B-32-quickgelu", pretrained=None))
+    assert architecture_of_openai_state_dict(weights) == architecture_of_config("ViT-B-32")  # read right
+    torch.save(weights, path)
+    with pytest.raises(CheckpointError, match=r"ViT-B-32\.pt: the weights are a ViT patch 32.*'ViT-B-16' is a ViT patch 16"
+                       r".*differs in patch_size"):
+        load_clip(ClipSource(model_name="ViT-B-16", checkpoint=path))
+
+
+def test_tiny_weights_are_refused_under_a_real_name_and_an_unknown_name(tmp_path: Path) -> None:
+    path = tmp_path / "tiny.pt"
+    torch.save(openai_format_state_dict(tiny_clip()), path)
+    with pytest.raises(CheckpointError, match=r"tiny\.pt: the weights are a ViT patch 16, width 64, 2 layers, 32 px"):
+        load_clip(ClipSource(model_name="ViT-B-16", checkpoint=path))
+    with pytest.raises(CheckpointError, match=r"tiny\.pt: clip\.model_name 'ViT-X' is not an open_clip ViT"):
+        load_clip(ClipSource(model_name="ViT-X", checkpoint=path))
 
 
 def test_open_clip_training_checkpoint(tmp_path: Path) -> None:
@@ -118,7 +201,7 @@ def test_no_weights_configured_is_an_error() -> None:
 def test_low_precision_keeps_layer_norms_in_fp32(tmp_path: Path, precision: str) -> None:
     path = tmp_path / "tiny.pt"
     torch.save(openai_format_state_dict(tiny_clip()), path)
-    model = load_clip(ClipSource(checkpoint=path), precision=precision).model
+    model = load_clip(ClipSource(model_name=TINY, checkpoint=path), precision=precision).model
     expected = torch.float16 if precision == "fp16" else torch.bfloat16
     assert model.visual.conv1.weight.dtype == expected
     assert model.visual.proj.dtype == expected

@@ -223,7 +223,7 @@ def test_load_coco_errors(tmp_path: Path) -> None:
     """COCO spellings without the mapping, size mismatch, bad JSON: errors name the JSON file."""
     coco_tree(tmp_path)
     args = (tmp_path, "annotations/instances_train2014.json", "train2014", COCO_CLASS_NAMES)
-    with pytest.raises(DatasetError, match=r"instances_train2014\.json: image .* unknown tag 'motorcycle'.*COCO_TO"):
+    with pytest.raises(DatasetError, match=r"instances_train2014\.json: image .* unknown tag 'motorcycle'.*classes\.dataset_names"):
         load_coco(*args)
     coco_tree(tmp_path, width_of_c=10)
     with pytest.raises(DatasetError, match=r"9x7 in its header but 10x7 in the JSON"):
@@ -394,7 +394,7 @@ def test_manifest_rejects_duplicates_and_unknown_tags() -> None:
         (lambda d: d["records"][0].update(width=True), r"width must be a positive integer"),
         (lambda d: d["records"][0].update(sha256="XYZ"), r"sha256 must be 64 lowercase hex digits"),
         (lambda d: d["records"].append(dict(d["records"][0])), r"m\.json: .*duplicate image ids \['a'\]"),
-        (lambda d: d.update(version=2), r"m\.json: not a wsss\.datasets\.manifest version 1 file"),
+        (lambda d: d.update(version=3), r"m\.json: not a wsss\.datasets\.manifest version 2 file"),
     ],
 )
 def test_manifest_from_json_validates(edit: object, message: str) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import open_clip
 import pytest
+import torch
 from PIL import Image
 
 from tests.reference_clip_es import reference_cams, reference_text
@@ -123,3 +124,24 @@ def test_unknown_class_id_is_rejected(photos, extractor) -> None:
 
     with pytest.raises(ConfigError, match="outside"):
         extractor.extract(photos["chelsea"][0], [20])
+
+
+def test_a_batch_crosses_to_the_host_once_per_output(photos, clip, monkeypatch) -> None:
+    """On a GPU every `.cpu()` is a synchronising copy: a batch copies its Grad-CAMs, attention and
+    probabilities (and the maps the box masks are cut from) once, and each image's refined maps."""
+    image, _ = photos["chelsea"]
+    small = image.resize((96, 64))
+    images = [small, small.transpose(Image.FLIP_LEFT_RIGHT), small.transpose(Image.FLIP_TOP_BOTTOM)]
+    extractor = ClipEsCamExtractor(clip, voc_vocabulary(), CamSettings(batch_size=3))
+    items = [(extractor.prepare(img), tags) for img, tags in zip(images, ([7, 17], [7], [4, 14, 8]))]
+    copies = []
+    original = torch.Tensor.cpu
+
+    def counting_cpu(tensor: torch.Tensor, *args, **kwargs) -> torch.Tensor:
+        copies.append(tuple(tensor.shape))
+        return original(tensor, *args, **kwargs)
+
+    monkeypatch.setattr(torch.Tensor, "cpu", counting_cpu)
+    results = extractor.extract_batch(items)
+    assert len(results) == 3
+    assert len(copies) <= 4 + len(items), copies

@@ -153,6 +153,18 @@ def test_clip_pixels_solid_colour() -> None:
         np.testing.assert_allclose(pixels[channel].numpy(), np.full((16, 16), value), atol=1e-6, rtol=0)
 
 
+def test_clip_pixels_equal_torchvision_steps_bit_for_bit() -> None:
+    """ToTensor (HWC uint8 -> CHW float / 255) then Normalize, as the reference computes them."""
+    skimage_data = pytest.importorskip("skimage.data")
+    image = Image.fromarray(skimage_data.astronaut()).resize((500, 375), Image.BICUBIC)
+    resized = image.resize((512, 384), Image.BICUBIC)
+    expected = torch.from_numpy(np.array(resized, dtype=np.uint8)).permute(2, 0, 1).contiguous().to(torch.float32).div(255)
+    expected = expected.sub_(torch.tensor(CLIP_MEAN).view(3, 1, 1)).div_(torch.tensor(CLIP_STD).view(3, 1, 1))
+    assert torch.equal(clip_pixels(image, (384, 512)), expected)
+    with pytest.raises(ImageError, match="RGB"):
+        clip_pixels(image.convert("L"), (16, 16))
+
+
 def test_clip_pixels_size_is_height_width() -> None:
     """`size` is (h, w): a (16, 32) request gives 16 rows and 32 columns."""
     image = Image.new("RGB", (5, 3), (0, 0, 0))

@@ -13,6 +13,7 @@ one batched product.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -110,6 +111,52 @@ def resize_maps(maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(maps[None].float(), size=size, mode="bilinear", align_corners=False)[0]
 
 
+def box_masks(cams: np.ndarray, tag_counts: Sequence[int], threshold: float) -> np.ndarray:
+    """Box masks of the first `tag_counts[b]` maps of every image; False on padding slots.
+
+    Shape: cams `(B, K_max, h, w)` in [0, 1] -> `(B, K_max, h, w)` bool.
+    """
+    masks = np.zeros(cams.shape, dtype=bool)
+    for image, count in enumerate(tag_counts):
+        for slot in range(count):
+            masks[image, slot] = box_mask(cams[image, slot], threshold)
+    return masks
+
+
+def refine_images(
+    gradcams: torch.Tensor,
+    attention: torch.Tensor,
+    tag_counts: Sequence[int],
+    output_sizes: Sequence[tuple[int, int]],
+    settings: CaaSettings | None = None,
+) -> list[torch.Tensor]:
+    """CAA for a batch of images on the same token grid.
+
+    The affinities of all images are normalised in one batched Sinkhorn, and the box masks
+    (cv2, on the host) take one device-to-host copy of all maps and one copy back, instead of a
+    round trip per image; each image is then propagated, normalised and resized as by itself,
+    so the result equals `refine_image` image by image.
+
+    Args:
+        gradcams: `(B, K_max, h, w)` Grad-CAM maps; slots `>= tag_counts[b]` are padding.
+        attention: `(B, h*w, h*w)` mean attention per image.
+        tag_counts: `K_b` per image.
+        output_sizes: `(H_b, W_b)` per image.
+        settings: CAA parameters.
+
+    Returns:
+        Per image, `(K_b, H_b, W_b)` float32 refined maps on the maps' device.
+    """
+    settings = settings or CaaSettings()
+    transitions = affinity_transition(attention, settings.sinkhorn_rounds)
+    cams = gradcams.detach().float().cpu().numpy()
+    masks = torch.from_numpy(box_masks(cams, tag_counts, settings.box_threshold)).to(gradcams.device)
+    return [
+        resize_maps(refine_with_affinity(gradcams[b, :count], transitions[b], masks[b, :count], settings.affinity_power), size)
+        for b, (count, size) in enumerate(zip(tag_counts, output_sizes))
+    ]
+
+
 def refine_image(
     gradcam: torch.Tensor,
     attention: torch.Tensor,
@@ -117,9 +164,4 @@ def refine_image(
     settings: CaaSettings | None = None,
 ) -> torch.Tensor:
     """CAA for one image: `(K, h, w)` Grad-CAMs + `(h*w, h*w)` attention -> `(K, H, W)` refined maps."""
-    settings = settings or CaaSettings()
-    transition = affinity_transition(attention, settings.sinkhorn_rounds)
-    cams = gradcam.detach().float().cpu().numpy()
-    masks = np.stack([box_mask(cam, settings.box_threshold) for cam in cams]) if len(cams) else np.zeros(cams.shape, bool)
-    refined = refine_with_affinity(gradcam, transition, torch.from_numpy(masks), settings.affinity_power)
-    return resize_maps(refined, output_size)
+    return refine_images(gradcam[None], attention[None], [gradcam.shape[0]], [output_size], settings)[0]

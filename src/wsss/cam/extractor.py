@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from wsss.cam.caa import CaaSettings, refine_image
+from wsss.cam.caa import CaaSettings, refine_images
 from wsss.cam.last_block import channel_weights, forward_last_block, supports_closed_form
 from wsss.cam.gradcam import (
     channel_weights_through_linear,
@@ -254,6 +254,11 @@ class ClipEsCamExtractor:
         attention_sum = last_attention if state.attention_sum is None else state.attention_sum + last_attention
         attention = attention_sum / (state.attention_count + 1)
 
+        # One device-to-host copy per output for the whole batch; each image's arrays are views.
+        cams_host, attention_host = cams.cpu().numpy(), attention.cpu().numpy()
+        probabilities_host = probabilities.float().cpu().numpy()
+        sizes = [prepared.original_size for prepared, _ in batch]
+        refined = refine_images(cams, attention, counts, sizes, self.caa) if refine else None
         results = []
         for b, (prepared, ids) in enumerate(batch):
             k = len(ids)
@@ -261,13 +266,12 @@ class ClipEsCamExtractor:
                 class_ids=ids,
                 original_size=prepared.original_size,
                 grid=grid,
-                gradcam=cams[b, :k].cpu().numpy(),
-                attention=attention[b].cpu().numpy(),
-                tag_probabilities=probabilities[b, :k].float().cpu().numpy(),
+                gradcam=cams_host[b, :k],
+                attention=attention_host[b],
+                tag_probabilities=probabilities_host[b, :k],
             )
-            if refine:
-                refined = refine_image(cams[b, :k], attention[b], prepared.original_size, self.caa)
-                result.refined = refined.cpu().numpy()
+            if refined is not None:
+                result.refined = refined[b].cpu().numpy()
             results.append(result)
         return results
 
@@ -310,11 +314,8 @@ class ClipEsCamExtractor:
     def _tag_background_rows(self, tag_sets: list[np.ndarray]) -> torch.Tensor:
         """`(B, K_max, E)` learned background prompt of each tag slot (zeros on padding slots)."""
         assert self._learned_background is not None
-        k_max = max(len(ids) for ids in tag_sets)
-        rows = torch.zeros(len(tag_sets), k_max, self._learned_background.shape[-1], device=self.device)
-        for b, ids in enumerate(tag_sets):
-            rows[b, : len(ids)] = self._learned_background[torch.as_tensor(ids, device=self.device)]
-        return rows
+        index, valid = self._tag_slots(tag_sets)
+        return torch.where(valid[..., None], self._learned_background[index], 0.0)
 
     def _text_rows(self, tag_sets: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
         """`(B, K_max + M [+ K_max], E)` prompt rows and their validity.
@@ -322,22 +323,27 @@ class ClipEsCamExtractor:
         Rows: the tags, then the background words, then (with learned prompts) each tag's learned
         background prompt.
         """
-        k_max = max(len(ids) for ids in tag_sets)
+        index, tags_valid = self._tag_slots(tag_sets)
         background = self._background_text
-        learned = self._learned_background
-        m = background.shape[0]
-        dim = self._class_text.shape[-1]
-        extra = k_max if learned is not None else 0
-        rows = torch.zeros(len(tag_sets), k_max + m + extra, dim, device=self.device)
-        valid = torch.zeros(rows.shape[:2], dtype=torch.bool, device=self.device)
+        slot_valid = tags_valid[..., None]
+        blocks = [
+            torch.where(slot_valid, self._class_text[index], 0.0),
+            background.expand(len(tag_sets), *background.shape),
+        ]
+        valid = [tags_valid, tags_valid.new_ones(len(tag_sets), background.shape[0])]
+        if self._learned_background is not None:
+            blocks.append(torch.where(slot_valid, self._learned_background[index], 0.0))
+            valid.append(tags_valid)
+        return torch.cat(blocks, dim=1).float(), torch.cat(valid, dim=1)
+
+    def _tag_slots(self, tag_sets: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+        """`(B, K_max)` class id of every tag slot (0 on padding) and its validity, on the device.
+
+        Built on the host and copied once, rather than indexed on the device image by image.
+        """
+        k_max = max(len(ids) for ids in tag_sets)
+        index = np.zeros((len(tag_sets), k_max), dtype=np.int64)
         for b, ids in enumerate(tag_sets):
-            k = len(ids)
-            index = torch.as_tensor(ids, device=self.device)
-            rows[b, :k] = self._class_text[index]
-            rows[b, k_max : k_max + m] = background
-            valid[b, :k] = True
-            valid[b, k_max : k_max + m] = True
-            if learned is not None:
-                rows[b, k_max + m : k_max + m + k] = learned[index]
-                valid[b, k_max + m : k_max + m + k] = True
-        return rows, valid
+            index[b, : len(ids)] = ids
+        valid = np.arange(k_max)[None, :] < np.array([len(ids) for ids in tag_sets])[:, None]
+        return torch.from_numpy(index).to(self.device), torch.from_numpy(valid).to(self.device)

@@ -74,10 +74,12 @@ def tag_gradients(
         `(K_max, *leaf.shape)` gradients; slots `k >= K_b` of image b are zero.
     """
     k_max = max(tag_counts) if tag_counts else 0
-    cotangents = torch.zeros((k_max, *probabilities.shape), dtype=probabilities.dtype, device=probabilities.device)
+    # Built on the host and copied once: indexing on a GPU image by image costs a launch each.
+    cotangents = torch.zeros((k_max, *probabilities.shape), dtype=probabilities.dtype)
     for image_index, count in enumerate(tag_counts):
-        slots = torch.arange(count, device=probabilities.device)
+        slots = torch.arange(count)
         cotangents[slots, image_index, slots] = 1.0
+    cotangents = cotangents.to(probabilities.device)
     if k_max == 0:
         return torch.zeros((0, *leaf.shape), dtype=leaf.dtype, device=leaf.device)
     if batched:

@@ -3,13 +3,14 @@
 The CLIP-ES reference loads OpenAI's `ViT-B-16.pt` (a TorchScript archive whose weights are
 stored in fp16) and runs it with QuickGELU. This module accepts that file as it is, plain
 OpenAI-format state dicts, open_clip state dicts and open_clip training checkpoints, and never
-unpickles arbitrary Python objects: state dicts go through `torch.load(weights_only=True)` and
-TorchScript archives through `torch.jit.load`, which only rebuilds TorchScript modules.
+runs code from a file: state dicts go through `torch.load(weights_only=True)`; TorchScript
+archives are never given to `torch.jit.load` (which runs their `__setstate__` code), their
+tensors are read weights-only by `wsss.clip.torchscript_archive`. The architecture read from
+OpenAI-format weights must be the one `model_name` names (a ViT-B/32 file is not "ViT-B-16").
 """
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -20,6 +21,8 @@ import open_clip
 import torch
 from torch import nn
 
+from wsss.clip.architecture import architecture_of_config, architecture_of_openai_state_dict
+from wsss.clip.torchscript_archive import is_torchscript_archive, read_torchscript_weights
 from wsss.datasets.records import file_sha256
 from wsss.errors import CheckpointError
 
@@ -31,6 +34,12 @@ _PRECISION_DTYPES: dict[str, torch.dtype] = {
     "fp16": torch.float16,
     "bf16": torch.bfloat16,
 }
+
+OPENAI_PUBLISHED_SHA256 = {
+    "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f": "openai/ViT-B-16.pt",
+    "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af": "openai/ViT-B-32.pt",
+}
+"""SHA-256 digests OpenAI publishes in its download URLs (clip/clip.py); a match is recorded."""
 
 HOW_TO_PROVIDE_WEIGHTS = (
     "CLIP weights cannot be downloaded here. Copy OpenAI's ViT-B-16.pt (TorchScript archive or "
@@ -181,7 +190,7 @@ def _load_checkpoint_file(source: ClipSource) -> LoadedClip:
     if fmt == "auto":
         fmt = "open_clip" if container == "open_clip_train" else "openai"
     if fmt == "openai":
-        model = _build_from_openai_state_dict(path, state_dict)
+        model = _build_from_openai_state_dict(path, state_dict, source.model_name)
     elif fmt == "open_clip":
         model = open_clip.create_model(source.model_name, pretrained=None)
         try:
@@ -196,24 +205,18 @@ def _load_checkpoint_file(source: ClipSource) -> LoadedClip:
         source.model_name,
         f"file:{path.name}",
         checkpoint_sha256=digest,
-        details={"checkpoint_format": fmt, "checkpoint_container": container},
+        details={
+            "checkpoint_format": fmt,
+            "checkpoint_container": container,
+            **({"published_as": OPENAI_PUBLISHED_SHA256[digest]} if digest in OPENAI_PUBLISHED_SHA256 else {}),
+        },
     )
 
 
 def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str]:
     """Return (state dict, container kind) where kind is torchscript, state_dict or open_clip_train."""
-    if _is_torchscript_archive(path):
-        try:
-            scripted = torch.jit.load(str(path), map_location="cpu")
-        except Exception as error:
-            raise CheckpointError(f"{path}: TorchScript archive could not be read: {error}") from error
-        # Scripted modules also list buffers such as the text causal mask; they are not weights.
-        weights = {
-            name: tensor.detach().clone()
-            for name, tensor in scripted.state_dict().items()
-            if name.rsplit(".", 1)[-1] != "attn_mask"
-        }
-        return weights, "torchscript"
+    if is_torchscript_archive(path):
+        return read_torchscript_weights(path), "torchscript"
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
@@ -232,19 +235,33 @@ def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str]:
     return state_dict, container
 
 
-def _is_torchscript_archive(path: Path) -> bool:
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as archive:
-        return any(name.endswith("constants.pkl") or "/code/" in name for name in archive.namelist())
+def _check_architecture(path: Path, state_dict: dict[str, torch.Tensor], model_name: str) -> None:
+    """The weights must be the architecture `model_name` names (it is what lineage records)."""
+    try:
+        found = architecture_of_openai_state_dict(state_dict)
+    except (KeyError, IndexError) as error:
+        raise CheckpointError(f"{path}: not an OpenAI CLIP ViT state dict (no {error})") from None
+    expected = architecture_of_config(model_name)
+    if expected is None:
+        raise CheckpointError(
+            f"{path}: clip.model_name {model_name!r} is not an open_clip ViT architecture, so these weights "
+            f"({found.describe()}) cannot be checked against it; name the file's architecture, e.g. ViT-B-16"
+        )
+    if found != expected:
+        raise CheckpointError(
+            f"{path}: the weights are a {found.describe()}, but clip.model_name {model_name!r} is a "
+            f"{expected.describe()} (differs in {', '.join(found.differences(expected))}); "
+            "use the file of that architecture or set clip.model_name to the file's"
+        )
 
 
-def _build_from_openai_state_dict(path: Path, state_dict: dict[str, torch.Tensor]) -> nn.Module:
+def _build_from_openai_state_dict(path: Path, state_dict: dict[str, torch.Tensor], model_name: str) -> nn.Module:
     if "visual.proj" not in state_dict:
         raise CheckpointError(
             f"{path}: not an OpenAI CLIP ViT state dict (no 'visual.proj'); "
             "set clip.checkpoint_format: open_clip for open_clip checkpoints"
         )
+    _check_architecture(path, state_dict, model_name)
     try:
         model = open_clip.model.build_model_from_openai_state_dict(dict(state_dict), quick_gelu=True, cast_dtype=None)
     except (KeyError, RuntimeError) as error:

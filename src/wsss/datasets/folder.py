@@ -2,7 +2,9 @@
 
 CSV: header `image,tags`, one row per image, tags separated by `;` (`dog.jpg,dog;person`).
 JSON: one object mapping image file names to tag lists (`{"dog.jpg": ["dog", "person"]}`).
-Image names are relative to `images_dir`; the image id is the file stem.
+Image names are relative to `images_dir`; the image id is the file stem. Ground truth, when
+`ground_truth_dir` is given, is `<ground_truth_dir>/<image name with .png>` (`sub/dog.jpg` ->
+`<ground_truth_dir>/sub/dog.png`), a palette or index PNG (`wsss.datasets.ground_truth`).
 """
 
 from __future__ import annotations
@@ -10,10 +12,12 @@ from __future__ import annotations
 import csv
 import io
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from typing import Any
 
+from wsss.datasets.ground_truth import check_ground_truth_dir, existing_ground_truth
+from wsss.datasets.ids import colliding_ids, collision_reason
 from wsss.datasets.records import (
     Manifest,
     check_tags,
@@ -96,7 +100,9 @@ def load_folder(
     images_dir: str,
     tags_file: str,
     class_names: Sequence[str],
+    ground_truth_dir: str | None = None,
     *,
+    rename: Mapping[str, str] | None = None,
     name: str | None = None,
     failures: FailureReport | None = None,
 ) -> Manifest:
@@ -107,21 +113,27 @@ def load_folder(
         images_dir: directory of the images; names in the tags file are relative to it.
         tags_file: `.csv` (header `image,tags`, tags `;`-separated) or `.json` (object of lists).
         class_names: the class list tags must belong to.
+        ground_truth_dir: folder of label PNGs mirroring `images_dir` (must exist); an image
+            whose PNG is absent has no ground truth. None: no ground truth.
+        rename: tag name in the file -> class name (the vocabulary's `dataset_names`).
         name: manifest name; default the tags file's stem.
-        failures: when given, per-image problems (unsafe name, duplicate id, unknown tag, missing
-            or unreadable image) are recorded there and the image is left out instead of raising;
-            problems of the whole tags file still raise.
+        failures: when given, per-image problems (unsafe name, duplicate or colliding id, unknown
+            tag, missing or unreadable image) are recorded there and the image is left out instead
+            of raising; problems of the whole tags file still raise.
 
     Returns:
-        The manifest; image id = file stem; no ground truth; rows with no tags keep `tags=()`.
+        The manifest; image id = file stem; rows with no tags keep `tags=()`.
 
     Raises:
         DatasetError: naming the file (and line or key) for syntax errors, unsupported
-            extensions, missing images, unsafe names, duplicate ids and unknown tags.
+            extensions, missing images, unsafe names, duplicate ids and unknown tags, and naming
+            `ground_truth_dir` when that folder does not exist.
     """
     root = Path(root)
     validate_relative_path(images_dir, "images_dir")
     validate_relative_path(tags_file, "tags_file")
+    check_ground_truth_dir(root, ground_truth_dir)
+    renamed = dict(rename or {})
     tags_path = safe_join(root, tags_file)
     suffix = tags_path.suffix.lower()
     if suffix not in (".csv", ".json"):
@@ -138,16 +150,20 @@ def load_folder(
                 raise DatasetError(f"{tags_path}: {where}: {error}") from None
             failures.add(image, f"{tags_path}: {where}", str(error))
             continue
+        tags = unique_in_order(renamed.get(tag, tag) for tag in tags)
         entries.append((PurePosixPath(image).stem, image, tags, where))
     if failures is None:
         check_unique_ids((image_id for image_id, *_ in entries), str(tags_path))
     else:
         entries = _drop_duplicates(entries, tags_path, failures)
+    entries = _drop_colliding(entries, tags_path, failures)
     records = []
     for image_id, image, tags, where in entries:
         try:
             check_tags(image_id, tags, class_names, f"{tags_path}: {where}")
-            records.append(make_record(root, image_id, f"{images_dir}/{image}", tags, None))
+            stem_path = str(PurePosixPath(image).with_suffix(""))
+            ground_truth = existing_ground_truth(root, ground_truth_dir, image_id, stem_path)
+            records.append(make_record(root, image_id, f"{images_dir}/{image}", tags, ground_truth))
         except DatasetError as error:
             if failures is None:
                 raise
@@ -166,4 +182,21 @@ def _drop_duplicates(
             failures.add(image_id, f"{tags_path}: {where}", f"duplicate image id {image_id!r} ({image})")
         else:
             kept.append((image_id, image, tags, where))
+    return kept
+
+
+def _drop_colliding(
+    entries: list[tuple[str, str, tuple[str, ...], str]], tags_path: Path, failures: FailureReport | None
+) -> list[tuple[str, str, tuple[str, ...], str]]:
+    """Entries without the later of two ids that differ only by case or Unicode normalisation."""
+    refused = {position: (image_id, earlier) for position, image_id, earlier in colliding_ids(e[0] for e in entries)}
+    kept = []
+    for position, entry in enumerate(entries):
+        if position not in refused:
+            kept.append(entry)
+            continue
+        reason = collision_reason(*refused[position])
+        if failures is None:
+            raise DatasetError(f"{tags_path}: {entry[3]}: {reason}")
+        failures.add(entry[0], f"{tags_path}: {entry[3]}", reason)
     return kept

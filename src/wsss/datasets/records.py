@@ -4,6 +4,11 @@ A manifest lists, per image, its id, its image-level tags and paths *relative to
 root* (POSIX strings), so that a manifest stays valid when the tree is moved and never points
 outside it. Everything that reaches the file system goes through `safe_join`, which refuses
 absolute paths and paths that resolve (symlinks included) outside the root.
+
+Ground truth either belongs to the dataset (`ground_truth_root="dataset"`, a PNG under the dataset
+root) or was derived from it by `prepare` (`"derived"`, e.g. COCO masks rasterised from the
+instances JSON), in which case the path is relative to the folder of derived label maps that the
+caller names; `wsss.datasets.ground_truth` resolves and reads both.
 """
 
 from __future__ import annotations
@@ -20,10 +25,15 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
+from wsss.bounded_parsing import ParseError, loads_json
+from wsss.datasets.ids import check_no_colliding_ids
 from wsss.errors import DatasetError
 
 MANIFEST_FORMAT = "wsss.datasets.manifest"
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+# Version 1 had no `ground_truth_root` (all ground truth was in the dataset); still readable.
+_READABLE_VERSIONS = (1, 2)
+GROUND_TRUTH_ROOTS = ("dataset", "derived")
 MAX_ID_LENGTH = 255
 _SHA256_PATTERN = re.compile(r"[0-9a-f]{64}")
 _HASH_CHUNK_BYTES = 1 << 20
@@ -170,17 +180,17 @@ def read_text(path: Path, what: str) -> str:
 def parse_json(
     text: str, source: str, object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None
 ) -> Any:
-    """`json.loads` whose errors name `source` with line and column.
+    """JSON of a dataset file (`wsss.bounded_parsing.loads_json`: bounded nesting) whose errors name
+    `source` with line and column.
 
     Raises:
-        DatasetError: on a syntax error, or a ValueError raised by `object_pairs_hook`.
+        DatasetError: on a syntax error, nesting deeper than any dataset file needs, or a
+            ValueError raised by `object_pairs_hook`.
     """
     try:
-        return json.loads(text, object_pairs_hook=object_pairs_hook)
-    except json.JSONDecodeError as error:
-        raise DatasetError(f"{source}: invalid JSON at line {error.lineno} column {error.colno}: {error.msg}") from None
-    except ValueError as error:
-        raise DatasetError(f"{source}: {error}") from None
+        return loads_json(text, source, object_pairs_hook=object_pairs_hook)
+    except ParseError as error:
+        raise DatasetError(str(error)) from None
 
 
 @dataclass(frozen=True)
@@ -191,10 +201,12 @@ class ImageRecord:
         image_id: unique within the dataset; a valid file-name component.
         image_path: the image, relative to the dataset root.
         tags: image-level class names, unique, in the dataset's order; may be empty.
-        ground_truth_path: the label PNG relative to the root, or None.
+        ground_truth_path: the label PNG relative to its root (see `ground_truth_root`), or None.
         sha256: hex SHA-256 of the image file's bytes.
         width: image width in pixels, from the file header.
         height: image height in pixels, from the file header.
+        ground_truth_root: "dataset" (relative to the dataset root) or "derived" (relative to
+            the folder of label maps `prepare` derived, e.g. rasterised COCO masks).
     """
 
     image_id: str
@@ -204,12 +216,18 @@ class ImageRecord:
     sha256: str
     width: int
     height: int
+    ground_truth_root: str = "dataset"
 
     def __post_init__(self) -> None:
         validate_image_id(self.image_id)
         validate_relative_path(self.image_path, f"image path of {self.image_id!r}")
         if self.ground_truth_path is not None:
             validate_relative_path(self.ground_truth_path, f"ground-truth path of {self.image_id!r}")
+        if self.ground_truth_root not in GROUND_TRUTH_ROOTS:
+            raise DatasetError(
+                f"{self.image_path}: ground_truth_root must be one of {GROUND_TRUTH_ROOTS}, "
+                f"got {self.ground_truth_root!r}"
+            )
         tags = tuple(self.tags) if isinstance(self.tags, (list, tuple)) else self.tags
         if not isinstance(tags, tuple) or not all(isinstance(tag, str) and tag for tag in tags):
             raise DatasetError(f"{self.image_path}: tags must be a sequence of non-empty strings, got {self.tags!r}")
@@ -246,7 +264,12 @@ def unique_in_order(items: Iterable[str]) -> tuple[str, ...]:
 
 
 def make_record(
-    root: Path, image_id: str, image_path: str, tags: Sequence[str], ground_truth_path: str | None
+    root: Path,
+    image_id: str,
+    image_path: str,
+    tags: Sequence[str],
+    ground_truth_path: str | None,
+    ground_truth_root: str = "dataset",
 ) -> ImageRecord:
     """Record for a file under `root`: size from its header, SHA-256 of its bytes.
 
@@ -259,16 +282,9 @@ def make_record(
     if not absolute.is_file():
         raise DatasetError(f"{absolute}: image file not found (image {image_id!r})")
     width, height = image_header_size(absolute)
-    return ImageRecord(image_id, image_path, tuple(tags), ground_truth_path, file_sha256(absolute), width, height)
-
-
-def existing_ground_truth(root: Path, ground_truth_dir: str | None, image_id: str) -> str | None:
-    """`<ground_truth_dir>/<image_id>.png` relative to `root` when that file exists, else None."""
-    if ground_truth_dir is None:
-        return None
-    relative = f"{ground_truth_dir}/{image_id}.png"
-    validate_relative_path(relative, "ground-truth path")
-    return relative if safe_join(root, relative).is_file() else None
+    return ImageRecord(
+        image_id, image_path, tuple(tags), ground_truth_path, file_sha256(absolute), width, height, ground_truth_root
+    )
 
 
 @dataclass(frozen=True)
@@ -298,6 +314,7 @@ class Manifest:
         if not all(isinstance(record, ImageRecord) for record in records):
             raise DatasetError(f"{source}: records must be ImageRecord objects")
         check_unique_ids((record.image_id for record in records), source)
+        check_no_colliding_ids(sorted(record.image_id for record in records), source)
         for record in records:
             check_tags(record.image_id, record.tags, class_names, source)
         object.__setattr__(self, "class_names", class_names)
@@ -327,7 +344,7 @@ class Manifest:
         """
         data = parse_json(text, source)
         _expect_keys(data, {"format", "version", "name", "class_names", "records"}, source, "manifest")
-        if data["format"] != MANIFEST_FORMAT or data["version"] != MANIFEST_VERSION:
+        if data["format"] != MANIFEST_FORMAT or data["version"] not in _READABLE_VERSIONS:
             raise DatasetError(
                 f"{source}: not a {MANIFEST_FORMAT} version {MANIFEST_VERSION} file "
                 f"(format {data['format']!r}, version {data['version']!r})"
@@ -335,6 +352,8 @@ class Manifest:
         if not isinstance(data["class_names"], list) or not isinstance(data["records"], list):
             raise DatasetError(f"{source}: 'class_names' and 'records' must be lists")
         fields = {"image_id", "image_path", "tags", "ground_truth_path", "sha256", "width", "height"}
+        if data["version"] >= 2:
+            fields.add("ground_truth_root")
         records = []
         for index, entry in enumerate(data["records"]):
             _expect_keys(entry, fields, source, f"record {index}")

@@ -18,6 +18,7 @@ from PIL import Image
 
 from wsss.datasets.records import ImageRecord, Manifest, validate_image_id
 from wsss.io.atomic import write_bytes_atomic
+from wsss.palette import palette_png_bytes
 from wsss.text.vocabulary import VOC_CLASS_NAMES
 
 SAMPLE_CLASS_NAMES: tuple[str, ...] = (*VOC_CLASS_NAMES, "cup", "rocket")
@@ -32,18 +33,6 @@ def _jpeg_bytes(rgb: np.ndarray) -> bytes:
     Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(
         buffer, format="JPEG", quality=JPEG_QUALITY, optimize=False, progressive=False
     )
-    return buffer.getvalue()
-
-
-def _palette_png_bytes(labels: np.ndarray) -> bytes:
-    """Palette PNG of `(H, W)` uint8 labels with the VOC colour map, as VOC ships its masks."""
-    from wsss.viz import voc_palette  # imported here: wsss.viz pulls in OpenCV
-
-    labels = np.ascontiguousarray(labels, dtype=np.uint8)
-    image = Image.frombytes("P", (labels.shape[1], labels.shape[0]), labels.tobytes())
-    image.putpalette(voc_palette().flatten().tolist())
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
     return buffer.getvalue()
 
 
@@ -107,7 +96,7 @@ def materialize_sample(destination: Path) -> Manifest:
         )
         ground_truth_path = f"SegmentationClass/{image_id}.png"
         if sample.ground_truth is not None:
-            _write_file(destination / ground_truth_path, _palette_png_bytes(sample.ground_truth))
+            _write_file(destination / ground_truth_path, palette_png_bytes(sample.ground_truth))
         else:
             (destination / ground_truth_path).unlink(missing_ok=True)
         records.append(

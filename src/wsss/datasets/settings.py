@@ -18,13 +18,22 @@ class DataSettings:
     kind: Literal["sample", "voc", "coco", "folder"] = setting("sample", "sample (materialised by `sample`), voc, coco or folder")
     root: str = setting("data/sample", "dataset root")
     split: str = setting("train", "split name (VOC `ImageSets/Segmentation/<split>.txt`)")
-    ground_truth_dir: str | None = setting("SegmentationClass", "VOC/COCO folder of ground-truth PNGs under root, if any")
+    ground_truth_dir: str | None = setting(
+        None,
+        "folder of ground-truth PNGs under root (must exist when given); null = the kind's default: VOC "
+        "`SegmentationClass` if present, COCO masks rasterised from the instances JSON, none for folders",
+    )
     instances_json: str | None = setting(None, "COCO instances file under root")
     images_dir: str | None = setting(None, "COCO or folder datasets: image folder under root")
     tags_file: str | None = setting(None, "folder datasets: CSV (`image,tags` with `;`) or JSON under root")
+    tags_from: Literal["annotations", "ground_truth"] = setting(
+        "annotations", "VOC tags from the `annotations` XML or from the `ground_truth` masks"
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)
+        if self.tags_from == "ground_truth" and self.kind not in ("sample", "voc"):
+            raise ConfigError(f"data.tags_from: ground_truth is only available for VOC layouts, not kind {self.kind!r}")
         if self.kind == "coco" and not (self.instances_json and self.images_dir):
             raise ConfigError("data.instances_json and data.images_dir are required for COCO")
         if self.kind == "folder" and not (self.images_dir and self.tags_file):

@@ -1,7 +1,8 @@
 """Full-decode validation of a manifest's images and ground-truth masks at the pipeline boundary.
 
 Loaders read only file headers (fast); before any model runs, every image is decoded in full
-and every ground-truth mask is checked against its image, so that later stages can trust the
+and every ground-truth mask is checked against its image (mode, values, size; see
+`wsss.datasets.ground_truth` for the accepted encodings), so that later stages can trust the
 manifest. Problems are per image: they go to a `FailureReport` and the image is left out.
 """
 
@@ -10,43 +11,47 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from PIL import Image, UnidentifiedImageError
-
+from wsss.datasets.ground_truth import GroundTruthFiles, decode_label_map, label_values_problem
 from wsss.datasets.records import ImageRecord, Manifest, safe_join
 from wsss.errors import DatasetError, ImageError
 from wsss.failures import FailureReport
 from wsss.imaging import TRANSPOSING_ORIENTATIONS, check_decodes, exif_orientation
 
 
-def ground_truth_problem(record: ImageRecord, root: Path) -> str | None:
+def ground_truth_problem(record: ImageRecord, files: GroundTruthFiles, num_classes: int) -> str | None:
     """Why the record's ground-truth mask is unusable, or None when it is fine (or absent).
 
-    The mask must decode and have the image's raw (header) size: EXIF orientation is never
-    applied, so a mask drawn on the rotated view is a mismatch, and the reason says so.
+    The mask must be a palette or single-channel image with values 0..num_classes or 255, of
+    the image's raw (header) size: EXIF orientation is never applied, so a mask drawn on the
+    rotated view is a mismatch, and the reason says so.
     """
     if record.ground_truth_path is None:
         return None
-    path = safe_join(root, record.ground_truth_path)
+    path = files.path(record)
     try:
-        with Image.open(path) as handle:
-            handle.load()
-            size = handle.size
-    except FileNotFoundError:
-        return f"ground-truth mask {path} not found"
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        return f"ground-truth mask {path} cannot be decoded ({type(error).__name__}: {error})"
-    if size == (record.width, record.height):
+        labels = decode_label_map(path)
+    except DatasetError as error:
+        return str(error)
+    values = label_values_problem(labels, num_classes)
+    if values is not None:
+        return f"ground-truth mask {path} {values}"
+    height, width = labels.shape
+    if (width, height) == (record.width, record.height):
         return None
-    reason = (
-        f"ground-truth mask {path} is {size[0]}x{size[1]} but its image is {record.width}x{record.height}"
-    )
-    image_path = safe_join(root, record.image_path)
-    if size == (record.height, record.width) and exif_orientation(image_path) in TRANSPOSING_ORIENTATIONS:
+    reason = f"ground-truth mask {path} is {width}x{height} but its image is {record.width}x{record.height}"
+    image_path = safe_join(files.dataset_root, record.image_path)
+    if (width, height) == (record.height, record.width) and exif_orientation(image_path) in TRANSPOSING_ORIENTATIONS:
         reason += " (the mask matches the EXIF-rotated view; masks must use the raw pixel orientation)"
     return reason
 
 
-def validate_images(manifest: Manifest, root: Path, max_pixels: int | None, failures: FailureReport) -> Manifest:
+def validate_images(
+    manifest: Manifest,
+    root: Path,
+    max_pixels: int | None,
+    failures: FailureReport,
+    derived_ground_truth: Path | None = None,
+) -> Manifest:
     """The manifest without images that fail a full decode, exceed `max_pixels`, carry no tags
     or have an unusable ground-truth mask; each of those is recorded in `failures`.
 
@@ -55,7 +60,10 @@ def validate_images(manifest: Manifest, root: Path, max_pixels: int | None, fail
         root: the dataset root the records' paths are relative to.
         max_pixels: images with more pixels are refused before decoding; None = no limit.
         failures: receives one entry per refused image (file and reason).
+        derived_ground_truth: folder of the label maps `prepare` derived (COCO masks), if any.
     """
+    files = GroundTruthFiles(Path(root), derived_ground_truth)
+    num_classes = len(manifest.class_names)
     kept = []
     for record in manifest.records:
         image_path = safe_join(root, record.image_path)
@@ -68,7 +76,7 @@ def validate_images(manifest: Manifest, root: Path, max_pixels: int | None, fail
             failures.add(record.image_id, str(image_path), str(error))
             continue
         try:
-            problem = ground_truth_problem(record, root)
+            problem = ground_truth_problem(record, files, num_classes)
         except DatasetError as error:
             problem = str(error)
         if problem is not None:

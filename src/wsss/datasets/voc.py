@@ -1,22 +1,33 @@
-"""PASCAL VOC 2012 layout: split file, JPEGImages, Annotations XML, optional class PNGs.
+"""PASCAL VOC 2012 layout: split file, JPEGImages, Annotations XML and/or class PNGs.
 
-Tags are the unique `<object><name>` values of an image's annotation, in order of appearance.
-Difficult objects are kept by default because the CLIP-ES reference's class labels include them.
-Annotation files are parsed with the standard library's ElementTree after refusing any
-DOCTYPE or ENTITY declaration, which is what makes entity-expansion attacks possible.
+Tags come from one of two sources (`tags_from`):
+
+* "annotations": the unique `<object><name>` values of `Annotations/<id>.xml`, in order of
+  appearance. Difficult objects are kept by default because the CLIP-ES reference's class labels
+  include them. Files are parsed with the standard library's ElementTree after refusing any
+  DOCTYPE or ENTITY declaration, which is what makes entity-expansion attacks possible.
+* "ground_truth": the classes present in `<ground_truth_dir>/<id>.png` (values 1..C; 0 and 255
+  are not tags), in class order, as the reference derives its VOC labels from the masks; no
+  Annotations folder is needed.
 """
 
 from __future__ import annotations
 
 import xml.etree.ElementTree as ElementTree
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
+from wsss.datasets.ground_truth import (
+    check_ground_truth_dir,
+    existing_ground_truth,
+    read_label_map,
+    tags_from_label_map,
+)
+from wsss.datasets.ids import colliding_ids, collision_reason
 from wsss.datasets.records import (
     Manifest,
     check_tags,
     check_unique_ids,
-    existing_ground_truth,
     make_record,
     read_text,
     safe_join,
@@ -29,6 +40,7 @@ from wsss.failures import FailureReport
 
 SPLIT_DIRS: tuple[str, ...] = ("ImageSets/Segmentation", "ImageSets/Main")
 _FORBIDDEN_XML_MARKERS: tuple[str, ...] = ("<!DOCTYPE", "<!ENTITY")
+TAG_SOURCES: tuple[str, ...] = ("annotations", "ground_truth")
 
 
 class _NoDoctypeTreeBuilder(ElementTree.TreeBuilder):
@@ -118,7 +130,9 @@ def load_voc(
     class_names: Sequence[str],
     ground_truth_dir: str | None = "SegmentationClass",
     *,
+    tags_from: str = "annotations",
     skip_difficult: bool = False,
+    rename: Mapping[str, str] | None = None,
     name: str | None = None,
     failures: FailureReport | None = None,
 ) -> Manifest:
@@ -128,35 +142,58 @@ def load_voc(
         root: the directory holding JPEGImages/, Annotations/ and ImageSets/ (VOC2012/).
         split: split name; ids come from `ImageSets/Segmentation/<split>.txt`, falling back to
             `ImageSets/Main/<split>.txt`.
-        class_names: the dataset's classes; a tag outside them is an error.
-        ground_truth_dir: root-relative directory of `<id>.png` label maps; an image whose PNG
-            is absent gets `ground_truth_path=None`. None: never look.
+        class_names: the dataset's classes; a tag outside them is an error; label = index + 1.
+        ground_truth_dir: root-relative folder of `<id>.png` label maps (must exist); an image
+            whose PNG is absent gets `ground_truth_path=None`. None: never look.
+        tags_from: "annotations" (the XML) or "ground_truth" (the classes in each mask).
         skip_difficult: drop objects marked difficult (default keeps them, as CLIP-ES does).
+        rename: XML object name -> class name (the vocabulary's `dataset_names`).
         name: manifest name; default `voc-<split>`.
-        failures: when given, per-image problems (annotation, unknown tag, missing or unreadable
-            image) are recorded there and the image is left out; split-file problems still raise.
+        failures: when given, per-image problems (annotation, mask, unknown tag, missing or
+            unreadable image, an id colliding with an earlier one) are recorded there and the
+            image is left out; split-file problems still raise.
 
     Returns:
         The manifest, records sorted by id. Images with no objects keep `tags=()`.
 
     Raises:
-        DatasetError: naming the file for a missing split file, image or annotation, malformed
-            or DTD-bearing XML, unsafe ids or paths, duplicate ids and unknown tags.
+        DatasetError: naming the file for a missing split file, image, annotation or mask,
+            malformed or DTD-bearing XML, unsafe ids or paths, duplicate ids and unknown tags;
+            naming `ground_truth_dir` when it does not exist.
     """
     root = Path(root)
-    if ground_truth_dir is not None:
-        validate_relative_path(ground_truth_dir, "ground_truth_dir")
+    if tags_from not in TAG_SOURCES:
+        raise DatasetError(f"tags_from must be one of {TAG_SOURCES}, got {tags_from!r}")
+    if tags_from == "ground_truth" and ground_truth_dir is None:
+        raise DatasetError("tags_from 'ground_truth' needs a ground_truth_dir of label PNGs")
+    check_ground_truth_dir(root, ground_truth_dir)
     image_ids = read_split_ids(root, split)
+    refused = {
+        position: collision_reason(image_id, earlier) for position, image_id, earlier in colliding_ids(image_ids)
+    }
+    renamed = dict(rename or {})
     records = []
-    for image_id in image_ids:
-        annotation_path = safe_join(root, f"Annotations/{image_id}.xml")
+    for position, image_id in enumerate(image_ids):
+        source = f"Annotations/{image_id}.xml" if tags_from == "annotations" else f"{ground_truth_dir}/{image_id}.png"
         try:
-            tags = voc_object_names(parse_xml_file(annotation_path), annotation_path, skip_difficult)
-            check_tags(image_id, tags, class_names, str(annotation_path))
+            if position in refused:
+                raise DatasetError(f"{root / source}: {refused[position]}")
             ground_truth = existing_ground_truth(root, ground_truth_dir, image_id)
+            if tags_from == "annotations":
+                # Inside the try: an annotation symlinked out of the root costs this image only.
+                annotation_path = safe_join(root, source)
+                names = voc_object_names(parse_xml_file(annotation_path), annotation_path, skip_difficult)
+                tags = unique_in_order(renamed.get(tag, tag) for tag in names)
+                check_tags(image_id, tags, class_names, str(annotation_path))
+            else:
+                if ground_truth is None:
+                    raise DatasetError(
+                        f"{root / source}: no ground-truth mask to take the tags from (tags_from: ground_truth)"
+                    )
+                tags = tags_from_label_map(read_label_map(safe_join(root, ground_truth), len(class_names)), class_names)
             records.append(make_record(root, image_id, f"JPEGImages/{image_id}.jpg", tags, ground_truth))
         except DatasetError as error:
             if failures is None:
                 raise
-            failures.add(image_id, str(annotation_path), str(error))
+            failures.add(image_id, str(root / source), str(error))
     return Manifest(name or f"voc-{split}", tuple(records), tuple(class_names))

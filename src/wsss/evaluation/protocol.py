@@ -153,17 +153,6 @@ def metrics_document(split: str, scores: dict[str, SegmentationScores]) -> dict[
     return {split: document}
 
 
-def per_class_rows(scores: dict[str, SegmentationScores], class_names: Sequence[str]) -> list[dict[str, Any]]:
-    """Rows `{artifact, class, iou}` for classes with a defined IoU (a bar chart per artifact)."""
-    names = ["background", *class_names]
-    return [
-        {"artifact": key, "class": names[index], "iou": round(float(iou), 6)}
-        for key, score in scores.items()
-        for index, iou in enumerate(score.per_class_iou)
-        if not np.isnan(iou)
-    ]
-
-
 def summary_rows(scores: dict[str, SegmentationScores]) -> list[dict[str, Any]]:
     """Rows `{artifact, miou, pixels}` of the stage's table artifact."""
     return [{"artifact": k, "miou": round(float(s.mean_iou), 4), "pixels": int(s.num_pixels)} for k, s in scores.items()]

@@ -7,7 +7,7 @@ the root attributes and a per-image `compute` callback; the engine decides what 
 * every other shard is one job: unchanged images are copied from the previous store, the rest
   computed, into a scratch folder keyed by the stage identity and the keys (a killed run resumes
   shard by shard: a finished scratch shard is reused);
-* finished shards are then published into the store (atomic copies), shards of removed images
+* finished shards are then published into the store (atomic copies, `publish_copy`), shards of removed images
   deleted, the scratch folder dropped.
 
 Jobs go through `submit` (injected by the caller: the task runner's `.submit`, e.g. onto Dask
@@ -29,8 +29,9 @@ import numpy as np
 from wsss.errors import DatasetError, ImageError, StoreError
 from wsss.incremental.keys import CONTENT_KEY_ATTR, reusable_ids, shard_is_current, stage_identity, stale_shards, stored_keys
 from wsss.io import CamStore, ShardWriter, assign_shards, shard_path
-from wsss.io.atomic import copy_file_atomic, remove_leftover_temporaries
+from wsss.io.atomic import remove_leftover_temporaries
 from wsss.io.shard_assignment import assign_shards_by_hash
+from wsss.io.shard_writer import publish_copy
 from wsss.provenance import sha256_of
 
 # Per-image problems that cost the image, not the run.
@@ -240,8 +241,8 @@ def publish(outcomes: Sequence[ShardOutcome], output: Path, untouched: Sequence[
     published = []
     for outcome in outcomes:
         if outcome.path is not None:
-            copy_file_atomic(outcome.path, output / outcome.path.name)
-            published.append(output / outcome.path.name)
+            # A full disk: one StoreError naming the shard; the previous shard stays, nothing partial.
+            published.append(publish_copy(outcome.path, output / outcome.path.name))
     for stale in stale_shards(output, [*published, *(output / name for name in untouched)]):
         stale.unlink()
     remove_leftover_temporaries([output])

@@ -22,6 +22,7 @@ from typing import Any
 from wsss.errors import ArtifactWriteError
 
 TEMPORARY_PREFIX = ".tmp-"
+COPY_BLOCK_BYTES = 16 * 1024 * 1024
 
 
 def _fsync(path: Path) -> None:
@@ -47,19 +48,47 @@ class AtomicFile:
         except OSError as error:
             raise write_error(self.path, error) from error
 
-    def commit(self) -> None:
-        """fsync the written temporary file, rename it onto `path`, fsync the directory."""
+    def write(self, data: bytes) -> None:
+        """Write `data` as the temporary file's whole content (a short write is retried)."""
         try:
-            _fsync(self.temporary)
-            os.replace(self.temporary, self.path)
-            if os.name == "posix":
-                _fsync(self.path.parent)
+            descriptor = os.open(self.temporary, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o666)
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(descriptor, view) :]
+            finally:
+                os.close(descriptor)
         except OSError as error:
             self.discard()
             raise write_error(self.path, error) from error
 
+    def commit(self, durable: bool = True) -> None:
+        """fsync the written temporary file, rename it onto `path`, fsync the directory.
+
+        `durable=False` skips both fsyncs (still atomic for readers and a killed process, not for a
+        power cut): for files that are rebuilt anyway, e.g. thousands of review-report panels.
+        """
+        try:
+            if durable:
+                _fsync(self.temporary)
+            os.replace(self.temporary, self.path)
+        except OSError as error:
+            self.discard()
+            raise write_error(self.path, error) from error
+        if durable and os.name == "posix":
+            try:
+                _fsync(self.path.parent)  # makes the rename itself durable
+            except OSError as error:
+                raise ArtifactWriteError(
+                    f"{self.path}: written, but its directory could not be synced ({error.strerror or error})"
+                ) from error
+
     def discard(self) -> None:
-        self.temporary.unlink(missing_ok=True)
+        """Remove the temporary file (a failed removal must not hide the error being reported)."""
+        try:
+            self.temporary.unlink(missing_ok=True)
+        except OSError:
+            pass
 
 
 def write_error(path: Path, error: OSError) -> ArtifactWriteError:
@@ -82,13 +111,14 @@ def atomic_path(path: Path | str) -> Iterator[Path]:
     pending.commit()
 
 
-def write_bytes_atomic(path: Path | str, data: bytes) -> None:
-    with atomic_path(path) as temporary, open(temporary, "wb") as handle:
-        handle.write(data)
+def write_bytes_atomic(path: Path | str, data: bytes, *, durable: bool = True) -> None:
+    pending = AtomicFile(path)
+    pending.write(data)
+    pending.commit(durable)
 
 
-def write_text_atomic(path: Path | str, text: str) -> None:
-    write_bytes_atomic(path, text.encode("utf-8"))
+def write_text_atomic(path: Path | str, text: str, *, durable: bool = True) -> None:
+    write_bytes_atomic(path, text.encode("utf-8"), durable=durable)
 
 
 def write_json_atomic(path: Path | str, value: Any) -> None:
@@ -97,8 +127,8 @@ def write_json_atomic(path: Path | str, value: Any) -> None:
 
 
 def copy_file_atomic(source: Path | str, destination: Path | str) -> None:
-    with atomic_path(destination) as temporary:
-        shutil.copyfile(source, temporary)
+    with atomic_path(destination) as temporary, open(source, "rb") as reader, open(temporary, "wb") as writer:
+        shutil.copyfileobj(reader, writer, COPY_BLOCK_BYTES)
 
 
 def is_temporary(path: Path) -> bool:

@@ -15,6 +15,7 @@ from typing import Any
 import h5py
 import numpy as np
 
+from wsss.bounded_parsing import loads_json
 from wsss.errors import StoreError
 
 MAX_ATTR_BYTES = 64 * 1024
@@ -81,7 +82,7 @@ def from_attr(value: Any) -> Any:
     if isinstance(value, bytes):
         value = value.decode("utf-8")
     if isinstance(value, str):
-        return json.loads(value[len(JSON_PREFIX) :]) if value.startswith(JSON_PREFIX) else value
+        return loads_json(value[len(JSON_PREFIX) :], "HDF5 attribute") if value.startswith(JSON_PREFIX) else value
     if isinstance(value, np.generic) or (isinstance(value, np.ndarray) and value.ndim == 0):
         return value.item()
     return value

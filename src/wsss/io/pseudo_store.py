@@ -19,21 +19,13 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
+from wsss.bounded_parsing import loads_json
 from wsss.catalog import PseudoLayout
 from wsss.io.atomic import is_temporary, write_bytes_atomic
 from wsss.io.records import PseudoSummary
+from wsss.palette import palette_png_bytes
 from wsss.pseudo.labels import PseudoLabel
 from wsss.relabel.history import archive_outputs
-from wsss.viz import voc_palette
-
-
-def palette_png_bytes(labels: np.ndarray) -> bytes:
-    """`(H, W)` labels as a VOC-palette PNG."""
-    image = Image.fromarray(labels.astype(np.uint8), mode="P")
-    image.putpalette(voc_palette().flatten().tolist())
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def png_bytes(rgb: np.ndarray) -> bytes:
@@ -79,8 +71,9 @@ class PseudoMaskStore:
     def reusable_row(self, image_id: str, key: str) -> dict[str, Any] | None:
         """The stored summary row when the image's outputs are complete under `key`, else None."""
         try:
-            stored = json.loads(self.layout.output(PseudoLayout.KEYS, image_id).read_text())
-        except (OSError, ValueError):
+            path = self.layout.output(PseudoLayout.KEYS, image_id)
+            stored = loads_json(path.read_text(), str(path))
+        except (OSError, ValueError):  # incl. ParseError: a damaged key only means recompute
             return None
         if not isinstance(stored, dict) or stored.get("key") != key:
             return None

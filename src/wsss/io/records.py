@@ -7,11 +7,11 @@ reads them, both through these classes.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
+from wsss.bounded_parsing import loads_json
 from wsss.errors import StoreError
 from wsss.io.atomic import write_json_atomic
 
@@ -36,8 +36,8 @@ class JsonRecord:
         if not path.is_file():
             return None
         try:
-            data = json.loads(path.read_text())
-        except (OSError, ValueError) as error:
+            data = loads_json(path.read_text(), str(path))
+        except (OSError, ValueError) as error:  # ParseError included: syntax, nesting
             raise StoreError(f"{path}: cannot read the {cls.__name__} record ({error})") from error
         if not isinstance(data, dict):
             raise StoreError(f"{path}: a {cls.__name__} record must be a JSON object")
@@ -83,6 +83,7 @@ class ModelRecord(JsonRecord):
     params: dict[str, Any]
     flow_run_id: str | None
     recipe: dict[str, Any] = field(default_factory=dict)  # effective config values (file + train.* overrides)
+    corrections: dict[str, Any] | None = None  # human corrections used instead of pseudo masks (used, stale, digest)
 
     always = ("pseudo_params", "pseudo_flow_run_id", "flow_run_id")
 

@@ -7,8 +7,10 @@ from typing import ClassVar
 
 from wsss.settings import check_fields, setting
 
-# Codecs a store may be written with (`ShardWriter` compression names).
-STORE_COMPRESSIONS: tuple[str, ...] = ("gzip", "lzf")
+# Lossless codecs a store may be written with (`ShardWriter` compression names; the HDF5 filters
+# of each are in `wsss.io.codecs`). zstd: HDF5 shuffle + Zstandard 1 (read with h5py + `import hdf5plugin`).
+STORE_COMPRESSIONS: tuple[str, ...] = ("zstd", "blosc2-zstd", "gzip", "lzf", "none")
+DEFAULT_COMPRESSION = "zstd"
 MAP_DTYPES: tuple[str, ...] = ("float16", "float32")
 
 
@@ -28,7 +30,9 @@ class StoreSettings:
     shard_count: int | None = setting(
         None, "stable shards instead: sha256(id) % shard_count, so an added image rewrites only its shard", ge=1, le=1_000_000
     )
-    compression: str = setting("gzip", "shard codec", choices=STORE_COMPRESSIONS)
+    compression: str = setting(
+        DEFAULT_COMPRESSION, "lossless shard codec: zstd (shuffle + Zstandard), blosc2-zstd, gzip, lzf or none", choices=STORE_COMPRESSIONS
+    )
     gradcam_dtype: str = setting("float32", "storage dtype of the Grad-CAM maps", choices=MAP_DTYPES)
     attention_dtype: str = setting("float16", "storage dtype of the attention affinity", choices=MAP_DTYPES)
 

@@ -17,10 +17,13 @@ import torch
 from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file, save_file
 
+from wsss.bounded_parsing import loads_json
 from wsss.errors import StoreError
 from wsss.io.atomic import atomic_path
 
 TENSORS = ("context", "background_text", "class_text")
+MAX_METADATA_CHARS = 1 << 20
+"""Longest metadata value read back (ours are a few kB); nesting is bounded by `loads_json`."""
 
 
 @dataclass(frozen=True)
@@ -56,8 +59,10 @@ def load_learned_prompts(path: Path) -> LearnedPrompts:
         tensors = load_file(str(path))
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
-        attributes = {key: json.loads(value) for key, value in metadata.items()}
-    except (SafetensorError, OSError, ValueError) as error:
+        attributes = {
+            key: loads_json(value, f"metadata {key!r}", max_chars=MAX_METADATA_CHARS) for key, value in metadata.items()
+        }
+    except (SafetensorError, OSError, ValueError) as error:  # ParseError is a ValueError
         raise StoreError(f"{path}: cannot read learned prompts ({error})") from error
     missing = [name for name in TENSORS if name not in tensors]
     if missing:

@@ -8,6 +8,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from wsss.bounded_parsing import loads_json
 from wsss.errors import WsssError
 from wsss.io.atomic import copy_file_atomic
 
@@ -67,9 +68,9 @@ def read_run_log(path: Path) -> list[dict[str, Any]]:
     lines = path.read_text(encoding="utf-8").splitlines()
     for number, line in enumerate(lines, 1):
         try:
-            runs.append(json.loads(line))
-        except json.JSONDecodeError as error:
+            runs.append(loads_json(line, f"{path}: line {number}"))
+        except ValueError as error:  # ParseError: syntax or nesting
             if number == len(lines):
                 break
-            raise WsssError(f"{path}: line {number} is not JSON ({error})") from error
+            raise WsssError(str(error)) from None  # names the file and line
     return runs

@@ -77,7 +77,7 @@ dataset_type = 'PseudoMaskDataset'
 data_root = 'data/VOCdevkit/VOC2012'
 metainfo = dict(classes=None, palette=None)  # set by train_segmenter (any class list)
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageAsStored'),  # raw pixel grid, as every stage (no EXIF rotation)
     dict(type='LoadAnnotations'),
     dict(type='LoadConfidenceMap'),
     dict(type='RandomResize', scale=(500, 500), ratio_range=(0.5, 1.5), keep_ratio=True),
@@ -88,7 +88,7 @@ train_pipeline = [
 # Full image, no resize (deeplab-pytorch tests on the whole image); needed at top level by
 # mmseg's inference_model.
 test_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageAsStored'),  # raw pixel grid, as every stage (no EXIF rotation)
     dict(type='LoadAnnotations'),
     dict(type='PackSegInputs'),
 ]

@@ -12,7 +12,7 @@ model = dict(
     decode_head=dict(in_channels=512))
 
 train_pipeline = [
-    dict(type='LoadImageFromFile'),
+    dict(type='LoadImageAsStored'),  # raw pixel grid, as every stage (no EXIF rotation)
     dict(type='LoadAnnotations'),
     dict(type='LoadConfidenceMap'),
     dict(type='RandomResize', scale=(96, 96), ratio_range=(0.5, 1.5), keep_ratio=True),

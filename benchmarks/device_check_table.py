@@ -1,0 +1,99 @@
+"""The one table of `device_check.py`: each figure next to its H100 target and a verdict.
+
+Targets (issue 14 §3, on an H100): >= 200 VOC images/s CAM+CAA in fp16 and >= 10x the reference
+loop on the same GPU; cams+refine end to end >= 100 images/s; fp16 refined maps within 2e-2 of
+fp32 with >= 99.5 % pseudo-mask agreement. They are judged only in the GPU profile.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+TARGET_IMAGES_PER_S = 200.0
+TARGET_SPEEDUP = 10.0
+TARGET_STAGE_IMAGES_PER_S = 100.0
+TARGET_MAX_ABS = 2e-2
+TARGET_AGREEMENT = 0.995
+
+
+def verdict(value: float | None, target: float, on_gpu: bool) -> str:
+    if value is None:
+        return "not measured"
+    if not on_gpu:
+        return "n/a on CPU"
+    return "met" if value >= target else f"MISSED ({value / target:.0%} of target)"
+
+
+def _failure(name: str, part: dict[str, Any]) -> tuple[str, str, str, str]:
+    """The row of a part that failed (last line of its traceback) or was skipped."""
+    text = part.get("error") or part.get("skipped") or "not run"
+    return (name, text.strip().splitlines()[-1], "", "FAILED" if "error" in part else "SKIPPED")
+
+
+def table_rows(figures: dict[str, Any], on_gpu: bool) -> list[tuple[str, str, str, str]]:
+    """(quantity, value, target, verdict) rows of the one table."""
+    rows: list[tuple[str, str, str, str]] = []
+    part = figures.get("1_cam_caa", {})
+    if "sets" not in part:
+        rows.append(_failure("1 CAM+CAA", part))
+    else:
+        for name, data in part["sets"].items():
+            for batch, row in data["batches"].items():
+                ips = row["images_per_s"]
+                target = f">= {TARGET_IMAGES_PER_S:.0f} img/s" if name == "voc_500x375" else ""
+                memory = f" ({row['peak_cuda_mib']} MiB)" if row["peak_cuda_mib"] is not None else ""
+                rows.append((f"1 CAM+CAA {part['precision']} {name} batch {batch}", f"{ips} img/s{memory}",
+                             target, verdict(ips, TARGET_IMAGES_PER_S, on_gpu) if target else ""))
+            cam_only = data["cam_only"]
+            rows.append((f"1   {name}: CAM only, no CAA, batch {cam_only['batch']}", f"{cam_only['images_per_s']} img/s", "", ""))
+            rows.append((f"1   {name}: prepare (resize+normalise), one thread", f"{data['prepare_ms_per_image_one_thread']} ms/img", "", ""))
+        reference = part["reference"]
+        rows.append((f"1 reference procedure, one image at a time, {reference['precision']}", f"{reference['images_per_s']} img/s", "", ""))
+        speedup = part["speedup_best_batch_vs_reference"]
+        rows.append(("1 speed-up: best batch / reference (500x375)", f"{speedup}x", f">= {TARGET_SPEEDUP:.0f}x", verdict(speedup, TARGET_SPEEDUP, on_gpu)))
+    part = figures.get("2_fp16_vs_fp32", {})
+    if "refined_max_abs" in part:
+        max_abs = part["refined_max_abs"]
+        rows.append((f"2 fp16 vs fp32, {part['images']} images: max |refined diff|", f"{max_abs:.2e}", f"<= {TARGET_MAX_ABS:.0e}",
+                     ("met" if max_abs <= TARGET_MAX_ABS else "MISSED") if on_gpu else "n/a on CPU"))
+        rows.append((f"2   images whose box masks differ / max diff elsewhere",
+                     f"{part['images_with_different_box_masks']} / {part['refined_max_abs_where_boxes_agree']:.2e}", "", ""))
+        rows.append(("2   pixels over the target / gradcam max diff / last-block logit max",
+                     f"{100 * part['refined_pixel_fraction_over_target']:.3f} % / {part['gradcam_max_abs']:.2e} / "
+                     f"{part['last_block_attention_logit_max']}", "", ""))
+        rows.append((f"2 pseudo-mask pixel agreement ({'CRF' if part['crf'] else 'NO CRF: pydensecrf missing'})",
+                     f"{100 * part['pseudo_agreement']:.3f} %", f">= {100 * TARGET_AGREEMENT:.1f} %",
+                     verdict(part["pseudo_agreement"], TARGET_AGREEMENT, on_gpu)))
+    else:
+        rows.append(_failure("2 fp16 vs fp32", part))
+    part = figures.get("3_stages", {})
+    if "images_per_s" in part:
+        rows.append((f"3 cams+refine end to end, {part['images']} images, batch {part['batch_size']}, {part['compression']}",
+                     f"{part['images_per_s']} img/s", f">= {TARGET_STAGE_IMAGES_PER_S:.0f} img/s",
+                     verdict(part["images_per_s"], TARGET_STAGE_IMAGES_PER_S, on_gpu)))
+        rows.append(("3   cams stage / refine stage alone", f"{part['cams_images_per_s']} / {part['refine_images_per_s']} img/s", "", ""))
+    else:
+        rows.append(_failure("3 cams+refine end to end", part))
+    part = figures.get("4_deeplabv2", {})
+    if "iterations_per_second" in part:
+        rows.append((f"4 DeepLabV2-R101 CGL, batch {part['batch']}, crop {part['crop']}, {part['iterations_timed']} timed it",
+                     f"{part['iterations_per_second']} it/s", "", ""))
+        rows.append(("4   peak memory", str(part["memory"]), "", ""))
+    else:
+        rows.append(_failure("4 DeepLabV2-R101", part))
+    return rows
+
+
+def format_table(figures: dict[str, Any], on_gpu: bool) -> str:
+    env = figures["environment"]
+    header = (f"GPU check ({figures['profile']} profile) on {env['device']}, torch {env['torch']}, CUDA {env['cuda']}, "
+              f"Python {env['python']}, {env['cpu_count']} CPUs; weights: {figures['weights']}")
+    rows = [("quantity", "value", "target (H100)", "verdict"), *table_rows(figures, on_gpu)]
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    lines = [header, "-" * len(header)]
+    for index, row in enumerate(rows):
+        lines.append(" | ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        if index == 0:
+            lines.append("-+-".join("-" * width for width in widths))
+    lines.append(f"total {figures['seconds_total']} s; " + ", ".join(f"part {k[0]} {v} s" for k, v in figures["seconds"].items()))
+    return "\n".join(lines)

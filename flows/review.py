@@ -1,0 +1,27 @@
+"""review: static HTML review report of the pseudo masks (artifacts/review/index.html)."""
+
+from __future__ import annotations
+
+import sys
+from typing import Any
+
+from prefect import flow
+
+from tasks.command import run_stage
+from tasks.review import run_review
+from tasks.runtime import link_written_files, table
+from wsss.catalog import ArtifactLayout
+from wsss.params import load_params
+
+
+@flow(name="wsss-review")
+def review_flow(params_path: str = "params.yaml") -> dict[str, Any]:
+    """Worst-first review report: photo, maps, mask, confidence, GT/IoU and lineage per image."""
+    summary = run_review(ArtifactLayout.for_params(load_params(params_path)))  # params checked before any work
+    table(summary.worst, "wsss-review-worst", "Images to review first (lowest triage score)")
+    link_written_files("wsss-review-files", summary.written, f"Review report of {summary.counts['images']} images")
+    return summary.counts
+
+
+if __name__ == "__main__":
+    sys.exit(run_stage({"review": lambda args: review_flow(args.params)}))

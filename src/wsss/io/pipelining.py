@@ -1,0 +1,128 @@
+"""Overlap a stage's CPU work with its model: a background shard writer and an ordered decode prefetch.
+
+With a GPU computing CAMs in a few ms per image, the CPU side (decoding the next images, casting,
+compressing and checksumming the last ones) must not wait for the model nor make it wait.
+`BackgroundShardWriter` runs `ShardWriter.add` on one worker thread in submission order; HDF5
+runs its filters (shuffle, Zstd, fletcher32) inside `H5Dwrite`, during which h5py releases the GIL,
+so the model loop keeps running (figures in benchmarks/RESULTS.md). `prefetch` decodes the next
+images on worker threads (PIL releases the GIL while decoding and resizing) and yields them in
+input order.
+"""
+
+from __future__ import annotations
+
+import itertools
+import queue
+import threading
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from types import TracebackType
+from typing import Any, TypeVar
+
+import numpy as np
+
+from wsss.errors import StoreError
+from wsss.io.shard_writer import ShardWriter
+
+T = TypeVar("T")
+R = TypeVar("R")
+_DONE = object()
+
+
+class BackgroundShardWriter:
+    """A `ShardWriter` whose `add` calls run in order on one worker thread.
+
+    `add` only queues the image and returns; at most `max_pending` images wait (memory stays
+    bounded: `add` blocks while the queue is full). A failure of the worker is raised by the
+    next `add` or when the `with` block ends, and then, as when the block itself raises, the
+    shard is not written and no partial file is left (the `ShardWriter` guarantees). Arrays
+    handed to `add` are read later by the worker: do not modify them afterwards.
+
+    Args:
+        writer: the shard to write (not yet entered).
+        max_pending: images queued at most.
+    """
+
+    def __init__(self, writer: ShardWriter, max_pending: int = 8) -> None:
+        if max_pending < 1:
+            raise StoreError(f"{writer.path}: max_pending must be >= 1, got {max_pending}")
+        self.writer = writer
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=max_pending)
+        self._error: BaseException | None = None
+        self._cancelled = threading.Event()
+        self._thread = threading.Thread(target=self._work, name=f"wsss-writer-{writer.path.name}", daemon=True)
+
+    def __enter__(self) -> BackgroundShardWriter:
+        self.writer.__enter__()
+        self._thread.start()
+        return self
+
+    def add(
+        self,
+        image_id: str,
+        arrays: Mapping[str, np.ndarray],
+        attrs: Mapping[str, Any],
+        dtypes: Mapping[str, np.dtype | type | str] | None = None,
+    ) -> None:
+        """Queue one image for `ShardWriter.add` (same arguments); raises an earlier write's error."""
+        if not self._thread.is_alive():
+            raise StoreError(f"{self.writer.path}: BackgroundShardWriter.add called outside its `with` block")
+        self._raise_failure()
+        self._queue.put((image_id, arrays, attrs, dtypes))
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        if exc_type is not None:
+            self._cancelled.set()  # the worker drops what is still queued
+        self._queue.put(_DONE)
+        self._thread.join()
+        if exc_type is not None:
+            self.writer.__exit__(exc_type, exc, tb)
+            return
+        if self._error is not None:
+            self.writer.__exit__(type(self._error), self._error, self._error.__traceback__)
+            raise self._error
+        self.writer.__exit__(None, None, None)
+
+    def _raise_failure(self) -> None:
+        if self._error is not None:
+            raise self._error
+
+    def _work(self) -> None:
+        while True:
+            item = self._queue.get()
+            if item is _DONE:
+                return
+            if self._error is not None or self._cancelled.is_set():
+                continue  # keep draining so that a blocked `add` can return
+            try:
+                self.writer.add(*item)
+            except BaseException as error:  # handed to the caller's thread
+                self._error = error
+
+
+def prefetch(items: Iterable[T], load: Callable[[T], R], depth: int = 4, workers: int = 1) -> Iterator[tuple[T, R]]:
+    """Yield `(item, load(item))` in input order while the next `depth` items load on threads.
+
+    An exception raised by `load(item)` is raised when that item's turn comes, after every
+    earlier item was yielded. Leaving the loop early cancels what has not started.
+
+    Args:
+        items: what to load (e.g. manifest records).
+        load: e.g. decode + resize + normalise one image.
+        depth: items loading or loaded ahead of the consumer (bounds memory).
+        workers: loader threads.
+    """
+    if depth < 1 or workers < 1:
+        raise ValueError(f"depth and workers must be >= 1, got {depth} and {workers}")
+    source = iter(items)
+    pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="wsss-prefetch")
+    pending: deque[tuple[T, Future[R]]] = deque((item, pool.submit(load, item)) for item in itertools.islice(source, depth))
+    try:
+        while pending:
+            item, future = pending.popleft()
+            for following in itertools.islice(source, 1):
+                pending.append((following, pool.submit(load, following)))
+            yield item, future.result()
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)

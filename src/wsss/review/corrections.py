@@ -1,0 +1,371 @@
+"""The corrections store: human-corrected masks that training prefers to pseudo masks.
+
+Layout of a store directory (by default `corrections/` at the repository root, deliberately NOT
+a stage output, so `dvc repro` and relabel runs never delete or rewrite it):
+
+    masks/<image_id>.png       palette PNG, label = class index (0 background), 255 = ignore
+    records/<image_id>.json    source file, its SHA-256, import time, image SHA-256 and size
+    history/<image_id>/<time>  earlier versions when a correction is imported again
+
+A record is written after its mask (both atomically), so an interrupted import leaves either the
+old correction or the new one. Reading a mask checks it against its recorded SHA-256.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import shutil
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from wsss.bounded_parsing import loads_json
+from wsss.errors import WsssError
+from wsss.io.atomic import write_bytes_atomic
+from wsss.palette import palette_png_bytes, voc_palette
+
+MASKS, RECORDS, HISTORY = "masks", "records", "history"
+IGNORE_NAME = "ignore"
+
+
+class CorrectionError(WsssError):
+    """A corrected mask could not be read, validated or stored (names the file and the reason)."""
+
+
+@dataclass(frozen=True)
+class ImageSpec:
+    """What a correction is checked against: the manifest's size and bytes hash of the image."""
+
+    image_id: str
+    width: int
+    height: int
+    sha256: str
+
+
+@dataclass(frozen=True)
+class ParsedCorrection:
+    """One validated corrected mask, not yet stored. `labels` is `(H, W)` uint8."""
+
+    image_id: str
+    labels: np.ndarray
+    source_file: str
+    source_sha256: str
+    source_format: str
+    notes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CorrectionRecord:
+    """What the store remembers of one correction (the lineage of a human-corrected mask)."""
+
+    image_id: str
+    mask_file: str
+    mask_sha256: str
+    source_file: str
+    source_sha256: str
+    source_format: str
+    imported_at: str
+    image_sha256: str
+    width: int
+    height: int
+    labels: list[int] = field(default_factory=list)
+
+    def describe(self) -> str:
+        return f"human-corrected (file {self.source_file}, sha256 {self.source_sha256}, time {self.imported_at})"
+
+
+def sha256_bytes(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def label_names(class_names: Sequence[str], ignore_index: int = 255) -> dict[str, int]:
+    """Category name -> label value: background 0, class c at index c, `ignore` at the ignore index."""
+    names = {name: index for index, name in enumerate(class_names)}
+    names.setdefault(IGNORE_NAME, ignore_index)
+    return names
+
+
+def _check_labels(where: str, labels: np.ndarray, spec: ImageSpec, num_classes: int, ignore_index: int) -> None:
+    if labels.shape != (spec.height, spec.width):
+        raise CorrectionError(
+            f"{where}: mask is {labels.shape[1]}x{labels.shape[0]} but image {spec.image_id!r} is {spec.width}x{spec.height}"
+        )
+    values = np.unique(labels)
+    bad = [int(v) for v in values if not (0 <= v < num_classes or v == ignore_index)]
+    if bad:
+        raise CorrectionError(
+            f"{where}: label values {bad[:10]} are outside 0..{num_classes - 1} and {ignore_index} (ignore)"
+        )
+
+
+def _labels_from_png(path: Path, data: bytes, num_classes: int, ignore_index: int) -> np.ndarray:
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.load()
+            mode = image.mode
+            array = np.asarray(image)
+    except (OSError, ValueError) as error:
+        raise CorrectionError(f"{path}: not a readable PNG ({error})") from error
+    if mode in ("P", "L"):
+        return array.astype(np.uint8)
+    if mode in ("I", "I;16", "I;16B"):
+        if array.min() < 0 or array.max() > 255:
+            raise CorrectionError(f"{path}: 16/32-bit label values must lie in 0..255, got {array.min()}..{array.max()}")
+        return array.astype(np.uint8)
+    if mode in ("RGB", "RGBA"):
+        # Colour masks (e.g. CVAT's Segmentation Mask export) in the dataset palette.
+        palette = voc_palette()
+        codes = {tuple(int(c) for c in palette[v]): v for v in [*range(num_classes), ignore_index]}
+        rgb = array[..., :3].astype(np.uint32)
+        packed = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
+        colours, inverse = np.unique(packed.ravel(), return_inverse=True)
+        lookup = np.zeros(len(colours), dtype=np.uint8)
+        for position, code in enumerate(colours):
+            colour = (int(code) >> 16, (int(code) >> 8) & 255, int(code) & 255)
+            if colour not in codes:
+                count = int(np.sum(inverse == position))
+                raise CorrectionError(
+                    f"{path}: colour {colour} ({count} pixels) is not a class colour of the dataset palette"
+                )
+            lookup[position] = codes[colour]
+        return lookup[inverse].reshape(packed.shape)
+    raise CorrectionError(f"{path}: PNG mode {mode} is not a label mask (use palette, 8-bit grey or RGB class colours)")
+
+
+def _display(path: Path, relative_to: Path | None) -> str:
+    resolved = path.resolve()
+    if relative_to is not None and resolved.is_relative_to(relative_to.resolve()):
+        return resolved.relative_to(relative_to.resolve()).as_posix()
+    return path.name
+
+
+def read_png_correction(
+    path: Path, images: Mapping[str, ImageSpec], class_names: Sequence[str], ignore_index: int = 255,
+    relative_to: Path | None = None,
+) -> ParsedCorrection:
+    """A corrected mask `<image_id>.png`, validated against the image's size and the class range."""
+    spec = images.get(path.stem)
+    if spec is None:
+        raise CorrectionError(f"{path}: no image {path.stem!r} in the manifest (name the file <image_id>.png)")
+    try:
+        data = path.read_bytes()
+    except OSError as error:
+        raise CorrectionError(f"{path}: cannot read ({error})") from error
+    labels = _labels_from_png(path, data, len(class_names), ignore_index)
+    _check_labels(str(path), labels, spec, len(class_names), ignore_index)
+    return ParsedCorrection(spec.image_id, labels, _display(path, relative_to), sha256_bytes(data), "png")
+
+
+def read_coco_corrections(
+    path: Path, images: Mapping[str, ImageSpec], class_names: Sequence[str], ignore_index: int = 255,
+    relative_to: Path | None = None,
+) -> tuple[list[ParsedCorrection], list[str]]:
+    """Corrected masks (and notes on skipped images) from a COCO JSON file (RLE or polygons), decoded with pycocotools.
+
+    Images are matched by the stem of `file_name`, categories by name (`background`, the class
+    names, `ignore`). Annotations are painted in file order; where they overlap the later one wins
+    (counted in the notes). Images without any annotation are skipped (noted), since "no
+    annotation" in an exported task usually means "not looked at", not "all background".
+    """
+    from pycocotools import mask as mask_utils
+
+    try:
+        data = path.read_bytes()
+        document = loads_json(data, str(path))
+    except (OSError, ValueError) as error:
+        raise CorrectionError(f"{path}: not a readable COCO JSON file ({error})") from error
+    if not isinstance(document, dict) or not all(isinstance(document.get(k), list) for k in ("images", "annotations", "categories")):
+        raise CorrectionError(f"{path}: a COCO file needs 'images', 'annotations' and 'categories' lists")
+    names = label_names(class_names, ignore_index)
+    categories: dict[Any, int] = {}
+    for category in document["categories"]:
+        name = category.get("name")
+        if name not in names:
+            raise CorrectionError(f"{path}: category {name!r} (id {category.get('id')}) is not a class of the dataset")
+        categories[category.get("id")] = names[name]
+    by_image: dict[Any, list[dict[str, Any]]] = {}
+    for annotation in document["annotations"]:
+        by_image.setdefault(annotation.get("image_id"), []).append(annotation)
+    digest = sha256_bytes(data)
+    parsed, notes = [], []
+    for image in document["images"]:
+        stem = Path(str(image.get("file_name", ""))).stem
+        spec = images.get(stem)
+        where = f"{path}: image {image.get('file_name')!r}"
+        if spec is None:
+            raise CorrectionError(f"{where}: no image {stem!r} in the manifest")
+        height, width = int(image.get("height", -1)), int(image.get("width", -1))
+        if (height, width) != (spec.height, spec.width):
+            raise CorrectionError(f"{where}: is {width}x{height} in the file but {spec.width}x{spec.height} in the manifest")
+        annotations = by_image.get(image.get("id"), [])
+        if not annotations:
+            notes.append(f"{where}: no annotations, skipped (import an all-background correction as a PNG)")
+            continue
+        labels = np.zeros((height, width), dtype=np.uint8)
+        painted = np.zeros((height, width), dtype=bool)
+        overlap = 0
+        for annotation in annotations:
+            if annotation.get("category_id") not in categories:
+                raise CorrectionError(f"{where}: annotation {annotation.get('id')} has unknown category {annotation.get('category_id')}")
+            segmentation = annotation.get("segmentation")
+            try:
+                if isinstance(segmentation, list):
+                    rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
+                elif isinstance(segmentation, dict) and isinstance(segmentation.get("counts"), list):
+                    rle = mask_utils.frPyObjects(segmentation, height, width)
+                else:
+                    rle = dict(segmentation)
+                    if isinstance(rle.get("counts"), str):
+                        rle["counts"] = rle["counts"].encode("ascii")
+                binary = mask_utils.decode(rle).astype(bool)
+            except (TypeError, ValueError, KeyError, AttributeError) as error:
+                raise CorrectionError(f"{where}: annotation {annotation.get('id')}: undecodable segmentation ({error})") from error
+            if binary.shape != (height, width):
+                raise CorrectionError(f"{where}: annotation {annotation.get('id')} is {binary.shape[::-1]}, not {width}x{height}")
+            overlap += int(np.sum(binary & painted))
+            labels[binary] = categories[annotation["category_id"]]
+            painted |= binary
+        _check_labels(where, labels, spec, len(class_names), ignore_index)
+        overlaps = (f"{overlap} pixels covered by more than one annotation (the later annotation wins)",) if overlap else ()
+        parsed.append(ParsedCorrection(spec.image_id, labels, _display(path, relative_to), digest, "coco", overlaps))
+    return parsed, notes
+
+
+def read_corrections(
+    source: Path, images: Mapping[str, ImageSpec], class_names: Sequence[str], ignore_index: int = 255,
+    relative_to: Path | None = None,
+) -> tuple[list[ParsedCorrection], list[str]]:
+    """Every corrected mask in a PNG file, a COCO JSON file or a folder of them (recursively).
+
+    Everything is validated before anything is stored: one bad file refuses the whole import.
+
+    Returns:
+        The corrections and the notes (skipped images, overlaps).
+
+    Raises:
+        CorrectionError: listing every bad file with its reason; also when nothing is found or an
+            image is corrected twice.
+    """
+    if source.is_dir():
+        files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in (".png", ".json"))
+    elif source.is_file():
+        files = [source]
+    else:
+        raise CorrectionError(f"{source}: no such file or folder")
+    parsed: list[ParsedCorrection] = []
+    notes: list[str] = []
+    problems: list[str] = []
+    for path in files:
+        try:
+            if path.suffix.lower() == ".png":
+                parsed.append(read_png_correction(path, images, class_names, ignore_index, relative_to))
+            elif path.suffix.lower() == ".json":
+                found, skipped = read_coco_corrections(path, images, class_names, ignore_index, relative_to)
+                parsed.extend(found)
+                notes.extend(skipped)
+            else:
+                problems.append(f"{path}: not a .png or COCO .json file")
+        except CorrectionError as error:
+            problems.append(str(error))
+    seen: dict[str, str] = {}
+    for item in parsed:
+        if item.image_id in seen:
+            problems.append(f"image {item.image_id!r} is corrected twice ({seen[item.image_id]} and {item.source_file})")
+        seen[item.image_id] = item.source_file
+        notes.extend(f"{item.source_file}: {item.image_id}: {note}" for note in item.notes)
+    if problems:
+        raise CorrectionError("corrections refused, nothing was imported:\n  " + "\n  ".join(problems))
+    if not parsed:
+        raise CorrectionError(f"{source}: no corrected masks found (expected <image_id>.png files or a COCO JSON)")
+    return parsed, notes
+
+
+class CorrectionStore:
+    """Read and add human-corrected masks in a store directory (created on first import)."""
+
+    def __init__(self, directory: Path | str) -> None:
+        self.directory = Path(directory)
+
+    def mask_path(self, image_id: str) -> Path:
+        return self.directory / MASKS / f"{image_id}.png"
+
+    def record_path(self, image_id: str) -> Path:
+        return self.directory / RECORDS / f"{image_id}.json"
+
+    @staticmethod
+    def _read_record(path: Path) -> CorrectionRecord:
+        try:
+            return CorrectionRecord(**loads_json(path.read_text(), str(path)))
+        except (OSError, ValueError, TypeError) as error:
+            raise CorrectionError(f"{path}: unreadable correction record ({error})") from error
+
+    def records(self) -> dict[str, CorrectionRecord]:
+        """Every stored correction by image id (a malformed record raises, naming its file)."""
+        folder = self.directory / RECORDS
+        if not folder.is_dir():
+            return {}
+        records = (self._read_record(path) for path in sorted(folder.glob("*.json")))
+        return {record.image_id: record for record in records}
+
+    def get(self, image_id: str) -> CorrectionRecord | None:
+        path = self.record_path(image_id)
+        return self._read_record(path) if path.is_file() else None
+
+    def read_mask(self, record: CorrectionRecord) -> np.ndarray:
+        """The stored mask, `(H, W)` uint8; refuses a file that no longer matches its record."""
+        path = self.directory / record.mask_file
+        try:
+            data = path.read_bytes()
+        except OSError as error:
+            raise CorrectionError(f"{path}: correction of {record.image_id!r} is missing ({error})") from error
+        if sha256_bytes(data) != record.mask_sha256:
+            raise CorrectionError(f"{path}: content differs from its record (sha256); re-import the correction")
+        with Image.open(io.BytesIO(data)) as image:
+            return np.asarray(image, dtype=np.uint8)
+
+    def add(self, items: Iterable[ParsedCorrection], images: Mapping[str, ImageSpec], now: datetime | None = None) -> list[CorrectionRecord]:
+        """Store corrections (mask first, then record; earlier versions go to history/)."""
+        stamp = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        written = []
+        for item in items:
+            spec = images[item.image_id]
+            png = palette_png_bytes(item.labels)
+            mask_path, record_path = self.mask_path(item.image_id), self.record_path(item.image_id)
+            for folder in (mask_path.parent, record_path.parent):
+                folder.mkdir(parents=True, exist_ok=True)
+            if record_path.is_file():
+                self._archive(item.image_id, stamp)
+            write_bytes_atomic(mask_path, png)
+            record = CorrectionRecord(
+                image_id=item.image_id, mask_file=f"{MASKS}/{item.image_id}.png", mask_sha256=sha256_bytes(png),
+                source_file=item.source_file, source_sha256=item.source_sha256, source_format=item.source_format,
+                imported_at=stamp, image_sha256=spec.sha256, width=spec.width, height=spec.height,
+                labels=[int(v) for v in np.unique(item.labels)],
+            )
+            write_bytes_atomic(record_path, (json.dumps(asdict(record), indent=1, sort_keys=True) + "\n").encode())
+            written.append(record)
+        return written
+
+    def _archive(self, image_id: str, stamp: str) -> None:
+        target = self.directory / HISTORY / image_id
+        target.mkdir(parents=True, exist_ok=True)
+        safe = stamp.replace(":", "")
+        for source, suffix in ((self.mask_path(image_id), ".png"), (self.record_path(image_id), ".json")):
+            if source.is_file():
+                shutil.copy2(source, target / f"{safe}{suffix}")
+
+
+def import_corrections(
+    source: Path, store: CorrectionStore, images: Mapping[str, ImageSpec], class_names: Sequence[str],
+    ignore_index: int = 255, relative_to: Path | None = None, now: datetime | None = None,
+) -> tuple[list[CorrectionRecord], list[str]]:
+    """Validate every corrected mask under `source`, then store them all. Returns records and notes."""
+    parsed, notes = read_corrections(source, images, class_names, ignore_index, relative_to)
+    return store.add(parsed, images, now), notes

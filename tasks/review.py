@@ -1,0 +1,43 @@
+"""review: the static HTML review report (worst-first triage) of the pseudo masks.
+
+All logic is in `wsss.review`; this entry reads the pipeline's outputs through the catalog
+(corrections included: an input, never a stage output, so `dvc repro` and relabel runs never
+delete it) and returns the report's counts and the images to look at first.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from wsss.catalog import ArtifactLayout
+from wsss.review.build import build_review
+from wsss.review.sources import PipelineOutputs
+
+WORST_IN_ARTIFACT = 20
+REPORT_FILES = ("index.html", "run.html", "triage.json")
+
+
+@dataclass(frozen=True)
+class ReviewSummary:
+    """What the flow publishes: counts, the worst images, the files written."""
+
+    counts: dict[str, Any]
+    worst: list[dict[str, Any]] = field(default_factory=list)
+    written: tuple[Path, ...] = ()
+
+
+def run_review(layout: ArtifactLayout, jobs: int | None = None) -> ReviewSummary:
+    """Write the report into `layout.review` from what the stages recorded; `jobs` worker
+    processes (default: up to 4)."""
+    workers = jobs if jobs is not None else min(4, os.cpu_count() or 1)
+    result = build_review(PipelineOutputs(layout), layout.review, jobs=workers)
+    worst = [{"rank": rank + 1, "image": r.image_id, "triage": r.triage_score, "iou": r.iou, "mask": r.origin}
+             for rank, r in enumerate(result.records[:WORST_IN_ARTIFACT])]
+    run = result.run
+    counts = {"index_html": str(result.index_html), "images": run.num_images, "with_ground_truth": run.num_with_ground_truth,
+              "corrected": run.num_corrected, "stale_corrections": len(run.stale_corrections),
+              "triage_spearman": run.triage_spearman}
+    return ReviewSummary(counts, worst, tuple(layout.review / name for name in REPORT_FILES))

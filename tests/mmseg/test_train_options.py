@@ -1,0 +1,65 @@
+"""train_cli's --cfg-options / --amp (as MMSegmentation's tools/train.py) and validation curves."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("mmseg")
+
+from mmengine.config import Config  # noqa: E402
+
+from tests.mmseg.test_mmseg_training import CLASSES, TINY_CONFIG, synthetic_data  # noqa: E402,F401  (fixture)
+from wsss.plots import training_curve_rows  # noqa: E402
+from wsss_mmseg.train_cli import build_config, parse_args  # noqa: E402
+from wsss_mmseg.training import ValidationData, build_train_config, enable_amp, train_segmenter  # noqa: E402
+
+
+def _argv(root: Path, work_dir: Path) -> list[str]:
+    return [
+        str(TINY_CONFIG), "--work-dir", str(work_dir), "--data-root", str(root), "--image-dir", "images",
+        "--mask-dir", "masks", "--confidence-dir", "confidence", "--split-file", "train.txt",
+        "--classes", ",".join(CLASSES), "--img-suffix", ".png", "--max-iters", "3",
+    ]
+
+
+def test_cfg_options_are_merged_last(synthetic_data: Path, tmp_path: Path) -> None:
+    args = parse_args([
+        *_argv(synthetic_data, tmp_path), "--cfg-options", "default_hooks.logger.interval=7",
+        "model.decode_head.loss_decode.balanced=True", "optim_wrapper.optimizer.momentum=0.5",
+        "model.decode_head.dilations=(3,6,9,12)", "train_cfg.max_iters=5",
+    ])
+    cfg: Config = build_config(args)
+    assert cfg.default_hooks.logger.interval == 7
+    assert cfg.model.decode_head.loss_decode.balanced is True
+    assert cfg.optim_wrapper.optimizer.momentum == 0.5
+    assert tuple(cfg.model.decode_head.dilations) == (3, 6, 9, 12)
+    assert cfg.train_cfg.max_iters == 5  # after --max-iters 3: the options win, as in tools/train.py
+    assert cfg.optim_wrapper.type == "OptimWrapper"  # no --amp
+
+
+def test_amp_switches_to_the_amp_optimizer_wrapper(synthetic_data: Path, tmp_path: Path) -> None:
+    cfg = build_config(parse_args([*_argv(synthetic_data, tmp_path), "--amp"]))
+    assert cfg.optim_wrapper.type == "AmpOptimWrapper" and cfg.optim_wrapper.loss_scale == "dynamic"
+    assert cfg.optim_wrapper.optimizer.type == "SGD" and "paramwise_cfg" in cfg.optim_wrapper
+    assert enable_amp(cfg).optim_wrapper.type == "AmpOptimWrapper"  # already on: unchanged
+    cfg.optim_wrapper.type = "ApexOptimWrapper"
+    with pytest.raises(ValueError, match="ApexOptimWrapper"):
+        enable_amp(cfg)
+
+
+def test_validation_during_training_gives_miou_curves(synthetic_data: Path, tmp_path: Path) -> None:
+    validation = ValidationData(image_dir="images", gt_dir="masks", split_file="train.txt", interval=2)
+    cfg = build_train_config(TINY_CONFIG, tmp_path, data_root=synthetic_data, image_dir="images", mask_dir="masks",
+                             confidence_dir="confidence", split_file="train.txt", class_names=CLASSES,
+                             img_suffix=".png", seed=0, max_iters=3, batch_size=2, validation=validation)
+    assert cfg.val_evaluator.type == "WsssIoUMetric" and cfg.train_cfg.val_interval == 2
+    train_segmenter(cfg)
+    logs = [path.read_text() for path in sorted(tmp_path.glob("*/vis_data/scalars.json"))]
+    train_rows, val_rows = training_curve_rows(logs)
+    assert [row["iter"] for row in train_rows] == [1, 2, 3]
+    assert all(row["loss"] > 0 for row in train_rows)
+    assert train_rows[0]["lr"] > train_rows[1]["lr"] > train_rows[2]["lr"] >= 0  # PolyLR down to 0
+    assert [row["iter"] for row in val_rows] == [2, 3]  # every 2 iterations and at the end
+    assert all(0.0 <= row["miou"] <= 1.0 for row in val_rows)

@@ -1,0 +1,189 @@
+"""Corrections store: import (PNG, RGB colour PNG, COCO RLE) with validation naming the file,
+records (file, sha256, time), history, training staging (confidence 1) and lineage."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime, timezone
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from wsss.review.corrections import CorrectionError, CorrectionStore, ImageSpec, import_corrections
+from wsss.review.exports import ExportImage, coco_document
+from wsss.review.training_labels import correction_lineage, stage_training_labels
+from wsss.viz import voc_palette
+
+CLASS_NAMES = ["background", "cat", "dog"]
+IMAGES = {"a": ImageSpec("a", 6, 4, "aa" * 32), "b": ImageSpec("b", 6, 4, "bb" * 32)}
+WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+
+
+def labels(value: int = 1) -> np.ndarray:
+    mask = np.zeros((4, 6), dtype=np.uint8)
+    mask[1:3, 2:5] = value
+    mask[0, 0] = 255
+    return mask
+
+
+def write_png(path: Path, array: np.ndarray, mode: str = "P") -> bytes:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    image = Image.fromarray(array) if mode != "P" else Image.fromarray(array, mode="P")
+    if mode == "P":
+        image.putpalette(voc_palette().flatten().tolist())
+    image.save(path)
+    return path.read_bytes()
+
+
+def test_png_import_stores_the_mask_and_its_record(tmp_path: Path) -> None:
+    data = write_png(tmp_path / "in" / "a.png", labels())
+    store = CorrectionStore(tmp_path / "corrections")
+    records, notes = import_corrections(tmp_path / "in", store, IMAGES, CLASS_NAMES, relative_to=tmp_path, now=WHEN)
+    (record,) = records
+    assert notes == []
+    assert record.source_file == "in/a.png" and record.source_sha256 == hashlib.sha256(data).hexdigest()
+    assert record.imported_at == "2026-01-02T03:04:05Z" and record.image_sha256 == "aa" * 32 and record.labels == [0, 1, 255]
+    assert record.describe() == f"human-corrected (file in/a.png, sha256 {record.source_sha256}, time 2026-01-02T03:04:05Z)"
+    np.testing.assert_array_equal(store.read_mask(store.get("a")), labels())
+    assert json.loads(store.record_path("a").read_text())["mask_sha256"] == hashlib.sha256(store.mask_path("a").read_bytes()).hexdigest()
+
+
+def test_rgb_colour_masks_map_through_the_dataset_palette(tmp_path: Path) -> None:
+    write_png(tmp_path / "a.png", voc_palette()[labels(2)], mode="RGB")
+    store = CorrectionStore(tmp_path / "corrections")
+    import_corrections(tmp_path / "a.png", store, IMAGES, CLASS_NAMES, now=WHEN)
+    np.testing.assert_array_equal(store.read_mask(store.get("a")), labels(2))
+    strange = voc_palette()[labels(2)].copy()
+    strange[3, 5] = (1, 2, 3)
+    write_png(tmp_path / "b.png", strange, mode="RGB")
+    with pytest.raises(CorrectionError, match=r"b\.png: colour \(1, 2, 3\) \(1 pixels\)"):
+        import_corrections(tmp_path / "b.png", store, IMAGES, CLASS_NAMES)
+
+
+@pytest.mark.parametrize(
+    ("name", "array", "message"),
+    [
+        ("a.png", np.zeros((5, 6), np.uint8), r"a\.png: mask is 6x5 but image 'a' is 6x4"),
+        ("a.png", labels(7), r"a\.png: label values \[7\] are outside 0\.\.2 and 255"),
+        ("zebra.png", labels(), r"zebra\.png: no image 'zebra' in the manifest"),
+    ],
+)
+def test_bad_masks_are_refused_naming_the_file(tmp_path: Path, name: str, array: np.ndarray, message: str) -> None:
+    write_png(tmp_path / "in" / name, array)
+    with pytest.raises(CorrectionError, match=message):
+        import_corrections(tmp_path / "in", CorrectionStore(tmp_path / "c"), IMAGES, CLASS_NAMES)
+
+
+def test_one_bad_file_refuses_the_whole_import(tmp_path: Path) -> None:
+    write_png(tmp_path / "in" / "a.png", labels())
+    write_png(tmp_path / "in" / "b.png", labels(9))
+    store = CorrectionStore(tmp_path / "c")
+    with pytest.raises(CorrectionError, match="nothing was imported") as error:
+        import_corrections(tmp_path / "in", store, IMAGES, CLASS_NAMES)
+    assert "b.png" in str(error.value) and "a.png" not in str(error.value)
+    assert store.records() == {} and not (tmp_path / "c").exists()
+
+
+def test_coco_rle_import_matches_categories_by_name(tmp_path: Path) -> None:
+    images = [ExportImage("a", "JPEGImages/a.jpg", 6, 4, lambda: labels(2)), ExportImage("b", "JPEGImages/b.jpg", 6, 4, lambda: np.zeros((4, 6), np.uint8))]
+    document = coco_document(images, CLASS_NAMES)
+    # An annotation tool numbers categories its own way: ids change, names stay.
+    for category in document["categories"]:
+        category["id"] += 100
+    for annotation in document["annotations"]:
+        annotation["category_id"] += 100
+    path = tmp_path / "corrected.json"
+    path.write_text(json.dumps(document))
+    store = CorrectionStore(tmp_path / "c")
+    records, notes = import_corrections(path, store, IMAGES, CLASS_NAMES, now=WHEN)
+    assert [r.image_id for r in records] == ["a"] and records[0].source_format == "coco"
+    assert notes == [f"{path}: image 'JPEGImages/b.jpg': no annotations, skipped (import an all-background correction as a PNG)"]
+    np.testing.assert_array_equal(store.read_mask(store.get("a")), labels(2))
+    document["categories"][0]["name"] = "unicorn"
+    path.write_text(json.dumps(document))
+    with pytest.raises(CorrectionError, match="category 'unicorn'"):
+        import_corrections(path, store, IMAGES, CLASS_NAMES)
+
+
+def test_reimport_keeps_the_previous_version_and_tampering_is_detected(tmp_path: Path) -> None:
+    store = CorrectionStore(tmp_path / "c")
+    write_png(tmp_path / "a.png", labels(1))
+    import_corrections(tmp_path / "a.png", store, IMAGES, CLASS_NAMES, now=WHEN)
+    write_png(tmp_path / "a.png", labels(2))
+    import_corrections(tmp_path / "a.png", store, IMAGES, CLASS_NAMES, now=datetime(2026, 2, 1, tzinfo=timezone.utc))
+    history = sorted(p.name for p in (tmp_path / "c" / "history" / "a").iterdir())
+    assert history == ["2026-02-01T000000Z.json", "2026-02-01T000000Z.png"]
+    np.testing.assert_array_equal(store.read_mask(store.get("a")), labels(2))
+    store.mask_path("a").write_bytes(store.mask_path("a").read_bytes() + b"x")
+    with pytest.raises(CorrectionError, match="content differs from its record"):
+        store.read_mask(store.get("a"))
+
+
+def pseudo_tree(root: Path) -> tuple[Path, Path]:
+    masks, confidence = root / "pseudo" / "masks", root / "pseudo" / "confidence"
+    for image_id in IMAGES:
+        write_png(masks / f"{image_id}.png", labels(1))
+        confidence.mkdir(parents=True, exist_ok=True)
+        np.save(confidence / f"{image_id}.npy", np.full((4, 6), 0.5, np.float16))
+    return masks, confidence
+
+
+def test_training_uses_the_correction_with_confidence_one(tmp_path: Path) -> None:
+    masks, confidence = pseudo_tree(tmp_path)
+    store = CorrectionStore(tmp_path / "c")
+    untouched = stage_training_labels(["a", "b"], IMAGES, masks, confidence, store, tmp_path / "staged")
+    assert (untouched.mask_dir, untouched.confidence_dir, untouched.used) == (masks, confidence, [])
+    write_png(tmp_path / "a.png", labels(2))
+    import_corrections(tmp_path / "a.png", store, IMAGES, CLASS_NAMES, now=WHEN)
+    staged = stage_training_labels(["a", "b"], IMAGES, masks, confidence, store, tmp_path / "staged")
+    with Image.open(staged.mask_dir / "a.png") as a, Image.open(staged.mask_dir / "b.png") as b:
+        np.testing.assert_array_equal(np.asarray(a), labels(2))
+        np.testing.assert_array_equal(np.asarray(b), labels(1))
+    ones = np.load(staged.confidence_dir / "a.npy")
+    assert ones.shape == (4, 6) and (ones == 1).all()
+    assert (np.load(staged.confidence_dir / "b.npy") == np.float16(0.5)).all()
+    assert [u["image_id"] for u in staged.used] == ["a"] and staged.stale == []
+    assert staged.digest != untouched.digest
+
+
+def test_a_correction_of_a_changed_image_is_kept_but_not_used(tmp_path: Path) -> None:
+    masks, confidence = pseudo_tree(tmp_path)
+    store = CorrectionStore(tmp_path / "c")
+    write_png(tmp_path / "a.png", labels(2))
+    import_corrections(tmp_path / "a.png", store, IMAGES, CLASS_NAMES, now=WHEN)
+    changed = {**IMAGES, "a": ImageSpec("a", 6, 4, "cc" * 32)}
+    staged = stage_training_labels(["a", "b"], changed, masks, confidence, store, tmp_path / "staged")
+    assert staged.used == [] and staged.mask_dir == masks
+    assert staged.stale == [{"image_id": "a", "reason": "the image's bytes changed since the correction was imported", "source_file": "a.png"}]
+    assert store.mask_path("a").is_file()
+    lineage = correction_lineage(tmp_path / "c", "a", changed["a"])
+    assert lineage is not None and lineage["stale"].startswith("the image's bytes changed")
+    current = correction_lineage(tmp_path / "c", "a", IMAGES["a"])
+    assert current is not None and current["stale"] is None and current["summary"].startswith("human-corrected (file a.png, sha256 ")
+    assert correction_lineage(tmp_path / "c", "b") is None
+
+
+def test_corrections_are_a_dvc_input_of_train_and_review_never_an_output() -> None:
+    """`dvc repro` deletes a stage's outputs before running it: the store must not be one."""
+    import yaml
+
+    stages = yaml.safe_load((Path(__file__).resolve().parents[2] / "dvc.yaml").read_text())["stages"]
+    for name in ("train", "review"):
+        assert "corrections" in stages[name]["deps"], name
+    for name, stage in stages.items():
+        for out in stage.get("outs", []) + stage.get("metrics", []) + stage.get("plots", []):
+            path = next(iter(out)) if isinstance(out, dict) else out
+            out, store = Path(path), Path("corrections")
+            assert out != store and store not in out.parents and out not in store.parents, (name, path)
+    assert (Path(__file__).resolve().parents[2] / "corrections" / "README.md").is_file()  # the dep exists in a fresh clone
+
+
+def test_a_damaged_record_is_refused_naming_its_file(tmp_path: Path) -> None:
+    folder = tmp_path / "c" / "records"
+    folder.mkdir(parents=True)
+    (folder / "a.json").write_text("{")
+    with pytest.raises(CorrectionError, match=r"a\.json: unreadable correction record"):
+        CorrectionStore(tmp_path / "c").records()
