@@ -1,7 +1,8 @@
 """Part 3 of the GPU check: the cams and refine stages' per-image work end to end, without Prefect/DVC.
 
-`cams_then_refine` does, for a folder of JPEGs, what `tasks/cams.py::extract_shard` and
-`tasks/refine.py::refine_shard` do per shard, with the same library calls and the stage's
+`cams_then_refine` does, for a folder of JPEGs, what the stage entries `tasks/cams.py::run_cams`
+and `tasks/refine.py::run_refine` do per image (their `ExtractImage` / refine callbacks under the
+sharded engine `wsss.incremental.run_sharded`), with the same library calls and the stage's
 settings (`StoreSettings` / `CaaSettings` defaults unless given):
 
 * cams: `wsss.imaging.load_rgb` -> `ClipEsCamExtractor.prepare` -> `extract_batch(refine=False)`
@@ -10,10 +11,10 @@ settings (`StoreSettings` / `CaaSettings` defaults unless given):
 * refine: `wsss.io.CamStore.read` -> `wsss.cam.refine_image` (on the CPU, as the stage runs it)
   -> `ShardWriter.add` of `refined`.
 
-It calls the core directly because the stage entries import Prefect, which the GPU machine does
-not have. When the stages get Prefect-free entries (`tasks/<stage>.py::run_<stage>`), replace the
-bodies of `write_cam_shards` and `write_refined_shards` with those calls; the timing around them
-stays as it is.
+It calls the core directly, not the stage entries: `tasks/` imports Prefect (through
+`tasks/runtime.py`), which the GPU machine does not have, and the engine's per-image callback
+would hide what batching (`extract_batch`, `cam.batch_size`) gains on a GPU, which is what this
+part measures. Shards are written as the stages write them (`ShardWriter`: in memory, one atomic write).
 """
 
 from __future__ import annotations
@@ -29,10 +30,10 @@ import numpy as np
 import torch
 
 from wsss.cam import CaaSettings, ClipEsCamExtractor, refine_image
-from wsss.io.settings import StoreSettings
 from wsss.datasets import safe_join
 from wsss.imaging import load_rgb
 from wsss.io import CamStore, ShardWriter, assign_shards, shard_path
+from wsss.io.settings import StoreSettings
 
 
 @dataclass(frozen=True)

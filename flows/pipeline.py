@@ -18,16 +18,17 @@ from flows.prepare import prepare_flow, sample_flow
 from flows.prompts import prompts_flow
 from flows.pseudo import pseudo_flow
 from flows.refine import refine_flow
+from flows.review import review_flow
 from flows.train import train_flow
 from tasks.command import run_stage
 
-STAGE_FLOWS = (sample_flow, prepare_flow, prompts_flow, cams_flow, refine_flow, pseudo_flow, train_flow,
+STAGE_FLOWS = (sample_flow, prepare_flow, prompts_flow, cams_flow, refine_flow, pseudo_flow, review_flow, train_flow,
                learn_prompts_flow, learned_cams_flow, evaluate_flow)
 
 
 @flow(name="wsss-pipeline")
 def pipeline_flow(params_path: str = "params.yaml") -> None:
-    """sample -> prepare -> prompts -> cams -> refine -> pseudo -> train -> [learn_prompts -> learned_cams] -> evaluate."""
+    """sample -> prepare -> prompts -> cams -> refine -> pseudo -> review -> train -> [learn_prompts -> learned_cams] -> evaluate."""
     for stage_flow in STAGE_FLOWS:
         stage_flow(params_path)
 

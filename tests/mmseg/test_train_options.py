@@ -63,3 +63,41 @@ def test_validation_during_training_gives_miou_curves(synthetic_data: Path, tmp_
     assert train_rows[0]["lr"] > train_rows[1]["lr"] > train_rows[2]["lr"] >= 0  # PolyLR down to 0
     assert [row["iter"] for row in val_rows] == [2, 3]  # every 2 iterations and at the end
     assert all(0.0 <= row["miou"] <= 1.0 for row in val_rows)
+
+
+def test_the_val_loop_reads_ground_truth_through_the_one_reader(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Derived (COCO) ground truth lives outside the dataset root under content-keyed names; the val
+    loop gets it through the GT reader (values checked), not as `<gt folder>/<id>.png` under the root."""
+    import numpy as np
+    from PIL import Image
+
+    from tasks.train import validation_data
+    from wsss.catalog import ArtifactLayout
+    from wsss.datasets import ImageRecord, Manifest
+    from wsss.errors import DatasetError
+    from wsss.params import Params
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "data/images").mkdir(parents=True)
+    Image.fromarray(np.zeros((6, 8, 3), np.uint8)).save(tmp_path / "data/images/a.png")
+    layout = ArtifactLayout()
+    labels = np.zeros((6, 8), np.uint8)
+    labels[2:4, 2:6], labels[0] = 1, 255
+    layout.ground_truth.mkdir(parents=True)
+    Image.fromarray(labels).save(layout.ground_truth / "a.0123456789abcdef.png")
+    record = ImageRecord("a", "images/a.png", ("cat",), "a.0123456789abcdef.png", "0" * 64, 8, 6, "derived")
+    manifest = Manifest("m", (record,), ("cat", "dog"))
+    params = Params.from_mapping({"data": {"kind": "voc", "root": "data"}, "classes": {"names": ["cat", "dog"]}})
+    work_dir = tmp_path / "work"
+    work_dir.mkdir()
+    validation = validation_data(params, layout, manifest, work_dir)
+    assert validation is not None and validation.interval is None  # null = the config's checkpoint interval
+    with Image.open(Path(validation.gt_dir) / f"a{validation.gt_suffix}") as handle:
+        np.testing.assert_array_equal(np.asarray(handle), labels)
+    assert Path(validation.split_file).read_text() == "a\n"
+    assert Path(validation.image_dir) == (tmp_path / "data/images").resolve()
+
+    labels[5, 7] = 9  # not a class of the two-class list: refused naming the file, as every metric does
+    Image.fromarray(labels).save(layout.ground_truth / "a.0123456789abcdef.png")
+    with pytest.raises(DatasetError, match=r"a\.0123456789abcdef\.png has values outside 0\.\.2 and 255"):
+        validation_data(params, layout, manifest, work_dir)

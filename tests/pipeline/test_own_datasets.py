@@ -57,12 +57,27 @@ def test_coco_as_published_runs_under_dvc_repro_with_the_preset(coco_repo) -> No
     assert sorted(r["image_id"] for r in manifest["records"]) == sorted(expected)
     for record in manifest["records"]:
         assert record["ground_truth_root"] == "derived"
-        with Image.open(prepare / "ground_truth" / record["ground_truth_path"]) as handle:
+        with Image.open(path / "artifacts/ground_truth" / record["ground_truth_path"]) as handle:
             np.testing.assert_array_equal(np.asarray(handle), expected[record["image_id"]], err_msg=record["image_id"])
-    vocabulary = json.loads((prepare / "vocabulary.json").read_text())
+    vocabulary = json.loads((path / "artifacts/prompts/vocabulary.json").read_text())
     assert len(vocabulary["classes"]) == 80 and len(vocabulary["background_words"]) == 23
     tv = next(entry for entry in vocabulary["classes"] if entry["name"] == "tvmonitor")
     assert tv["dataset_names"] == ["tv"] and tv["prompt"] == "a clean origami tvmonitor screen."
+
+
+def test_derived_ground_truth_survives_a_prepare_rerun_and_is_reused(coco_repo, prefect_server: str) -> None:
+    """DVC deletes a stage's outputs before it runs it; the rasterised COCO masks are a persisted
+    output of their own, so a rerun of `prepare` finds them and rasterises nothing again."""
+    path, _, _ = coco_repo
+    derived = sorted((path / "artifacts/ground_truth").glob("*.png"))
+    assert len(derived) == 3
+    before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in derived}
+    params = yaml.safe_load((path / "params.yaml").read_text())
+    params["reliability"]["max_failed_share"] = 0.5  # a prepare param: DVC reruns prepare (and empties artifacts/prepare)
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    run([sys.executable, "-m", "dvc", "repro", "prepare"], path, pipeline_env(path, prefect_server))
+    after = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (path / "artifacts/ground_truth").glob("*.png")}
+    assert after == before  # the same files, not written again
 
 
 def test_coco_scores_come_from_the_json_masks(coco_repo) -> None:
@@ -107,13 +122,21 @@ def run_through_evaluate(workdir: Path, data: dict, classes: dict) -> dict:
 
 def test_folder_set_with_ground_truth_pngs_runs_and_scores(harness, workdir: Path) -> None:
     expected = write_folder_set(workdir / "data/folder")
+    params = yaml.safe_load((workdir / "params.yaml").read_text())
+    params["prompts"]["pin"] = None
+    (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     data = {"kind": "folder", "root": "data/folder", "images_dir": "images", "tags_file": "tags.csv",
             "ground_truth_dir": "masks"}
     metrics = run_through_evaluate(workdir, data, {"names": ["cat", "dog"]})
     assert metrics["num_images_with_ground_truth"] == 2
     assert metrics["train"]["cam_refined"]["alpha=1"]["num_pixels"] == scored_pixels(expected, 3)
-    vocabulary = json.loads((workdir / "artifacts/prepare/vocabulary.json").read_text())
+    vocabulary = json.loads((workdir / "artifacts/prompts/vocabulary.json").read_text())
     assert [w["word"] for w in vocabulary["background_words"]][:3] == ["ground", "land", "grass"]
+    # No pinned template here: the prompts stage's ranking picks it, and the document shows the
+    # final prompt strings with it (prepare could only write null prompts).
+    selected = json.loads((workdir / "artifacts/prompts/scores.json").read_text())["selected"]
+    assert vocabulary["template"] == selected and vocabulary["background_words"][0]["prompt"] == selected.format("ground")
+    assert [c["prompt"] for c in vocabulary["classes"]] == [selected.format("cat"), selected.format("dog")]
 
 
 def test_voc_set_with_masks_and_no_xml_runs_and_scores(harness, workdir: Path) -> None:

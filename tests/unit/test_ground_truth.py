@@ -76,51 +76,63 @@ def sixteen_bit_case(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[P
     return root, manifest
 
 
-def model_scores(monkeypatch: pytest.MonkeyPatch, root: Path, split: Path):  # noqa: ANN201
-    """The model metric with a stub network predicting class 1 everywhere."""
+def stage_params(root: Path):  # noqa: ANN201
+    """Params of a pipeline run on the VOC tree at `root` (model scored without CRF)."""
+    from wsss.params import Params
+
+    return Params.from_mapping({"data": {"kind": "voc", "root": str(root)}, "classes": {"names": list(CLASSES)},
+                                "train": {"test_crf": False}})  # fmt: skip
+
+
+def model_scores(monkeypatch: pytest.MonkeyPatch, root: Path, manifest: Manifest):  # noqa: ANN201
+    """The evaluate stage's model metric with a stub network predicting class 1 everywhere."""
     pytest.importorskip("mmseg")
     import torch
 
     import wsss_mmseg.training as training
+    from tasks.evaluate import score_model
+    from wsss.catalog import ArtifactLayout
 
     monkeypatch.setattr(training, "load_segmenter", lambda *args, **kwargs: None)
     monkeypatch.setattr(training, "predict_logits", lambda model, image, scales: torch.tensor([0.0, 1.0, 0.0])[:, None, None].expand(3, *image.shape[:2]))
-    return training.score_segmenter("config.py", "model.pth", image_dir=root / "JPEGImages", gt_dir=root / "SegmentationClass",
-                                    split_file=split, class_names=["background", *CLASSES])
+    (score,) = score_model(stage_params(root), ArtifactLayout(), manifest.records).values()
+    return score
 
 
-def test_every_reader_of_ground_truth_counts_the_same_pixels(sixteen_bit_case, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """Map metrics, relabel metrics and the model metric read one 16-bit GT identically."""
-    from tasks.evaluate import read_ground_truth
+def test_every_reader_of_ground_truth_counts_the_same_pixels(sixteen_bit_case, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Map metrics, relabel metrics and the model metric read one 16-bit GT identically (one reader)."""
+    from tasks.prepare import ground_truth_files
     from tasks.relabel import score_pseudo_masks
+    from wsss.catalog import ArtifactLayout
 
     root, manifest = sixteen_bit_case
     (record,) = manifest.records
     expected = np.ones((HEIGHT, WIDTH), np.uint8)
     expected[:4, :4] = 2
-    np.testing.assert_array_equal(read_ground_truth(root, record, 3), expected)
-    relabel = score_pseudo_masks.fn(manifest, root, 3, tmp_path / "relabel.json")
+    params, layout = stage_params(root), ArtifactLayout()
+    np.testing.assert_array_equal(ground_truth_files(params, layout).read(record, 2), expected)
+    relabel = score_pseudo_masks(params, layout, manifest)
     assert relabel["images_scored"] == 1 and relabel["pixel_accuracy"] == pytest.approx(1 - 16 / (WIDTH * HEIGHT))
-    (tmp_path / "split.txt").write_text("img\n")
-    model = model_scores(monkeypatch, root, tmp_path / "split.txt")
+    model = model_scores(monkeypatch, root, manifest)
     assert model.num_pixels == WIDTH * HEIGHT and model.pixel_accuracy == pytest.approx(1 - 16 / (WIDTH * HEIGHT))
 
 
-def test_a_value_outside_the_classes_stops_every_reader_naming_the_file(sixteen_bit_case, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_a_value_outside_the_classes_stops_every_reader_naming_the_file(sixteen_bit_case, monkeypatch: pytest.MonkeyPatch) -> None:
     """GT changed after prepare to hold 271: no reader wraps it to 15 or drops it; each names the file."""
-    from tasks.evaluate import read_ground_truth
+    from tasks.prepare import ground_truth_files
     from tasks.relabel import score_pseudo_masks
+    from wsss.catalog import ArtifactLayout
 
     root, manifest = sixteen_bit_case
     labels16(271).save(root / "SegmentationClass/img.png")
     pattern = r"SegmentationClass/img\.png has values outside 0\.\.2 and 255 \(271"
+    params, layout = stage_params(root), ArtifactLayout()
     with pytest.raises(DatasetError, match=pattern):
-        read_ground_truth(root, manifest.records[0], 3)
+        ground_truth_files(params, layout).read(manifest.records[0], 2)
     with pytest.raises(DatasetError, match=pattern):
-        score_pseudo_masks.fn(manifest, root, 3, tmp_path / "relabel.json")
-    (tmp_path / "split.txt").write_text("img\n")
+        score_pseudo_masks(params, layout, manifest)
     with pytest.raises(DatasetError, match=pattern):
-        model_scores(monkeypatch, root, tmp_path / "split.txt")
+        model_scores(monkeypatch, root, manifest)
 
 
 def test_folder_ground_truth_dir_is_honoured(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -49,27 +50,22 @@ def test_an_output_named_at_the_file_name_limit_can_be_written(tmp_path: Path) -
     assert (tmp_path / f"{image_id}.png").read_bytes() == b"png"
 
 
-class FullDisk:
-    """A file handle whose writes fail like a full disk."""
+class FullDiskOs:
+    """The `os` module as `wsss.io.atomic` sees it, with writes that fail like a full disk (the
+    temporary file is created, as on a real full disk)."""
 
-    def __init__(self, *args: object, **kwargs: object) -> None:
-        self.path = args[0]
+    def __getattr__(self, name: str) -> object:
+        return getattr(os, name)
 
-    def __enter__(self) -> FullDisk:
-        Path(str(self.path)).write_bytes(b"")  # the temporary file exists, as after a real open
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-    def write(self, data: bytes) -> int:
+    @staticmethod
+    def write(descriptor: int, data: object) -> int:
         raise OSError(errno.ENOSPC, "No space left on device")
 
 
 def test_a_full_disk_is_one_error_naming_the_file_and_the_old_version_stays(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     target = tmp_path / "mask.png"
     write_bytes_atomic(target, b"previous")
-    monkeypatch.setattr(atomic, "open", FullDisk, raising=False)
+    monkeypatch.setattr(atomic, "os", FullDiskOs())
     with pytest.raises(ArtifactWriteError) as raised:
         write_bytes_atomic(target, b"new")
     assert str(raised.value).startswith(f"{target}: cannot write (No space left on device)") and "\n" not in str(raised.value)

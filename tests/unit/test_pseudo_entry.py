@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import os
 from pathlib import Path
 
 import numpy as np
@@ -65,16 +66,21 @@ def test_masks_follow_the_refined_keys_whatever_ran_before(setup: tuple[Params, 
 
 
 class FullDiskAfter:
-    """`open` for the atomic writer that fails like a full disk after `budget` files."""
+    """The `os` module as the atomic writer sees it: creating a file fails like a full disk after
+    `budget` files."""
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
 
-    def __call__(self, path: object, mode: str = "r", *args: object, **kwargs: object):  # noqa: ANN204
-        self.budget -= 1
-        if self.budget < 0:
-            raise OSError(errno.ENOSPC, "No space left on device")
-        return open(path, mode, *args, **kwargs)  # noqa: SIM115
+    def __getattr__(self, name: str) -> object:
+        return getattr(os, name)
+
+    def open(self, path: object, flags: int, *args: object) -> int:
+        if flags & os.O_CREAT:
+            self.budget -= 1
+            if self.budget < 0:
+                raise OSError(errno.ENOSPC, "No space left on device")
+        return os.open(path, flags, *args)
 
 
 def test_a_full_disk_stops_the_stage_with_one_error_and_loses_nothing(setup: tuple[Params, ArtifactLayout],
@@ -85,7 +91,7 @@ def test_a_full_disk_stops_the_stage_with_one_error_and_loses_nothing(setup: tup
     store = PseudoMaskStore(layout.pseudo)
     before = {p.name: p.read_bytes() for p in layout.pseudo.folder("masks").iterdir()}
     write_refined(layout, {LONG_ID: "k2", "b": "k2"})
-    monkeypatch.setattr(atomic, "open", FullDiskAfter(5), raising=False)  # b's 3 files + key, then 1 more
+    monkeypatch.setattr(atomic, "os", FullDiskAfter(5))  # b's 3 files + key, then 1 more
     with pytest.raises(ArtifactWriteError) as raised:
         run_pseudo(params, layout)
     message = str(raised.value)

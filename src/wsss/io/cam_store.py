@@ -27,36 +27,13 @@ from wsss.errors import StoreError
 from wsss.io.atomic import TEMPORARY_PREFIX
 from wsss.io.attributes import from_attr, read_attrs, validate_name
 from wsss.io.integrity import available_memory_bytes, checked_dataset, checked_group
-from wsss.io.shard_assignment import assign_shards
-from wsss.io.shard_writer import (
-    HDF5_ERRORS,
-    LIBVER,
-    RESERVED_ROOT_ATTRS,
-    SCHEMA_VERSION,
-    ShardWriter,
-    chunk_shape,
-    shard_path,
-)
+from wsss.io.shard_writer import HDF5_ERRORS, SCHEMA_VERSION
 
 SHARD_GLOB = "shard-*.h5"
 # Leftovers of interrupted writes: the atomic helper's temporaries, and `.partial` files of older versions.
 LEFTOVER_GLOBS = (TEMPORARY_PREFIX + "*", "shard-*.h5.partial")
 # What h5py raises on damaged or unexpected content; each is re-raised naming the file.
 _READ_ERRORS = HDF5_ERRORS
-
-__all__ = [
-    "LIBVER",
-    "RESERVED_ROOT_ATTRS",
-    "SCHEMA_VERSION",
-    "CamStore",
-    "ShardWriter",
-    "StoredImage",
-    "assign_shards",
-    "chunk_shape",
-    "open_shard",
-    "shard_image_ids",
-    "shard_path",
-]
 
 
 @dataclass
