@@ -73,11 +73,20 @@ def write_curves(work_dir: Path, layout: ArtifactLayout) -> list[Path]:
     return [layout.train_curve("train"), *([layout.train_curve("val")] if val_rows else [])]
 
 
-def train_config(params: Params, manifest: Manifest, labels: StagedLabels, work_dir: Path, split_file: Path, validation: Any) -> Any:
-    """The mmengine config of this run: the file's recipe with the set `train.*` keys on top."""
+def train_config(
+    params: Params, layout: ArtifactLayout, manifest: Manifest, work_dir: Path, split_file: Path,
+    labels: StagedLabels | None = None, validation: Any = None,
+) -> Any:
+    """The mmengine config of this run: the file's recipe with the set `train.*` keys on top.
+
+    `labels`: the staged masks and confidence maps (corrections over pseudo masks); None = the
+    pass's pseudo folders as they are. `validation`: the val loop's data (`validation_data`).
+    """
     from wsss_mmseg.training import build_train_config
 
     settings = params.train
+    mask_dir = labels.mask_dir if labels else layout.pseudo.folder(PseudoLayout.MASKS)
+    confidence_dir = labels.confidence_dir if labels else layout.pseudo.folder(PseudoLayout.CONFIDENCE)
     folder, suffix = common_image_dir(manifest)
     class_names = ["background", *manifest.class_names]
     return build_train_config(
@@ -85,8 +94,8 @@ def train_config(params: Params, manifest: Manifest, labels: StagedLabels, work_
         work_dir.resolve(),
         data_root=Path(".").resolve(),
         image_dir=str(params.dataset_root / folder),
-        mask_dir=str(labels.mask_dir),
-        confidence_dir=str(labels.confidence_dir) if settings.use_confidence else None,
+        mask_dir=str(mask_dir),
+        confidence_dir=str(confidence_dir) if settings.use_confidence else None,
         split_file=str(split_file.resolve()),
         class_names=class_names,
         palette=[list(map(int, c)) for c in voc_palette()[: len(class_names)]],
@@ -119,7 +128,7 @@ def run_train(params: Params, layout: ArtifactLayout) -> ModelRecord:
     work_dir.mkdir(parents=True, exist_ok=True)
     split = work_dir / "split.txt"
     write_text_atomic(split, "".join(f"{r.image_id}\n" for r in manifest.records if r.tags))
-    cfg = train_config(params, manifest, labels, work_dir, split, validation_data(params, layout, manifest, work_dir))
+    cfg = train_config(params, layout, manifest, work_dir, split, labels, validation_data(params, layout, manifest, work_dir))
     recipe = effective_recipe(cfg)
     checkpoint = train_segmenter(cfg)
     copy_file_atomic(checkpoint, layout.model)

@@ -281,8 +281,8 @@ def convert_legacy_checkpoint(source: Path, destination: Path) -> Path:
         plain = to_plain(_rebuild_legacy(checkpoint))
     except (TypeError, KeyError, ValueError) as error:
         raise CheckpointError(f"{source}: cannot convert ({error})") from None
-    with atomic_path(destination) as temporary:
-        torch.save(plain, temporary)
+    with atomic_path(destination) as temporary, open(temporary, "wb") as handle:
+        torch.save(plain, handle)  # a file object: torch's archive writer refuses the temporary's leading dot
     return destination
 
 

@@ -102,7 +102,7 @@ def test_coco_scores_come_from_the_json_masks(coco_repo) -> None:
 
 
 def run_through_evaluate(workdir: Path, data: dict, classes: dict) -> dict:
-    from flows.cams import run_cams
+    from flows.cams import cams_flow
     from flows.evaluate import evaluate_flow
     from flows.prepare import prepare_flow
     from flows.prompts import prompts_flow
@@ -114,7 +114,7 @@ def run_through_evaluate(workdir: Path, data: dict, classes: dict) -> dict:
     (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     prepare_flow("params.yaml")
     prompts_flow("params.yaml")
-    run_cams("params.yaml")
+    cams_flow("params.yaml")
     refine_flow("params.yaml")
     pseudo_flow("params.yaml")
     return evaluate_flow("params.yaml")
