@@ -14,7 +14,7 @@ cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 SITE=${DEVICE_CHECK_SITE:-/tmp/site}
 
-if ! "$PY" -c "import open_clip, ftfy, mmseg, mmengine, mmcv" 2>/dev/null; then
+if ! "$PY" -c "import open_clip, ftfy, mmseg, mmengine, mmcv, hdf5plugin, pycocotools" 2>/dev/null; then
     if ! ls .whl/*.whl >/dev/null 2>&1; then
         echo "open_clip/mmseg are missing and .whl/ is empty: run scripts/fetch_device_wheels.sh first" >&2
         exit 2

@@ -18,8 +18,8 @@ DEST=${WHEEL_DIR:-.whl}
 PYTHON=${PYTHON:-python3}
 LIMIT_BYTES=$((64 * 1024 * 1024))
 # What the import chains of wsss (open_clip), wsss_mmseg (mmseg, mmengine, mmcv-lite) and the new
-# store codec (hdf5plugin) need beyond the machine's packages (checked with the wheels' METADATA).
-PACKAGES=(open_clip_torch ftfy wcwidth mmengine mmsegmentation mmcv-lite addict yapf platformdirs termcolor prettytable hdf5plugin)
+# store codec (hdf5plugin) and the COCO masks (pycocotools) need beyond the machine's packages (checked with the wheels' METADATA).
+PACKAGES=(open_clip_torch ftfy wcwidth mmengine mmsegmentation mmcv-lite addict yapf platformdirs termcolor prettytable hdf5plugin pycocotools)
 SKIP=${SKIP:-}
 
 locked_version() {  # version of $1 in requirements.lock (names compared case- and -/_-insensitively)

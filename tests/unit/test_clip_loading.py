@@ -235,3 +235,20 @@ def test_positional_embedding_is_resized_bilinearly_and_rounded_to_fp16() -> Non
     grid = table[1:].T.reshape(1, -1, 2, 2)
     expected = torch.nn.functional.interpolate(grid, size=(3, 5), mode="bilinear", align_corners=False)
     torch.testing.assert_close(resized[1:], expected.reshape(table.shape[1], -1).T)
+
+
+def test_fp16_cast_normalises_every_layer_norm_in_fp32() -> None:
+    """CUDA's layer_norm refuses fp16 activations with fp32 weights: the GPU check's first fp16 run
+    failed in the text tower. After the cast every LayerNorm computes in fp32 and returns fp16."""
+    import open_clip
+
+    from wsss.clip.loading import LayerNormFp32, cast_for_inference
+
+    torch.manual_seed(0)
+    model = cast_for_inference(open_clip.create_model("ViT-B-16-quickgelu", pretrained=None).eval(), torch.float16)
+    norms = [m for m in model.modules() if isinstance(m, torch.nn.LayerNorm)]
+    assert norms and all(type(m) is LayerNormFp32 for m in norms)
+    x = torch.randn(2, 3, 512).half()
+    expected = torch.nn.functional.layer_norm(x.float(), (512,), model.ln_final.weight.float(), model.ln_final.bias.float())
+    out = model.ln_final(x)
+    assert out.dtype == torch.float16 and torch.equal(out, expected.half())

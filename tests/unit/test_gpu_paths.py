@@ -56,3 +56,10 @@ def test_extractor_on_cuda_matches_the_reference_on_cuda(photos, clips) -> None:
     ours = ClipEsCamExtractor(clips["cuda"], voc_vocabulary(), CamSettings(batch_size=2)).extract(image, tags)
     assert np.abs(ours.gradcam - expected["gradcam"]).max() < 1e-3
     assert np.abs(ours.refined - expected["refined"]).max() < 1e-2
+
+
+def test_fp16_extractor_embeds_prompts_on_cuda(vit_b16_openai_file: Path) -> None:
+    """The first GPU check failed here: fp16 text tower, fp32 LayerNorm weights, CUDA layer_norm."""
+    clip = load_clip(ClipSource(checkpoint=vit_b16_openai_file), "cuda", "fp16")
+    extractor = ClipEsCamExtractor(clip, voc_vocabulary(), CamSettings())
+    assert torch.isfinite(extractor._class_text).all()

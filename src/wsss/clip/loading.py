@@ -19,6 +19,7 @@ from typing import Any, Literal
 
 import open_clip
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from wsss.clip.architecture import architecture_of_config, architecture_of_openai_state_dict
@@ -126,6 +127,15 @@ def load_clip(source: ClipSource, device: str | torch.device = "cpu", precision:
     return loaded
 
 
+class LayerNormFp32(nn.LayerNorm):
+    """The reference's LayerNorm subclass: normalise in fp32, return the input's dtype."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        weight = None if self.weight is None else self.weight.float()
+        bias = None if self.bias is None else self.bias.float()
+        return F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps).to(x.dtype)
+
+
 def cast_for_inference(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     """Cast matmul weights to `dtype`, keeping LayerNorms, embeddings and logit scale in fp32.
 
@@ -136,6 +146,9 @@ def cast_for_inference(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     if dtype == torch.float32:
         return model
     for module in model.modules():
+        if type(module) is not LayerNormFp32 and isinstance(module, nn.LayerNorm):
+            # CUDA's layer_norm refuses fp16 activations with fp32 weights (CPU accepts them).
+            module.__class__ = LayerNormFp32
         if isinstance(module, (nn.Conv1d, nn.Conv2d, nn.Linear)):
             module.weight.data = module.weight.data.to(dtype)
             if module.bias is not None:
