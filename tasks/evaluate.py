@@ -96,7 +96,8 @@ def write_overlays(params: Params, layout: ArtifactLayout, records: Sequence[Ima
     one PNG per chosen image (`wsss.viz.overlay_figure`)."""
     refined, masks, truth = CamStore(layout.refined), PseudoMaskStore(layout.pseudo), ground_truth_files(params, layout)
     cams = CamStore(layout.cams) if layout.cams.is_dir() else None
-    written = []
+    written, progress = [], Progress("wsss-evaluate-overlays-progress", "Overlays drawn", "evaluate overlays")
+    progress.start(len(records))
     for record in records:
         rgb = np.asarray(load_rgb(safe_join(params.dataset_root, record.image_path)))
         inputs = stored_overlay_inputs(
@@ -107,6 +108,8 @@ def write_overlays(params: Params, layout: ArtifactLayout, records: Sequence[Ima
         path = layout.overlays / f"{record.image_id}.png"
         write_bytes_atomic(path, png_bytes(overlay_figure(inputs)))
         written.append(path)
+        progress.tick(1, "drawn")
+    progress.finish()
     return written
 
 

@@ -26,6 +26,10 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.context import FlowRunContext, TaskRunContext
 from tqdm import tqdm
 
+def plural(count: int, word: str) -> str:
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
 # How the engine's outcomes read in a sentence.
 OUTCOME_WORDS = {"copied": "reused", "untouched": "unchanged"}
 
@@ -60,12 +64,13 @@ class Progress:
 
     def __init__(
         self, key: str, description: str, label: str | None = None, unit: str = "image", *,
-        artifact_every_s: float = 3.0, log_every_s: float = 20.0, log_every_share: float = 0.05,
+        artifact_every_s: float = 3.0, log_every_s: float = 20.0, log_every_share: float = 0.05, min_log_gap_s: float = 1.0,
         clock: Callable[[], float] = time.monotonic, bar: bool | None = None,
     ) -> None:
         self.key, self.description, self.unit = key, description, unit
         self.label = label or key.removeprefix("wsss-").removesuffix("-progress")
         self.artifact_every_s, self.log_every_s, self.log_every_share = artifact_every_s, log_every_s, log_every_share
+        self.min_log_gap_s = min_log_gap_s  # share-triggered lines no closer than this (fast small runs)
         self.clock, self.show_bar = clock, bar
         self.total, self.done, self.counts = 0, 0, {}
         self.artifact: UUID | None = None
@@ -102,14 +107,14 @@ class Progress:
             self._bar.update(count)
         self._publish(self.clock())
 
+    @property
+    def started(self) -> bool:
+        return self._active
+
     def reach(self, done: int, total: int, outcome: str = "done") -> None:
-        """A `(done, total)` callback (training iterations, review images): starts on first use,
-        counts units done before the first call (a resumed run) as "resumed"."""
+        """A `(done, total)` callback (training iterations, review images): starts on first use."""
         if not self._active or total != self.total:
             self.start(total)
-            if done > 0:
-                self.tick(done, "resumed")
-                return
         self.tick(done - self.done, outcome)
 
     def finish(self, detail: str = "") -> None:
@@ -142,7 +147,8 @@ class Progress:
                 self._published = value
             self._artifact_at = now
         share_step = max(1, int(self.total * self.log_every_share))
-        if complete or now - self._logged_at >= self.log_every_s or self.done - self._logged_done >= share_step:
+        since = now - self._logged_at
+        if complete or since >= self.log_every_s or (self.done - self._logged_done >= share_step and since >= self.min_log_gap_s):
             self._log_line(now, percent)
         if complete:
             self._close_bar()

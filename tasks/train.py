@@ -136,7 +136,8 @@ def run_train(params: Params, layout: ArtifactLayout) -> ModelRecord:
     cfg = train_config(params, layout, manifest, work_dir, split, labels, validation_data(params, layout, manifest, work_dir))
     recipe = effective_recipe(cfg)
     progress = Progress("wsss-train-progress", "Training iterations", "train", unit="iteration")
-    checkpoint = train_segmenter(cfg, on_iteration=lambda done, total: progress.reach(done, total, "trained"))
+    # The first call comes before training: iterations already done there were resumed.
+    checkpoint = train_segmenter(cfg, on_iteration=lambda done, total: progress.reach(done, total, "trained" if progress.started else "resumed"))
     progress.finish(f"{record_images(manifest)} images")
     copy_file_atomic(checkpoint, layout.model)
     for log in sorted(work_dir.rglob("*.log"))[-1:]:

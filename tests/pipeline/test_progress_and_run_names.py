@@ -96,11 +96,22 @@ def test_log_lines_say_counts_rate_and_eta_then_what_was_done(caplog: pytest.Log
     assert lines[3] == "cams: 6 images, 2 computed, 4 reused, 2 shards written in 25.0 s (0.24 image/s)"
 
 
+def test_share_lines_keep_a_minimum_gap(caplog: pytest.LogCaptureFixture) -> None:
+    clock = Clock()
+    progress = Progress("wsss-test-gap", "test", "review", clock=clock, bar=False)
+    with caplog.at_level(logging.INFO, logger="wsss"):
+        progress.start(6)
+        for _ in range(6):  # 1/6 each, far faster than a second apart
+            clock.now += 0.01
+            progress.tick()
+    assert [r.getMessage().split(" (")[0] for r in caplog.records] == ["review: 6 images to go through", "review: 6/6 images"]
+
+
 def test_reach_counts_a_resumed_start_apart(caplog: pytest.LogCaptureFixture) -> None:
     progress = Progress("wsss-test-train", "test", "train", unit="iteration", clock=Clock(), bar=False)
     with caplog.at_level(logging.INFO, logger="wsss"):
-        for done in (6, 7, 8, 9, 10):
-            progress.reach(done, 10, "trained")
+        for done in (6, 7, 8, 9, 10):  # as the training hook calls it: before training, then per iteration
+            progress.reach(done, 10, "trained" if progress.started else "resumed")
         progress.finish()
     assert progress.counts == {"resumed": 6, "trained": 4}
     assert caplog.records[-1].getMessage().startswith("train: 10 iterations, 6 resumed, 4 trained in 0.0 s")
