@@ -149,3 +149,16 @@ def test_variants_are_distinct_task_runs(harness) -> None:
     with get_client(sync_client=True) as client:
         runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[state.state_details.flow_run_id])))
     assert sorted(r.name for r in runs) == ["evaluate model crf=off", "evaluate model crf=on"]
+
+
+def test_artifact_files_are_repository_relative_code_or_served_links(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from tasks.runtime import file_reference
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("WSSS_ARTIFACTS_URL", raising=False)
+    assert file_reference(tmp_path / "artifacts/cams/shard-00000.h5") == "`artifacts/cams/shard-00000.h5`"
+    assert file_reference("/elsewhere/x.json") == "`/elsewhere/x.json`"
+    monkeypatch.setenv("WSSS_ARTIFACTS_URL", "http://127.0.0.1:8000/")
+    assert file_reference("artifacts/plots/overlays/a b.png") == (
+        "[`artifacts/plots/overlays/a b.png`](http://127.0.0.1:8000/artifacts/plots/overlays/a%20b.png)")
+    assert "file://" not in file_reference(tmp_path / "artifacts/metrics.json")
