@@ -1,5 +1,5 @@
 """What people watch and search in Prefect: progress artifacts on the clock, log lines with rate and
-ETA, flow-run names and tags, distinct task-run names (under `prefect_test_harness`)."""
+ETA, flow-run names and tags, distinct task-run names (under the `harness` fixture)."""
 
 from __future__ import annotations
 
