@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from prefect import flow
+from prefect import flow, tags
 
 from flows.cams import cams_flow
 from flows.evaluate import evaluate_flow
@@ -31,7 +31,8 @@ STAGE_FLOWS = (sample_flow, prepare_flow, prompts_flow, cams_flow, refine_flow, 
 def pipeline_flow(params_path: str = "params.yaml") -> None:
     """sample -> prepare -> prompts -> cams -> refine -> pseudo -> review -> train -> [learn_prompts -> learned_cams] -> evaluate."""
     for stage_flow in STAGE_FLOWS:
-        stage_flow(params_path)
+        with tags(f"stage:{stage_flow.name.removeprefix('wsss-').replace('-', '_')}"):  # besides stage:pipeline
+            stage_flow(params_path)
 
 
 if __name__ == "__main__":
