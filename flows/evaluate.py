@@ -9,12 +9,13 @@ from prefect import flow
 
 from tasks.command import run_stage
 from tasks.evaluate import run_evaluate
+from tasks.run_names import stage_run_name
 from tasks.runtime import link_written_files, markdown, table
 from wsss.catalog import ArtifactLayout
 from wsss.params import load_params
 
 
-@flow(name="wsss-evaluate")
+@flow(name="wsss-evaluate", flow_run_name=stage_run_name("evaluate"))
 def evaluate_flow(params_path: str = "params.yaml") -> dict[str, Any]:
     """mIoU and per-class IoU of every artifact with ground truth; overlays of a fixed sample."""
     params = load_params(params_path)

@@ -9,12 +9,13 @@ from prefect import flow
 
 from tasks.command import run_stage
 from tasks.learn_prompts import run_learn_prompts
+from tasks.run_names import stage_run_name
 from tasks.runtime import link_written_files, markdown
 from wsss.catalog import ArtifactLayout
 from wsss.params import load_params
 
 
-@flow(name="wsss-learn-prompts")
+@flow(name="wsss-learn-prompts", flow_run_name=stage_run_name("learn_prompts"))
 def learn_prompts_flow(params_path: str = "params.yaml") -> dict[str, Any]:
     """Learn one background prompt per class on the pseudo masks; a quick record when disabled."""
     params = load_params(params_path)

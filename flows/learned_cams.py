@@ -13,17 +13,18 @@ from prefect import flow
 
 from tasks.command import run_stage, runner_overrides
 from tasks.learned_cams import run_learned_pass
-from tasks.runtime import Progress, link_written_files
+from tasks.run_names import stage_run_name
+from tasks.runtime import link_written_files
 from wsss.catalog import ArtifactLayout
 from wsss.params import load_params
 
 
-@flow(name="wsss-learned-cams")
+@flow(name="wsss-learned-cams", flow_run_name=stage_run_name("learned_cams"))
 def learned_cams_flow(params_path: str = "params.yaml", runner: dict[str, Any] | None = None) -> dict[str, Any]:
     """Grad-CAM with learned background prompts, CAA refinement and pseudo masks into artifacts/learned."""
     params = load_params(params_path, runner)
     layout = ArtifactLayout.for_params(params)
-    status = run_learned_pass(params, layout, Progress("wsss-learned-cams-progress", "Images through CAM extraction with learned prompts"))
+    status = run_learned_pass(params, layout)
     if status["enabled"]:
         learned = layout.learned()
         link_written_files("wsss-learned-cams-files", [layout.pass_status, learned.cams, learned.refined, learned.pseudo.root],

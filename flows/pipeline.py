@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import sys
 
-from prefect import flow
+from prefect import flow, tags
 
 from flows.cams import cams_flow
 from flows.evaluate import evaluate_flow
@@ -21,16 +21,18 @@ from flows.refine import refine_flow
 from flows.review import review_flow
 from flows.train import train_flow
 from tasks.command import run_stage
+from tasks.run_names import stage_run_name
 
 STAGE_FLOWS = (sample_flow, prepare_flow, prompts_flow, cams_flow, refine_flow, pseudo_flow, review_flow, train_flow,
                learn_prompts_flow, learned_cams_flow, evaluate_flow)
 
 
-@flow(name="wsss-pipeline")
+@flow(name="wsss-pipeline", flow_run_name=stage_run_name("pipeline"))
 def pipeline_flow(params_path: str = "params.yaml") -> None:
     """sample -> prepare -> prompts -> cams -> refine -> pseudo -> review -> train -> [learn_prompts -> learned_cams] -> evaluate."""
     for stage_flow in STAGE_FLOWS:
-        stage_flow(params_path)
+        with tags(f"stage:{stage_flow.name.removeprefix('wsss-').replace('-', '_')}"):  # besides stage:pipeline
+            stage_flow(params_path)
 
 
 if __name__ == "__main__":

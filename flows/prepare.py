@@ -8,12 +8,13 @@ from prefect import flow
 
 from tasks.command import run_stage
 from tasks.prepare import run_prepare, run_sample
+from tasks.run_names import stage_run_name
 from tasks.runtime import link_written_files
 from wsss.catalog import ArtifactLayout
 from wsss.params import load_params
 
 
-@flow(name="wsss-prepare")
+@flow(name="wsss-prepare", flow_run_name=stage_run_name("prepare"))
 def prepare_flow(params_path: str = "params.yaml") -> str:
     """Manifest of the usable images, `failures.json` naming each refused image and why (fails only
     above `reliability.max_failed_share`), and the derived ground truth (COCO masks)."""
@@ -23,7 +24,7 @@ def prepare_flow(params_path: str = "params.yaml") -> str:
     return summary.manifest_sha256
 
 
-@flow(name="wsss-sample")
+@flow(name="wsss-sample", flow_run_name=stage_run_name("sample"))
 def sample_flow(params_path: str = "params.yaml") -> int:
     """Materialise the embedded sample photos in VOC layout under data/sample."""
     return run_sample(ArtifactLayout.for_params(load_params(params_path)))

@@ -8,12 +8,13 @@ from prefect import flow
 
 from tasks.command import run_stage
 from tasks.prompts import run_prompts
+from tasks.run_names import stage_run_name
 from tasks.runtime import link_written_files, table
 from wsss.catalog import ArtifactLayout
 from wsss.params import load_params
 
 
-@flow(name="wsss-prompts")
+@flow(name="wsss-prompts", flow_run_name=stage_run_name("prompts"))
 def prompts_flow(params_path: str = "params.yaml") -> str:
     """Rank candidate templates by sharpness; record the template later stages use."""
     params = load_params(params_path)

@@ -9,17 +9,21 @@ from prefect import flow
 
 from tasks.command import run_stage
 from tasks.pseudo import run_pseudo
-from tasks.runtime import Progress, link_written_files
+from tasks.progress import Progress
+from tasks.run_names import stage_run_name
+from tasks.runtime import link_written_files
 from wsss.catalog import ArtifactLayout
 from wsss.params import load_params
 
 
-@flow(name="wsss-pseudo")
+@flow(name="wsss-pseudo", flow_run_name=stage_run_name("pseudo"))
 def pseudo_flow(params_path: str = "params.yaml") -> dict[str, Any]:
     """Pseudo masks, raw labels and confidence maps for every refined image (only what changed)."""
     params = load_params(params_path)
     layout = ArtifactLayout.for_params(params)
-    run = run_pseudo(params, layout, Progress("wsss-pseudo-progress", "Pseudo masks written"))
+    progress = Progress("wsss-pseudo-progress", "Pseudo masks written", "pseudo")
+    run = run_pseudo(params, layout, progress)
+    progress.finish(f"{len(run.removed)} removed" if run.removed else "")
     link_written_files("wsss-pseudo-files", [layout.pseudo.summary, *layout.pseudo.output_folders()],
                        f"Files written by this pseudo run ({len(run.computed)} images)")
     return run.as_dict()

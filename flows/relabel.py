@@ -19,12 +19,13 @@ from prefect import flow
 from tasks.command import run_stage, runner_overrides
 from tasks.locking import pipeline_lock
 from tasks.relabel import run_relabel
+from tasks.run_names import stage_run_name
 from tasks.runtime import link_written_files
 from wsss.catalog import ArtifactLayout
 from wsss.params import load_params
 
 
-@flow(name="wsss-relabel")
+@flow(name="wsss-relabel", flow_run_name=stage_run_name("relabel"))
 def relabel_flow(params_path: str = "params.yaml", runner: dict[str, Any] | None = None) -> dict[str, Any]:
     """Relabel only what changed since the last run; keep replaced masks; log counts and durations.
 
@@ -61,4 +62,4 @@ if __name__ == "__main__":
     sys.exit(run_stage({
         "run": lambda args: relabel_flow(args.params, runner_overrides(args)),
         "serve": serve,
-    }, lock=False, runner=True, extra=serve_options))  # relabel_flow takes the locks per run; a serving process must not hold them
+    }, lock=False, runner=True, extra=serve_options, stage="relabel"))  # relabel_flow takes the locks per run; a serving process must not hold them

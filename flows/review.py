@@ -9,12 +9,13 @@ from prefect import flow
 
 from tasks.command import run_stage
 from tasks.review import run_review
+from tasks.run_names import stage_run_name
 from tasks.runtime import link_written_files, table
 from wsss.catalog import ArtifactLayout
 from wsss.params import load_params
 
 
-@flow(name="wsss-review")
+@flow(name="wsss-review", flow_run_name=stage_run_name("review"))
 def review_flow(params_path: str = "params.yaml") -> dict[str, Any]:
     """Worst-first review report: photo, maps, mask, confidence, GT/IoU and lineage per image."""
     summary = run_review(ArtifactLayout.for_params(load_params(params_path)))  # params checked before any work

@@ -165,7 +165,7 @@ def run_cams(params: Params, layout: ArtifactLayout, report: StageReport | None 
     attributes = cam_attributes(params, layout, manifest, clip.identity(), template, prompts_sha256, flow_run_id())
     keys = record_keys(manifest.records, stage_identity(attributes))
     plan = shard_plan(list(keys), params.store.images_per_shard, params.store.shard_count)
-    with shard_submit(params.runner) as submit:
+    with shard_submit(params.runner, STAGE_NAMES[layout.pass_name]) as submit:
         summary = run_sharded(
             plan, keys, layout.cams, layout.scratch(scratch_name(STAGE_NAMES[layout.pass_name], attributes, keys)), attributes,
             ExtractImage(spec, params.dataset_root, {r.image_id: r for r in manifest.records}),

@@ -21,6 +21,7 @@ from typing import Any
 from prefect.exceptions import TerminationSignal
 
 from tasks.locking import pipeline_lock
+from tasks.run_names import stage_tags
 from tasks.runtime import start_temporary_server_outside_our_process_group
 from wsss.catalog import ArtifactLayout
 from wsss.errors import WsssError
@@ -68,9 +69,11 @@ def run_stage(
     lock: bool = True,
     runner: bool = False,
     extra: Callable[[argparse.ArgumentParser], None] | None = None,
+    stage: str | None = None,
 ) -> int:
     """Run the named flow (the only one when the module has one); each callable gets the parsed
-    arguments (`args.params`, runner overrides, `extra` options).
+    arguments (`args.params`, runner overrides, `extra` options). Its flow runs are tagged with the
+    dataset, `stage` (default: the flow's key) and experiment (`tasks.run_names`).
 
     `lock=False` is for commands whose flows take the locks per run themselves (relabel).
     """
@@ -86,7 +89,8 @@ def run_stage(
         with pipeline_lock(ArtifactLayout.for_params(params)) if lock else nullcontext() as held:
             if held is not None and held.stale_owner is not None:
                 print(f"note: took over the stale run lock of {describe_owner(held.stale_owner)}", file=sys.stderr)
-            flows[name](args)
+            with stage_tags(stage or name, params):
+                flows[name](args)
     except WsssError as error:
         print(f"error: {error}", file=sys.stderr)
         return EXIT_ERROR

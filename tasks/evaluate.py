@@ -16,7 +16,8 @@ from typing import Any
 import numpy as np
 
 from tasks.prepare import ground_truth_files, read_manifest
-from tasks.runtime import flow_run_id
+from tasks.progress import Progress
+from tasks.runtime import flow_run_id, named_step
 from wsss.catalog import ArtifactLayout, PseudoLayout
 from wsss.datasets import ImageRecord, manifest_sha256, safe_join
 from wsss.evaluation import protocol
@@ -49,6 +50,9 @@ def score_pass(params: Params, layout: ArtifactLayout, records: Sequence[ImageRe
     scores = protocol.ProtocolScores(params.vocabulary.num_classes + 1)
     cams, refined, masks = CamStore(layout.cams), CamStore(layout.refined), PseudoMaskStore(layout.pseudo)
     truth = ground_truth_files(params, layout)
+    name = "learned" if layout.pass_name else "maps"
+    progress = Progress(f"wsss-evaluate-{name}-progress", f"Images scored ({name}: CAM, CAA, pseudo masks)", f"evaluate {name}")
+    progress.start(len(records))
     for record in records:
         maps = refined.read(record.image_id, ["refined"], keep_dtype=True)
         protocol.score_image(scores, protocol.ImageMaps(
@@ -60,6 +64,8 @@ def score_pass(params: Params, layout: ArtifactLayout, records: Sequence[ImageRe
             stage_labels=masks.labels(record.image_id),
             rgb=lambda record=record: np.asarray(load_rgb(safe_join(params.dataset_root, record.image_path))),
         ), params.pseudo, params.evaluate.background_alphas)
+        progress.tick(1, "scored")
+    progress.finish()
     return scores.scores()
 
 
@@ -72,10 +78,16 @@ def score_model(params: Params, layout: ArtifactLayout, records: Sequence[ImageR
     samples = [(safe_join(params.dataset_root, r.image_path), partial(truth.read, r, num_classes)) for r in records]
     settings, scores = params.train, {}
     for key, with_crf in protocol.model_keys(settings.test_scales, settings.test_crf):
-        scores[key] = score_segmenter_on(
-            Path(settings.config).resolve(), layout.model, samples, class_names=["background", *params.vocabulary.class_names],
-            scales=settings.test_scales, device=settings.device, crf=params.pseudo.crf_params if with_crf else None,
-        )
+        variant = f"crf={'on' if with_crf else 'off'}"
+        progress = Progress(f"wsss-evaluate-model-crf-{'on' if with_crf else 'off'}-progress",
+                            f"Images scored by the trained model ({variant})", f"evaluate model {variant}")
+        progress.start(len(samples))
+        scores[key] = named_step(f"evaluate model {variant}", partial(
+            score_segmenter_on, Path(settings.config).resolve(), layout.model, samples,
+            class_names=["background", *params.vocabulary.class_names], scales=settings.test_scales, device=settings.device,
+            crf=params.pseudo.crf_params if with_crf else None, on_image=lambda _path, progress=progress: progress.tick(1, "scored"),
+        ))
+        progress.finish()
     return scores
 
 
@@ -84,7 +96,8 @@ def write_overlays(params: Params, layout: ArtifactLayout, records: Sequence[Ima
     one PNG per chosen image (`wsss.viz.overlay_figure`)."""
     refined, masks, truth = CamStore(layout.refined), PseudoMaskStore(layout.pseudo), ground_truth_files(params, layout)
     cams = CamStore(layout.cams) if layout.cams.is_dir() else None
-    written = []
+    written, progress = [], Progress("wsss-evaluate-overlays-progress", "Overlays drawn", "evaluate overlays")
+    progress.start(len(records))
     for record in records:
         rgb = np.asarray(load_rgb(safe_join(params.dataset_root, record.image_path)))
         inputs = stored_overlay_inputs(
@@ -95,6 +108,8 @@ def write_overlays(params: Params, layout: ArtifactLayout, records: Sequence[Ima
         path = layout.overlays / f"{record.image_id}.png"
         write_bytes_atomic(path, png_bytes(overlay_figure(inputs)))
         written.append(path)
+        progress.tick(1, "drawn")
+    progress.finish()
     return written
 
 
@@ -103,10 +118,10 @@ def run_evaluate(params: Params, layout: ArtifactLayout) -> Evaluation:
     evaluation_run.json (who computed them)."""
     manifest = read_manifest(layout)
     with_gt = [r for r in manifest.records if r.ground_truth_path]
-    scores = score_pass(params, layout, with_gt)
+    scores = named_step("evaluate maps", partial(score_pass, params, layout, with_gt))
     learned = layout.learned()
     if any(learned.refined.glob("shard-*.h5")) and learned.pseudo.folder(PseudoLayout.RAW).is_dir():
-        scores = protocol.with_learned_background(scores, score_pass(params, learned, with_gt))
+        scores = protocol.with_learned_background(scores, named_step("evaluate learned maps", partial(score_pass, params, learned, with_gt)))
     if layout.model.is_file() and with_gt:
         scores.update(score_model(params, layout, with_gt))
     split = params.data.split
@@ -115,7 +130,7 @@ def run_evaluate(params: Params, layout: ArtifactLayout) -> Evaluation:
     write_json_atomic(layout.per_class_iou, per_class_iou_rows(scores, params.vocabulary.class_names))
     write_json_atomic(layout.pipeline_miou, pipeline_miou_rows(scores))
     chosen_ids = set(params.evaluate.overlay_ids or [r.image_id for r in manifest.records[: params.evaluate.max_overlays]])
-    overlays = write_overlays(params, layout, [r for r in manifest.records if r.image_id in chosen_ids])
+    overlays = named_step("evaluate overlays", partial(write_overlays, params, layout, [r for r in manifest.records if r.image_id in chosen_ids]))
     # metrics.json stays numbers only (dvc metrics); who computed them goes next to it for lineage.
     EvaluationRun(
         flow_run_id=flow_run_id(),

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import torch
@@ -10,6 +10,7 @@ from prefect import get_run_logger
 
 from tasks.clip_model import load_stage_clip
 from tasks.prepare import read_manifest
+from tasks.progress import Progress
 from tasks.runtime import flow_run_id, in_flow
 from wsss.catalog import ArtifactLayout
 from wsss.clip import LoadedClip
@@ -29,6 +30,7 @@ from wsss.prompts.assembly import (
     training_summary,
 )
 from wsss.prompts.learned_file import save_learned_prompts
+from wsss.prompts.learning import total_steps
 from wsss.provenance import stage_attributes
 
 DISABLED = {"enabled": False, "reason": "learn_prompts.enabled is false"}
@@ -53,9 +55,13 @@ def training_pairs(params: Params, layout: ArtifactLayout, manifest: Manifest) -
             yield pixels, class_id, mask
 
 
-def _log_steps(step: int, loss: Any) -> None:
-    if step % 10 == 0 and in_flow():
-        get_run_logger().info("step %d: L_prompt %.4f (match %.4f, push %.4f)", step, float(loss.total), float(loss.match), float(loss.push))
+def step_reporter(progress: Progress, total: int) -> Callable[[int, Any], None]:
+    """Progress per optimiser step; the loss in a log line every 10 steps."""
+    def on_step(step: int, loss: Any) -> None:
+        progress.reach(step + 1, total, "trained")
+        if step % 10 == 0 and in_flow():
+            get_run_logger().info("step %d: L_prompt %.4f (match %.4f, push %.4f)", step, float(loss.total), float(loss.match), float(loss.push))
+    return on_step
 
 
 def run_learn_prompts(params: Params, layout: ArtifactLayout) -> tuple[dict[str, Any], str | None]:
@@ -67,7 +73,10 @@ def run_learn_prompts(params: Params, layout: ArtifactLayout) -> tuple[dict[str,
     manifest = read_manifest(layout)
     clip: LoadedClip = load_stage_clip(params)
     features, class_ids = background_features(clip, training_pairs(params, layout, manifest))
-    tensors, record = learn_background_prompts(clip, params.vocabulary, features, class_ids, settings, _log_steps)
+    progress = Progress("wsss-learn-prompts-progress", "Background prompt learning steps", "learn_prompts", unit="step")
+    steps = total_steps(len(class_ids), settings)
+    tensors, record = learn_background_prompts(clip, params.vocabulary, features, class_ids, settings, step_reporter(progress, steps))
+    progress.finish(f"{len(class_ids)} (image, tag) pairs")
     summary_file = layout.pseudo.summary
     attributes = stage_attributes(
         "learn_prompts",

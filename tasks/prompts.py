@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from tasks.clip_model import cam_extractor, load_stage_clip
-from wsss.bounded_parsing import loads_json
 from tasks.prepare import read_manifest
+from tasks.progress import Progress
+from wsss.bounded_parsing import loads_json
 from wsss.catalog import ArtifactLayout
 from wsss.datasets import safe_join
 from wsss.errors import ConfigError
@@ -29,8 +32,14 @@ def run_prompts(params: Params, layout: ArtifactLayout) -> dict[str, Any]:
     candidates = settings.candidates or default_candidate_templates()
     ranking: list[dict[str, Any]] = []
     if multi:
-        images = [extractor.prepare(load_rgb(safe_join(params.dataset_root, r.image_path))) for r in multi]
-        features = extractor.image_features(images, settings.pooling)
+        progress = Progress("wsss-prompts-progress", "Images through CLIP (template scoring)", "prompts")
+        progress.start(len(multi))
+        features_per_image = []
+        for record in multi:  # one image at a time (the extractor's loop is per image anyway): progress, little memory
+            prepared = extractor.prepare(load_rgb(safe_join(params.dataset_root, record.image_path)))
+            features_per_image.append(extractor.image_features([prepared], settings.pooling))
+            progress.tick(1, "embedded")
+        features = torch.cat(features_per_image)
         tag_sets = [[extractor.vocabulary.class_id(t) for t in r.tags] for r in multi]
         scored = rank_templates(features, tag_sets, candidates, extractor.class_text, extractor.logit_scale, settings.ddof)
         ranking = [
@@ -38,6 +47,7 @@ def run_prompts(params: Params, layout: ArtifactLayout) -> dict[str, Any]:
              "mean_tag_probability": s.mean_tag_probability}
             for i, s in enumerate(scored)
         ]
+        progress.finish(f"{len(candidates)} templates ranked")
     best = ranking[0]["template"] if ranking else REFERENCE_TEMPLATE
     scores = {
         "ranking": ranking,

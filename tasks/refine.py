@@ -86,7 +86,7 @@ def run_refine(params: Params, layout: ArtifactLayout, report: StageReport | Non
         plan[int(root["shard_index"])] = list(root["image_ids"])
         for image_id in root["image_ids"]:
             keys[image_id] = content_key(identity, cams_key=cam_keys[image_id].key or f"file:{file_sha256(path)}")
-    with shard_submit(params.runner) as submit:
+    with shard_submit(params.runner, STAGE_NAMES[layout.pass_name]) as submit:
         return run_sharded(
             plan, keys, layout.refined, layout.scratch(scratch_name(STAGE_NAMES[layout.pass_name], attributes, keys)), attributes,
             RefineImage(layout.cams, params.caa), compression=params.store.compression, copied_arrays=("refined",),

@@ -19,6 +19,7 @@ from tasks.cams import run_cams
 from tasks.evaluate import run_evaluate
 from tasks.prepare import ground_truth_files, read_manifest, run_prepare
 from tasks.prompts import run_prompts
+from tasks.progress import Progress
 from tasks.pseudo import run_pseudo
 from tasks.refine import run_refine
 from tasks.runtime import flow_run_id, table
@@ -99,10 +100,14 @@ def run_relabel(params: Params, layout: ArtifactLayout) -> dict[str, Any]:
     diff = diff_against_last_run(manifest, layout)
     if not layout.prompt_scores.is_file():
         lap("prompts", lambda: run_prompts(params, layout))
-    cams = lap("cams", lambda: run_cams(params, layout))
-    refined = lap("refine", lambda: run_refine(params, layout))
+    reports = {step: Progress(f"wsss-relabel-{step}-progress", f"Relabel run {stamp}: {step}", f"relabel {step}")
+               for step in ("cams", "refine", "pseudo")}
+    cams = lap("cams", lambda: run_cams(params, layout, reports["cams"]))
+    refined = lap("refine", lambda: run_refine(params, layout, reports["refine"]))
     history = layout.history(stamp)
-    pseudo = lap("pseudo", lambda: run_pseudo(params, layout, archive_to=history))
+    pseudo = lap("pseudo", lambda: run_pseudo(params, layout, reports["pseudo"], archive_to=history))
+    for report in reports.values():
+        report.finish()
     # Images whose input could not be read (their stage's failures.json says why); the others went on.
     failed = sorted({*cams.failed, *refined.failed, *pseudo.failed})
     metrics = lap("metrics", lambda: score_pseudo_masks(params, layout, manifest))

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from tasks.progress import Progress
 from wsss.catalog import ArtifactLayout
 from wsss.review.build import build_review
 from wsss.review.sources import PipelineOutputs
@@ -33,7 +34,10 @@ def run_review(layout: ArtifactLayout, jobs: int | None = None) -> ReviewSummary
     """Write the report into `layout.review` from what the stages recorded; `jobs` worker
     processes (default: up to 4)."""
     workers = jobs if jobs is not None else min(4, os.cpu_count() or 1)
-    result = build_review(PipelineOutputs(layout), layout.review, jobs=workers)
+    progress = Progress("wsss-review-progress", "Images analysed for the review report", "review")
+    result = build_review(PipelineOutputs(layout), layout.review, jobs=workers,
+                          progress=lambda done, total: progress.reach(done, total, "analysed"))
+    progress.finish(f"report {layout.review / 'index.html'}")
     worst = [{"rank": rank + 1, "image": r.image_id, "triage": r.triage_score, "iou": r.iou, "mask": r.origin}
              for rank, r in enumerate(result.records[:WORST_IN_ARTIFACT])]
     run = result.run

@@ -13,25 +13,21 @@ import signal
 import subprocess
 import sys
 import types
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 from unittest import mock
-from uuid import UUID
+from urllib.parse import quote
 
 from prefect import task
-from prefect.artifacts import (
-    create_markdown_artifact,
-    create_progress_artifact,
-    create_table_artifact,
-    update_progress_artifact,
-)
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 from prefect.context import FlowRunContext
 from prefect.settings import get_current_settings
 from prefect.task_runners import ThreadPoolTaskRunner
 
+from tasks.progress import Progress, plural
 from wsss.incremental import ImageCompute, ShardJob, StageSummary, Submit, run_now, write_shard
 from wsss.scaleout import RunnerSettings
 
@@ -46,30 +42,6 @@ def in_flow() -> bool:
     return FlowRunContext.get() is not None
 
 
-class Progress:
-    """A stage's progress as a Prefect progress artifact (the `StageReport` of the entries).
-
-    Updated every `every` images and at the end; outside a flow run it only counts.
-    """
-
-    def __init__(self, key: str, description: str, every: int = 10) -> None:
-        self.key, self.description, self.every = key, description, max(every, 1)
-        self.total, self.done, self.counts = 1, 0, {}
-        self.artifact: UUID | None = None
-
-    def start(self, total: int) -> None:
-        self.total, self.done = max(total, 1), 0
-        if in_flow():
-            self.artifact = create_progress_artifact(0.0, key=self.key, description=self.description)
-
-    def advance(self, image_ids: Sequence[str], outcome: str) -> None:
-        before = self.done
-        self.done += len(image_ids)
-        self.counts[outcome] = self.counts.get(outcome, 0) + len(image_ids)
-        if self.artifact is not None and (self.done // self.every > before // self.every or self.done >= self.total):
-            update_progress_artifact(self.artifact, min(100.0, 100.0 * self.done / self.total))
-
-
 @task(cache_policy=NONE, retries=1, retry_delay_seconds=2)
 def shard_task(job: ShardJob, compute: ImageCompute) -> Any:
     """One shard of a sharded stage, on whatever worker the flow's task runner picks."""
@@ -77,15 +49,16 @@ def shard_task(job: ShardJob, compute: ImageCompute) -> Any:
 
 
 @contextmanager
-def shard_submit(settings: RunnerSettings) -> Iterator[Submit]:
+def shard_submit(settings: RunnerSettings, stage: str = "shard") -> Iterator[Submit]:
     """`submit` of shard jobs onto the task runner the `runner` section asks for (this process
     outside a flow run): started for one stage entry, so it serves stage flows, the pipeline and
-    relabel runs alike."""
+    relabel runs alike. Task runs are named `<stage> shard <index>` (the learned pass's apart)."""
     if not in_flow():
         yield run_now
         return
     with task_runner_for(settings) as runner:
-        yield lambda job, compute: runner.submit(shard_task, parameters={"job": job, "compute": compute})
+        yield lambda job, compute: runner.submit(shard_task.with_options(task_run_name=f"{stage} shard {job.index}"),
+                                                 parameters={"job": job, "compute": compute})
 
 
 def task_runner_for(settings: RunnerSettings) -> Any:
@@ -101,6 +74,18 @@ def task_runner_for(settings: RunnerSettings) -> Any:
     return DaskTaskRunner(cluster_kwargs={"n_workers": settings.workers, "threads_per_worker": 1, "processes": True})
 
 
+Result = TypeVar("Result")
+
+
+def named_step(name: str, step: Callable[[], Result]) -> Result:
+    """Run `step` as a Prefect task run called `name` inside a flow run, so every variant (the
+    model with CRF on and off, the learned pass's cams/refine/pseudo) is its own line in the UI;
+    outside a flow run, just call it."""
+    if not in_flow():
+        return step()
+    return task(step, name=name, task_run_name=name, cache_policy=NONE)()
+
+
 def markdown(key: str, text: str, description: str) -> None:
     if in_flow():
         create_markdown_artifact(text, key=key, description=description)
@@ -111,23 +96,44 @@ def table(rows: list[dict[str, Any]], key: str, description: str) -> None:
         create_table_artifact(rows, key=key, description=description)
 
 
+ARTIFACTS_URL_ENV = "WSSS_ARTIFACTS_URL"
+
+
+def file_reference(path: Path | str) -> str:
+    """A written file as the Prefect UI can show it: its repository-relative path as copyable code
+    (`file://` links do nothing from an http page), linked under `$WSSS_ARTIFACTS_URL` when someone
+    serves the repository folder (e.g. `python -m http.server` in it)."""
+    resolved = Path(path).resolve()
+    try:
+        shown = resolved.relative_to(Path.cwd().resolve()).as_posix()
+    except ValueError:
+        shown = str(resolved)
+    base = os.environ.get(ARTIFACTS_URL_ENV, "").rstrip("/")
+    if base and not Path(shown).is_absolute():
+        return f"[`{shown}`]({base}/{quote(shown)})"
+    return f"`{shown}`"
+
+
 def link_written_files(key: str, files: Sequence[Path | str], title: str) -> None:
-    """A markdown artifact listing files this run wrote, with `file://` links."""
-    lines = [f"### {title}", ""] + [f"- [{Path(p).name}]({Path(p).resolve().as_uri()})" for p in sorted(map(str, files))]
+    """A markdown artifact listing files this run wrote (`file_reference`)."""
+    lines = [f"### {title}", ""] + [f"- {file_reference(p)}" for p in sorted(map(str, files))]
     markdown(key, "\n".join(lines) if files else f"### {title}\n\nnothing written", title)
 
 
 def link_written_shards(key: str, written: Sequence[str], untouched: Sequence[str]) -> None:
-    """A markdown artifact: the shard files this run wrote (absolute paths) and those it left as they were."""
+    """A markdown artifact: the shard files this run wrote and those it left as they were."""
     lines = ["| shard | this run |", "|---|---|"]
-    lines += [f"| `{Path(p).resolve()}` | written |" for p in sorted(written)]
+    lines += [f"| {file_reference(p)} | written |" for p in sorted(written)]
     lines += [f"| `{name}` | unchanged (kept from an earlier run) |" for name in sorted(untouched)]
     markdown(key, "\n".join(lines), "Files written by this flow run")
 
 
-def published_shards(key: str, summary: StageSummary) -> dict[str, Any]:
-    """Link the shard files a sharded stage run wrote (a markdown artifact); its summary as a dict."""
+def published_shards(key: str, summary: StageSummary, progress: Progress | None = None) -> dict[str, Any]:
+    """Link the shard files a sharded stage run wrote (a markdown artifact), log what it did; its
+    summary as a dict."""
     link_written_shards(key, summary.written, summary.untouched)
+    if progress is not None:
+        progress.finish(f"{plural(len(summary.written), 'shard')} written, {len(summary.untouched)} unchanged")
     return summary.as_dict()
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from tasks.prepare import ground_truth_files, read_manifest
+from tasks.progress import Progress
 from tasks.runtime import flow_run_id
 from wsss.catalog import ArtifactLayout, PseudoLayout
 from wsss.datasets import Manifest, manifest_sha256
@@ -110,6 +111,10 @@ def train_config(
     )
 
 
+def record_images(manifest: Manifest) -> int:
+    return sum(1 for r in manifest.records if r.tags)
+
+
 def run_train(params: Params, layout: ArtifactLayout) -> ModelRecord:
     """Train, copy the last checkpoint, log and curves into the output, write `model.json`."""
     from wsss_mmseg.recipe import effective_recipe
@@ -130,7 +135,10 @@ def run_train(params: Params, layout: ArtifactLayout) -> ModelRecord:
     write_text_atomic(split, "".join(f"{r.image_id}\n" for r in manifest.records if r.tags))
     cfg = train_config(params, layout, manifest, work_dir, split, labels, validation_data(params, layout, manifest, work_dir))
     recipe = effective_recipe(cfg)
-    checkpoint = train_segmenter(cfg)
+    progress = Progress("wsss-train-progress", "Training iterations", "train", unit="iteration")
+    # The first call comes before training: iterations already done there were resumed.
+    checkpoint = train_segmenter(cfg, on_iteration=lambda done, total: progress.reach(done, total, "trained" if progress.started else "resumed"))
+    progress.finish(f"{record_images(manifest)} images")
     copy_file_atomic(checkpoint, layout.model)
     for log in sorted(work_dir.rglob("*.log"))[-1:]:
         copy_file_atomic(log, layout.train_log)
@@ -139,7 +147,7 @@ def run_train(params: Params, layout: ArtifactLayout) -> ModelRecord:
     record = ModelRecord(
         checkpoint=str(layout.model),
         trained_iterations=recipe["max_iters"],
-        num_images=sum(1 for r in manifest.records if r.tags),
+        num_images=record_images(manifest),
         class_names=["background", *manifest.class_names],
         params=params.section_dict("train"),
         flow_run_id=flow_run_id(),

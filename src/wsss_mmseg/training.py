@@ -32,6 +32,7 @@ from wsss.metrics import ConfusionAccumulator, SegmentationScores
 from wsss.pseudo.crf import CrfParams, dense_crf
 from wsss_mmseg.checkpoints import require_plain_checkpoints
 from wsss_mmseg.datasets import read_split_ids
+from wsss_mmseg.progress import IterationCallback, IterationProgressHook
 from wsss_mmseg.transforms import use_stored_orientation
 from wsss_mmseg.validation import ValidationData, set_validation
 
@@ -203,14 +204,14 @@ def enable_amp(cfg: Config) -> Config:
     return cfg
 
 
-def train_segmenter(cfg: Config) -> Path:
+def train_segmenter(cfg: Config, on_iteration: IterationCallback | None = None) -> Path:
     """Train with mmengine's Runner from a :func:`build_train_config` config; return the last checkpoint.
 
-    With ``resume=True`` in :func:`build_train_config`, the latest
-    checkpoint in ``work_dir`` (its ``last_checkpoint`` file) restores weights, optimiser,
-    iteration and LR-scheduler state; it is meant to continue an interrupted run with the
-    same schedule (the restored PolyLR keeps the ``end`` it was saved with). Without a
-    checkpoint there, training starts from scratch.
+    With ``resume=True`` in :func:`build_train_config`, the latest checkpoint in ``work_dir`` (its
+    ``last_checkpoint`` file) restores weights, optimiser, iteration and LR-scheduler state; it is
+    meant to continue an interrupted run with the same schedule (the restored PolyLR keeps the
+    ``end`` it was saved with). Without a checkpoint there, training starts from scratch.
+    `on_iteration(done, max_iters)`: progress (`wsss_mmseg.progress`).
 
     Returns:
         Path of the checkpoint written last (``<work_dir>/iter_<n>.pth``).
@@ -220,9 +221,10 @@ def train_segmenter(cfg: Config) -> Path:
     """
     work_dir = Path(cfg.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
-    # Checkpoints are saved as plain data; resuming, load_from and Pretrained init read them
-    # weights-only with torch's default allow-list (wsss_mmseg.checkpoints).
+    # Checkpoints are plain data; every load reads them weights-only (wsss_mmseg.checkpoints).
     runner = Runner.from_cfg(require_plain_checkpoints(cfg))
+    if on_iteration is not None:
+        runner.register_hook(IterationProgressHook(on_iteration))
     runner.train()
     last = find_latest_checkpoint(str(work_dir))
     if last is None:
@@ -364,11 +366,13 @@ def score_segmenter_on(
     scales: Sequence[float] = (1.0,),
     device: str = "cpu",
     crf: CrfParams | None = None,
+    on_image: Callable[[Path], None] | None = None,
 ) -> SegmentationScores:
     """`score_segmenter` on explicit `(image file, ground-truth reader)` pairs.
 
     The reader returns the image's validated ``(H, W)`` label map; the pipeline passes the one
-    GT reader of `wsss.datasets` so the model is scored on exactly the pixels the maps are.
+    GT reader of `wsss.datasets` so the model is scored on exactly the pixels the maps are;
+    `on_image` is told each image once it is scored (progress).
     """
     model = load_segmenter(config_path, checkpoint, num_classes=len(class_names), device=device)
     accumulator = ConfusionAccumulator(len(class_names))
@@ -382,6 +386,8 @@ def score_segmenter_on(
             probabilities = logits.softmax(dim=0).numpy().astype(np.float32)
             prediction = dense_crf(np.ascontiguousarray(image, dtype=np.uint8), probabilities, crf).argmax(0)
         accumulator.update(gt.astype(np.int64), prediction.astype(np.int64))
+        if on_image is not None:
+            on_image(image_path)
     return accumulator.scores()
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import os
 import shutil
 import socket
@@ -10,11 +11,16 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
+from contextlib import ExitStack, suppress
 from pathlib import Path
 
 import pytest
 import yaml
-from prefect.testing.utilities import prefect_test_harness
+from prefect.context import _temporary_global_settings_context, get_settings_context
+from prefect.events.worker import EventsWorker
+from prefect.logging.handlers import APILogWorker
+from prefect.settings import PREFECT_API_URL, temporary_settings
+from prefect.utilities.asyncutils import run_coro_as_sync
 
 ROOT = Path(__file__).resolve().parents[2]
 COPIED = ("flows", "tasks", "src", "corrections", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore")
@@ -104,10 +110,30 @@ def prefect_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture(scope="module")
-def harness() -> Iterator[None]:
-    """A temporary Prefect server for the flows a test module runs in-process."""
-    with prefect_test_harness(server_startup_timeout=120):
+def harness(prefect_server: str) -> Iterator[None]:
+    """The flows a test module runs in-process report to the session's Prefect server.
+
+    Like `prefect_test_harness`, without starting a temporary server per module (15-20 s each on
+    2 cores): the API URL is set for this process only (subprocesses get theirs from
+    `pipeline_env`), and the log and event workers are drained before the module ends.
+    """
+    with ExitStack() as stack:
+        stack.enter_context(temporary_settings(updates={PREFECT_API_URL: prefect_server}))
+        stack.enter_context(_temporary_global_settings_context(get_settings_context()))
         yield
+
+        async def drain() -> None:
+            with suppress(RuntimeError):  # the log worker never started
+                await _maybe_await(APILogWorker.instance().drain())
+            await _maybe_await(EventsWorker.drain_all())
+
+        run_coro_as_sync(drain())
+
+
+async def _maybe_await(result: object) -> None:
+    if inspect.isawaitable(result):
+        await result
+
 
 
 @pytest.fixture

