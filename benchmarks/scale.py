@@ -29,8 +29,8 @@ import csv
 import hashlib
 import json
 import os
-import resource
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -253,6 +253,7 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="wsss-scale-", dir=args.work))
     args.out.mkdir(parents=True, exist_ok=True)
     server, url = start_prefect_server(work / ".prefect-server")
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))  # still stop the server
     env = dict(os.environ, DVC_NO_ANALYTICS="1", PREFECT_API_URL=url, PREFECT_SERVER_ANALYTICS_ENABLED="false",
                HF_HUB_OFFLINE="1", PYTHONPATH="src:.")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
