@@ -264,7 +264,7 @@ def main() -> None:
     summary: dict[str, Any] = {
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
                    f"load average at start {os.getloadavg()[0]:.1f}",
-        "cache_type": args.cache_type, "work": str(work), "runs": [],
+        "cache_type": args.cache_type, "runs": [],
         "memory_total_bytes": psutil.virtual_memory().total,
     }
     try:
