@@ -3,14 +3,16 @@
 One entry for the main pass (`layout`) and the SemPLeS second pass (`layout.learned()` with the
 learned background prompts): the same attributes, content keys, engine and task nodes, so the
 two passes cannot drift. Workers build the extractor themselves from an `ExtractorSpec` (a model
-is never shipped) and keep it for every later shard of the process.
+is never shipped) and keep it for every later shard of the process. A shard's images are
+streamed: decoded and resized on a thread ahead of the model (`runner.overlap_io`), run
+`cam.batch_size` at a time (batched by network input size), written by the background writer.
 """
 
 from __future__ import annotations
 
 import hashlib
 import pickle
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,7 @@ from tasks.prepare import read_manifest
 from tasks.prompts import selected_template
 from tasks.runtime import flow_run_id, shard_submit
 from wsss.cam import ClipEsCamExtractor
-from wsss.cam.extractor import LearnedBackground
+from wsss.cam.extractor import CamResult, LearnedBackground, PreparedImage
 from wsss.catalog import ArtifactLayout
 from wsss.clip import load_clip
 from wsss.datasets import ImageRecord, Manifest, file_sha256, manifest_sha256, safe_join
@@ -38,6 +40,8 @@ from wsss.incremental import (
     shard_plan,
     stage_identity,
 )
+from wsss.incremental.engine import IMAGE_FAILURES
+from wsss.io.pipelining import prefetch
 from wsss.params import Params
 from wsss.prompts.learned_file import load_learned_prompts
 from wsss.provenance import stage_attributes
@@ -45,6 +49,8 @@ from wsss.provenance import stage_attributes
 # Core sources that determine the maps: a change recomputes every image (part of the content key).
 CAMS_CODE = ("clip", "text", "cam/extractor.py", "cam/gradcam.py", "cam/last_block.py", "imaging.py")
 STAGE_NAMES = {None: "cams", "learned": "learned_cams"}
+# Images decoded ahead of the model, beyond one batch (bounds memory: ~3 MB each at max_side 1024).
+PREFETCH_AHEAD = 4
 
 
 @dataclass(frozen=True)
@@ -92,10 +98,49 @@ class ExtractImage:
         return replace(self, records={i: self.records[i] for i in image_ids})
 
     def __call__(self, image_id: str) -> ImageOutput:
-        record = self.records[image_id]
+        output = next(self.stream([image_id], overlap=False))[1]
+        if isinstance(output, Exception):
+            raise output
+        return output
+
+    def stream(self, image_ids: Sequence[str], overlap: bool) -> Iterator[tuple[str, ImageOutput | Exception]]:
+        """Every image's output in order: `cam.batch_size` images per forward (by size bucket),
+        the next images decoded on a thread when `overlap`; an unreadable image yields its error."""
         extractor = worker_extractor(self.spec)
-        image = load_rgb(safe_join(self.dataset_root, record.image_path))
-        result = extractor.extract(image, [extractor.vocabulary.class_id(tag) for tag in record.tags], refine=False)
+        batch_size = self.spec.params.cam.batch_size
+        depth = batch_size + PREFETCH_AHEAD
+
+        def load(image_id: str) -> tuple[PreparedImage, list[int]] | Exception:
+            record = self.records[image_id]
+            try:
+                prepared = extractor.prepare(load_rgb(safe_join(self.dataset_root, record.image_path)))
+            except IMAGE_FAILURES as error:
+                return error
+            return prepared, [extractor.vocabulary.class_id(tag) for tag in record.tags]
+
+        loaded = prefetch(image_ids, load, depth=depth) if overlap else ((i, load(i)) for i in image_ids)
+        batch: list[tuple[str, tuple[PreparedImage, list[int]]]] = []
+        for image_id, item in loaded:
+            if isinstance(item, Exception):
+                yield from self._run(extractor, batch)  # keep the order: earlier images first
+                batch = []
+                yield image_id, item
+                continue
+            batch.append((image_id, item))
+            if len(batch) == batch_size:
+                yield from self._run(extractor, batch)
+                batch = []
+        yield from self._run(extractor, batch)
+
+    def _run(
+        self, extractor: ClipEsCamExtractor, batch: Sequence[tuple[str, tuple[PreparedImage, list[int]]]]
+    ) -> Iterator[tuple[str, ImageOutput]]:
+        results = extractor.extract_batch([item for _, item in batch], refine=False) if batch else []
+        for (image_id, _), result in zip(batch, results, strict=True):
+            yield image_id, self._output(image_id, result)
+
+    def _output(self, image_id: str, result: CamResult) -> ImageOutput:
+        record = self.records[image_id]
         store = self.spec.params.store
         return ImageOutput(
             {"gradcam": result.gradcam, "attention": result.attention},
@@ -169,7 +214,8 @@ def run_cams(params: Params, layout: ArtifactLayout, report: StageReport | None 
         summary = run_sharded(
             plan, keys, layout.cams, layout.scratch(scratch_name(STAGE_NAMES[layout.pass_name], attributes, keys)), attributes,
             ExtractImage(spec, params.dataset_root, {r.image_id: r for r in manifest.records}),
-            compression=params.store.compression, copied_arrays=("gradcam", "attention"), submit=submit, report=report,
+            compression=params.store.compression, copied_arrays=("gradcam", "attention"), overlap=params.runner.overlap_io,
+            submit=submit, report=report,
         )
     settle_failures(STAGE_NAMES[layout.pass_name], summary.failed, len(keys), params.reliability.max_failed_share,
                     layout.stage_failures(layout.cams))

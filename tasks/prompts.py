@@ -1,10 +1,19 @@
 """prompts: rank candidate templates by sharpness on the multi-label images; record the selected one
-and, next to the scores, what CLIP is asked with it (`vocabulary.json`: every prompt string)."""
+and, next to the scores, what CLIP is asked with it (`vocabulary.json`: every prompt string).
+
+Each scoring image's feature is kept under its content key (`features/<key>.npy`, a persisted
+output), so a run after adding images embeds only the new ones: without it every dataset change
+re-embedded up to `prompts.max_images` images (about as long as `cams` on them).
+"""
 
 from __future__ import annotations
 
+import io
+from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from tasks.clip_model import cam_extractor, load_stage_clip
@@ -12,10 +21,13 @@ from tasks.prepare import read_manifest
 from tasks.progress import Progress
 from wsss.bounded_parsing import loads_json
 from wsss.catalog import ArtifactLayout
-from wsss.datasets import safe_join
+from wsss.cam import ClipEsCamExtractor
+from wsss.clip import LoadedClip
+from wsss.datasets import ImageRecord, safe_join
+from wsss.incremental import content_key, package_source_digest
 from wsss.errors import ConfigError
 from wsss.imaging import load_rgb
-from wsss.io.atomic import write_json_atomic
+from wsss.io.atomic import is_temporary, write_bytes_atomic, write_json_atomic
 from wsss.params import Params
 from wsss.prompts import rank_templates
 from wsss.text import REFERENCE_TEMPLATE, default_candidate_templates
@@ -34,12 +46,7 @@ def run_prompts(params: Params, layout: ArtifactLayout) -> dict[str, Any]:
     if multi:
         progress = Progress("wsss-prompts-progress", "Images through CLIP (template scoring)", "prompts")
         progress.start(len(multi))
-        features_per_image = []
-        for record in multi:  # one image at a time (the extractor's loop is per image anyway): progress, little memory
-            prepared = extractor.prepare(load_rgb(safe_join(params.dataset_root, record.image_path)))
-            features_per_image.append(extractor.image_features([prepared], settings.pooling))
-            progress.tick(1, "embedded")
-        features = torch.cat(features_per_image)
+        features = cached_image_features(params, layout, clip, extractor, multi, progress)
         tag_sets = [[extractor.vocabulary.class_id(t) for t in r.tags] for r in multi]
         scored = rank_templates(features, tag_sets, candidates, extractor.class_text, extractor.logit_scale, settings.ddof)
         ranking = [
@@ -64,6 +71,55 @@ def run_prompts(params: Params, layout: ArtifactLayout) -> dict[str, Any]:
     # The final prompt strings (the selected template applied to every class and background word).
     write_json_atomic(layout.vocabulary, vocabulary_document(params.vocabulary, scores["selected"]))
     return scores
+
+
+# Core sources that determine an image feature (part of its key).
+FEATURE_CODE = ("clip", "cam/extractor.py", "imaging.py")
+
+
+def cached_image_features(
+    params: Params,
+    layout: ArtifactLayout,
+    clip: LoadedClip,
+    extractor: ClipEsCamExtractor,
+    records: Sequence[ImageRecord],
+    progress: Progress | None = None,
+) -> torch.Tensor:
+    """`(N, E)` features of `records`: stored ones reused by key, the others computed and stored;
+    features of images no longer scored are deleted. Each image is embedded alone either way, so
+    the values are the same."""
+    identity = {"clip": clip.identity(), "pooling": params.prompts.pooling, "max_side": params.cam.max_side,
+                "round_pos_embed_to_fp16": params.cam.round_pos_embed_to_fp16, "code": package_source_digest(FEATURE_CODE)}
+    folder = layout.prompt_features
+    folder.mkdir(parents=True, exist_ok=True)
+    features = []
+    for record in records:
+        path = folder / f"{content_key(identity, sha256=record.sha256)}.npy"
+        stored = _read_feature(path)
+        outcome = "reused"
+        if stored is None:
+            outcome = "embedded"
+            image = extractor.prepare(load_rgb(safe_join(params.dataset_root, record.image_path)))
+            stored = extractor.image_features([image], params.prompts.pooling)[0].detach().cpu().numpy()
+            buffer = io.BytesIO()
+            np.save(buffer, stored, allow_pickle=False)
+            write_bytes_atomic(path, buffer.getvalue(), durable=False)
+        features.append(torch.from_numpy(stored))
+        if progress is not None:
+            progress.tick(1, outcome)
+    keep = {f"{content_key(identity, sha256=r.sha256)}.npy" for r in records}
+    for stale in folder.iterdir():
+        if stale.name not in keep or is_temporary(stale):
+            stale.unlink(missing_ok=True)
+    return torch.stack(features)
+
+
+def _read_feature(path: Path) -> np.ndarray | None:
+    """A stored feature, or None when missing or unreadable (then it is computed again)."""
+    try:
+        return np.load(path, allow_pickle=False)
+    except (OSError, ValueError):
+        return None
 
 
 def selected_template(layout: ArtifactLayout) -> str:

@@ -90,5 +90,5 @@ def run_refine(params: Params, layout: ArtifactLayout, report: StageReport | Non
         return run_sharded(
             plan, keys, layout.refined, layout.scratch(scratch_name(STAGE_NAMES[layout.pass_name], attributes, keys)), attributes,
             RefineImage(layout.cams, params.caa), compression=params.store.compression, copied_arrays=("refined",),
-            submit=submit, report=report,
+            overlap=params.runner.overlap_io, submit=submit, report=report,
         )

@@ -130,6 +130,11 @@ class ArtifactLayout:
         prompt strings of the selected template (written by the prompts stage)."""
         return self.prompts / "vocabulary.json"
 
+    @property
+    def prompt_features(self) -> Path:
+        """Image features of the scoring images by content key (`<key>.npy`), reused across runs."""
+        return self.prompts / "features"
+
     # cams -> refine -> pseudo (per pass)
     @property
     def cams(self) -> Path:

@@ -25,6 +25,9 @@ class RunnerSettings:
         check=lambda value: None if "://" in value else "must be a scheduler address like tcp://host:8786",
     )
     workers: int = setting(2, "worker processes of that LocalCluster (one thread each: torch uses the cores)", ge=1, le=1024)
+    overlap_io: bool = setting(
+        True, "decode the next images and compress/write shards on threads while the model runs (same stored values)"
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)

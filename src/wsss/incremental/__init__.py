@@ -3,6 +3,7 @@
 from wsss.incremental.engine import (
     ImageCompute,
     ImageOutput,
+    StreamingCompute,
     ShardJob,
     ShardOutcome,
     SilentReport,
@@ -34,6 +35,7 @@ __all__ = [
     "CONTENT_KEY_ATTR",
     "ImageCompute",
     "ImageOutput",
+    "StreamingCompute",
     "ShardJob",
     "ShardOutcome",
     "SilentReport",

@@ -14,12 +14,18 @@ Jobs go through `submit` (injected by the caller: the task runner's `.submit`, e
 workers, so the core never imports an orchestrator); one job writes one shard file. An image
 whose input cannot be read (`ImageError`, `DatasetError`) is left out of its shard and reported
 as failed; the others proceed.
+
+A callback with a `stream(ids, overlap)` method computes a shard's images together (the `cams`
+stage: decode prefetched on a thread, batches by size bucket); with `overlap` the shard is
+written by a `BackgroundShardWriter`, so compression and checksums run while the next images
+are computed. Neither changes a stored value: images are added in the same order with the same
+arrays.
 """
 
 from __future__ import annotations
 
 import shutil
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -30,6 +36,7 @@ from wsss.errors import DatasetError, ImageError, StoreError
 from wsss.incremental.keys import CONTENT_KEY_ATTR, reusable_ids, shard_is_current, stage_identity, stale_shards, stored_keys
 from wsss.io import CamStore, ShardWriter, assign_shards, shard_path
 from wsss.io.atomic import remove_leftover_temporaries
+from wsss.io.pipelining import BackgroundShardWriter
 from wsss.io.shard_assignment import assign_shards_by_hash
 from wsss.io.shard_writer import publish_copy
 from wsss.provenance import sha256_of
@@ -52,6 +59,15 @@ class ImageCompute(Protocol):
     `for_images(ids)` method is narrowed to each shard's images before it is shipped."""
 
     def __call__(self, image_id: str) -> ImageOutput: ...
+
+
+class StreamingCompute(ImageCompute, Protocol):
+    """A callback that computes many images at once (prefetch, batches), yielding them in input order."""
+
+    def stream(self, image_ids: Sequence[str], overlap: bool) -> Iterator[tuple[str, ImageOutput | Exception]]:
+        """`(id, output)` per image in the order given; an image that cannot be read yields its
+        `IMAGE_FAILURES` error instead of an output."""
+        ...
 
 
 class StageReport(Protocol):
@@ -84,6 +100,7 @@ class ShardJob:
     root_attrs: Mapping[str, Any]
     compression: str
     copied_arrays: tuple[str, ...]  # what a reused image carries over
+    overlap: bool = False  # background writer, and prefetch in a streaming callback
 
 
 @dataclass(frozen=True)
@@ -146,25 +163,47 @@ def write_shard(job: ShardJob, compute: ImageCompute) -> ShardOutcome:
         return ShardOutcome(job.target, copied=tuple(ids))
     computed, copied, failed = [], [], {}
     stores: dict[Path, CamStore] = {}
-    with ShardWriter(job.target, dict(job.root_attrs), compression=job.compression) as writer:
-        for image_id in ids:
-            if image_id in job.reuse:
-                store = stores.setdefault(job.reuse[image_id].parent, CamStore(job.reuse[image_id].parent))
-                stored = store.read(image_id, list(job.copied_arrays), keep_dtype=True)
-                writer.add(image_id, stored.arrays, stored.attrs, {n: a.dtype for n, a in stored.arrays.items()})
-                copied.append(image_id)
-                continue
-            try:
-                output = compute(image_id)
-            except IMAGE_FAILURES as error:
-                failed[image_id] = str(error)
-                continue
-            writer.add(image_id, output.arrays, {**output.attrs, CONTENT_KEY_ATTR: job.keys[image_id]}, output.dtypes)
-            computed.append(image_id)
+    outputs = _computed_outputs([i for i in ids if i not in job.reuse], compute, job.overlap)
+    try:
+        writer = ShardWriter(job.target, dict(job.root_attrs), compression=job.compression)
+        with BackgroundShardWriter(writer) if job.overlap else writer as sink:
+            for image_id in ids:
+                if image_id in job.reuse:
+                    store = stores.setdefault(job.reuse[image_id].parent, CamStore(job.reuse[image_id].parent))
+                    stored = store.read(image_id, list(job.copied_arrays), keep_dtype=True)
+                    sink.add(image_id, stored.arrays, stored.attrs, {n: a.dtype for n, a in stored.arrays.items()})
+                    copied.append(image_id)
+                    continue
+                output = next(outputs)
+                if isinstance(output, Exception):
+                    failed[image_id] = str(output)
+                    continue
+                sink.add(image_id, output.arrays, {**output.attrs, CONTENT_KEY_ATTR: job.keys[image_id]}, output.dtypes)
+                computed.append(image_id)
+    finally:
+        outputs.close()  # stops a streaming callback's prefetch when the shard failed half-way
     if not computed and not copied:
         job.target.unlink(missing_ok=True)
         return ShardOutcome(None, failed=failed)
     return ShardOutcome(job.target, tuple(computed), tuple(copied), failed)
+
+
+def _computed_outputs(
+    image_ids: Sequence[str], compute: ImageCompute, overlap: bool
+) -> Generator[ImageOutput | Exception, None, None]:
+    """Each image's output (or its `IMAGE_FAILURES` error) in order: streamed when the callback can."""
+    stream = getattr(compute, "stream", None)
+    if stream is not None:
+        for (expected, (image_id, output)) in zip(image_ids, stream(image_ids, overlap), strict=True):
+            if image_id != expected:
+                raise StoreError(f"streamed output for {image_id!r} where {expected!r} was due")
+            yield output
+        return
+    for image_id in image_ids:
+        try:
+            yield compute(image_id)
+        except IMAGE_FAILURES as error:
+            yield error
 
 
 def shard_plan(image_ids: Sequence[str], images_per_shard: int, shard_count: int | None = None) -> dict[int, list[str]]:
@@ -187,6 +226,7 @@ def run_sharded(
     *,
     compression: str,
     copied_arrays: Sequence[str],
+    overlap: bool = False,
     submit: Submit = run_now,
     report: StageReport | None = None,
 ) -> StageSummary:
@@ -201,6 +241,7 @@ def run_sharded(
         compute: per-image callback for images without a reusable output.
         compression: shard codec.
         copied_arrays: array names of a reused image.
+        overlap: write shards on a background thread (and let a streaming callback prefetch).
         submit: runs a `write_shard` job (task runner); the default writes in this process.
         report: progress hook.
     """
@@ -215,7 +256,7 @@ def run_sharded(
             report.advance(ids, "untouched")
             continue
         job = ShardJob(index, expected, reusable_ids(expected, previous), shard_path(scratch, index), dict(root_attrs),
-                       compression, tuple(copied_arrays))
+                       compression, tuple(copied_arrays), overlap)
         narrow = getattr(compute, "for_images", None)
         futures.append(submit(job, narrow(ids) if narrow else compute))
     outcomes = []

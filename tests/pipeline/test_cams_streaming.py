@@ -1,0 +1,132 @@
+"""The `cams` stage's streamed path (prefetch thread, background writer, size-bucket batches) stores
+what the plain one-image-at-a-time path stores."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import h5py
+import hdf5plugin  # noqa: F401  (the zstd filter)
+import numpy as np
+import pytest
+import yaml
+from PIL import Image
+from skimage import data as skdata
+
+from tests.pipeline.conftest import ROOT, pipeline_test_params
+
+# id -> (skimage photo, output size (w, h), tags): two input sizes, so batches split by bucket.
+PHOTOS = {
+    "a_astro": ("astronaut", (160, 120), ("person",)),
+    "b_cat": ("chelsea", (120, 160), ("cat",)),
+    "c_cup": ("coffee", (160, 120), ("cup", "person")),
+    "d_rocket": ("rocket", (120, 160), ("rocket",)),
+    "e_cat": ("chelsea", (160, 120), ("cat", "cup")),
+}
+pytestmark = pytest.mark.slow  # four `cams` runs with CLIP loads: ~60 s on 2 loaded cores
+
+RUN_SPECIFIC = {"flow_run_id", "code_version", "input_manifest_sha256"}
+
+
+def make_repo(root: Path) -> None:
+    images = root / "data/photos/images"
+    images.mkdir(parents=True)
+    for image_id, (name, size, _) in PHOTOS.items():
+        Image.fromarray(getattr(skdata, name)()[..., :3]).resize(size, Image.BICUBIC).save(images / f"{image_id}.jpg", quality=90)
+    lines = ["image,tags", *(f"{i}.jpg,{';'.join(tags)}" for i, (_, _, tags) in sorted(PHOTOS.items()))]
+    (root / "data/photos/tags.csv").write_text("\n".join(lines) + "\n")
+    params = pipeline_test_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    params["data"].update(kind="folder", root=str(root / "data/photos"), images_dir="images", tags_file="tags.csv", ground_truth_dir=None)
+    params["prompts"]["candidates"] = []
+    params["store"]["images_per_shard"] = 3
+    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+
+
+def run_cams_with(root: Path, overlap: bool, batch_size: int) -> Path:
+    """Run `cams` afresh with these settings; the store moved aside to a folder named after them."""
+    from tasks.cams import run_cams
+    from wsss.catalog import ArtifactLayout
+    from wsss.params import load_params
+
+    params = load_params(root / "params.yaml")
+    params = params.replace(runner=params.runner.with_overrides({"overlap_io": overlap}),
+                            cam=params.cam.__class__(**{**params.section_dict("cam"), "batch_size": batch_size}))
+    layout = ArtifactLayout.for_params(params, root)
+    summary = run_cams(params, layout)
+    assert summary.computed == tuple(sorted(PHOTOS)) and not summary.failed
+    kept = root / f"cams-overlap{overlap}-batch{batch_size}"
+    shutil.move(layout.cams, kept)
+    return kept
+
+
+def store_contents(store: Path) -> tuple[dict, dict]:
+    """(root attributes per shard, {(image, name): array or attribute}) of every shard."""
+    roots, items = {}, {}
+    for path in sorted(store.glob("shard-*.h5")):
+        with h5py.File(path, "r") as handle:
+            roots[path.name] = {k: v for k, v in handle.attrs.items() if k not in RUN_SPECIFIC}
+            for image_id, group in handle["images"].items():
+                for name, dataset in group.items():
+                    items[image_id, name] = dataset[()]
+                    items[image_id, name, "filters"] = (dataset.compression, dataset.fletcher32, dataset.chunks)
+                for key, value in group.attrs.items():
+                    items[image_id, "@" + key] = value
+    return roots, items
+
+
+def assert_equal_items(left: dict, right: dict, skip: set[str] = frozenset()) -> None:
+    assert left.keys() == right.keys()
+    for key in left:
+        if key[-1].lstrip("@") in skip:
+            continue
+        value_left, value_right = left[key], right[key]
+        if isinstance(value_left, np.ndarray):
+            assert value_left.dtype == value_right.dtype and np.array_equal(value_left, value_right), key
+        else:
+            assert value_left == value_right, key
+
+
+@pytest.fixture(scope="module")
+def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[bool, int], Path]:
+    from tasks.prepare import run_prepare
+    from wsss.catalog import ArtifactLayout
+    from wsss.params import load_params
+
+    root = tmp_path_factory.mktemp("streaming")
+    make_repo(root)
+    params = load_params(root / "params.yaml")
+    layout = ArtifactLayout.for_params(params, root)
+    run_prepare(params, layout)
+    layout.prompt_scores.parent.mkdir(parents=True)
+    layout.prompt_scores.write_text(json.dumps({"selected": params.prompts.pin}))  # what `prompts` would select
+    return {(overlap, batch): run_cams_with(root, overlap, batch) for overlap, batch in ((False, 1), (True, 1), (True, 3), (False, 3))}
+
+
+def test_overlap_writes_byte_identical_shards(stores) -> None:
+    """Prefetch + background writer change when the work is done, never what is stored."""
+    for batch in (1, 3):
+        plain, overlapped = stores[False, batch], stores[True, batch]
+        names = sorted(p.name for p in plain.glob("shard-*.h5"))
+        assert names == sorted(p.name for p in overlapped.glob("shard-*.h5")) and len(names) == 2
+        for name in names:
+            assert (plain / name).read_bytes() == (overlapped / name).read_bytes(), (batch, name)
+
+
+def test_batches_of_three_store_what_one_by_one_stores(stores) -> None:
+    """Same images, arrays, dtypes, filters and attributes; the attention is bit-identical. The
+    batch size is a `cam` param (part of the content key), and a float32 GEMM over 3 rows may round
+    the Grad-CAM maps and tag probabilities differently from one row: within 1e-5."""
+    roots_single, single = store_contents(stores[True, 1])
+    roots_batched, batched = store_contents(stores[True, 3])
+    batch_dependent = {"params", "params_sha256", "content_key", "tag_probabilities"}
+    assert roots_single.keys() == roots_batched.keys()
+    for name in roots_single:
+        assert {k: v for k, v in roots_single[name].items() if k not in batch_dependent} == \
+               {k: v for k, v in roots_batched[name].items() if k not in batch_dependent}
+    assert_equal_items({k: v for k, v in single.items() if k[1] != "gradcam"},
+                       {k: v for k, v in batched.items() if k[1] != "gradcam"}, skip=batch_dependent)
+    for key in single:
+        if key[1] in ("gradcam", "@tag_probabilities") and len(key) == 2:
+            assert np.abs(np.asarray(single[key]) - np.asarray(batched[key])).max() < 1e-5, key
