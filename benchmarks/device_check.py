@@ -286,14 +286,21 @@ def deeplab_training(profile: Profile, timeout: float) -> dict[str, Any]:
 
 
 def stages_end_to_end(clip: LoadedClip, images: list[TaggedImage], profile: Profile, deadline: float) -> dict[str, Any]:
-    """Part 3: JPEGs on disk through the cams and refine stages (`device_check_stages`)."""
+    """Part 3: JPEGs on disk through the cams and refine stages (`device_check_stages`), with and
+    without the I/O overlap."""
     vocabulary = voc_vocabulary()
     with tempfile.TemporaryDirectory(prefix="device-check-stages-") as temp:
         root = Path(temp) / "images"
         paths = write_jpegs(images, root)
         records = stage_images(root, paths, {i.image_id: i.class_ids for i in images}, vocabulary.class_names)
         extractor = ClipEsCamExtractor(clip, vocabulary, CamSettings(batch_size=profile.stage_batch))
-        return cams_then_refine(extractor, records, root, Path(temp) / "stores", deadline=deadline)
+        # The stage's default (runner.overlap_io: decode ahead, shards written on a thread), then
+        # without it on the same images: the difference is what the overlap buys on this machine.
+        report = cams_then_refine(extractor, records, root, Path(temp) / "stores", deadline=deadline, overlap=True)
+        fields = ("images", "images_per_s", "cams_images_per_s", "refine_images_per_s")
+        plain = cams_then_refine(extractor, records[: report["images"]], root, Path(temp) / "plain", overlap=False)
+        report["without_overlap"] = {k: plain[k] for k in fields}
+        return report
 
 
 def environment() -> dict[str, Any]:

@@ -14,7 +14,9 @@ settings (`StoreSettings` / `CaaSettings` defaults unless given):
 It calls the core directly, not the stage entries: `tasks/` imports Prefect (through
 `tasks/runtime.py`), which the GPU machine does not have, and the engine's per-image callback
 would hide what batching (`extract_batch`, `cam.batch_size`) gains on a GPU, which is what this
-part measures. Shards are written as the stages write them (`ShardWriter`: in memory, one atomic write).
+part measures. Shards are written as the stages write them (`ShardWriter`: in memory, one atomic write;
+with `overlap`, the stages' default `runner.overlap_io`, decode runs ahead on a thread and shards
+are compressed and written on another).
 """
 
 from __future__ import annotations
@@ -29,11 +31,15 @@ from typing import Any
 import numpy as np
 import torch
 
-from wsss.cam import CaaSettings, ClipEsCamExtractor, refine_image
+from wsss.cam import CaaSettings, ClipEsCamExtractor, PreparedImage, refine_image
 from wsss.datasets import safe_join
 from wsss.imaging import load_rgb
 from wsss.io import CamStore, ShardWriter, assign_shards, shard_path
+from wsss.io.pipelining import BackgroundShardWriter, prefetch
 from wsss.io.settings import StoreSettings
+
+# As `tasks/cams.py::PREFETCH_AHEAD` (tasks/ imports Prefect, which the GPU machine lacks).
+PREFETCH_AHEAD = 4
 
 
 @dataclass(frozen=True)
@@ -68,46 +74,68 @@ def write_cam_shards(
     output: Path,
     store: StoreSettings,
     deadline: float | None = None,
+    overlap: bool = True,
 ) -> int:
     """The cams stage: Grad-CAM + mean attention of every image into shards; returns images written.
 
-    Images are decoded and batched a window at a time (8 batches), in id order, so that the
-    writer receives them sorted; a `deadline` (perf_counter seconds) stops after the window
-    that passes it (at least one window runs), closing the shard normally.
+    As `tasks/cams.py::ExtractImage.stream` under the engine: consecutive `batch_size` images per
+    `extract_batch` (grouped by size bucket inside it); with `overlap` (`runner.overlap_io`, the
+    stage's default) the next images are decoded and prepared on a thread (`prefetch`, the stage's
+    depth) and the shard is compressed and written by a `BackgroundShardWriter`. A `deadline`
+    (perf_counter seconds) stops after the batch that passes it, closing the shard normally.
     """
     dtypes = {"gradcam": np.dtype(store.gradcam_dtype), "attention": np.dtype(store.attention_dtype)}
     by_id = {item.image_id: item for item in images}
-    window = 8 * extractor.settings.batch_size
+    batch_size = extractor.settings.batch_size
+
+    def load(item: StageImage) -> tuple[PreparedImage, tuple[int, ...]]:
+        return extractor.prepare(load_rgb(safe_join(root, item.path))), item.class_ids
+
+    def extract_and_add(batch: list[tuple[StageImage, tuple[PreparedImage, tuple[int, ...]]]], writer: Any) -> int:
+        results = extractor.extract_batch([prepared for _, prepared in batch], refine=False) if batch else []
+        for (item, _), result in zip(batch, results, strict=True):
+            attrs = {
+                "class_ids": result.class_ids,
+                "tags": list(item.tags),
+                "original_size": list(result.original_size),
+                "grid": list(result.grid),
+                "tag_probabilities": result.tag_probabilities,
+                "source_path": item.path,
+                "source_sha256": item.sha256,
+            }
+            writer.add(item.image_id, {"gradcam": result.gradcam, "attention": result.attention}, attrs, dtypes)
+        return len(batch)
+
     written = 0
     for index, ids in assign_shards(list(by_id), store.images_per_shard).items():
-        with ShardWriter(shard_path(output, index), {"stage": "cams"}, compression=store.compression) as writer:
-            for start in range(0, len(ids), window):
-                if written and deadline is not None and time.perf_counter() > deadline:
-                    break
-                chunk = [by_id[i] for i in ids[start : start + window]]
-                prepared = [(extractor.prepare(load_rgb(safe_join(root, item.path))), item.class_ids) for item in chunk]
-                for item, result in zip(chunk, extractor.extract_batch(prepared, refine=False)):
-                    attrs = {
-                        "class_ids": result.class_ids,
-                        "tags": list(item.tags),
-                        "original_size": list(result.original_size),
-                        "grid": list(result.grid),
-                        "tag_probabilities": result.tag_probabilities,
-                        "source_path": item.path,
-                        "source_sha256": item.sha256,
-                    }
-                    writer.add(item.image_id, {"gradcam": result.gradcam, "attention": result.attention}, attrs, dtypes)
-                written += len(chunk)
+        if written and deadline is not None and time.perf_counter() > deadline:
+            break
+        items = [by_id[i] for i in ids]
+        shard = ShardWriter(shard_path(output, index), {"stage": "cams"}, compression=store.compression)
+        with BackgroundShardWriter(shard) if overlap else shard as writer:
+            loaded = prefetch(items, load, depth=batch_size + PREFETCH_AHEAD) if overlap else ((i, load(i)) for i in items)
+            batch: list[tuple[StageImage, tuple[PreparedImage, tuple[int, ...]]]] = []
+            for item, prepared in loaded:
+                batch.append((item, prepared))
+                if len(batch) == batch_size:
+                    written += extract_and_add(batch, writer)
+                    batch = []
+                    if deadline is not None and time.perf_counter() > deadline:
+                        break
+            written += extract_and_add(batch, writer)
+            loaded.close()
     return written
 
 
-def write_refined_shards(cam_dir: Path, output: Path, settings: CaaSettings, compression: str | None) -> int:
-    """The refine stage: CAA of every stored image to full resolution, same shard indices; returns images."""
+def write_refined_shards(cam_dir: Path, output: Path, settings: CaaSettings, compression: str | None, overlap: bool = True) -> int:
+    """The refine stage: CAA of every stored image to full resolution, same shard indices; returns
+    images. With `overlap` the shard is written by a `BackgroundShardWriter`, as the stage does."""
     cams = CamStore(cam_dir)
     written = 0
     for path in cams.shards:
         root = cams.root_attrs(path)
-        with ShardWriter(shard_path(output, int(root["shard_index"])), {"stage": "refine"}, compression=compression) as writer:
+        shard = ShardWriter(shard_path(output, int(root["shard_index"])), {"stage": "refine"}, compression=compression)
+        with BackgroundShardWriter(shard) if overlap else shard as writer:
             for image_id in root["image_ids"]:
                 stored = cams.read(image_id, ["gradcam", "attention"])
                 height, width = (int(v) for v in stored.attrs["original_size"])
@@ -135,6 +163,7 @@ def cams_then_refine(
     store: StoreSettings | None = None,
     caa: CaaSettings | None = None,
     deadline: float | None = None,
+    overlap: bool = True,
 ) -> dict[str, Any]:
     """Run cams then refine on `images` under `root`, writing stores into `workdir`; return the figures.
 
@@ -146,11 +175,11 @@ def cams_then_refine(
     cam_dir, refined_dir = workdir / "cams", workdir / "refined"
     synchronize = torch.cuda.synchronize if extractor.device.type == "cuda" else (lambda: None)
     started = time.perf_counter()
-    count = write_cam_shards(extractor, images, root, cam_dir, store, deadline)
+    count = write_cam_shards(extractor, images, root, cam_dir, store, deadline, overlap)
     synchronize()
     cams_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    refined = write_refined_shards(cam_dir, refined_dir, caa, store.compression)
+    refined = write_refined_shards(cam_dir, refined_dir, caa, store.compression, overlap)
     refine_seconds = time.perf_counter() - started
     if refined != count:
         raise RuntimeError(f"refine wrote {refined} images, cams {count}")
@@ -158,6 +187,7 @@ def cams_then_refine(
         "images": count,
         "images_requested": len(images),
         "batch_size": extractor.settings.batch_size,
+        "overlap_io": overlap,
         "compression": store.compression,
         "cams_seconds": round(cams_seconds, 2),
         "refine_seconds": round(refine_seconds, 2),

@@ -72,6 +72,10 @@ def table_rows(figures: dict[str, Any], on_gpu: bool) -> list[tuple[str, str, st
                      f"{part['images_per_s']} img/s", f">= {TARGET_STAGE_IMAGES_PER_S:.0f} img/s",
                      verdict(part["images_per_s"], TARGET_STAGE_IMAGES_PER_S, on_gpu)))
         rows.append(("3   cams stage / refine stage alone", f"{part['cams_images_per_s']} / {part['refine_images_per_s']} img/s", "", ""))
+        if "without_overlap" in part:
+            plain = part["without_overlap"]
+            rows.append(("3   same without runner.overlap_io (all / cams / refine)",
+                         f"{plain['images_per_s']} / {plain['cams_images_per_s']} / {plain['refine_images_per_s']} img/s", "", ""))
     else:
         rows.append(_failure("3 cams+refine end to end", part))
     part = figures.get("4_deeplabv2", {})
