@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from tests.processes import stop_process
+
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
          "--disable-sync", "--no-first-run", "--hide-scrollbars", "--mute-audio")
 
@@ -101,8 +103,4 @@ def devtools(window: tuple[int, int] = (1400, 1000)) -> Iterator[DevTools]:
             with connect(page["webSocketDebuggerUrl"], max_size=None, open_timeout=30) as socket:
                 yield DevTools(socket)
         finally:
-            process.terminate()
-            try:
-                process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                process.kill()
+            stop_process(process, timeout=10)
