@@ -19,11 +19,11 @@ from typing import Any, Literal
 
 import open_clip
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from wsss.clip.architecture import architecture_of_config, architecture_of_openai_state_dict
 from wsss.clip.torchscript_archive import is_torchscript_archive, read_torchscript_weights
+from wsss.clip.vision import layer_norm_fp32
 from wsss.datasets.records import file_sha256
 from wsss.errors import CheckpointError
 
@@ -131,9 +131,7 @@ class LayerNormFp32(nn.LayerNorm):
     """The reference's LayerNorm subclass: normalise in fp32, return the input's dtype."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        weight = None if self.weight is None else self.weight.float()
-        bias = None if self.bias is None else self.bias.float()
-        return F.layer_norm(x.float(), self.normalized_shape, weight, bias, self.eps).to(x.dtype)
+        return layer_norm_fp32(self, x)
 
 
 def cast_for_inference(model: nn.Module, dtype: torch.dtype) -> nn.Module:
