@@ -32,15 +32,12 @@ import numpy as np
 import torch
 
 from wsss.cam import CaaSettings, ClipEsCamExtractor, PreparedImage, refine_image
+from wsss.cam.streaming import stream_cams
 from wsss.datasets import safe_join
 from wsss.imaging import load_rgb
 from wsss.io import CamStore, ShardWriter, assign_shards, shard_path
-from wsss.io.pipelining import BackgroundShardWriter, prefetch
+from wsss.io.pipelining import BackgroundShardWriter
 from wsss.io.settings import StoreSettings
-
-# As `tasks/cams.py::PREFETCH_AHEAD` (tasks/ imports Prefect, which the GPU machine lacks).
-PREFETCH_AHEAD = 4
-
 
 @dataclass(frozen=True)
 class StageImage:
@@ -78,11 +75,11 @@ def write_cam_shards(
 ) -> int:
     """The cams stage: Grad-CAM + mean attention of every image into shards; returns images written.
 
-    As `tasks/cams.py::ExtractImage.stream` under the engine: consecutive `batch_size` images per
-    `extract_batch` (grouped by size bucket inside it); with `overlap` (`runner.overlap_io`, the
-    stage's default) the next images are decoded and prepared on a thread (`prefetch`, the stage's
-    depth) and the shard is compressed and written by a `BackgroundShardWriter`. A `deadline`
-    (perf_counter seconds) stops after the batch that passes it, closing the shard normally.
+    Through `wsss.cam.streaming.stream_cams`, as `tasks/cams.py::ExtractImage.stream` under the
+    engine: consecutive `batch_size` images per `extract_batch`; with `overlap` (`runner.overlap_io`,
+    the stage's default) the next images are decoded on a thread and the shard is compressed and
+    written by a `BackgroundShardWriter`. A `deadline` (perf_counter seconds) stops after the batch
+    that passes it, closing the shard normally.
     """
     dtypes = {"gradcam": np.dtype(store.gradcam_dtype), "attention": np.dtype(store.attention_dtype)}
     by_id = {item.image_id: item for item in images}
@@ -91,39 +88,31 @@ def write_cam_shards(
     def load(item: StageImage) -> tuple[PreparedImage, tuple[int, ...]]:
         return extractor.prepare(load_rgb(safe_join(root, item.path))), item.class_ids
 
-    def extract_and_add(batch: list[tuple[StageImage, tuple[PreparedImage, tuple[int, ...]]]], writer: Any) -> int:
-        results = extractor.extract_batch([prepared for _, prepared in batch], refine=False) if batch else []
-        for (item, _), result in zip(batch, results, strict=True):
-            attrs = {
-                "class_ids": result.class_ids,
-                "tags": list(item.tags),
-                "original_size": list(result.original_size),
-                "grid": list(result.grid),
-                "tag_probabilities": result.tag_probabilities,
-                "source_path": item.path,
-                "source_sha256": item.sha256,
-            }
-            writer.add(item.image_id, {"gradcam": result.gradcam, "attention": result.attention}, attrs, dtypes)
-        return len(batch)
-
     written = 0
     for index, ids in assign_shards(list(by_id), store.images_per_shard).items():
         if written and deadline is not None and time.perf_counter() > deadline:
             break
-        items = [by_id[i] for i in ids]
         shard = ShardWriter(shard_path(output, index), {"stage": "cams"}, compression=store.compression)
         with BackgroundShardWriter(shard) if overlap else shard as writer:
-            loaded = prefetch(items, load, depth=batch_size + PREFETCH_AHEAD) if overlap else ((i, load(i)) for i in items)
-            batch: list[tuple[StageImage, tuple[PreparedImage, tuple[int, ...]]]] = []
-            for item, prepared in loaded:
-                batch.append((item, prepared))
-                if len(batch) == batch_size:
-                    written += extract_and_add(batch, writer)
-                    batch = []
-                    if deadline is not None and time.perf_counter() > deadline:
-                        break
-            written += extract_and_add(batch, writer)
-            loaded.close()
+            results = stream_cams(extractor, [by_id[i] for i in ids], load, batch_size, overlap)
+            for position, (item, result) in enumerate(results, 1):
+                if isinstance(result, Exception):
+                    raise result
+                attrs = {
+                    "class_ids": result.class_ids,
+                    "tags": list(item.tags),
+                    "original_size": list(result.original_size),
+                    "grid": list(result.grid),
+                    "tag_probabilities": result.tag_probabilities,
+                    "source_path": item.path,
+                    "source_sha256": item.sha256,
+                }
+                writer.add(item.image_id, {"gradcam": result.gradcam, "attention": result.attention}, attrs, dtypes)
+                written += 1
+                # Between batches only: a batch's forward is never thrown away.
+                if position % batch_size == 0 and deadline is not None and time.perf_counter() > deadline:
+                    results.close()
+                    break
     return written
 
 

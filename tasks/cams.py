@@ -23,6 +23,7 @@ from tasks.prompts import selected_template
 from tasks.runtime import flow_run_id, shard_submit
 from wsss.cam import ClipEsCamExtractor
 from wsss.cam.extractor import CamResult, LearnedBackground, PreparedImage
+from wsss.cam.streaming import stream_cams
 from wsss.catalog import ArtifactLayout
 from wsss.clip import load_clip
 from wsss.datasets import ImageRecord, Manifest, file_sha256, manifest_sha256, safe_join
@@ -41,7 +42,6 @@ from wsss.incremental import (
     stage_identity,
 )
 from wsss.incremental.engine import IMAGE_FAILURES
-from wsss.io.pipelining import prefetch
 from wsss.params import Params
 from wsss.prompts.learned_file import load_learned_prompts
 from wsss.provenance import stage_attributes
@@ -49,8 +49,6 @@ from wsss.provenance import stage_attributes
 # Core sources that determine the maps: a change recomputes every image (part of the content key).
 CAMS_CODE = ("clip", "text", "cam/extractor.py", "cam/gradcam.py", "cam/last_block.py", "imaging.py")
 STAGE_NAMES = {None: "cams", "learned": "learned_cams"}
-# Images decoded ahead of the model, beyond one batch (bounds memory: ~3 MB each at max_side 1024).
-PREFETCH_AHEAD = 4
 
 
 @dataclass(frozen=True)
@@ -107,8 +105,6 @@ class ExtractImage:
         """Every image's output in order: `cam.batch_size` images per forward (by size bucket),
         the next images decoded on a thread when `overlap`; an unreadable image yields its error."""
         extractor = worker_extractor(self.spec)
-        batch_size = self.spec.params.cam.batch_size
-        depth = batch_size + PREFETCH_AHEAD
 
         def load(image_id: str) -> tuple[PreparedImage, list[int]] | Exception:
             record = self.records[image_id]
@@ -118,26 +114,8 @@ class ExtractImage:
                 return error
             return prepared, [extractor.vocabulary.class_id(tag) for tag in record.tags]
 
-        loaded = prefetch(image_ids, load, depth=depth) if overlap else ((i, load(i)) for i in image_ids)
-        batch: list[tuple[str, tuple[PreparedImage, list[int]]]] = []
-        for image_id, item in loaded:
-            if isinstance(item, Exception):
-                yield from self._run(extractor, batch)  # keep the order: earlier images first
-                batch = []
-                yield image_id, item
-                continue
-            batch.append((image_id, item))
-            if len(batch) == batch_size:
-                yield from self._run(extractor, batch)
-                batch = []
-        yield from self._run(extractor, batch)
-
-    def _run(
-        self, extractor: ClipEsCamExtractor, batch: Sequence[tuple[str, tuple[PreparedImage, list[int]]]]
-    ) -> Iterator[tuple[str, ImageOutput]]:
-        results = extractor.extract_batch([item for _, item in batch], refine=False) if batch else []
-        for (image_id, _), result in zip(batch, results, strict=True):
-            yield image_id, self._output(image_id, result)
+        for image_id, result in stream_cams(extractor, image_ids, load, self.spec.params.cam.batch_size, overlap):
+            yield image_id, result if isinstance(result, Exception) else self._output(image_id, result)
 
     def _output(self, image_id: str, result: CamResult) -> ImageOutput:
         record = self.records[image_id]
