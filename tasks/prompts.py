@@ -92,9 +92,10 @@ def cached_image_features(
                 "round_pos_embed_to_fp16": params.cam.round_pos_embed_to_fp16, "code": package_source_digest(FEATURE_CODE)}
     folder = layout.prompt_features
     folder.mkdir(parents=True, exist_ok=True)
+    names = [f"{content_key(identity, sha256=record.sha256)}.npy" for record in records]
     features = []
-    for record in records:
-        path = folder / f"{content_key(identity, sha256=record.sha256)}.npy"
+    for record, name in zip(records, names, strict=True):
+        path = folder / name
         stored = _read_feature(path)
         outcome = "reused"
         if stored is None:
@@ -107,7 +108,7 @@ def cached_image_features(
         features.append(torch.from_numpy(stored))
         if progress is not None:
             progress.tick(1, outcome)
-    keep = {f"{content_key(identity, sha256=r.sha256)}.npy" for r in records}
+    keep = set(names)
     for stale in folder.iterdir():
         if stale.name not in keep or is_temporary(stale):
             stale.unlink(missing_ok=True)
