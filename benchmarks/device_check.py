@@ -54,13 +54,15 @@ ROOT = Path(__file__).resolve().parents[1]
 for path in (ROOT / "benchmarks", ROOT, ROOT / "src"):
     sys.path.insert(0, str(path))
 
-from device_check_stages import cams_then_refine, stage_images  # noqa: E402
+from device_check_stages import CamsPool, RefinePool, cams_then_refine, stage_images  # noqa: E402
 from device_check_table import TARGET_MAX_ABS, format_table  # noqa: E402
 from voc_like import TaggedImage, voc_like_images, write_jpegs  # noqa: E402
-from wsss.cam import CamSettings, ClipEsCamExtractor, PreparedImage, box_mask  # noqa: E402
+from wsss.cam import CaaSettings, CamSettings, ClipEsCamExtractor, PreparedImage, box_mask  # noqa: E402
 from wsss.cam.last_block import forward_last_block  # noqa: E402
 from wsss.clip import ClipSource, LoadedClip, TowerState, cast_for_inference, load_clip  # noqa: E402
 from wsss.pseudo import PseudoSettings, pseudo_label  # noqa: E402
+from wsss.io.settings import StoreSettings  # noqa: E402
+from wsss.scaleout import RunnerSettings  # noqa: E402
 from wsss.text import REFERENCE_TEMPLATE, voc_vocabulary  # noqa: E402
 
 
@@ -82,14 +84,17 @@ class Profile:
     budget_s: float  # no part starts after this; part 3 stops its cams loop at 3/4 of it
     train_timeout_s: float  # part 4, cut further so that the run ends by budget_s + 120 s
     throughput_precision: str  # part 1
+    decode_workers: int  # part 3's tuned variants (runner.decode_workers)
+    refine_processes: int  # part 3's parallel refine (runner.kind: dask, runner.workers)
+    cams_processes: int  # part 3's parallel cams: processes sharing the GPU (runner.kind: dask)
 
 
 GPU = Profile("gpu", 1.0, 128, 256, (1, 16, 32, 64), 32, 48, 500, 32,
               ("--iters", "45", "--warmup", "5", "--batch", "10", "--crop", "321", "--images", "40", "--workers", "8"),
-              420, 240, "fp16")
+              420, 240, "fp16", 6, 8, 4)
 CPU = Profile("cpu", 0.3, 2, 3, (1, 2), 2, 2, 4, 2,
               ("--iters", "1", "--warmup", "1", "--batch", "2", "--crop", "129", "--images", "4", "--workers", "0"),
-              1800, 900, "fp32")
+              1800, 900, "fp32", 2, 2, 2)
 
 
 def sharpen_attention(model: torch.nn.Module, factor: float = 8.0) -> None:
@@ -116,6 +121,21 @@ def build_clips(device: str, checkpoint: Path | None, sharpen: float) -> tuple[L
     clip16 = copy.copy(clip32)
     clip16.model = cast_for_inference(copy.deepcopy(clip32.model), torch.float16)
     return clip32, clip16
+
+
+@dataclass(frozen=True)
+class StageExtractor:
+    """Builds part 3's extractor in a worker process (picklable): the same weights as the parent's."""
+
+    device: str
+    checkpoint: Path | None
+    sharpen: float
+    precision: str
+    batch_size: int
+
+    def __call__(self) -> ClipEsCamExtractor:
+        clip32, clip16 = build_clips(self.device, self.checkpoint, self.sharpen)
+        return ClipEsCamExtractor(clip16 if self.precision == "fp16" else clip32, voc_vocabulary(), CamSettings(batch_size=self.batch_size))
 
 
 def synchronize() -> None:
@@ -285,21 +305,40 @@ def deeplab_training(profile: Profile, timeout: float) -> dict[str, Any]:
     return report
 
 
-def stages_end_to_end(clip: LoadedClip, images: list[TaggedImage], profile: Profile, deadline: float) -> dict[str, Any]:
-    """Part 3: JPEGs on disk through the cams and refine stages (`device_check_stages`), with and
-    without the I/O overlap."""
+def stages_end_to_end(clip: LoadedClip, images: list[TaggedImage], profile: Profile, deadline: float,
+                      make_extractor: StageExtractor) -> dict[str, Any]:
+    """Part 3: JPEGs on disk through the cams and refine stages (`device_check_stages`): the stage
+    defaults, without the I/O overlap, and two settings for a GPU machine (more decode threads with
+    CAA on the GPU; refine shards on worker processes; both stages' shards on worker processes)."""
     vocabulary = voc_vocabulary()
     with tempfile.TemporaryDirectory(prefix="device-check-stages-") as temp:
         root = Path(temp) / "images"
         paths = write_jpegs(images, root)
         records = stage_images(root, paths, {i.image_id: i.class_ids for i in images}, vocabulary.class_names)
         extractor = ClipEsCamExtractor(clip, vocabulary, CamSettings(batch_size=profile.stage_batch))
-        # The stage's default (runner.overlap_io: decode ahead, shards written on a thread), then
-        # without it on the same images: the difference is what the overlap buys on this machine.
-        report = cams_then_refine(extractor, records, root, Path(temp) / "stores", deadline=deadline, overlap=True)
-        fields = ("images", "images_per_s", "cams_images_per_s", "refine_images_per_s")
-        plain = cams_then_refine(extractor, records[: report["images"]], root, Path(temp) / "plain", overlap=False)
-        report["without_overlap"] = {k: plain[k] for k in fields}
+        runner = RunnerSettings()
+        report = cams_then_refine(extractor, records, root, Path(temp) / "stores", deadline=deadline,
+                                  overlap=runner.overlap_io, decode_workers=runner.decode_workers)
+        records = records[: report["images"]]
+        fields = ("images", "images_per_s", "cams_images_per_s", "refine_images_per_s", "decode_workers", "caa_device", "refine_processes",
+                  "images_per_shard", "cams_seconds", "cams_breakdown_s", "cams_processes")
+
+        def variant(name: str, **settings: Any) -> None:
+            figures = cams_then_refine(extractor, records, root, Path(temp) / name, **settings)
+            report[name] = {k: figures[k] for k in fields}
+            print(f"  part 3 {name}: {report[name]}", flush=True)
+
+        variant("without_overlap", overlap=False)
+        variant("caa_on_device", decode_workers=profile.decode_workers, caa=CaaSettings(device=str(extractor.device)))
+        # Shards small enough for every process to get two (the stage's are `store.images_per_shard`, 500).
+        per_shard = max(1, len(records) // (2 * profile.refine_processes))
+        variant("cams_uncompressed", decode_workers=profile.decode_workers, store=StoreSettings(compression="none"))
+        small_shards = StoreSettings(images_per_shard=per_shard)
+        with RefinePool(profile.refine_processes) as pool:
+            variant("refine_processes", decode_workers=profile.decode_workers, pool=pool, store=small_shards)
+            with CamsPool(profile.cams_processes, make_extractor) as cams_pool:
+                variant("both_processes", decode_workers=max(1, profile.decode_workers // 2), pool=pool, cams_pool=cams_pool,
+                        store=small_shards)
         return report
 
 
@@ -353,6 +392,7 @@ def main() -> int:
     parser.add_argument("--clip-checkpoint", type=Path, help="real CLIP weights (OpenAI/open_clip file) instead of random ones")
     parser.add_argument("--sharpen", type=float, default=3.0, help="query/key scale of the random weights (see above)")
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument("--parts", default="1234", help="which parts to run, e.g. 3 (default: all)")
     args = parser.parse_args()
     started = time.perf_counter()
     on_gpu = torch.cuda.is_available()
@@ -366,16 +406,21 @@ def main() -> int:
         "voc_500x375": voc_like_images(profile.voc_images, mix=False, scale=profile.scale, seed=1),
         "voc_mix": voc_like_images(profile.mix_images, mix=True, scale=profile.scale, seed=2),
     }
-    run_part(figures, "1_cam_caa", deadline, lambda: cam_caa_throughput(clip16, clip32, sets, profile))
+    if "1" in args.parts:
+        run_part(figures, "1_cam_caa", deadline, lambda: cam_caa_throughput(clip16, clip32, sets, profile))
     compare = voc_like_images(profile.compare_images, mix=True, scale=profile.scale, seed=3)
-    run_part(figures, "2_fp16_vs_fp32", deadline, lambda: fp16_vs_fp32(clip16, clip32, compare, profile.batch_sizes[-1], crf_available()))
+    if "2" in args.parts:
+        run_part(figures, "2_fp16_vs_fp32", deadline, lambda: fp16_vs_fp32(clip16, clip32, compare, profile.batch_sizes[-1], crf_available()))
     stage_set = voc_like_images(profile.stage_images, mix=True, scale=profile.scale, seed=4)
     stage_deadline = started + 0.75 * (deadline - started)
     stage_clip = clip16 if profile.throughput_precision == "fp16" else clip32
-    run_part(figures, "3_stages", deadline, lambda: stages_end_to_end(stage_clip, stage_set, profile, stage_deadline))
+    if "3" in args.parts:
+        factory = StageExtractor(device, args.clip_checkpoint, args.sharpen, profile.throughput_precision, profile.stage_batch)
+        run_part(figures, "3_stages", deadline, lambda: stages_end_to_end(stage_clip, stage_set, profile, stage_deadline, factory))
     hard_end = deadline + 120.0  # the device runs one command for at most 600 s, wheel install included
-    run_part(figures, "4_deeplabv2", deadline,
-             lambda: deeplab_training(profile, max(30.0, min(profile.train_timeout_s, hard_end - time.perf_counter()))))
+    if "4" in args.parts:
+        run_part(figures, "4_deeplabv2", deadline,
+                 lambda: deeplab_training(profile, max(30.0, min(profile.train_timeout_s, hard_end - time.perf_counter()))))
     figures["seconds_total"] = round(time.perf_counter() - started, 1)
     table = format_table(figures, on_gpu and profile.name == "gpu")
     print("\n" + table, flush=True)

@@ -1,29 +1,32 @@
 """Part 3 of the GPU check: the cams and refine stages' per-image work end to end, without Prefect/DVC.
 
 `cams_then_refine` does, for a folder of JPEGs, what the stage entries `tasks/cams.py::run_cams`
-and `tasks/refine.py::run_refine` do per image (their `ExtractImage` / refine callbacks under the
-sharded engine `wsss.incremental.run_sharded`), with the same library calls and the stage's
-settings (`StoreSettings` / `CaaSettings` defaults unless given):
+and `tasks/refine.py::run_refine` do per shard, with the same core calls and the stage's settings
+(`StoreSettings` / `CaaSettings` defaults unless given):
 
-* cams: `wsss.imaging.load_rgb` -> `ClipEsCamExtractor.prepare` -> `extract_batch(refine=False)`
-  (images batched by size bucket, `CamSettings.batch_size`) -> `wsss.io.ShardWriter.add` of
-  `gradcam` / `attention` with the stage's dtypes and compression;
-* refine: `wsss.io.CamStore.read` -> `wsss.cam.refine_image` (on the CPU, as the stage runs it)
-  -> `ShardWriter.add` of `refined`.
+* cams: `wsss.cam.streaming.stream_cams` (decode + prepare on `decode_workers` threads ahead of the
+  model, full `CamSettings.batch_size` batches per size bucket) -> `ShardWriter.add` of `gradcam` /
+  `attention` with the stage's dtypes and compression, on a `BackgroundShardWriter` with `overlap`;
+* refine: the stage's own per-image callback `wsss.cam.refine_stored.RefineStored` (read, CAA on
+  `CaaSettings.device`, back to the host) -> `ShardWriter.add` of `refined`, written inline as the
+  stage does (`REFINE_OVERLAP_IO`).
 
-It calls the core directly, not the stage entries: `tasks/` imports Prefect (through
-`tasks/runtime.py`), which the GPU machine does not have, and the engine's per-image callback
-would hide what batching (`extract_batch`, `cam.batch_size`) gains on a GPU, which is what this
-part measures. Shards are written as the stages write them (`ShardWriter`: in memory, one atomic write;
-with `overlap`, the stages' default `runner.overlap_io`, decode runs ahead on a thread and shards
-are compressed and written on another).
+With a `CamsPool` / `RefinePool` the shards run on worker processes, as `runner.kind: dask` with
+`runner.workers` maps the stage's shards (the pools are started before the clock, like a running
+cluster; cams workers each hold CLIP on the same GPU). It calls the core, not the stage entries:
+`tasks/` imports Prefect (through `tasks/runtime.py`), which the GPU machine does not have.
+The cams loop reports where its time went: seconds inside `extract_batch`, forwards, and seconds
+blocked handing images to the writer.
 """
 
 from __future__ import annotations
 
 import hashlib
+import multiprocessing
+import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +34,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from wsss.cam import CaaSettings, ClipEsCamExtractor, PreparedImage, refine_image
+from wsss.cam import CaaSettings, ClipEsCamExtractor, PreparedImage
+from wsss.cam.refine_stored import REFINE_OVERLAP_IO, RefineStored
 from wsss.cam.streaming import stream_cams
 from wsss.datasets import safe_join
 from wsss.imaging import load_rgb
@@ -64,6 +68,100 @@ def stage_images(root: Path, paths: dict[str, str], class_ids: dict[str, Sequenc
     ]
 
 
+class TimedExtractor:
+    """The extractor, with the seconds spent in `extract_batch` (model + its host work) and the
+    number of forwards counted; `add_seconds` is filled by the caller (time blocked handing
+    images to the writer). What is left of the stage's time is waiting for decoded images."""
+
+    def __init__(self, extractor: ClipEsCamExtractor) -> None:
+        self.extractor, self.seconds, self.forwards, self.add_seconds = extractor, 0.0, 0, 0.0
+
+    def extract_batch(self, items: Sequence[Any], refine: bool = True) -> list[Any]:
+        started = time.perf_counter()
+        results = self.extractor.extract_batch(items, refine=refine)
+        self.seconds += time.perf_counter() - started
+        self.forwards += len({tuple(p.pixels.shape[-2:]) for p, _ in items})
+        return results
+
+
+def write_cam_shard(
+    extractor: ClipEsCamExtractor,
+    index: int,
+    items: Sequence[StageImage],
+    root: Path,
+    output: Path,
+    store: StoreSettings,
+    overlap: bool,
+    decode_workers: int,
+    deadline: float | None = None,
+) -> tuple[int, dict[str, float]]:
+    """One CAM shard, as the stage writes it; returns (images written, timings of its loop)."""
+    dtypes = {"gradcam": np.dtype(store.gradcam_dtype), "attention": np.dtype(store.attention_dtype)}
+    batch_size = extractor.settings.batch_size
+    model = TimedExtractor(extractor)
+
+    def load(item: StageImage) -> tuple[PreparedImage, tuple[int, ...]]:
+        return extractor.prepare(load_rgb(safe_join(root, item.path))), item.class_ids
+
+    written = 0
+    shard = ShardWriter(shard_path(output, index), {"stage": "cams"}, compression=store.compression)
+    with BackgroundShardWriter(shard) if overlap else shard as writer:
+        results = stream_cams(model, items, load, batch_size, overlap, decode_workers)
+        for position, (item, result) in enumerate(results, 1):
+            if isinstance(result, Exception):
+                raise result
+            attrs = {
+                "class_ids": result.class_ids,
+                "tags": list(item.tags),
+                "original_size": list(result.original_size),
+                "grid": list(result.grid),
+                "tag_probabilities": result.tag_probabilities,
+                "source_path": item.path,
+                "source_sha256": item.sha256,
+            }
+            waited = time.perf_counter()
+            writer.add(item.image_id, {"gradcam": result.gradcam, "attention": result.attention}, attrs, dtypes)
+            model.add_seconds += time.perf_counter() - waited
+            written += 1
+            # Between batches only: a batch's forward is never thrown away.
+            if position % batch_size == 0 and deadline is not None and time.perf_counter() > deadline:
+                results.close()
+                break
+    return written, {"model_seconds": model.seconds, "forwards": model.forwards, "add_seconds": model.add_seconds}
+
+
+_CAMS_WORKER: dict[str, ClipEsCamExtractor] = {}
+
+
+def _start_cams_worker(threads: int, make_extractor: Callable[[], ClipEsCamExtractor]) -> None:
+    torch.set_num_threads(threads)
+    _CAMS_WORKER["extractor"] = make_extractor()
+
+
+def _cams_worker_shard(*args: Any) -> tuple[int, dict[str, float]]:
+    return write_cam_shard(_CAMS_WORKER["extractor"], *args)
+
+
+class CamsPool:
+    """Worker processes that each hold the CLIP extractor on the same GPU and write whole CAM
+    shards, as `runner.kind: dask` with `runner.workers` and `clip.device: cuda` runs the stage:
+    each process decodes, compresses and writes its own shards (one HDF5 writer per process), and
+    the GPU is shared. Started (CLIP loaded) before the clock, like a running cluster."""
+
+    def __init__(self, workers: int, make_extractor: Callable[[], ClipEsCamExtractor]) -> None:
+        self.workers = workers
+        threads = max(1, (os.cpu_count() or 1) // workers)
+        self.executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_start_cams_worker, initargs=(threads, make_extractor))
+        list(self.executor.map(_limit_threads, [threads] * workers))
+
+    def __enter__(self) -> CamsPool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+
 def write_cam_shards(
     extractor: ClipEsCamExtractor,
     images: Sequence[StageImage],
@@ -72,72 +170,85 @@ def write_cam_shards(
     store: StoreSettings,
     deadline: float | None = None,
     overlap: bool = True,
+    decode_workers: int = 1,
+    timings: dict[str, Any] | None = None,
+    pool: CamsPool | None = None,
 ) -> int:
     """The cams stage: Grad-CAM + mean attention of every image into shards; returns images written.
 
     Through `wsss.cam.streaming.stream_cams`, as `tasks/cams.py::ExtractImage.stream` under the
-    engine: consecutive `batch_size` images per `extract_batch`; with `overlap` (`runner.overlap_io`,
-    the stage's default) the next images are decoded on a thread and the shard is compressed and
-    written by a `BackgroundShardWriter`. A `deadline` (perf_counter seconds) stops after the batch
-    that passes it, closing the shard normally.
+    engine: full `batch_size` batches per size bucket; with `overlap` (`runner.overlap_io`, the
+    stage's default) the next images are decoded on `decode_workers` threads and the shard is
+    compressed and written by a `BackgroundShardWriter`. A `deadline` (perf_counter seconds) stops
+    after the batch that passes it, closing the shard normally (in this process only). With a
+    `pool` the shards run on its processes.
     """
-    dtypes = {"gradcam": np.dtype(store.gradcam_dtype), "attention": np.dtype(store.attention_dtype)}
     by_id = {item.image_id: item for item in images}
-    batch_size = extractor.settings.batch_size
-
-    def load(item: StageImage) -> tuple[PreparedImage, tuple[int, ...]]:
-        return extractor.prepare(load_rgb(safe_join(root, item.path))), item.class_ids
-
-    written = 0
-    for index, ids in assign_shards(list(by_id), store.images_per_shard).items():
-        if written and deadline is not None and time.perf_counter() > deadline:
-            break
-        shard = ShardWriter(shard_path(output, index), {"stage": "cams"}, compression=store.compression)
-        with BackgroundShardWriter(shard) if overlap else shard as writer:
-            results = stream_cams(extractor, [by_id[i] for i in ids], load, batch_size, overlap)
-            for position, (item, result) in enumerate(results, 1):
-                if isinstance(result, Exception):
-                    raise result
-                attrs = {
-                    "class_ids": result.class_ids,
-                    "tags": list(item.tags),
-                    "original_size": list(result.original_size),
-                    "grid": list(result.grid),
-                    "tag_probabilities": result.tag_probabilities,
-                    "source_path": item.path,
-                    "source_sha256": item.sha256,
-                }
-                writer.add(item.image_id, {"gradcam": result.gradcam, "attention": result.attention}, attrs, dtypes)
-                written += 1
-                # Between batches only: a batch's forward is never thrown away.
-                if position % batch_size == 0 and deadline is not None and time.perf_counter() > deadline:
-                    results.close()
-                    break
-    return written
+    plan = assign_shards(list(by_id), store.images_per_shard)
+    jobs = [(index, [by_id[i] for i in ids], root, output, store, overlap, decode_workers) for index, ids in plan.items()]
+    if pool is not None:
+        outcomes = list(pool.executor.map(_cams_worker_shard, *zip(*jobs)))
+    else:
+        outcomes = []
+        for job in jobs:
+            if outcomes and deadline is not None and time.perf_counter() > deadline:
+                break
+            outcomes.append(write_cam_shard(extractor, *job, deadline=deadline))
+    if timings is not None:
+        for key in ("model_seconds", "forwards", "add_seconds"):
+            timings[key] = round(sum(t[key] for _, t in outcomes), 2)
+    return sum(count for count, _ in outcomes)
 
 
-def write_refined_shards(cam_dir: Path, output: Path, settings: CaaSettings, compression: str | None, overlap: bool = True) -> int:
-    """The refine stage: CAA of every stored image to full resolution, same shard indices; returns
-    images. With `overlap` the shard is written by a `BackgroundShardWriter`, as the stage does."""
+def refine_one_shard(cam_dir: Path, shard: Path, output: Path, settings: CaaSettings, compression: str | None, overlap: bool) -> int:
+    """One refined shard (same index as its CAM shard) through the stage's `RefineStored`; returns images."""
     cams = CamStore(cam_dir)
-    written = 0
-    for path in cams.shards:
-        root = cams.root_attrs(path)
-        shard = ShardWriter(shard_path(output, int(root["shard_index"])), {"stage": "refine"}, compression=compression)
-        with BackgroundShardWriter(shard) if overlap else shard as writer:
-            for image_id in root["image_ids"]:
-                stored = cams.read(image_id, ["gradcam", "attention"])
-                height, width = (int(v) for v in stored.attrs["original_size"])
-                refined = refine_image(
-                    torch.from_numpy(stored.arrays["gradcam"]),
-                    torch.from_numpy(stored.arrays["attention"]),
-                    (height, width),
-                    settings,
-                )
-                attrs = {k: stored.attrs[k] for k in ("class_ids", "tags", "original_size", "source_path", "source_sha256")}
-                writer.add(image_id, {"refined": refined.numpy()}, attrs)
-                written += 1
-    return written
+    compute = RefineStored(cam_dir, settings)
+    root = cams.root_attrs(shard)
+    writer_shard = ShardWriter(shard_path(output, int(root["shard_index"])), {"stage": "refine"}, compression=compression)
+    with BackgroundShardWriter(writer_shard) if overlap else writer_shard as writer:
+        for image_id in root["image_ids"]:
+            result = compute(image_id)
+            writer.add(image_id, result.arrays, result.attrs, result.dtypes)
+    return len(root["image_ids"])
+
+
+def _limit_threads(threads: int) -> None:
+    torch.set_num_threads(threads)
+
+
+@dataclass
+class RefinePool:
+    """Worker processes for refine shards (spawned: the parent holds a CUDA context), each with an
+    equal share of the cores for torch; started and warmed up before the clock, like a running cluster."""
+
+    workers: int
+
+    def __post_init__(self) -> None:
+        threads = max(1, (os.cpu_count() or 1) // self.workers)
+        self.executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                            initializer=_limit_threads, initargs=(threads,))
+        list(self.executor.map(_limit_threads, [threads] * self.workers))
+
+    def __enter__(self) -> RefinePool:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+def write_refined_shards(
+    cam_dir: Path, output: Path, settings: CaaSettings, compression: str | None, overlap: bool = True,
+    pool: RefinePool | None = None,
+) -> int:
+    """The refine stage: CAA of every stored image to full resolution, same shard indices; returns
+    images. With `overlap` each shard is written by a `BackgroundShardWriter`, as the stage does;
+    with a `pool` the shards run on its worker processes."""
+    shards = CamStore(cam_dir).shards
+    arguments = [(cam_dir, shard, output, settings, compression, overlap) for shard in shards]
+    if pool is None:
+        return sum(refine_one_shard(*args) for args in arguments)
+    return sum(pool.executor.map(refine_one_shard, *zip(*arguments)))
 
 
 def _bytes(folder: Path) -> int:
@@ -153,6 +264,9 @@ def cams_then_refine(
     caa: CaaSettings | None = None,
     deadline: float | None = None,
     overlap: bool = True,
+    decode_workers: int = 1,
+    pool: RefinePool | None = None,
+    cams_pool: CamsPool | None = None,
 ) -> dict[str, Any]:
     """Run cams then refine on `images` under `root`, writing stores into `workdir`; return the figures.
 
@@ -164,11 +278,14 @@ def cams_then_refine(
     cam_dir, refined_dir = workdir / "cams", workdir / "refined"
     synchronize = torch.cuda.synchronize if extractor.device.type == "cuda" else (lambda: None)
     started = time.perf_counter()
-    count = write_cam_shards(extractor, images, root, cam_dir, store, deadline, overlap)
+    timings: dict[str, Any] = {}
+    count = write_cam_shards(extractor, images, root, cam_dir, store, deadline, overlap, decode_workers, timings, cams_pool)
     synchronize()
     cams_seconds = time.perf_counter() - started
     started = time.perf_counter()
-    refined = write_refined_shards(cam_dir, refined_dir, caa, store.compression, overlap)
+    refined = write_refined_shards(cam_dir, refined_dir, caa, store.compression, overlap and REFINE_OVERLAP_IO, pool)
+    if caa.device.startswith("cuda"):
+        torch.cuda.synchronize()
     refine_seconds = time.perf_counter() - started
     if refined != count:
         raise RuntimeError(f"refine wrote {refined} images, cams {count}")
@@ -177,7 +294,12 @@ def cams_then_refine(
         "images_requested": len(images),
         "batch_size": extractor.settings.batch_size,
         "overlap_io": overlap,
+        "decode_workers": decode_workers,
+        "caa_device": caa.device,
+        "refine_processes": pool.workers if pool is not None else 1,
+        "cams_processes": cams_pool.workers if cams_pool is not None else 1,
         "compression": store.compression,
+        "images_per_shard": store.images_per_shard,
         "cams_seconds": round(cams_seconds, 2),
         "refine_seconds": round(refine_seconds, 2),
         "cams_images_per_s": round(count / cams_seconds, 2),
@@ -186,4 +308,5 @@ def cams_then_refine(
         "cams_bytes_per_image": round(_bytes(cam_dir) / max(count, 1)),
         "refined_bytes_per_image": round(_bytes(refined_dir) / max(count, 1)),
         "refine_torch_threads": torch.get_num_threads(),
+        "cams_breakdown_s": timings,
     }

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Set up the venv (fast when already done), then run the test suite offline.
 #
-#   scripts/test.sh                     # pytest tests -q
+#   scripts/test.sh                     # pytest tests -q --durations=30
 #   scripts/test.sh tests/unit -x -k cam
 set -euo pipefail
 
@@ -24,7 +24,7 @@ export DVC_NO_ANALYTICS=1
 export PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS=120
 
 if [ "$#" -eq 0 ]; then
-    set -- tests -q
+    set -- tests -q --durations=30
 fi
 
 echo "[test] $VENV/bin/python -m pytest $*"

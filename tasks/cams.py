@@ -47,7 +47,7 @@ from wsss.prompts.learned_file import load_learned_prompts
 from wsss.provenance import stage_attributes
 
 # Core sources that determine the maps: a change recomputes every image (part of the content key).
-CAMS_CODE = ("clip", "text", "cam/extractor.py", "cam/gradcam.py", "cam/last_block.py", "imaging.py")
+CAMS_CODE = ("clip", "text", "cam/extractor.py", "cam/gradcam.py", "cam/last_block.py", "cam/streaming.py", "imaging.py")
 STAGE_NAMES = {None: "cams", "learned": "learned_cams"}
 
 
@@ -103,7 +103,7 @@ class ExtractImage:
 
     def stream(self, image_ids: Sequence[str], overlap: bool) -> Iterator[tuple[str, ImageOutput | Exception]]:
         """Every image's output in order: `cam.batch_size` images per forward (by size bucket),
-        the next images decoded on a thread when `overlap`; an unreadable image yields its error."""
+        the next images decoded on `runner.decode_workers` threads when `overlap`; an unreadable image yields its error."""
         extractor = worker_extractor(self.spec)
 
         def load(image_id: str) -> tuple[PreparedImage, list[int]] | Exception:
@@ -114,7 +114,8 @@ class ExtractImage:
                 return error
             return prepared, [extractor.vocabulary.class_id(tag) for tag in record.tags]
 
-        for image_id, result in stream_cams(extractor, image_ids, load, self.spec.params.cam.batch_size, overlap):
+        runner = self.spec.params.runner
+        for image_id, result in stream_cams(extractor, image_ids, load, self.spec.params.cam.batch_size, overlap, runner.decode_workers):
             yield image_id, result if isinstance(result, Exception) else self._output(image_id, result)
 
     def _output(self, image_id: str, result: CamResult) -> ImageOutput:

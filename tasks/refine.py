@@ -8,18 +8,13 @@ runner, like `cams`.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
-import torch
-
 from tasks.runtime import flow_run_id, shard_submit
-from wsss.cam import CaaSettings, refine_image
+from wsss.cam.refine_stored import REFINE_OVERLAP_IO, RefineStored
 from wsss.catalog import ArtifactLayout
 from wsss.datasets import file_sha256
 from wsss.incremental import (
-    ImageOutput,
     StageReport,
     StageSummary,
     content_key,
@@ -33,30 +28,10 @@ from wsss.io import CamStore
 from wsss.params import Params
 from wsss.provenance import stage_attributes
 
-REFINE_CODE = ("cam/caa.py", "cam/boxes.py")
+REFINE_CODE = ("cam/caa.py", "cam/boxes.py", "cam/refine_stored.py")
 STAGE_NAMES = {None: "refine", "learned": "learned_refine"}
 # What a refined shard records about the CAM store it was made from.
 UPSTREAM_KEYS = ("params_sha256", "clip", "template", "code_version", "learned_prompts_sha256")
-
-
-@dataclass(frozen=True)
-class RefineImage:
-    """The per-image callback of the engine: CAA refinement of one stored image."""
-
-    cam_dir: Path
-    settings: CaaSettings
-    _store: list[CamStore] = field(default_factory=list, compare=False, repr=False)  # opened once per process
-
-    def __call__(self, image_id: str) -> ImageOutput:
-        if not self._store:
-            self._store.append(CamStore(self.cam_dir))
-        stored = self._store[0].read(image_id, ["gradcam", "attention"])
-        height, width = (int(v) for v in stored.attrs["original_size"])
-        refined = refine_image(
-            torch.from_numpy(stored.arrays["gradcam"]), torch.from_numpy(stored.arrays["attention"]), (height, width), self.settings
-        )
-        attrs = {k: stored.attrs[k] for k in ("class_ids", "tags", "original_size", "source_path", "source_sha256")}
-        return ImageOutput({"refined": refined.numpy()}, attrs)  # float16, as the reference saves its maps
 
 
 def refine_attributes(params: Params, layout: ArtifactLayout, upstream: dict[str, Any], run_id: str | None = None) -> dict[str, Any]:
@@ -89,6 +64,6 @@ def run_refine(params: Params, layout: ArtifactLayout, report: StageReport | Non
     with shard_submit(params.runner, STAGE_NAMES[layout.pass_name]) as submit:
         return run_sharded(
             plan, keys, layout.refined, layout.scratch(scratch_name(STAGE_NAMES[layout.pass_name], attributes, keys)), attributes,
-            RefineImage(layout.cams, params.caa), compression=params.store.compression, copied_arrays=("refined",),
-            overlap=params.runner.overlap_io, submit=submit, report=report,
+            RefineStored(layout.cams, params.caa), compression=params.store.compression, copied_arrays=("refined",),
+            overlap=REFINE_OVERLAP_IO, submit=submit, report=report,
         )

@@ -26,7 +26,10 @@ class RunnerSettings:
     )
     workers: int = setting(2, "worker processes of that LocalCluster (one thread each: torch uses the cores)", ge=1, le=1024)
     overlap_io: bool = setting(
-        True, "decode the next images and compress/write shards on threads while the model runs (same stored values)"
+        True, "cams: decode the next images and compress/write shards on threads while the model runs (same stored values)"
+    )
+    decode_workers: int = setting(
+        2, "threads decoding and resizing the next images with overlap_io (a GPU needs several; same stored values)", ge=1, le=64
     )
 
     def __post_init__(self) -> None:

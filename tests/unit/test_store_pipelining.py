@@ -135,3 +135,73 @@ def test_prefetch_stops_loading_when_the_consumer_leaves() -> None:
     assert len(loaded) <= 6 + 4 and max(loaded) < 10
     with pytest.raises(ValueError, match="depth"):
         next(prefetch([1], load, depth=0))
+
+
+class FakePrepared:
+    """What `stream_cams` reads of a prepared image: its pixels' shape (the size bucket)."""
+
+    def __init__(self, value: int, size: tuple[int, int]) -> None:
+        self.value = value
+        self.pixels = np.zeros((1, 3, *size), dtype=np.uint8)
+
+
+class CountingExtractor:
+    """Stands in for `ClipEsCamExtractor.extract_batch`: returns each image's value doubled and
+    records the batches (values) it was given."""
+
+    def __init__(self) -> None:
+        self.batches: list[list[int]] = []
+
+    def extract_batch(self, images: list, refine: bool) -> list[int]:
+        assert len({image.pixels.shape for image, _ in images}) == 1, "a batch mixes sizes"
+        self.batches.append([image.value for image, _ in images])
+        return [2 * image.value for image, _ in images]
+
+
+def stream_values(sizes: list[str], batch_size: int, decode_workers: int = 1, unreadable: int | None = None,
+                  delays: list[float] | None = None) -> tuple[list, CountingExtractor]:
+    import time
+
+    from wsss.cam.streaming import stream_cams
+
+    shapes = {"a": (32, 48), "b": (48, 32), "c": (32, 32)}
+
+    def load(index: int):
+        time.sleep(delays[index] if delays else 0.0)
+        return ValueError(f"image {index} unreadable") if index == unreadable else (FakePrepared(index, shapes[sizes[index]]), [0])
+
+    extractor = CountingExtractor()
+    out = list(stream_cams(extractor, list(range(len(sizes))), load, batch_size=batch_size, overlap=True, decode_workers=decode_workers))
+    return out, extractor
+
+
+@pytest.mark.parametrize("decode_workers", [1, 4])
+def test_stream_cams_keeps_input_order_and_error_positions_with_several_decode_threads(decode_workers: int) -> None:
+    """Loads finish out of order on several threads; results and the unreadable image's place in
+    the stream are what one thread gives, and so are the batches (they never depend on timing)."""
+    import random
+
+    sizes = random.Random(1).choices("aab", k=12)
+    delays = random.Random(3).choices([0.0, 0.002, 0.01], k=12)
+    out, extractor = stream_values(sizes, 3, decode_workers, unreadable=5, delays=delays)
+    assert [item for item, _ in out] == list(range(12))
+    assert [result for item, result in out if item != 5] == [2 * i for i in range(12) if i != 5]
+    assert isinstance(out[5][1], ValueError)
+    _, one_thread = stream_values(sizes, 3, 1, unreadable=5)
+    assert extractor.batches == one_thread.batches
+
+
+def test_stream_cams_fills_a_batch_per_size_bucket_across_interleaved_sizes() -> None:
+    """Sizes alternate as in a VOC list: each forward still gets `batch_size` images of one size."""
+    out, extractor = stream_values(list("ababababcab"), batch_size=2)
+    assert [item for item, _ in out] == list(range(11))
+    assert extractor.batches == [[0, 2], [1, 3], [4, 6], [5, 7], [8], [9], [10]]
+
+
+def test_stream_cams_runs_the_oldest_bucket_short_when_the_window_is_full() -> None:
+    """One rare size must not wait for the whole shard: with batch 2 the window is 8 images, so the
+    lone `c` runs by itself once 8 images wait behind it."""
+    out, extractor = stream_values(list("caaaaaaaaaa"), batch_size=2)
+    assert [item for item, _ in out] == list(range(11))
+    assert extractor.batches[0] == [1, 2] and [0] in extractor.batches
+    assert extractor.batches.index([0]) <= 4  # ran within the window, not at the end

@@ -1,12 +1,18 @@
-"""CAM extraction over a stream of images: decode ahead of the model, a batch per forward.
+"""CAM extraction over a stream of images: decode ahead of the model, full batches per size bucket.
 
 What the `cams` stage does per shard (and the GPU check mirrors): the next images are decoded and
-prepared on a thread while the model runs (`overlap`), and `batch_size` consecutive images go
-through one `extract_batch` (which groups them by size bucket). Results come back in input order.
+prepared on threads while the model runs (`overlap`, `decode_workers`). A forward takes images of
+one network input size only (no padding may change the attention), and a dataset like VOC mixes
+several sizes, so consecutive images would form small batches: instead each loaded image joins its
+size bucket, a bucket runs when it holds `batch_size` images, and when `window` images wait
+unanswered the bucket holding the oldest one runs as it is. Which images share a forward depends
+only on the order and sizes of the images, never on timing, so a run is reproducible. Results
+come back in input order.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
@@ -18,6 +24,14 @@ LoadedImage = tuple[PreparedImage, Sequence[int]]
 
 # Images decoded ahead of the model, beyond one batch (bounds memory: ~3 MB each at max_side 1024).
 PREFETCH_AHEAD = 4
+# Images waiting for their bucket to fill, in batches: bounds memory (prepared inputs and finished
+# results held back for order, ~2.5 MB each at VOC size) and how long a rare size waits.
+BUCKET_WINDOW_BATCHES = 4
+
+
+def bucket_of(image: PreparedImage) -> tuple[int, ...]:
+    """The network input size: images batch together only when it is equal."""
+    return tuple(image.pixels.shape[-2:])
 
 
 def stream_cams(
@@ -26,33 +40,53 @@ def stream_cams(
     load: Callable[[T], LoadedImage | Exception],
     batch_size: int,
     overlap: bool,
+    decode_workers: int = 1,
 ) -> Iterator[tuple[T, CamResult | Exception]]:
     """`(item, result)` for every item in order; `load` returning an exception (an unreadable
     image) yields that exception in the item's place, after every earlier item's result.
 
     Args:
         load: decode + prepare one item: `(prepared image, class ids)`, or the error it met.
-        overlap: load the next `batch_size + PREFETCH_AHEAD` items on a thread while the model runs.
+        batch_size: images per forward, all of one size bucket.
+        overlap: load the next `batch_size + PREFETCH_AHEAD` items on threads while the model runs.
+        decode_workers: threads loading with `overlap` (PIL releases the GIL while decoding and
+            resizing, so a GPU that needs more images per second than one thread decodes gets them).
     """
-    loaded = prefetch(items, load, depth=batch_size + PREFETCH_AHEAD) if overlap else ((i, load(i)) for i in items)
-    batch: list[tuple[T, LoadedImage]] = []
+    depth = batch_size + PREFETCH_AHEAD + decode_workers - 1
+    loaded = prefetch(items, load, depth=depth, workers=decode_workers) if overlap else ((i, load(i)) for i in items)
+    window = max(1, BUCKET_WINDOW_BATCHES * batch_size)
+    waiting: deque[list] = deque()  # [item, result or None] in input order
+    buckets: dict[tuple[int, ...], list[tuple[list, LoadedImage]]] = {}
+
+    def run(bucket: tuple[int, ...]) -> None:
+        members = buckets.pop(bucket)
+        results = extractor.extract_batch([image for _, image in members], refine=False)
+        for (entry, _), result in zip(members, results, strict=True):
+            entry[1] = result
+
+    def ready() -> Iterator[tuple[T, CamResult | Exception]]:
+        while waiting and waiting[0][1] is not None:
+            item, result = waiting.popleft()
+            yield item, result
+
     try:
         for item, image in loaded:
-            if isinstance(image, Exception):
-                yield from _extract(extractor, batch)  # keep the order: earlier images first
-                batch = []
-                yield item, image
-                continue
-            batch.append((item, image))
-            if len(batch) == batch_size:
-                yield from _extract(extractor, batch)
-                batch = []
-        yield from _extract(extractor, batch)
+            entry = [item, image if isinstance(image, Exception) else None]
+            waiting.append(entry)
+            if entry[1] is None:
+                bucket = bucket_of(image[0])
+                buckets.setdefault(bucket, []).append((entry, image))
+                if len(buckets[bucket]) == batch_size:
+                    run(bucket)
+            yield from ready()
+            while len(waiting) >= window:  # the oldest image's bucket runs short rather than wait longer
+                oldest = waiting[0]
+                run(next(key for key, members in buckets.items() if any(e is oldest for e, _ in members)))
+                yield from ready()
+        while buckets:  # the rest, oldest first
+            oldest = waiting[0]
+            run(next(key for key, members in buckets.items() if any(e is oldest for e, _ in members)))
+            yield from ready()
+        yield from ready()
     finally:
         loaded.close()  # stops the prefetch when the consumer leaves early
-
-
-def _extract(extractor: ClipEsCamExtractor, batch: Sequence[tuple[T, LoadedImage]]) -> Iterator[tuple[T, CamResult]]:
-    results = extractor.extract_batch([image for _, image in batch], refine=False) if batch else []
-    for (item, _), result in zip(batch, results, strict=True):
-        yield item, result
