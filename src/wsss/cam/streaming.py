@@ -4,8 +4,8 @@ What the `cams` stage does per shard (and the GPU check mirrors): the next image
 prepared on threads while the model runs (`overlap`, `decode_workers`). A forward takes images of
 one network input size only (no padding may change the attention), and a dataset like VOC mixes
 several sizes, so consecutive images would form small batches: instead each loaded image joins its
-size bucket, a bucket runs when it holds `batch_size` images, and when `window` images wait
-unanswered the bucket holding the oldest one runs as it is. Which images share a forward depends
+size bucket, a bucket runs when it holds `batch_size` images, and when `BUCKET_WINDOW_BATCHES`
+batches' worth of images wait unanswered the bucket holding the oldest one runs as it is. Which images share a forward depends
 only on the order and sizes of the images, never on timing, so a run is reproducible. Results
 come back in input order.
 """
@@ -64,6 +64,10 @@ def stream_cams(
         for (entry, _), result in zip(members, results, strict=True):
             entry[1] = result
 
+    def run_oldest() -> None:
+        oldest = waiting[0]  # not answered yet, so it sits in a bucket
+        run(next(key for key, members in buckets.items() if any(entry is oldest for entry, _ in members)))
+
     def ready() -> Iterator[tuple[T, CamResult | Exception]]:
         while waiting and waiting[0][1] is not None:
             item, result = waiting.popleft()
@@ -80,12 +84,10 @@ def stream_cams(
                     run(bucket)
             yield from ready()
             while len(waiting) >= window:  # the oldest image's bucket runs short rather than wait longer
-                oldest = waiting[0]
-                run(next(key for key, members in buckets.items() if any(e is oldest for e, _ in members)))
+                run_oldest()
                 yield from ready()
         while buckets:  # the rest, oldest first
-            oldest = waiting[0]
-            run(next(key for key, members in buckets.items() if any(e is oldest for e, _ in members)))
+            run_oldest()
             yield from ready()
         yield from ready()
     finally:
