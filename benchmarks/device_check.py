@@ -58,6 +58,7 @@ from device_check_stages import CamsPool, RefinePool, cams_then_refine, stage_im
 from device_check_table import TARGET_MAX_ABS, format_table  # noqa: E402
 from voc_like import TaggedImage, voc_like_images, write_jpegs  # noqa: E402
 from wsss.cam import CaaSettings, CamSettings, ClipEsCamExtractor, PreparedImage, box_mask  # noqa: E402
+from wsss.cam.extractor import size_bucket  # noqa: E402
 from wsss.cam.last_block import forward_last_block  # noqa: E402
 from wsss.clip import ClipSource, LoadedClip, TowerState, cast_for_inference, load_clip  # noqa: E402
 from wsss.pseudo import PseudoSettings, pseudo_label  # noqa: E402
@@ -160,7 +161,7 @@ def one_batch_per_bucket(prepared: list, batch_size: int) -> list:
     seen: Counter = Counter()
     chosen = []
     for item in prepared:
-        key = tuple(item[0].pixels.shape[-2:])
+        key = size_bucket(item[0])
         if seen[key] < batch_size:
             seen[key] += 1
             chosen.append(item)
@@ -193,7 +194,7 @@ def cam_caa_throughput(clip16: LoadedClip, clip32: LoadedClip, sets: dict[str, l
         cam_only_seconds = timed(lambda: cam_only.extract_batch(prepared, refine=False))
         report["sets"][name] = {
             "images": len(images),
-            "size_buckets": len({tuple(p.pixels.shape[-2:]) for p, _ in prepared}),
+            "size_buckets": len({size_bucket(p) for p, _ in prepared}),
             "tags_per_image": round(float(np.mean([len(i.class_ids) for i in images])), 2),
             "prepare_ms_per_image_one_thread": round(prepare_ms, 2),
             "batches": rows,

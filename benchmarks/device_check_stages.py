@@ -35,6 +35,7 @@ import numpy as np
 import torch
 
 from wsss.cam import CaaSettings, ClipEsCamExtractor, PreparedImage
+from wsss.cam.extractor import size_bucket
 from wsss.cam.refine_stored import REFINE_OVERLAP_IO, RefineStored
 from wsss.cam.streaming import stream_cams
 from wsss.datasets import safe_join
@@ -80,7 +81,7 @@ class TimedExtractor:
         started = time.perf_counter()
         results = self.extractor.extract_batch(items, refine=refine)
         self.seconds += time.perf_counter() - started
-        self.forwards += len({tuple(p.pixels.shape[-2:]) for p, _ in items})
+        self.forwards += len({size_bucket(p) for p, _ in items})
         return results
 
 

@@ -95,6 +95,11 @@ class PreparedImage:
     original_size: tuple[int, int]
 
 
+def size_bucket(image: PreparedImage) -> tuple[int, ...]:
+    """The network input size: images share a forward only when it is equal."""
+    return tuple(image.pixels.shape[-2:])
+
+
 @dataclass
 class CamResult:
     """Everything CLIP-ES computes for one image.
@@ -182,9 +187,9 @@ class ClipEsCamExtractor:
         self, items: Sequence[tuple[PreparedImage, Sequence[int]]], refine: bool = True
     ) -> list[CamResult]:
         """CAMs for many images; batches are formed within equal input sizes, order is kept."""
-        buckets: dict[tuple[int, int], list[int]] = defaultdict(list)
+        buckets: dict[tuple[int, ...], list[int]] = defaultdict(list)
         for index, (prepared, _) in enumerate(items):
-            buckets[tuple(prepared.pixels.shape[-2:])].append(index)
+            buckets[size_bucket(prepared)].append(index)
         results: list[CamResult | None] = [None] * len(items)
         step = self.settings.batch_size
         for indices in buckets.values():

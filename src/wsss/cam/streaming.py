@@ -16,7 +16,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from typing import TypeVar
 
-from wsss.cam.extractor import CamResult, ClipEsCamExtractor, PreparedImage
+from wsss.cam.extractor import CamResult, ClipEsCamExtractor, PreparedImage, size_bucket
 from wsss.io.pipelining import prefetch
 
 T = TypeVar("T")
@@ -27,11 +27,6 @@ PREFETCH_AHEAD = 4
 # Images waiting for their bucket to fill, in batches: bounds memory (prepared inputs and finished
 # results held back for order, ~2.5 MB each at VOC size) and how long a rare size waits.
 BUCKET_WINDOW_BATCHES = 4
-
-
-def bucket_of(image: PreparedImage) -> tuple[int, ...]:
-    """The network input size: images batch together only when it is equal."""
-    return tuple(image.pixels.shape[-2:])
 
 
 def stream_cams(
@@ -78,7 +73,7 @@ def stream_cams(
             entry = [item, image if isinstance(image, Exception) else None]
             waiting.append(entry)
             if entry[1] is None:
-                bucket = bucket_of(image[0])
+                bucket = size_bucket(image[0])
                 buckets.setdefault(bucket, []).append((entry, image))
                 if len(buckets[bucket]) == batch_size:
                     run(bucket)
