@@ -45,14 +45,15 @@ class RefineStored:
 
     cam_dir: Path
     settings: CaaSettings
-    _store: list[CamStore] = field(default_factory=list, compare=False, repr=False)  # opened once per process
+    # The store and the device, resolved once per process (not per image).
+    _opened: list[tuple[CamStore, torch.device]] = field(default_factory=list, compare=False, repr=False)
 
     def __call__(self, image_id: str) -> ImageOutput:
-        if not self._store:
-            self._store.append(CamStore(self.cam_dir))
-        device = caa_device(self.settings)
+        if not self._opened:
+            self._opened.append((CamStore(self.cam_dir), caa_device(self.settings)))
+        store, device = self._opened[0]
         on_host = device.type == "cpu"
-        stored = self._store[0].read(image_id, ["gradcam", "attention"], keep_dtype=not on_host)
+        stored = store.read(image_id, ["gradcam", "attention"], keep_dtype=not on_host)
         height, width = (int(v) for v in stored.attrs["original_size"])
         gradcam, attention = (torch.from_numpy(stored.arrays[name]).to(device).float() for name in ("gradcam", "attention"))
         refined = refine_image(gradcam, attention, (height, width), self.settings)
