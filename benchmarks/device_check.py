@@ -54,7 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 for path in (ROOT / "benchmarks", ROOT, ROOT / "src"):
     sys.path.insert(0, str(path))
 
-from device_check_stages import CamsPool, RefinePool, cams_then_refine, stage_images  # noqa: E402
+from device_check_stages import ShardPool, cams_then_refine, stage_images  # noqa: E402
 from device_check_table import TARGET_MAX_ABS, format_table  # noqa: E402
 from voc_like import TaggedImage, voc_like_images, write_jpegs  # noqa: E402
 from wsss.cam import CaaSettings, CamSettings, ClipEsCamExtractor, PreparedImage, box_mask  # noqa: E402
@@ -335,9 +335,9 @@ def stages_end_to_end(clip: LoadedClip, images: list[TaggedImage], profile: Prof
         per_shard = max(1, len(records) // (2 * profile.refine_processes))
         variant("cams_uncompressed", decode_workers=profile.decode_workers, store=StoreSettings(compression="none"))
         small_shards = StoreSettings(images_per_shard=per_shard)
-        with RefinePool(profile.refine_processes) as pool:
+        with ShardPool(profile.refine_processes) as pool:
             variant("refine_processes", decode_workers=profile.decode_workers, pool=pool, store=small_shards)
-            with CamsPool(profile.cams_processes, make_extractor) as cams_pool:
+            with ShardPool(profile.cams_processes, make_extractor) as cams_pool:
                 variant("both_processes", decode_workers=max(1, profile.decode_workers // 2), pool=pool, cams_pool=cams_pool,
                         store=small_shards)
         return report

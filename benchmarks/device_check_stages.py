@@ -11,7 +11,7 @@ and `tasks/refine.py::run_refine` do per shard, with the same core calls and the
   `CaaSettings.device`, back to the host) -> `ShardWriter.add` of `refined`, written inline as the
   stage does (`REFINE_OVERLAP_IO`).
 
-With a `CamsPool` / `RefinePool` the shards run on worker processes, as `runner.kind: dask` with
+With a `ShardPool` the shards run on worker processes, as `runner.kind: dask` with
 `runner.workers` maps the stage's shards (the pools are started before the clock, like a running
 cluster; cams workers each hold CLIP on the same GPU). It calls the core, not the stage entries:
 `tasks/` imports Prefect (through `tasks/runtime.py`), which the GPU machine does not have.
@@ -134,29 +134,35 @@ def write_cam_shard(
 _CAMS_WORKER: dict[str, ClipEsCamExtractor] = {}
 
 
-def _start_cams_worker(threads: int, make_extractor: Callable[[], ClipEsCamExtractor]) -> None:
+def _limit_threads(threads: int) -> None:
     torch.set_num_threads(threads)
-    _CAMS_WORKER["extractor"] = make_extractor()
+
+
+def _start_worker(threads: int, make_extractor: Callable[[], ClipEsCamExtractor] | None) -> None:
+    _limit_threads(threads)
+    if make_extractor is not None:
+        _CAMS_WORKER["extractor"] = make_extractor()
 
 
 def _cams_worker_shard(*args: Any) -> tuple[int, dict[str, float]]:
     return write_cam_shard(_CAMS_WORKER["extractor"], *args)
 
 
-class CamsPool:
-    """Worker processes that each hold the CLIP extractor on the same GPU and write whole CAM
-    shards, as `runner.kind: dask` with `runner.workers` and `clip.device: cuda` runs the stage:
-    each process decodes, compresses and writes its own shards (one HDF5 writer per process), and
-    the GPU is shared. Started (CLIP loaded) before the clock, like a running cluster."""
+class ShardPool:
+    """Worker processes for whole shards, as `runner.kind: dask` with `runner.workers` maps the
+    stage's shards: spawned (the parent holds a CUDA context), each with an equal share of the
+    cores for torch, started and warmed up before the clock, like a running cluster. With
+    `make_extractor` every worker holds the CLIP extractor (all on the same GPU) and can write CAM
+    shards: each process decodes, compresses and writes its own (one HDF5 writer per process)."""
 
-    def __init__(self, workers: int, make_extractor: Callable[[], ClipEsCamExtractor]) -> None:
+    def __init__(self, workers: int, make_extractor: Callable[[], ClipEsCamExtractor] | None = None) -> None:
         self.workers = workers
         threads = max(1, (os.cpu_count() or 1) // workers)
         self.executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_start_cams_worker, initargs=(threads, make_extractor))
+                                            initializer=_start_worker, initargs=(threads, make_extractor))
         list(self.executor.map(_limit_threads, [threads] * workers))
 
-    def __enter__(self) -> CamsPool:
+    def __enter__(self) -> ShardPool:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -173,7 +179,7 @@ def write_cam_shards(
     overlap: bool = True,
     decode_workers: int = 1,
     timings: dict[str, Any] | None = None,
-    pool: CamsPool | None = None,
+    pool: ShardPool | None = None,
 ) -> int:
     """The cams stage: Grad-CAM + mean attention of every image into shards; returns images written.
 
@@ -182,7 +188,7 @@ def write_cam_shards(
     stage's default) the next images are decoded on `decode_workers` threads and the shard is
     compressed and written by a `BackgroundShardWriter`. A `deadline` (perf_counter seconds) stops
     after the batch that passes it, closing the shard normally (in this process only). With a
-    `pool` the shards run on its processes.
+    `pool` (made with `make_extractor`) the shards run on its processes.
     """
     by_id = {item.image_id: item for item in images}
     plan = assign_shards(list(by_id), store.images_per_shard)
@@ -214,33 +220,9 @@ def refine_one_shard(cam_dir: Path, shard: Path, output: Path, settings: CaaSett
     return len(root["image_ids"])
 
 
-def _limit_threads(threads: int) -> None:
-    torch.set_num_threads(threads)
-
-
-@dataclass
-class RefinePool:
-    """Worker processes for refine shards (spawned: the parent holds a CUDA context), each with an
-    equal share of the cores for torch; started and warmed up before the clock, like a running cluster."""
-
-    workers: int
-
-    def __post_init__(self) -> None:
-        threads = max(1, (os.cpu_count() or 1) // self.workers)
-        self.executor = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_limit_threads, initargs=(threads,))
-        list(self.executor.map(_limit_threads, [threads] * self.workers))
-
-    def __enter__(self) -> RefinePool:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.executor.shutdown(wait=True, cancel_futures=True)
-
-
 def write_refined_shards(
     cam_dir: Path, output: Path, settings: CaaSettings, compression: str | None, overlap: bool = True,
-    pool: RefinePool | None = None,
+    pool: ShardPool | None = None,
 ) -> int:
     """The refine stage: CAA of every stored image to full resolution, same shard indices; returns
     images. With `overlap` each shard is written by a `BackgroundShardWriter`, as the stage does;
@@ -266,8 +248,8 @@ def cams_then_refine(
     deadline: float | None = None,
     overlap: bool = True,
     decode_workers: int = 1,
-    pool: RefinePool | None = None,
-    cams_pool: CamsPool | None = None,
+    pool: ShardPool | None = None,
+    cams_pool: ShardPool | None = None,
 ) -> dict[str, Any]:
     """Run cams then refine on `images` under `root`, writing stores into `workdir`; return the figures.
 
