@@ -11,7 +11,7 @@ from typing import Any
 
 from tasks.cams import run_cams
 from tasks.pseudo import run_pseudo
-from tasks.progress import Progress, plural
+from tasks.progress import Progress, shards_outcome
 from tasks.refine import run_refine
 from tasks.runtime import named_step
 from wsss.catalog import ArtifactLayout
@@ -34,7 +34,7 @@ def run_learned_pass(params: Params, layout: ArtifactLayout) -> dict[str, Any]:
     for step, run_step, what in (("cams", run_cams, "CAM extraction"), ("refine", run_refine, "CAA refinement")):
         progress = Progress(f"wsss-learned-{step}-progress", f"Images through {what} with learned prompts", f"learned {step}")
         summary = named_step(f"learned {step}", partial(run_step, params, learned, progress))
-        progress.finish(f"{plural(len(summary.written), 'shard')} written, {len(summary.untouched)} unchanged")
+        progress.finish(shards_outcome(summary))
     progress = Progress("wsss-learned-pseudo-progress", "Pseudo masks with learned prompts", "learned pseudo")
     pseudo = named_step("learned pseudo", partial(run_pseudo, params, learned, progress))
     progress.finish()

@@ -27,7 +27,7 @@ from prefect.context import FlowRunContext
 from prefect.settings import get_current_settings
 from prefect.task_runners import ThreadPoolTaskRunner
 
-from tasks.progress import Progress, plural
+from tasks.progress import Progress, shards_outcome
 from wsss.incremental import ImageCompute, ShardJob, StageSummary, Submit, run_now, write_shard
 from wsss.scaleout import RunnerSettings
 
@@ -133,7 +133,7 @@ def published_shards(key: str, summary: StageSummary, progress: Progress | None 
     summary as a dict."""
     link_written_shards(key, summary.written, summary.untouched)
     if progress is not None:
-        progress.finish(f"{plural(len(summary.written), 'shard')} written, {len(summary.untouched)} unchanged")
+        progress.finish(shards_outcome(summary))
     return summary.as_dict()
 
 
