@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.reference_clip_es import reference_cams, reference_text
+from wsss.reference_clip_es import reference_cams, reference_text
 from wsss.cam import CamSettings, ClipEsCamExtractor
 from wsss.clip import ClipSource, LoadedClip, load_clip
 from wsss.pseudo import make_pseudo_label
