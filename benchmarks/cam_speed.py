@@ -5,14 +5,14 @@ Prints, per image size (VOC-like 500x375 and 513x513) and tag count K:
   * seconds/image of CLIP-ES CAM extraction + CAA refinement to full resolution with the
     default settings (reference-exact attention, closed-form batched backward over all tags),
     and with one autograd backward per tag;
-  * seconds/image of the literal reference procedure (`tests/reference_clip_es.py`: one forward
+  * seconds/image of the literal reference procedure (`wsss.reference_clip_es`: one forward
     and backward of the last block per tag, explicit T @ T, cv2) for comparison;
   * their ratios, peak RSS, and the peak RSS of a 4000x3000 photo (child process).
 On a CUDA machine it also reports fp16 images/s with batching by size bucket.
 
 Timings are taken round-robin over all variants (min and median of --repeats rounds), so that
 noise from other processes hits all of them alike; ratios use the same statistic.
-Usage: .venv/bin/python benchmarks/cam_speed.py [--repeats 5] [--threads 2] [--json out.json]
+Usage: python -m benchmarks.cam_speed [--repeats 5] [--threads 2] [--json out.json]
 Weights are random (open_clip `pretrained=None`): speed does not depend on their values.
 """
 
@@ -24,7 +24,6 @@ import resource
 import statistics
 import subprocess
 import sys
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -32,12 +31,13 @@ import open_clip
 import torch
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+from benchmarks.common import json_option, timed, write_json
+from wsss.cam import CamSettings, ClipEsCamExtractor
+from wsss.clip import LoadedClip, cast_for_inference
+from wsss.reference_clip_es import reference_cams, reference_text
+from wsss.text import REFERENCE_TEMPLATE, voc_vocabulary
 
-from wsss.cam import CamSettings, ClipEsCamExtractor  # noqa: E402
-from wsss.clip import LoadedClip, cast_for_inference  # noqa: E402
-from wsss.text import REFERENCE_TEMPLATE, voc_vocabulary  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 SIZES = {"voc_500x375": (375, 500), "square_513x513": (513, 513)}
 TAG_SETS = {1: [14], 2: [14, 8], 3: [14, 8, 4]}
@@ -54,9 +54,7 @@ def interleaved(functions: dict[str, Callable[[], object]], repeats: int) -> dic
     samples: dict[str, list[float]] = {name: [] for name in functions}
     for _ in range(repeats):
         for name, function in functions.items():
-            started = time.perf_counter()
-            function()
-            samples[name].append(time.perf_counter() - started)
+            samples[name].append(timed(function)[0])
     return {name: (min(values), statistics.median(values)) for name, values in samples.items()}
 
 
@@ -73,8 +71,6 @@ def build_clip(device: str) -> LoadedClip:
 
 
 def cpu_report(repeats: int) -> dict[str, object]:
-    from tests.reference_clip_es import reference_cams, reference_text
-
     clip = build_clip("cpu")
     vocabulary = voc_vocabulary()
     ours = ClipEsCamExtractor(clip, vocabulary, CamSettings())
@@ -121,13 +117,12 @@ def large_photo_report() -> dict[str, object]:
     extractor = ClipEsCamExtractor(clip, voc_vocabulary(), CamSettings())
     big = photo((3000, 4000))
     before = peak_rss_mib()
-    started = time.perf_counter()
-    result = extractor.extract(big, [14, 8])
+    seconds, result = timed(lambda: extractor.extract(big, [14, 8]))
     return {
         "image": "4000x3000",
         "network_input_grid": list(result.grid),
         "maps_shape": list(result.refined.shape),
-        "seconds": round(time.perf_counter() - started, 2),
+        "seconds": round(seconds, 2),
         "peak_rss_mib_before": round(before, 1),
         "peak_rss_mib": round(peak_rss_mib(), 1),
         "max_side_policy": "longer side scaled to CamSettings.max_side=1024 for the network; maps resized to 4000x3000",
@@ -143,11 +138,8 @@ def gpu_report(batch_sizes: tuple[int, ...] = (1, 16, 32)) -> dict[str, object]:
         prepared = extractor.prepare(photo((375, 500)))
         items = [(prepared, TAG_SETS[1 + i % 2]) for i in range(max(64, 2 * batch_size))]
         extractor.extract_batch(items[:batch_size])
-        torch.cuda.synchronize()
-        started = time.perf_counter()
-        extractor.extract_batch(items)
-        torch.cuda.synchronize()
-        report[f"batch_{batch_size}_images_per_s"] = round(len(items) / (time.perf_counter() - started), 1)
+        seconds, _ = timed(lambda: extractor.extract_batch(items))
+        report[f"batch_{batch_size}_images_per_s"] = round(len(items) / seconds, 1)
     report["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return report
 
@@ -157,7 +149,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--large-only", action="store_true", help=argparse.SUPPRESS)
-    parser.add_argument("--json", type=Path, help="also write the figures to this file")
+    json_option(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.large_only:
@@ -165,8 +157,8 @@ def main() -> None:
         return
     figures: dict[str, object] = {"torch": torch.__version__, "threads": args.threads, "cpu_fp32": cpu_report(args.repeats)}
     child = subprocess.run(
-        [sys.executable, __file__, "--large-only", "--threads", str(args.threads)],
-        capture_output=True, text=True, check=True,
+        [sys.executable, "-m", "benchmarks.cam_speed", "--large-only", "--threads", str(args.threads)],
+        capture_output=True, text=True, check=True, cwd=ROOT,
     )
     figures["large_photo"] = json.loads(child.stdout.strip().splitlines()[-1])
     print(f"4000x3000 photo: {figures['large_photo']}")
@@ -176,8 +168,7 @@ def main() -> None:
     else:
         figures["gpu_fp16"] = "no CUDA device on this machine"
     print(json.dumps(figures, indent=2))
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
+    write_json(args.json, figures)
 
 
 if __name__ == "__main__":

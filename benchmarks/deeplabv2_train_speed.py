@@ -10,7 +10,7 @@ Prints the median seconds/iteration after `--warmup` iterations (mmengine's Iter
 `time`, logged every iteration), iterations/s, images/s, data-loading share, and peak memory:
 CUDA `max_memory_allocated` (mmengine's `memory`, MiB) on a GPU, peak RSS on CPU.
 
-Usage: python benchmarks/deeplabv2_train_speed.py [--iters 200] [--warmup 10] [--batch 10]
+Usage: python -m benchmarks.deeplabv2_train_speed [--iters 200] [--warmup 10] [--batch 10]
        [--crop 321] [--json out.json]
 """
 
@@ -22,30 +22,23 @@ import resource
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
+from benchmarks.common import json_option, source_photos, timed, write_json
+from wsss.text import voc_vocabulary
+from wsss_mmseg import CONFIG_DIR
+from wsss_mmseg.training import build_train_config, train_segmenter
 
-from wsss_mmseg import CONFIG_DIR  # noqa: E402
-from wsss_mmseg.training import build_train_config, train_segmenter  # noqa: E402
-
-VOC_CLASSES = (
-    "background", "aeroplane", "bicycle", "bird", "boat", "bottle", "bus", "car", "cat", "chair", "cow",
-    "diningtable", "dog", "horse", "motorbike", "person", "pottedplant", "sheep", "sofa", "train", "tvmonitor",
-)
+VOC_CLASSES = ("background", *voc_vocabulary().class_names)
 
 
 def write_synthetic_voc(root: Path, count: int, seed: int = 0) -> None:
     """`count` 500x375 photos with blocky pseudo masks and confidences in the VOC layout."""
-    from skimage import data
-
-    photos = [data.astronaut(), data.chelsea(), data.coffee(), data.rocket(), data.stereo_motorcycle()[0]]
+    photos = source_photos()
     rng = np.random.default_rng(seed)
     for folder in ("JPEGImages", "pseudo_masks", "confidence", "ImageSets/Segmentation"):
         (root / folder).mkdir(parents=True, exist_ok=True)
@@ -81,7 +74,7 @@ def main() -> int:
     parser.add_argument("--crop", type=int, default=321)
     parser.add_argument("--images", type=int, default=40, help="synthetic training images")
     parser.add_argument("--workers", type=int, default=4, help="dataloader workers")
-    parser.add_argument("--json", type=Path, default=None)
+    json_option(parser)
     args = parser.parse_args()
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else f"CPU ({torch.get_num_threads()} threads)"
@@ -105,14 +98,12 @@ def main() -> int:
             num_workers=args.workers,
             cfg_options={"default_hooks.logger.interval": 1},
         )
-        started = time.perf_counter()
-        train_segmenter(cfg)
-        wall = time.perf_counter() - started
+        wall, _ = timed(lambda: train_segmenter(cfg))
         rows = logged_iterations(Path(temp) / "work")
 
-    timed = rows[args.warmup:] or rows
-    seconds = statistics.median(row["time"] for row in timed)
-    data_seconds = statistics.median(row.get("data_time", 0.0) for row in timed)
+    measured = rows[args.warmup:] or rows
+    seconds = statistics.median(row["time"] for row in measured)
+    data_seconds = statistics.median(row.get("data_time", 0.0) for row in measured)
     if torch.cuda.is_available():
         memory = f"{max(row.get('memory', 0) for row in rows)} MiB CUDA max_memory_allocated"
     else:
@@ -122,7 +113,7 @@ def main() -> int:
         "config": "deeplabv2_r101_voc_pseudo.py",
         "batch": args.batch,
         "crop": args.crop,
-        "iterations_timed": len(timed),
+        "iterations_timed": len(measured),
         "seconds_per_iteration": round(seconds, 4),
         "iterations_per_second": round(1.0 / seconds, 4),
         "images_per_second": round(args.batch / seconds, 3),
@@ -134,8 +125,7 @@ def main() -> int:
     }
     for key, value in result.items():
         print(f"{key:>26}: {value}")
-    if args.json:
-        args.json.write_text(json.dumps(result, indent=1) + "\n")
+    write_json(args.json, result)
     return 0
 
 

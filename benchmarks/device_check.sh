@@ -23,7 +23,8 @@ if ! "$PY" -c "import open_clip, ftfy, mmseg, mmengine, mmcv, hdf5plugin, pycoco
         || { echo "installing .whl/*.whl into $SITE failed" >&2; exit 2; }
     export PYTHONPATH="$SITE${PYTHONPATH:+:$PYTHONPATH}"
 fi
-# The repository first: mmsegmentation's wheel ships a top-level `tests` package of its own.
-export PYTHONPATH="$PWD/src:$PWD:$PWD/benchmarks${PYTHONPATH:+:$PYTHONPATH}"
+# The repository first (the `benchmarks` package and the sources): mmsegmentation's wheel ships
+# top-level packages of its own (`tests`), which must not shadow ours.
+export PYTHONPATH="$PWD/src:$PWD${PYTHONPATH:+:$PYTHONPATH}"
 export HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
-exec "$PY" benchmarks/device_check.py "$@"
+exec "$PY" -m benchmarks.device_check "$@"

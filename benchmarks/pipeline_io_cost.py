@@ -2,7 +2,7 @@
 
 *** The model does not run while timing. *** Grad-CAM maps and attention are computed once up
 front (random-init ViT-B/16; "peaked": query/key scaled like trained CLIP, see
-tests/conftest.py `sharpen_attention`, the realistic case; "uniform": plain random init, whose
+`wsss.reference_clip_es.sharpen_attention`, the realistic case; "uniform": plain random init, whose
 near-uniform attention compresses unrealistically) and then fed to the stages' per-image path.
 The figures are what the cams and refine stages cost per image outside the network: the ceiling
 the pipeline puts on any accelerator, however fast.
@@ -16,17 +16,15 @@ stored bytes per image of both stores per codec; and the images/s ceiling of the
 sequential vs prefetch thread + background writer, with the model as a 0 ms or 5 ms GIL-free
 wait (5 ms ~ a GPU at 200 images/s). Codecs are timed round-robin so machine noise hits all alike.
 
-Usage: PYTHONPATH=src:. python benchmarks/pipeline_io_cost.py [--images 8] [--rounds 5] [--json out.json]
+Usage: python -m benchmarks.pipeline_io_cost [--images 8] [--rounds 5] [--json out.json]
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import platform
 import statistics
-import sys
 import tempfile
 import threading
 import time
@@ -39,17 +37,15 @@ import open_clip
 import torch
 from PIL import Image
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from tests.conftest import sharpen_attention  # noqa: E402
-from wsss.cam import CaaSettings, CamSettings, ClipEsCamExtractor, refine_image  # noqa: E402
-from wsss.clip import LoadedClip  # noqa: E402
-from wsss.imaging import CLIP_MEAN, CLIP_STD, clip_input_size, clip_pixels, load_rgb  # noqa: E402
-from wsss.io import CODECS, CamStore, ShardWriter, shard_path  # noqa: E402
-from wsss.io.pipelining import BackgroundShardWriter, prefetch  # noqa: E402
-from wsss.io.shard_writer import storage_array  # noqa: E402
-from wsss.text import voc_vocabulary  # noqa: E402
+from benchmarks.common import json_option, timed, write_json
+from wsss.cam import CaaSettings, CamSettings, ClipEsCamExtractor, refine_image
+from wsss.clip import LoadedClip
+from wsss.imaging import CLIP_MEAN, CLIP_STD, clip_input_size, clip_pixels, load_rgb
+from wsss.io import CODECS, CamStore, ShardWriter, shard_path
+from wsss.io.pipelining import BackgroundShardWriter, prefetch
+from wsss.io.shard_writer import storage_array
+from wsss.reference_clip_es import sharpen_attention
+from wsss.text import voc_vocabulary
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket")
 TAGS = ([14], [14, 8])
@@ -192,17 +188,20 @@ def ceiling(paths: list[Path], outputs: list[dict[str, Any]], codec: str, model_
         return clip_pixels(load_rgb(job[1]), size)
 
     target = shard_path(work / f"ceiling-{codec}-{model_ms}-{pipelined}", 0)
-    started = time.perf_counter()
-    writer = ShardWriter(target, {"stage": "cams"}, compression=codec)
-    sink = BackgroundShardWriter(writer, max_pending=8) if pipelined else writer
-    with sink:
-        loaded = prefetch(jobs, load, depth=4) if pipelined else ((job, load(job)) for job in jobs)
-        for (index, _), _pixels in loaded:
-            if model_ms:
-                time.sleep(model_ms / 1e3)  # a GPU forward + backward: the CPU thread waits without the GIL
-            output = outputs[index % len(outputs)]
-            sink.add(f"img{index:05d}", {"gradcam": output["gradcam"], "attention": output["attention"]}, output["attrs"], CAM_DTYPES)
-    return len(jobs) / (time.perf_counter() - started)
+
+    def run() -> None:
+        writer = ShardWriter(target, {"stage": "cams"}, compression=codec)
+        sink = BackgroundShardWriter(writer, max_pending=8) if pipelined else writer
+        with sink:
+            loaded = prefetch(jobs, load, depth=4) if pipelined else ((job, load(job)) for job in jobs)
+            for (index, _), _pixels in loaded:
+                if model_ms:
+                    time.sleep(model_ms / 1e3)  # a GPU forward + backward: the CPU thread waits without the GIL
+                output = outputs[index % len(outputs)]
+                sink.add(f"img{index:05d}", {"gradcam": output["gradcam"], "attention": output["attention"]}, output["attrs"], CAM_DTYPES)
+
+    seconds, _ = timed(run)
+    return len(jobs) / seconds
 
 
 def gil_check(outputs: list[dict[str, Any]], work: Path) -> dict[str, float]:
@@ -242,7 +241,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--ceiling-passes", type=int, default=6, help="passes over the images per ceiling run")
-    parser.add_argument("--json", type=Path)
+    json_option(parser)
     args = parser.parse_args()
     torch.set_num_threads(1)
     figures: dict[str, Any] = {
@@ -271,8 +270,7 @@ def main() -> None:
                 figures["gil_check"] = gil_check(outputs, work)
                 print(f"  GIL check: {figures['gil_check']}", flush=True)
     report(figures)
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2))
+    write_json(args.json, figures)
 
 
 def report(figures: dict[str, Any]) -> None:

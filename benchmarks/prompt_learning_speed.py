@@ -8,7 +8,7 @@ computes L_prompt against precomputed background image features and updates the 
 Defaults are SemPLeS's VOC settings: 20 classes, 30 context tokens, batch 128 pairs (so every
 class appears in most batches). Weights are random (open_clip `pretrained=None`): speed does not
 depend on their values.
-Usage: python benchmarks/prompt_learning_speed.py [--steps 10] [--threads 2] [--device cpu|cuda] [--json out.json]
+Usage: python -m benchmarks.prompt_learning_speed [--steps 10] [--threads 2] [--device cpu|cuda] [--json out.json]
 """
 
 from __future__ import annotations
@@ -16,18 +16,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
-import time
-from pathlib import Path
 
 import open_clip
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "src"))
-
-from wsss.imaging import CLIP_MEAN, CLIP_STD  # noqa: E402
-from wsss.prompts.learning import (  # noqa: E402
+from benchmarks.common import json_option, timed, write_json
+from wsss.imaging import CLIP_MEAN, CLIP_STD
+from wsss.prompts.learning import (
     BackgroundPrompts,
     LearnPromptsSettings,
     freeze,
@@ -44,13 +39,8 @@ def measure(device: str, steps: int, classes: int, batch: int, context_tokens: i
     pixels = torch.rand(16, 3, 224, 224)
     masks = torch.rand(16, 224, 224)
     masked_background_features(model, pixels[:2], masks[:2], CLIP_MEAN, CLIP_STD)  # warm-up
-    if device == "cuda":
-        torch.cuda.synchronize()
-    started = time.perf_counter()
-    masked_background_features(model, pixels, masks, CLIP_MEAN, CLIP_STD)
-    if device == "cuda":
-        torch.cuda.synchronize()
-    feature_seconds = (time.perf_counter() - started) / len(pixels)
+    seconds, _ = timed(lambda: masked_background_features(model, pixels, masks, CLIP_MEAN, CLIP_STD))
+    feature_seconds = seconds / len(pixels)
 
     generator = torch.Generator().manual_seed(0)
     features = torch.nn.functional.normalize(torch.randn(batch * 2, 512, generator=generator), dim=-1).to(device)
@@ -60,15 +50,15 @@ def measure(device: str, steps: int, classes: int, batch: int, context_tokens: i
     tokens = prompt_tokens(tokenizer, settings.prefix, context_tokens)
     prompts = BackgroundPrompts(classes, context_tokens, 512, settings.init_scale, 0).to(device)
     record = train_background_prompts(model, tokens, prompts, features, class_ids, class_text, settings)
-    timed = record.step_seconds[1:]  # the first step pays one-off allocation costs
+    step_times = record.step_seconds[1:]  # the first step pays one-off allocation costs
     return {
         "device": device if device == "cpu" else torch.cuda.get_device_name(),
         "classes": classes,
         "batch_pairs": batch,
         "context_tokens": context_tokens,
-        "steps_timed": len(timed),
-        "seconds_per_step_median": round(statistics.median(timed), 4),
-        "seconds_per_step_min": round(min(timed), 4),
+        "steps_timed": len(step_times),
+        "seconds_per_step_median": round(statistics.median(step_times), 4),
+        "seconds_per_step_min": round(min(step_times), 4),
         "seconds_per_pair_background_features": round(feature_seconds, 4),
         "loss_first": round(record.losses[0], 4),
         "loss_last": round(record.losses[-1], 4),
@@ -83,7 +73,7 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=20)
     parser.add_argument("--batch", type=int, default=128)
     parser.add_argument("--context-tokens", type=int, default=30)
-    parser.add_argument("--json", type=Path)
+    json_option(parser)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     devices = ["cpu", "cuda"] if args.device == "all" else [args.device]
@@ -95,8 +85,7 @@ def main() -> None:
         result = measure(device, args.steps, args.classes, args.batch, args.context_tokens)
         results.append(result)
         print(json.dumps(result))
-    if args.json:
-        args.json.write_text(json.dumps(results, indent=1) + "\n")
+    write_json(args.json, results)
 
 
 if __name__ == "__main__":

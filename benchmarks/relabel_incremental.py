@@ -5,7 +5,7 @@ directory, runs `flows.relabel` once from nothing (the full run: every image thr
 CAA, CRF pseudo masks), adds one image and runs it again (the incremental run), and prints both
 wall times and their ratio. Random-init CLIP unless --checkpoint is given. Run from the repository:
 
-    PYTHONPATH=src:. python benchmarks/relabel_incremental.py [--images 12] [--max-side 448]
+    python -m benchmarks.relabel_incremental [--images 12] [--max-side 448] [--json PATH]
 """
 
 from __future__ import annotations
@@ -13,15 +13,15 @@ from __future__ import annotations
 import argparse
 import csv
 import os
-import sys
 import tempfile
-import time
 from pathlib import Path
 
 import numpy as np
 import yaml
 from PIL import Image
 from skimage import data as skdata
+
+from benchmarks.common import json_option, timed, write_json
 
 REPO = Path(__file__).resolve().parents[1]
 PHOTOS = (("astronaut", "person"), ("chelsea", "cat"), ("coffee", "cup"), ("rocket", "rocket"))
@@ -51,7 +51,9 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=12, help="images in the full run (default 12)")
     parser.add_argument("--max-side", type=int, default=448, help="cam.max_side (default 448)")
     parser.add_argument("--checkpoint", help="CLIP ViT-B/16 file (default: random init)")
+    json_option(parser)
     args = parser.parse_args()
+    json_path = args.json.resolve() if args.json else None  # the run changes into a temporary folder
     work = Path(tempfile.mkdtemp(prefix="wsss-relabel-bench-"))
     os.environ.setdefault("PREFECT_HOME", str(work / ".prefect"))
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
@@ -72,24 +74,19 @@ def main() -> None:
         writer.writerow(["image", "tags"])
         writer.writerows(sorted(tags.items()))
 
-    sys.path[:0] = [str(REPO / "src"), str(REPO)]
     from prefect import flow
 
     from flows.relabel import relabel_flow
 
     # Start the temporary Prefect server outside the timings (it lives for the whole process).
     flow(name="warm-up")(lambda: None)()
-    started = time.perf_counter()
-    full = relabel_flow("params.yaml")
-    full_s = time.perf_counter() - started
+    full_s, full = timed(lambda: relabel_flow("params.yaml"))
     tags[extra] = PHOTOS[(args.images) % len(PHOTOS)][1]
     with open(work / "data/photos/tags.csv", "w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(["image", "tags"])
         writer.writerows(sorted(tags.items()))
-    started = time.perf_counter()
-    incremental = relabel_flow("params.yaml")
-    incremental_s = time.perf_counter() - started
+    incremental_s, incremental = timed(lambda: relabel_flow("params.yaml"))
     assert incremental["counts"]["added"] == 1 and len(incremental["cams"]["computed"]) == 1, incremental["counts"]
     print(f"workspace: {work}")
     print(f"full relabel of {args.images} images: {full_s:.1f} s wall (flow steps: "
@@ -97,6 +94,9 @@ def main() -> None:
     print("incremental relabel of 1 new image: "
           f"{incremental_s:.1f} s wall (flow steps: " + ", ".join(f"{k} {v:.1f}" for k, v in incremental["durations"].items()) + ")")
     print(f"ratio incremental / full: {incremental_s / full_s:.3f}")
+    write_json(json_path, {"images": args.images, "workspace": str(work), "full_s": full_s, "full_steps_s": full["durations"],
+                           "incremental_s": incremental_s, "incremental_steps_s": incremental["durations"],
+                           "ratio": incremental_s / full_s})
 
 
 if __name__ == "__main__":

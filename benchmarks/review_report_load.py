@@ -14,12 +14,14 @@ Views: the default worst-first page, and the same report sorted by IoU (which lo
 index of all images). A second, 10x larger report reuses the first one's panels (same
 pictures, 10x the records) to show that the first page does not grow with the number of images.
 
-    PYTHONPATH=src:. python benchmarks/review_report_load.py [--images 1000] [--repeats 3]
+    python -m benchmarks.review_report_load [--images 1000] [--repeats 3] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import re
 import statistics
 import sys
 import tempfile
@@ -32,14 +34,13 @@ import numpy as np
 from skimage import data as skdata
 from skimage.transform import resize
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "src"), str(REPO)]
-
-from tests.browser import chromium, devtools  # noqa: E402
-from tests.unit.review_tree import CLASSES, FakeImage, build_tree  # noqa: E402
-from wsss.review.build import build_review, summarise  # noqa: E402
-from wsss.review.report import write_report  # noqa: E402
-from wsss.review.sources import PipelineOutputs  # noqa: E402
+from benchmarks.browser import chromium, devtools
+from benchmarks.common import json_option, timed, write_json
+from benchmarks.review_tree import CLASSES, FakeImage, build_tree
+from wsss.review.build import build_review, summarise
+from wsss.review.records import ReviewRecord
+from wsss.review.report import write_report
+from wsss.review.sources import PipelineOutputs
 
 PHOTOS = ("astronaut", "chelsea", "coffee", "rocket", "immunohistochemistry", "hubble_deep_field")
 WAIT_FOR_FIRST_ROW = """new Promise(resolve => {
@@ -71,9 +72,8 @@ def build(root: Path, count: int, jobs: int) -> tuple[Path, float]:
                         int(rng.integers(0, 6)), with_gt=i % 3 == 0) for i in range(count)]
     photos = photo_source((360, 480))
     build_tree(root, images, size=(360, 480), photo=lambda i: photos[i % len(photos)])
-    started = time.perf_counter()
-    build_review(PipelineOutputs.at(root), root / "artifacts" / "review", jobs=jobs)
-    return root / "artifacts" / "review" / "index.html", time.perf_counter() - started
+    seconds, _ = timed(lambda: build_review(PipelineOutputs.at(root), root / "artifacts" / "review", jobs=jobs))
+    return root / "artifacts" / "review" / "index.html", seconds
 
 
 def enlarge(index: Path, root: Path, factor: int) -> Path:
@@ -101,11 +101,6 @@ def enlarge(index: Path, root: Path, factor: int) -> Path:
 
 
 def _read_records(folder: Path) -> list:
-    import json
-    import re
-
-    from wsss.review.records import ReviewRecord
-
     found = []
     for path in sorted((folder / "data" / "records").rglob("*.js")):
         payload = json.loads("[" + re.fullmatch(r"REVIEW\.addRecord\((.*)\);\n", path.read_text(), re.S).group(1) + "]")[1]
@@ -148,6 +143,7 @@ def main() -> int:
     parser.add_argument("--factor", type=int, default=10, help="the larger report has this many times the records")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--keep", help="build in this folder and keep it (a report already there is reused)")
+    json_option(parser)
     args = parser.parse_args()
     if chromium() is None:
         print("chromium is not installed (Debian: apt-get install chromium)", file=sys.stderr)
@@ -159,10 +155,13 @@ def main() -> int:
         larger = enlarge(index, root, args.factor)
         print("| images | view | first rows rendered (ms) | first row's images loaded (ms) | page weight (KiB) |")
         print("|---|---|---|---|---|")
+        views = []
         for count, page in ((args.images, index), (args.images * args.factor, larger)):
             for fragment, view in (("", "default (worst first)"), ("#sort=iou", "sorted by IoU")):
                 figures = measure(page, fragment, args.repeats)
                 print(f"| {count} | {view} | {figures['rendered_ms']:.0f} | {figures['images_ms']:.0f} | {figures['bytes'] / 1024:.0f} |")
+                views.append({"images": count, "view": view, **figures})
+    write_json(args.json, {"images": args.images, "build_s": seconds, "build_jobs": args.jobs, "views": views})
     return 0
 
 

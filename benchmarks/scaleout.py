@@ -1,26 +1,24 @@
 """Scale-out figures: the `cams` stage on Dask (LocalCluster, 2 workers) vs sequential, and the
 `pseudo` stage's CRF processes (`pseudo.jobs` 1 vs 2), on the same N VOC-like images.
 
-One throw-away repository (as `scale.py` builds it: random-init ViT-B-16, `cam.max_side` 224, CRF
+One throw-away repository (as `benchmarks.scale` builds it: random-init ViT-B-16, `cam.max_side` 224, CRF
 on); `prepare` and `prompts` once, then each variant as its stage process (`python -m flows.<stage>`)
 with one Prefect server for all. Prints wall time, speed-up and whether the outputs are equal:
 CAM stores in every array and attribute except the run's own ids, pseudo masks byte for byte.
 
-    PYTHONPATH=src:. python benchmarks/scaleout.py [--images 200] [--workers 2]
+    python -m benchmarks.scaleout [--images 200] [--workers 2] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -29,20 +27,18 @@ import hdf5plugin  # noqa: F401  (the zstd filter)
 import numpy as np
 import yaml
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from scale import log, make_repo, start_prefect_server, write_dataset  # noqa: E402
-from voc_like import voc_like_images  # noqa: E402
+from benchmarks.common import json_option, stop_process, timed, voc_like_images, write_json
+from benchmarks.scale import log, make_repo, start_prefect_server, write_dataset
 
 RUN_SPECIFIC = {"flow_run_id", "code_version", "input_manifest_sha256"}
 
 
 def stage(root: Path, env: dict[str, str], *args: str) -> float:
-    started = time.perf_counter()
-    result = subprocess.run([sys.executable, "-m", *args], cwd=root, env=env, capture_output=True, text=True)
+    """Wall seconds of `python -m <args>` in `root`, which must succeed."""
+    seconds, result = timed(lambda: subprocess.run([sys.executable, "-m", *args], cwd=root, env=env, capture_output=True, text=True))
     if result.returncode != 0:
         sys.exit(f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    return time.perf_counter() - started
+    return seconds
 
 
 def store_contents(store: Path) -> dict[Any, Any]:
@@ -73,7 +69,7 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--work", type=Path)
-    parser.add_argument("--out", type=Path, help="write the figures as JSON here")
+    json_option(parser)
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="wsss-scaleout-", dir=args.work))
     server, url = start_prefect_server(work / ".prefect-server")
@@ -111,9 +107,8 @@ def main() -> None:
               f"masks, raw labels, confidence and keys byte-identical: {equal}", flush=True)
     finally:
         figures["load_average_at_end"] = os.getloadavg()[0]
-        if args.out:
-            args.out.write_text(json.dumps(figures, indent=2))
-        server.terminate()
+        write_json(args.json, figures)
+        stop_process(server, timeout=30)
 
 
 if __name__ == "__main__":

@@ -11,6 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
+from wsss.reference_clip_es import sharpen_attention
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
 
@@ -18,19 +20,6 @@ torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
 def openai_format_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
     """What OpenAI's released files hold: the CLIP state dict with matmul weights in fp16."""
     return {name: tensor.detach().clone().half() for name, tensor in model.state_dict().items()}
-
-
-def sharpen_attention(model: torch.nn.Module, factor: float = 8.0) -> None:
-    """Scale the image tower's query/key projections so attention is peaked, as in trained CLIP.
-
-    With open_clip's random init every attention map is almost uniform, the propagated CAA maps
-    are nearly flat, and min-max normalisation then magnifies float rounding a thousandfold;
-    such a model cannot tell a faithful implementation from a slightly wrong one.
-    """
-    with torch.no_grad():
-        for block in model.visual.transformer.resblocks:
-            width = block.attn.embed_dim
-            block.attn.in_proj_weight[: 2 * width] *= factor
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,7 @@
 """Image decoding and the CLIP-ES input transform (native aspect ratio, no crop).
 
 The reference resizes every image with PIL bicubic to `ceil(side / 16) * 16` on each side and
-applies CLIP's normalisation (spec §1.1). Pixels are used as stored: EXIF orientation is NOT
+applies CLIP's normalisation (docs/method.md, "Model and input"). Pixels are used as stored: EXIF orientation is NOT
 applied, because dataset masks are stored in the same raw pixel orientation as the JPEGs. The
 one rule everywhere (CAMs, refined maps, pseudo masks, GT checks): the raw pixel grid, i.e. the
 size in the file header; a GT mask of the EXIF-rotated size is reported as a size mismatch.

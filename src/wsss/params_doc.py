@@ -1,11 +1,11 @@
 """Every params key documented from the typed config, so the docs cannot drift from the code.
 
-The README's parameter table (between `TABLE_START` and `TABLE_END`) and the comments of
-params.yaml are generated from the section classes' fields: key, type, default, allowed range and
-the `doc` of `wsss.settings.setting`. `tests/unit/test_params_doc.py` fails when either differs
-from what this module generates.
+The parameter table of the documentation site (docs/parameters.md, between `TABLE_START` and
+`TABLE_END`) and the comments of params.yaml are generated from the section classes' fields: key,
+type, default, allowed range and the `doc` of `wsss.settings.setting`. `tests/unit/test_params_doc.py`
+fails when either differs from what this module generates.
 
-    python -m wsss.params_doc            # rewrite README.md's table and params.yaml's comments
+    python -m wsss.params_doc            # rewrite docs/parameters.md's table and params.yaml's comments
     python -m wsss.params_doc --check    # exit 1 when either is out of date
 """
 
@@ -132,18 +132,19 @@ def cell(text: str) -> str:
 
 
 def markdown_table(rows: Iterable[ParamDoc] | None = None) -> str:
-    """The README's parameter table (between its markers, markers included)."""
+    """The parameter table of docs/parameters.md (between its markers, markers included)."""
     lines = [TABLE_START, "", "| key | type | default | range | meaning |", "|---|---|---|---|---|"]
     for row in rows if rows is not None else param_docs():
         lines.append(f"| `{row.key}` | {cell(row.type)} | `{cell(row.default)}` | {cell(row.range)} | {cell(row.doc)} |")
     return "\n".join([*lines, "", TABLE_END])
 
 
-def readme_with_table(readme: str) -> str:
-    start, end = readme.find(TABLE_START), readme.find(TABLE_END)
+def page_with_table(page: str) -> str:
+    """`page` (the text of docs/parameters.md) with the generated table between its markers."""
+    start, end = page.find(TABLE_START), page.find(TABLE_END)
     if start < 0 or end < start:
-        raise ValueError(f"README has no parameter table markers ({TABLE_START} ... {TABLE_END})")
-    return readme[:start] + markdown_table() + readme[end + len(TABLE_END):]
+        raise ValueError(f"no parameter table markers ({TABLE_START} ... {TABLE_END})")
+    return page[:start] + markdown_table() + page[end + len(TABLE_END):]
 
 
 def comment_for(key: str, docs: dict[str, ParamDoc], sections: dict[str, str]) -> str | None:
@@ -192,12 +193,12 @@ def yaml_keys(mapping: typing.Mapping[str, Any], documented: set[str], prefix: s
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--readme", default="README.md")
+    parser.add_argument("--page", default="docs/parameters.md", help="the documentation page holding the table")
     parser.add_argument("--params", default="params.yaml")
     parser.add_argument("--check", action="store_true", help="exit 1 when a file is out of date (write nothing)")
     args = parser.parse_args(argv)
     stale = []
-    for path, generate in ((Path(args.readme), readme_with_table), (Path(args.params), commented_params)):
+    for path, generate in ((Path(args.page), page_with_table), (Path(args.params), commented_params)):
         current = path.read_text()
         try:
             wanted = generate(current)

@@ -4,7 +4,7 @@
 ``cfg_options`` (``merge_from_dict``) -> ``Runner.from_cfg(cfg).train()``.
 ``evaluate_segmenter`` runs whole-image inference (optionally multi-scale, max-fused as in
 deeplab-pytorch's MSC) and scores it with :class:`wsss.metrics.ConfusionAccumulator`, the
-same protocol as the pseudo-mask evaluation (spec §6).
+same protocol as the pseudo-mask evaluation (docs/method.md, "mIoU").
 """
 
 from __future__ import annotations

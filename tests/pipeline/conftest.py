@@ -22,7 +22,7 @@ from prefect.logging.handlers import APILogWorker
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.utilities.asyncutils import run_coro_as_sync
 
-from tests.processes import stop_process
+from benchmarks.common import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
 COPIED = ("flows", "tasks", "src", "corrections", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore")

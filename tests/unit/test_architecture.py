@@ -53,8 +53,22 @@ def test_flow_functions_only_wire() -> None:
 
 
 def test_no_module_over_400_lines() -> None:
-    for path in python_files(*PACKAGES):
+    for path in python_files(*PACKAGES, "benchmarks"):
         assert len(path.read_text().splitlines()) <= 400, path
+
+
+def test_benchmarks_are_a_package_that_never_reaches_into_tests_or_edits_the_path() -> None:
+    """`python -m benchmarks.<name>` from the root: no `sys.path` edits, nothing from tests/ (and on the
+    GPU machine mmsegmentation's own top-level `tests` package would answer), every entry takes `--json`."""
+    assert (ROOT / "benchmarks" / "__init__.py").is_file()
+    for path in python_files("benchmarks"):
+        text = path.read_text()
+        assert not re.search(r"sys\.path\s*(\[|\.insert|\.append|\.extend|\+?=)", text), f"{path.name} edits sys.path"
+        imported = [module for module, _ in top_level_imports(path)]
+        imported += [node.module or "" for node in ast.walk(ast.parse(text)) if isinstance(node, ast.ImportFrom)]
+        assert not [m for m in imported if m == "tests" or m.startswith("tests.")], f"{path.name} imports from tests/"
+        if re.search(r"^if __name__ == \"__main__\":", text, re.M):
+            assert "json_option(parser)" in text, f"{path.name} has no --json (benchmarks.common.json_option)"
 
 
 def test_core_imports_no_orchestrator() -> None:

@@ -1,8 +1,8 @@
 """End to end on real photos with a random ViT-B/16 in OpenAI format: parity, batching, determinism.
 
-The oracle is `tests/reference_clip_es.py`, a literal step-by-step implementation of the
-reference procedure (one backward per tag, explicit T @ T, cv2 everywhere). Acceptance is the
-spec's §8: refined maps within 1e-3 and pseudo labels identical on >= 99.9 % of pixels.
+The oracle is `wsss.reference_clip_es`, a literal step-by-step implementation of the
+reference procedure (one backward per tag, explicit T @ T, cv2 everywhere). Acceptance (docs/method.md):
+refined maps within 1e-3 and pseudo labels identical on >= 99.9 % of pixels.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tests.reference_clip_es import reference_cams, reference_text
+from wsss.reference_clip_es import reference_cams, reference_text
 from wsss.cam import CamSettings, ClipEsCamExtractor
 from wsss.clip import ClipSource, LoadedClip, load_clip
 from wsss.pseudo import make_pseudo_label
@@ -34,7 +34,7 @@ def extractor(clip: LoadedClip) -> ClipEsCamExtractor:
 
 @pytest.mark.parametrize("name", ["chelsea", "voc"])
 def test_refined_cams_match_the_reference_procedure(name, photos, clip, extractor) -> None:
-    """Same weights + same photo + same tags -> the reference's maps (spec §8 tolerances)."""
+    """Same weights + same photo + same tags -> the reference's maps (docs/method.md tolerances)."""
     image, tags = photos[name]
     vocabulary = voc_vocabulary()
     tokenizer = open_clip.get_tokenizer("ViT-B-16")

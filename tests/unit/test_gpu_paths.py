@@ -13,7 +13,7 @@ import open_clip
 import pytest
 import torch
 
-from tests.reference_clip_es import reference_cams, reference_text
+from wsss.reference_clip_es import reference_cams, reference_text
 from wsss.cam import CamSettings, ClipEsCamExtractor
 from wsss.clip import ClipSource, LoadedClip, load_clip
 from wsss.text import REFERENCE_TEMPLATE, voc_vocabulary

@@ -1,4 +1,4 @@
-"""README's parameter table and params.yaml's comments are generated from the typed config and
+"""docs/parameters.md's table and params.yaml's comments are generated from the typed config and
 cannot drift from it."""
 
 from __future__ import annotations
@@ -15,16 +15,16 @@ from wsss.params_doc import (
     main,
     markdown_table,
     param_docs,
-    readme_with_table,
+    page_with_table,
     yaml_keys,
 )
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def test_readme_table_is_the_generated_one() -> None:
-    readme = (ROOT / "README.md").read_text()
-    assert readme_with_table(readme) == readme, "README's params table is stale: run `python -m wsss.params_doc`"
+def test_docs_table_is_the_generated_one() -> None:
+    page = (ROOT / "docs" / "parameters.md").read_text()
+    assert page_with_table(page) == page, "docs/parameters.md's params table is stale: run `python -m wsss.params_doc`"
 
 
 def test_params_yaml_comments_are_the_generated_ones() -> None:
@@ -59,20 +59,20 @@ def test_table_rows_say_type_default_and_range() -> None:
     assert rows["runner.kind"].type == "one of: sequential, dask"
 
 
-def test_check_mode_reports_a_stale_readme(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    readme, params = tmp_path / "README.md", tmp_path / "params.yaml"
+def test_check_mode_reports_a_stale_page(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    readme, params = tmp_path / "parameters.md", tmp_path / "params.yaml"
     readme.write_text(f"intro\n{TABLE_START}\n| old |\n{TABLE_END}\nrest\n")
     params.write_text(commented_params((ROOT / "params.yaml").read_text()))
-    assert main(["--readme", str(readme), "--params", str(params), "--check"]) == 1
+    assert main(["--page", str(readme), "--params", str(params), "--check"]) == 1
     assert "out of date" in capsys.readouterr().err and "| old |" in readme.read_text()
-    assert main(["--readme", str(readme), "--params", str(params)]) == 0
-    assert main(["--readme", str(readme), "--params", str(params), "--check"]) == 0
+    assert main(["--page", str(readme), "--params", str(params)]) == 0
+    assert main(["--page", str(readme), "--params", str(params), "--check"]) == 0
     assert readme.read_text().startswith("intro\n") and readme.read_text().endswith("\nrest\n")
 
 
-def test_check_mode_names_a_readme_without_markers(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    readme, params = tmp_path / "README.md", tmp_path / "params.yaml"
+def test_check_mode_names_a_page_without_markers(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    readme, params = tmp_path / "parameters.md", tmp_path / "params.yaml"
     readme.write_text("no table here\n")
     params.write_text((ROOT / "params.yaml").read_text())
-    assert main(["--readme", str(readme), "--params", str(params), "--check"]) == 1
-    assert f"{readme}: README has no parameter table markers" in capsys.readouterr().err
+    assert main(["--page", str(readme), "--params", str(params), "--check"]) == 1
+    assert f"{readme}: no parameter table markers" in capsys.readouterr().err

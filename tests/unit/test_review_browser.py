@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.browser import chromium, dump_dom
-from tests.unit.review_tree import build_tree
+from benchmarks.browser import chromium, dump_dom
+from benchmarks.review_tree import build_tree
 from wsss.review.build import build_review
 from wsss.review.sources import PipelineOutputs
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.unit.review_tree import HEIGHT, WIDTH, build_tree
+from benchmarks.review_tree import HEIGHT, WIDTH, build_tree
 from wsss.cli import main
 from wsss.lineage import format_lineage, image_lineage
 from wsss.viz import voc_palette

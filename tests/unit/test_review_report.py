@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.review_tree import build_tree
+from benchmarks.review_tree import build_tree
 from wsss.review.build import build_review
 from wsss.review.records import ReviewRecord, RunSummary
 from wsss.review.report import record_file, write_report

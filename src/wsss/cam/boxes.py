@@ -1,6 +1,6 @@
 """Class-aware box mask of CAA: union of the bounding boxes of a CAM's high-score contours.
 
-Reproduces the reference's `scoremap2bbox(multi_contour_eval=True)` (spec §1.4 step 5):
+Reproduces the reference's `scoremap2bbox(multi_contour_eval=True)` (docs/method.md, "CAA"):
 the map is cast to uint8 (`cam * 255`, truncated), thresholded strictly above
 `int(threshold * max)`, every contour of `cv2.findContours(RETR_TREE, CHAIN_APPROX_SIMPLE)`
 gives a box, and each box's right/bottom edge is clamped to `size - 1` and used as an

@@ -1,4 +1,4 @@
-"""CAA: class-aware attention-based affinity refinement (spec §1.4).
+"""CAA: class-aware attention-based affinity refinement (docs/method.md, "CAA").
 
 The affinity is built once per image from the attention maps (mean of the last blocks'
 head-averaged attention, CLS removed): Sinkhorn-style column/row normalisation, symmetrised.

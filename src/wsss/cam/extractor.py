@@ -1,4 +1,4 @@
-"""Image + tags -> Grad-CAM maps, attention affinity and CAA-refined maps (CLIP-ES, spec §1).
+"""Image + tags -> Grad-CAM maps, attention affinity and CAA-refined maps (CLIP-ES, docs/method.md).
 
 One no-grad pass runs all blocks but the last, summing the attention of the blocks CAA uses;
 the last block runs with autograd from its `ln_1` output; all tags of all images in a batch are

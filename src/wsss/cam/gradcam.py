@@ -1,4 +1,4 @@
-"""Softmax Grad-CAM on CLIP (spec §1.3).
+"""Softmax Grad-CAM on CLIP (docs/method.md, "Softmax Grad-CAM").
 
 For an image with tags Y, the softmax runs over the tags' prompts plus the background words
 only; the Grad-CAM target of tag c is its softmax probability, so the gradients of competing

@@ -2,7 +2,7 @@
 
 open_clip's own forward drops attention weights (`need_weights=False`) and interpolates
 positional embeddings differently, so the tower is re-run here block by block from open_clip's
-modules. What CLIP-ES changes relative to a stock forward (spec §1.1, §8):
+modules. What CLIP-ES changes relative to a stock forward (docs/method.md, "Model and input"):
 
 * the input keeps its aspect ratio, each side resized to a multiple of the patch size;
 * the patch grid of positional embeddings is bilinearly resized (`align_corners=False`) to the

@@ -1,8 +1,8 @@
-"""Confidence-guided cross-entropy (the CGL of CLIP-ES, spec §1.5) as a pure tensor function.
+"""Confidence-guided cross-entropy (the CGL of CLIP-ES, docs/method.md) as a pure tensor function.
 
 The reference has no loss of its own: pseudo-mask pixels whose CRF confidence is below
 ``mu = 0.95`` are written as 255 and ``nn.CrossEntropyLoss(ignore_index=255)`` skips them
-(spec §1.5, §5.9). With the confidence map kept beside the labels, the same loss is
+(docs/method.md, "Pseudo masks"). With the confidence map kept beside the labels, the same loss is
 
     L = sum_i w_i * CE_i / sum_i w_i
 
@@ -105,7 +105,7 @@ def confidence_guided_cross_entropy(
     (its number of valid pixels in hard mode), and the loss is then normalised as usual, so
     ``L = (1/K) * sum_c (weighted mean CE of class c)`` over the ``K`` present classes.
     CLIP-ES users could only train the ImageNet-initialised DeepLab without NaN after adding
-    AdvCAM's balanced CE (spec §1.6), which keeps the dominant background class from swamping
+    AdvCAM's balanced CE (docs/method.md, "Segmenter"), which keeps the dominant background class from swamping
     the gradient. AdvCAM's (DSRG-style) variant balances two groups, background versus all
     foreground pixels; this function balances per class, which coincides with it when a
     batch holds one foreground class.
@@ -115,7 +115,7 @@ def confidence_guided_cross_entropy(
         labels: Class indices in ``[0, C)`` or ``ignore_index``.
         confidence: Per-pixel confidence in ``[0, 1]`` (e.g. the CRF posterior max), or None
             for hard labels only.
-        threshold: Hard mode: minimum confidence of a supervised pixel (``mu`` of the spec).
+        threshold: Hard mode: minimum confidence of a supervised pixel (``mu`` in docs/method.md).
         mode: ``"hard"`` or ``"soft"``.
         ignore_index: Label of pixels that never contribute.
         class_weight: Optional per-class weights (as ``F.cross_entropy``'s ``weight``).

@@ -1,4 +1,4 @@
-"""SemPLeS prompt learning assembled (spec §3): (image, tag) pairs -> frozen background features ->
+"""SemPLeS prompt learning assembled (docs/method.md, "SemPLeS"): (image, tag) pairs -> frozen background features ->
 trained contexts -> the tensors and records the `learn_prompts` stage saves.
 
 Pure functions of arrays and a loaded CLIP; the stage entry only reads images and masks from the

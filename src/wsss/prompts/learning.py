@@ -1,4 +1,4 @@
-"""SemPLeS contrastive prompt learning (spec §3 stage (b)) on a frozen open_clip model.
+"""SemPLeS contrastive prompt learning (SemPLeS stage (b), docs/method.md) on a frozen open_clip model.
 
 Per class k a learnable context `p_k` of N token embeddings is placed CoOp-style into
 `<sot> a photo of [p_k] . <eot>` and run through CLIP's frozen text transformer. It is trained
@@ -34,7 +34,7 @@ PLACEHOLDER = "x"
 
 @dataclass(frozen=True)
 class LearnPromptsSettings:
-    """The `learn_prompts` params section (defaults: SemPLeS on VOC, spec §3).
+    """The `learn_prompts` params section (defaults: SemPLeS on VOC, docs/method.md).
 
     As in SemPLeS's DeiT-based scripts (timm), the optimiser is AdamW at `lr * batch_size / 512`
     (linear scaling rule) with a per-epoch cosine decay to 0.

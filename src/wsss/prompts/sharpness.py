@@ -1,4 +1,4 @@
-"""Prompt selection by sharpness (CLIP-ES Eq. 9, as reconstructed in spec §1.2).
+"""Prompt selection by sharpness (CLIP-ES Eq. 9, as reconstructed in docs/method.md).
 
 For a template p and the multi-label images i (two or more tags), with s_i the zero-shot softmax
 scores over all classes and s_i[Y_i] those of the image's tags:
@@ -7,7 +7,7 @@ scores over all classes and s_i[Y_i] those of the image's tags:
 
 A dominant tag that takes the softmax mass makes the ratio large; the template with the lowest
 sharpness spreads scores over all present classes and is selected. The variance uses
-`ddof=1` (torch's default, as in the spec's pseudo-code); both choices are parameters.
+`ddof=1` (torch's default, as in that reconstruction); both choices are parameters.
 """
 
 from __future__ import annotations

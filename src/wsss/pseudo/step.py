@@ -1,4 +1,4 @@
-"""The pseudo-mask step (spec §1.5) as one call: refined CAMs -> (dense CRF) -> labels + confidence.
+"""The pseudo-mask step (docs/method.md, "Pseudo masks") as one call: refined CAMs -> (dense CRF) -> labels + confidence.
 
 `pseudo_label(rgb, cams, class_ids, settings)` is what the `pseudo` stage, relabeling, the
 second (SemPLeS) pass, evaluation, `wsss demo` and `wsss overlay` all call, so the mask a

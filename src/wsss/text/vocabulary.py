@@ -1,6 +1,6 @@
 """Class names, their prompt wording (synonyms), dataset spellings and background words, as data.
 
-The defaults are the CLIP-ES reference lists verbatim (spec §1.2), quirks included: synonyms are
+The defaults are the CLIP-ES reference lists verbatim (docs/method.md, "Text"), quirks included: synonyms are
 fused at sentence level by writing them into the one class string ("person with
 clothes,people,human"), and the COCO list keeps the reference's typo "sknowboard" so that
 reference-exact runs produce the same text embeddings.

@@ -1,5 +1,5 @@
 # DeepLabV2-ResNet-101 trained on CLIP-ES pseudo masks, mirroring deeplab-pytorch's
-# configs/voc12.yaml as CLIP-ES used it (shared/spec/method.md §1.6), in mmseg 1.x terms.
+# configs/voc12.yaml as CLIP-ES used it (docs/method.md, "Segmenter"), in mmseg 1.x terms.
 # Load with mmengine `Config.fromfile`; `wsss_mmseg.training.train_segmenter` overrides the
 # data paths, class list, schedule length, batch, crop, lr, seed and checkpoints.
 #
@@ -60,8 +60,8 @@ model = dict(
         num_classes=num_classes,
         align_corners=False,
         ignore_index=255,
-        # threshold 0.95 + "hard" = CLIP-ES's 255 encoding (spec §1.5); balanced=True is the
-        # class-balanced CE that ImageNet-initialised runs needed to avoid NaN (spec §1.6).
+        # threshold 0.95 + "hard" = CLIP-ES's 255 encoding (docs/method.md); balanced=True is the
+        # class-balanced CE that ImageNet-initialised runs needed to avoid NaN (docs/method.md).
         loss_decode=dict(
             type='ConfidenceGuidedCELoss',
             threshold=0.95,
@@ -119,7 +119,7 @@ test_cfg = None
 # ---- schedule ---------------------------------------------------------------------------
 max_iters = 20000
 # lr 2.5e-4 (AdvCAM's recipe) by default; CLIP-ES's author: 2e-4 with ImageNet-pretrained
-# ResNet-101 and 2.5e-5 with the COCO-pretrained DeepLab (spec §1.6).
+# ResNet-101 and 2.5e-5 with the COCO-pretrained DeepLab (docs/method.md).
 optim_wrapper = dict(
     type='OptimWrapper',
     optimizer=dict(type='SGD', lr=2.5e-4, momentum=0.9, weight_decay=5e-4),

@@ -1,5 +1,5 @@
-"""Headless Chromium for the report tests and benchmarks: `--dump-dom`, `--screenshot`, and a tiny
-DevTools-protocol client (websockets) that times a page load. Debian's `chromium`; no downloads."""
+"""Headless Chromium for the report tests and the review benchmark: `--dump-dom`, `--screenshot`, and a
+tiny DevTools-protocol client (websockets) that times a page load. Debian's `chromium`; no downloads."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from tests.processes import stop_process
+from benchmarks.common import stop_process
 
 FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
          "--disable-sync", "--no-first-run", "--hide-scrollbars", "--mute-audio")

@@ -1,19 +1,74 @@
-"""VOC-like benchmark inputs: real photos cropped, scaled and flipped to the sizes VOC has, 1-3 tags.
+"""What the benchmarks share: one timer, the JSON output, VOC-like inputs and process shutdown.
 
-PASCAL VOC images are at most 500 px on their longer side; most are 500x375 landscape, then
-portrait and other aspect ratios. After the CLIP-ES input rule (each side up to a multiple of 16)
-the mix below falls into 7 size buckets, as a real VOC list does (it has more, thinner ones).
-Tag counts follow VOC train_aug (about 1.5 tags per image). Photos come from `skimage.data`, which
-ships with scikit-image, so nothing is downloaded.
+* `timed(function)`: wall seconds of one call (CUDA work waited for on both sides when torch is
+  in use), and its result.
+* `json_option(parser)` + `write_json(path, figures)`: every benchmark takes `--json PATH` and
+  writes there the figures it prints.
+* VOC-like inputs: real photos cropped, scaled and flipped to the sizes VOC has, 1-3 tags.
+  PASCAL VOC images are at most 500 px on their longer side; most are 500x375 landscape, then
+  portrait and other aspect ratios. After the CLIP-ES input rule (each side up to a multiple of
+  16) the mix below falls into 7 size buckets, as a real VOC list does (it has more, thinner
+  ones). Tag counts follow VOC train_aug (about 1.5 tags per image). Photos come from
+  `skimage.data`, which ships with scikit-image, so nothing is downloaded.
+* `stop_process`: ends a helper process (a Prefect server, Chromium) that a benchmark or test started.
+
+Run every benchmark from the repository root as `python -m benchmarks.<name> [--json PATH]`.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeVar
 
 import numpy as np
 from PIL import Image
+
+T = TypeVar("T")
+
+
+def _synchronize() -> None:
+    torch = sys.modules.get("torch")  # never imported here: the DVC benchmarks run without it
+    if torch is not None and torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
+def timed(function: Callable[[], T]) -> tuple[float, T]:
+    """(wall seconds, result) of one call of `function`; pending CUDA work is waited for before and after."""
+    _synchronize()
+    started = time.perf_counter()
+    result = function()
+    _synchronize()
+    return time.perf_counter() - started, result
+
+
+def json_option(parser: argparse.ArgumentParser) -> None:
+    """The `--json PATH` option every benchmark has."""
+    parser.add_argument("--json", type=Path, metavar="PATH", help="also write the printed figures to this JSON file")
+
+
+def write_json(path: Path | None, figures: Any) -> None:
+    """Write `figures` as indented JSON to `path` (nothing when it is None), creating its folder."""
+    if path is not None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(figures, indent=2, default=str) + "\n")
+
+
+def stop_process(process: subprocess.Popen, timeout: float) -> None:
+    """Ask `process` to end (SIGTERM), and kill it when it has not ended after `timeout` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
 
 # (height, width) and share of images.
 VOC_SIZE_MIX: tuple[tuple[tuple[int, int], float], ...] = (

@@ -1,13 +1,14 @@
-"""An independent, deliberately literal CLIP-ES implementation used as the parity oracle in tests.
+"""An independent, deliberately literal CLIP-ES implementation: the parity oracle.
 
-It follows the reference procedure step by step (spec §1, §8) with the most direct tools and
+It follows the reference procedure step by step (docs/method.md) with the most direct tools and
 none of the package's code paths: torchvision's Resize/ToTensor/Normalize for the input,
 `nn.MultiheadAttention(need_weights=True)` for attention maps, one forward of the last block and
 one backward per tag with a gradient hook on `ln_1`'s output, numpy Grad-CAM, `cv2.threshold` +
 `cv2.findContours` boxes, an explicitly squared transition matrix and `cv2.resize`.
-It is slow and only meant for small test images. On a GPU (`benchmarks/device_check.py`) it runs
-where the model's weights are, so that its one-image loop can be timed on the same device; on CPU
-every value is what it was.
+It is slow and only meant for small images: the tests compare the extractor with it
+(tests/unit/test_engine_parity.py) and the benchmarks time its one-image loop on the same device
+(`benchmarks.cam_speed`, `benchmarks.device_check`), where it runs on the model's device; on CPU
+every value is what it was. No stage imports it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,20 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 from torchvision import transforms
+
+
+def sharpen_attention(model: nn.Module, factor: float = 8.0) -> None:
+    """Scale the image tower's query/key projections so attention is peaked, as in trained CLIP.
+
+    With open_clip's random init every attention map is almost uniform, the propagated CAA maps
+    are nearly flat, and min-max normalisation then magnifies float rounding a thousandfold;
+    such a model cannot tell a faithful implementation from a slightly wrong one. The tests'
+    random weights and the benchmarks' use it.
+    """
+    with torch.no_grad():
+        for block in model.visual.transformer.resblocks:
+            width = block.attn.embed_dim
+            block.attn.in_proj_weight[: 2 * width] *= factor
 
 
 def reference_input(image: Image.Image) -> torch.Tensor:

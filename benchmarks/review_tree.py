@@ -1,5 +1,6 @@
 """A small hand-built pipeline output tree (manifest, refined store, pseudo outputs, photos, GT)
-for the review tests: every number in it is known, so triage and IoU have exact answers."""
+for the review tests and `benchmarks.review_report_load`: every number in it is known, so triage
+and IoU have exact answers."""
 
 from __future__ import annotations
 
