@@ -199,7 +199,7 @@ def run_overlay(args: argparse.Namespace) -> int:
     """PNG of the image, its refined map per tag (+ probability), pseudo mask and GT, with a legend."""
     import numpy as np
 
-    from wsss.bounded_parsing import loads_json
+    from wsss.bounded_parsing import read_json_file
     from wsss.catalog import ArtifactLayout
     from wsss.datasets import GroundTruthFiles, Manifest, safe_join
     from wsss.imaging import load_rgb
@@ -211,7 +211,7 @@ def run_overlay(args: argparse.Namespace) -> int:
 
     layout = ArtifactLayout(Path(args.root))
     manifest = Manifest.from_json(layout.manifest.read_text(), str(layout.manifest))
-    meta: dict[str, Any] = loads_json(layout.manifest_meta.read_text(), str(layout.manifest_meta))
+    meta: dict[str, Any] = read_json_file(layout.manifest_meta)
     record = next((r for r in manifest.records if r.image_id == args.image_id), None)
     if record is None:
         raise WsssError(f"image {args.image_id!r} is not in {layout.manifest}")

@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from wsss.bounded_parsing import load_yaml, loads_json
+from wsss.bounded_parsing import read_json_file, read_yaml_file
 from wsss.catalog import ArtifactLayout, PseudoLayout
 from wsss.datasets import ImageRecord, Manifest, manifest_sha256
 from wsss.errors import WsssError
@@ -40,7 +40,7 @@ def differing_keys(recorded: Any, current: Any, prefix: str = "", recorded_only:
 
 def _dvc_lock(root: Path) -> dict[str, Any]:
     path = root / "dvc.lock"
-    return (load_yaml(path.read_text(), str(path)) or {}).get("stages", {}) if path.is_file() else {}
+    return (read_yaml_file(path) or {}).get("stages", {}) if path.is_file() else {}
 
 
 def _current_params(root: Path) -> dict[str, Any]:
@@ -125,7 +125,7 @@ def _stage_facts(layout: ArtifactLayout, record: ImageRecord, digest: str, has_e
         "evaluate": _evaluate_facts(layout, image_id) if layout.metrics.is_file() or has_evaluate else None,
     }
     if layout.prompt_scores.is_file():
-        scores = loads_json(layout.prompt_scores.read_text(), str(layout.prompt_scores))
+        scores = read_json_file(layout.prompt_scores)
         stages["prompts"] = {"artifact": str(layout.prompt_scores), "selected_template": scores.get("selected"),
                              "pinned": scores.get("pinned"), "clip": scores.get("clip")}
     return {name: stages[name] for name in STAGE_ORDER if stages.get(name)}  # type: ignore[misc]

@@ -70,13 +70,14 @@ def param_fields(kind: type) -> list[dataclasses.Field]:
 
 
 def build_section(kind: type, values: Any, prefix: str) -> Any:
-    """An instance of the section `kind` from a parsed mapping (None = all defaults).
+    """An instance of the section `kind` from a parsed mapping (an empty one: all defaults).
 
     Raises:
-        ConfigError: naming the dotted key: unknown keys, wrong types, values out of range.
+        ConfigError: naming the dotted key: a null section, unknown keys, wrong types, values out of range.
     """
     if values is None:
-        values = {}
+        # Not "all defaults": merged over params.yaml, `clip: null` silently reset every clip key.
+        raise ConfigError(f"{prefix} is null; a section is a mapping of its keys (delete it to take every default)")
     if not isinstance(values, Mapping):
         raise ConfigError(f"{prefix} must be a mapping, got {type(values).__name__} {values!r}")
     declared = {f.name: f for f in param_fields(kind)}

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from wsss.bounded_parsing import loads_json
+from wsss.bounded_parsing import read_json_file
 from wsss.catalog import ArtifactLayout
 from wsss.datasets import GroundTruthFiles, ImageRecord, Manifest, safe_join
 from wsss.errors import WsssError
@@ -71,7 +71,7 @@ class PipelineOutputs:
                 raise WsssError(f"{path}: missing; run the pipeline up to the stage that writes it (`dvc repro`)")
             return None
         try:
-            return loads_json(path.read_text(), str(path))
+            return read_json_file(path)
         except (OSError, ValueError) as error:
             raise WsssError(f"{path}: unreadable JSON ({error})") from error
 
