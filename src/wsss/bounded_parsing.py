@@ -39,6 +39,7 @@ __all__ = [
     "decode_text",
     "load_yaml",
     "loads_json",
+    "read_bytes_file",
     "read_json_file",
     "read_text_file",
     "read_yaml_file",
@@ -187,22 +188,40 @@ def _mib(size: int) -> str:
     return f"{size / 2**20:.1f} MB" if size >= 2**20 // 10 else f"{size} bytes"
 
 
-def read_text_file(path: Path | str, *, max_bytes: int, source: str | None = None) -> str:
-    """The text of a UTF-8 file whose size is at most `max_bytes` (checked before it is read).
+def read_bytes_file(path: Path | str, *, max_bytes: int, source: str | None = None) -> bytes:
+    """The bytes of a file whose size is at most `max_bytes`, checked before it is read.
 
     Raises:
         ParseError: naming the file when it is larger than `max_bytes` (a file that grows while it
-            is read, or a device, included) or not UTF-8.
+            is read, or a device, included).
         OSError: when it cannot be opened or read (callers say what it is).
     """
     source = source or str(path)
     with open(path, "rb") as handle:
         size = os.fstat(handle.fileno()).st_size
-        data = b"" if size > max_bytes else handle.read(max_bytes + 1)
-    if size > max_bytes or len(data) > max_bytes:
-        shown = _mib(size) if size > max_bytes else f"more than {_mib(max_bytes)}"
-        raise ParseError(f"{source}: the file is {shown}, the limit for this kind of file is {_mib(max_bytes)}")
-    return decode_text(data, source)
+        if size > max_bytes:
+            raise ParseError(f"{source}: the file is {_mib(size)}, the limit for this kind of file is {_mib(max_bytes)}")
+        data = handle.read(size)  # what the file system says it holds, in one allocation (read(n) allocates n)
+        extra = handle.read(1)
+        if extra:  # it grew, or it is a device that declares no size: read on in pieces, up to the limit
+            buffer = bytearray(data + extra)
+            while len(buffer) <= max_bytes and (more := handle.read(min(1 << 20, max_bytes + 1 - len(buffer)))):
+                buffer += more
+            data = bytes(buffer)
+    if len(data) > max_bytes:
+        raise ParseError(f"{source}: the file is more than {_mib(max_bytes)}, the limit for this kind of file")
+    return data
+
+
+def read_text_file(path: Path | str, *, max_bytes: int, source: str | None = None) -> str:
+    """The text of a UTF-8 file of at most `max_bytes` (:func:`read_bytes_file`, :func:`decode_text`).
+
+    Raises:
+        ParseError: naming the file when it is too large or not UTF-8.
+        OSError: when it cannot be opened or read.
+    """
+    source = source or str(path)
+    return decode_text(read_bytes_file(path, max_bytes=max_bytes, source=source), source)
 
 
 def read_json_file(path: Path | str, *, max_bytes: int = MAX_RECORD_BYTES, source: str | None = None, **options: Any) -> Any:
