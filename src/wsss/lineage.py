@@ -170,15 +170,16 @@ def image_lineage(image_id: str, root: Path | str = ".") -> dict[str, Any]:
     ]
     if stages.get("cams", {}).get("image_attrs", {}).get("source_sha256", record.sha256) != record.sha256:
         problems.append("cams: computed from different image bytes than the manifest's")
-    return {"image_id": image_id, "stages": stages, "problems": problems, "correction": _correction(layout, record)}
+    return {"image_id": image_id, "stages": stages, "problems": problems, "correction": _correction(layout, record, len(manifest.class_names) + 1)}
 
 
-def _correction(layout: ArtifactLayout, record: ImageRecord) -> dict[str, Any] | None:
+def _correction(layout: ArtifactLayout, record: ImageRecord, num_classes: int) -> dict[str, Any] | None:
     """The human-corrected mask training used instead of the pseudo mask (with why not, when stale)."""
     from wsss.review.corrections import ImageSpec
     from wsss.review.training_labels import correction_lineage
 
-    return correction_lineage(layout.corrections, record.image_id, ImageSpec(record.image_id, record.width, record.height, record.sha256))
+    spec = ImageSpec(record.image_id, record.width, record.height, record.sha256)
+    return correction_lineage(layout.corrections, record.image_id, spec, num_classes)
 
 
 def format_lineage(lineage: dict[str, Any]) -> str:

@@ -73,6 +73,7 @@ class CocoIndex:
     """What the loader needs from an instances JSON, by COCO image id.
 
     Attributes:
+        categories: category names (renamed) by category id.
         file_names: image file names.
         sizes: `(width, height)` from the JSON (either may be None when absent).
         tags: unique renamed category names of the annotated images.
@@ -81,6 +82,7 @@ class CocoIndex:
         has_segmentation: whether any annotation in the file carries a segmentation.
     """
 
+    categories: dict[int, str] = field(default_factory=dict)
     file_names: dict[int, str] = field(default_factory=dict)
     sizes: dict[int, tuple[Any, Any]] = field(default_factory=dict)
     tags: dict[int, tuple[str, ...]] = field(default_factory=dict)
@@ -104,7 +106,7 @@ def index_instances(data: Any, path: Path, category_to_class: Mapping[str, str] 
             raise DatasetError(f"{path}: category id {category_id} appears twice")
         name = _str_field(entry, "name", path, f"categories[{index}]")
         categories[category_id] = rename.get(name, name)
-    coco = CocoIndex()
+    coco = CocoIndex(categories)
     for index, entry in enumerate(_section(data, "images", path)):
         image_id = _int_field(entry, "id", path, f"images[{index}]")
         if image_id in coco.file_names:
