@@ -308,3 +308,43 @@ def test_coco_per_image_problems_are_reported_not_raised(tmp_path: Path) -> None
     assert "image file not found" in reasons["missing"] and "'..' component" in reasons["../up.jpg"]
     assert "48x32 in its header but 10x10 in the JSON" in reasons["wrong_size"]
     assert "unknown tag 'zebra'" in reasons["zebra"]
+
+
+def partial_coco(root: Path, extra_annotations: list[dict], images: int = 2) -> None:
+    (root / "images").mkdir(exist_ok=True)
+    names = [f"img{i}.jpg" for i in range(images)]
+    for seed, name in enumerate(names):
+        (root / "images" / name).write_bytes(encoded(Image.fromarray(photo(seed=seed)), "JPEG"))
+    data = {
+        "images": [{"id": i, "file_name": name, "width": 48, "height": 32} for i, name in enumerate(names)],
+        "annotations": [{"id": i, "image_id": i, "category_id": 1} for i in range(images)] + extra_annotations,
+        "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
+    }
+    (root / "instances.json").write_text(json.dumps(data))
+
+
+def test_coco_annotations_that_refer_to_nothing_are_reported_and_the_rest_kept(tmp_path: Path) -> None:
+    """One annotation naming an unknown image id or category id used to stop the whole prepare (exit 2, nothing kept)."""
+    partial_coco(tmp_path, [{"id": 90, "image_id": 999, "category_id": 1},    # no such image
+                            {"id": 91, "image_id": 1, "category_id": 77},     # no such category: img1's tags incomplete
+                            {"id": 92, "image_id": "0", "category_id": 1}])   # not an integer id
+    failures = FailureReport("prepare")
+    manifest = load_coco(tmp_path, "instances.json", "images", CLASSES, failures=failures)
+    assert [record.image_id for record in manifest.records] == ["img0"]
+    reasons = {failure.image: failure.reason for failure in failures.failures}
+    assert set(reasons) == {"annotations[2] (id 90)", "annotations[4] (id 92)", "img1"}
+    assert re.search(r"annotations\[2\] refers to unknown image id 999; the annotation is left out", reasons["annotations[2] (id 90)"])
+    assert re.search(r"annotations\[3\] refers to unknown category id 77; the image's tags and ground truth would be incomplete", reasons["img1"])
+    assert "needs an integer 'image_id', got '0'" in reasons["annotations[4] (id 92)"]
+    with pytest.raises(DatasetError, match=r"annotations\[2\] refers to unknown image id 999"):
+        load_coco(tmp_path, "instances.json", "images", CLASSES)  # without a report: the strict reader
+
+
+def test_a_coco_file_in_which_no_image_has_annotations_is_an_error_not_an_empty_manifest(tmp_path: Path) -> None:
+    """Was exit 0 with an empty manifest and no message."""
+    partial_coco(tmp_path, [])
+    data = json.loads((tmp_path / "instances.json").read_text())
+    data["annotations"] = []
+    (tmp_path / "instances.json").write_text(json.dumps(data))
+    with pytest.raises(DatasetError, match=r"instances\.json: no image has a usable annotation \(2 images, 0 annotations\)"):
+        load_coco(tmp_path, "instances.json", "images", CLASSES, failures=FailureReport("prepare"))
