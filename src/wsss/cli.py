@@ -34,10 +34,12 @@ def _load_params(path: str | None) -> Params:
 def _resolve_weights(args: argparse.Namespace, params: Params) -> tuple[LoadedClip, str]:
     """Weights from --random-init, --checkpoint / WSSS_CLIP_CHECKPOINT, params, else random (loudly)."""
     from wsss.clip import load_clip
+    from wsss.devices import torch_device
 
     source = params.clip.source()
     checkpoint = args.checkpoint or os.environ.get("WSSS_CLIP_CHECKPOINT")
-    device, precision = args.device or params.clip.device, args.precision or params.clip.precision
+    device = torch_device(args.device, "--device") if args.device else torch_device(params.clip.device, "clip.device")
+    precision = args.precision or params.clip.precision
     if args.random_init:
         source = replace(source, checkpoint=None, random_init=True)
         return load_clip(source, device, precision), "random initialisation (requested with --random-init)"
