@@ -98,5 +98,6 @@ class EvaluationRun(JsonRecord):
     input_manifest_sha256: str
     model: str | None
     scored_images: list[str] = field(default_factory=list)
+    overlay_ids_not_found: list[str] = field(default_factory=list)  # `evaluate.overlay_ids` naming no image
 
     always = ("flow_run_id", "model")
