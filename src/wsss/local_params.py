@@ -74,7 +74,8 @@ def read_local_params(params_path: Path) -> dict[str, Any]:
         ConfigError: naming the file.
     """
     path = local_params_path(params_path)
-    return read_params_file(path, "params overrides") if path.is_file() else {}
+    # Anything there is read: a folder, a device or a dangling link is an error, not "no overrides".
+    return read_params_file(path, "params overrides") if path.exists() or path.is_symlink() else {}
 
 
 def with_local_params(params: Mapping[str, Any], params_path: Path) -> dict[str, Any]:

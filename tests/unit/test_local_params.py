@@ -116,3 +116,25 @@ def test_a_huge_params_file_is_refused_before_it_is_read(tmp_path: Path) -> None
     (tmp_path / "params.local.yaml").unlink()
     with pytest.raises(ConfigError, match=r"params\.yaml: cannot read params \(the file is 0\.6 MB"):
         load_params(params)
+
+
+def test_a_null_list_or_mapping_key_is_refused_naming_it(tmp_path: Path) -> None:
+    params = shipped_params(tmp_path)
+    (tmp_path / "params.local.yaml").write_text("prompts:\n  candidates: null\n")
+    with pytest.raises(ConfigError, match=r"prompts\.candidates is null; give a list \(\[\] for none\)"):
+        load_params(params)
+    (tmp_path / "params.local.yaml").write_text("classes:\n  names: [cat]\n  synonyms: null\n")
+    with pytest.raises(ConfigError, match=r"classes\.synonyms is null; give a mapping"):
+        load_params(params)
+
+
+def test_a_params_local_that_is_not_a_regular_file_is_refused_not_skipped(tmp_path: Path) -> None:
+    """A folder or a link to /dev/zero in its place used to count as "no overrides"."""
+    params = shipped_params(tmp_path)
+    (tmp_path / "params.local.yaml").symlink_to("/dev/zero")
+    with pytest.raises(ConfigError, match=r"params\.local\.yaml: cannot read params overrides \(the file is more than 0\.5 MB"):
+        load_params(params)
+    (tmp_path / "params.local.yaml").unlink()
+    (tmp_path / "params.local.yaml").mkdir()
+    with pytest.raises(ConfigError, match=r"params\.local\.yaml: cannot read params overrides \(.*Is a directory"):
+        load_params(params)
