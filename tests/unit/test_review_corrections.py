@@ -224,6 +224,12 @@ HOSTILE_IMPORTS = {
     "RLE covering 5 of 262,144 pixels": (
         lambda folder: coco_file(folder / "c.json", {"size": [512, 512], "counts": [2, 3]}),
         r"annotation 7: RLE runs cover 5 pixels, the image has 262144"),
+    "polygon zigzagging 12,000 times across the image": (  # pycocotools would need ~1 GB for its outline
+        lambda folder: coco_file(folder / "c.json", [[float(v) for i in range(12_000) for v in (511 * (i % 2), i / 24)]]),
+        r"annotation 7: the polygons' outline is \d+ pixels long, more than 256 times the 512x512 image's width \+ height"),
+    "RLE string holding a 25,000-bit run": (
+        lambda folder: coco_file(folder / "c.json", {"size": [512, 512], "counts": "o" * 5000 + "0"}),
+        r"annotation 7: a run length at 13 has more than 64 bits"),
     "image size as a string": (
         lambda folder: coco_file(folder / "c.json", [[0, 0, 9, 0, 9, 9]], ImageSpec("big", "512", 512, "")),  # type: ignore[arg-type]
         r"image 'big\.jpg': is '512'x512 in the file but 512x512 in the manifest"),
@@ -325,3 +331,11 @@ def test_a_mask_without_record_and_an_unreadable_record_are_reported_not_ignored
     store.record_path("a").write_text('{"image_id": "a", "image_id": "b"}')
     staged = stage_training_labels(["a", "b"], IMAGES, masks, confidence, store, tmp_path / "staged", len(CLASS_NAMES))
     assert staged.used == [] and "a.json: unreadable correction record" in staged.stale[0]["reason"]
+
+
+def test_annotations_that_paint_nothing_are_not_imported_as_an_all_background_mask(tmp_path: Path) -> None:
+    """A polygon of two points (or an empty RLE) used to import as a correction saying "all background"."""
+    path = coco_file(tmp_path / "c.json", [[0, 0, 10, 10]])
+    with pytest.raises(CorrectionError, match=r"no corrected masks found .*\n  .*c\.json: image 'big\.jpg': its annotations paint no pixel"):
+        import_corrections(path, CorrectionStore(tmp_path / "store"), {"big": BIG}, CLASS_NAMES)
+    assert not (tmp_path / "store").exists()

@@ -203,16 +203,21 @@ def read_coco_corrections(
             continue
         labels = np.zeros((spec.height, spec.width), dtype=np.uint8)
         painted = np.zeros((spec.height, spec.width), dtype=bool)
-        overlap = 0
+        overlap, empty = 0, []
         for annotation, name in zip(annotations, coco.class_of[coco_id], strict=True):
             try:
                 binary = instance_mask(annotation.get("segmentation"), spec.height, spec.width).astype(bool)
             except ValueError as error:
                 raise CorrectionError(f"{where}: annotation {annotation.get('id')}: {error}") from None
+            empty.extend([annotation.get("id")] if not binary.any() else [])
             overlap += int(np.sum(binary & painted))
             labels[binary] = names[name]
             painted |= binary
+        if not painted.any():  # only empty shapes: as good as no annotation, not an all-background mask
+            notes.append(f"{where}: its annotations paint no pixel (empty masks, or polygons of fewer than 3 points), skipped")
+            continue
         overlaps = (f"{overlap} pixels covered by more than one annotation (the later annotation wins)",) if overlap else ()
+        overlaps += (f"annotation(s) {empty} paint no pixel (empty, or polygons of fewer than 3 points)",) if empty else ()
         parsed.append(ParsedCorrection(spec.image_id, labels, _display(path, relative_to), digest, "coco", overlaps))
     return parsed, notes
 
@@ -262,7 +267,8 @@ def read_corrections(
     if problems:
         raise CorrectionError("corrections refused, nothing was imported:\n  " + "\n  ".join(problems))
     if not parsed:
-        raise CorrectionError(f"{source}: no corrected masks found (expected <image_id>.png files or a COCO JSON)")
+        skipped = "".join(f"\n  {note}" for note in notes[:10])
+        raise CorrectionError(f"{source}: no corrected masks found (expected <image_id>.png files or a COCO JSON){skipped}")
     return parsed, notes
 
 
