@@ -339,3 +339,14 @@ def test_annotations_that_paint_nothing_are_not_imported_as_an_all_background_ma
     with pytest.raises(CorrectionError, match=r"no corrected masks found .*\n  .*c\.json: image 'big\.jpg': its annotations paint no pixel"):
         import_corrections(path, CorrectionStore(tmp_path / "store"), {"big": BIG}, CLASS_NAMES)
     assert not (tmp_path / "store").exists()
+
+
+def test_a_record_linked_out_of_the_store_is_refused(tmp_path: Path) -> None:
+    masks, confidence = pseudo_tree(tmp_path)
+    store = stored_correction(tmp_path)
+    outside = tmp_path / "elsewhere.json"
+    outside.write_text(store.record_path("a").read_text())
+    store.record_path("a").unlink()
+    store.record_path("a").symlink_to(outside)
+    staged = stage_training_labels(["a", "b"], IMAGES, masks, confidence, store, tmp_path / "staged", len(CLASS_NAMES))
+    assert staged.used == [] and staged.stale[0]["reason"].endswith(f"resolves to {outside}, outside the corrections store; refused")

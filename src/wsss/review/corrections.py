@@ -284,8 +284,14 @@ class CorrectionStore:
     def record_path(self, image_id: str) -> Path:
         return self.directory / RECORDS / f"{image_id}.json"
 
-    @staticmethod
-    def _read_record(path: Path) -> CorrectionRecord:
+    def _inside(self, path: Path) -> Path:
+        """`path` when it resolves inside the store (a link out of it is refused: nothing outside is read)."""
+        if not path.resolve().is_relative_to(self.directory.resolve()):
+            raise CorrectionError(f"{path}: resolves to {path.resolve()}, outside the corrections store; refused")
+        return path
+
+    def _read_record(self, path: Path) -> CorrectionRecord:
+        self._inside(path)
         try:
             record = CorrectionRecord(**read_json_file(path, max_bytes=MAX_RECORD_BYTES))
         except (OSError, ValueError, TypeError) as error:  # ParseError is a ValueError
@@ -341,7 +347,7 @@ class CorrectionStore:
             raise CorrectionError(f"{self.record_path(record.image_id)}: mask_file {record.mask_file!r} is not "
                                   f"{path.relative_to(self.directory).as_posix()!r}; refused (the store reads nothing else)")
         try:
-            data = path.read_bytes()
+            data = self._inside(path).read_bytes()
         except OSError as error:
             raise CorrectionError(f"{path}: correction of {record.image_id!r} is missing ({error})") from error
         if sha256_bytes(data) != record.mask_sha256:
