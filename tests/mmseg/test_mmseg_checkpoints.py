@@ -226,3 +226,10 @@ def test_the_convert_command_refuses_in_one_line(tmp_path: Path, capsys: pytest.
     (tmp_path / "dir").mkdir()
     assert main(["convert", str(legacy_checkpoint(tmp_path / "old.pth")), str(tmp_path / "dir")]) == 2
     assert capsys.readouterr().err.startswith(f"error: {tmp_path / 'dir'}: cannot write (Is a directory)")
+    (tmp_path / "notes.pth").write_text("hello")  # torch.load raised KeyError: 101 past every handler
+    assert main(["convert", str(tmp_path / "notes.pth"), str(tmp_path / "new.pth")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {tmp_path / 'notes.pth'}: not a readable PyTorch checkpoint (KeyError")
+    from wsss_mmseg.checkpoints import load_plain_checkpoint
+
+    with pytest.raises(CheckpointError, match=r"notes\.pth: not a readable PyTorch checkpoint"):
+        load_plain_checkpoint(str(tmp_path / "notes.pth"))

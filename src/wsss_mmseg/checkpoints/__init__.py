@@ -54,6 +54,8 @@ __all__ = [
 TAG = "__wsss_plain__"
 """Key of the dicts that stand for a non-plain object (its value names the object's kind)."""
 
+_UNREADABLE = (RuntimeError, EOFError, ValueError, OSError, KeyError, TypeError, AttributeError, IndexError)
+"""What torch.load raises on a file that is not a checkpoint (a text file gave `KeyError: 101`)."""
 _PLAIN_LEAVES = (type(None), bool, int, float, str, bytes, torch.Tensor, torch.Size, torch.dtype, torch.device)
 CONVERT_COMMAND = "python -m wsss_mmseg.checkpoints convert OLD NEW"
 """The converter's command line (`wsss_mmseg/checkpoints/__main__.py`), as refusals name it."""
@@ -196,7 +198,7 @@ def load_plain_checkpoint(filename: str, map_location: Any = None) -> Any:
             f"{path}: refused: a checkpoint must be plain data (tensors, numbers, strings, lists, dicts) and this "
             f"one holds more ({_weights_only_reason(error)}); nothing from it was run. {_CONVERT_HINT}"
         ) from None
-    except (RuntimeError, EOFError, ValueError, OSError) as error:
+    except _UNREADABLE as error:
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}: {error})") from None
 
 
@@ -274,7 +276,7 @@ def convert_legacy_checkpoint(source: Path, destination: Path) -> Path:
             checkpoint = torch.load(source, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise CheckpointError(f"{source}: cannot convert ({_weights_only_reason(error)})") from None
-    except (RuntimeError, EOFError, ValueError, OSError) as error:
+    except _UNREADABLE as error:
         reason = f"{type(error).__name__}: {error}"
         raise CheckpointError(f"{source}: not a readable PyTorch checkpoint ({reason})") from None
     try:
