@@ -290,7 +290,7 @@ def _coco_record(
     if expected != (None, None) and expected != (record.width, record.height):
         raise DatasetError(
             f"{json_path}: image {coco_id} ({record.image_path}) is {record.width}x{record.height} "
-            f"in its header but {expected[0]}x{expected[1]} in the JSON"
+            f"in its header but {expected[0]!r}x{expected[1]!r} in the JSON"
         )
     return record
 
