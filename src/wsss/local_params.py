@@ -61,8 +61,8 @@ def read_params_file(path: Path, what: str = "params") -> dict[str, Any]:
     for key, value in values.items():
         if value is None:
             raise ConfigError(
-                f"{path}: section {key!r} is null; a section is a mapping of its keys (delete the line to keep "
-                "the values of params.yaml, or give the keys to change)"
+                f"{path}: section {key!r} is null; a section is a mapping of its keys (delete the line, or give "
+                "the keys to set)"
             )
     return values
 

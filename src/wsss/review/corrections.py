@@ -8,7 +8,10 @@ a stage output, so `dvc repro` and relabel runs never delete or rewrite it):
     history/<image_id>/<time>  earlier versions when a correction is imported again
 
 A record is written after its mask (both atomically), so an interrupted import leaves either the
-old correction or the new one. Reading a mask checks it against its recorded SHA-256.
+old correction or the new one. Imported files are checked by `prepare`'s own readers (COCO index
+and segmentations, the label-map reader); reading a stored mask checks its recorded SHA-256 and
+then checks it again as an import would (a hand edit or a merge may have updated both), and
+nothing that resolves outside the store is read.
 """
 
 from __future__ import annotations
@@ -30,7 +33,7 @@ from wsss.datasets.coco_masks import instance_mask
 from wsss.datasets.ground_truth import GROUND_TRUTH_MODES, label_values_problem, read_label_pixels
 from wsss.errors import DatasetError, WsssError
 from wsss.io.atomic import write_bytes_atomic
-from wsss.palette import palette_png_bytes, voc_palette
+from wsss.palette import labels_from_colours, palette_png_bytes
 
 MASKS, RECORDS, HISTORY = "masks", "records", "history"
 IGNORE_NAME = "ignore"
@@ -105,23 +108,6 @@ def _checked_labels(where: str, labels: np.ndarray, num_classes: int, ignore_ind
     return labels.astype(np.uint8)
 
 
-def _colour_labels(path: Path, array: np.ndarray, num_classes: int, ignore_index: int) -> np.ndarray:
-    """Label values of an RGB(A) mask whose colours are the dataset palette's."""
-    palette = voc_palette()
-    codes = {tuple(int(c) for c in palette[v]): v for v in [*range(num_classes), ignore_index]}
-    rgb = array[..., :3].astype(np.uint32)
-    packed = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
-    colours, inverse = np.unique(packed.ravel(), return_inverse=True)
-    lookup = np.zeros(len(colours), dtype=np.uint8)
-    for position, code in enumerate(colours):
-        colour = (int(code) >> 16, (int(code) >> 8) & 255, int(code) & 255)
-        if colour not in codes:
-            count = int(np.sum(inverse == position))
-            raise CorrectionError(f"{path}: colour {colour} ({count} pixels) is not a class colour of the dataset palette")
-        lookup[position] = codes[colour]
-    return lookup[inverse].reshape(packed.shape)
-
-
 def decode_mask(
     path: Path, data: bytes, spec: ImageSpec, num_classes: int, ignore_index: int, modes: Sequence[str] = (*GROUND_TRUTH_MODES, *COLOUR_MODES),
 ) -> np.ndarray:
@@ -136,7 +122,10 @@ def decode_mask(
     except DatasetError as error:
         raise CorrectionError(f"{path}: {str(error).removeprefix(f'mask {path} ')}") from None
     if mode in COLOUR_MODES:
-        return _colour_labels(path, array, num_classes, ignore_index)
+        try:
+            return labels_from_colours(array, [*range(num_classes), ignore_index])
+        except ValueError as error:
+            raise CorrectionError(f"{path}: {error}") from None
     return _checked_labels(str(path), array, num_classes, ignore_index)
 
 
