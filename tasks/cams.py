@@ -26,6 +26,7 @@ from wsss.cam.extractor import CamResult, LearnedBackground, PreparedImage
 from wsss.cam.streaming import stream_cams
 from wsss.catalog import ArtifactLayout
 from wsss.clip import load_clip
+from wsss.devices import torch_device
 from wsss.datasets import ImageRecord, Manifest, file_sha256, manifest_sha256, safe_join
 from wsss.errors import StoreError
 from wsss.failures import settle_failures
@@ -78,7 +79,7 @@ def remember_extractor(spec: ExtractorSpec, extractor: ClipEsCamExtractor) -> No
 def worker_extractor(spec: ExtractorSpec) -> ClipEsCamExtractor:
     key = spec.cache_key()
     if key not in _EXTRACTORS:
-        clip = load_clip(spec.params.clip.source(), spec.params.clip.device, spec.params.clip.precision)
+        clip = load_clip(spec.params.clip.source(), torch_device(spec.params.clip.device, "clip.device"), spec.params.clip.precision)
         remember_extractor(spec, cam_extractor(spec.params, clip, spec.class_names, (spec.template,), spec.learned))
     return _EXTRACTORS[key]
 

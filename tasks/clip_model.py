@@ -11,13 +11,15 @@ from tasks.runtime import in_flow
 from wsss.cam import ClipEsCamExtractor
 from wsss.cam.extractor import LearnedBackground
 from wsss.clip import LoadedClip, load_clip
+from wsss.devices import torch_device
 from wsss.errors import ConfigError
 from wsss.params import Params
 
 
 def load_stage_clip(params: Params) -> LoadedClip:
-    """Load the configured weights; a missing checkpoint stops the stage naming `clip.checkpoint`."""
-    loaded = load_clip(params.clip.source(), params.clip.device, params.clip.precision)
+    """Load the configured weights; a device this machine lacks stops the stage naming `clip.device`
+    before anything is loaded, a missing checkpoint naming `clip.checkpoint`."""
+    loaded = load_clip(params.clip.source(), torch_device(params.clip.device, "clip.device"), params.clip.precision)
     if in_flow():
         if params.clip.random_init:
             get_run_logger().warning("CLIP weights: RANDOM INITIALISATION (clip.random_init: true); maps are not meaningful")

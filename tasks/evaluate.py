@@ -14,12 +14,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from prefect import get_run_logger
 
 from tasks.prepare import ground_truth_files, read_manifest
 from tasks.progress import Progress
-from tasks.runtime import flow_run_id, named_step
+from tasks.runtime import flow_run_id, in_flow, named_step
 from wsss.catalog import ArtifactLayout, PseudoLayout
 from wsss.datasets import ImageRecord, manifest_sha256, safe_join
+from wsss.devices import torch_device
 from wsss.evaluation import protocol
 from wsss.imaging import load_rgb
 from wsss.io import CamStore
@@ -77,6 +79,7 @@ def score_model(params: Params, layout: ArtifactLayout, records: Sequence[ImageR
     truth, num_classes = ground_truth_files(params, layout), params.vocabulary.num_classes
     samples = [(safe_join(params.dataset_root, r.image_path), partial(truth.read, r, num_classes)) for r in records]
     settings, scores = params.train, {}
+    torch_device(settings.device, "train.device")  # a device this machine lacks: one line naming the key, before loading
     for key, with_crf in protocol.model_keys(settings.test_scales, settings.test_crf):
         variant = f"crf={'on' if with_crf else 'off'}"
         progress = Progress(f"wsss-evaluate-model-crf-{'on' if with_crf else 'off'}-progress",
@@ -129,8 +132,11 @@ def run_evaluate(params: Params, layout: ArtifactLayout) -> Evaluation:
     write_json_atomic(layout.metrics, document)
     write_json_atomic(layout.per_class_iou, per_class_iou_rows(scores, params.vocabulary.class_names))
     write_json_atomic(layout.pipeline_miou, pipeline_miou_rows(scores))
-    chosen_ids = set(params.evaluate.overlay_ids or [r.image_id for r in manifest.records[: params.evaluate.max_overlays]])
-    overlays = named_step("evaluate overlays", partial(write_overlays, params, layout, [r for r in manifest.records if r.image_id in chosen_ids]))
+    chosen, not_found = protocol.overlay_choice(params.evaluate, [r.image_id for r in manifest.records])
+    if not_found and in_flow():  # also recorded in evaluation_run.json
+        get_run_logger().warning("evaluate.overlay_ids: %d id(s) name no image of the manifest, not drawn: %s",
+                                 len(not_found), ", ".join(not_found[:20]))
+    overlays = named_step("evaluate overlays", partial(write_overlays, params, layout, [r for r in manifest.records if r.image_id in set(chosen)]))
     # metrics.json stays numbers only (dvc metrics); who computed them goes next to it for lineage.
     EvaluationRun(
         flow_run_id=flow_run_id(),
@@ -139,6 +145,7 @@ def run_evaluate(params: Params, layout: ArtifactLayout) -> Evaluation:
         input_manifest_sha256=manifest_sha256(manifest),
         model=str(layout.model) if layout.model.is_file() else None,
         scored_images=[r.image_id for r in with_gt],
+        overlay_ids_not_found=not_found,
     ).write(layout.evaluation_run)
     return Evaluation(
         document, protocol.summary_rows(scores), protocol.background_comparison_rows(scores),

@@ -19,7 +19,7 @@ import torch
 from tasks.clip_model import cam_extractor, load_stage_clip
 from tasks.prepare import read_manifest
 from tasks.progress import Progress
-from wsss.bounded_parsing import loads_json
+from wsss.bounded_parsing import read_json_file
 from wsss.catalog import ArtifactLayout
 from wsss.cam import ClipEsCamExtractor
 from wsss.clip import LoadedClip
@@ -126,6 +126,6 @@ def _read_feature(path: Path) -> np.ndarray | None:
 def selected_template(layout: ArtifactLayout) -> str:
     """The template the prompts stage selected (the one owner of the template)."""
     try:
-        return str(loads_json(layout.prompt_scores.read_text(), str(layout.prompt_scores))["selected"])
+        return str(read_json_file(layout.prompt_scores)["selected"])
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise ConfigError(f"{layout.prompt_scores}: cannot read the selected template ({error}); run the prompts stage") from error

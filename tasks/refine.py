@@ -53,7 +53,7 @@ def run_refine(params: Params, layout: ArtifactLayout, report: StageReport | Non
     attributes = refine_attributes(params, layout, upstream, flow_run_id())
     # The CAM content key already covers everything upstream; the shard-0 summary does not.
     identity = {k: v for k, v in stage_identity(attributes).items() if k != "upstream_cams"}
-    cam_keys = stored_keys(layout.cams)
+    cam_keys = stored_keys(layout.cams, strict=True)  # the input store: a damaged shard stops the stage, naming it
     plan: dict[int, list[str]] = {}
     keys: dict[str, str] = {}
     for path in cams.shards:

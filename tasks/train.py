@@ -14,9 +14,11 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from prefect import get_run_logger
+
 from tasks.prepare import ground_truth_files, read_manifest
 from tasks.progress import Progress
-from tasks.runtime import flow_run_id
+from tasks.runtime import flow_run_id, in_flow
 from wsss.catalog import ArtifactLayout, PseudoLayout
 from wsss.datasets import Manifest, manifest_sha256
 from wsss.io.atomic import copy_file_atomic, write_bytes_atomic, write_json_atomic, write_text_atomic
@@ -37,9 +39,12 @@ def staged_labels(manifest: Manifest, layout: ArtifactLayout, work_root: Path) -
     """The masks and confidence maps training reads: corrections (confidence 1) over pseudo masks."""
     ids = [r.image_id for r in manifest.records if r.tags]
     specs = {r.image_id: ImageSpec(r.image_id, r.width, r.height, r.sha256) for r in manifest.records}
-    return stage_training_labels(ids, specs, layout.pseudo.folder(PseudoLayout.MASKS),
-                                 layout.pseudo.folder(PseudoLayout.CONFIDENCE), CorrectionStore(layout.corrections),
-                                 work_root)  # fmt: skip
+    labels = stage_training_labels(ids, specs, layout.pseudo.folder(PseudoLayout.MASKS),
+                                   layout.pseudo.folder(PseudoLayout.CONFIDENCE), CorrectionStore(layout.corrections),
+                                   work_root, len(manifest.class_names) + 1)  # fmt: skip
+    for entry in labels.stale if in_flow() else ():  # also listed in model.json
+        get_run_logger().warning("correction of %s not used: %s", entry["image_id"], entry["reason"])
+    return labels
 
 
 def validation_data(params: Params, layout: ArtifactLayout, manifest: Manifest, work_dir: Path) -> Any:

@@ -34,10 +34,12 @@ def _load_params(path: str | None) -> Params:
 def _resolve_weights(args: argparse.Namespace, params: Params) -> tuple[LoadedClip, str]:
     """Weights from --random-init, --checkpoint / WSSS_CLIP_CHECKPOINT, params, else random (loudly)."""
     from wsss.clip import load_clip
+    from wsss.devices import torch_device
 
     source = params.clip.source()
     checkpoint = args.checkpoint or os.environ.get("WSSS_CLIP_CHECKPOINT")
-    device, precision = args.device or params.clip.device, args.precision or params.clip.precision
+    device = torch_device(args.device, "--device") if args.device else torch_device(params.clip.device, "clip.device")
+    precision = args.precision or params.clip.precision
     if args.random_init:
         source = replace(source, checkpoint=None, random_init=True)
         return load_clip(source, device, precision), "random initialisation (requested with --random-init)"
@@ -199,7 +201,7 @@ def run_overlay(args: argparse.Namespace) -> int:
     """PNG of the image, its refined map per tag (+ probability), pseudo mask and GT, with a legend."""
     import numpy as np
 
-    from wsss.bounded_parsing import loads_json
+    from wsss.bounded_parsing import read_json_file
     from wsss.catalog import ArtifactLayout
     from wsss.datasets import GroundTruthFiles, Manifest, safe_join
     from wsss.imaging import load_rgb
@@ -211,7 +213,7 @@ def run_overlay(args: argparse.Namespace) -> int:
 
     layout = ArtifactLayout(Path(args.root))
     manifest = Manifest.from_json(layout.manifest.read_text(), str(layout.manifest))
-    meta: dict[str, Any] = loads_json(layout.manifest_meta.read_text(), str(layout.manifest_meta))
+    meta: dict[str, Any] = read_json_file(layout.manifest_meta)
     record = next((r for r in manifest.records if r.image_id == args.image_id), None)
     if record is None:
         raise WsssError(f"image {args.image_id!r} is not in {layout.manifest}")

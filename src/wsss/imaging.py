@@ -55,8 +55,9 @@ def check_decodes(path: Path | str, max_pixels: int | None = None) -> tuple[int,
 
 
 def _size_if_convertible(image: Image.Image) -> tuple[int, int]:
-    # Converting one pixel proves the mode converts to RGB without a full-size copy.
-    to_rgb(image.crop((0, 0, 1, 1)))
+    # Converting one pixel proves the mode converts to RGB without a full-size copy; a float
+    # image is scaled by its own maximum, which every pixel must be checked for.
+    to_rgb(image if image.mode == "F" else image.crop((0, 0, 1, 1)))
     return image.size
 
 
@@ -73,7 +74,10 @@ def _decode(path: Path, max_pixels: int | None, convert: Callable[[Image.Image],
                         f"of {max_pixels} (reliability.max_image_pixels)"
                     )
                 handle.load()
-                return convert(handle)
+                try:
+                    return convert(handle)
+                except ImageError as error:  # what the pixels hold (to_rgb): name the file
+                    raise ImageError(f"{path}: {error}") from None
     except FileNotFoundError:
         raise ImageError(f"{path}: file not found") from None
     except Image.DecompressionBombError as error:
@@ -92,10 +96,18 @@ def exif_orientation(path: Path | str) -> int:
 
 
 def to_rgb(image: Image.Image) -> Image.Image:
-    """RGB copy of any PIL image; 16-bit grayscale is scaled to 8 bits first."""
-    if image.mode in ("I;16", "I;16B", "I;16L", "I"):
+    """RGB copy of any PIL image; 16-bit grayscale is scaled to 8 bits first, 32-bit integer and
+    floating-point grayscale by their maximum (at least 1: a float image in [0, 1] spans 0..255;
+    PIL's own conversion clipped it to 0..1 of 255, an all-black image).
+
+    Raises:
+        ImageError: for a floating-point image holding NaN or infinity.
+    """
+    if image.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
         array = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if image.mode.startswith("I;16") else max(float(array.max()), 1.0)
+        if image.mode == "F" and not np.isfinite(array).all():
+            raise ImageError(f"floating-point image holds {int((~np.isfinite(array)).sum())} NaN or infinite pixels")
+        peak = 65535.0 if image.mode.startswith("I;16") else max(float(array.max(initial=0.0)), 1.0)
         image = Image.fromarray(np.clip(array / peak * 255.0 + 0.5, 0, 255).astype(np.uint8))
     return image.convert("RGB") if image.mode != "RGB" else image.copy()
 

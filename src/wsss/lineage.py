@@ -15,7 +15,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-from wsss.bounded_parsing import load_yaml, loads_json
+from wsss.bounded_parsing import read_json_file, read_yaml_file
 from wsss.catalog import ArtifactLayout, PseudoLayout
 from wsss.datasets import ImageRecord, Manifest, manifest_sha256
 from wsss.errors import WsssError
@@ -40,7 +40,7 @@ def differing_keys(recorded: Any, current: Any, prefix: str = "", recorded_only:
 
 def _dvc_lock(root: Path) -> dict[str, Any]:
     path = root / "dvc.lock"
-    return (load_yaml(path.read_text(), str(path)) or {}).get("stages", {}) if path.is_file() else {}
+    return (read_yaml_file(path) or {}).get("stages", {}) if path.is_file() else {}
 
 
 def _current_params(root: Path) -> dict[str, Any]:
@@ -125,7 +125,7 @@ def _stage_facts(layout: ArtifactLayout, record: ImageRecord, digest: str, has_e
         "evaluate": _evaluate_facts(layout, image_id) if layout.metrics.is_file() or has_evaluate else None,
     }
     if layout.prompt_scores.is_file():
-        scores = loads_json(layout.prompt_scores.read_text(), str(layout.prompt_scores))
+        scores = read_json_file(layout.prompt_scores)
         stages["prompts"] = {"artifact": str(layout.prompt_scores), "selected_template": scores.get("selected"),
                              "pinned": scores.get("pinned"), "clip": scores.get("clip")}
     return {name: stages[name] for name in STAGE_ORDER if stages.get(name)}  # type: ignore[misc]
@@ -170,15 +170,16 @@ def image_lineage(image_id: str, root: Path | str = ".") -> dict[str, Any]:
     ]
     if stages.get("cams", {}).get("image_attrs", {}).get("source_sha256", record.sha256) != record.sha256:
         problems.append("cams: computed from different image bytes than the manifest's")
-    return {"image_id": image_id, "stages": stages, "problems": problems, "correction": _correction(layout, record)}
+    return {"image_id": image_id, "stages": stages, "problems": problems, "correction": _correction(layout, record, len(manifest.class_names) + 1)}
 
 
-def _correction(layout: ArtifactLayout, record: ImageRecord) -> dict[str, Any] | None:
+def _correction(layout: ArtifactLayout, record: ImageRecord, num_classes: int) -> dict[str, Any] | None:
     """The human-corrected mask training used instead of the pseudo mask (with why not, when stale)."""
     from wsss.review.corrections import ImageSpec
     from wsss.review.training_labels import correction_lineage
 
-    return correction_lineage(layout.corrections, record.image_id, ImageSpec(record.image_id, record.width, record.height, record.sha256))
+    spec = ImageSpec(record.image_id, record.width, record.height, record.sha256)
+    return correction_lineage(layout.corrections, record.image_id, spec, num_classes)
 
 
 def format_lineage(lineage: dict[str, Any]) -> str:

@@ -15,7 +15,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-from wsss.bounded_parsing import load_yaml, loads_json
+from wsss.bounded_parsing import load_yaml, read_json_file
 from wsss.catalog import ArtifactLayout, PseudoLayout
 from wsss.errors import WsssError
 from wsss.lineage import differing_keys
@@ -49,7 +49,7 @@ def dir_listing(cache: Path, md5: str, what: str) -> dict[str, str]:
     """relpath -> md5 of a cached output directory (`md5` ends with `.dir`)."""
     path = cache_file(cache, md5)
     try:
-        return {entry["relpath"]: entry["md5"] for entry in loads_json(path.read_text(), str(path))}
+        return {entry["relpath"]: entry["md5"] for entry in read_json_file(path)}
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise WsssError(f"{path}: cannot read the DVC cache listing of {what} ({error}); run `dvc fetch` for that revision") from error
 
@@ -74,7 +74,7 @@ def _manifest_records(cache: Path, lock: dict[str, Any]) -> dict[str, dict[str, 
         return {}
     path = cache_file(cache, files[LAYOUT.manifest.name])
     try:
-        records = loads_json(path.read_text(), str(path))["records"]
+        records = read_json_file(path)["records"]
     except (OSError, ValueError, KeyError, TypeError) as error:
         raise WsssError(f"{path}: cannot read the cached manifest ({error})") from error
     return {r["image_id"]: {"sha256": r.get("sha256"), "tags": sorted(r.get("tags") or [])} for r in records}

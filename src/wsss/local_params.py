@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from wsss.bounded_parsing import ParseError, load_yaml
+from wsss.bounded_parsing import MAX_PARAMS_BYTES, ParseError, read_yaml_file
 from wsss.errors import ConfigError
 
 LOCAL_PARAMS = "params.local.yaml"
@@ -38,23 +38,44 @@ def merge_params(base: Mapping[str, Any], override: Mapping[str, Any]) -> dict[s
     return merged
 
 
-def read_local_params(params_path: Path) -> dict[str, Any]:
-    """The overrides next to `params_path` (`params.local.yaml`); {} when there is none.
+def read_params_file(path: Path, what: str = "params") -> dict[str, Any]:
+    """One params file as parsed: params.yaml and params.local.yaml are read alike.
+
+    Bounded (`MAX_PARAMS_BYTES`, checked before reading), UTF-8, the YAML safe loader with
+    bounded nesting and aliases, a key written twice refused; a mapping of sections, none of
+    them null (merged over params.yaml, `clip: null` would reset every `clip` key to its
+    built-in default, e.g. `allow_download` to true).
 
     Raises:
-        ConfigError: If the file is not YAML or not a mapping (naming the file).
+        ConfigError: naming the file (and the key) for each of those problems.
     """
-    path = local_params_path(params_path)
-    if not path.is_file():
-        return {}
     try:
-        values = load_yaml(path.read_text(), str(path)) or {}
+        values = read_yaml_file(path, max_bytes=MAX_PARAMS_BYTES)
     except (OSError, ParseError) as error:
         reason = " ".join(str(error).removeprefix(f"{path}: ").split())
-        raise ConfigError(f"{path}: cannot read params overrides ({reason})") from error
+        raise ConfigError(f"{path}: cannot read {what} ({reason})") from error
+    if values is None:
+        return {}
     if not isinstance(values, dict):
-        raise ConfigError(f"{path}: expected a mapping at the top level")
+        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(values).__name__}")
+    for key, value in values.items():
+        if value is None:
+            raise ConfigError(
+                f"{path}: section {key!r} is null; a section is a mapping of its keys (delete the line, or give "
+                "the keys to set)"
+            )
     return values
+
+
+def read_local_params(params_path: Path) -> dict[str, Any]:
+    """The overrides next to `params_path` (`params.local.yaml`, read as `read_params_file`); {} when there is none.
+
+    Raises:
+        ConfigError: naming the file.
+    """
+    path = local_params_path(params_path)
+    # Anything there is read: a folder, a device or a dangling link is an error, not "no overrides".
+    return read_params_file(path, "params overrides") if path.exists() or path.is_symlink() else {}
 
 
 def with_local_params(params: Mapping[str, Any], params_path: Path) -> dict[str, Any]:

@@ -40,3 +40,24 @@ def palette_png_bytes(labels: np.ndarray, compress_level: int | None = None) -> 
     options = {} if compress_level is None else {"compress_level": compress_level}
     image.save(buffer, format="PNG", **options)
     return buffer.getvalue()
+
+
+def labels_from_colours(rgb: np.ndarray, values: list[int]) -> np.ndarray:
+    """The label values of an image drawn in the palette colours of `values` (an RGB(A) mask, as
+    CVAT's Segmentation Mask export writes them), `(H, W)` uint8.
+
+    Raises:
+        ValueError: naming the first colour that is none of them and its pixel count.
+    """
+    palette = voc_palette()
+    codes = {tuple(int(c) for c in palette[v]): v for v in values}
+    channels = rgb[..., :3].astype(np.uint32)
+    packed = (channels[..., 0] << 16) | (channels[..., 1] << 8) | channels[..., 2]
+    colours, inverse = np.unique(packed.ravel(), return_inverse=True)
+    lookup = np.zeros(len(colours), dtype=np.uint8)
+    for position, code in enumerate(colours):
+        colour = (int(code) >> 16, (int(code) >> 8) & 255, int(code) & 255)
+        if colour not in codes:
+            raise ValueError(f"colour {colour} ({int(np.sum(inverse == position))} pixels) is not a class colour of the dataset palette")
+        lookup[position] = codes[colour]
+    return lookup[inverse].reshape(packed.shape)

@@ -17,7 +17,6 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from wsss.bounded_parsing import ParseError, load_yaml
 from wsss.cam.caa import CaaSettings
 from wsss.cam.extractor import CamSettings
 from wsss.clip.settings import ClipSettings
@@ -26,7 +25,7 @@ from wsss.errors import ConfigError
 from wsss.evaluation.protocol import EvaluateSettings
 from wsss.failures import ReliabilitySettings
 from wsss.io.settings import StoreSettings
-from wsss.local_params import local_params_path, with_local_params
+from wsss.local_params import local_params_path, read_params_file, with_local_params
 from wsss.prompts.learning import LearnPromptsSettings
 from wsss.prompts.settings import PromptSettings
 from wsss.pseudo.step import PseudoSettings
@@ -99,23 +98,15 @@ class Params:
 
 
 def read_params_mapping(path: Path | str) -> dict[str, Any]:
-    """params.yaml as parsed (bounded YAML safe loader), with the untracked `params.local.yaml`
-    beside it merged over it (`wsss.local_params`): the values every stage and lineage use.
+    """params.yaml as parsed, with the untracked `params.local.yaml` beside it merged over it (both
+    read by `wsss.local_params.read_params_file`): the values every stage and lineage use.
 
     Raises:
-        ConfigError: naming the file (syntax with its line, `!!python` tags, nesting, not a mapping).
+        ConfigError: naming the file (size, encoding, syntax with its line, `!!python` tags, nesting,
+            repeated keys, not a mapping, a null section).
     """
     path = Path(path)
-    try:
-        mapping = load_yaml(path.read_text(), str(path))
-    except (OSError, ParseError) as error:
-        reason = " ".join(str(error).removeprefix(f"{path}: ").split())
-        raise ConfigError(f"{path}: cannot read params ({reason})") from error
-    if mapping is None:
-        mapping = {}
-    if not isinstance(mapping, Mapping):
-        raise ConfigError(f"{path}: expected a mapping at the top level, got {type(mapping).__name__}")
-    return with_local_params(mapping, path)
+    return with_local_params(read_params_file(path), path)
 
 
 def load_params(path: Path | str, runner: Mapping[str, Any] | None = None) -> Params:

@@ -70,13 +70,14 @@ def param_fields(kind: type) -> list[dataclasses.Field]:
 
 
 def build_section(kind: type, values: Any, prefix: str) -> Any:
-    """An instance of the section `kind` from a parsed mapping (None = all defaults).
+    """An instance of the section `kind` from a parsed mapping (an empty one: all defaults).
 
     Raises:
-        ConfigError: naming the dotted key: unknown keys, wrong types, values out of range.
+        ConfigError: naming the dotted key: a null section, unknown keys, wrong types, values out of range.
     """
     if values is None:
-        values = {}
+        # Not "all defaults": merged over params.yaml, `clip: null` silently reset every clip key.
+        raise ConfigError(f"{prefix} is null; a section is a mapping of its keys (delete it to take every default)")
     if not isinstance(values, Mapping):
         raise ConfigError(f"{prefix} must be a mapping, got {type(values).__name__} {values!r}")
     declared = {f.name: f for f in param_fields(kind)}
@@ -108,7 +109,9 @@ def coerce(value: Any, annotation: Any, key: str, metadata: Mapping[str, Any] | 
             raise TypeError(f"{key}: only Optional[X] unions are supported, not {annotation}")
         return coerce(value, options[0], key, {**metadata, "optional": True})
     if origin is tuple:
-        items = [] if value is None else value
+        if value is None:  # not "empty": a key written `key:` with its items lost
+            raise ConfigError(f"{key} is null; give a list ([] for none)")
+        items = value
         if not isinstance(items, (list, tuple)):
             raise ConfigError(f"{key} must be a list, got {type(value).__name__} {value!r}")
         return tuple(coerce(item, args[0], f"{key}[{index}]", metadata) for index, item in enumerate(items))
@@ -126,7 +129,7 @@ def coerce(value: Any, annotation: Any, key: str, metadata: Mapping[str, Any] | 
 
 def _coerce_mapping(value: Any, args: tuple[Any, ...], key: str) -> dict[str, Any]:
     if value is None:
-        return {}
+        raise ConfigError(f"{key} is null; give a mapping ({{}} for none)")
     if not isinstance(value, Mapping):
         raise ConfigError(f"{key} must be a mapping, got {type(value).__name__} {value!r}")
     value_type = args[1] if len(args) == 2 else Any

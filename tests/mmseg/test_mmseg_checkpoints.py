@@ -170,15 +170,19 @@ def test_saved_checkpoint_is_plain_data_and_evaluates(two_images: Path, tmp_path
     assert 0.0 <= scores.mean_iou <= 1.0
 
 
-def test_checkpoint_of_an_earlier_version_is_refused_then_converted_without_running_code(tmp_path: Path) -> None:
+def legacy_checkpoint(path: Path) -> Path:
     """What mmengine wrote before: HistoryBuffer objects (methods pickled via getattr) and numpy scalars."""
-    from wsss_mmseg.checkpoints import convert_legacy_checkpoint, from_plain, load_plain_checkpoint
-
-    old = tmp_path / "iter_2.pth"
     buffer = HistoryBuffer([0.75, 0.5], [1, 1])
     torch.save({"meta": {"iter": 2}, "state_dict": OrderedDict(w=torch.ones(2)),
                 "message_hub": {"log_scalars": OrderedDict({"train/loss": buffer}),
-                                "runtime_info": OrderedDict(eta=np.float64(1.25)), "resumed_keys": {}}}, old)
+                                "runtime_info": OrderedDict(eta=np.float64(1.25)), "resumed_keys": {}}}, path)
+    return path
+
+
+def test_checkpoint_of_an_earlier_version_is_refused_then_converted_without_running_code(tmp_path: Path) -> None:
+    from wsss_mmseg.checkpoints import convert_legacy_checkpoint, from_plain, load_plain_checkpoint
+
+    old = legacy_checkpoint(tmp_path / "iter_2.pth")
     with pytest.raises(CheckpointError, match=r"iter_2\.pth: refused.*HistoryBuffer.*wsss_mmseg\.checkpoints convert"):
         load_plain_checkpoint(str(old))
 
@@ -189,3 +193,43 @@ def test_checkpoint_of_an_earlier_version_is_refused_then_converted_without_runn
     assert converted["message_hub"]["runtime_info"]["eta"] == 1.25
     assert torch.equal(converted["state_dict"]["w"], torch.ones(2))
     assert HistoryBuffer._statistics_methods["min"] is HistoryBuffer.min  # class-wide table untouched
+
+
+def test_the_convert_command_every_refusal_names_runs(tmp_path: Path) -> None:
+    """`python -m wsss_mmseg.checkpoints convert OLD NEW` (and `--help`) crashed at import with
+    `KeyError: 'PlainCheckpointHook is already registered'` (the module ran twice)."""
+    import os
+    import subprocess
+    import sys
+
+    from wsss_mmseg.checkpoints import CONVERT_COMMAND, from_plain, load_plain_checkpoint
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)])}
+    command = [sys.executable, *CONVERT_COMMAND.split()[1:4]]  # python -m wsss_mmseg.checkpoints convert
+    helped = subprocess.run([*command[:-1], "--help"], capture_output=True, text=True, env=env, timeout=300)
+    assert helped.returncode == 0 and "usage: python -m wsss_mmseg.checkpoints" in helped.stdout, helped.stderr[-2000:]
+
+    old, new = legacy_checkpoint(tmp_path / "iter_2.pth"), tmp_path / "plain.pth"
+    converted = subprocess.run([*command, str(old), str(new)], capture_output=True, text=True, env=env, timeout=300)
+    assert converted.returncode == 0 and f"wrote {new}" in converted.stdout, converted.stderr[-2000:]
+    restored = from_plain(load_plain_checkpoint(str(new)))["message_hub"]["log_scalars"]["train/loss"]
+    np.testing.assert_array_equal(restored._log_history, [0.75, 0.5])
+
+
+
+def test_the_convert_command_refuses_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from wsss_mmseg.checkpoints.__main__ import main
+
+    assert main(["convert", str(tmp_path / "missing.pth"), str(tmp_path / "new.pth")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {tmp_path / 'missing.pth'}: not a readable PyTorch checkpoint")
+    (tmp_path / "dir").mkdir()
+    assert main(["convert", str(legacy_checkpoint(tmp_path / "old.pth")), str(tmp_path / "dir")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {tmp_path / 'dir'}: cannot write (Is a directory)")
+    (tmp_path / "notes.pth").write_text("hello")  # torch.load raised KeyError: 101 past every handler
+    assert main(["convert", str(tmp_path / "notes.pth"), str(tmp_path / "new.pth")]) == 2
+    assert capsys.readouterr().err.startswith(f"error: {tmp_path / 'notes.pth'}: not a readable PyTorch checkpoint (KeyError")
+    from wsss_mmseg.checkpoints import load_plain_checkpoint
+
+    with pytest.raises(CheckpointError, match=r"notes\.pth: not a readable PyTorch checkpoint"):
+        load_plain_checkpoint(str(tmp_path / "notes.pth"))

@@ -71,6 +71,8 @@ GOOD_FILES = {
     "exif_rotated.jpg": exif_rotated_jpeg,
     # 108 Mpx, 1 bit per pixel: tiny on disk, cheap to make; decoded and checked like any other.
     "huge.png": lambda: encoded(Image.new("1", (12000, 9000), 1), "PNG"),
+    # Values in [0, 1] (how float TIFFs are usually written): PIL alone turned them all black.
+    "float32.tif": lambda: encoded(Image.fromarray(np.linspace(0, 1, 48 * 32, dtype=np.float32).reshape(32, 48), mode="F"), "TIFF"),
 }
 BAD_FILES = {
     "truncated.jpg": lambda: truncated_jpeg(),
@@ -82,6 +84,7 @@ BAD_FILES = {
     "unknown_tag.jpg": lambda: encoded(Image.fromarray(photo(seed=12)), "JPEG"),
     "no_tags.jpg": lambda: encoded(Image.fromarray(photo(seed=13)), "JPEG"),
     NON_UTF8_NAME: lambda: encoded(Image.fromarray(photo(seed=14)), "JPEG"),
+    "float_nan.tif": lambda: encoded(Image.fromarray(np.full((32, 48), np.nan, dtype=np.float32), mode="F"), "TIFF"),
 }
 TAGS = {"unknown_tag.jpg": ["zebra"], "no_tags.jpg": [], "good_rgb.jpg": ["cat", "dog"]}
 # Names only in the tags file: they point outside the images folder.
@@ -98,6 +101,7 @@ EXPECTED_FAILURES = {
     "unknown_tag.jpg": ("unknown_tag", r"unknown tag 'zebra'"),
     "no_tags.jpg": ("no_tags", r"empty tag list"),
     NON_UTF8_NAME: (NON_UTF8_NAME, r"not valid UTF-8"),
+    "float_nan.tif": ("float_nan", r"float_nan\.tif: floating-point image holds 1536 NaN or infinite pixels"),
     "../x.jpg": ("../x.jpg", r"'\.\.' component"),
     "/etc/passwd.jpg": ("/etc/passwd.jpg", r"is absolute"),
 }
@@ -157,7 +161,7 @@ def test_report_counts_every_bad_input_once(corpus: tuple[Path, list[str], Failu
     assert summary["images_failed"] == len(failed_images)
 
 
-@pytest.mark.parametrize("name", ["cmyk.jpg", "png16.png", "rgba.png", "palette.png", "gray.png", "one.png"])
+@pytest.mark.parametrize("name", ["cmyk.jpg", "png16.png", "rgba.png", "palette.png", "gray.png", "one.png", "float32.tif"])
 def test_unusual_modes_decode_to_rgb(name: str, corpus: tuple[Path, list[str], FailureReport]) -> None:
     root, _, _ = corpus
     image = load_rgb(root / "images" / name)
@@ -169,6 +173,14 @@ def test_sixteen_bit_png_keeps_its_range(corpus: tuple[Path, list[str], FailureR
     root, _, _ = corpus
     values = np.asarray(load_rgb(root / "images" / "png16.png"))[..., 0]
     assert values.min() == 0 and values.max() > 14  # 16-bit scaled, not clipped to 255 or wrapped
+
+
+def test_float_tiff_is_scaled_like_other_wide_images_not_black(corpus: tuple[Path, list[str], FailureReport]) -> None:
+    """A float32 TIFF used to decode as all black and be kept."""
+    root, _, _ = corpus
+    values = np.asarray(load_rgb(root / "images" / "float32.tif"))[..., 0]
+    assert (values.min(), values.max()) == (0, 255)
+    assert values[16, 24] == round(float(np.float32((16 * 48 + 24) / (48 * 32 - 1))) * 255)
 
 
 def test_pixel_limit_refuses_huge_image_before_decoding(corpus: tuple[Path, list[str], FailureReport]) -> None:
@@ -308,3 +320,43 @@ def test_coco_per_image_problems_are_reported_not_raised(tmp_path: Path) -> None
     assert "image file not found" in reasons["missing"] and "'..' component" in reasons["../up.jpg"]
     assert "48x32 in its header but 10x10 in the JSON" in reasons["wrong_size"]
     assert "unknown tag 'zebra'" in reasons["zebra"]
+
+
+def partial_coco(root: Path, extra_annotations: list[dict], images: int = 2) -> None:
+    (root / "images").mkdir(exist_ok=True)
+    names = [f"img{i}.jpg" for i in range(images)]
+    for seed, name in enumerate(names):
+        (root / "images" / name).write_bytes(encoded(Image.fromarray(photo(seed=seed)), "JPEG"))
+    data = {
+        "images": [{"id": i, "file_name": name, "width": 48, "height": 32} for i, name in enumerate(names)],
+        "annotations": [{"id": i, "image_id": i, "category_id": 1} for i in range(images)] + extra_annotations,
+        "categories": [{"id": 1, "name": "cat"}, {"id": 2, "name": "dog"}],
+    }
+    (root / "instances.json").write_text(json.dumps(data))
+
+
+def test_coco_annotations_that_refer_to_nothing_are_reported_and_the_rest_kept(tmp_path: Path) -> None:
+    """One annotation naming an unknown image id or category id used to stop the whole prepare (exit 2, nothing kept)."""
+    partial_coco(tmp_path, [{"id": 90, "image_id": 999, "category_id": 1},    # no such image
+                            {"id": 91, "image_id": 1, "category_id": 77},     # no such category: img1's tags incomplete
+                            {"id": 92, "image_id": "0", "category_id": 1}])   # not an integer id
+    failures = FailureReport("prepare")
+    manifest = load_coco(tmp_path, "instances.json", "images", CLASSES, failures=failures)
+    assert [record.image_id for record in manifest.records] == ["img0"]
+    reasons = {failure.image: failure.reason for failure in failures.failures}
+    assert set(reasons) == {"annotations[2] (id 90)", "annotations[4] (id 92)", "img1"}
+    assert re.search(r"annotations\[2\] refers to unknown image id 999; the annotation is left out", reasons["annotations[2] (id 90)"])
+    assert re.search(r"annotations\[3\] refers to unknown category id 77; the image's tags and ground truth would be incomplete", reasons["img1"])
+    assert "needs an integer 'image_id', got '0'" in reasons["annotations[4] (id 92)"]
+    with pytest.raises(DatasetError, match=r"annotations\[2\] refers to unknown image id 999"):
+        load_coco(tmp_path, "instances.json", "images", CLASSES)  # without a report: the strict reader
+
+
+def test_a_coco_file_in_which_no_image_has_annotations_is_an_error_not_an_empty_manifest(tmp_path: Path) -> None:
+    """Was exit 0 with an empty manifest and no message."""
+    partial_coco(tmp_path, [])
+    data = json.loads((tmp_path / "instances.json").read_text())
+    data["annotations"] = []
+    (tmp_path / "instances.json").write_text(json.dumps(data))
+    with pytest.raises(DatasetError, match=r"instances\.json: no image has a usable annotation \(2 images, 0 annotations\)"):
+        load_coco(tmp_path, "instances.json", "images", CLASSES, failures=FailureReport("prepare"))

@@ -85,3 +85,32 @@ def test_lineage_refuses_a_deep_summary_naming_it(tmp_path: Path) -> None:
     path.write_text(DEEP_JSON)
     with pytest.raises(WsssError, match=r"summary\.json: cannot read the PseudoSummary record \(.*summary\.json: JSON nested deeper"):
         PseudoSummary.read(path)
+
+
+def test_a_key_written_twice_is_refused_naming_its_path_and_lines() -> None:
+    """Both loaders used to keep the last value silently (a second `clip:` section replaced the first)."""
+    with pytest.raises(ParseError, match=r"p\.yaml: key 'clip' appears twice \(lines 1 and 3\)"):
+        load_yaml("clip: {seed: 1}\ncam: {}\nclip: {seed: 2}\n", "p.yaml")
+    with pytest.raises(ParseError, match=r"p\.yaml: key 'a\[0\]\.k' appears twice"):
+        load_yaml("a:\n  - {k: 1, k: 2}\n", "p.yaml")
+    with pytest.raises(ParseError, match=r"x\.json: repeated keys \['images'\]"):
+        loads_json('{"images": [], "annotations": [], "images": [1]}', "x.json")
+    # A merge key is meant to be overridden: not a repetition.
+    assert load_yaml("base: &b {lr: 1, m: 2}\nx:\n  <<: *b\n  lr: 3\n", "p.yaml")["x"] == {"lr": 3, "m": 2}
+
+
+def test_files_are_bounded_in_bytes_before_reading_and_must_be_utf8(tmp_path: Path) -> None:
+    from wsss.bounded_parsing import read_json_file, read_text_file
+
+    sparse = tmp_path / "big.json"
+    with open(sparse, "wb") as handle:
+        handle.truncate(40 * 2**20)  # 40 MB declared, nothing on disk
+    with pytest.raises(ParseError, match=r"big\.json: the file is 40\.0 MB, the limit for this kind of file is 1\.0 MB"):
+        read_json_file(sparse, max_bytes=2**20)
+    with pytest.raises(ParseError, match=r"zero: the file is more than 1\.0 MB, the limit for this kind of file"):
+        read_text_file("/dev/zero", max_bytes=2**20, source="zero")  # size 0 in its header, endless when read
+    (tmp_path / "latin.json").write_bytes('{"caf\xe9": 1}'.encode("latin-1"))
+    with pytest.raises(ParseError, match=r"latin\.json: the file is not UTF-8 text \(byte 5\)"):
+        read_json_file(tmp_path / "latin.json")
+    (tmp_path / "bom.json").write_bytes(b'\xef\xbb\xbf{"a": 1}')
+    assert read_json_file(tmp_path / "bom.json") == {"a": 1}

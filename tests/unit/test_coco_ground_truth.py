@@ -85,6 +85,10 @@ def test_rle_string_decoder_matches_pycocotools() -> None:
         ([[1.0, 2.0, 3.0]], r"odd number of coordinates"),
         ([["1", 2, 3, 4, 5, 6]], r"list of number lists"),
         ("polygon", r"polygon list or an RLE object"),
+        # prepare and the corrections import share these checks (issue 23): an outline pycocotools would
+        # need gigabytes for, and a run length whose digits alone cost quadratic time.
+        ([[float(v) for i in range(12_000) for v in ((WIDTH - 1) * (i % 2), i / 400)]], r"outline is \d+ pixels long"),
+        ({"size": [HEIGHT, WIDTH], "counts": "o" * 50_000 + "0"}, r"run length at 13 has more than 64 bits"),
     ],
 )
 def test_malformed_segmentations_are_refused_before_pycocotools(segmentation: object, message: str) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -51,3 +53,17 @@ def test_training_summary_leaves_the_warm_up_step_out() -> None:
     record = TrainingRecord(losses=[2.0, 1.5, 1.0], matches=[0.0] * 3, pushes=[0.0] * 3, step_seconds=[9.0, 0.1, 0.3])
     summary = training_summary(record, pairs=7, device="cpu")
     assert summary == {"pairs": 7, "steps": 3, "loss_first": 2.0, "loss_last": 1.0, "seconds_per_step_median": 0.2, "device": "cpu"}
+
+
+def test_overlay_ids_naming_no_image_are_reported_not_silently_dropped(tmp_path: Path) -> None:
+    """`evaluate.overlay_ids` naming unknown ids drew "0 images" with no warning; the evaluate stage now
+    warns and records them in evaluation_run.json."""
+    from wsss.evaluation.protocol import EvaluateSettings, overlay_choice
+    from wsss.io.records import EvaluationRun
+
+    ids = ["a", "b", "c"]
+    assert overlay_choice(EvaluateSettings(max_overlays=2), ids) == (["a", "b"], [])
+    assert overlay_choice(EvaluateSettings(overlay_ids=("c", "zebra", "a", "zebra", "B")), ids) == (["a", "c"], ["zebra", "B"])
+    record = EvaluationRun(None, {}, {}, "0" * 64, None, overlay_ids_not_found=["zebra", "B"])
+    record.write(tmp_path / "run.json")
+    assert EvaluationRun.read(tmp_path / "run.json").overlay_ids_not_found == ["zebra", "B"]

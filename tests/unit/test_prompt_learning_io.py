@@ -50,3 +50,15 @@ def test_learned_scores_sit_next_to_the_fixed_ones() -> None:
     rows = background_comparison_rows(both)
     assert rows == [{"artifact": "cam_refined.alpha=1", "fixed": round(float(fixed["cam_refined.alpha=1"].mean_iou), 4), "learned": 1.0,
                      "delta": round(1.0 - float(fixed["cam_refined.alpha=1"].mean_iou), 4)}]
+
+
+@pytest.mark.parametrize(("value", "name"), [(float("nan"), "background_text"), (float("inf"), "context"), (-float("inf"), "class_text")])
+def test_non_finite_learned_prompts_are_refused_when_read_naming_the_file(tmp_path: Path, value: float, name: str) -> None:
+    """Were refused only after the whole second pass, without naming the file."""
+    from safetensors.torch import save_file
+
+    tensors = {"context": torch.randn(2, 3, 8), "background_text": torch.randn(2, 4), "class_text": torch.randn(2, 4)}
+    tensors[name].view(-1)[1] = value
+    save_file(tensors, str(tmp_path / "prompts.safetensors"), metadata={"class_names": '["cat", "boat"]'})
+    with pytest.raises(StoreError, match=rf"prompts\.safetensors: tensor '{name}' holds 1 NaN or infinite values"):
+        load_learned_prompts(tmp_path / "prompts.safetensors")

@@ -77,3 +77,24 @@ def test_caa_on_cuda_equals_caa_on_the_cpu(cam_dir: Path) -> None:
             np.testing.assert_allclose(on_gpu.arrays["refined"], on_cpu.arrays["refined"], atol=1e-5)
     finally:
         torch.backends.cuda.matmul.allow_tf32 = previous
+
+
+@pytest.mark.parametrize(("cuda_devices", "reason"), [
+    (0, r"is 'cuda:7' but torch sees no CUDA device here \(set {key}: cpu\)"),
+    (1, r"is 'cuda:7' but torch sees 1 CUDA device\(s\) here, cuda:0 to cuda:0 \(set {key}: cuda:0, or cpu\)"),
+])
+def test_a_device_this_machine_lacks_is_refused_naming_the_key_before_clip_loads(
+    monkeypatch: pytest.MonkeyPatch, cam_dir: Path, cuda_devices: int, reason: str
+) -> None:
+    """`clip.device: cuda:7` used to end in a torch traceback (exit 1); one rule for clip.device and caa.device."""
+    from tasks.clip_model import load_stage_clip
+    from wsss.clip.settings import ClipSettings
+    from wsss.params import Params
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: cuda_devices > 0)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: cuda_devices)
+    monkeypatch.setattr("tasks.clip_model.load_clip", lambda *args, **kwargs: pytest.fail("CLIP was loaded"))
+    with pytest.raises(ConfigError, match=r"^clip\.device " + reason.format(key=r"clip\.device") + "$"):
+        load_stage_clip(Params().replace(clip=ClipSettings(device="cuda:7", random_init=True)))
+    with pytest.raises(ConfigError, match=r"^caa\.device " + reason.format(key=r"caa\.device") + "$"):
+        RefineStored(cam_dir, CaaSettings(device="cuda:7"))("img0")

@@ -107,7 +107,9 @@ def test_history_archive_and_run_log(tmp_path: Path) -> None:
 
 
 def test_runner_and_relabel_sections_are_validated() -> None:
-    assert build_section(RunnerSettings, None, "runner").kind == "sequential"
+    assert build_section(RunnerSettings, {}, "runner").kind == "sequential"
+    with pytest.raises(ConfigError, match=r"runner is null; a section is a mapping"):
+        build_section(RunnerSettings, None, "runner")
     settings = build_section(RunnerSettings, {"kind": "sequential", "workers": 3}, "runner").with_overrides({"kind": "dask", "address": None})
     assert (settings.kind, settings.workers, settings.address) == ("dask", 3, None)
     with pytest.raises(ConfigError, match="runner.kind"):

@@ -75,7 +75,7 @@ def test_a_bad_correction_exits_2_naming_the_file(tmp_path: Path, capsys: pytest
     bad = tmp_path / "img01.png"
     Image.fromarray(np.zeros((HEIGHT + 1, WIDTH), np.uint8)).save(bad)
     code, _, err = run(["import-corrections", "--root", str(tmp_path), str(bad)], capsys)
-    assert code == 2 and f"{bad}: mask is {WIDTH}x{HEIGHT + 1} but image 'img01' is {WIDTH}x{HEIGHT}" in err
+    assert code == 2 and f"{bad}: is {WIDTH}x{HEIGHT + 1} but its image is {WIDTH}x{HEIGHT}" in err
     assert not (tmp_path / "corrections" / "masks").exists()
 
 
@@ -85,3 +85,14 @@ def test_registering_the_commands_imports_nothing_heavy() -> None:
             "print(sorted(m for m in sys.modules if m.startswith(('wsss', 'numpy', 'PIL'))))")
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "['wsss', 'wsss.errors', 'wsss.review', 'wsss.review.cli']"
+
+
+def test_export_into_an_existing_file_exits_2_naming_it(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    """Was a FileExistsError traceback."""
+    build_tree(tmp_path)
+    target = tmp_path / "annotations.json"
+    target.write_text("keep me")
+    code, out, err = run(["export", "--root", str(tmp_path), "--format", "coco", "--out", str(target)], capsys)
+    assert (code, out) == (2, "")
+    assert err == f"error: {target}: is an existing file; the export writes into a folder (give a folder, it is created if missing)\n"
+    assert target.read_text() == "keep me"

@@ -155,3 +155,61 @@ def test_array_larger_than_the_memory_limit_is_refused(tmp_path: Path) -> None:
     assert CamStore(tmp_path, max_array_bytes=864).read("a", ["attention"]).arrays["attention"].shape == (12, 12)
     assert len(CamStore(tmp_path, max_array_bytes=200).verify()) == 3
 
+
+
+def flipped_image_ids(handle: h5py.File) -> None:
+    """The root metadata names an image the shard does not hold (what a flipped attribute or a hand merge leaves)."""
+    from wsss.io.attributes import to_attr
+
+    handle.attrs["image_ids"] = to_attr(["a", "astronaut", "c"])
+
+
+def images_not_a_group(handle: h5py.File) -> None:
+    """The images' metadata unreadable while the root attributes still read (a flipped byte did this)."""
+    del handle["images"]
+    handle.create_dataset("images", data=np.zeros(3, np.float32))
+
+
+@pytest.mark.parametrize("tamper", [flipped_image_ids, images_not_a_group])
+def test_refine_refuses_a_cam_shard_whose_metadata_disagrees_naming_it(tmp_path: Path, tamper: Callable[[h5py.File], None]) -> None:
+    """refine used to die with `KeyError: 'astronaut'` (tasks/refine.py) where `wsss inspect --verify` named the shard."""
+    from tasks.refine import run_refine
+    from wsss.catalog import ArtifactLayout
+    from wsss.params import Params
+
+    layout = ArtifactLayout(tmp_path)
+    path = write_store(layout.cams)
+    with h5py.File(path, "r+") as handle:
+        handle.attrs["shard_index"] = 0
+        tamper(handle)
+    with pytest.raises(StoreError, match=re.escape(str(path)) + r": (its image_ids attribute does not list|cannot read its images' content keys)"):
+        run_refine(Params(), layout)
+    assert not layout.refined.exists() or not any(layout.refined.iterdir())
+
+
+def test_a_refused_virtual_dataset_does_not_crash_the_process_at_exit(tmp_path: Path) -> None:
+    """The refusal was right, then the stage died with a segfault (exit 139, not 2): the error, kept alive
+    on a thread until exit as Prefect keeps a failed run's exception, held the refused HDF5 dataset."""
+    import subprocess
+    import sys
+    import textwrap
+
+    store_dir = tmp_path / "cams"
+    with h5py.File(write_store(store_dir), "r+") as handle:
+        virtual_dataset(handle, tmp_path)
+    script = textwrap.dedent(f"""
+        import threading
+        from wsss.errors import StoreError
+        from wsss.io import CamStore
+        def keep(error, forever=threading.Event()):
+            forever.wait()
+
+        try:
+            CamStore({str(store_dir)!r}).read("b", ["gradcam", "attention"])
+        except StoreError as error:
+            print(error)
+            threading.Thread(target=keep, args=(error,), daemon=True).start()
+    """)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert "is a virtual dataset (VDS) mapping other files; refused" in result.stdout
+    assert result.returncode == 0, (result.returncode, result.stderr[-2000:])

@@ -14,7 +14,7 @@ from pathlib import Path
 import torch
 
 from wsss.cam.caa import CaaSettings, refine_image
-from wsss.errors import ConfigError
+from wsss.devices import torch_device
 from wsss.incremental import ImageOutput
 from wsss.io import CamStore
 
@@ -28,11 +28,8 @@ REFINED_ATTRS = ("class_ids", "tags", "original_size", "source_path", "source_sh
 
 
 def caa_device(settings: CaaSettings) -> torch.device:
-    """The device CAA runs on; a CUDA device that torch cannot see is an error naming the key."""
-    device = torch.device(settings.device)
-    if device.type == "cuda" and not torch.cuda.is_available():
-        raise ConfigError(f"caa.device is {settings.device!r} but torch sees no CUDA device here (set caa.device: cpu)")
-    return device
+    """The device CAA runs on; a device that torch cannot see is an error naming the key."""
+    return torch_device(settings.device, "caa.device")
 
 
 @dataclass(frozen=True)

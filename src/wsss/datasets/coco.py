@@ -73,28 +73,38 @@ class CocoIndex:
     """What the loader needs from an instances JSON, by COCO image id.
 
     Attributes:
+        categories: category names (renamed) by category id.
         file_names: image file names.
         sizes: `(width, height)` from the JSON (either may be None when absent).
         tags: unique renamed category names of the annotated images.
         annotations: each annotated image's annotations, in JSON order.
         class_of: the renamed class name of each annotation of `annotations` (parallel lists).
         has_segmentation: whether any annotation in the file carries a segmentation.
+        refused: images left out, with the reason (an annotation of an unknown category).
     """
 
+    categories: dict[int, str] = field(default_factory=dict)
     file_names: dict[int, str] = field(default_factory=dict)
     sizes: dict[int, tuple[Any, Any]] = field(default_factory=dict)
     tags: dict[int, tuple[str, ...]] = field(default_factory=dict)
     annotations: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     class_of: dict[int, list[str]] = field(default_factory=dict)
     has_segmentation: bool = False
+    refused: dict[int, str] = field(default_factory=dict)
 
 
-def index_instances(data: Any, path: Path, category_to_class: Mapping[str, str] | None = None) -> CocoIndex:
+def index_instances(
+    data: Any, path: Path, category_to_class: Mapping[str, str] | None = None, failures: FailureReport | None = None,
+) -> CocoIndex:
     """Index a parsed instances JSON (categories renamed through `category_to_class`).
+
+    With `failures`, an annotation that names an unknown (or no integer) image id is recorded
+    there and left out, and an image with an annotation of an unknown category is marked refused
+    (`CocoIndex.refused`: its tags and ground truth would be incomplete); the rest is kept.
 
     Raises:
         DatasetError: on missing sections, wrong types, repeated image or category ids, and
-            annotations that refer to unknown images or categories.
+            (without `failures`) annotations that refer to unknown images or categories.
     """
     rename = dict(category_to_class or {})
     categories: dict[int, str] = {}
@@ -104,7 +114,7 @@ def index_instances(data: Any, path: Path, category_to_class: Mapping[str, str] 
             raise DatasetError(f"{path}: category id {category_id} appears twice")
         name = _str_field(entry, "name", path, f"categories[{index}]")
         categories[category_id] = rename.get(name, name)
-    coco = CocoIndex()
+    coco = CocoIndex(categories)
     for index, entry in enumerate(_section(data, "images", path)):
         image_id = _int_field(entry, "id", path, f"images[{index}]")
         if image_id in coco.file_names:
@@ -113,15 +123,31 @@ def index_instances(data: Any, path: Path, category_to_class: Mapping[str, str] 
         coco.sizes[image_id] = (entry.get("width"), entry.get("height"))
     for index, entry in enumerate(_section(data, "annotations", path)):
         what = f"annotations[{index}]"
-        image_id = _int_field(entry, "image_id", path, what)
-        category_id = _int_field(entry, "category_id", path, what)
-        if image_id not in coco.file_names:
-            raise DatasetError(f"{path}: {what} refers to unknown image id {image_id}")
-        if category_id not in categories:
-            raise DatasetError(f"{path}: {what} refers to unknown category id {category_id}")
+        try:
+            image_id = _int_field(entry, "image_id", path, what)
+            if image_id not in coco.file_names:
+                raise DatasetError(f"{path}: {what} refers to unknown image id {image_id}")
+        except DatasetError as error:
+            if failures is None:
+                raise
+            failures.add(f"{what} (id {entry.get('id') if isinstance(entry, dict) else None})", str(path),
+                         f"{error}; the annotation is left out")
+            continue
+        try:
+            category_id = _int_field(entry, "category_id", path, what)
+            if category_id not in categories:
+                raise DatasetError(f"{path}: {what} refers to unknown category id {category_id}")
+        except DatasetError as error:
+            if failures is None:
+                raise
+            coco.refused.setdefault(image_id, f"{error}; the image's tags and ground truth would be incomplete")
+            continue
         coco.annotations.setdefault(image_id, []).append(entry)
         coco.class_of.setdefault(image_id, []).append(categories[category_id])
         coco.has_segmentation = coco.has_segmentation or entry.get("segmentation") is not None
+    for image_id in coco.refused:  # kept in the index, so the image is reported under its own id
+        coco.class_of.setdefault(image_id, [])
+        coco.annotations.setdefault(image_id, [])
     coco.tags = {image_id: unique_in_order(names) for image_id, names in coco.class_of.items()}
     return coco
 
@@ -162,15 +188,17 @@ def load_coco(
         name: manifest name; default the JSON file's stem.
         failures: when given, per-image problems (unsafe name, duplicate or colliding stem,
             unknown tag, missing or unreadable image, size disagreeing with the JSON, malformed
-            segmentation) are recorded there and the image left out; problems of the JSON itself
-            still raise.
+            segmentation, an annotation of an unknown category) are recorded there and the image
+            left out, and an annotation naming an unknown image is recorded and left out; problems
+            of the JSON itself still raise.
 
     Returns:
         The manifest; image id = file-name stem; images without annotations are left out.
 
     Raises:
-        DatasetError: naming the file for a missing or malformed JSON, a missing
-            `ground_truth_dir`, and (without `failures`) every per-image problem.
+        DatasetError: naming the file for a missing or malformed JSON, one in which no image has
+            a usable annotation, a missing `ground_truth_dir`, and (without `failures`) every
+            per-image problem.
     """
     root = Path(root)
     for relative, what in ((instances_json, "instances_json"), (images_dir, "images_dir")):
@@ -178,13 +206,21 @@ def load_coco(
     check_ground_truth_dir(root, ground_truth_dir)
     json_path = safe_join(root, instances_json)
     data = parse_json(read_text(json_path, "instances JSON"), str(json_path))
-    coco = index_instances(data, json_path, category_to_class)
+    coco = index_instances(data, json_path, category_to_class, failures)
+    if not any(coco.tags.values()):
+        raise DatasetError(
+            f"{json_path}: no image has a usable annotation ({len(coco.file_names)} images, "
+            f"{len(data['annotations'])} annotations), so no image has tags (images without annotations are skipped)"
+        )
     usable, stems = _usable_images(coco, json_path, failures)
     masks = None
     if ground_truth_dir is None and derived_ground_truth is not None and coco.has_segmentation:
         masks = _DerivedMasks(Path(derived_ground_truth), json_path, tuple(class_names))
     records = []
     for coco_id, image_id in zip(usable, stems, strict=True):
+        if coco_id in coco.refused and failures is not None:
+            failures.add(image_id, str(json_path), coco.refused[coco_id])
+            continue
         try:
             record = _coco_record(root, json_path, images_dir, coco, coco_id, image_id, class_names, ground_truth_dir)
             records.append(masks.attach(record, coco, coco_id) if masks else record)
@@ -254,7 +290,7 @@ def _coco_record(
     if expected != (None, None) and expected != (record.width, record.height):
         raise DatasetError(
             f"{json_path}: image {coco_id} ({record.image_path}) is {record.width}x{record.height} "
-            f"in its header but {expected[0]}x{expected[1]} in the JSON"
+            f"in its header but {expected[0]!r}x{expected[1]!r} in the JSON"
         )
     return record
 

@@ -36,6 +36,11 @@ from wsss.palette import palette_png_bytes
 # Part of every cache key: bump when the rasterisation rule changes so cached maps are redone.
 RASTER_RULE_VERSION = 1
 _MIN_POLYGON_NUMBERS = 6  # three points; fewer enclose no area (and four would be read as a box)
+_MAX_RUN_BITS = 64
+_MAX_PERIMETER_PER_SIDE = 256
+"""pycocotools rasterises a polygon through buffers of about 100 bytes per pixel of its outline (5x
+upsampled), unchecked: a million vertices inside the image crashed the process. An annotation's
+outline may be this many times width + height long (a 640x480 image: 286,720 pixels, ~30 MB)."""
 
 
 def rle_string_counts(counts: str) -> list[int]:
@@ -58,6 +63,8 @@ def rle_string_counts(counts: str) -> list[int]:
             more = bool(code & 0x20)
             position += 1
             shift += 5
+            if shift > _MAX_RUN_BITS:  # no image has 2**64 pixels; a longer number only costs time
+                raise ValueError(f"a run length at {position} has more than {_MAX_RUN_BITS} bits")
             if not more and code & 0x10:
                 value -= 1 << shift  # sign extension
         if len(runs) > 2:
@@ -86,8 +93,8 @@ def _checked_rle(segmentation: Mapping[str, Any], height: int, width: int) -> di
 
 
 def _checked_polygons(segmentation: list[Any], height: int, width: int) -> list[list[float]]:
-    """The rings with at least three points; coordinates finite and near the image."""
-    rings = []
+    """The rings with at least three points; coordinates finite and near the image, outline bounded."""
+    rings, outline = [], 0.0
     for ring in segmentation:
         if not isinstance(ring, list) or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in ring):
             raise ValueError("a polygon must be a list of number lists [x1, y1, x2, y2, ...]")
@@ -101,6 +108,14 @@ def _checked_polygons(segmentation: list[Any], height: int, width: int) -> list[
             raise ValueError(f"a polygon has coordinates that are not finite or far outside the {width}x{height} image")
         if len(ring) >= _MIN_POLYGON_NUMBERS:
             rings.append([float(v) for v in ring])
+            # pycocotools walks each edge in max(|dx|, |dy|) steps, the closing edge included.
+            closed_x, closed_y = np.asarray([*xs, xs[0]], dtype=np.float64), np.asarray([*ys, ys[0]], dtype=np.float64)
+            outline += float(np.maximum(np.abs(np.diff(closed_x)), np.abs(np.diff(closed_y))).sum())
+    if outline > _MAX_PERIMETER_PER_SIDE * (width + height):
+        raise ValueError(
+            f"the polygons' outline is {outline:.0f} pixels long, more than {_MAX_PERIMETER_PER_SIDE} times the "
+            f"{width}x{height} image's width + height"
+        )
     return rings
 
 

@@ -14,7 +14,6 @@ import io
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from pathlib import Path, PurePosixPath
-from typing import Any
 
 from wsss.datasets.ground_truth import check_ground_truth_dir, existing_ground_truth
 from wsss.datasets.ids import colliding_ids, collision_reason
@@ -66,14 +65,6 @@ def parse_tags_csv(text: str, path: Path) -> list[tuple[str, tuple[str, ...], st
     return rows
 
 
-def _refuse_repeated_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """object_pairs_hook: a repeated image name would silently drop tags, so refuse it."""
-    repeated = sorted(key for key, count in Counter(key for key, _ in pairs).items() if count > 1)
-    if repeated:
-        raise ValueError(f"repeated keys {repeated}")
-    return dict(pairs)
-
-
 def parse_tags_json(text: str, path: Path) -> list[tuple[str, tuple[str, ...], str]]:
     """`(image name, tags, where)` per entry of a JSON object of tag lists.
 
@@ -81,7 +72,7 @@ def parse_tags_json(text: str, path: Path) -> list[tuple[str, tuple[str, ...], s
         DatasetError: naming the file and line/column for syntax errors, the key for wrong types,
             and repeated keys.
     """
-    data = parse_json(text, str(path), object_pairs_hook=_refuse_repeated_keys)
+    data = parse_json(text, str(path))  # a repeated image name is refused (it would drop tags)
     if not isinstance(data, dict):
         raise DatasetError(f"{path}: expected a JSON object of image name -> tag list, got {type(data).__name__}")
     rows = []

@@ -17,6 +17,8 @@ score counts the same pixels.
 
 from __future__ import annotations
 
+import io
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +37,49 @@ ENCODING_HELP = (
 )
 
 
+def read_label_pixels(
+    path: Path,
+    *,
+    what: str = "ground-truth mask",
+    size: tuple[int, int] | None = None,
+    modes: Sequence[str] = GROUND_TRUTH_MODES,
+    data: bytes | None = None,
+) -> tuple[np.ndarray, str]:
+    """The pixels and PIL mode of a label-map file, its mode and (given `size`, `(width, height)`)
+    its size checked on the header, before anything is decoded: a decompression bomb declares a
+    size no image of the manifest has.
+
+    Args:
+        path: the file (named in errors; read unless `data` holds its bytes).
+        what: what the file is, for the errors ("ground-truth mask", "corrected mask").
+        size: the image's size the map must have; None = any (checked by the caller).
+        modes: the accepted PIL modes.
+        data: the file's bytes, when the caller has read them already.
+
+    Raises:
+        DatasetError: naming the file when it is missing, cannot be decoded, has a refused mode or
+            another size than `size`.
+    """
+    try:
+        with warnings.catch_warnings():
+            if size is not None:  # checked below, before decoding: PIL's warning would only be noise
+                warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            handle = Image.open(io.BytesIO(data) if data is not None else path)
+        with handle:
+            mode = handle.mode
+            if mode not in modes:
+                raise DatasetError(f"{what} {path} is a mode {mode!r} image; {ENCODING_HELP}")
+            if size is not None and handle.size != tuple(size):
+                raise DatasetError(f"{what} {path} is {handle.size[0]}x{handle.size[1]} but its image is {size[0]}x{size[1]}")
+            handle.load()
+            labels = np.asarray(handle)
+    except FileNotFoundError:
+        raise DatasetError(f"{what} {path} not found") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
+        raise DatasetError(f"{what} {path} cannot be decoded ({type(error).__name__}: {error})") from None
+    return labels, mode
+
+
 def decode_label_map(path: Path) -> np.ndarray:
     """The pixel values of a label-map file as an integer array `(H, W)`, mode checked.
 
@@ -42,36 +87,26 @@ def decode_label_map(path: Path) -> np.ndarray:
         DatasetError: naming the file when it is missing, cannot be decoded or is not a
             palette/single-channel image.
     """
-    try:
-        with Image.open(path) as handle:
-            mode = handle.mode
-            if mode not in GROUND_TRUTH_MODES:
-                raise DatasetError(f"ground-truth mask {path} is a mode {mode!r} image; {ENCODING_HELP}")
-            handle.load()
-            labels = np.asarray(handle)
-    except FileNotFoundError:
-        raise DatasetError(f"ground-truth mask {path} not found") from None
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError) as error:
-        raise DatasetError(f"ground-truth mask {path} cannot be decoded ({type(error).__name__}: {error})") from None
+    labels, _ = read_label_pixels(path)
     if labels.ndim != 2:
         raise DatasetError(f"ground-truth mask {path} has shape {labels.shape}; {ENCODING_HELP}")
     return labels
 
 
-def label_values_problem(labels: np.ndarray, num_classes: int) -> str | None:
-    """Why `labels` holds values other than 0..num_classes and 255, or None.
+def label_values_problem(labels: np.ndarray, num_classes: int, ignore_label: int = IGNORE_LABEL) -> str | None:
+    """Why `labels` holds values other than 0..num_classes and `ignore_label`, or None.
 
     Shape:
         labels: `(H, W)` integer.
     """
     wide = labels.astype(np.int64, copy=False)
-    bad = ((wide < 0) | (wide > num_classes)) & (wide != IGNORE_LABEL)
+    bad = ((wide < 0) | (wide > num_classes)) & (wide != ignore_label)
     if not bad.any():
         return None
     values = np.unique(wide[bad])
     shown = ", ".join(str(int(value)) for value in values[:8]) + (", ..." if len(values) > 8 else "")
     return (
-        f"has values outside 0..{num_classes} and {IGNORE_LABEL} ({shown}; {int(bad.sum())} pixels) "
+        f"has values outside 0..{num_classes} and {ignore_label} ({shown}; {int(bad.sum())} pixels) "
         f"for {num_classes} classes; {ENCODING_HELP}"
     )
 

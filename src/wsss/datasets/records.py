@@ -25,7 +25,7 @@ from typing import Any
 
 from PIL import Image, UnidentifiedImageError
 
-from wsss.bounded_parsing import ParseError, loads_json
+from wsss.bounded_parsing import MAX_DATASET_BYTES, ParseError, loads_json, read_text_file
 from wsss.datasets.ids import check_no_colliding_ids
 from wsss.errors import DatasetError
 
@@ -166,13 +166,14 @@ def image_header_size(path: Path | str) -> tuple[int, int]:
 
 
 def read_text(path: Path, what: str) -> str:
-    """A UTF-8 text file (BOM tolerated); DatasetError naming the file when missing or undecodable."""
+    """A UTF-8 text file (BOM tolerated) of at most `MAX_DATASET_BYTES` (checked before reading);
+    DatasetError naming the file when missing, too large or undecodable."""
     try:
-        return path.read_bytes().decode("utf-8-sig")
+        return read_text_file(path, max_bytes=MAX_DATASET_BYTES, source=f"{path}: {what}")
     except FileNotFoundError:
         raise DatasetError(f"{path}: {what} not found") from None
-    except UnicodeDecodeError as error:
-        raise DatasetError(f"{path}: {what} is not UTF-8 (byte {error.start})") from error
+    except ParseError as error:
+        raise DatasetError(str(error)) from None
     except OSError as error:
         raise DatasetError(f"{path}: cannot read {what} ({error.strerror or error})") from error
 

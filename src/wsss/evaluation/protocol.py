@@ -42,6 +42,15 @@ class EvaluateSettings:
         check_fields(self)
 
 
+def overlay_choice(settings: EvaluateSettings, image_ids: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The images drawn as overlays (manifest order), and the `overlay_ids` that name no image of the
+    manifest (reported by the stage: they used to draw "0 images" without a word)."""
+    if not settings.overlay_ids:
+        return list(image_ids[: settings.max_overlays]), []
+    known, wanted = set(image_ids), set(settings.overlay_ids)
+    return [i for i in image_ids if i in wanted], [i for i in dict.fromkeys(settings.overlay_ids) if i not in known]
+
+
 @dataclass(frozen=True)
 class ImageMaps:
     """What the protocol scores for one image with ground truth.

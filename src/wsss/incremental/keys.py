@@ -70,11 +70,14 @@ class StoredKey:
     key: str | None
 
 
-def stored_keys(store_dir: Path) -> dict[str, StoredKey]:
+def stored_keys(store_dir: Path, *, strict: bool = False) -> dict[str, StoredKey]:
     """image id -> (shard, content key) of every image in a store directory (empty if none).
 
     An unreadable shard is skipped (its images are simply recomputed); an id found in two
-    shards is an error naming both files.
+    shards is an error naming both files. `strict` is for a store that is a stage's input (refine
+    reads the CAM store): an unreadable shard, or one whose `image_ids` attribute does not list
+    exactly the images it holds, is a StoreError naming it (it used to be skipped, and refine
+    died with `KeyError: 'astronaut'`).
     """
     found: dict[str, StoredKey] = {}
     for path in sorted(Path(store_dir).glob("shard-*.h5")):
@@ -84,8 +87,15 @@ def stored_keys(store_dir: Path) -> dict[str, StoredKey]:
                 entries = {
                     image_id: _key_of(images[image_id].attrs.get(CONTENT_KEY_ATTR)) for image_id in (images or {})
                 }
-        except (OSError, KeyError, ValueError, RuntimeError):
+                listed = from_attr(handle.attrs["image_ids"]) if strict else None
+        except (OSError, KeyError, ValueError, RuntimeError, TypeError) as error:
+            if strict:
+                raise StoreError(f"{path}: cannot read its images' content keys, shard damaged? ({error}); "
+                                 f"`wsss inspect {store_dir} --verify` lists what is wrong") from None
             continue
+        if strict and (not isinstance(listed, list) or sorted(map(str, listed)) != sorted(entries)):
+            raise StoreError(f"{path}: its image_ids attribute does not list the {len(entries)} images it holds; "
+                             f"`wsss inspect {store_dir} --verify` lists what is wrong")
         for image_id, key in entries.items():
             if image_id in found:
                 raise StoreError(f"{path}: image {image_id!r} is also in {found[image_id].shard}")

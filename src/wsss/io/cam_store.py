@@ -13,6 +13,7 @@ an error naming the shard, the image and the reason.
 from __future__ import annotations
 
 import itertools
+import traceback
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ class StoredImage:
 
 @contextmanager
 def open_shard(path: Path) -> Iterator[h5py.File]:
+    """The shard opened read-only; errors leave as a StoreError naming it, holding no HDF5 object."""
     try:
         handle = h5py.File(path, "r")
     except _READ_ERRORS as error:
@@ -60,9 +62,29 @@ def open_shard(path: Path) -> Iterator[h5py.File]:
     try:
         yield handle
     except _READ_ERRORS as error:
+        _release_hdf5_objects(error)
         raise StoreError(f"{path}: unreadable, shard corrupted? ({error})") from error
+    except StoreError as error:
+        _release_hdf5_objects(error)
+        raise
     finally:
         handle.close()
+
+
+def _release_hdf5_objects(error: BaseException) -> None:
+    """Clear the finished frames of `error`'s traceback (and of its causes): their locals hold
+    the shard's HDF5 objects, e.g. the refused virtual dataset (the traceback keeps its lines).
+
+    An error kept alive until exit (Prefect keeps a failed run's exception, on its threads) freed
+    them after HDF5 had shut down: the stage printed its one error line, then died with a
+    segfault (exit 139 instead of 2).
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        traceback.clear_frames(current.__traceback__)
+        current = current.__cause__ or current.__context__
 
 
 def shard_image_ids(handle: h5py.File, path: Path) -> list[str]:

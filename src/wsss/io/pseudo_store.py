@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from wsss.bounded_parsing import loads_json
+from wsss.bounded_parsing import read_json_file
 from wsss.catalog import PseudoLayout
 from wsss.io.atomic import is_temporary, write_bytes_atomic
 from wsss.io.records import PseudoSummary
@@ -72,7 +72,7 @@ class PseudoMaskStore:
         """The stored summary row when the image's outputs are complete under `key`, else None."""
         try:
             path = self.layout.output(PseudoLayout.KEYS, image_id)
-            stored = loads_json(path.read_text(), str(path))
+            stored = read_json_file(path)
         except (OSError, ValueError):  # incl. ParseError: a damaged key only means recompute
             return None
         if not isinstance(stored, dict) or stored.get("key") != key:

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from wsss.bounded_parsing import loads_json
+from wsss.bounded_parsing import read_json_file
 from wsss.errors import StoreError
 from wsss.io.atomic import write_json_atomic
 
@@ -36,7 +36,7 @@ class JsonRecord:
         if not path.is_file():
             return None
         try:
-            data = loads_json(path.read_text(), str(path))
+            data = read_json_file(path)
         except (OSError, ValueError) as error:  # ParseError included: syntax, nesting
             raise StoreError(f"{path}: cannot read the {cls.__name__} record ({error})") from error
         if not isinstance(data, dict):
@@ -98,5 +98,6 @@ class EvaluationRun(JsonRecord):
     input_manifest_sha256: str
     model: str | None
     scored_images: list[str] = field(default_factory=list)
+    overlay_ids_not_found: list[str] = field(default_factory=list)  # `evaluate.overlay_ids` naming no image
 
     always = ("flow_run_id", "model")

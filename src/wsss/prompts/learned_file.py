@@ -67,6 +67,13 @@ def load_learned_prompts(path: Path) -> LearnedPrompts:
     missing = [name for name in TENSORS if name not in tensors]
     if missing:
         raise StoreError(f"{path}: learned prompts lack tensors {missing}")
+    for name in TENSORS:  # checked here, before the second pass computes anything with them
+        tensor = tensors[name]
+        if not tensor.is_floating_point():
+            raise StoreError(f"{path}: tensor {name!r} is {tensor.dtype}, not floating point; rerun the learn_prompts stage")
+        bad = int((~torch.isfinite(tensor)).sum())
+        if bad:
+            raise StoreError(f"{path}: tensor {name!r} holds {bad} NaN or infinite values; rerun the learn_prompts stage")
     background, classes = tensors["background_text"], tensors["class_text"]
     if background.ndim != 2 or background.shape != classes.shape or tensors["context"].shape[0] != background.shape[0]:
         raise StoreError(f"{path}: inconsistent tensor shapes {[tuple(tensors[n].shape) for n in TENSORS]}")

@@ -16,7 +16,6 @@ from wsss.review.collect import collect, worst_first
 from wsss.review.records import ReviewRecord, RunSummary
 from wsss.review.report import PAGE_SIZE, clean_report_folder, write_report
 from wsss.review.sources import PipelineOutputs
-from wsss.review.training_labels import stale_reason
 from wsss.review.triage import DEFAULT_WEIGHTS, spearman
 
 
@@ -48,11 +47,7 @@ def summarise(
         mean_iou = None if math.isnan(scores.mean_iou) else round(float(scores.mean_iou), 6)
     scored = [(r.triage_score, r.iou) for r in records if r.iou is not None]
     correlation = spearman([s for s, _ in scored], [i for _, i in scored]) if scored else float("nan")
-    stale = [
-        {"image_id": image_id, "reason": reason, "source_file": record.source_file}
-        for image_id, record in sorted(outputs.correction_records.items())
-        if (reason := stale_reason(record, outputs.image_specs.get(image_id))) is not None
-    ]
+    stale = outputs.sorted_corrections[1]  # not used by training: stale, refused, unreadable, without a record
     labels = Counter(label for r in records for label in r.mask_labels if label not in (0, outputs.pseudo.ignore_index))
     return RunSummary(
         title=title,

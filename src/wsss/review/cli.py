@@ -54,9 +54,10 @@ def run_review(args: argparse.Namespace) -> int:
 
 def run_export(args: argparse.Namespace) -> int:
     """Masks out as COCO RLE JSON, a CVAT Segmentation Mask zip, Label Studio tasks or palette PNGs."""
-    from wsss.review.exports import ExportImage, export_masks
+    from wsss.review.exports import ExportImage, export_folder, export_masks
 
     outputs = _outputs(args)
+    out = export_folder(Path(args.out) if args.out else outputs.layout.exports / args.format)  # before any mask is read
     images = []
     for image_id in outputs.image_ids():
         record = outputs.records[image_id]
@@ -70,7 +71,6 @@ def run_export(args: argparse.Namespace) -> int:
             def load(i: str = image_id) -> Any:
                 return outputs.training_mask(i)[0]
         images.append(ExportImage(image_id, record.image_path, record.width, record.height, load, origin))
-    out = Path(args.out) if args.out else outputs.layout.exports / args.format
     written = export_masks(args.format, images, outputs.class_names, out, outputs.pseudo.ignore_index, args.image_url_prefix)
     corrected = sum(image.origin == "human-corrected" for image in images)
     print(f"exported {len(images)} masks ({corrected} human-corrected) as {args.format}: "
@@ -84,8 +84,7 @@ def run_import(args: argparse.Namespace) -> int:
 
     outputs = _outputs(args)
     records, notes = import_corrections(
-        Path(args.source), outputs.corrections, outputs.image_specs, outputs.class_names,
-        outputs.pseudo.ignore_index if outputs.has_pseudo_summary() else 255,
+        Path(args.source), outputs.corrections, outputs.image_specs, outputs.class_names, outputs.ignore_index,
         relative_to=Path(args.root),
     )
     for note in notes:

@@ -64,8 +64,7 @@ def analyse(job: CollectJob) -> Collected:
         accumulator = ConfusionAccumulator(num_classes)
         accumulator.update(ground_truth, crf_labels)
         confusion = np.concatenate([accumulator.matrix, accumulator.ignored_predictions[:, None]], axis=1)
-    correction = outputs.usable_correction(image_id)
-    corrected = outputs.corrections.read_mask(correction) if correction is not None else None
+    corrected = outputs.corrected_mask(image_id)
     panels: dict[str, Any] = {}
     if job.panel_dir is not None:
         folder = f"img/{job.position // IMAGES_PER_FOLDER:03d}"
@@ -92,7 +91,7 @@ def analyse(job: CollectJob) -> Collected:
             iou=None if iou is None else round(iou, 6),
             ignored_share=round(terms.ignored_share, 6),
             mean_confidence=round(float(confidence.mean()), 6),
-            origin="human-corrected" if correction is not None else "pseudo",
+            origin="human-corrected" if corrected is not None else "pseudo",
             correction=lineage.get("correction"),
             lineage=lineage,
             panels=panels,

@@ -8,13 +8,15 @@ a stage output, so `dvc repro` and relabel runs never delete or rewrite it):
     history/<image_id>/<time>  earlier versions when a correction is imported again
 
 A record is written after its mask (both atomically), so an interrupted import leaves either the
-old correction or the new one. Reading a mask checks it against its recorded SHA-256.
+old correction or the new one. Imported files are checked by `prepare`'s own readers (COCO index
+and segmentations, the label-map reader); reading a stored mask checks its recorded SHA-256 and
+then checks it again as an import would (a hand edit or a merge may have updated both), and
+nothing that resolves outside the store is read.
 """
 
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
@@ -24,12 +26,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
-from wsss.bounded_parsing import loads_json
-from wsss.errors import WsssError
+from wsss.bounded_parsing import MAX_DATASET_BYTES, MAX_RECORD_BYTES, ParseError, loads_json, read_bytes_file, read_json_file
+from wsss.datasets.coco import index_instances
+from wsss.datasets.coco_masks import instance_mask
+from wsss.datasets.ground_truth import GROUND_TRUTH_MODES, label_values_problem, read_label_pixels
+from wsss.errors import DatasetError, WsssError
 from wsss.io.atomic import write_bytes_atomic
-from wsss.palette import palette_png_bytes, voc_palette
+from wsss.palette import labels_from_colours, palette_png_bytes
 
 MASKS, RECORDS, HISTORY = "masks", "records", "history"
 IGNORE_NAME = "ignore"
@@ -92,51 +96,37 @@ def label_names(class_names: Sequence[str], ignore_index: int = 255) -> dict[str
     return names
 
 
-def _check_labels(where: str, labels: np.ndarray, spec: ImageSpec, num_classes: int, ignore_index: int) -> None:
-    if labels.shape != (spec.height, spec.width):
-        raise CorrectionError(
-            f"{where}: mask is {labels.shape[1]}x{labels.shape[0]} but image {spec.image_id!r} is {spec.width}x{spec.height}"
-        )
-    values = np.unique(labels)
-    bad = [int(v) for v in values if not (0 <= v < num_classes or v == ignore_index)]
-    if bad:
-        raise CorrectionError(
-            f"{where}: label values {bad[:10]} are outside 0..{num_classes - 1} and {ignore_index} (ignore)"
-        )
+COLOUR_MODES = ("RGB", "RGBA")
+"""Besides the ground-truth encodings: colour masks in the dataset palette (CVAT's mask export)."""
 
 
-def _labels_from_png(path: Path, data: bytes, num_classes: int, ignore_index: int) -> np.ndarray:
+def _checked_labels(where: str, labels: np.ndarray, num_classes: int, ignore_index: int) -> np.ndarray:
+    """`labels` as uint8 when every value is a label (0..C-1 with background, or the ignore index)."""
+    problem = label_values_problem(labels, num_classes - 1, ignore_index)
+    if problem is not None:
+        raise CorrectionError(f"{where}: mask {problem}")
+    return labels.astype(np.uint8)
+
+
+def decode_mask(
+    path: Path, data: bytes, spec: ImageSpec, num_classes: int, ignore_index: int, modes: Sequence[str] = (*GROUND_TRUTH_MODES, *COLOUR_MODES),
+) -> np.ndarray:
+    """A mask PNG's labels `(H, W)` uint8, read as `prepare` reads ground truth: mode and size checked on
+    the header before decoding (a decompression bomb is refused unread), values 0..C-1 or the ignore index.
+
+    Raises:
+        CorrectionError: naming the file and the reason.
+    """
     try:
-        with Image.open(io.BytesIO(data)) as image:
-            image.load()
-            mode = image.mode
-            array = np.asarray(image)
-    except (OSError, ValueError) as error:
-        raise CorrectionError(f"{path}: not a readable PNG ({error})") from error
-    if mode in ("P", "L"):
-        return array.astype(np.uint8)
-    if mode in ("I", "I;16", "I;16B"):
-        if array.min() < 0 or array.max() > 255:
-            raise CorrectionError(f"{path}: 16/32-bit label values must lie in 0..255, got {array.min()}..{array.max()}")
-        return array.astype(np.uint8)
-    if mode in ("RGB", "RGBA"):
-        # Colour masks (e.g. CVAT's Segmentation Mask export) in the dataset palette.
-        palette = voc_palette()
-        codes = {tuple(int(c) for c in palette[v]): v for v in [*range(num_classes), ignore_index]}
-        rgb = array[..., :3].astype(np.uint32)
-        packed = (rgb[..., 0] << 16) | (rgb[..., 1] << 8) | rgb[..., 2]
-        colours, inverse = np.unique(packed.ravel(), return_inverse=True)
-        lookup = np.zeros(len(colours), dtype=np.uint8)
-        for position, code in enumerate(colours):
-            colour = (int(code) >> 16, (int(code) >> 8) & 255, int(code) & 255)
-            if colour not in codes:
-                count = int(np.sum(inverse == position))
-                raise CorrectionError(
-                    f"{path}: colour {colour} ({count} pixels) is not a class colour of the dataset palette"
-                )
-            lookup[position] = codes[colour]
-        return lookup[inverse].reshape(packed.shape)
-    raise CorrectionError(f"{path}: PNG mode {mode} is not a label mask (use palette, 8-bit grey or RGB class colours)")
+        array, mode = read_label_pixels(path, what="mask", size=(spec.width, spec.height), modes=modes, data=data)
+    except DatasetError as error:
+        raise CorrectionError(f"{path}: {str(error).removeprefix(f'mask {path} ')}") from None
+    if mode in COLOUR_MODES:
+        try:
+            return labels_from_colours(array, [*range(num_classes), ignore_index])
+        except ValueError as error:
+            raise CorrectionError(f"{path}: {error}") from None
+    return _checked_labels(str(path), array, num_classes, ignore_index)
 
 
 def _display(path: Path, relative_to: Path | None) -> str:
@@ -158,8 +148,7 @@ def read_png_correction(
         data = path.read_bytes()
     except OSError as error:
         raise CorrectionError(f"{path}: cannot read ({error})") from error
-    labels = _labels_from_png(path, data, len(class_names), ignore_index)
-    _check_labels(str(path), labels, spec, len(class_names), ignore_index)
+    labels = decode_mask(path, data, spec, len(class_names), ignore_index)
     return ParsedCorrection(spec.image_id, labels, _display(path, relative_to), sha256_bytes(data), "png")
 
 
@@ -167,73 +156,57 @@ def read_coco_corrections(
     path: Path, images: Mapping[str, ImageSpec], class_names: Sequence[str], ignore_index: int = 255,
     relative_to: Path | None = None,
 ) -> tuple[list[ParsedCorrection], list[str]]:
-    """Corrected masks (and notes on skipped images) from a COCO JSON file (RLE or polygons), decoded with pycocotools.
+    """Corrected masks (and notes on skipped images) from a COCO JSON file (RLE or polygons).
 
-    Images are matched by the stem of `file_name`, categories by name (`background`, the class
-    names, `ignore`). Annotations are painted in file order; where they overlap the later one wins
-    (counted in the notes). Images without any annotation are skipped (noted), since "no
-    annotation" in an exported task usually means "not looked at", not "all background".
+    Read as `prepare` reads an instances JSON (`wsss.datasets.coco.index_instances`: sections, ids,
+    references) and every segmentation checked by `wsss.datasets.coco_masks` (polygon coordinates
+    finite and near the image, RLE size the image's and runs covering it exactly) before
+    pycocotools decodes it. Images are matched by the stem of `file_name`, categories by name
+    (`background`, the class names, `ignore`). Annotations are painted in file order; where they
+    overlap the later one wins (counted in the notes). Images without any annotation are skipped
+    (noted), since "no annotation" in an exported task usually means "not looked at", not "all
+    background".
     """
-    from pycocotools import mask as mask_utils
-
     try:
-        data = path.read_bytes()
-        document = loads_json(data, str(path))
-    except (OSError, ValueError) as error:
-        raise CorrectionError(f"{path}: not a readable COCO JSON file ({error})") from error
-    if not isinstance(document, dict) or not all(isinstance(document.get(k), list) for k in ("images", "annotations", "categories")):
-        raise CorrectionError(f"{path}: a COCO file needs 'images', 'annotations' and 'categories' lists")
+        data = read_bytes_file(path, max_bytes=MAX_DATASET_BYTES)
+        coco = index_instances(loads_json(data, str(path)), path)
+    except (OSError, ParseError, DatasetError) as error:
+        raise CorrectionError(f"{path}: not a readable COCO JSON file ({str(error).removeprefix(f'{path}: ')})") from error
     names = label_names(class_names, ignore_index)
-    categories: dict[Any, int] = {}
-    for category in document["categories"]:
-        name = category.get("name")
+    for category_id, name in coco.categories.items():
         if name not in names:
-            raise CorrectionError(f"{path}: category {name!r} (id {category.get('id')}) is not a class of the dataset")
-        categories[category.get("id")] = names[name]
-    by_image: dict[Any, list[dict[str, Any]]] = {}
-    for annotation in document["annotations"]:
-        by_image.setdefault(annotation.get("image_id"), []).append(annotation)
+            raise CorrectionError(f"{path}: category {name!r} (id {category_id}) is not a class of the dataset")
     digest = sha256_bytes(data)
     parsed, notes = [], []
-    for image in document["images"]:
-        stem = Path(str(image.get("file_name", ""))).stem
-        spec = images.get(stem)
-        where = f"{path}: image {image.get('file_name')!r}"
+    for coco_id, file_name in coco.file_names.items():
+        spec = images.get(Path(file_name).stem)
+        where = f"{path}: image {file_name!r}"
         if spec is None:
-            raise CorrectionError(f"{where}: no image {stem!r} in the manifest")
-        height, width = int(image.get("height", -1)), int(image.get("width", -1))
-        if (height, width) != (spec.height, spec.width):
-            raise CorrectionError(f"{where}: is {width}x{height} in the file but {spec.width}x{spec.height} in the manifest")
-        annotations = by_image.get(image.get("id"), [])
+            raise CorrectionError(f"{where}: no image {Path(file_name).stem!r} in the manifest")
+        if coco.sizes[coco_id] != (spec.width, spec.height) or not all(type(v) is int for v in coco.sizes[coco_id]):
+            width, height = coco.sizes[coco_id]
+            raise CorrectionError(f"{where}: is {width!r}x{height!r} in the file but {spec.width}x{spec.height} in the manifest")
+        annotations = coco.annotations.get(coco_id, [])
         if not annotations:
             notes.append(f"{where}: no annotations, skipped (import an all-background correction as a PNG)")
             continue
-        labels = np.zeros((height, width), dtype=np.uint8)
-        painted = np.zeros((height, width), dtype=bool)
-        overlap = 0
-        for annotation in annotations:
-            if annotation.get("category_id") not in categories:
-                raise CorrectionError(f"{where}: annotation {annotation.get('id')} has unknown category {annotation.get('category_id')}")
-            segmentation = annotation.get("segmentation")
+        labels = np.zeros((spec.height, spec.width), dtype=np.uint8)
+        painted = np.zeros((spec.height, spec.width), dtype=bool)
+        overlap, empty = 0, []
+        for annotation, name in zip(annotations, coco.class_of[coco_id], strict=True):
             try:
-                if isinstance(segmentation, list):
-                    rle = mask_utils.merge(mask_utils.frPyObjects(segmentation, height, width))
-                elif isinstance(segmentation, dict) and isinstance(segmentation.get("counts"), list):
-                    rle = mask_utils.frPyObjects(segmentation, height, width)
-                else:
-                    rle = dict(segmentation)
-                    if isinstance(rle.get("counts"), str):
-                        rle["counts"] = rle["counts"].encode("ascii")
-                binary = mask_utils.decode(rle).astype(bool)
-            except (TypeError, ValueError, KeyError, AttributeError) as error:
-                raise CorrectionError(f"{where}: annotation {annotation.get('id')}: undecodable segmentation ({error})") from error
-            if binary.shape != (height, width):
-                raise CorrectionError(f"{where}: annotation {annotation.get('id')} is {binary.shape[::-1]}, not {width}x{height}")
+                binary = instance_mask(annotation.get("segmentation"), spec.height, spec.width).astype(bool)
+            except ValueError as error:
+                raise CorrectionError(f"{where}: annotation {annotation.get('id')}: {error}") from None
+            empty.extend([annotation.get("id")] if not binary.any() else [])
             overlap += int(np.sum(binary & painted))
-            labels[binary] = categories[annotation["category_id"]]
+            labels[binary] = names[name]
             painted |= binary
-        _check_labels(where, labels, spec, len(class_names), ignore_index)
+        if not painted.any():  # only empty shapes: as good as no annotation, not an all-background mask
+            notes.append(f"{where}: its annotations paint no pixel (empty masks, or polygons of fewer than 3 points), skipped")
+            continue
         overlaps = (f"{overlap} pixels covered by more than one annotation (the later annotation wins)",) if overlap else ()
+        overlaps += (f"annotation(s) {empty} paint no pixel (empty, or polygons of fewer than 3 points)",) if empty else ()
         parsed.append(ParsedCorrection(spec.image_id, labels, _display(path, relative_to), digest, "coco", overlaps))
     return parsed, notes
 
@@ -283,7 +256,8 @@ def read_corrections(
     if problems:
         raise CorrectionError("corrections refused, nothing was imported:\n  " + "\n  ".join(problems))
     if not parsed:
-        raise CorrectionError(f"{source}: no corrected masks found (expected <image_id>.png files or a COCO JSON)")
+        skipped = "".join(f"\n  {note}" for note in notes[:10])
+        raise CorrectionError(f"{source}: no corrected masks found (expected <image_id>.png files or a COCO JSON){skipped}")
     return parsed, notes
 
 
@@ -299,36 +273,76 @@ class CorrectionStore:
     def record_path(self, image_id: str) -> Path:
         return self.directory / RECORDS / f"{image_id}.json"
 
-    @staticmethod
-    def _read_record(path: Path) -> CorrectionRecord:
+    def _inside(self, path: Path) -> Path:
+        """`path` when it resolves inside the store (a link out of it is refused: nothing outside is read)."""
+        if not path.resolve().is_relative_to(self.directory.resolve()):
+            raise CorrectionError(f"{path}: resolves to {path.resolve()}, outside the corrections store; refused")
+        return path
+
+    def _read_record(self, path: Path) -> CorrectionRecord:
+        self._inside(path)
         try:
-            return CorrectionRecord(**loads_json(path.read_text(), str(path)))
-        except (OSError, ValueError, TypeError) as error:
+            record = CorrectionRecord(**read_json_file(path, max_bytes=MAX_RECORD_BYTES))
+        except (OSError, ValueError, TypeError) as error:  # ParseError is a ValueError
             raise CorrectionError(f"{path}: unreadable correction record ({error})") from error
+        texts = ("image_id", "mask_file", "mask_sha256", "source_file", "source_sha256", "imported_at", "image_sha256")
+        if not all(isinstance(getattr(record, key), str) for key in texts) or not all(
+            type(getattr(record, key)) is int and getattr(record, key) > 0 for key in ("width", "height")
+        ):
+            raise CorrectionError(f"{path}: unreadable correction record (a field has the wrong type)")
+        if record.image_id != path.stem:
+            raise CorrectionError(f"{path}: the record is named for {path.stem!r} but describes image {record.image_id!r}")
+        return record
 
     def records(self) -> dict[str, CorrectionRecord]:
         """Every stored correction by image id (a malformed record raises, naming its file)."""
+        return {record.image_id: record for record in map(self._read_record, self.record_files())}
+
+    def record_files(self) -> list[Path]:
         folder = self.directory / RECORDS
+        return sorted(folder.glob("*.json")) if folder.is_dir() else []
+
+    def read_records(self) -> tuple[dict[str, CorrectionRecord], dict[str, str]]:
+        """Every readable record by image id, and why each other record file cannot be read (by image id)."""
+        records, problems = {}, {}
+        for path in self.record_files():
+            try:
+                records[path.stem] = self._read_record(path)
+            except CorrectionError as error:
+                problems[path.stem] = str(error)
+        return records, problems
+
+    def masks_without_record(self) -> list[Path]:
+        """Mask files no record describes (copied in by hand, or a record deleted): never used."""
+        folder = self.directory / MASKS
         if not folder.is_dir():
-            return {}
-        records = (self._read_record(path) for path in sorted(folder.glob("*.json")))
-        return {record.image_id: record for record in records}
+            return []
+        return sorted(path for path in folder.iterdir() if not self.record_path(path.stem).is_file())
 
     def get(self, image_id: str) -> CorrectionRecord | None:
         path = self.record_path(image_id)
         return self._read_record(path) if path.is_file() else None
 
-    def read_mask(self, record: CorrectionRecord) -> np.ndarray:
-        """The stored mask, `(H, W)` uint8; refuses a file that no longer matches its record."""
-        path = self.directory / record.mask_file
+    def read_mask(self, record: CorrectionRecord, num_classes: int, ignore_index: int = 255) -> np.ndarray:
+        """The stored mask, `(H, W)` uint8, checked as an import checks it: its recorded SHA-256,
+        then size and mode on the header (before decoding) and label values 0..num_classes-1 or
+        `ignore_index` (a hand edit or a merge may have updated the record along with the mask).
+
+        Raises:
+            CorrectionError: naming the file and the reason.
+        """
+        path = self.mask_path(record.image_id)
+        if record.mask_file != path.relative_to(self.directory).as_posix():
+            raise CorrectionError(f"{self.record_path(record.image_id)}: mask_file {record.mask_file!r} is not "
+                                  f"{path.relative_to(self.directory).as_posix()!r}; refused (the store reads nothing else)")
         try:
-            data = path.read_bytes()
+            data = self._inside(path).read_bytes()
         except OSError as error:
             raise CorrectionError(f"{path}: correction of {record.image_id!r} is missing ({error})") from error
         if sha256_bytes(data) != record.mask_sha256:
             raise CorrectionError(f"{path}: content differs from its record (sha256); re-import the correction")
-        with Image.open(io.BytesIO(data)) as image:
-            return np.asarray(image, dtype=np.uint8)
+        spec = ImageSpec(record.image_id, record.width, record.height, record.image_sha256)
+        return decode_mask(path, data, spec, num_classes, ignore_index, GROUND_TRUTH_MODES)
 
     def add(self, items: Iterable[ParsedCorrection], images: Mapping[str, ImageSpec], now: datetime | None = None) -> list[CorrectionRecord]:
         """Store corrections (mask first, then record; earlier versions go to history/)."""

@@ -28,6 +28,7 @@ from xml.sax.saxutils import quoteattr
 import numpy as np
 from PIL import Image
 
+from wsss.errors import WsssError
 from wsss.io.atomic import atomic_path, write_bytes_atomic
 from wsss.review.brush_rle import mask_to_rle
 from wsss.palette import palette_png_bytes, voc_palette
@@ -184,6 +185,21 @@ def labelstudio_tasks(
     return tasks
 
 
+def export_folder(output: Path) -> Path:
+    """`output` as the export's folder, created if missing.
+
+    Raises:
+        WsssError: naming it when it is an existing file or cannot be created.
+    """
+    if output.exists() and not output.is_dir():
+        raise WsssError(f"{output}: is an existing file; the export writes into a folder (give a folder, it is created if missing)")
+    try:
+        output.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise WsssError(f"{output}: cannot create the export folder ({error.strerror or error})") from None
+    return output
+
+
 def export_masks(
     kind: str, images: Sequence[ExportImage], class_names: Sequence[str], output: Path, ignore_index: int = 255,
     image_url_prefix: str = "/data/local-files/?d=",
@@ -191,7 +207,7 @@ def export_masks(
     """Write `images` in format `kind` (one of FORMATS) under `output`; returns the files written."""
     if kind not in FORMATS:
         raise ValueError(f"unknown export format {kind!r}; choose one of {', '.join(FORMATS)}")
-    output.mkdir(parents=True, exist_ok=True)
+    export_folder(output)
     if kind == "coco":
         path = output / "annotations.json"
         write_bytes_atomic(path, json.dumps(coco_document(images, class_names, ignore_index)).encode())

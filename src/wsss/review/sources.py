@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from wsss.bounded_parsing import loads_json
+from wsss.bounded_parsing import read_json_file
 from wsss.catalog import ArtifactLayout
 from wsss.datasets import GroundTruthFiles, ImageRecord, Manifest, safe_join
 from wsss.errors import WsssError
@@ -23,7 +23,7 @@ from wsss.io import CamStore
 from wsss.io.pseudo_store import PseudoMaskStore
 from wsss.provenance import sha256_of
 from wsss.review.corrections import CorrectionRecord, CorrectionStore, ImageSpec
-from wsss.review.training_labels import stale_reason
+from wsss.review.training_labels import sort_corrections
 
 
 @dataclass
@@ -71,7 +71,7 @@ class PipelineOutputs:
                 raise WsssError(f"{path}: missing; run the pipeline up to the stage that writes it (`dvc repro`)")
             return None
         try:
-            return loads_json(path.read_text(), str(path))
+            return read_json_file(path)
         except (OSError, ValueError) as error:
             raise WsssError(f"{path}: unreadable JSON ({error})") from error
 
@@ -161,20 +161,32 @@ class PipelineOutputs:
 
     @cached_property
     def correction_records(self) -> dict[str, CorrectionRecord]:
-        return self.corrections.records()
+        return self.corrections.read_records()[0]
+
+    @property
+    def ignore_index(self) -> int:
+        """The label of ignored pixels: the pseudo stage's, 255 before it ran."""
+        return self.pseudo.ignore_index if self.has_pseudo_summary() else 255
+
+    @cached_property
+    def sorted_corrections(self) -> tuple[dict[str, CorrectionRecord], list[dict[str, Any]]]:
+        """The corrections training uses, and the others with why (`training_labels.sort_corrections`)."""
+        return sort_corrections(self.corrections, self.image_specs, len(self.class_names), self.ignore_index)
 
     def usable_correction(self, image_id: str) -> CorrectionRecord | None:
-        """The image's correction when it still fits the image (what training uses)."""
-        record = self.correction_records.get(image_id)
-        if record is None or stale_reason(record, self.image_specs.get(image_id)) is not None:
-            return None
-        return record
+        """The image's correction when training uses it (it fits the image, its mask passes the checks)."""
+        return self.sorted_corrections[0].get(image_id)
+
+    def corrected_mask(self, image_id: str) -> np.ndarray | None:
+        """The human-corrected mask training uses, `(H, W)` uint8, or None."""
+        record = self.usable_correction(image_id)
+        return None if record is None else self.corrections.read_mask(record, len(self.class_names), self.ignore_index)
 
     def training_mask(self, image_id: str) -> tuple[np.ndarray, str]:
         """The mask training learns from and where it comes from (`human-corrected` or `pseudo`)."""
-        record = self.usable_correction(image_id)
-        if record is not None:
-            return self.corrections.read_mask(record), "human-corrected"
+        corrected = self.corrected_mask(image_id)
+        if corrected is not None:
+            return corrected, "human-corrected"
         return self.pseudo_mask(image_id), "pseudo"
 
     def _root_attrs(self, store: Path, shard: Path) -> dict[str, Any]:
@@ -231,6 +243,6 @@ class PipelineOutputs:
         if correction is not None:
             facts["correction"] = {
                 "summary": correction.describe(), "mask_file": correction.mask_file, "mask_sha256": correction.mask_sha256,
-                "stale": stale_reason(correction, self.image_specs.get(image_id)),
+                "stale": next((e["reason"] for e in self.sorted_corrections[1] if e["image_id"] == image_id), None),
             }
         return facts

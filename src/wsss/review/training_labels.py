@@ -4,7 +4,10 @@
 for the trainer: the pseudo mask and its confidence (symbolic links, no copy), or the corrected
 mask with a confidence of 1 everywhere (every pixel the human left labelled is learned from; 255
 stays ignored). A correction whose image changed or left the manifest is not used, and never
-deleted: it is listed as stale, so a person can re-check it.
+deleted: it is listed as stale, so a person can re-check it. So is a stored mask that no longer
+passes the checks of its import (its SHA-256, size, mode and label values: a hand edit or a merge
+may have updated the record with it), a record that cannot be read, and a mask without a record:
+each is listed with the reason, and training goes on with the pseudo mask.
 """
 
 from __future__ import annotations
@@ -53,6 +56,46 @@ def stale_reason(record: CorrectionRecord, spec: ImageSpec | None) -> str | None
     return None
 
 
+def correction_problem(
+    store: CorrectionStore, record: CorrectionRecord, spec: ImageSpec | None, num_classes: int, ignore_index: int = 255
+) -> str | None:
+    """Why training cannot use a stored correction (stale, or its mask refused on reading), None when it can.
+
+    `num_classes`: label values 0..num_classes-1 (background included) besides `ignore_index`.
+    """
+    reason = stale_reason(record, spec)
+    if reason is not None:
+        return reason
+    try:
+        store.read_mask(record, num_classes, ignore_index)
+    except CorrectionError as error:
+        return f"refused: {error}"
+    return None
+
+
+def sort_corrections(
+    store: CorrectionStore, images: Mapping[str, ImageSpec], num_classes: int, ignore_index: int = 255
+) -> tuple[dict[str, CorrectionRecord], list[dict[str, Any]]]:
+    """The corrections training may use by image id, and one entry (`image_id`, `reason`,
+    `source_file`) for every one it may not: stale, refused on reading, an unreadable record, a
+    mask without a record."""
+    records, unreadable = store.read_records()
+    usable: dict[str, CorrectionRecord] = {}
+    unused = [{"image_id": image_id, "reason": reason, "source_file": None} for image_id, reason in unreadable.items()]
+    for image_id, record in records.items():
+        reason = correction_problem(store, record, images.get(image_id), num_classes, ignore_index)
+        if reason is None:
+            usable[image_id] = record
+        else:
+            unused.append({"image_id": image_id, "reason": reason, "source_file": record.source_file})
+    unused.extend(
+        {"image_id": path.stem, "reason": f"{path}: a mask without a record, never used (import it with "
+         "`wsss import-corrections`, or delete it)", "source_file": None}
+        for path in store.masks_without_record()
+    )
+    return usable, sorted(unused, key=lambda entry: (entry["image_id"], entry["reason"]))
+
+
 def _link_or_copy(source: Path, target: Path) -> None:
     target.unlink(missing_ok=True)
     try:
@@ -74,6 +117,8 @@ def stage_training_labels(
     pseudo_confidence_dir: Path,
     store: CorrectionStore,
     output: Path,
+    num_classes: int,
+    ignore_index: int = 255,
 ) -> StagedLabels:
     """Masks and confidence maps for training `image_ids`, corrections taking precedence.
 
@@ -86,19 +131,13 @@ def stage_training_labels(
         pseudo_mask_dir, pseudo_confidence_dir: the pseudo stage's `masks/` and `confidence/`.
         store: the corrections store.
         output: a scratch folder for the merged layout (`masks/`, `confidence/`).
+        num_classes, ignore_index: the label values a mask may hold (0..num_classes-1, background
+            included, and the ignore index); a stored mask with others is not used.
     """
-    records = store.records()
-    used: list[dict[str, Any]] = []
-    stale: list[dict[str, Any]] = []
-    usable: dict[str, CorrectionRecord] = {}
     wanted = set(image_ids)
-    for image_id, record in sorted(records.items()):
-        reason = stale_reason(record, images.get(image_id))
-        if reason is not None:
-            stale.append({"image_id": image_id, "reason": reason, "source_file": record.source_file})
-        elif image_id in wanted:
-            usable[image_id] = record
-            used.append({key: value for key, value in asdict(record).items() if key != "labels"})
+    corrections, stale = sort_corrections(store, images, num_classes, ignore_index)
+    usable = {image_id: record for image_id, record in sorted(corrections.items()) if image_id in wanted}
+    used = [{key: value for key, value in asdict(record).items() if key != "labels"} for record in usable.values()]
     if not usable:
         return StagedLabels(pseudo_mask_dir, pseudo_confidence_dir, used, stale)
     mask_dir, confidence_dir = output / "masks", output / "confidence"
@@ -114,28 +153,34 @@ def stage_training_labels(
             if (pseudo_confidence_dir / f"{image_id}.npy").is_file():
                 _link_or_copy(pseudo_confidence_dir / f"{image_id}.npy", confidence_target)
             continue
-        labels = store.read_mask(record)
-        if labels.shape != (record.height, record.width):
-            raise CorrectionError(f"{store.mask_path(image_id)}: stored mask has shape {labels.shape}, record says {record.height}x{record.width}")
-        shutil.copyfile(store.mask_path(image_id), mask_target)
-        write_bytes_atomic(confidence_target, _npy_bytes(np.ones(labels.shape, dtype=np.float16)))
+        shutil.copyfile(store.mask_path(image_id), mask_target)  # checked by sort_corrections: size, labels, sha256
+        write_bytes_atomic(confidence_target, _npy_bytes(np.ones((record.height, record.width), dtype=np.float16)))
     return StagedLabels(mask_dir, confidence_dir, used, stale)
 
 
-def correction_lineage(directory: Path | str, image_id: str, spec: ImageSpec | None = None) -> dict[str, Any] | None:
+def correction_lineage(
+    directory: Path | str, image_id: str, spec: ImageSpec | None = None, num_classes: int | None = None, ignore_index: int = 255,
+) -> dict[str, Any] | None:
     """The lineage entry of a human-corrected mask, or None when the image has no correction.
 
     `summary` reads `human-corrected (file ..., sha256 ..., time ...)`: the imported file, its
-    SHA-256 and the import time. `stale` says why training no longer uses it (None: it does).
+    SHA-256 and the import time. `stale` says why training no longer uses it (None: it does; its
+    mask is checked as training checks it when `num_classes` is given).
     """
     store = CorrectionStore(directory)
     record = store.get(image_id)
     if record is None:
         return None
+    if spec is None:
+        stale = None
+    elif num_classes is None:
+        stale = stale_reason(record, spec)
+    else:
+        stale = correction_problem(store, record, spec, num_classes, ignore_index)
     return {
         "status": "human-corrected",
         "summary": record.describe(),
-        "artifact": str(store.directory / record.mask_file),
+        "artifact": str(store.mask_path(image_id)),
         **asdict(record),
-        "stale": stale_reason(record, spec) if spec is not None else None,
+        "stale": stale,
     }

@@ -15,18 +15,16 @@ refuses the file (issue 11, finding 1). So nothing is added to the allow-list an
   resume, ``Pretrained`` init and :func:`wsss_mmseg.training.load_segmenter` goes through it):
   ``torch.load(weights_only=True)`` with torch's default allow-list only. Anything else is a
   :class:`~wsss.errors.CheckpointError` naming the file.
-* Files written before (mmengine objects inside) are refused with a message naming
-  ``python -m wsss_mmseg.checkpoints convert OLD NEW``, which rebuilds them without running
-  their code: ``getattr`` is served by a stand-in that only names HistoryBuffer's four
+* Files written before (mmengine objects inside) are refused with a message naming the
+  converter's command (:data:`CONVERT_COMMAND`, ``__main__.py``), which rebuilds them without
+  running their code: ``getattr`` is served by a stand-in that only names HistoryBuffer's four
   statistics methods.
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import pickle
-import sys
 from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
@@ -43,6 +41,7 @@ from wsss.errors import CheckpointError
 from wsss.io.atomic import atomic_path
 
 __all__ = [
+    "CONVERT_COMMAND",
     "PlainCheckpointHook",
     "convert_legacy_checkpoint",
     "from_plain",
@@ -55,11 +54,14 @@ __all__ = [
 TAG = "__wsss_plain__"
 """Key of the dicts that stand for a non-plain object (its value names the object's kind)."""
 
+_UNREADABLE = (RuntimeError, EOFError, ValueError, OSError, KeyError, TypeError, AttributeError, IndexError)
+"""What torch.load raises on a file that is not a checkpoint (a text file gave `KeyError: 101`)."""
 _PLAIN_LEAVES = (type(None), bool, int, float, str, bytes, torch.Tensor, torch.Size, torch.dtype, torch.device)
+CONVERT_COMMAND = "python -m wsss_mmseg.checkpoints convert OLD NEW"
+"""The converter's command line (`wsss_mmseg/checkpoints/__main__.py`), as refusals name it."""
 _CONVERT_HINT = (
-    "Convert a checkpoint written by an earlier version of this project with "
-    "`python -m wsss_mmseg.checkpoints convert OLD NEW` (it runs no code from the file), or delete the "
-    "interrupted run's `.wsss-scratch/train-*` folder to train again"
+    f"Convert a checkpoint written by an earlier version of this project with `{CONVERT_COMMAND}` (it runs "
+    "no code from the file), or delete the interrupted run's `.wsss-scratch/train-*` folder to train again"
 )
 
 
@@ -196,7 +198,7 @@ def load_plain_checkpoint(filename: str, map_location: Any = None) -> Any:
             f"{path}: refused: a checkpoint must be plain data (tensors, numbers, strings, lists, dicts) and this "
             f"one holds more ({_weights_only_reason(error)}); nothing from it was run. {_CONVERT_HINT}"
         ) from None
-    except (RuntimeError, EOFError, ValueError, OSError) as error:
+    except _UNREADABLE as error:
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint ({type(error).__name__}: {error})") from None
 
 
@@ -274,7 +276,7 @@ def convert_legacy_checkpoint(source: Path, destination: Path) -> Path:
             checkpoint = torch.load(source, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as error:
         raise CheckpointError(f"{source}: cannot convert ({_weights_only_reason(error)})") from None
-    except (RuntimeError, EOFError, ValueError, OSError) as error:
+    except _UNREADABLE as error:
         reason = f"{type(error).__name__}: {error}"
         raise CheckpointError(f"{source}: not a readable PyTorch checkpoint ({reason})") from None
     try:
@@ -284,24 +286,3 @@ def convert_legacy_checkpoint(source: Path, destination: Path) -> Path:
     with atomic_path(destination) as temporary, open(temporary, "wb") as handle:
         torch.save(plain, handle)  # a file object: torch's archive writer refuses the temporary's leading dot
     return destination
-
-
-def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m wsss_mmseg.checkpoints", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    commands = parser.add_subparsers(dest="command", required=True)
-    convert = commands.add_parser("convert", help="rewrite an older mmengine checkpoint as plain data")
-    convert.add_argument("source", type=Path)
-    convert.add_argument("destination", type=Path)
-    args = parser.parse_args(argv)
-    try:
-        written = convert_legacy_checkpoint(args.source, args.destination)
-    except CheckpointError as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
-    print(f"wrote {written}")
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
