@@ -35,7 +35,7 @@ def run_demo(args: argparse.Namespace) -> int:
     from PIL import Image
 
     from wsss.cam import ClipEsCamExtractor
-    from wsss.clip.weights_choice import crf_available, resolve_weights
+    from wsss.inference.clip_weights import crf_available, resolve_weights
     from wsss.io.atomic import write_bytes_atomic, write_text_atomic
     from wsss.io.overlay_inputs import weights_are_random
     from wsss.io.pseudo_store import png_bytes
@@ -194,7 +194,7 @@ def run_overlay(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from wsss.clip.weights_choice import add_weights_arguments  # argparse only
+    from wsss.inference.clip_weights import add_weights_arguments  # argparse only
 
     parser = argparse.ArgumentParser(prog="wsss", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
