@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from wsss.errors import ConfigError, WsssError
+from wsss.inference.checks import checked, mmseg_module
 
 if TYPE_CHECKING:
     from wsss.params import Params
@@ -51,59 +52,13 @@ def positive_int(limit: int) -> Any:
     return parse
 
 
-def checked(option: str, make: Any) -> Any:
-    """The value `make()` builds with the params' validation; its error prefixed with the option."""
-    try:
-        return make()
-    except ConfigError as error:
-        raise ConfigError(f"{option}: {error}") from None
-
-
-def mmseg_module(name: str) -> Any:
-    """A `wsss_mmseg` module; a clear error where the mmseg extra is not installed."""
-    import importlib
-
-    try:
-        return importlib.import_module(f"wsss_mmseg.{name}")
-    except ImportError as error:
-        raise WsssError(f"this command needs MMSegmentation (pip install -e .[mmseg]): {error}") from None
-
-
 def run_predict(args: argparse.Namespace) -> int:
     """The trained segmenter on new images: label PNGs (+ confidence, overlays), failures.json."""
-    from wsss.catalog import ArtifactLayout
-    from wsss.failures import FailureReport
-    from wsss.inference.inputs import collect_images
-    from wsss.inference.outputs import OutputFolder
-    from wsss.inference.trained_model import TrainedModel
+    from wsss.inference.predict_request import PredictRequest, predict_images
 
-    params = command_params(args)
-    model = TrainedModel.at(args.model or ArtifactLayout(Path(args.root)).model, args.record, args.root)
-    scales = args.scales if args.scales is not None else tuple(model.record.params.get("test_scales") or (1.0,))
-    checked("--scales", lambda: replace(params.train, test_scales=scales))
-    if scales[0] != 1.0:
-        raise ConfigError(f"--scales must start with 1 (the trained size), got {','.join(f'{s:g}' for s in scales)}")
-    if args.ignore_below is not None:
-        checked("--ignore-below", lambda: replace(params.pseudo, confidence_threshold=args.ignore_below))
-    max_failed_share = params.reliability.max_failed_share if args.max_failed_share is None else args.max_failed_share
-    checked("--max-failed-share", lambda: replace(params.reliability, max_failed_share=max_failed_share))
-    failures = FailureReport("predict")
-    images = collect_images(args.inputs, Path(args.file_list) if args.file_list else None, failures)
-    total = len(images) + len(failures.failed_images())
-    out = OutputFolder(Path(args.out), "predict")
-    out.logger()  # from here on, library warnings go to the log
-    predict = mmseg_module("predict")
-    options = predict.PredictOptions(
-        scales=scales, crf=params.pseudo.crf_params if args.crf else None, ignore_below=args.ignore_below,
-        ignore_index=params.pseudo.ignore_index, confidence=args.confidence, overlays=args.overlays,
-        batch_size=args.batch_size, device=predict.check_device(args.device),
-        max_image_pixels=params.reliability.max_image_pixels,
-    )
-    summary = predict.run_predict(model, images, out, options, failures)
-    print(f"predict: {summary['written']} of {total} images -> {out.root}/labels in {summary['seconds']:.1f} s "
-          f"(scales {','.join(f'{s:g}' for s in scales)}, crf {'on' if args.crf else 'off'}, {args.device}, batch {args.batch_size})"
-          + (f"; {len(failures.failures)} failed, see {out.failures}" if failures.failures else ""))
-    out.settle(failures, total, max_failed_share)
+    fields = ("inputs", "out", "file_list", "root", "model", "record", "scales", "crf", "ignore_below", "confidence",
+              "overlays", "batch_size", "device", "max_failed_share")
+    predict_images(PredictRequest(**{name: getattr(args, name) for name in fields}), command_params(args))
     return 0
 
 
@@ -150,6 +105,95 @@ def run_export_model(args: argparse.Namespace) -> int:
     return 0 if check.within() else 1
 
 
+def segment_params(args: argparse.Namespace) -> Params:
+    """The command's params with `--classes` / `--class-names` as the `classes` section (validated as params are)."""
+    from wsss.text.classes import ClassesSettings
+
+    params = command_params(args)
+    if args.classes and args.class_names:
+        raise ConfigError("--classes and --class-names: give one (a preset, or your own class list)")
+    if args.classes:
+        params = params.replace(classes=checked("--classes", lambda: ClassesSettings(preset=args.classes)))
+    elif args.class_names:
+        names = tuple(name.strip() for name in args.class_names.split(",") if name.strip())
+        params = params.replace(classes=checked("--class-names", lambda: ClassesSettings(names=names)))
+    if args.no_crf:
+        params = params.replace(pseudo=replace(params.pseudo, crf=False))
+    return params
+
+
+def image_tags(args: argparse.Namespace, params: Params, failures: Any) -> tuple[list[Any], dict[str, tuple[str, ...]]]:
+    """The images and each one's tags: `--tags` for all of them, or the tags file's row of the image's file
+    name (a file's tags-file rows are named relative to the file; without image arguments, those rows are
+    the images). An image without a row, or with a tag that is not a class, is that image's failure."""
+    from wsss.datasets.folder import parse_tags_csv, parse_tags_json
+    from wsss.datasets.records import check_tags, read_text, unique_in_order
+    from wsss.errors import DatasetError
+    from wsss.inference.inputs import collect_images
+
+    if bool(args.tags) == bool(args.tags_file):
+        raise ConfigError("give the tags: --tags cat,dog (every image) or --tags-file tags.csv (image,tags per row)")
+    rename, class_names = params.vocabulary.rename, params.vocabulary.class_names
+    if args.tags:
+        shared = unique_in_order(rename.get(t.strip(), t.strip()) for t in args.tags.split(",") if t.strip())
+        check_tags("every image", shared, class_names, "--tags", f" (classes: {', '.join(class_names)})")
+        images = collect_images(args.inputs, Path(args.file_list) if args.file_list else None, failures)
+        return images, {image.name: shared for image in images}
+    tags_file = Path(args.tags_file)
+    text = read_text(tags_file, "tags file")
+    rows = parse_tags_json(text, tags_file) if tags_file.suffix.lower() == ".json" else parse_tags_csv(text, tags_file)
+    by_file = {Path(image).name: (tags, where) for image, tags, where in rows}
+    arguments = args.inputs or [str(tags_file.parent / image) for image, _, _ in rows]
+    images = collect_images(arguments, Path(args.file_list) if args.file_list else None, failures)
+    kept, tags = [], {}
+    for image in images:
+        try:
+            if image.path.name not in by_file:
+                raise DatasetError(f"{tags_file}: no row for {image.path.name}")
+            row, where = by_file[image.path.name]
+            row = unique_in_order(rename.get(tag, tag) for tag in row)
+            check_tags(image.name, row, class_names, f"{tags_file}: {where}")
+        except DatasetError as error:
+            failures.add(image.name, str(image.path), str(error))
+            continue
+        kept.append(image)
+        tags[image.name] = row
+    return kept, tags
+
+
+def run_segment(args: argparse.Namespace) -> int:
+    """CLIP-ES masks (+ confidence, refined maps, overlays) for your own photos and tags."""
+    from wsss.inference.clip_weights import crf_available, resolve_weights
+    from wsss.failures import FailureReport
+    from wsss.inference.outputs import OutputFolder, progress_bar
+    from wsss.inference.segment import SegmentRequest, segment_images
+    from wsss.text import REFERENCE_TEMPLATE
+
+    params = segment_params(args)
+    max_failed_share = params.reliability.max_failed_share if args.max_failed_share is None else args.max_failed_share
+    checked("--max-failed-share", lambda: replace(params.reliability, max_failed_share=max_failed_share))
+    failures = FailureReport("segment")
+    images, tags = image_tags(args, params, failures)
+    total = len(images) + len(failures.failed_images())
+    template = args.template or params.prompts.pin or REFERENCE_TEMPLATE  # no prompts stage: the pinned (reference) one
+    if "{}" not in template:
+        raise ConfigError(f"--template {template!r} has no '{{}}' for the class name")
+    out = OutputFolder(Path(args.out), "segment")
+    out.logger()
+    params = params.replace(pseudo=replace(params.pseudo, crf=crf_available(params.pseudo.crf)))
+    clip, weights_note = resolve_weights(args, params)
+    print(f"CLIP weights: {weights_note}")
+    request = SegmentRequest(images, tags, template, keep_stores=args.hdf5, overlays=not args.no_overlays)
+    with progress_bar(len(images), "segment") as advance:
+        summary = segment_images(request, params, clip, out, failures, advance)
+    print(f"segment: {summary['written']} of {total} images -> {out.root}/masks (template {template!r}, "
+          f"crf {'on' if params.pseudo.crf else 'off'}{', stores in cams/ and refined/' if args.hdf5 else ''})"
+          + ("; RANDOM CLIP WEIGHTS: the masks are not meaningful" if summary["random_weights"] else "")
+          + (f"; {len(failures.failures)} failed, see {out.failures}" if failures.failures else ""))
+    out.settle(failures, total, max_failed_share)
+    return 0
+
+
 def add_image_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("inputs", nargs="*", help="image files, folders (their images) and glob patterns ('photos/**/*.jpg')")
     parser.add_argument("--file-list", help="a text file naming one image per line (relative to the list's folder)")
@@ -174,6 +218,22 @@ def register(commands: argparse._SubParsersAction) -> None:
     predict.add_argument("--batch-size", type=positive_int(4096), default=1, help="images of one size per forward (default: 1)")
     predict.add_argument("--device", default="cpu", help="cpu or cuda[:N] (default: cpu)")
     predict.set_defaults(handler=run_predict)
+
+    segment = commands.add_parser("segment", help="CLIP-ES masks for your own photos and tags (the pipeline's steps)")
+    add_image_arguments(segment)
+    segment.add_argument("--tags", help="comma-separated tags of every image (class names)")
+    segment.add_argument("--tags-file", help="CSV (image,tags with ';') or JSON of tags per image file name")
+    segment.add_argument("--classes", choices=("sample", "voc", "coco"), help="a class-list preset (default: the params' classes)")
+    segment.add_argument("--class-names", help="your own comma-separated class list instead of a preset")
+    segment.add_argument("--template", help="prompt template with {} (default: prompts.pin, the reference's)")
+    segment.add_argument("--out", default="outputs/segment", help="output folder (default: outputs/segment)")
+    segment.add_argument("--hdf5", action="store_true", help="keep the CAM and refined stores (cams/, refined/ shards)")
+    segment.add_argument("--no-overlays", action="store_true", help="skip overlays/<name>.png")
+    segment.add_argument("--no-crf", action="store_true", help="skip the dense CRF (pseudo.crf)")
+    from wsss.inference.clip_weights import add_weights_arguments  # argparse only
+
+    add_weights_arguments(segment)
+    segment.set_defaults(handler=run_segment)
 
     export = commands.add_parser("export-model", help="the trained model as ONNX (checked against PyTorch)")
     export.add_argument("--format", choices=("onnx",), default="onnx", help="onnx (dynamic batch, height and width)")
