@@ -12,13 +12,13 @@ the model or a score changes. What makes the model untrustworthy is said first, 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from pathlib import Path
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
+from wsss.io.atomic import write_text_atomic
 from wsss.io.overlay_inputs import weights_are_random
 from wsss.io.records import ModelRecord
-from wsss.io.atomic import write_text_atomic
 from wsss.metrics import SegmentationScores
 
 # Fewer scored images than this make the scores anecdotes, not measurements.

@@ -163,8 +163,8 @@ def image_tags(args: argparse.Namespace, params: Params, failures: Any) -> tuple
 
 def run_segment(args: argparse.Namespace) -> int:
     """CLIP-ES masks (+ confidence, refined maps, overlays) for your own photos and tags."""
-    from wsss.inference.clip_weights import crf_available, resolve_weights
     from wsss.failures import FailureReport
+    from wsss.inference.clip_weights import crf_available, resolve_weights
     from wsss.inference.outputs import OutputFolder, progress_bar
     from wsss.inference.segment import SegmentRequest, segment_images
     from wsss.text import REFERENCE_TEMPLATE
