@@ -60,7 +60,7 @@ class LogitsAtInputSize(torch.nn.Module):
         # The preprocessor takes mmcv's BGR and flips it when `bgr_to_rgb`; our input is RGB, so
         # the model wants it as it is then, or flipped to BGR otherwise.
         self.to_bgr = not preprocessor.channel_conversion
-        self.normalise = bool(preprocessor._enable_normalize)
+        self.normalise = getattr(preprocessor, "mean", None) is not None  # mmseg registers mean/std only when it normalises
         if self.normalise:
             self.register_buffer("mean", preprocessor.mean.detach().clone().view(1, 3, 1, 1), persistent=False)
             self.register_buffer("std", preprocessor.std.detach().clone().view(1, 3, 1, 1), persistent=False)

@@ -123,9 +123,10 @@ def segment_params(args: argparse.Namespace) -> Params:
 
 
 def image_tags(args: argparse.Namespace, params: Params, failures: Any) -> tuple[list[Any], dict[str, tuple[str, ...]]]:
-    """The images and each one's tags: `--tags` for all of them, or the tags file's row of the image's file
-    name (a file's tags-file rows are named relative to the file; without image arguments, those rows are
-    the images). An image without a row, or with a tag that is not a class, is that image's failure."""
+    """The images and each one's tags: `--tags` for all of them, or the tags file's row whose last path
+    component is the image's file name (without image arguments, the rows themselves are the images,
+    relative to the tags file's folder). An image without a row, or with a tag that is not a class, is
+    that image's failure; a tag of `--tags` that is not a class stops the command."""
     from wsss.datasets.folder import parse_tags_csv, parse_tags_json
     from wsss.datasets.records import check_tags, read_text, unique_in_order
     from wsss.errors import DatasetError
