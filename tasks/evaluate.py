@@ -121,8 +121,8 @@ def write_card(params: Params, layout: ArtifactLayout, scores: dict[str, Segment
     if record is None:  # evaluate scored the maps only; the card says so rather than describe an older model
         write_text_atomic(layout.model_card, f"# Model card\n\nNo trained model: {layout.model_record} is missing (run the train stage).\n")
         return layout.model_card
-    cams = CamStore(layout.cams)
-    root = cams.root_attrs(cams.shards[0]) if layout.cams.is_dir() and cams.shards else {}
+    cams = CamStore(layout.cams) if layout.cams.is_dir() else None
+    root = cams.root_attrs(cams.shards[0]) if cams and cams.shards else {}
     facts = ModelCardFacts(
         record=record, clip_identity=root.get("clip"), template=root.get("template"),
         dataset=params.section_dict("data"), scores=scores, split=params.data.split, scored_images=scored_images,

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import tempfile
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -65,8 +65,6 @@ def segment_images(
     advance: Callable[[int], None] = lambda _: None,
 ) -> dict[str, Any]:
     """Run cams -> refine -> pseudo on every image into `out`; failures go to `failures`."""
-    from dataclasses import replace
-
     logger = out.logger()
     vocabulary = params.vocabulary
     extractor = ClipEsCamExtractor(clip, vocabulary, replace(params.cam, templates=(request.template,)), params.caa)
@@ -81,13 +79,17 @@ def segment_images(
     with tempfile.TemporaryDirectory(prefix="wsss-segment-") as scratch:
         stores = out.root if request.keep_stores else Path(scratch)
         plan = shard_plan(sorted(images), params.store.images_per_shard, params.store.shard_count)
+        for folder in (stores / CAMS, stores / REFINED):  # an earlier run's extra shards would read as this run's
+            for stale in set(folder.glob("shard-*.h5")) - {shard_path(folder, index) for index in plan}:
+                stale.unlink()
         for index, names in sorted(plan.items()):
             kept = _cams_shard(extractor, [images[n] for n in names], request.tags, params, stores / CAMS, index, cam_attrs,
                                failures, logger, advance)
             kept = _refined_shard(kept, params, stores, index, refined_attrs, failures, logger, advance)
+            cams, refined = CamStore(stores / CAMS), CamStore(stores / REFINED)
             for name in kept:
                 try:
-                    _pseudo_outputs(images[name], CamStore(stores / CAMS), CamStore(stores / REFINED), params, out, request, identity)
+                    _pseudo_outputs(images[name], cams, refined, params, out, request, identity)
                     written += 1
                 except Exception as error:  # recorded with its traceback in the log; the rest goes on
                     record_failure(failures, logger, name, str(images[name].path), error)
