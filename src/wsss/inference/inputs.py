@@ -94,7 +94,11 @@ def collect_images(arguments: Sequence[str], file_list: Path | None, failures: F
     seen_files: set[Path] = set()
     names: dict[str, tuple[str, Path]] = {}
     for path in paths:
-        resolved = path.resolve() if path.exists() else path.absolute()
+        try:
+            resolved = path.resolve() if path.exists() else path.absolute()
+        except (OSError, ValueError) as error:  # a NUL byte or an over-long name in a file list
+            failures.add(str(path)[:200], "--file-list", f"unusable path ({getattr(error, 'strerror', None) or error})")
+            continue
         if resolved in seen_files:  # the same file named twice (a folder and a glob): once is enough
             continue
         seen_files.add(resolved)
