@@ -16,6 +16,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -82,7 +83,7 @@ def overlay(name: str, rgb: np.ndarray, prediction: Prediction, labels: np.ndarr
     return overlay_figure(OverlayInputs(
         rgb=rgb, maps=[prediction.confidence], tags=["confidence"], class_names=model.class_names[1:],
         pseudo_labels=labels, mask_caption="prediction",
-        title=f"{name}  |  model {model.checkpoint.name} ({model.record.params.get('config')})",
+        title=f"{name}  |  model {model.checkpoint.name} ({Path(str(model.record.params.get('config'))).name})",
     ))
 
 
