@@ -74,7 +74,7 @@ class LogitsAtInputSize(torch.nn.Module):
 
 
 def export_metadata(model: TrainedModel, wrapper: LogitsAtInputSize) -> dict[str, str]:
-    """The `metadata_props` of the file: strings (JSON where structured), keys prefixed `wsss.`."""
+    """The `metadata_props` of the file: keys prefixed `wsss.`, every value JSON (strings included)."""
     names = list(model.class_names)
     channel_order = "BGR" if wrapper.to_bgr else "RGB"
     values: dict[str, Any] = {
@@ -93,7 +93,7 @@ def export_metadata(model: TrainedModel, wrapper: LogitsAtInputSize) -> dict[str
         "input_manifest_sha256": model.record.input_manifest_sha256,
         **model.identity(),
     }
-    return {METADATA_PREFIX + key: value if isinstance(value, str) else json.dumps(value) for key, value in values.items()}
+    return {METADATA_PREFIX + key: json.dumps(value) for key, value in values.items()}  # every value JSON, strings too
 
 
 def export_onnx(model: TrainedModel, destination: Path, example_size: Sequence[int] = (64, 64)) -> Path:
@@ -130,14 +130,8 @@ def read_metadata(path: Path) -> dict[str, Any]:
     """The `wsss.` metadata of an exported file, JSON values decoded (what a consumer reads)."""
     import onnx
 
-    decoded = {}
-    for entry in onnx.load(str(path), load_external_data=False).metadata_props:
-        if entry.key.startswith(METADATA_PREFIX):
-            try:
-                decoded[entry.key[len(METADATA_PREFIX):]] = json.loads(entry.value)
-            except json.JSONDecodeError:
-                decoded[entry.key[len(METADATA_PREFIX):]] = entry.value
-    return decoded
+    entries = onnx.load(str(path), load_external_data=False).metadata_props
+    return {e.key[len(METADATA_PREFIX):]: json.loads(e.value) for e in entries if e.key.startswith(METADATA_PREFIX)}
 
 
 @dataclass(frozen=True)
