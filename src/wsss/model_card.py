@@ -76,7 +76,9 @@ def render_model_card(facts: ModelCardFacts) -> str:
     record, recipe, architecture = facts.record, facts.record.recipe, facts.record.architecture or {}
     backbone, head = architecture.get("backbone", {}), architecture.get("decode_head", {})
     init = record.init_weights
-    corrections = record.corrections or {}
+    corrections = record.corrections or {}  # `StagedLabels.summary()`: rows with the image id of each correction
+    used = [str(row.get("image_id")) for row in corrections.get("used") or []]
+    stale = [str(row.get("image_id")) for row in corrections.get("stale") or []]
     lines = [f"# Model card: DeepLabV2 on CLIP-ES pseudo masks ({len(record.class_names) - 1} classes + background)", ""]
     warnings = limits(facts)
     if warnings:
@@ -101,8 +103,7 @@ def render_model_card(facts: ModelCardFacts) -> str:
         f"* Pseudo masks: CLIP {(facts.clip_identity or {}).get('model', '?')} weights "
         f"`{(facts.clip_identity or {}).get('weights', 'unknown')}`, template `{facts.template}`; pseudo params "
         f"`{record.pseudo_params}`",
-        f"* Human-corrected masks used: {len(corrections.get('used') or [])} "
-        f"({', '.join(corrections.get('used') or []) or 'none'}); stale (not used): {len(corrections.get('stale') or [])}",
+        f"* Human-corrected masks used: {len(used)} ({', '.join(used) or 'none'}); stale (not used): {len(stale)}",
         "",
         f"## Scores (`evaluate`, split `{facts.split}`, {facts.scored_images} image(s) with ground truth)", "",
     ]
