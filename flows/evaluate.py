@@ -24,7 +24,7 @@ def evaluate_flow(params_path: str = "params.yaml") -> dict[str, Any]:
     table(evaluation.summary_rows, "wsss-metrics", f"mIoU on {params.data.split} ({images} images with GT)")
     table(evaluation.comparison_rows, "wsss-background-prompts", "mIoU: fixed background words vs learned prompts")
     markdown("wsss-evaluation-protocol", evaluation.protocol, "How every number was computed")
-    link_written_files("wsss-evaluate-files", evaluation.written[:4], "Files written by this evaluate run")
+    link_written_files("wsss-evaluate-files", evaluation.written[:5], "Files written by this evaluate run")
     return evaluation.document
 
 

@@ -23,6 +23,7 @@ from tasks.prompts import selected_template
 from tasks.runtime import flow_run_id, shard_submit
 from wsss.cam import ClipEsCamExtractor
 from wsss.cam.extractor import CamResult, LearnedBackground, PreparedImage
+from wsss.cam.stored_output import cam_image_output
 from wsss.cam.streaming import stream_cams
 from wsss.catalog import ArtifactLayout
 from wsss.clip import load_clip
@@ -121,20 +122,7 @@ class ExtractImage:
 
     def _output(self, image_id: str, result: CamResult) -> ImageOutput:
         record = self.records[image_id]
-        store = self.spec.params.store
-        return ImageOutput(
-            {"gradcam": result.gradcam, "attention": result.attention},
-            {
-                "class_ids": result.class_ids,
-                "tags": list(record.tags),
-                "original_size": list(result.original_size),
-                "grid": list(result.grid),
-                "tag_probabilities": result.tag_probabilities,
-                "source_path": record.image_path,
-                "source_sha256": record.sha256,
-            },
-            {"gradcam": store.gradcam_dtype, "attention": store.attention_dtype},
-        )
+        return cam_image_output(result, record.tags, record.image_path, record.sha256, self.spec.params.store)
 
 
 def learned_background(params: Params, layout: ArtifactLayout) -> tuple[LearnedBackground, str]:

@@ -18,6 +18,7 @@ from prefect import get_run_logger
 
 from tasks.prepare import ground_truth_files, read_manifest
 from tasks.progress import Progress
+from tasks.run_names import params_digest
 from tasks.runtime import flow_run_id, in_flow, named_step
 from wsss.catalog import ArtifactLayout, PseudoLayout
 from wsss.datasets import ImageRecord, manifest_sha256, safe_join
@@ -25,11 +26,12 @@ from wsss.devices import torch_device
 from wsss.evaluation import protocol
 from wsss.imaging import load_rgb
 from wsss.io import CamStore
-from wsss.io.atomic import write_bytes_atomic, write_json_atomic
+from wsss.io.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
 from wsss.io.overlay_inputs import stored_overlay_inputs
 from wsss.io.pseudo_store import PseudoMaskStore, png_bytes
-from wsss.io.records import EvaluationRun
+from wsss.io.records import EvaluationRun, ModelRecord
 from wsss.metrics import SegmentationScores
+from wsss.model_card import ModelCardFacts, write_model_card
 from wsss.params import Params
 from wsss.plots import per_class_iou_rows, pipeline_miou_rows
 from wsss.provenance import code_version
@@ -116,6 +118,22 @@ def write_overlays(params: Params, layout: ArtifactLayout, records: Sequence[Ima
     return written
 
 
+def write_card(params: Params, layout: ArtifactLayout, scores: dict[str, SegmentationScores], scored_images: int) -> Path:
+    """The model card from train's record, the CLIP weights of the CAM store and every score."""
+    record = ModelRecord.read(layout.model_record)
+    if record is None:  # evaluate scored the maps only; the card says so rather than describe an older model
+        write_text_atomic(layout.model_card, f"# Model card\n\nNo trained model: {layout.model_record} is missing (run the train stage).\n")
+        return layout.model_card
+    cams = CamStore(layout.cams) if layout.cams.is_dir() else None
+    root = cams.root_attrs(cams.shards[0]) if cams and cams.shards else {}
+    facts = ModelCardFacts(
+        record=record, clip_identity=root.get("clip"), template=root.get("template"),
+        dataset=params.section_dict("data"), scores=scores, split=params.data.split, scored_images=scored_images,
+        code_version=code_version(), params_digest=params_digest(params), evaluation_flow_run_id=flow_run_id(),
+    )
+    return write_model_card(layout.model_card, facts)
+
+
 def run_evaluate(params: Params, layout: ArtifactLayout) -> Evaluation:
     """metrics.json, plot rows (per-class IoU, mIoU along the pipeline), overlays and
     evaluation_run.json (who computed them)."""
@@ -137,6 +155,7 @@ def run_evaluate(params: Params, layout: ArtifactLayout) -> Evaluation:
         get_run_logger().warning("evaluate.overlay_ids: %d id(s) name no image of the manifest, not drawn: %s",
                                  len(not_found), ", ".join(not_found[:20]))
     overlays = named_step("evaluate overlays", partial(write_overlays, params, layout, [r for r in manifest.records if r.image_id in set(chosen)]))
+    card = [write_card(params, layout, scores, len(with_gt))]
     # metrics.json stays numbers only (dvc metrics); who computed them goes next to it for lineage.
     EvaluationRun(
         flow_run_id=flow_run_id(),
@@ -150,5 +169,5 @@ def run_evaluate(params: Params, layout: ArtifactLayout) -> Evaluation:
     return Evaluation(
         document, protocol.summary_rows(scores), protocol.background_comparison_rows(scores),
         protocol.protocol_markdown(split, len(with_gt), params.pseudo, params.evaluate),
-        [layout.metrics, layout.evaluation_run, layout.per_class_iou, layout.pipeline_miou, *overlays],
+        [layout.metrics, layout.evaluation_run, layout.per_class_iou, layout.pipeline_miou, *card, *overlays],
     )

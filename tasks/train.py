@@ -20,7 +20,7 @@ from tasks.prepare import ground_truth_files, read_manifest
 from tasks.progress import Progress
 from tasks.runtime import flow_run_id, in_flow
 from wsss.catalog import ArtifactLayout, PseudoLayout
-from wsss.datasets import Manifest, manifest_sha256
+from wsss.datasets import Manifest, file_sha256, manifest_sha256
 from wsss.io.atomic import copy_file_atomic, write_bytes_atomic, write_json_atomic, write_text_atomic
 from wsss.io.pseudo_store import PseudoMaskStore
 from wsss.io.records import ModelRecord
@@ -122,7 +122,7 @@ def record_images(manifest: Manifest) -> int:
 
 def run_train(params: Params, layout: ArtifactLayout) -> ModelRecord:
     """Train, copy the last checkpoint, log and curves into the output, write `model.json`."""
-    from wsss_mmseg.recipe import effective_recipe
+    from wsss_mmseg.recipe import effective_recipe, model_description
     from wsss_mmseg.training import train_segmenter
 
     manifest = read_manifest(layout)
@@ -158,6 +158,9 @@ def run_train(params: Params, layout: ArtifactLayout) -> ModelRecord:
         flow_run_id=flow_run_id(),
         recipe=recipe,
         corrections=labels.summary(),
+        architecture=model_description(cfg),
+        config_sha256=file_sha256(params.train.config),
+        init_weights={"path": init, "sha256": file_sha256(init)} if (init := params.train.init_checkpoint) else None,
         **lineage,
     )
     record.write(layout.model_record)

@@ -1,4 +1,5 @@
-"""Shared fixtures: CLIP weights made on the spot (never downloaded) and real sample photos."""
+"""Shared fixtures: CLIP weights made on the spot (never downloaded), real sample photos, and one tiny
+DeepLabV2 trained once per session by the train stage entry (`trained_sample`)."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import numpy as np
 import open_clip
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from wsss.reference_clip_es import sharpen_attention
@@ -44,3 +46,48 @@ def photos() -> dict[str, tuple[Image.Image, list[int]]]:
         "chelsea": (Image.fromarray(skimage_data.chelsea()), [7, 17]),
         "voc": (Image.fromarray(voc["rgb"]), voc_ids),
     }
+
+
+@pytest.fixture(scope="session")
+def trained_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A repository folder holding the sample (VOC layout), its manifest, stand-in pseudo masks and
+    `artifacts/train/{model.pth,model.json}` written by `tasks.train.run_train` (2 iterations of the
+    tiny CPU config). Paths in its params.yaml are absolute, so no test needs to change directory.
+    The pseudo masks are the ground truth where there is one, else the first tag on a centre box:
+    what the model learns does not matter here, only that it is the pipeline's model."""
+    pytest.importorskip("mmseg")
+    import wsss_mmseg
+    from tasks.prepare import run_prepare, run_sample
+    from tasks.train import run_train
+    from wsss.catalog import ArtifactLayout, PseudoLayout
+    from wsss.datasets import GroundTruthFiles
+    from wsss.io.atomic import write_bytes_atomic
+    from wsss.io.pseudo_store import npy_bytes
+    from wsss.palette import palette_png_bytes
+    from wsss.params import load_params
+
+    root = tmp_path_factory.mktemp("trained-sample")
+    mapping = yaml.safe_load((Path(__file__).resolve().parents[1] / "params.yaml").read_text())
+    mapping["data"]["root"] = str(root / "data/sample")
+    # One step at a tiny learning rate: the model stays near its seeded random init, whose labels vary
+    # over the image (a trained-to-background model would predict the same labels whatever the path).
+    mapping["train"].update(config=str(wsss_mmseg.CONFIG_DIR / "deeplabv2_tiny_cpu.py"), max_iters=1, checkpoint_interval=1, lr=1e-6)
+    (root / "params.yaml").write_text(yaml.safe_dump(mapping, sort_keys=False))
+    params = load_params(root / "params.yaml")
+    layout = ArtifactLayout.for_params(params, root)
+    run_sample(layout)
+    run_prepare(params, layout)
+    from tasks.prepare import read_manifest
+
+    truth = GroundTruthFiles(params.dataset_root, layout.ground_truth)
+    for record in read_manifest(layout).records:
+        if record.ground_truth_path:
+            mask = truth.read(record, params.vocabulary.num_classes)
+        else:
+            mask = np.zeros((record.height, record.width), np.uint8)
+            mask[record.height // 4: 3 * record.height // 4, record.width // 4: 3 * record.width // 4] = \
+                params.vocabulary.class_id(record.tags[0]) + 1
+        write_bytes_atomic(layout.pseudo.output(PseudoLayout.MASKS, record.image_id), palette_png_bytes(mask))
+        write_bytes_atomic(layout.pseudo.output(PseudoLayout.CONFIDENCE, record.image_id), npy_bytes(np.ones(mask.shape, np.float16)))
+    run_train(params, layout)
+    return root

@@ -174,9 +174,18 @@ class ArtifactLayout:
     def train_log(self) -> Path:
         return self.train / "train.log"
 
+    @property
+    def train_curves(self) -> Path:
+        return self.train / "curves"
+
+    @property
+    def model_card(self) -> Path:
+        """What the model is, was trained on, scored and cannot do; written by `evaluate` from model.json and the scores."""
+        return self.train / "MODEL_CARD.md"
+
     def train_curve(self, split: str) -> Path:
         """Training curves as DVC plot rows: `train` (loss, lr per iteration) or `val` (mIoU)."""
-        return self.train / "curves" / f"{split}.json"
+        return self.train_curves / f"{split}.json"
 
     # learn_prompts
     @property
@@ -287,12 +296,15 @@ class ArtifactLayout:
                          self.corrections],
                 "outs": [self.review],
             },
-            "train": {"deps": [self.prepare, self.ground_truth, main.pseudo.root, self.corrections], "outs": [self.train]},
+            # train's outputs are named file by file: the model card beside them is evaluate's.
+            "train": {"deps": [self.prepare, self.ground_truth, main.pseudo.root, self.corrections],
+                      "outs": [self.model, self.model_record, self.train_log, self.train_curves]},
             "learn_prompts": {"deps": [self.prepare, main.pseudo.root, main.refined], "outs": [self.learn_prompts]},
             "learned_cams": {"deps": [self.learn_prompts, self.prepare, self.prompt_scores], "outs": [learned.pass_root]},
             "evaluate": {
-                "deps": [self.prepare, self.ground_truth, main.cams, main.refined, main.pseudo.root, self.train, learned.pass_root],
-                "outs": [self.evaluation_run, self.metrics, self.pipeline_miou, self.per_class_iou, self.overlays],
+                "deps": [self.prepare, self.ground_truth, main.cams, main.refined, main.pseudo.root, self.model, self.model_record,
+                         learned.pass_root],
+                "outs": [self.evaluation_run, self.model_card, self.metrics, self.pipeline_miou, self.per_class_iou, self.overlays],
             },
         }
 

@@ -9,19 +9,17 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from wsss.errors import CheckpointError, WsssError
+from wsss.errors import WsssError
 
 # Everything heavy (torch, open_clip, numpy, PIL) is imported by the command that needs it, so
 # `wsss --help` and `wsss lineage` start at once.
 if TYPE_CHECKING:
-    from wsss.clip import LoadedClip
     from wsss.params import Params
 
 
@@ -31,54 +29,13 @@ def _load_params(path: str | None) -> Params:
     return Params() if path is None else load_params(path)
 
 
-def _resolve_weights(args: argparse.Namespace, params: Params) -> tuple[LoadedClip, str]:
-    """Weights from --random-init, --checkpoint / WSSS_CLIP_CHECKPOINT, params, else random (loudly)."""
-    from wsss.clip import load_clip
-    from wsss.devices import torch_device
-
-    source = params.clip.source()
-    checkpoint = args.checkpoint or os.environ.get("WSSS_CLIP_CHECKPOINT")
-    device = torch_device(args.device, "--device") if args.device else torch_device(params.clip.device, "clip.device")
-    precision = args.precision or params.clip.precision
-    if args.random_init:
-        source = replace(source, checkpoint=None, random_init=True)
-        return load_clip(source, device, precision), "random initialisation (requested with --random-init)"
-    if checkpoint:
-        source = replace(source, checkpoint=Path(checkpoint), sha256=args.sha256 or source.sha256)
-    if source.random_init:
-        return load_clip(source, device, precision), "random initialisation (requested by clip.random_init)"
-    try:
-        loaded = load_clip(source, device, precision)
-        where = f"checkpoint {source.checkpoint}" if source.checkpoint else f"open_clip tag {source.pretrained!r}"
-        return loaded, where
-    except CheckpointError as error:
-        if source.checkpoint is not None:
-            raise
-        print(f"NOTE: {error}", file=sys.stderr)
-        source = replace(source, random_init=True)
-        return (
-            load_clip(source, device, precision),
-            "RANDOM INITIALISATION: no CLIP weights were found, so the maps below are not meaningful "
-            "(pass --checkpoint PATH/TO/ViT-B-16.pt for real CAMs)",
-        )
-
-
-def _crf_available(wanted: bool) -> bool:
-    if wanted:
-        try:
-            import pydensecrf  # noqa: F401
-        except ImportError:
-            print("NOTE: pydensecrf is not installed; pseudo masks are made without dense CRF", file=sys.stderr)
-            return False
-    return wanted
-
-
 def run_demo(args: argparse.Namespace) -> int:
     """CAMs, CAA and pseudo masks for the sample photos; writes PNGs and summary.json."""
     import numpy as np
     from PIL import Image
 
     from wsss.cam import ClipEsCamExtractor
+    from wsss.inference.clip_weights import crf_available, resolve_weights
     from wsss.io.atomic import write_bytes_atomic, write_text_atomic
     from wsss.io.overlay_inputs import weights_are_random
     from wsss.io.pseudo_store import png_bytes
@@ -92,13 +49,13 @@ def run_demo(args: argparse.Namespace) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     params = _load_params(args.params)
-    clip, weights_note = _resolve_weights(args, params)
+    clip, weights_note = resolve_weights(args, params)
     print(f"CLIP weights: {weights_note}")
     random_weights = weights_are_random(clip.identity())
     vocabulary = params.vocabulary
     template = params.prompts.pin or REFERENCE_TEMPLATE  # no prompts stage here: the pinned (reference) template
     extractor = ClipEsCamExtractor(clip, vocabulary, replace(params.cam, templates=(template,)), params.caa)
-    settings = replace(params.pseudo, crf=_crf_available(params.pseudo.crf and not args.no_crf))
+    settings = replace(params.pseudo, crf=crf_available(params.pseudo.crf and not args.no_crf))
     argmax_only = replace(settings, crf=False, confidence_threshold=None)
     cam_scores = ConfusionAccumulator(vocabulary.num_classes + 1)
     mask_scores = ConfusionAccumulator(vocabulary.num_classes + 1)
@@ -237,16 +194,14 @@ def run_overlay(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from wsss.inference.clip_weights import add_weights_arguments  # argparse only
+
     parser = argparse.ArgumentParser(prog="wsss", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     demo = commands.add_parser("demo", help="run the CLIP-ES core on the embedded sample photos")
     demo.add_argument("--out", default="outputs/demo", help="output folder")
-    demo.add_argument("--checkpoint", help="CLIP weights file (OpenAI ViT-B-16.pt or open_clip); env WSSS_CLIP_CHECKPOINT")
-    demo.add_argument("--sha256", help="expected SHA-256 of --checkpoint")
-    demo.add_argument("--random-init", action="store_true", help="use random CLIP weights (smoke test)")
+    add_weights_arguments(demo)
     demo.add_argument("--params", help="params.yaml with clip/classes/cam/pseudo sections (default: built-in defaults)")
-    demo.add_argument("--device", help="overrides clip.device")
-    demo.add_argument("--precision", choices=["fp32", "fp16", "bf16"], help="overrides clip.precision")
     demo.add_argument("--no-crf", action="store_true", help="skip the dense CRF")
     demo.set_defaults(handler=run_demo)
 
@@ -274,6 +229,9 @@ def build_parser() -> argparse.ArgumentParser:
     from wsss.review.cli import register as register_review  # argparse only; handlers import lazily
 
     register_review(commands)
+    from wsss.inference.cli import register as register_inference  # predict, segment, export-model
+
+    register_inference(commands)
     return parser
 
 

@@ -89,6 +89,7 @@ class OverlayInputs:
         ground_truth: Ground-truth labels `(H, W)` uint8 (255 = not scored) or None.
         random_weights: The CLIP weights were random: the figure is marked as not meaningful.
         title: Text of the top line (image id, weights), or "".
+        mask_caption: Caption of the `pseudo_labels` panel (`wsss predict` shows a model's prediction there).
     """
 
     rgb: np.ndarray
@@ -100,6 +101,7 @@ class OverlayInputs:
     ground_truth: np.ndarray | None = None
     random_weights: bool = False
     title: str = ""
+    mask_caption: str = "pseudo mask"
 
 
 def _panels(inputs: OverlayInputs) -> list[tuple[str, np.ndarray]]:
@@ -112,7 +114,7 @@ def _panels(inputs: OverlayInputs) -> list[tuple[str, np.ndarray]]:
     for index, (tag, cam) in enumerate(zip(inputs.tags, inputs.maps)):
         caption = tag if inputs.probabilities is None else f"{tag}  p={float(inputs.probabilities[index]):.2f}"
         panels.append((caption, cam_overlay(rgb, np.asarray(cam, dtype=np.float32))))
-    for caption, labels in (("pseudo mask", inputs.pseudo_labels), ("ground truth", inputs.ground_truth)):
+    for caption, labels in ((inputs.mask_caption, inputs.pseudo_labels), ("ground truth", inputs.ground_truth)):
         if labels is not None:
             if labels.shape != rgb.shape[:2]:
                 raise ValueError(f"{caption}: labels {labels.shape} do not match the image {rgb.shape[:2]}")

@@ -23,3 +23,19 @@ def effective_recipe(cfg: Config) -> dict[str, Any]:
         "seed": randomness.get("seed"),
         "checkpoint_interval": int(cfg.default_hooks.checkpoint.interval),
     }
+
+
+def model_description(cfg: Config) -> dict[str, Any]:
+    """What the trained network is (the model card's and the export's facts): segmentor, backbone,
+    decode head, normalisation and the pixel order the preprocessor expects."""
+    model, backbone, head = cfg.model, cfg.model.backbone, cfg.model.decode_head
+    preprocessor = model.data_preprocessor
+    return {
+        "segmentor": str(model.type),
+        "backbone": {"type": str(backbone.type), "depth": backbone.get("depth"), "strides": list(backbone.get("strides") or []),
+                     "dilations": list(backbone.get("dilations") or []), "norm": str((backbone.get("norm_cfg") or {}).get("type"))},
+        "decode_head": {"type": str(head.type), "in_channels": head.get("in_channels"), "dilations": list(head.get("dilations") or []),
+                        "num_classes": int(head.num_classes), "loss": str((head.get("loss_decode") or {}).get("type"))},
+        "mean": [float(v) for v in preprocessor.mean], "std": [float(v) for v in preprocessor.std],
+        "bgr_to_rgb": bool(preprocessor.get("bgr_to_rgb", False)),
+    }

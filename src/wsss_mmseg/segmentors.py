@@ -3,7 +3,7 @@
 deeplab-pytorch, the trainer CLIP-ES used, runs the network on the input at scales 1, 0.75 and 0.5,
 upsamples the smaller logits to the scale-1 logits and takes their pixel-wise max; the loss is the
 sum over the three scales and the max (docs/method.md, "Segmenter": "MSC training"). Inference is unchanged; the
-test-time max over scales is `training.predict_logits`.
+test-time max over scales is `inference.predict_logits_batch`.
 """
 
 from __future__ import annotations

@@ -2,14 +2,13 @@
 
 ``train_segmenter`` = checked-in config (``Config.fromfile``) + plain overrides + optional
 ``cfg_options`` (``merge_from_dict``) -> ``Runner.from_cfg(cfg).train()``.
-``evaluate_segmenter`` runs whole-image inference (optionally multi-scale, max-fused as in
-deeplab-pytorch's MSC) and scores it with :class:`wsss.metrics.ConfusionAccumulator`, the
+``evaluate_segmenter`` runs whole-image inference (`wsss_mmseg.inference`: optionally multi-scale,
+max-fused as in deeplab-pytorch's MSC, optionally dense CRF) and scores it with :class:`wsss.metrics.ConfusionAccumulator`, the
 same protocol as the pseudo-mask evaluation (docs/method.md, "mIoU").
 """
 
 from __future__ import annotations
 
-import logging
 import uuid
 from collections.abc import Callable, Mapping, Sequence
 from functools import partial
@@ -17,21 +16,17 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-import torch.nn.functional as F
 from mmengine.config import Config
-from mmengine.registry import init_default_scope
-from mmengine.runner import Runner, find_latest_checkpoint, load_checkpoint
-from mmseg.registry import MODELS
-from PIL import Image
+from mmengine.runner import Runner, find_latest_checkpoint
 
 import wsss_mmseg  # noqa: F401  (registers the custom modules before any build)
 from wsss.datasets.ground_truth import read_label_map
 from wsss.imaging import load_rgb
 from wsss.metrics import ConfusionAccumulator, SegmentationScores
-from wsss.pseudo.crf import CrfParams, dense_crf
+from wsss.pseudo.crf import CrfParams
 from wsss_mmseg.checkpoints import require_plain_checkpoints
 from wsss_mmseg.datasets import read_split_ids
+from wsss_mmseg.inference import load_segmenter, predict_image, predict_logits
 from wsss_mmseg.progress import IterationCallback, IterationProgressHook
 from wsss_mmseg.transforms import use_stored_orientation
 from wsss_mmseg.validation import ValidationData, set_validation
@@ -232,83 +227,6 @@ def train_segmenter(cfg: Config, on_iteration: IterationCallback | None = None) 
     return Path(last)
 
 
-def load_segmenter(
-    config_path: PathLike, checkpoint: PathLike, *, num_classes: int, device: str = "cpu"
-) -> torch.nn.Module:
-    """Build the config's model with ``num_classes`` outputs and load a checkpoint into it.
-
-    Args:
-        config_path: The training config (model definition).
-        checkpoint: An mmengine checkpoint of that model (loaded strictly).
-        num_classes: Output classes of the trained head.
-        device: Torch device of the returned model.
-
-    Returns:
-        The model in eval mode.
-
-    Shape:
-        The model's ``encode_decode`` maps ``(B, 3, H, W)`` to ``(B, num_classes, H, W)``.
-    """
-    cfg = Config.fromfile(str(config_path))
-    init_default_scope(cfg.get("default_scope", "mmseg"))
-    cfg.model.decode_head.num_classes = num_classes
-    cfg.model.backbone.init_cfg = None
-    model = MODELS.build(cfg.model)
-    load_checkpoint(  # weights-only, plain data (wsss_mmseg.checkpoints.load_plain_checkpoint)
-        model,
-        str(checkpoint),
-        map_location="cpu",
-        strict=True,
-        logger=logging.getLogger("wsss_mmseg"),
-    )
-    return model.to(device).eval()
-
-
-def _bilinear(tensor: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
-    return F.interpolate(tensor, size=tuple(size), mode="bilinear", align_corners=False)
-
-
-@torch.no_grad()
-def predict_logits(
-    model: torch.nn.Module, image: np.ndarray, scales: Sequence[float] = (1.0,)
-) -> torch.Tensor:
-    """Class scores of one RGB image, max-fused over scales, at the image size.
-
-    As deeplab-pytorch's MSC at test time: the logits of each scaled input are upsampled to
-    the scale-1.0 logit size, fused by pixel-wise max, then upsampled bilinearly to the image.
-
-    Args:
-        model: A segmentor from :func:`load_segmenter`.
-        image: The RGB image.
-        scales: Input scales, the first 1.0.
-
-    Returns:
-        Fused logits at the image size.
-
-    Raises:
-        ValueError: If ``scales`` does not start with 1.0.
-
-    Shape:
-        image: ``(H, W, 3)`` uint8 RGB.
-        Output: ``(C, H, W)`` float32.
-    """
-    if not scales or scales[0] != 1.0:
-        raise ValueError(f"scales must start with 1.0 (the reference size), got {scales}")
-    device = next(model.parameters()).device
-    height, width = image.shape[:2]
-    # The preprocessor (bgr_to_rgb=True) expects BGR like mmcv's loader, so flip channels here.
-    bgr = torch.from_numpy(np.ascontiguousarray(image[..., ::-1])).permute(2, 0, 1).to(device)
-    base = model.data_preprocessor(dict(inputs=[bgr]), training=False)["inputs"]
-    fused: torch.Tensor | None = None
-    for scale in scales:
-        size = (max(1, round(height * scale)), max(1, round(width * scale)))
-        scaled = base if scale == 1.0 else _bilinear(base, size)
-        logits = model.decode_head.forward(model.extract_feat(scaled))
-        fused = logits if fused is None else torch.maximum(fused, _bilinear(logits, fused.shape[-2:]))
-    assert fused is not None
-    return _bilinear(fused, (height, width))[0].float().cpu()
-
-
 def score_segmenter(
     config_path: PathLike,
     checkpoint: PathLike,
@@ -379,13 +297,8 @@ def score_segmenter_on(
     for image_path, read_ground_truth in samples:
         image = np.asarray(load_rgb(image_path))  # as training decodes it: raw pixel grid, no EXIF rotation
         gt = read_ground_truth()
-        logits = predict_logits(model, image, scales)
-        if crf is None:
-            prediction = logits.argmax(0).numpy()
-        else:
-            probabilities = logits.softmax(dim=0).numpy().astype(np.float32)
-            prediction = dense_crf(np.ascontiguousarray(image, dtype=np.uint8), probabilities, crf).argmax(0)
-        accumulator.update(gt.astype(np.int64), prediction.astype(np.int64))
+        prediction = predict_image(model, image, scales, crf)  # the one prediction path (`wsss predict` too)
+        accumulator.update(gt.astype(np.int64), prediction.labels)
         if on_image is not None:
             on_image(image_path)
     return accumulator.scores()

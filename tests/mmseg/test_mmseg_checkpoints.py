@@ -78,6 +78,18 @@ def _via_evaluate(root: Path, evil: Path, tmp: Path) -> None:
                     split_file=root / "train.txt", class_names=CLASSES, img_suffix=".png")
 
 
+def _via_predict_and_export(root: Path, evil: Path, tmp: Path) -> None:
+    """`wsss predict` / `wsss export-model`: the checkpoint beside a model.json naming the tiny config."""
+    from wsss.inference.trained_model import TrainedModel
+    from wsss.io.records import ModelRecord
+    from wsss_mmseg.inference import load_segmenter
+
+    ModelRecord(checkpoint=str(evil), trained_iterations=1, num_images=2, class_names=list(CLASSES), input_manifest_sha256="",
+                pseudo_params=None, pseudo_flow_run_id=None, params={"config": str(TINY_CONFIG)}, flow_run_id=None).write(tmp / "model.json")
+    model = TrainedModel.at(evil, tmp / "model.json")
+    load_segmenter(model.config, model.checkpoint, num_classes=len(model.class_names))
+
+
 def _via_mmengine_loader(root: Path, evil: Path, tmp: Path) -> None:
     from mmengine.runner.checkpoint import _load_checkpoint
 
@@ -95,6 +107,7 @@ LOAD_PATHS: dict[str, Callable[[Path, Path, Path], None]] = {
     "resume": _via_resume,
     "load_from": _via_load_from,
     "evaluate": _via_evaluate,
+    "predict_and_export": _via_predict_and_export,
     "mmengine_loader": _via_mmengine_loader,
     "convert": _via_converter,
 }

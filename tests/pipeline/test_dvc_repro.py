@@ -98,6 +98,12 @@ def test_artifacts(repo) -> None:
     curves = artifacts / "train" / "curves"
     assert [row["iter"] for row in json.loads((curves / "train.json").read_text())] == [1, 2, 3, 4]
     assert [row["iter"] for row in json.loads((curves / "val.json").read_text())] == [2, 4]  # checkpoint_interval 2
+    # The model card: evaluate's declared output beside the model, limits first, every model score.
+    card = (artifacts / "train" / "MODEL_CARD.md").read_text()
+    assert card.index("**RANDOM CLIP WEIGHTS**") < card.index("**NO IMAGENET INIT**") < card.index("## Scores")
+    assert "`model.scales=1.crf=on`" in card and "`model.scales=1.crf=off`" in card and "6 training images" in card
+    lock = yaml.safe_load((path / "dvc.lock").read_text())
+    assert "artifacts/train/MODEL_CARD.md" in [out["path"] for out in lock["stages"]["evaluate"]["outs"]]
 
 
 def test_lineage_answers_for_every_image(repo) -> None:
@@ -127,8 +133,11 @@ def test_changing_a_caa_param_reruns_only_refine_and_what_follows(repo) -> None:
     params = yaml.safe_load((path / "params.yaml").read_text())
     params["caa"]["box_threshold"] = 0.5
     (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    card = path / "artifacts" / "train" / "MODEL_CARD.md"
+    before = card.stat().st_mtime_ns
     result = run([sys.executable, "-m", "dvc", "repro"], path, env)
     assert ran_stages(result.stdout) == ["refine", "pseudo", "review", "train", "learn_prompts", "learned_cams", "evaluate"]
+    assert card.stat().st_mtime_ns > before  # the retrained model got its card again
 
 
 def test_switching_learned_prompts_on_reruns_only_what_depends_on_them(repo) -> None:

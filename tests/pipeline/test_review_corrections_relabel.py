@@ -66,6 +66,7 @@ def test_relabel_keeps_the_correction_and_the_retrain_uses_it(prefect_server: st
     with Image.open(repo / ".wsss-scratch/train-labels/masks/cat_a.png") as staged:
         np.testing.assert_array_equal(np.asarray(staged), corrected)  # what the trainer read
     assert (np.load(repo / ".wsss-scratch/train-labels/confidence/cat_a.npy") == 1).all()
+    assert "Human-corrected masks used: 1 (cat_a)" in (repo / "artifacts/train/MODEL_CARD.md").read_text()  # the retrain's card
 
     lineage = run([python, "-m", "wsss.cli", "lineage", "cat_a"], repo, env).stdout
     assert f"mask: human-corrected (file fixed/cat_a.png, sha256 {record['source_sha256']}, time {record['imported_at']})" in lineage

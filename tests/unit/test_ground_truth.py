@@ -89,12 +89,13 @@ def model_scores(monkeypatch: pytest.MonkeyPatch, root: Path, manifest: Manifest
     pytest.importorskip("mmseg")
     import torch
 
+    import wsss_mmseg.inference as inference
     import wsss_mmseg.training as training
     from tasks.evaluate import score_model
     from wsss.catalog import ArtifactLayout
 
     monkeypatch.setattr(training, "load_segmenter", lambda *args, **kwargs: None)
-    monkeypatch.setattr(training, "predict_logits", lambda model, image, scales: torch.tensor([0.0, 1.0, 0.0])[:, None, None].expand(3, *image.shape[:2]))
+    monkeypatch.setattr(inference, "predict_logits_batch", lambda model, images, scales: torch.tensor([0.0, 1.0, 0.0])[None, :, None, None].expand(len(images), 3, *images[0].shape[:2]))
     (score,) = score_model(stage_params(root), ArtifactLayout(), manifest.records).values()
     return score
 

@@ -84,6 +84,9 @@ class ModelRecord(JsonRecord):
     flow_run_id: str | None
     recipe: dict[str, Any] = field(default_factory=dict)  # effective config values (file + train.* overrides)
     corrections: dict[str, Any] | None = None  # human corrections used instead of pseudo masks (used, stale, digest)
+    architecture: dict[str, Any] | None = None  # segmentor, backbone, head, normalisation (`wsss_mmseg.recipe.model_description`)
+    config_sha256: str | None = None  # the mmseg config file as trained
+    init_weights: dict[str, Any] | None = None  # train.init_checkpoint (path, SHA-256); None: random initialisation
 
     always = ("pseudo_params", "pseudo_flow_run_id", "flow_run_id")
 

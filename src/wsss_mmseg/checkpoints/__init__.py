@@ -12,7 +12,7 @@ refuses the file (issue 11, finding 1). So nothing is added to the allow-list an
   dicts of tensors, numpy scalars Python numbers) and rebuilds the objects right after
   loading, before the runner resumes from it.
 * :func:`load_plain_checkpoint` replaces mmengine's loader of local files (every ``load_from``,
-  resume, ``Pretrained`` init and :func:`wsss_mmseg.training.load_segmenter` goes through it):
+  resume, ``Pretrained`` init and :func:`wsss_mmseg.inference.load_segmenter` goes through it):
   ``torch.load(weights_only=True)`` with torch's default allow-list only. Anything else is a
   :class:`~wsss.errors.CheckpointError` naming the file.
 * Files written before (mmengine objects inside) are refused with a message naming the
