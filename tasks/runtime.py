@@ -112,8 +112,8 @@ def shard_submit(settings: RunnerSettings, stage: str = "shard") -> Iterator[Sub
     with workers_report_here(settings), task_runner_for(settings) as runner:
         yield lambda job, compute: runner.submit(shard_task.with_options(task_run_name=f"{stage} shard {job.index}"),
                                                  parameters={"job": job, "compute": compute, "workdir": workdir})
-        if settings.kind == "dask":
-            runner.client.run(_send_queued_reports)
+        if settings.kind == "dask":  # every shard is written: a worker that cannot send its logs costs only them
+            runner.client.run(_send_queued_reports, on_error="ignore")
 
 
 async def _send_queued_reports() -> None:
