@@ -1,5 +1,8 @@
 """One-call GPU check (issue 14 §3): prints one table of the figures that need an accelerator.
 
+0. The stage defaults, the first rows (`benchmarks.device_check_defaults`): cams + refine end to
+   end with the shipped params.yaml (only `clip.device: cuda`, `clip.precision: fp16` set), and
+   CAM+CAA images/s of that default path against the reference's one-image loop on the same GPU.
 1. CAM+CAA images/s, fp16, batch 1/16/32/64 by size bucket (`CamSettings.batch_size`), on
    500x375 images and on a VOC-like mix of sizes (1-3 tags), from network-ready inputs to numpy
    results; and the literal reference procedure (`wsss.reference_clip_es`, one image at a
@@ -32,6 +35,7 @@ import json
 import os
 import platform
 import sys
+import tempfile
 import time
 import traceback
 from collections.abc import Callable
@@ -52,6 +56,7 @@ from benchmarks.device_check_parts import (
     fp16_vs_fp32,
     stages_end_to_end,
 )
+from benchmarks.device_check_defaults import DefaultExtractor, default_path_vs_reference, default_stages_end_to_end, shipped_params
 from benchmarks.device_check_table import format_table
 
 
@@ -98,6 +103,15 @@ def run_part(figures: dict[str, Any], key: str, deadline: float, function: Calla
     figures["seconds"][key] = round(time.perf_counter() - started, 1)
 
 
+def stage_defaults(params: Any, clip: Any, clip32: Any, stage_set: list, voc_set: list, reference_images: int,
+                   args: argparse.Namespace) -> dict[str, Any]:
+    """Part 0: (a) the stages end to end with the defaults, (b) the default path vs the reference loop."""
+    with tempfile.TemporaryDirectory(prefix="device-check-defaults-") as temp:
+        stages = default_stages_end_to_end(params, clip, stage_set, Path(temp), DefaultExtractor(params, args.clip_checkpoint, args.sharpen))
+    print(f"  part 0 stages: {stages}", flush=True)
+    return {"stages": stages, "cam_caa": default_path_vs_reference(params, clip, clip32, voc_set, reference_images)}
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--profile", choices=("auto", "gpu", "cpu"), default="auto", help="auto: gpu when CUDA is present")
@@ -105,7 +119,7 @@ def main() -> int:
     parser.add_argument("--clip-checkpoint", type=Path, help="real CLIP weights (OpenAI/open_clip file) instead of random ones")
     parser.add_argument("--sharpen", type=float, default=3.0, help="query/key scale of the random weights (see above)")
     json_option(parser)
-    parser.add_argument("--parts", default="1234", help="which parts to run, e.g. 3 (default: all)")
+    parser.add_argument("--parts", default="01234", help="which parts to run, e.g. 03 (default: all)")
     args = parser.parse_args()
     started = time.perf_counter()
     on_gpu = torch.cuda.is_available()
@@ -119,14 +133,18 @@ def main() -> int:
         "voc_500x375": voc_like_images(profile.voc_images, mix=False, scale=profile.scale, seed=1),
         "voc_mix": voc_like_images(profile.mix_images, mix=True, scale=profile.scale, seed=2),
     }
+    stage_set = voc_like_images(profile.stage_images, mix=True, scale=profile.scale, seed=4)
+    stage_clip = clip16 if profile.throughput_precision == "fp16" else clip32
+    if "0" in args.parts:
+        defaults = shipped_params(device, profile.throughput_precision)
+        run_part(figures, "0_defaults", deadline, lambda: stage_defaults(defaults, stage_clip, clip32, stage_set, sets["voc_500x375"],
+                                                                        profile.reference_images, args))
     if "1" in args.parts:
         run_part(figures, "1_cam_caa", deadline, lambda: cam_caa_throughput(clip16, clip32, sets, profile))
     compare = voc_like_images(profile.compare_images, mix=True, scale=profile.scale, seed=3)
     if "2" in args.parts:
         run_part(figures, "2_fp16_vs_fp32", deadline, lambda: fp16_vs_fp32(clip16, clip32, compare, profile.batch_sizes[-1], crf_available()))
-    stage_set = voc_like_images(profile.stage_images, mix=True, scale=profile.scale, seed=4)
     stage_deadline = started + 0.75 * (deadline - started)
-    stage_clip = clip16 if profile.throughput_precision == "fp16" else clip32
     if "3" in args.parts:
         factory = StageExtractor(device, args.clip_checkpoint, args.sharpen, profile.throughput_precision, profile.stage_batch)
         run_part(figures, "3_stages", deadline, lambda: stages_end_to_end(stage_clip, stage_set, profile, stage_deadline, factory))

@@ -31,18 +31,19 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 from wsss.cam import CaaSettings, ClipEsCamExtractor, PreparedImage
 from wsss.cam.extractor import size_bucket
 from wsss.cam.refine_stored import REFINE_OVERLAP_IO, RefineStored
+from wsss.cam.stored_output import cam_image_output
 from wsss.cam.streaming import stream_cams
 from wsss.datasets import safe_join
 from wsss.imaging import load_rgb
 from wsss.io import CamStore, ShardWriter, assign_shards, shard_path
 from wsss.io.pipelining import BackgroundShardWriter
 from wsss.io.settings import StoreSettings
+
 
 @dataclass(frozen=True)
 class StageImage:
@@ -97,7 +98,6 @@ def write_cam_shard(
     deadline: float | None = None,
 ) -> tuple[int, dict[str, float]]:
     """One CAM shard, as the stage writes it; returns (images written, timings of its loop)."""
-    dtypes = {"gradcam": np.dtype(store.gradcam_dtype), "attention": np.dtype(store.attention_dtype)}
     batch_size = extractor.settings.batch_size
     model = TimedExtractor(extractor)
 
@@ -111,17 +111,9 @@ def write_cam_shard(
         for position, (item, result) in enumerate(results, 1):
             if isinstance(result, Exception):
                 raise result
-            attrs = {
-                "class_ids": result.class_ids,
-                "tags": list(item.tags),
-                "original_size": list(result.original_size),
-                "grid": list(result.grid),
-                "tag_probabilities": result.tag_probabilities,
-                "source_path": item.path,
-                "source_sha256": item.sha256,
-            }
             waited = time.perf_counter()
-            writer.add(item.image_id, {"gradcam": result.gradcam, "attention": result.attention}, attrs, dtypes)
+            entry = cam_image_output(result, item.tags, item.path, item.sha256, store)  # as the stage stores it
+            writer.add(item.image_id, entry.arrays, entry.attrs, entry.dtypes)
             model.add_seconds += time.perf_counter() - waited
             written += 1
             # Between batches only: a batch's forward is never thrown away.
@@ -148,16 +140,26 @@ def _cams_worker_shard(*args: Any) -> tuple[int, dict[str, float]]:
     return write_cam_shard(_CAMS_WORKER["extractor"], *args)
 
 
+def use_extractor(extractor: ClipEsCamExtractor) -> None:
+    """The extractor of this process (a pool worker's is built by the pool)."""
+    _CAMS_WORKER["extractor"] = extractor
+
+
+def process_extractor() -> ClipEsCamExtractor:
+    return _CAMS_WORKER["extractor"]
+
+
 class ShardPool:
     """Worker processes for whole shards, as `runner.kind: dask` with `runner.workers` maps the
     stage's shards: spawned (the parent holds a CUDA context), each with an equal share of the
-    cores for torch, started and warmed up before the clock, like a running cluster. With
+    cores for torch (or `threads`), started and warmed up before the clock, like a running cluster. With
     `make_extractor` every worker holds the CLIP extractor (all on the same GPU) and can write CAM
     shards: each process decodes, compresses and writes its own (one HDF5 writer per process)."""
 
-    def __init__(self, workers: int, make_extractor: Callable[[], ClipEsCamExtractor] | None = None) -> None:
+    def __init__(self, workers: int, make_extractor: Callable[[], ClipEsCamExtractor] | None = None,
+                 threads: int | None = None) -> None:
         self.workers = workers
-        threads = max(1, (os.cpu_count() or 1) // workers)
+        threads = threads or max(1, (os.cpu_count() or 1) // workers)
         self.executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
                                             initializer=_start_worker, initargs=(threads, make_extractor))
         list(self.executor.map(_limit_threads, [threads] * workers))

@@ -30,9 +30,32 @@ def _failure(name: str, part: dict[str, Any]) -> tuple[str, str, str, str]:
     return (name, text.strip().splitlines()[-1], "", "FAILED" if "error" in part else "SKIPPED")
 
 
+def default_rows(part: dict[str, Any], on_gpu: bool) -> list[tuple[str, str, str, str]]:
+    """Part 0, the first rows: the stage defaults end to end, and their CAM+CAA path vs the reference."""
+    if "stages" not in part:
+        return [_failure("0 stage defaults", part)]
+    stages, cam_caa = part["stages"], part["cam_caa"]
+    layout = stages["layout"]
+    processes = "stage process" if layout["processes"] <= 1 else f"{layout['processes']} worker processes"
+    rows = [
+        (f"0 cams+refine end to end, stage defaults, {stages['images']} images", f"{stages['images_per_s']} img/s",
+         f">= {TARGET_STAGE_IMAGES_PER_S:.0f} img/s", verdict(stages["images_per_s"], TARGET_STAGE_IMAGES_PER_S, on_gpu)),
+        (f"0   clip {layout['clip']}, batch {layout['cam.batch_size']}, {processes}, {layout['runner.decode_workers']} decode "
+         f"threads, caa.device {layout['caa.device']}, {layout['store.compression']}; cams / refine",
+         f"{stages['cams_images_per_s']} / {stages['refine_images_per_s']} img/s", "", ""),
+        (f"0 CAM+CAA default path (batch {cam_caa['batch_size']}) / reference one-image loop ({cam_caa['reference']['precision']})",
+         f"{cam_caa['images_per_s']} / {cam_caa['reference']['images_per_s']} img/s", "", ""),
+        ("0 ratio: default path / reference loop, same device", f"{cam_caa['ratio']}x", f">= {TARGET_SPEEDUP:.0f}x",
+         verdict(cam_caa["ratio"], TARGET_SPEEDUP, on_gpu)),
+    ]
+    return rows
+
+
 def table_rows(figures: dict[str, Any], on_gpu: bool) -> list[tuple[str, str, str, str]]:
     """(quantity, value, target, verdict) rows of the one table."""
     rows: list[tuple[str, str, str, str]] = []
+    if "0_defaults" in figures:
+        rows += default_rows(figures["0_defaults"], on_gpu)
     part = figures.get("1_cam_caa", {})
     if "sets" not in part:
         rows.append(_failure("1 CAM+CAA", part))
@@ -71,7 +94,7 @@ def table_rows(figures: dict[str, Any], on_gpu: bool) -> list[tuple[str, str, st
         rows.append((f"3 cams+refine end to end, {part['images']} images, batch {part['batch_size']}, {part['compression']}",
                      f"{part['images_per_s']} img/s", f">= {TARGET_STAGE_IMAGES_PER_S:.0f} img/s",
                      verdict(part["images_per_s"], TARGET_STAGE_IMAGES_PER_S, on_gpu)))
-        rows.append((f"3   stage defaults: decode_workers {part['decode_workers']}, caa.device {part['caa_device']}; cams / refine alone",
+        rows.append((f"3   batch {part['batch_size']}, the rest as shipped: decode_workers {part['decode_workers']}, caa.device {part['caa_device']}; cams / refine alone",
                      f"{part['cams_images_per_s']} / {part['refine_images_per_s']} img/s", "", ""))
         labels = {
             "without_overlap": lambda v: "without runner.overlap_io",

@@ -35,6 +35,14 @@ class RunnerSettings:
     def __post_init__(self) -> None:
         check_fields(self)
 
+    def local_processes(self) -> int:
+        """Processes of this machine the shards run on: the stage process (`sequential`), or the
+        LocalCluster's `workers` (`dask` without an address; one thread each); 0 with an address
+        (an existing cluster's workers). The task runner and the GPU check's default layout read it."""
+        if self.kind == "sequential":
+            return 1
+        return 0 if self.address else self.workers
+
     def with_overrides(self, overrides: Mapping[str, Any] | None) -> RunnerSettings:
         """Command-line overrides (None = keep) applied on top, checked like the params file."""
         given = {k: v for k, v in (overrides or {}).items() if v is not None}

@@ -5,8 +5,9 @@ Multi-GPU (DDP): torchrun --nproc_per_node=4 -m wsss_mmseg.train_cli CONFIG ... 
 As MMSegmentation's tools/train.py: --amp (mixed precision, mmengine's AmpOptimWrapper) and
 --cfg-options key=value ... (dotted config keys merged last, e.g. default_hooks.logger.interval=10
 optim_wrapper.optimizer.momentum=0.95 'model.backbone.dilations=(1,1,2,4)').
-With a launcher, BatchNorm becomes SyncBN (one statistics pool across GPUs) and mmengine's Runner
-initialises the process group; nothing here is home-made distributed code.
+With a launcher the set-up is `wsss_mmseg.distributed`'s: on a CUDA host mmengine's Runner starts
+the process group (the config's backend, NCCL in the recipe) and BatchNorm becomes SyncBN; on a host
+without CUDA the same torchrun command trains on gloo with plain BN (CPU processes).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from pathlib import Path
 
 from mmengine.config import Config, DictAction
 
+from wsss_mmseg.distributed import configure_launcher
 from wsss_mmseg.training import build_train_config, enable_amp, train_segmenter
 
 
@@ -59,12 +61,7 @@ def build_config(args: argparse.Namespace) -> Config:
     )
     if args.amp:
         enable_amp(cfg)
-    cfg.launcher = args.launcher
-    if args.launcher != "none":
-        for part in ("backbone", "decode_head"):
-            if "norm_cfg" in cfg.model[part]:
-                cfg.model[part].norm_cfg = dict(type="SyncBN", requires_grad=True)
-    return cfg
+    return configure_launcher(cfg, args.launcher)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -26,20 +26,15 @@ from wsss.metrics import ConfusionAccumulator, SegmentationScores
 from wsss.pseudo.crf import CrfParams
 from wsss_mmseg.checkpoints import require_plain_checkpoints
 from wsss_mmseg.datasets import read_split_ids
+from wsss_mmseg.distributed import ReplicaCheckHook, start_process_group
 from wsss_mmseg.inference import load_segmenter, predict_image, predict_logits
 from wsss_mmseg.progress import IterationCallback, IterationProgressHook
 from wsss_mmseg.transforms import use_stored_orientation
 from wsss_mmseg.validation import ValidationData, set_validation
 
 __all__ = [
-    "ValidationData",
-    "build_train_config",
-    "enable_amp",
-    "evaluate_segmenter",
-    "load_segmenter",
-    "predict_logits",
-    "score_segmenter_on",
-    "train_segmenter",
+    "ValidationData", "build_train_config", "enable_amp", "evaluate_segmenter", "load_segmenter", "predict_logits",
+    "score_segmenter_on", "train_segmenter",
 ]
 
 PathLike = str | Path
@@ -216,10 +211,13 @@ def train_segmenter(cfg: Config, on_iteration: IterationCallback | None = None) 
     """
     work_dir = Path(cfg.work_dir)
     work_dir.mkdir(parents=True, exist_ok=True)
+    start_process_group(cfg)  # several processes on a host without CUDA (wsss_mmseg.distributed)
     # Checkpoints are plain data; every load reads them weights-only (wsss_mmseg.checkpoints).
     runner = Runner.from_cfg(require_plain_checkpoints(cfg))
     if on_iteration is not None:
         runner.register_hook(IterationProgressHook(on_iteration))
+    if runner.distributed:
+        runner.register_hook(ReplicaCheckHook())
     runner.train()
     last = find_latest_checkpoint(str(work_dir))
     if last is None:

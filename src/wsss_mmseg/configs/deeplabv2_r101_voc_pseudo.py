@@ -17,9 +17,9 @@ default_scope = 'mmseg'
 
 num_classes = 21  # VOC: background + 20; COCO 81 (class list comes from train_segmenter)
 crop_size = (321, 321)
-# BN for one process (CPU or a single GPU). For multi-GPU training use
-# dict(type='SyncBN', requires_grad=True); SyncBN without a process group fails with
-# "Default process group is not initialized".
+# BN for one process (CPU or a single GPU). `train_cli --launcher pytorch` turns it into SyncBN on
+# CUDA hosts and keeps BN on CPU processes (wsss_mmseg/distributed.py); SyncBN without a process
+# group fails with "Default process group is not initialized".
 norm_cfg = dict(type='BN', requires_grad=True)
 
 data_preprocessor = dict(

@@ -1,0 +1,196 @@
+"""Part 0 of the GPU check, printed first: what the stages do with their defaults.
+
+(a) cams + refine end to end on the profile's VOC-like JPEGs (500 on a GPU) with the params the
+    stages get from the shipped `params.yaml`, where only `clip.device` (cuda where there is one)
+    and `clip.precision` (fp16 on a GPU) are set, through the stages' engine
+    (`wsss.incremental.run_sharded`: shard plan, scratch shards, publish copies) with the stages'
+    per-image work: `DefaultCams` below (what `tasks/cams.py::ExtractImage` does: `stream_cams`
+    with the stage's batch size, decode threads and overlap, its attributes and dtypes) and the
+    refine stage's own `RefineStored`. Everything that shapes the run (batch size, decode threads,
+    overlap, CAA device, codec, shard plan, worker processes: `RunnerSettings.local_processes`) is
+    read from those params, never set here, so a change of the defaults shows in this figure.
+    The tasks/ entries themselves import Prefect, which the GPU machine does not have.
+    `tests/unit/test_device_check_defaults.py` checks that this path stores what the stage entries store.
+(b) CAM+CAA images/s of the extractor those params build (its batch size, by size bucket) on
+    500x375 images, against the reference's own one-image loop on the same device, and the ratio.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from benchmarks.common import TaggedImage, timed, write_jpegs
+from benchmarks.device_check_parts import ROOT, build_clips, reference_loop
+from benchmarks.device_check_stages import (
+    ShardPool,
+    StageImage,
+    process_extractor,
+    stage_images,
+    use_extractor,
+)
+from wsss.bounded_parsing import load_yaml
+from wsss.cam import ClipEsCamExtractor
+from wsss.cam.refine_stored import REFINE_OVERLAP_IO, RefineStored
+from wsss.cam.stored_output import cam_image_output
+from wsss.cam.streaming import stream_cams
+from wsss.clip import LoadedClip
+from wsss.datasets import safe_join
+from wsss.imaging import load_rgb
+from wsss.incremental import ImageOutput, run_now, run_sharded, shard_plan, write_shard
+from wsss.io import CamStore
+from wsss.params import Params
+from wsss.text import REFERENCE_TEMPLATE, ClassVocabulary, voc_vocabulary
+
+
+def shipped_params(device: str, precision: str) -> Params:
+    """`params.yaml` as the repository ships it (no `params.local.yaml`), CLIP on `device` in `precision`."""
+    path = ROOT / "params.yaml"
+    params = Params.from_mapping(load_yaml(path.read_text(), str(path)))
+    return params.replace(clip=replace(params.clip, device=device, precision=precision))
+
+
+def default_extractor(params: Params, clip: LoadedClip, vocabulary: ClassVocabulary | None = None,
+                      template: str = REFERENCE_TEMPLATE) -> ClipEsCamExtractor:
+    """The extractor the cams stage builds from `params` (`tasks/clip_model.py::cam_extractor`); VOC
+    classes unless `vocabulary` is given, `template` in place of the one the prompts stage selects."""
+    return ClipEsCamExtractor(clip, vocabulary or voc_vocabulary(), replace(params.cam, templates=(template,)), params.caa)
+
+
+@dataclass(frozen=True)
+class DefaultExtractor:
+    """Builds the default extractor in a worker process (picklable): the same weights as the parent's."""
+
+    params: Params
+    checkpoint: Path | None
+    sharpen: float
+
+    def __call__(self) -> ClipEsCamExtractor:
+        clip32, clip16 = build_clips(self.params.clip.device, self.checkpoint, self.sharpen)
+        return default_extractor(self.params, clip16 if self.params.clip.precision == "fp16" else clip32)
+
+
+@dataclass(frozen=True)
+class DefaultCams:
+    """The cams stage's per-image callback for the engine (`tasks/cams.py::ExtractImage`), on the
+    extractor of this process (`use_extractor`, or a `ShardPool` worker's)."""
+
+    params: Params
+    root: Path
+    records: Mapping[str, StageImage]
+
+    def for_images(self, image_ids: Sequence[str]) -> DefaultCams:
+        return replace(self, records={i: self.records[i] for i in image_ids})
+
+    def __call__(self, image_id: str) -> ImageOutput:
+        output = next(self.stream([image_id], overlap=False))[1]
+        if isinstance(output, Exception):
+            raise output
+        return output
+
+    def stream(self, image_ids: Sequence[str], overlap: bool) -> Iterator[tuple[str, ImageOutput | Exception]]:
+        extractor, store = process_extractor(), self.params.store
+
+        def load(image_id: str) -> tuple[Any, Sequence[int]]:
+            record = self.records[image_id]
+            return extractor.prepare(load_rgb(safe_join(self.root, record.path))), list(record.class_ids)
+
+        runner = self.params.runner
+        for image_id, result in stream_cams(extractor, image_ids, load, self.params.cam.batch_size, overlap, runner.decode_workers):
+            if isinstance(result, Exception):
+                yield image_id, result
+                continue
+            record = self.records[image_id]
+            yield image_id, cam_image_output(result, record.tags, record.path, record.sha256, store)
+
+
+def default_layout(params: Params) -> dict[str, Any]:
+    """What shapes the stages' run, as the params decide it (printed next to the figure)."""
+    return {
+        "clip": f"{params.clip.device} {params.clip.precision}",
+        "cam.batch_size": params.cam.batch_size,
+        "runner.kind": params.runner.kind,
+        "processes": params.runner.local_processes(),
+        "runner.overlap_io": params.runner.overlap_io,
+        "runner.decode_workers": params.runner.decode_workers,
+        "caa.device": params.caa.device,
+        "store.compression": params.store.compression,
+        "store.images_per_shard": params.store.images_per_shard,
+        "store.shard_count": params.store.shard_count,
+    }
+
+
+def _keys(ids: Sequence[str], stage: str) -> dict[str, str]:
+    return {i: hashlib.sha256(f"{stage}:{i}".encode()).hexdigest() for i in ids}
+
+
+def run_default_stages(params: Params, root: Path, records: Sequence[StageImage], workdir: Path,
+                       pool: ShardPool | None = None) -> dict[str, float]:
+    """cams then refine through the engine as the stage entries call it; seconds per stage.
+    Shards run in this process, or on `pool`'s processes (`runner.kind: dask`)."""
+    submit = run_now if pool is None else (lambda job, compute: pool.executor.submit(write_shard, job, compute))
+    synchronize = torch.cuda.synchronize if torch.cuda.is_available() else (lambda: None)
+    by_id = {record.image_id: record for record in records}
+    cams, refined = workdir / "cams", workdir / "refined"
+    started = time.perf_counter()
+    keys = _keys(list(by_id), "cams")
+    plan = shard_plan(list(keys), params.store.images_per_shard, params.store.shard_count)
+    run_sharded(plan, keys, cams, workdir / "scratch-cams", {"stage": "cams"}, DefaultCams(params, root, by_id),
+                compression=params.store.compression, copied_arrays=("gradcam", "attention"),
+                overlap=params.runner.overlap_io, submit=submit)
+    synchronize()
+    cams_seconds = time.perf_counter() - started
+    started = time.perf_counter()
+    store = CamStore(cams)
+    plan = {int(store.root_attrs(p)["shard_index"]): list(store.root_attrs(p)["image_ids"]) for p in store.shards}
+    keys = _keys([i for ids in plan.values() for i in ids], "refine")
+    run_sharded(plan, keys, refined, workdir / "scratch-refine", {"stage": "refine"}, RefineStored(cams, params.caa),
+                compression=params.store.compression, copied_arrays=("refined",), overlap=REFINE_OVERLAP_IO, submit=submit)
+    synchronize()
+    return {"cams_seconds": cams_seconds, "refine_seconds": time.perf_counter() - started}
+
+
+def default_stages_end_to_end(params: Params, clip: LoadedClip, images: list[TaggedImage], workdir: Path,
+                              make_extractor: DefaultExtractor) -> dict[str, Any]:
+    """(a): the JPEGs written, then cams + refine with the defaults; images/s of both together."""
+    root = workdir / "images"
+    records = stage_images(root, write_jpegs(images, root), {i.image_id: i.class_ids for i in images}, voc_vocabulary().class_names)
+    use_extractor(default_extractor(params, clip))
+    processes = params.runner.local_processes()
+    if processes > 1:  # a LocalCluster's workers (one torch thread each, as Dask's nanny sets), started before the clock
+        with ShardPool(processes, make_extractor, threads=1) as pool:
+            seconds = run_default_stages(params, root, records, workdir / "stores", pool)
+    else:
+        seconds = run_default_stages(params, root, records, workdir / "stores")
+    count = len(CamStore(workdir / "stores" / "refined").image_ids())
+    total = seconds["cams_seconds"] + seconds["refine_seconds"]
+    return {
+        "images": len(images),
+        "images_refined": count,
+        "layout": default_layout(params),
+        "cams_seconds": round(seconds["cams_seconds"], 2),
+        "refine_seconds": round(seconds["refine_seconds"], 2),
+        "cams_images_per_s": round(count / seconds["cams_seconds"], 2),
+        "refine_images_per_s": round(count / seconds["refine_seconds"], 2),
+        "images_per_s": round(count / total, 2),
+    }
+
+
+def default_path_vs_reference(params: Params, clip: LoadedClip, clip32: LoadedClip, images: list[TaggedImage],
+                              reference_images: int) -> dict[str, Any]:
+    """(b): CAM+CAA images/s of the default extractor (network-ready inputs to numpy results) and
+    of the reference's one-image loop on the same device (its first `reference_images` images)."""
+    extractor = default_extractor(params, clip)
+    prepared = [(extractor.prepare(item.image), item.class_ids) for item in images]
+    extractor.extract_batch(prepared[: max(2, params.cam.batch_size)])
+    seconds, _ = timed(lambda: extractor.extract_batch(prepared))
+    ours = round(len(prepared) / seconds, 1)
+    reference = reference_loop(clip32, images[:reference_images])
+    return {"images": len(images), "batch_size": params.cam.batch_size, "clip": f"{params.clip.device} {params.clip.precision}",
+            "images_per_s": ours, "reference": reference, "ratio": round(ours / reference["images_per_s"], 2)}
