@@ -18,17 +18,15 @@ from pathlib import Path
 from typing import Any
 
 from wsss.bounded_parsing import ParseError, load_yaml
-from wsss.cam.caa import CaaSettings
-from wsss.cam.extractor import CamSettings
+from wsss.cam.settings import CaaSettings, CamSettings
 from wsss.clip.settings import ClipSettings
 from wsss.datasets.settings import DataSettings
 from wsss.errors import ConfigError
-from wsss.evaluation.protocol import EvaluateSettings
+from wsss.evaluation.settings import EvaluateSettings
 from wsss.failures import ReliabilitySettings
 from wsss.io.settings import StoreSettings
 from wsss.local_params import local_params_path, with_local_params
-from wsss.prompts.learning import LearnPromptsSettings
-from wsss.prompts.settings import PromptSettings
+from wsss.prompts.settings import LearnPromptsSettings, PromptSettings
 from wsss.pseudo.step import PseudoSettings
 from wsss.relabel.settings import RelabelSettings
 from wsss.scaleout import RunnerSettings

@@ -5,10 +5,12 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar, Literal
+from typing import TYPE_CHECKING, ClassVar, Literal
 
-from wsss.clip.loading import ClipSource
 from wsss.settings import check_fields, setting
+
+if TYPE_CHECKING:
+    from wsss.clip.loading import ClipSource
 
 _HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
@@ -43,6 +45,8 @@ class ClipSettings:
 
     def source(self) -> ClipSource:
         """The weights part, as the loader takes it."""
+        from wsss.clip.loading import ClipSource  # torch and open_clip: only when weights are loaded
+
         return ClipSource(
             model_name=self.model_name,
             pretrained=self.pretrained,

@@ -12,34 +12,18 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import torch
 
 from wsss.cam.caa import resize_maps
+from wsss.evaluation.settings import EvaluateSettings
 from wsss.metrics import ConfusionAccumulator, SegmentationScores
 from wsss.pseudo.labels import labels_from_scores, scores_with_background
 from wsss.pseudo.step import PseudoSettings, pseudo_label
-from wsss.settings import check_fields, setting
 
 LEARNED_SUFFIX = ".background=learned"
-
-
-@dataclass(frozen=True)
-class EvaluateSettings:
-    """The `evaluate` params section: what the evaluate stage reports."""
-
-    SECTION: ClassVar[str] = "evaluate"
-
-    background_alphas: tuple[float, ...] = setting(
-        (1.0, 2.0), "exponents tried for CAM mIoU (the reference reports the best of 1 and 2)", gt=0.0, le=100.0
-    )
-    overlay_ids: tuple[str, ...] = setting((), "images drawn as overlays; empty = the first max_overlays of the manifest")
-    max_overlays: int = setting(6, "how many overlays when no ids are given", ge=0, le=10_000)
-
-    def __post_init__(self) -> None:
-        check_fields(self)
 
 
 @dataclass(frozen=True)
