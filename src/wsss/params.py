@@ -27,7 +27,7 @@ from wsss.failures import ReliabilitySettings
 from wsss.io.settings import StoreSettings
 from wsss.local_params import local_params_path, with_local_params
 from wsss.prompts.settings import LearnPromptsSettings, PromptSettings
-from wsss.pseudo.step import PseudoSettings
+from wsss.pseudo.settings import PseudoSettings
 from wsss.relabel.settings import RelabelSettings
 from wsss.scaleout import RunnerSettings
 from wsss.settings import build_section, no_unknown_keys, plain

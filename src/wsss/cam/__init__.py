@@ -9,7 +9,6 @@ from wsss.lazy_exports import lazy_exports
 if TYPE_CHECKING:
     from wsss.cam.boxes import box_mask, contour_boxes
     from wsss.cam.caa import (
-        CaaSettings,
         affinity_transition,
         propagate,
         refine_image,
@@ -17,8 +16,9 @@ if TYPE_CHECKING:
         resize_maps,
         sinkhorn_normalize,
     )
-    from wsss.cam.extractor import CamResult, CamSettings, ClipEsCamExtractor, PreparedImage
+    from wsss.cam.extractor import CamResult, ClipEsCamExtractor, PreparedImage
     from wsss.cam.gradcam import gradcam_from_gradients, minmax_normalize, tag_gradients, tag_probabilities
+    from wsss.cam.settings import CaaSettings, CamSettings
 
 __all__ = [
     "CaaSettings",

@@ -1,16 +1,16 @@
-"""The `clip` params section: which CLIP weights, on which device, in which precision."""
+"""The `clip` params section: which CLIP weights, on which device, in which precision (and the
+loader's `ClipSource`; torch-free, so that loading the params never loads torch)."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, ClassVar, Literal
+from typing import ClassVar, Literal
 
 from wsss.settings import check_fields, setting
 
-if TYPE_CHECKING:
-    from wsss.clip.loading import ClipSource
+CheckpointFormat = Literal["auto", "openai", "open_clip"]
 
 _HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
@@ -21,6 +21,34 @@ def _sha256_problem(value: str) -> str | None:
 
 def _device_problem(value: str) -> str | None:
     return None if re.fullmatch(r"cpu|cuda(:\d+)?|mps", value) else "must be cpu, cuda, cuda:N or mps"
+
+
+@dataclass(frozen=True)
+class ClipSource:
+    """Where the CLIP weights come from. Exactly one of the three ways is used.
+
+    Attributes:
+        model_name: open_clip architecture name, e.g. "ViT-B-16". For OpenAI-format files the
+            architecture is read from the weights and this name is only recorded.
+        pretrained: open_clip pretrained tag ("openai", "laion2b_s34b_b88k", ...).
+        checkpoint: local weights file; takes precedence over `pretrained`.
+        checkpoint_format: "openai" (TorchScript archive or plain OpenAI state dict, QuickGELU),
+            "open_clip" (state dict of `open_clip.create_model(model_name)`), or "auto".
+        sha256: expected hex SHA-256 of `checkpoint`; a mismatch is an error.
+        random_init: build `model_name` with random weights (seeded); must be asked for.
+        seed: seed of the random initialisation.
+        allow_download: let open_clip fetch a pretrained tag from its hub; when False only the
+            local cache is used and a missing file fails at once instead of after retries.
+    """
+
+    model_name: str = "ViT-B-16"
+    pretrained: str | None = "openai"
+    checkpoint: Path | None = None
+    checkpoint_format: CheckpointFormat = "auto"
+    sha256: str | None = None
+    random_init: bool = False
+    seed: int = 0
+    allow_download: bool = True
 
 
 @dataclass(frozen=True)
@@ -45,8 +73,6 @@ class ClipSettings:
 
     def source(self) -> ClipSource:
         """The weights part, as the loader takes it."""
-        from wsss.clip.loading import ClipSource  # torch and open_clip: only when weights are loaded
-
         return ClipSource(
             model_name=self.model_name,
             pretrained=self.pretrained,

@@ -9,7 +9,6 @@ from wsss.lazy_exports import lazy_exports
 if TYPE_CHECKING:
     from wsss.evaluation.protocol import (
         LEARNED_SUFFIX,
-        EvaluateSettings,
         ImageMaps,
         ProtocolScores,
         background_comparison_rows,
@@ -20,6 +19,7 @@ if TYPE_CHECKING:
         summary_rows,
         with_learned_background,
     )
+    from wsss.evaluation.settings import EvaluateSettings
 
 __all__ = [
     "LEARNED_SUFFIX",

@@ -15,9 +15,7 @@ from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
-import torch
 
-from wsss.cam.caa import resize_maps
 from wsss.evaluation.settings import EvaluateSettings
 from wsss.metrics import ConfusionAccumulator, SegmentationScores
 from wsss.pseudo.labels import labels_from_scores, scores_with_background
@@ -74,6 +72,10 @@ def score_image(scores: ProtocolScores, maps: ImageMaps, pseudo: PseudoSettings,
     The stage's own masks are scored as written; the other CRF setting is recomputed with
     `pseudo_label` (no confidence filter), so `pseudo.crf=on` and `pseudo.crf=off` both exist.
     """
+    import torch  # the map resize is CAA's (torch); evaluate starts without it
+
+    from wsss.cam.caa import resize_maps
+
     gt, ids = maps.ground_truth, maps.class_ids
     upsampled = resize_maps(torch.from_numpy(np.asarray(maps.gradcam, dtype=np.float32)), gt.shape).numpy()
     for alpha in alphas:

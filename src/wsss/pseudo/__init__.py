@@ -10,7 +10,6 @@ if TYPE_CHECKING:
     from wsss.pseudo.crf import (
         DEFAULT_CRF_PARAMS,
         REFERENCE_MEAN_BGR,
-        CrfParams,
         crf_posterior_for_cams,
         dense_crf,
         reference_crf_image,
@@ -22,7 +21,8 @@ if TYPE_CHECKING:
         make_pseudo_label,
         scores_with_background,
     )
-    from wsss.pseudo.step import PseudoSettings, pseudo_label
+    from wsss.pseudo.settings import CrfParams, PseudoSettings
+    from wsss.pseudo.step import pseudo_label
 
 __all__ = [
     "DEFAULT_CRF_PARAMS",
