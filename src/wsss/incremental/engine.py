@@ -3,7 +3,9 @@
 A stage hands the engine its shard plan (shard index -> image ids), every image's content key,
 the root attributes and a per-image `compute` callback; the engine decides what to do:
 
-* a shard whose file already holds exactly its images under their keys is left untouched;
+* a shard whose file already holds exactly its images under their keys, and records the same
+  params, is left untouched (a change of a key that is not part of the reuse keys, such as the
+  codec or the shard size, rewrites the shard by copying its arrays, without computing);
 * every other shard is one job: unchanged images are copied from the previous store, the rest
   computed, into a scratch folder keyed by the stage identity and the keys (a killed run resumes
   shard by shard: a finished scratch shard is reused);
@@ -33,7 +35,15 @@ from typing import Any, Protocol
 import numpy as np
 
 from wsss.errors import DatasetError, ImageError, StoreError
-from wsss.incremental.keys import CONTENT_KEY_ATTR, reusable_ids, shard_is_current, stage_identity, stale_shards, stored_keys
+from wsss.incremental.keys import (
+    CONTENT_KEY_ATTR,
+    PARAMS_ATTR,
+    reusable_ids,
+    shard_is_current,
+    stage_identity,
+    stale_shards,
+    stored_keys,
+)
 from wsss.io import CamStore, ShardWriter, assign_shards, shard_path
 from wsss.io.atomic import remove_leftover_temporaries
 from wsss.io.pipelining import BackgroundShardWriter
@@ -251,7 +261,7 @@ def run_sharded(
     futures, untouched = [], []
     for index, ids in plan.items():
         expected = {i: keys[i] for i in ids}
-        if shard_is_current(shard_path(output, index), expected, previous):
+        if shard_is_current(shard_path(output, index), expected, previous) and records_params(shard_path(output, index), root_attrs):
             untouched.append(shard_path(output, index).name)
             report.advance(ids, "untouched")
             continue
@@ -273,6 +283,14 @@ def run_sharded(
         copied=tuple(sorted(i for o in outcomes for i in o.copied)),
         failed={i: reason for o in outcomes for i, reason in sorted(o.failed.items())},
     )
+
+
+def records_params(path: Path, root_attrs: Mapping[str, Any]) -> bool:
+    """Whether a shard recorded the params this run records (false for an unreadable shard)."""
+    try:
+        return CamStore(path.parent).root_attrs(path).get(PARAMS_ATTR) == root_attrs.get(PARAMS_ATTR)
+    except StoreError:
+        return False
 
 
 def publish(outcomes: Sequence[ShardOutcome], output: Path, untouched: Sequence[str], scratch: Path) -> list[Path]:

@@ -27,20 +27,28 @@ def template_problem(template: str) -> str | None:
 
 @dataclass(frozen=True)
 class PromptSettings:
-    """Candidate templates, the pin, and how sharpness is computed."""
+    """Candidate templates, the pin, and how sharpness is computed.
+
+    Only `pooling` changes a stored image feature (`features/<key>.npy`); the others decide the
+    ranking and the selection, which every run recomputes (the selected template enters the CAM
+    keys itself), so they are not part of a reuse key.
+    """
 
     SECTION: ClassVar[str] = "prompts"
 
     candidates: tuple[str, ...] = setting(
-        (), "templates to score; empty = the CLIP ImageNet templates + the reference's", check=template_problem
+        (), "templates to score; empty = the CLIP ImageNet templates + the reference's", check=template_problem,
+        identity=False,
     )
     pin: str | None = setting(
         "a clean origami {}.", "template used whatever the ranking (the reference's); null = the best-ranked",
         check=template_problem,
+        identity=False,
     )
     pooling: Literal["cls", "patch_mean"] = setting("cls", "image feature of the zero-shot scores")
-    ddof: int = setting(1, "delta degrees of freedom of the variance in the sharpness", ge=0, le=1)
-    max_images: int = setting(500, "at most this many multi-label images are scored (sorted ids)", ge=1, le=10_000_000)
+    ddof: int = setting(1, "delta degrees of freedom of the variance in the sharpness", ge=0, le=1, identity=False)
+    max_images: int = setting(500, "at most this many multi-label images are scored (sorted ids)", ge=1, le=10_000_000,
+                             identity=False)
 
     def __post_init__(self) -> None:
         check_fields(self)

@@ -45,7 +45,8 @@ class PseudoSettings:
     )
     ignore_index: int = setting(255, "label of ignored pixels", ge=0, le=255)
     crf_params: CrfParams = setting(CrfParams(), "dense CRF parameters")
-    jobs: int = setting(1, "worker processes of the pseudo stage (the CRF is CPU-bound); not part of any result", ge=1, le=1024)
+    jobs: int = setting(1, "worker processes of the pseudo stage (the CRF is CPU-bound); not part of any result", ge=1, le=1024,
+                      identity=False)
 
     def __post_init__(self) -> None:
         check_fields(self)
