@@ -1,4 +1,4 @@
-"""Prefect glue of the stage entries: flow-run id, progress and file artifacts, the task runner.
+"""Prefect glue of the stage entries: flow-run id, named task runs, table/markdown/file artifacts.
 
 Stage entries (`tasks/<stage>.py`) call the core and report through the small objects here, so
 the core never imports Prefect and the flows only wire.
@@ -13,23 +13,19 @@ import signal
 import subprocess
 import sys
 import types
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 from unittest import mock
 from urllib.parse import quote
 
-from prefect import task
+from prefect import get_run_logger, task
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NONE
 from prefect.context import FlowRunContext
 from prefect.settings import get_current_settings
-from prefect.task_runners import ThreadPoolTaskRunner
 
-from tasks.progress import Progress, shards_outcome
-from wsss.incremental import ImageCompute, ShardJob, StageSummary, Submit, run_now, write_shard
-from wsss.scaleout import RunnerSettings
+from wsss.params import Params
 
 
 def flow_run_id() -> str | None:
@@ -42,39 +38,15 @@ def in_flow() -> bool:
     return FlowRunContext.get() is not None
 
 
-@task(cache_policy=NONE, retries=1, retry_delay_seconds=2)
-def shard_task(job: ShardJob, compute: ImageCompute) -> Any:
-    """One shard of a sharded stage, on whatever worker the flow's task runner picks."""
-    return write_shard(job, compute)
-
-
-@contextmanager
-def shard_submit(settings: RunnerSettings, stage: str = "shard") -> Iterator[Submit]:
-    """`submit` of shard jobs onto the task runner the `runner` section asks for (this process
-    outside a flow run): started for one stage entry, so it serves stage flows, the pipeline and
-    relabel runs alike. Task runs are named `<stage> shard <index>` (the learned pass's apart)."""
-    if not in_flow():
-        yield run_now
-        return
-    with task_runner_for(settings) as runner:
-        yield lambda job, compute: runner.submit(shard_task.with_options(task_run_name=f"{stage} shard {job.index}"),
-                                                 parameters={"job": job, "compute": compute})
-
-
-def task_runner_for(settings: RunnerSettings) -> Any:
-    """ThreadPoolTaskRunner(1) for `sequential`; DaskTaskRunner on `address`, or on a LocalCluster."""
-    if settings.kind == "sequential":
-        return ThreadPoolTaskRunner(max_workers=1)
-    from prefect_dask import DaskTaskRunner
-
-    if settings.address:
-        return DaskTaskRunner(address=settings.address)
-    # One thread per worker process: torch already uses every core of its process, and the
-    # extractor cached per process is not shared between threads.
-    return DaskTaskRunner(cluster_kwargs={"n_workers": settings.workers, "threads_per_worker": 1, "processes": True})
-
-
 Result = TypeVar("Result")
+
+
+def log_protocol(params: Params, *sections: str) -> None:
+    """Log the values of the keys the class preset fixes (of `sections`, default all) and where
+    each comes from: the preset, the user, or the section default (`Params.protocol_lines`)."""
+    if in_flow():
+        for line in params.protocol_lines(*sections):
+            get_run_logger().info("protocol: %s", line)
 
 
 def named_step(name: str, step: Callable[[], Result]) -> Result:
@@ -126,15 +98,6 @@ def link_written_shards(key: str, written: Sequence[str], untouched: Sequence[st
     lines += [f"| {file_reference(p)} | written |" for p in sorted(written)]
     lines += [f"| `{name}` | unchanged (kept from an earlier run) |" for name in sorted(untouched)]
     markdown(key, "\n".join(lines), "Files written by this flow run")
-
-
-def published_shards(key: str, summary: StageSummary, progress: Progress | None = None) -> dict[str, Any]:
-    """Link the shard files a sharded stage run wrote (a markdown artifact), log what it did; its
-    summary as a dict."""
-    link_written_shards(key, summary.written, summary.untouched)
-    if progress is not None:
-        progress.finish(shards_outcome(summary))
-    return summary.as_dict()
 
 
 def _end_with_parent(parent: int, libc: Any) -> None:

@@ -13,13 +13,14 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tasks.prepare import read_manifest, run_prepare
+from tasks.prepare import run_prepare
 from tasks.refine import refine_attributes
 from tests.unit.dataset_builders import write_coco_set
 from wsss.catalog import ArtifactLayout
 from wsss.errors import ConfigError
 from wsss.params import Params, load_params
 from wsss.presets import PRESET_PROTOCOL, with_preset_values
+from wsss.stage_inputs import read_manifest
 from wsss.text.vocabulary import COCO_CLASS_NAMES
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -50,6 +50,7 @@ from wsss.io.pipelining import BackgroundShardWriter
 from wsss.io.shard_assignment import assign_shards_by_hash
 from wsss.io.shard_writer import publish_copy
 from wsss.provenance import sha256_of
+from wsss.stage_result import StageResult
 
 # Per-image problems that cost the image, not the run.
 IMAGE_FAILURES = (ImageError, DatasetError)
@@ -151,9 +152,16 @@ class StageSummary:
     copied: tuple[str, ...]
     failed: Mapping[str, str] = field(default_factory=dict)  # image id -> reason
 
+    kept: tuple[str, ...] = ()  # images of the untouched shards
+
     def as_dict(self) -> dict[str, Any]:
         return {"written": list(self.written), "untouched": list(self.untouched), "computed": list(self.computed),
                 "copied": list(self.copied), "failed": dict(self.failed)}
+
+    def result(self, stage: str) -> StageResult:
+        """The stage entry's result: reused = copied into a new shard or kept in an untouched one."""
+        return StageResult(stage, self.computed, tuple(sorted((*self.copied, *self.kept))), dict(self.failed),
+                           written=self.written, details={"copied": list(self.copied), "unchanged_shards": list(self.untouched)})
 
 
 def _finished_scratch_shard(path: Path, image_ids: Sequence[str]) -> bool:
@@ -258,11 +266,12 @@ def run_sharded(
     report = report or SilentReport()
     report.start(sum(len(ids) for ids in plan.values()))
     previous = stored_keys(output)
-    futures, untouched = [], []
+    futures, untouched, kept = [], [], []
     for index, ids in plan.items():
         expected = {i: keys[i] for i in ids}
         if shard_is_current(shard_path(output, index), expected, previous) and records_params(shard_path(output, index), root_attrs):
             untouched.append(shard_path(output, index).name)
+            kept.extend(ids)
             report.advance(ids, "untouched")
             continue
         job = ShardJob(index, expected, reusable_ids(expected, previous), shard_path(scratch, index), dict(root_attrs),
@@ -282,6 +291,7 @@ def run_sharded(
         computed=tuple(sorted(i for o in outcomes for i in o.computed)),
         copied=tuple(sorted(i for o in outcomes for i in o.copied)),
         failed={i: reason for o in outcomes for i, reason in sorted(o.failed.items())},
+        kept=tuple(sorted(kept)),
     )
 
 

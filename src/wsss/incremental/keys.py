@@ -40,17 +40,6 @@ RUN_SPECIFIC_ATTRS = ("code_version", "flow_run_id", "input_manifest_sha256")
 PARAMS_ATTR, PARAMS_HASH_ATTR = "params", "params_sha256"
 
 
-def source_digest(paths: Iterable[Path]) -> str:
-    """SHA-256 over the bytes of Python source files (directories: every `*.py` below), by path order."""
-    files: list[Path] = []
-    for path in paths:
-        files.extend(sorted(path.rglob("*.py")) if path.is_dir() else [path])
-    digest = hashlib.sha256()
-    for file in sorted(files, key=lambda p: p.as_posix()):
-        digest.update(file.name.encode() + b"\0" + file.read_bytes() + b"\0")
-    return digest.hexdigest()
-
-
 def stage_identity(root_attrs: Mapping[str, Any]) -> dict[str, Any]:
     """A stage's root attributes without the run-specific ones (what its shards record about
     how they were made: two runs with equal identities write equal shards)."""
@@ -160,9 +149,3 @@ def record_keys(records: Iterable[Any], identity: Mapping[str, Any]) -> dict[str
         r.image_id: content_key(identity, sha256=r.sha256, tags=list(r.tags), image_path=r.image_path)
         for r in records
     }
-
-
-def package_source_digest(relative: Sequence[str]) -> str:
-    """`source_digest` of files/folders of the installed `wsss` package (e.g. "cam/caa.py")."""
-    package = Path(__file__).resolve().parents[1]
-    return source_digest(package / p for p in relative)
