@@ -85,7 +85,7 @@ def run_import(args: argparse.Namespace) -> int:
     outputs = _outputs(args)
     records, notes = import_corrections(
         Path(args.source), outputs.corrections, outputs.image_specs, outputs.class_names,
-        outputs.pseudo.ignore_index if outputs.has_pseudo_summary() else 255,
+        outputs.ignore_index,
         relative_to=Path(args.root),
     )
     for note in notes:
