@@ -36,7 +36,7 @@ def run_learned_cams(params: Params, layout: ArtifactLayout) -> StageResult:
     for step in stage("learned_cams").runs:
         progress = Progress(f"wsss-learned-{step}-progress", f"Images through {WHAT.get(step, step)} with learned prompts", f"learned {step}")
         results[step] = named_step(f"learned {step}", partial(stage_entry(step), params, learned, progress))
-        progress.finish(shards_outcome(results[step]) if "unchanged_shards" in results[step].details else "")
+        progress.finish(shards_outcome(results[step]) if "untouched" in results[step].details else "")
     last = results[stage("learned_cams").runs[-1]]
     settings = params.learn_prompts
     status = {

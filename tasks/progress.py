@@ -35,7 +35,7 @@ def plural(count: int, word: str) -> str:
 
 def shards_outcome(result: StageResult) -> str:
     """What a sharded stage run did to its shards, for its closing line."""
-    return f"{plural(len(result.written), 'shard')} written, {len(result.details['unchanged_shards'])} unchanged"
+    return f"{plural(len(result.written), 'shard')} written, {len(result.details['untouched'])} unchanged"
 
 
 # How the engine's outcomes read in a sentence.

@@ -53,7 +53,7 @@ def task_runner_for(settings: RunnerSettings) -> Any:
 def published_shards(key: str, result: StageResult, progress: Progress | None = None) -> dict[str, Any]:
     """Link the shard files a sharded stage run wrote (a markdown artifact), log what it did; the
     result as a dict."""
-    link_written_shards(key, result.written, result.details["unchanged_shards"])
+    link_written_shards(key, result.written, result.details["untouched"])
     if progress is not None:
         progress.finish(shards_outcome(result))
     return result.as_dict()

@@ -161,7 +161,7 @@ class StageSummary:
     def result(self, stage: str) -> StageResult:
         """The stage entry's result: reused = copied into a new shard or kept in an untouched one."""
         return StageResult(stage, self.computed, tuple(sorted((*self.copied, *self.kept))), dict(self.failed),
-                           written=self.written, details={"copied": list(self.copied), "unchanged_shards": list(self.untouched)})
+                           written=self.written, details={"copied": list(self.copied), "untouched": list(self.untouched)})
 
 
 def _finished_scratch_shard(path: Path, image_ids: Sequence[str]) -> bool:
