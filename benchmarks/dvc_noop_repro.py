@@ -1,12 +1,13 @@
 """Wall time of `dvc repro` and `dvc status` when nothing changed (target: repro < 10 s).
 
 Run in a workspace where the pipeline has completed (e.g. after `make pipeline`):
-    .venv/bin/python benchmarks/dvc_noop_repro.py [--repeats 3] [--root .]
+    .venv/bin/python benchmarks/dvc_noop_repro.py [--repeats 3] [--root .] [--json PATH]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import re
 import statistics
@@ -26,6 +27,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", type=Path, default=Path("."))
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--json", type=Path, help="write the timings here")
     args = parser.parse_args()
     env = dict(os.environ, DVC_NO_ANALYTICS="1")
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
@@ -42,6 +44,9 @@ def main() -> None:
         stati.append(timed([*dvc, "status"], args.root, env)[0])
     print(f"dvc repro, nothing changed: median {statistics.median(repro):.2f} s (runs: {', '.join(f'{s:.2f}' for s in repro)}); target < 10 s")
     print(f"dvc status: median {statistics.median(stati):.2f} s")
+    if args.json:
+        args.json.write_text(json.dumps({"root": str(args.root.resolve()), "noop_repro_s": repro, "noop_repro_median_s": statistics.median(repro),
+                                         "status_s": [status_s, *stati], "status_median_s": statistics.median(stati)}, indent=2) + "\n")
 
 
 if __name__ == "__main__":
