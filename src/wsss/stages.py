@@ -63,8 +63,9 @@ class Stage:
 TRAIN_CONFIG = ("${train.config}", "src/wsss_mmseg/configs")  # the recipe file and the configs it may inherit from
 
 STAGES: tuple[Stage, ...] = (
-    Stage("sample", "flows.prepare", "tasks.prepare:run_sample", computes=("wsss.datasets.sample",)),
-    Stage("prepare", "flows.prepare", "tasks.prepare:run_prepare", computes=("wsss.datasets.loading", "wsss.datasets.validation"),
+    Stage("sample", "flows.prepare", "tasks.prepare:run_sample"),
+    # prepare's reuse keys: the label maps it rasterises from a COCO instances JSON
+    Stage("prepare", "flows.prepare", "tasks.prepare:run_prepare", computes=("wsss.datasets.coco_masks",),
           params=("data", "classes", "reliability")),
     Stage("prompts", "flows.prompts", "tasks.prompts:run_prompts", computes=("wsss.cam.extractor",),
           params=("clip", "classes", "prompts", "cam")),
