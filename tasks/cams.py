@@ -37,6 +37,7 @@ from wsss.provenance import stage_attributes
 from wsss.stage_code import code_digest
 from wsss.stage_inputs import read_manifest, selected_template
 from wsss.stage_result import StageResult
+from wsss.stages import stage
 
 STAGE_NAMES = {None: "cams", "learned": "learned_cams"}
 
@@ -151,7 +152,7 @@ def cam_attributes(
     } if learned else {}
     return stage_attributes(
         STAGE_NAMES[layout.pass_name],
-        params.sections("clip", "classes", "cam", "store", *(("learn_prompts",) if learned else ())),
+        params.sections(*stage("cams").params, *(("learn_prompts",) if learned else ())),
         manifest_sha256(manifest),
         clip=dict(clip_identity),
         template=template,

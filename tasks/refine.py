@@ -21,6 +21,7 @@ from wsss.params import Params
 from wsss.provenance import stage_attributes
 from wsss.stage_code import code_digest
 from wsss.stage_result import StageResult
+from wsss.stages import stage
 
 STAGE_NAMES = {None: "refine", "learned": "learned_refine"}
 # What a refined shard records about the CAM store it was made from.
@@ -31,7 +32,7 @@ def refine_attributes(params: Params, layout: ArtifactLayout, upstream: dict[str
     """Root attributes of a pass's refined store (the CAM store's summary recorded as `upstream_cams`)."""
     return stage_attributes(
         STAGE_NAMES[layout.pass_name],
-        params.sections("caa", "store"),
+        params.sections(*stage("refine").params),
         str(upstream.get("input_manifest_sha256", "")),
         upstream_cams={k: upstream.get(k) for k in UPSTREAM_KEYS if k in upstream},
         core_code_sha256=code_digest("refine"),
