@@ -15,7 +15,7 @@ from tasks.cams import run_cams
 from tasks.command import run_stage, runner_overrides
 from tasks.progress import Progress
 from tasks.run_names import stage_run_name
-from tasks.runtime import published_shards
+from tasks.shards import published_shards
 from wsss.catalog import ArtifactLayout
 from wsss.params import load_params
 

@@ -19,13 +19,13 @@ from wsss.params import load_params
 def evaluate_flow(params_path: str = "params.yaml") -> dict[str, Any]:
     """mIoU and per-class IoU of every artifact with ground truth; overlays of a fixed sample."""
     params = load_params(params_path)
-    evaluation = run_evaluate(params, ArtifactLayout.for_params(params))
-    images = evaluation.document["num_images_with_ground_truth"]
-    table(evaluation.summary_rows, "wsss-metrics", f"mIoU on {params.data.split} ({images} images with GT)")
-    table(evaluation.comparison_rows, "wsss-background-prompts", "mIoU: fixed background words vs learned prompts")
-    markdown("wsss-evaluation-protocol", evaluation.protocol, "How every number was computed")
-    link_written_files("wsss-evaluate-files", evaluation.written[:5], "Files written by this evaluate run")
-    return evaluation.document
+    result = run_evaluate(params, ArtifactLayout.for_params(params))
+    details = result.details
+    table(details["summary_rows"], "wsss-metrics", f"mIoU on {params.data.split} ({len(result.computed)} images with GT)")
+    table(details["comparison_rows"], "wsss-background-prompts", "mIoU: fixed background words vs learned prompts")
+    markdown("wsss-evaluation-protocol", details["protocol"], "How every number was computed")
+    link_written_files("wsss-evaluate-files", result.written, "Files written by this evaluate run")
+    return dict(details["metrics"])
 
 
 if __name__ == "__main__":

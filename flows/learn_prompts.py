@@ -19,13 +19,11 @@ from wsss.params import load_params
 def learn_prompts_flow(params_path: str = "params.yaml") -> dict[str, Any]:
     """Learn one background prompt per class on the pseudo masks; a quick record when disabled."""
     params = load_params(params_path)
-    layout = ArtifactLayout.for_params(params)
-    status, report = run_learn_prompts(params, layout)
-    if report is not None:
-        markdown("wsss-learned-prompts", report, "Nearest vocabulary words of each learned background prompt")
-        link_written_files("wsss-learn-prompts-files", [layout.learned_prompts, layout.learn_prompts_report,
-                                                        layout.learn_prompts_status], "Files written by this learn_prompts run")
-    return status
+    result = run_learn_prompts(params, ArtifactLayout.for_params(params))
+    if result.details["report"] is not None:
+        markdown("wsss-learned-prompts", result.details["report"], "Nearest vocabulary words of each learned background prompt")
+        link_written_files("wsss-learn-prompts-files", result.written, "Files written by this learn_prompts run")
+    return dict(result.details["status"])
 
 
 if __name__ == "__main__":

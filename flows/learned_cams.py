@@ -12,7 +12,7 @@ from typing import Any
 from prefect import flow
 
 from tasks.command import run_stage, runner_overrides
-from tasks.learned_cams import run_learned_pass
+from tasks.learned_cams import run_learned_cams
 from tasks.run_names import stage_run_name
 from tasks.runtime import link_written_files
 from wsss.catalog import ArtifactLayout
@@ -24,12 +24,12 @@ def learned_cams_flow(params_path: str = "params.yaml", runner: dict[str, Any] |
     """Grad-CAM with learned background prompts, CAA refinement and pseudo masks into artifacts/learned."""
     params = load_params(params_path, runner)
     layout = ArtifactLayout.for_params(params)
-    status = run_learned_pass(params, layout)
-    if status["enabled"]:
+    result = run_learned_cams(params, layout)
+    if result.details["enabled"]:
         learned = layout.learned()
         link_written_files("wsss-learned-cams-files", [layout.pass_status, learned.cams, learned.refined, learned.pseudo.root],
                            "Files written by this learned_cams run")
-    return status
+    return dict(result.details)
 
 
 if __name__ == "__main__":

@@ -19,15 +19,15 @@ def prepare_flow(params_path: str = "params.yaml") -> str:
     """Manifest of the usable images, `failures.json` naming each refused image and why (fails only
     above `reliability.max_failed_share`), and the derived ground truth (COCO masks)."""
     params = load_params(params_path)
-    summary = run_prepare(params, ArtifactLayout.for_params(params))
-    link_written_files("wsss-prepare-files", summary.written, "Files written by this prepare run")
-    return summary.manifest_sha256
+    result = run_prepare(params, ArtifactLayout.for_params(params))
+    link_written_files("wsss-prepare-files", result.written, "Files written by this prepare run")
+    return str(result.details["manifest_sha256"])
 
 
 @flow(name="wsss-sample", flow_run_name=stage_run_name("sample"))
 def sample_flow(params_path: str = "params.yaml") -> int:
     """Materialise the embedded sample photos in VOC layout under data/sample."""
-    return run_sample(ArtifactLayout.for_params(load_params(params_path)))
+    return len(run_sample(ArtifactLayout.for_params(load_params(params_path))).computed)
 
 
 if __name__ == "__main__":

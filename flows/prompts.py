@@ -19,10 +19,11 @@ def prompts_flow(params_path: str = "params.yaml") -> str:
     """Rank candidate templates by sharpness; record the template later stages use."""
     params = load_params(params_path)
     layout = ArtifactLayout.for_params(params)
-    scores = run_prompts(params, layout)
+    result = run_prompts(params, layout)
+    scores = result.details
     rows = scores["ranking"][:10] or [{"template": scores["selected"], "note": scores["note"]}]
     table(rows, "wsss-prompt-ranking", "Prompt sharpness (lower ranks first)")
-    link_written_files("wsss-prompts-files", [layout.prompt_scores, layout.vocabulary], "Files written by this prompts run")
+    link_written_files("wsss-prompts-files", result.written, "Files written by this prompts run")
     return str(scores["selected"])
 
 

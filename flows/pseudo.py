@@ -22,11 +22,11 @@ def pseudo_flow(params_path: str = "params.yaml") -> dict[str, Any]:
     params = load_params(params_path)
     layout = ArtifactLayout.for_params(params)
     progress = Progress("wsss-pseudo-progress", "Pseudo masks written", "pseudo")
-    run = run_pseudo(params, layout, progress)
-    progress.finish(f"{len(run.removed)} removed" if run.removed else "")
+    result = run_pseudo(params, layout, progress)
+    progress.finish(f"{len(result.removed)} removed" if result.removed else "")
     link_written_files("wsss-pseudo-files", [layout.pseudo.summary, *layout.pseudo.output_folders()],
-                       f"Files written by this pseudo run ({len(run.computed)} images)")
-    return run.as_dict()
+                       f"Files written by this pseudo run ({len(result.computed)} images)")
+    return result.as_dict()
 
 
 if __name__ == "__main__":

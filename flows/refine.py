@@ -11,7 +11,7 @@ from tasks.command import run_stage, runner_overrides
 from tasks.refine import run_refine
 from tasks.progress import Progress
 from tasks.run_names import stage_run_name
-from tasks.runtime import published_shards
+from tasks.shards import published_shards
 from wsss.catalog import ArtifactLayout
 from wsss.params import load_params
 

@@ -36,8 +36,8 @@ def relabel_flow(params_path: str = "params.yaml", runner: dict[str, Any] | None
     layout = ArtifactLayout.for_params(params)
     with pipeline_lock(layout):
         result = run_relabel(params, layout)
-    link_written_files("wsss-relabel-files", result["written"], f"Files written by relabel run {result['run_stamp']}")
-    return result
+    link_written_files("wsss-relabel-files", result.written, f"Files written by relabel run {result.details['run_stamp']}")
+    return result.as_dict()
 
 
 def serve(args: argparse.Namespace) -> None:

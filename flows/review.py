@@ -18,10 +18,11 @@ from wsss.params import load_params
 @flow(name="wsss-review", flow_run_name=stage_run_name("review"))
 def review_flow(params_path: str = "params.yaml") -> dict[str, Any]:
     """Worst-first review report: photo, maps, mask, confidence, GT/IoU and lineage per image."""
-    summary = run_review(ArtifactLayout.for_params(load_params(params_path)))  # params checked before any work
-    table(summary.worst, "wsss-review-worst", "Images to review first (lowest triage score)")
-    link_written_files("wsss-review-files", summary.written, f"Review report of {summary.counts['images']} images")
-    return summary.counts
+    result = run_review(ArtifactLayout.for_params(load_params(params_path)))  # params checked before any work
+    counts = result.details["counts"]
+    table(result.details["worst"], "wsss-review-worst", "Images to review first (lowest triage score)")
+    link_written_files("wsss-review-files", result.written, f"Review report of {counts['images']} images")
+    return dict(counts)
 
 
 if __name__ == "__main__":

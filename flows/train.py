@@ -20,9 +20,9 @@ def train_flow(params_path: str = "params.yaml") -> dict[str, Any]:
     """Train the segmenter; the output holds the model, its log and what produced it."""
     params = load_params(params_path)
     layout = ArtifactLayout.for_params(params)
-    record = run_train(params, layout)
-    link_written_files("wsss-train-files", [layout.model, layout.train_log, layout.model_record], "Files written by this train run")
-    return record.to_dict()
+    result = run_train(params, layout)
+    link_written_files("wsss-train-files", result.written, "Files written by this train run")
+    return dict(result.details["model"])
 
 
 if __name__ == "__main__":

@@ -18,9 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from tasks.clip_model import cam_extractor, load_stage_clip
-from tasks.prepare import read_manifest
-from tasks.prompts import selected_template
-from tasks.runtime import flow_run_id, shard_submit
+from tasks.runtime import flow_run_id
+from tasks.shards import shard_submit
 from wsss.cam import ClipEsCamExtractor
 from wsss.cam.extractor import CamResult, LearnedBackground, PreparedImage
 from wsss.cam.stored_output import cam_image_output
@@ -32,24 +31,16 @@ from wsss.datasets import ImageRecord, Manifest, file_sha256, manifest_sha256, s
 from wsss.errors import StoreError
 from wsss.failures import settle_failures
 from wsss.imaging import load_rgb
-from wsss.incremental import (
-    ImageOutput,
-    StageReport,
-    StageSummary,
-    package_source_digest,
-    record_keys,
-    run_sharded,
-    scratch_name,
-    shard_plan,
-    stage_identity,
-)
+from wsss.incremental import ImageOutput, StageReport, key_identity, record_keys, run_sharded, scratch_name, shard_plan
 from wsss.incremental.engine import IMAGE_FAILURES
 from wsss.params import Params
 from wsss.prompts.learned_file import load_learned_prompts
 from wsss.provenance import stage_attributes
+from wsss.stage_code import code_digest
+from wsss.stage_inputs import read_manifest, selected_template
+from wsss.stage_result import StageResult
+from wsss.stages import stage
 
-# Core sources that determine the maps: a change recomputes every image (part of the content key).
-CAMS_CODE = ("clip", "text", "cam/extractor.py", "cam/gradcam.py", "cam/last_block.py", "cam/streaming.py", "imaging.py")
 STAGE_NAMES = {None: "cams", "learned": "learned_cams"}
 
 
@@ -150,7 +141,7 @@ def cam_attributes(
     } if learned else {}
     return stage_attributes(
         STAGE_NAMES[layout.pass_name],
-        params.sections("clip", "classes", "cam", "store", *(("learn_prompts",) if learned else ())),
+        params.sections(*stage("cams").params, *(("learn_prompts",) if learned else ())),
         manifest_sha256(manifest),
         clip=dict(clip_identity),
         template=template,
@@ -158,13 +149,13 @@ def cam_attributes(
         prompt_names=list(vocabulary.prompt_names),
         background_words=[] if learned and settings.background_mode == "replace" else list(vocabulary.background_words),
         dataset_root=str(params.dataset_root),
-        core_code_sha256=package_source_digest(CAMS_CODE),
+        core_code_sha256=code_digest("cams"),  # the code that computes the maps (stage table): part of every key
         **extra,
         flow_run_id=run_id,
     )
 
 
-def run_cams(params: Params, layout: ArtifactLayout, report: StageReport | None = None) -> StageSummary:
+def run_cams(params: Params, layout: ArtifactLayout, report: StageReport | None = None) -> StageResult:
     """Grad-CAM maps + attention of every manifest image into the pass's CAM store (only what changed).
 
     Shards go through the flow's task runner (`runner` section: in-process or Dask workers).
@@ -176,7 +167,7 @@ def run_cams(params: Params, layout: ArtifactLayout, report: StageReport | None 
     spec = ExtractorSpec(params, tuple(manifest.class_names), template, background)
     remember_extractor(spec, cam_extractor(params, clip, spec.class_names, (template,), background))
     attributes = cam_attributes(params, layout, manifest, clip.identity(), template, prompts_sha256, flow_run_id())
-    keys = record_keys(manifest.records, stage_identity(attributes))
+    keys = record_keys(manifest.records, key_identity(attributes))
     plan = shard_plan(list(keys), params.store.images_per_shard, params.store.shard_count)
     with shard_submit(params.runner, STAGE_NAMES[layout.pass_name]) as submit:
         summary = run_sharded(
@@ -187,4 +178,4 @@ def run_cams(params: Params, layout: ArtifactLayout, report: StageReport | None 
         )
     settle_failures(STAGE_NAMES[layout.pass_name], summary.failed, len(keys), params.reliability.max_failed_share,
                     layout.stage_failures(layout.cams))
-    return summary
+    return summary.result(STAGE_NAMES[layout.pass_name])

@@ -8,15 +8,12 @@ computed is the core protocol's. Ground truth is read by the one GT reader
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 from prefect import get_run_logger
 
-from tasks.prepare import ground_truth_files, read_manifest
 from tasks.progress import Progress
 from tasks.run_names import params_digest
 from tasks.runtime import flow_run_id, in_flow, named_step
@@ -35,18 +32,10 @@ from wsss.model_card import ModelCardFacts, write_model_card
 from wsss.params import Params
 from wsss.plots import per_class_iou_rows, pipeline_miou_rows
 from wsss.provenance import code_version
+from wsss.stage_inputs import ground_truth_files, read_manifest
+from wsss.stage_result import StageResult
+from wsss.stages import stage
 from wsss.viz import overlay_figure
-
-
-@dataclass
-class Evaluation:
-    """What the flow publishes: the metrics document, tables and the protocol text."""
-
-    document: dict[str, Any]
-    summary_rows: list[dict[str, Any]]
-    comparison_rows: list[dict[str, Any]]
-    protocol: str
-    written: list[Path] = field(default_factory=list)
 
 
 def score_pass(params: Params, layout: ArtifactLayout, records: Sequence[ImageRecord]) -> dict[str, SegmentationScores]:
@@ -134,9 +123,10 @@ def write_card(params: Params, layout: ArtifactLayout, scores: dict[str, Segment
     return write_model_card(layout.model_card, facts)
 
 
-def run_evaluate(params: Params, layout: ArtifactLayout) -> Evaluation:
+def run_evaluate(params: Params, layout: ArtifactLayout) -> StageResult:
     """metrics.json, plot rows (per-class IoU, mIoU along the pipeline), overlays and
-    evaluation_run.json (who computed them)."""
+    evaluation_run.json (who computed them). `details`: `metrics` (the document), `summary_rows`,
+    `comparison_rows` (tables) and `protocol` (how every number was computed, markdown)."""
     manifest = read_manifest(layout)
     with_gt = [r for r in manifest.records if r.ground_truth_path]
     scores = named_step("evaluate maps", partial(score_pass, params, layout, with_gt))
@@ -160,14 +150,15 @@ def run_evaluate(params: Params, layout: ArtifactLayout) -> Evaluation:
     EvaluationRun(
         flow_run_id=flow_run_id(),
         code_version=code_version(),
-        params=params.sections("evaluate", "pseudo", "train"),
+        params=params.sections(*dict.fromkeys(key.split(".")[0] for key in stage("evaluate").params)),
         input_manifest_sha256=manifest_sha256(manifest),
         model=str(layout.model) if layout.model.is_file() else None,
         scored_images=[r.image_id for r in with_gt],
         overlay_ids_not_found=not_found,
     ).write(layout.evaluation_run)
-    return Evaluation(
-        document, protocol.summary_rows(scores), protocol.background_comparison_rows(scores),
-        protocol.protocol_markdown(split, len(with_gt), params.pseudo, params.evaluate),
-        [layout.metrics, layout.evaluation_run, layout.per_class_iou, layout.pipeline_miou, *card, *overlays],
-    )
+    written = (layout.metrics, layout.evaluation_run, layout.per_class_iou, layout.pipeline_miou, *card, *overlays)
+    return StageResult("evaluate", tuple(r.image_id for r in with_gt), written=tuple(str(p) for p in written), details={
+        "metrics": document, "summary_rows": protocol.summary_rows(scores),
+        "comparison_rows": protocol.background_comparison_rows(scores),
+        "protocol": protocol.protocol_markdown(split, len(with_gt), params.pseudo, params.evaluate),
+    })

@@ -1,43 +1,40 @@
-"""learn_prompts: SemPLeS background prompts learned on the current pseudo masks (off unless enabled)."""
+"""learn_prompts: SemPLeS background prompts learned on the current pseudo masks (off unless enabled).
+
+Disabled (the default), the stage writes its status record without importing torch or CLIP:
+the learning code is imported only when prompts are learned.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
 from prefect import get_run_logger
 
-from tasks.clip_model import load_stage_clip
-from tasks.prepare import read_manifest
 from tasks.progress import Progress
 from tasks.runtime import flow_run_id, in_flow
 from wsss.catalog import ArtifactLayout
-from wsss.clip import LoadedClip
 from wsss.datasets import Manifest, file_sha256, manifest_sha256, safe_join
-from wsss.imaging import load_rgb
-from wsss.io import CamStore
 from wsss.io.atomic import write_json_atomic, write_text_atomic
-from wsss.io.pseudo_store import PseudoMaskStore
 from wsss.params import Params
-from wsss.prompts.assembly import (
-    background_features,
-    learn_background_prompts,
-    masks_from_labels,
-    masks_from_refined,
-    prompts_report,
-    square_pixels,
-    training_summary,
-)
-from wsss.prompts.learned_file import save_learned_prompts
-from wsss.prompts.learning import total_steps
 from wsss.provenance import stage_attributes
+from wsss.stage_inputs import read_manifest
+from wsss.stage_result import StageResult
+from wsss.stages import stage
+
+if TYPE_CHECKING:
+    import torch
 
 DISABLED = {"enabled": False, "reason": "learn_prompts.enabled is false"}
 
 
 def training_pairs(params: Params, layout: ArtifactLayout, manifest: Manifest) -> Iterator[tuple[torch.Tensor, int, torch.Tensor]]:
     """(pixels, class id, M_k) of every (image, tag) pair, from the pseudo masks or the refined maps."""
+    from wsss.imaging import load_rgb
+    from wsss.io import CamStore
+    from wsss.io.pseudo_store import PseudoMaskStore
+    from wsss.prompts.assembly import masks_from_labels, masks_from_refined, square_pixels
+
     settings, vocabulary = params.learn_prompts, params.vocabulary
     refined = CamStore(layout.refined) if settings.mask_source == "refined" else None
     masks = PseudoMaskStore(layout.pseudo)
@@ -64,14 +61,21 @@ def step_reporter(progress: Progress, total: int) -> Callable[[int, Any], None]:
     return on_step
 
 
-def run_learn_prompts(params: Params, layout: ArtifactLayout) -> tuple[dict[str, Any], str | None]:
-    """Learn one background prompt per class; (status, report markdown). Disabled: only a status record."""
+def run_learn_prompts(params: Params, layout: ArtifactLayout) -> StageResult:
+    """Learn one background prompt per class. `details`: the status record (also `status.json`) and
+    `report` (the markdown report, None when disabled). Disabled: only the status record."""
     settings = params.learn_prompts
     if not settings.enabled:
         write_json_atomic(layout.learn_prompts_status, DISABLED)
-        return dict(DISABLED), None
+        return StageResult("learn_prompts", written=(str(layout.learn_prompts_status),), details={"status": dict(DISABLED), "report": None})
+    # torch and CLIP only from here on (the disabled stage above starts without them)
+    from tasks.clip_model import load_stage_clip
+    from wsss.prompts.assembly import background_features, learn_background_prompts, prompts_report, training_summary
+    from wsss.prompts.learned_file import save_learned_prompts
+    from wsss.prompts.learning import total_steps
+
     manifest = read_manifest(layout)
-    clip: LoadedClip = load_stage_clip(params)
+    clip = load_stage_clip(params)
     features, class_ids = background_features(clip, training_pairs(params, layout, manifest))
     progress = Progress("wsss-learn-prompts-progress", "Background prompt learning steps", "learn_prompts", unit="step")
     steps = total_steps(len(class_ids), settings)
@@ -80,7 +84,7 @@ def run_learn_prompts(params: Params, layout: ArtifactLayout) -> tuple[dict[str,
     summary_file = layout.pseudo.summary
     attributes = stage_attributes(
         "learn_prompts",
-        params.sections("clip", "classes", "learn_prompts"),
+        params.sections(*stage("learn_prompts").params),
         manifest_sha256(manifest),
         clip=clip.identity(),
         class_names=list(params.vocabulary.class_names),
@@ -103,4 +107,5 @@ def run_learn_prompts(params: Params, layout: ArtifactLayout) -> tuple[dict[str,
         "flow_run_id": attributes["flow_run_id"],
     }
     write_json_atomic(layout.learn_prompts_status, status)
-    return status, report
+    written = (layout.learned_prompts, layout.learn_prompts_report, layout.learn_prompts_status)
+    return StageResult("learn_prompts", written=tuple(str(p) for p in written), details={"status": status, "report": report})

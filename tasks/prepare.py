@@ -3,34 +3,27 @@ report and the derived ground truth (COCO masks rasterised from the instances JS
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import get_run_logger
 
 from tasks.runtime import in_flow
 from wsss.catalog import ArtifactLayout
-from wsss.datasets import GroundTruthFiles, Manifest, load_dataset, manifest_sha256, materialize_sample
+from wsss.datasets import Manifest, load_dataset, manifest_sha256, materialize_sample
 from wsss.datasets.settings import DataSettings
 from wsss.datasets.validation import validate_images
-from wsss.errors import DatasetError
 from wsss.failures import FailureReport
 from wsss.io.atomic import write_json_atomic, write_text_atomic
 from wsss.params import Params
+from wsss.stage_result import StageResult
+from wsss.stages import stage
 from wsss.text.vocabulary import ClassVocabulary
 
 
-def run_sample(layout: ArtifactLayout) -> int:
+def run_sample(layout: ArtifactLayout) -> StageResult:
     """Write the registry-package photos in VOC layout under data/sample (byte-identical every run)."""
-    return len(materialize_sample(layout.sample_data).records)
-
-
-@dataclass(frozen=True)
-class PrepareSummary:
-    manifest_sha256: str
-    images: int
-    failed: int
-    written: tuple[Path, ...]
+    manifest = materialize_sample(layout.sample_data)
+    return StageResult("sample", tuple(r.image_id for r in manifest.records), written=(str(layout.sample_data),))
 
 
 def build_manifest(data: DataSettings, vocabulary: ClassVocabulary, layout: ArtifactLayout, failures: FailureReport) -> Manifest:
@@ -46,8 +39,9 @@ def build_manifest(data: DataSettings, vocabulary: ClassVocabulary, layout: Arti
     )  # fmt: skip
 
 
-def run_prepare(params: Params, layout: ArtifactLayout) -> PrepareSummary:
-    """Manifest of the images that decode fully, `failures.json` naming each refused image and why.
+def run_prepare(params: Params, layout: ArtifactLayout) -> StageResult:
+    """Manifest of the images that decode fully, `failures.json` naming each refused image and why;
+    `manifest.meta.json` records the params it was made with. `details["manifest_sha256"]`.
 
     Raises:
         TooManyFailuresError: after the report and the manifest are written, when more than
@@ -61,25 +55,15 @@ def run_prepare(params: Params, layout: ArtifactLayout) -> PrepareSummary:
     write_text_atomic(layout.manifest, manifest.to_json())
     digest = manifest_sha256(manifest)
     write_json_atomic(layout.manifest_meta, {"root": params.data.root, "kind": params.data.kind, "sha256": digest,
-                                             "num_images": len(manifest.records)})
+                                             "num_images": len(manifest.records), "params": params.sections(*stage("prepare").params)})
     total = len(manifest.records) + len(failures.failed_images())
     write_json_atomic(layout.prepare_failures, failures.to_dict(total, params.reliability.max_failed_share))
     for failure in failures.failures if in_flow() else ():
         get_run_logger().warning("image %s left out: %s", failure.image, failure.reason)
     failures.check(total, params.reliability.max_failed_share, str(layout.prepare_failures))
-    return PrepareSummary(digest, len(manifest.records), len(failures.failed_images()),
-                          (layout.manifest, layout.manifest_meta, layout.prepare_failures))
-
-
-def read_manifest(layout: ArtifactLayout) -> Manifest:
-    """The manifest `prepare` wrote; a clear error when there is none."""
-    try:
-        return Manifest.from_json(layout.manifest.read_text(), str(layout.manifest))
-    except OSError as error:
-        raise DatasetError(f"{layout.manifest}: cannot read the manifest ({error.strerror or error}); run the prepare stage") from error
-
-
-def ground_truth_files(params: Params, layout: ArtifactLayout) -> GroundTruthFiles:
-    """The one GT reader of every stage: dataset masks under the data root, derived (COCO) masks in
-    the catalog's folder (`manifest` records say which)."""
-    return GroundTruthFiles(params.dataset_root, layout.ground_truth)
+    return StageResult(
+        "prepare", tuple(r.image_id for r in manifest.records),
+        failed={f.image: f.reason for f in failures.failures},
+        written=tuple(str(p) for p in (layout.manifest, layout.manifest_meta, layout.prepare_failures)),
+        details={"manifest_sha256": digest},
+    )

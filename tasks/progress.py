@@ -26,16 +26,16 @@ from prefect.artifacts import create_progress_artifact, update_progress_artifact
 from prefect.context import FlowRunContext, TaskRunContext
 from tqdm import tqdm
 
-from wsss.incremental import StageSummary
+from wsss.stage_result import StageResult
 
 
 def plural(count: int, word: str) -> str:
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
 
 
-def shards_outcome(summary: StageSummary) -> str:
+def shards_outcome(result: StageResult) -> str:
     """What a sharded stage run did to its shards, for its closing line."""
-    return f"{plural(len(summary.written), 'shard')} written, {len(summary.untouched)} unchanged"
+    return f"{plural(len(result.written), 'shard')} written, {len(result.details['untouched'])} unchanged"
 
 
 # How the engine's outcomes read in a sentence.

@@ -17,36 +17,43 @@ import numpy as np
 import torch
 
 from tasks.clip_model import cam_extractor, load_stage_clip
-from tasks.prepare import read_manifest
 from tasks.progress import Progress
-from wsss.bounded_parsing import read_json_file
-from wsss.catalog import ArtifactLayout
+from tasks.runtime import log_protocol
 from wsss.cam import ClipEsCamExtractor
+from wsss.catalog import ArtifactLayout
 from wsss.clip import LoadedClip
 from wsss.datasets import ImageRecord, safe_join
-from wsss.incremental import content_key, package_source_digest
-from wsss.errors import ConfigError
 from wsss.imaging import load_rgb
+from wsss.incremental import content_key, key_identity
 from wsss.io.atomic import is_temporary, write_bytes_atomic, write_json_atomic
 from wsss.params import Params
 from wsss.prompts import rank_templates
+from wsss.stage_code import code_digest
+from wsss.stage_inputs import read_manifest
+from wsss.stage_result import StageResult
+from wsss.stages import stage
 from wsss.text import REFERENCE_TEMPLATE, default_candidate_templates
 from wsss.text.vocabulary import vocabulary_document
 
 
-def run_prompts(params: Params, layout: ArtifactLayout) -> dict[str, Any]:
-    """Sharpness of every candidate template; the selection is the pin or the best-ranked one."""
+def run_prompts(params: Params, layout: ArtifactLayout) -> StageResult:
+    """Sharpness of every candidate template; the selection is the pin or the best-ranked one.
+
+    `scores.json` (also the result's `details`) records the params it was made with.
+    """
     settings = params.prompts
+    log_protocol(params)  # every key the class preset fixes, as this run (and those after it) use them
     manifest = read_manifest(layout)
     clip = load_stage_clip(params)
     extractor = cam_extractor(params, clip, manifest.class_names, (REFERENCE_TEMPLATE,))  # scoring embeds every candidate itself
     multi = [r for r in manifest.records if len(set(r.tags)) >= 2][: settings.max_images]
     candidates = settings.candidates or default_candidate_templates()
     ranking: list[dict[str, Any]] = []
+    outcomes: dict[str, str] = {}
     if multi:
         progress = Progress("wsss-prompts-progress", "Images through CLIP (template scoring)", "prompts")
         progress.start(len(multi))
-        features = cached_image_features(params, layout, clip, extractor, multi, progress)
+        features = cached_image_features(params, layout, clip, extractor, multi, progress, outcomes)
         tag_sets = [[extractor.vocabulary.class_id(t) for t in r.tags] for r in multi]
         scored = rank_templates(features, tag_sets, candidates, extractor.class_text, extractor.logit_scale, settings.ddof)
         ranking = [
@@ -66,15 +73,14 @@ def run_prompts(params: Params, layout: ArtifactLayout) -> dict[str, Any]:
         "selected": settings.pin or best,
         "note": "" if multi else "no multi-label images: nothing to score; the pin or the reference template is used",
         "clip": clip.identity(),
+        "params": params.sections(*stage("prompts").params),
     }
     write_json_atomic(layout.prompt_scores, scores)
     # The final prompt strings (the selected template applied to every class and background word).
     write_json_atomic(layout.vocabulary, vocabulary_document(params.vocabulary, scores["selected"]))
-    return scores
-
-
-# Core sources that determine an image feature (part of its key).
-FEATURE_CODE = ("clip", "cam/extractor.py", "imaging.py")
+    return StageResult("prompts", tuple(sorted(i for i, o in outcomes.items() if o == "embedded")),
+                       tuple(sorted(i for i, o in outcomes.items() if o == "reused")),
+                       written=(str(layout.prompt_scores), str(layout.vocabulary)), details=scores)
 
 
 def cached_image_features(
@@ -84,12 +90,17 @@ def cached_image_features(
     extractor: ClipEsCamExtractor,
     records: Sequence[ImageRecord],
     progress: Progress | None = None,
+    outcomes: dict[str, str] | None = None,
 ) -> torch.Tensor:
     """`(N, E)` features of `records`: stored ones reused by key, the others computed and stored;
     features of images no longer scored are deleted. Each image is embedded alone either way, so
-    the values are the same."""
-    identity = {"clip": clip.identity(), "pooling": params.prompts.pooling, "max_side": params.cam.max_side,
-                "round_pos_embed_to_fp16": params.cam.round_pos_embed_to_fp16, "code": package_source_digest(FEATURE_CODE)}
+    the values are the same. `outcomes` gets "embedded" or "reused" per image id.
+
+    A feature's key: the stage's params (the one key rule: only `prompts.pooling` of its own
+    section counts), the weights and the code that computes it (stage table), the image bytes.
+    """
+    identity = key_identity({"params": params.sections(*stage("prompts").params), "clip": clip.identity(),
+                             "code": code_digest("prompts")})
     folder = layout.prompt_features
     folder.mkdir(parents=True, exist_ok=True)
     names = [f"{content_key(identity, sha256=record.sha256)}.npy" for record in records]
@@ -106,6 +117,8 @@ def cached_image_features(
             np.save(buffer, stored, allow_pickle=False)
             write_bytes_atomic(path, buffer.getvalue(), durable=False)
         features.append(torch.from_numpy(stored))
+        if outcomes is not None:
+            outcomes[record.image_id] = outcome
         if progress is not None:
             progress.tick(1, outcome)
     keep = set(names)
@@ -121,11 +134,3 @@ def _read_feature(path: Path) -> np.ndarray | None:
         return np.load(path, allow_pickle=False)
     except (OSError, ValueError):
         return None
-
-
-def selected_template(layout: ArtifactLayout) -> str:
-    """The template the prompts stage selected (the one owner of the template)."""
-    try:
-        return str(read_json_file(layout.prompt_scores)["selected"])
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise ConfigError(f"{layout.prompt_scores}: cannot read the selected template ({error}); run the prompts stage") from error

@@ -10,43 +10,36 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import asdict, dataclass, field
-from functools import cache
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tasks.prepare import read_manifest
 from tasks.runtime import flow_run_id
 from wsss.catalog import ArtifactLayout, PseudoLayout
 from wsss.datasets import manifest_sha256, safe_join
 from wsss.errors import DatasetError, ImageError
 from wsss.failures import settle_failures
 from wsss.imaging import load_rgb
-from wsss.incremental import CONTENT_KEY_ATTR, StageReport, array_digest, content_key, package_source_digest
+from wsss.incremental import CONTENT_KEY_ATTR, StageReport, array_digest, content_key, key_identity
 from wsss.io import CamStore
 from wsss.io.pseudo_store import PseudoMaskStore, mask_row
 from wsss.io.records import PseudoSummary
 from wsss.params import Params
 from wsss.pseudo import PseudoSettings, pseudo_label
-
-PSEUDO_CODE = ("pseudo", "imaging.py", "viz.py", "io/pseudo_store.py")
-
-
-@cache
-def pseudo_code_digest() -> str:
-    """Digest of the core code that turns refined maps into mask files (part of every key)."""
-    return package_source_digest(PSEUDO_CODE)
+from wsss.stage_code import code_digest
+from wsss.stage_inputs import read_manifest
+from wsss.stage_result import StageResult
 
 
-def pseudo_key(settings: PseudoSettings, refined_key: str, source_sha256: str) -> str:
-    """Key of one image's pseudo outputs (`jobs` only says how many processes run, not what they make)."""
-    identity = {"settings": {**asdict(settings), "jobs": None}, "code": pseudo_code_digest()}
-    return content_key(identity, refined=refined_key, source_sha256=source_sha256)
+def pseudo_identity(params: Params) -> dict[str, Any]:
+    """What every pseudo key holds besides the image's inputs: the `pseudo` params and the code
+    that writes the mask files (the stage table's import closure), by the one key rule."""
+    return key_identity({"params": params.sections("pseudo"), "code": code_digest("pseudo")})
 
 
-def pseudo_keys(settings: PseudoSettings, refined: CamStore) -> dict[str, str]:
+def pseudo_keys(identity: dict[str, Any], refined: CamStore) -> dict[str, str]:
     """Every refined image's pseudo key (attributes only: no map is read, except for stores written
     before content keys existed, whose maps are then the key input)."""
     keys = {}
@@ -54,7 +47,7 @@ def pseudo_keys(settings: PseudoSettings, refined: CamStore) -> dict[str, str]:
         refined_key = stored.attrs.get(CONTENT_KEY_ATTR)
         if refined_key is None:
             refined_key = array_digest([refined.read(image_id, ["refined"], keep_dtype=True).arrays["refined"]])
-        keys[image_id] = pseudo_key(settings, str(refined_key), str(stored.attrs["source_sha256"]))
+        keys[image_id] = content_key(identity, refined=str(refined_key), source_sha256=str(stored.attrs["source_sha256"]))
     return keys
 
 
@@ -85,21 +78,6 @@ def make_pseudo_mask(job: PseudoJob) -> tuple[str, dict[str, Any] | str]:
     return "computed", row
 
 
-@dataclass
-class PseudoRun:
-    """What a pseudo run did."""
-
-    computed: list[str] = field(default_factory=list)
-    reused: list[str] = field(default_factory=list)
-    removed: list[str] = field(default_factory=list)
-    failed: dict[str, str] = field(default_factory=dict)
-    archived: list[str] = field(default_factory=list)
-    written: list[str] = field(default_factory=list)
-
-    def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
 def _run_jobs(jobs: Sequence[PseudoJob], workers: int, report: StageReport | None) -> list[tuple[str, dict[str, Any] | str]]:
     """The jobs in `workers` processes when more than one (the CRF is CPU-bound)."""
     pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 and len(jobs) > 1 else None
@@ -116,45 +94,46 @@ def _run_jobs(jobs: Sequence[PseudoJob], workers: int, report: StageReport | Non
     return results
 
 
-def run_pseudo(params: Params, layout: ArtifactLayout, report: StageReport | None = None, archive_to: Path | None = None) -> PseudoRun:
+def run_pseudo(params: Params, layout: ArtifactLayout, report: StageReport | None = None, archive_to: Path | None = None) -> StageResult:
     """Pseudo outputs for every image of the pass's refined store; a summary row per image.
 
     Args:
         archive_to: a relabel run's history folder: the previous outputs of every image recomputed
-            or removed are copied there first.
+            or removed are copied there first (listed as `details["archived"]`).
     """
     settings, store, run_id = params.pseudo, PseudoMaskStore(layout.pseudo), flow_run_id()
     refined = CamStore(layout.refined)
-    keys = pseudo_keys(settings, refined)
+    keys = pseudo_keys(pseudo_identity(params), refined)
     previous = store.read_summary()
     rows = {i: row for i, key in keys.items() if (row := store.reusable_row(i, key)) is not None}
     todo = sorted(set(keys) - set(rows))
-    run = PseudoRun(reused=sorted(rows), removed=sorted(store.image_ids() - set(keys)))
+    reused, removed = sorted(rows), sorted(store.image_ids() - set(keys))
     if report:
         report.start(len(keys))
-        report.advance(run.reused, "copied")
-    if archive_to is not None:
-        run.archived = [str(p) for p in store.archive([*todo, *run.removed], archive_to)]
+        report.advance(reused, "copied")
+    archived = [str(p) for p in store.archive([*todo, *removed], archive_to)] if archive_to is not None else []
     jobs = [PseudoJob(i, keys[i], layout.refined, params.dataset_root, layout.pseudo, settings) for i in todo]
+    computed, failed = [], {}
     for job, (outcome, value) in zip(jobs, _run_jobs(jobs, settings.jobs, report)):
         if outcome == "failed":
-            run.failed[job.image_id] = str(value)
+            failed[job.image_id] = str(value)
         else:
             rows[job.image_id] = value  # type: ignore[assignment]
-            run.computed.append(job.image_id)
+            computed.append(job.image_id)
     store.keep_only(rows)
-    run.written = [str(p) for i in run.computed for p in layout.pseudo.outputs(i).values()]
     old_ids = previous.image_flow_run_ids if previous else {}
     store.write_summary(PseudoSummary(
         params=params.section_dict("pseudo"),
         input_manifest_sha256=manifest_sha256(read_manifest(layout)),
         flow_run_id=run_id,
         images=[rows[i] for i in sorted(rows)],
-        image_flow_run_ids={i: run_id if i in run.computed else old_ids.get(i, previous.flow_run_id if previous else None) for i in sorted(rows)},
+        image_flow_run_ids={i: run_id if i in computed else old_ids.get(i, previous.flow_run_id if previous else None) for i in sorted(rows)},
         learned_prompts_sha256=_learned_prompts_sha256(refined) if layout.pass_name else None,
     ))
-    settle_failures("pseudo", run.failed, len(keys), params.reliability.max_failed_share, layout.stage_failures(layout.pseudo.root))
-    return run
+    settle_failures("pseudo", failed, len(keys), params.reliability.max_failed_share, layout.stage_failures(layout.pseudo.root))
+    written = [str(p) for i in computed for p in layout.pseudo.outputs(i).values()] + [str(layout.pseudo.summary)]
+    return StageResult("learned_pseudo" if layout.pass_name else "pseudo", tuple(computed), tuple(reused), failed,
+                       tuple(removed), tuple(written), {"archived": archived})
 
 
 def _learned_prompts_sha256(refined: CamStore) -> str | None:

@@ -10,25 +10,26 @@ from __future__ import annotations
 
 from typing import Any
 
-from tasks.runtime import flow_run_id, shard_submit
+from tasks.runtime import flow_run_id, log_protocol
+from tasks.shards import shard_submit
 from wsss.cam.refine_stored import REFINE_OVERLAP_IO, RefineStored
 from wsss.catalog import ArtifactLayout
 from wsss.datasets import file_sha256
 from wsss.incremental import (
     StageReport,
-    StageSummary,
     content_key,
-    package_source_digest,
+    key_identity,
     run_sharded,
     scratch_name,
-    stage_identity,
     stored_keys,
 )
 from wsss.io import CamStore
 from wsss.params import Params
 from wsss.provenance import stage_attributes
+from wsss.stage_code import code_digest
+from wsss.stage_result import StageResult
+from wsss.stages import stage
 
-REFINE_CODE = ("cam/caa.py", "cam/boxes.py", "cam/refine_stored.py")
 STAGE_NAMES = {None: "refine", "learned": "learned_refine"}
 # What a refined shard records about the CAM store it was made from.
 UPSTREAM_KEYS = ("params_sha256", "clip", "template", "code_version", "learned_prompts_sha256")
@@ -38,21 +39,22 @@ def refine_attributes(params: Params, layout: ArtifactLayout, upstream: dict[str
     """Root attributes of a pass's refined store (the CAM store's summary recorded as `upstream_cams`)."""
     return stage_attributes(
         STAGE_NAMES[layout.pass_name],
-        params.sections("caa", "store"),
+        params.sections(*stage("refine").params),
         str(upstream.get("input_manifest_sha256", "")),
         upstream_cams={k: upstream.get(k) for k in UPSTREAM_KEYS if k in upstream},
-        core_code_sha256=package_source_digest(REFINE_CODE),
+        core_code_sha256=code_digest("refine"),
         flow_run_id=run_id,
     )
 
 
-def run_refine(params: Params, layout: ArtifactLayout, report: StageReport | None = None) -> StageSummary:
+def run_refine(params: Params, layout: ArtifactLayout, report: StageReport | None = None) -> StageResult:
     """Refine every image of the pass's CAM store into its refined store (only what changed)."""
     cams = CamStore(layout.cams)
     upstream = cams.root_attrs(cams.shards[0]) if cams.shards else {}
     attributes = refine_attributes(params, layout, upstream, flow_run_id())
+    log_protocol(params, "caa")
     # The CAM content key already covers everything upstream; the shard-0 summary does not.
-    identity = {k: v for k, v in stage_identity(attributes).items() if k != "upstream_cams"}
+    identity = {k: v for k, v in key_identity(attributes).items() if k != "upstream_cams"}
     cam_keys = stored_keys(layout.cams, strict=True)  # the input store: a damaged shard stops the stage, naming it
     plan: dict[int, list[str]] = {}
     keys: dict[str, str] = {}
@@ -62,8 +64,9 @@ def run_refine(params: Params, layout: ArtifactLayout, report: StageReport | Non
         for image_id in root["image_ids"]:
             keys[image_id] = content_key(identity, cams_key=cam_keys[image_id].key or f"file:{file_sha256(path)}")
     with shard_submit(params.runner, STAGE_NAMES[layout.pass_name]) as submit:
-        return run_sharded(
+        summary = run_sharded(
             plan, keys, layout.refined, layout.scratch(scratch_name(STAGE_NAMES[layout.pass_name], attributes, keys)), attributes,
             RefineStored(layout.cams, params.caa), compression=params.store.compression, copied_arrays=("refined",),
             overlap=REFINE_OVERLAP_IO, submit=submit, report=report,
         )
+    return summary.result(STAGE_NAMES[layout.pass_name])

@@ -1,7 +1,8 @@
 """relabel: one incremental relabeling run over the same stage entries as `dvc repro`.
 
-prepare -> (prompts once) -> cams -> refine -> pseudo, each recomputing only what its content keys
-say changed, so whatever interrupted an earlier run is finished by the next one. What only a
+The stages upstream of `pseudo` and `pseudo` itself, in the stage table's order (prepare ->
+(prompts once) -> cams -> refine -> pseudo), each recomputing only what its content keys say
+changed, so whatever interrupted an earlier run is finished by the next one. What only a
 relabel run adds: the diff against the last completed run's manifest (counts and reasons for the
 log), the previous version of every replaced or removed mask (history), the mIoU of the current
 masks, retraining above `relabel.retrain_share`, and the run log.
@@ -12,18 +13,13 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from functools import partial
 from datetime import datetime, timezone
 from typing import Any
 
-from tasks.cams import run_cams
-from tasks.evaluate import run_evaluate
-from tasks.prepare import ground_truth_files, read_manifest, run_prepare
-from tasks.prompts import run_prompts
 from tasks.progress import Progress
-from tasks.pseudo import run_pseudo
-from tasks.refine import run_refine
 from tasks.runtime import flow_run_id, table
-from tasks.train import run_train
+from tasks.stage_entries import stage_entry
 from wsss.catalog import ArtifactLayout
 from wsss.datasets import Manifest, manifest_sha256
 from wsss.errors import DatasetError
@@ -32,6 +28,20 @@ from wsss.io.pseudo_store import PseudoMaskStore
 from wsss.metrics import ConfusionAccumulator
 from wsss.params import Params
 from wsss.relabel import ManifestDiff, RunRecord, append_run_log, diff_manifests
+from wsss.stage_inputs import ground_truth_files, read_manifest
+from wsss.stage_result import StageResult
+from wsss.stages import in_pipeline_order, upstream_of
+
+# What a relabel run does besides its upstream stages: the template is chosen once (a new image
+# does not re-rank the prompts), and retraining runs these, in table order.
+ONCE = ("prompts",)
+RETRAIN = ("train", "evaluate")
+SHARDED_WITH_PROGRESS = ("cams", "refine", "pseudo")  # the steps that report per image
+
+
+def relabel_steps() -> tuple[str, ...]:
+    """The stages a relabel run goes through: those upstream of `pseudo` and `pseudo`, in order."""
+    return in_pipeline_order({*upstream_of("pseudo"), "pseudo"})
 
 
 def run_stamp(run_id: str | None) -> str:
@@ -91,41 +101,44 @@ class Laps:
         return result
 
 
-def run_relabel(params: Params, layout: ArtifactLayout) -> dict[str, Any]:
-    """One relabel run (the caller holds the run lock); returns what it did, as logged."""
+def run_relabel(params: Params, layout: ArtifactLayout) -> StageResult:
+    """One relabel run (the caller holds the run lock). `computed`: the images relabeled this run;
+    `details`: what it did, as logged (counts, reasons, each step's result, metrics, durations)."""
     run_id = flow_run_id()
     stamp, lap = run_stamp(run_id), Laps()
-    lap("prepare", lambda: run_prepare(params, layout))
-    manifest = read_manifest(layout)
-    diff = diff_against_last_run(manifest, layout)
-    if not layout.prompt_scores.is_file():
-        lap("prompts", lambda: run_prompts(params, layout))
-    reports = {step: Progress(f"wsss-relabel-{step}-progress", f"Relabel run {stamp}: {step}", f"relabel {step}")
-               for step in ("cams", "refine", "pseudo")}
-    cams = lap("cams", lambda: run_cams(params, layout, reports["cams"]))
-    refined = lap("refine", lambda: run_refine(params, layout, reports["refine"]))
     history = layout.history(stamp)
-    pseudo = lap("pseudo", lambda: run_pseudo(params, layout, reports["pseudo"], archive_to=history))
+    reports = {step: Progress(f"wsss-relabel-{step}-progress", f"Relabel run {stamp}: {step}", f"relabel {step}")
+               for step in relabel_steps() if step in SHARDED_WITH_PROGRESS}
+    results: dict[str, StageResult] = {}
+    for step in relabel_steps():
+        if step in ONCE and layout.prompt_scores.is_file():
+            continue
+        report = [reports[step]] if step in reports else []
+        options = {"archive_to": history} if step == "pseudo" else {}  # replaced masks are kept in the run's history
+        results[step] = lap(step, partial(stage_entry(step), params, layout, *report, **options))
     for report in reports.values():
         report.finish()
+    manifest = read_manifest(layout)
+    diff = diff_against_last_run(manifest, layout)  # the last run's manifest is replaced only when this run completes
+    pseudo = results["pseudo"]
     # Images whose input could not be read (their stage's failures.json says why); the others went on.
-    failed = sorted({*cams.failed, *refined.failed, *pseudo.failed})
+    failed = {i: reason for name in SHARDED_WITH_PROGRESS for i, reason in results[name].failed.items()}
     metrics = lap("metrics", lambda: score_pseudo_masks(params, layout, manifest))
     retrain = params.relabel.retrains(diff.changed_share())
     if retrain:
-        lap("retrain", lambda: (run_train(params, layout), run_evaluate(params, layout)))
+        lap("retrain", lambda: [stage_entry(step)(params, layout) for step in in_pipeline_order(RETRAIN)])
     durations = {**lap.durations, "total": sum(lap.durations.values())}
+    archived = list(pseudo.details["archived"])
     record = RunRecord(
         run_stamp=stamp, flow_run_id=run_id, counts=diff.counts(), durations=durations,
-        relabeled=pseudo.computed, removed=list(diff.removed), retrained=retrain, manifest_sha256=manifest_sha256(manifest),
-        history_dir=str(history) if pseudo.archived else None,
-        written=[*cams.written, *refined.written, *pseudo.written], failed=failed,
+        relabeled=list(pseudo.computed), removed=list(diff.removed), retrained=retrain, manifest_sha256=manifest_sha256(manifest),
+        history_dir=str(history) if archived else None,
+        written=[p for name in SHARDED_WITH_PROGRESS for p in results[name].written], failed=sorted(failed),
     )
     record_run(record, layout, manifest)
-    return {
-        "counts": diff.counts(), "reasons": {k: list(v) for k, v in diff.reasons.items()}, "cams": cams.as_dict(),
-        "refine": refined.as_dict(), "pseudo": pseudo.computed, "removed": list(diff.removed), "archived": pseudo.archived,
-        "failed": failed, "metrics": metrics, "retrained": retrain, "durations": durations,
-        "run_stamp": stamp, "written": list(record.written),
+    details = {
+        "counts": diff.counts(), "reasons": {k: list(v) for k, v in diff.reasons.items()}, "cams": results["cams"].as_dict(),
+        "refine": results["refine"].as_dict(), "pseudo": list(pseudo.computed), "archived": archived,
+        "metrics": metrics, "retrained": retrain, "durations": durations, "run_stamp": stamp,
     }
-
+    return StageResult("relabel", pseudo.computed, pseudo.reused, failed, tuple(diff.removed), tuple(record.written), details)

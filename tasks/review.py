@@ -8,31 +8,20 @@ delete it) and returns the report's counts and the images to look at first.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
-from pathlib import Path
-from typing import Any
 
 from tasks.progress import Progress
 from wsss.catalog import ArtifactLayout
 from wsss.review.build import build_review
 from wsss.review.sources import PipelineOutputs
+from wsss.stage_result import StageResult
 
 WORST_IN_ARTIFACT = 20
 REPORT_FILES = ("index.html", "run.html", "triage.json")
 
 
-@dataclass(frozen=True)
-class ReviewSummary:
-    """What the flow publishes: counts, the worst images, the files written."""
-
-    counts: dict[str, Any]
-    worst: list[dict[str, Any]] = field(default_factory=list)
-    written: tuple[Path, ...] = ()
-
-
-def run_review(layout: ArtifactLayout, jobs: int | None = None) -> ReviewSummary:
+def run_review(layout: ArtifactLayout, jobs: int | None = None) -> StageResult:
     """Write the report into `layout.review` from what the stages recorded; `jobs` worker
-    processes (default: up to 4)."""
+    processes (default: up to 4). `details`: `counts` and `worst` (the images to look at first)."""
     workers = jobs if jobs is not None else min(4, os.cpu_count() or 1)
     progress = Progress("wsss-review-progress", "Images analysed for the review report", "review")
     result = build_review(PipelineOutputs(layout), layout.review, jobs=workers,
@@ -44,4 +33,5 @@ def run_review(layout: ArtifactLayout, jobs: int | None = None) -> ReviewSummary
     counts = {"index_html": str(result.index_html), "images": run.num_images, "with_ground_truth": run.num_with_ground_truth,
               "corrected": run.num_corrected, "stale_corrections": len(run.stale_corrections),
               "triage_spearman": run.triage_spearman}
-    return ReviewSummary(counts, worst, tuple(layout.review / name for name in REPORT_FILES))
+    return StageResult("review", tuple(r.image_id for r in result.records),
+                       written=tuple(str(layout.review / name) for name in REPORT_FILES), details={"counts": counts, "worst": worst})

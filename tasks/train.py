@@ -16,20 +16,28 @@ from typing import Any
 
 from prefect import get_run_logger
 
-from tasks.prepare import ground_truth_files, read_manifest
 from tasks.progress import Progress
 from tasks.runtime import flow_run_id, in_flow
 from wsss.catalog import ArtifactLayout, PseudoLayout
 from wsss.datasets import Manifest, file_sha256, manifest_sha256
-from wsss.io.atomic import copy_file_atomic, write_bytes_atomic, write_json_atomic, write_text_atomic
+from wsss.incremental import content_key, key_identity
+from wsss.io.atomic import (
+    copy_file_atomic,
+    write_bytes_atomic,
+    write_json_atomic,
+    write_text_atomic,
+)
 from wsss.io.pseudo_store import PseudoMaskStore
 from wsss.io.records import ModelRecord
 from wsss.palette import palette_png_bytes, voc_palette
 from wsss.params import Params
 from wsss.plots import training_curve_rows
-from wsss.provenance import sha256_of
 from wsss.review.corrections import CorrectionStore, ImageSpec
 from wsss.review.training_labels import StagedLabels, stage_training_labels
+from wsss.stage_code import code_digest
+from wsss.stage_inputs import ground_truth_files, read_manifest
+from wsss.stage_result import StageResult
+from wsss.stages import stage
 from wsss.training import common_image_dir
 
 MAX_VALIDATION_IMAGES = 500
@@ -120,8 +128,16 @@ def record_images(manifest: Manifest) -> int:
     return sum(1 for r in manifest.records if r.tags)
 
 
-def run_train(params: Params, layout: ArtifactLayout) -> ModelRecord:
-    """Train, copy the last checkpoint, log and curves into the output, write `model.json`."""
+def resume_key(params: Params, lineage: dict[str, Any], corrections: dict[str, Any]) -> str:
+    """The scratch work dir's key: an interrupted run resumes only a run of the same params, code
+    (the stage table's training code) and inputs (the one key rule, as every reuse key)."""
+    identity = key_identity({"params": params.sections(*stage("train").params), "code": code_digest("train")})
+    return content_key(identity, **lineage, **corrections)
+
+
+def run_train(params: Params, layout: ArtifactLayout) -> StageResult:
+    """Train, copy the last checkpoint, log and curves into the output, write `model.json`
+    (the result's `details["model"]`)."""
     from wsss_mmseg.recipe import effective_recipe, model_description
     from wsss_mmseg.training import train_segmenter
 
@@ -134,7 +150,7 @@ def run_train(params: Params, layout: ArtifactLayout) -> ModelRecord:
     }
     labels = staged_labels(manifest, layout, layout.scratch("train-labels"))
     corrections = {"corrections": labels.digest} if labels.used else {}
-    work_dir = layout.scratch(f"train-{sha256_of({'train': params.section_dict('train'), **lineage, **corrections})[:16]}")
+    work_dir = layout.scratch(f"train-{resume_key(params, lineage, corrections)[:16]}")
     work_dir.mkdir(parents=True, exist_ok=True)
     split = work_dir / "split.txt"
     write_text_atomic(split, "".join(f"{r.image_id}\n" for r in manifest.records if r.tags))
@@ -147,7 +163,7 @@ def run_train(params: Params, layout: ArtifactLayout) -> ModelRecord:
     copy_file_atomic(checkpoint, layout.model)
     for log in sorted(work_dir.rglob("*.log"))[-1:]:
         copy_file_atomic(log, layout.train_log)
-    write_curves(work_dir, layout)
+    curves = write_curves(work_dir, layout)
     shutil.rmtree(work_dir, ignore_errors=True)
     record = ModelRecord(
         checkpoint=str(layout.model),
@@ -164,4 +180,6 @@ def run_train(params: Params, layout: ArtifactLayout) -> ModelRecord:
         **lineage,
     )
     record.write(layout.model_record)
-    return record
+    written = (layout.model, *([layout.train_log] if layout.train_log.is_file() else []), layout.model_record, *curves)
+    return StageResult("train", tuple(r.image_id for r in manifest.records if r.tags), written=tuple(str(p) for p in written),
+                       details={"model": record.to_dict()})

@@ -77,7 +77,7 @@ def trained_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
     layout = ArtifactLayout.for_params(params, root)
     run_sample(layout)
     run_prepare(params, layout)
-    from tasks.prepare import read_manifest
+    from wsss.stage_inputs import read_manifest
 
     truth = GroundTruthFiles(params.dataset_root, layout.ground_truth)
     for record in read_manifest(layout).records:

@@ -7,17 +7,23 @@ checked here, when a stage is about to use it, before anything is loaded onto it
 
 from __future__ import annotations
 
-import torch
+from typing import TYPE_CHECKING
 
 from wsss.errors import ConfigError
 
+if TYPE_CHECKING:
+    import torch
+
 
 def torch_device(value: str, key: str) -> torch.device:
-    """`value` as a torch device that exists here.
+    """`value` as a torch device that exists here (torch is imported here, when a stage is about to
+    use a device: stages that never compute start without it).
 
     Raises:
         ConfigError: naming `key` (one line) when torch sees no such device.
     """
+    import torch
+
     try:
         device = torch.device(value)
     except RuntimeError as error:

@@ -13,13 +13,15 @@ import math
 import warnings
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TYPE_CHECKING, TypeVar
 
 import numpy as np
-import torch
 from PIL import Image, UnidentifiedImageError
 
 from wsss.errors import ImageError
+
+if TYPE_CHECKING:
+    import torch
 
 # EXIF orientations 5-8 swap width and height when a viewer applies them.
 EXIF_ORIENTATION_TAG = 0x0112
@@ -136,6 +138,8 @@ def clip_pixels(image: Image.Image, size: tuple[int, int]) -> torch.Tensor:
     Shape: returns `(3, h, w)` float32. The arithmetic follows torchvision's `ToTensor` and
     `Normalize` step for step so that inputs match the reference bit for bit.
     """
+    import torch  # only where the network input is made: decoding alone (prepare, pseudo) stays torch-free
+
     if image.mode != "RGB":
         raise ImageError(f"clip_pixels needs an RGB image, got mode {image.mode!r} (convert with to_rgb)")
     height, width = size

@@ -3,9 +3,11 @@
 Reads what the stages record, through the catalog and the typed records: the manifest (input
 hashes), HDF5 root and per-image attributes (params, weights identity, template, code version,
 Prefect flow-run id), the pseudo summary, the model record (with its effective recipe), the
-evaluation run, `dvc.lock` (the versions DVC considers current) and the corrections store (a
-human-corrected mask is what training used). Current params are params.yaml with the untracked
-`params.local.yaml` merged over it, as the stages load them. No DVC or Prefect import.
+evaluation run, `dvc.lock` (the code versions DVC considers current) and the corrections store (a
+human-corrected mask is what training used). The params of a stage are the ones its artifact
+recorded (never dvc.lock's, which knows nothing of `params.local.yaml` or preset values); they are
+compared with the current params as the stages load them (typed, `params.local.yaml` merged,
+preset values applied). Stages are listed in the stage table's order. No DVC or Prefect import.
 """
 
 from __future__ import annotations
@@ -21,8 +23,8 @@ from wsss.datasets import ImageRecord, Manifest, manifest_sha256
 from wsss.errors import WsssError
 from wsss.io import CamStore
 from wsss.io.records import EvaluationRun, ModelRecord, PseudoSummary
+from wsss.stages import STAGE_NAMES
 
-STAGE_ORDER = ("sample", "prepare", "prompts", "cams", "refine", "pseudo", "train", "evaluate")
 CODE_FOLDERS = ("flows/", "tasks/", "src/")
 
 
@@ -55,19 +57,6 @@ def _current_params(root: Path) -> dict[str, Any]:
     except WsssError:
         return raw
     return {name: params.section_dict(name) for name in raw}
-
-
-def _lock_params(entry: dict[str, Any]) -> dict[str, Any]:
-    """dvc.lock records a stage's params as {params file: {dotted key: value}}; nest them again."""
-    nested: dict[str, Any] = {}
-    for values in (entry.get("params") or {}).values():
-        for dotted, value in (values or {}).items():
-            node = nested
-            *parents, leaf = str(dotted).split(".")
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[leaf] = value
-    return nested
 
 
 def _store_facts(store_dir: Path, image_id: str) -> dict[str, Any] | None:
@@ -115,9 +104,10 @@ def _evaluate_facts(layout: ArtifactLayout, image_id: str) -> dict[str, Any]:
 
 def _stage_facts(layout: ArtifactLayout, record: ImageRecord, digest: str, has_evaluate: bool) -> dict[str, dict[str, Any]]:
     image_id = record.image_id
+    meta = loads_json(layout.manifest_meta.read_text(), str(layout.manifest_meta)) if layout.manifest_meta.is_file() else {}
     stages: dict[str, dict[str, Any] | None] = {
         "prepare": {"artifact": str(layout.manifest), "manifest_sha256": digest, "input_sha256": record.sha256,
-                    "record": asdict(record) | {"tags": list(record.tags)}},
+                    "record": asdict(record) | {"tags": list(record.tags)}, "stage_params": meta.get("params")},
         "cams": _store_facts(layout.cams, image_id),
         "refine": _store_facts(layout.refined, image_id),
         "pseudo": _pseudo_facts(layout, image_id),
@@ -127,18 +117,17 @@ def _stage_facts(layout: ArtifactLayout, record: ImageRecord, digest: str, has_e
     if layout.prompt_scores.is_file():
         scores = read_json_file(layout.prompt_scores)
         stages["prompts"] = {"artifact": str(layout.prompt_scores), "selected_template": scores.get("selected"),
-                             "pinned": scores.get("pinned"), "clip": scores.get("clip")}
-    return {name: stages[name] for name in STAGE_ORDER if stages.get(name)}  # type: ignore[misc]
+                             "pinned": scores.get("pinned"), "clip": scores.get("clip"), "stage_params": scores.get("params")}
+    return {name: stages[name] for name in STAGE_NAMES if stages.get(name)}  # type: ignore[misc]
 
 
 def _add_dvc_and_params(facts: dict[str, Any], entry: dict[str, Any] | None, current: dict[str, Any]) -> None:
-    """What dvc.lock recorded for the stage (the code it ran, as hashed) and which params changed since."""
+    """What dvc.lock recorded for the stage (the code it ran, as hashed) and which of the params the
+    artifact recorded differ from today's."""
     if entry:
-        facts["dvc_lock"] = {key: entry.get(key) for key in ("cmd", "params", "deps", "outs")}
+        facts["dvc_lock"] = {key: entry.get(key) for key in ("cmd", "deps", "outs")}
         facts["code_deps"] = {d.get("path"): d.get("md5") for d in entry.get("deps") or []
                               if str(d.get("path", "")).startswith(CODE_FOLDERS)}
-    if facts.get("stage_params") is None and entry:
-        facts["stage_params"] = _lock_params(entry)
     recorded = facts.get("stage_params")
     if isinstance(recorded, dict):
         facts["params_differ_from_current"] = differing_keys(recorded, {k: current.get(k) for k in recorded}, recorded_only=True)
@@ -206,6 +195,8 @@ def _format_facts(stage: str, facts: dict[str, Any]) -> list[str]:
         lines.append(f"  code: {code.get('git_commit')}{' (dirty)' if code.get('git_dirty') else ''}")
     if facts.get("stage_params") is not None:
         lines.append(f"  params: {json.dumps(facts['stage_params'], sort_keys=True)}")
+    else:
+        lines.append("  params: not recorded by this artifact (written by an older version; rerun the stage)")
     if facts.get("recipe"):
         lines.append(f"  recipe (effective): {json.dumps(facts['recipe'], sort_keys=True)}")
     if "params_differ_from_current" in facts:

@@ -19,13 +19,14 @@ from wsss.bounded_parsing import load_yaml, read_json_file
 from wsss.catalog import ArtifactLayout, PseudoLayout
 from wsss.errors import WsssError
 from wsss.lineage import differing_keys
+from wsss.stages import upstream_of
 
 # dvc.lock names outputs by their path relative to the repository, as the catalog does.
 LAYOUT = ArtifactLayout()
 PSEUDO_OUT, PREPARE_OUT = LAYOUT.pseudo.root.as_posix(), LAYOUT.prepare.as_posix()
 MASK_DIR = PseudoLayout.MASKS
-# Stages whose changes can change a pseudo mask, upstream first.
-MASK_STAGES = ("prepare", "prompts", "cams", "refine", "pseudo")
+# Stages whose changes can change a pseudo mask, upstream first (the stage table's order).
+MASK_STAGES = (*upstream_of("pseudo"), "pseudo")
 
 
 def git_show(root: Path, revision: str, path: str) -> str:

@@ -2,8 +2,9 @@
 
 Config flows one way: params.yaml (+ the untracked `params.local.yaml` merged over it) -> `load_params` -> `Params` (frozen; one field per section,
 each section class next to the step it configures) -> plain arguments into core functions. The
-builder (`wsss.settings`) checks every key against the section annotations and declared ranges
-and names the dotted key and the file in every error. What artifacts record as "the params that
+keys the class preset fixes (`wsss.presets`: COCO's box threshold, ...) take the preset's value
+unless the user set them. The builder (`wsss.settings`) checks every key against the section
+annotations and declared ranges and names the dotted key and the file in every error. What artifacts record as "the params that
 made me" (`section_dict`) is derived from the same object, never from the raw YAML.
 """
 
@@ -17,18 +18,17 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from wsss.cam.caa import CaaSettings
-from wsss.cam.extractor import CamSettings
+from wsss.cam.settings import CaaSettings, CamSettings
 from wsss.clip.settings import ClipSettings
 from wsss.datasets.settings import DataSettings
 from wsss.errors import ConfigError
-from wsss.evaluation.protocol import EvaluateSettings
+from wsss.evaluation.settings import EvaluateSettings
 from wsss.failures import ReliabilitySettings
 from wsss.io.settings import StoreSettings
 from wsss.local_params import local_params_path, read_params_file, with_local_params
-from wsss.prompts.learning import LearnPromptsSettings
-from wsss.prompts.settings import PromptSettings
-from wsss.pseudo.step import PseudoSettings
+from wsss.presets import preset_keys, protocol_lines, with_preset_values
+from wsss.prompts.settings import LearnPromptsSettings, PromptSettings
+from wsss.pseudo.settings import PseudoSettings
 from wsss.relabel.settings import RelabelSettings
 from wsss.scaleout import RunnerSettings
 from wsss.settings import build_section, no_unknown_keys, plain
@@ -67,6 +67,9 @@ class Params:
             raise ConfigError(f"expected a mapping at the top level, got {type(mapping).__name__}")
         sections = {f.name: f for f in dataclasses.fields(cls)}
         no_unknown_keys(mapping, sections, "")
+        classes = mapping.get("classes")
+        default_preset = sections["classes"].default_factory().preset  # type: ignore[misc]  # no `classes`: the sample's
+        mapping = with_preset_values(mapping, default_preset if classes is None else _preset_of(classes))
         hints = typing.get_type_hints(cls)
         built = {
             name: build_section(hints[name], value, name)
@@ -85,6 +88,12 @@ class Params:
         """Several sections by name, e.g. `sections("caa", "store")` for the refine attributes."""
         return {name: self.section_dict(name) for name in names}
 
+    def protocol_lines(self, *sections: str) -> list[str]:
+        """The keys the class preset fixes (of `sections`, default all), their effective values
+        and where they come from: what the `prompts` and `refine` stages log."""
+        effective = {key: self.section_dict(key.split(".")[0])[key.split(".", 1)[1]] for key in preset_keys()}
+        return protocol_lines(self.classes.preset, effective, sections or None)
+
     def replace(self, **sections: Any) -> Params:
         return dataclasses.replace(self, **sections)
 
@@ -95,6 +104,13 @@ class Params:
     @property
     def dataset_root(self) -> Path:
         return Path(self.data.root)
+
+
+def _preset_of(classes: Any) -> str | None:
+    """The preset a raw `classes` section names (None when it names none or is malformed: the
+    typed builder reports that)."""
+    preset = classes.get("preset") if isinstance(classes, Mapping) else None
+    return preset if isinstance(preset, str) else None
 
 
 def read_params_mapping(path: Path | str) -> dict[str, Any]:

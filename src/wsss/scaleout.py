@@ -19,17 +19,21 @@ class RunnerSettings:
 
     SECTION: ClassVar[str] = "runner"
 
-    kind: Literal["sequential", "dask"] = setting("sequential", "one shard after the other in the stage process, or Dask")
+    kind: Literal["sequential", "dask"] = setting("sequential", "one shard after the other in the stage process, or Dask", identity=False)
     address: str | None = setting(
         None, "scheduler of an existing Dask cluster (tcp://host:8786); null starts a LocalCluster for the run",
         check=lambda value: None if "://" in value else "must be a scheduler address like tcp://host:8786",
+        identity=False,
     )
-    workers: int = setting(2, "worker processes of that LocalCluster (one thread each: torch uses the cores)", ge=1, le=1024)
+    workers: int = setting(2, "worker processes of that LocalCluster (one thread each: torch uses the cores)", ge=1, le=1024,
+                          identity=False)
     overlap_io: bool = setting(
-        True, "cams: decode the next images and compress/write shards on threads while the model runs (same stored values)"
+        True, "cams: decode the next images and compress/write shards on threads while the model runs (same stored values)",
+        identity=False,
     )
     decode_workers: int = setting(
-        2, "threads decoding and resizing the next images with overlap_io (a GPU needs several; same stored values)", ge=1, le=64
+        2, "threads decoding and resizing the next images with overlap_io (a GPU needs several; same stored values)", ge=1, le=64,
+        identity=False,
     )
 
     def __post_init__(self) -> None:

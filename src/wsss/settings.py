@@ -45,11 +45,15 @@ def setting(
     choices: tuple[Any, ...] | None = None,
     check: Check | None = None,
     param: bool = True,
+    identity: bool = True,
 ) -> Any:
     """A section field: default, one-line `doc`, range (for numbers, or each item of a tuple),
     allowed `choices`, an extra `check`; `param=False` marks a field callers set that is not a
-    params.yaml key."""
-    metadata = {"doc": doc, "ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "check": check, "param": param}
+    params.yaml key; `identity=False` a key that never changes an output kept under a reuse key
+    (how many processes, the codec, the shard layout): the one rule of what enters a reuse key
+    (`wsss.incremental.keys.key_identity`)."""
+    metadata = {"doc": doc, "ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "check": check, "param": param,
+                "identity": identity}
     if isinstance(default, (list, dict, set)):
         frozen = dict(default) if isinstance(default, dict) else tuple(default)
         return dataclasses.field(default_factory=lambda: frozen, metadata=metadata)

@@ -36,7 +36,7 @@ def evaluated_predictions(monkeypatch: pytest.MonkeyPatch, root: Path) -> dict[s
     with test scales 1 and 0.75 (captured where they are counted)."""
     import wsss_mmseg.training as training
     from tasks.evaluate import score_model
-    from tasks.prepare import read_manifest
+    from wsss.stage_inputs import read_manifest
     from wsss.catalog import ArtifactLayout
     from wsss.params import load_params
 

@@ -39,7 +39,8 @@ def test_part_zero_stores_what_the_cams_and_refine_stages_store(tmp_path: Path) 
     from benchmarks.device_check_defaults import default_extractor, default_layout, run_default_stages
     from benchmarks.device_check_stages import StageImage, use_extractor
     from tasks.cams import run_cams
-    from tasks.prepare import read_manifest, run_prepare
+    from tasks.prepare import run_prepare
+    from wsss.stage_inputs import read_manifest
     from tasks.refine import run_refine
     from wsss.catalog import ArtifactLayout
     from wsss.clip import load_clip

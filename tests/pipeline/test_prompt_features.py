@@ -58,7 +58,7 @@ def test_a_run_after_adding_an_image_embeds_only_that_image(tmp_path: Path, monk
         layout = ArtifactLayout.for_params(loaded, tmp_path)
         run_prepare(loaded, layout)
         embedded.clear()
-        scores = run_prompts(loaded, layout)
+        scores = run_prompts(loaded, layout).details
         return {"scores": scores, "embedded": sum(embedded), "features": sorted(p.name for p in layout.prompt_features.iterdir())}
 
     first = run(["a", "b", "c"])

@@ -39,6 +39,7 @@ STATE = ("artifacts", ".wsss-scratch", "data")
 # Runs `flows.relabel run` with one entry wrapped to signal its own process at a publish point.
 KILLER = """
 import os, signal, sys
+import tasks.cams, tasks.refine  # relabel finds its entries through the stage table, so they are wrapped where they live
 import tasks.relabel as relabel
 from wsss.io.pseudo_store import PseudoMaskStore
 point, number = sys.argv[1], int(sys.argv[2])
@@ -46,18 +47,18 @@ point, number = sys.argv[1], int(sys.argv[2])
 def stop():  # a negative number: that signal to the whole process group (as a terminal or supervisor sends it)
     os.killpg(0, -number) if number < 0 else os.kill(os.getpid(), number)
 
-def after(name):
-    original = getattr(relabel, name)
+def after(module, name):
+    original = getattr(module, name)
     def wrapped(*args, **kwargs):
         result = original(*args, **kwargs)
         stop()
         return result
-    setattr(relabel, name, wrapped)
+    setattr(module, name, wrapped)
 
 if point == "after-cams-publish":
-    after("run_cams")
+    after(tasks.cams, "run_cams")
 elif point == "after-refine-publish":
-    after("run_refine")
+    after(tasks.refine, "run_refine")
 elif point == "mid-pseudo":
     write = PseudoMaskStore.write
     def first_then_stop(self, *args, **kwargs):

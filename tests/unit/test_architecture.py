@@ -38,10 +38,27 @@ def top_level_imports(path: Path) -> Iterator[tuple[str, list[str]]]:
                 yield alias.name, []
 
 
-def test_flows_import_only_typed_params_and_the_layout_from_the_core() -> None:
+FLOW_CORE_IMPORTS = ("from wsss.params import load_params", "from wsss.catalog import ArtifactLayout",
+                     "from wsss.stages import STAGES, Stage")  # the last: the pipeline flow runs the stage table
+
+
+def test_flows_import_only_typed_params_the_layout_and_the_stage_table_from_the_core() -> None:
     for path in python_files("flows"):
         core = [line for line in path.read_text().splitlines() if re.match(r"^(from|import) wsss", line)]
-        assert all(line in ("from wsss.params import load_params", "from wsss.catalog import ArtifactLayout") for line in core), (path, core)
+        assert all(line in FLOW_CORE_IMPORTS for line in core), (path, core)
+
+
+def test_no_stage_entry_imports_another() -> None:
+    """Stage entries read upstream outputs through the core's readers (`wsss.stage_inputs`), and the
+    runs that chain stages (relabel, the second pass) find entries through the stage table."""
+    from wsss.stages import STAGES
+
+    entries = {stage.entry_module for stage in STAGES} | {"tasks.relabel"}
+    for module in sorted(entries):
+        path = ROOT / (module.replace(".", "/") + ".py")
+        imported = {name for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, (ast.Import, ast.ImportFrom))
+                    for name in ([node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names])}
+        assert not (imported & entries) - {module}, (module, sorted(imported & entries))
 
 
 def test_flow_functions_only_wire() -> None:

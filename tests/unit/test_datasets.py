@@ -212,7 +212,7 @@ def test_load_coco_maps_names_and_skips_unannotated(tmp_path: Path) -> None:
     assert manifest.name == "instances_train2014"
     assert [r.image_id for r in manifest.records] == ["COCO_train2014_a", "COCO_train2014_c"]
     first, second = manifest.records
-    assert first.tags == ("motorbike", "person") and second.tags == ("tvmonitor",)
+    assert first.tags == ("person", "motorbike") and second.tags == ("tvmonitor",)  # class id order, as the reference
     assert first.image_path == "train2014/COCO_train2014_a.jpg"
     assert (first.width, first.height) == (9, 7)
     assert first.ground_truth_path is None and second.ground_truth_path == "gt/COCO_train2014_c.png"

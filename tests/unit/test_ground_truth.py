@@ -102,7 +102,7 @@ def model_scores(monkeypatch: pytest.MonkeyPatch, root: Path, manifest: Manifest
 
 def test_every_reader_of_ground_truth_counts_the_same_pixels(sixteen_bit_case, monkeypatch: pytest.MonkeyPatch) -> None:
     """Map metrics, relabel metrics and the model metric read one 16-bit GT identically (one reader)."""
-    from tasks.prepare import ground_truth_files
+    from wsss.stage_inputs import ground_truth_files
     from tasks.relabel import score_pseudo_masks
     from wsss.catalog import ArtifactLayout
 
@@ -120,7 +120,7 @@ def test_every_reader_of_ground_truth_counts_the_same_pixels(sixteen_bit_case, m
 
 def test_a_value_outside_the_classes_stops_every_reader_naming_the_file(sixteen_bit_case, monkeypatch: pytest.MonkeyPatch) -> None:
     """GT changed after prepare to hold 271: no reader wraps it to 15 or drops it; each names the file."""
-    from tasks.prepare import ground_truth_files
+    from wsss.stage_inputs import ground_truth_files
     from tasks.relabel import score_pseudo_masks
     from wsss.catalog import ArtifactLayout
 

@@ -139,6 +139,34 @@ def test_engine_recomputes_only_changed_images_and_leaves_current_shards(tmp_pat
     assert not (tmp_path / "scratch").exists()
 
 
+def test_a_codec_change_rewrites_shards_by_copying_without_computing(tmp_path: Path) -> None:
+    """The codec is not part of a reuse key (`identity=False`): the images keep their keys, yet each
+    shard is rewritten with the new codec from the stored arrays, and records the codec it has."""
+    import h5py
+
+    from wsss.incremental import key_identity
+
+    def run_with(codec: str, compute: Maps):  # noqa: ANN202
+        attrs = {"stage": "t", "params": {"store": {"compression": codec, "gradcam_dtype": "float32"}}, "params_sha256": codec}
+        keys = {i: content_key(key_identity(attrs), image=i) for i in ("a", "b", "c")}
+        return keys, run_sharded(shard_plan(list(keys), 2), keys, tmp_path / "store", tmp_path / "scratch", attrs, compute,
+                                 compression=codec, copied_arrays=("m",))
+
+    first_keys, _ = run_with("gzip", Maps())
+    before = CamStore(tmp_path / "store").read("a", ["m"]).arrays["m"]
+    compute = Maps()
+    keys, summary = run_with("lzf", compute)
+    assert keys == first_keys and compute.calls == []  # same keys: nothing recomputed
+    assert summary.copied == ("a", "b", "c") and summary.untouched == () and len(summary.written) == 2
+    store = CamStore(tmp_path / "store")
+    for shard in store.shards:
+        assert store.root_attrs(shard)["params"]["store"]["compression"] == "lzf"
+        with h5py.File(shard, "r") as handle:
+            assert handle["images/" + store.root_attrs(shard)["image_ids"][0] + "/m"].compression == "lzf"
+    assert np.array_equal(store.read("a", ["m"]).arrays["m"], before)
+    assert run_with("lzf", Maps())[1].untouched == ("shard-00000.h5", "shard-00001.h5")  # now current
+
+
 def test_an_unreadable_input_costs_its_image_only(tmp_path: Path) -> None:
     """A file that vanished mid-run: the image is reported failed and left out; the others are written."""
     summary = run(tmp_path, {"a": "1", "b": "1", "c": "1"}, Maps(broken={"b", "c"}))

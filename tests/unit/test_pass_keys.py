@@ -16,7 +16,7 @@ import tasks.cams as cams
 import tasks.refine as refine
 from wsss.catalog import ArtifactLayout
 from wsss.datasets import ImageRecord, Manifest
-from wsss.incremental import content_key, record_keys, stage_identity
+from wsss.incremental import content_key, key_identity, record_keys
 from wsss.params import Params
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -41,9 +41,9 @@ def keys_of_both_passes(params: Params) -> dict[str, dict[str, str]]:
     layout, found = ArtifactLayout(), {}
     for name, pass_layout in (("main", layout), ("learned", layout.learned())):
         cam_attrs = cams.cam_attributes(params, pass_layout, manifest(params), CLIP, "a clean origami {}.", "f" * 64)
-        cam_keys = record_keys(manifest(params).records, stage_identity(cam_attrs))
+        cam_keys = record_keys(manifest(params).records, key_identity(cam_attrs))
         refine_attrs = refine.refine_attributes(params, pass_layout, cam_attrs)
-        identity = {k: v for k, v in stage_identity(refine_attrs).items() if k != "upstream_cams"}
+        identity = {k: v for k, v in key_identity(refine_attrs).items() if k != "upstream_cams"}
         found[name] = {**{f"cams/{i}": k for i, k in cam_keys.items()},
                        **{f"refine/{i}": content_key(identity, cams_key=k) for i, k in cam_keys.items()}}
     return found
@@ -52,7 +52,7 @@ def keys_of_both_passes(params: Params) -> dict[str, dict[str, str]]:
 def test_a_core_code_change_invalidates_both_passes(params: Params, monkeypatch: pytest.MonkeyPatch) -> None:
     before = keys_of_both_passes(params)
     for module in (cams, refine):
-        monkeypatch.setattr(module, "package_source_digest", lambda files: "changed core code")
+        monkeypatch.setattr(module, "code_digest", lambda stage: "changed core code")
     after = keys_of_both_passes(params)
     for name in ("main", "learned"):
         assert set(before[name]) == set(after[name]) and len(before[name]) == 4
@@ -69,3 +69,24 @@ def test_both_passes_record_the_same_identity_fields(params: Params) -> None:
     refine_main = refine.refine_attributes(params, ArtifactLayout(), main)
     refine_learned = refine.refine_attributes(params, ArtifactLayout().learned(), learned)
     assert set(refine_main) == set(refine_learned) and refine_main["core_code_sha256"] == refine_learned["core_code_sha256"]
+
+
+def test_how_a_run_goes_is_not_part_of_any_key_and_what_it_computes_is(params: Params) -> None:
+    """One rule (`identity=False` on the typed settings) decides what enters a reuse key: worker
+    counts, the runner, the codec and the shard layout do not; a storage dtype or a CAA value does."""
+    from tasks.pseudo import pseudo_identity
+    from wsss.settings import build_section
+
+    def keys(changed: dict) -> tuple:
+        edited = params.replace(**{name: build_section(type(getattr(params, name)), {**params.section_dict(name), **values}, name)
+                                   for name, values in changed.items()})
+        return keys_of_both_passes(edited)["main"], pseudo_identity(edited)
+
+    base = keys({})
+    for how in ({"store": {"compression": "lzf", "images_per_shard": 7, "shard_count": 3}}, {"pseudo": {"jobs": 9}},
+                {"runner": {"kind": "dask", "workers": 5, "overlap_io": False, "decode_workers": 7}}):
+        assert keys(how) == base, how
+    assert keys({"store": {"attention_dtype": "float32"}})[0] != base[0]
+    changed_caa = keys({"caa": {"sinkhorn_rounds": 4}})[0]
+    assert all(changed_caa[k] != base[0][k] for k in base[0] if k.startswith("refine/"))
+    assert keys({"pseudo": {"confidence_threshold": 0.9}})[1] != base[1]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -48,7 +49,7 @@ def test_an_image_id_at_the_name_limit_gets_its_mask(setup: tuple[Params, Artifa
     params, layout = setup
     write_refined(layout, {LONG_ID: "k1", "b": "k1"})
     run = run_pseudo(params, layout)
-    assert run.computed == ["b", LONG_ID] and run.failed == {}
+    assert run.computed == ("b", LONG_ID) and run.failed == {}
     assert PseudoMaskStore(layout.pseudo).labels(LONG_ID).shape == (6, 7)
 
 
@@ -56,11 +57,11 @@ def test_masks_follow_the_refined_keys_whatever_ran_before(setup: tuple[Params, 
     """A mask is keyed by the refined maps it was made from: new refined keys mean new masks."""
     params, layout = setup
     write_refined(layout, {LONG_ID: "k1", "b": "k1"})
-    assert run_pseudo(params, layout).computed == ["b", LONG_ID]
-    assert run_pseudo(params, layout).computed == []  # nothing changed
+    assert run_pseudo(params, layout).computed == ("b", LONG_ID)
+    assert run_pseudo(params, layout).computed == ()  # nothing changed
     write_refined(layout, {LONG_ID: "k1", "b": "k2"})  # e.g. refine published, then the run was killed
     rerun = run_pseudo(params, layout)
-    assert rerun.computed == ["b"] and rerun.reused == [LONG_ID]
+    assert rerun.computed == ("b",) and rerun.reused == (LONG_ID,)
     summary = PseudoMaskStore(layout.pseudo).read_summary()
     assert summary is not None and [row["image_id"] for row in summary.images] == ["b", LONG_ID]
 
@@ -99,5 +100,29 @@ def test_a_full_disk_stops_the_stage_with_one_error_and_loses_nothing(setup: tup
     assert {p.name for p in layout.pseudo.folder("masks").iterdir()} == set(before)  # every mask still there
     assert not [p for p in layout.pseudo.root.rglob(".tmp-*")]
     monkeypatch.undo()
-    assert run_pseudo(params, layout).computed == [LONG_ID]  # b was complete under its new key
+    assert run_pseudo(params, layout).computed == (LONG_ID,)  # b was complete under its new key
     assert store.reusable_row("b", "x") is None and len(list(layout.pseudo.folder("keys").iterdir())) == 2
+
+
+def test_a_change_to_the_code_that_writes_masks_rewrites_them_and_other_code_does_not(
+    setup: tuple[Params, ArtifactLayout], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The reported bug: a palette colour changed, the stage reran and kept every mask (their keys
+    did not cover palette.py, through which masks are written). viz.py writes no mask."""
+    from wsss import stage_code
+
+    params, layout = setup
+    core = tmp_path / "core"
+    shutil.copytree(ROOT / "src", core, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+    monkeypatch.setattr(stage_code, "CORE_ROOT", core)
+    stage_code.code_digest.cache_clear()
+    try:
+        write_refined(layout, {LONG_ID: "k1", "b": "k1"})
+        assert run_pseudo(params, layout).computed == ("b", LONG_ID)
+        for name, rewritten in (("viz.py", ()), ("palette.py", ("b", LONG_ID))):
+            source = core / "wsss" / name
+            source.write_text(source.read_text() + "\n# a colour changed\n")
+            stage_code.code_digest.cache_clear()  # a new process would read the file afresh
+            assert run_pseudo(params, layout).computed == rewritten, name
+    finally:
+        stage_code.code_digest.cache_clear()

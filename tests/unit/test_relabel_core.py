@@ -10,7 +10,7 @@ import pytest
 
 from wsss.datasets import ImageRecord, Manifest
 from wsss.errors import ConfigError, StoreError, WsssError
-from wsss.incremental import content_key, record_keys, reusable_ids, shard_is_current, source_digest, stale_shards, stored_keys
+from wsss.incremental import content_key, record_keys, reusable_ids, shard_is_current, stale_shards, stored_keys
 from wsss.io import ShardWriter, shard_path
 from wsss.io.shard_assignment import assign_shards_by_hash, stable_shard_index
 from wsss.relabel import RelabelSettings, RunRecord, append_run_log, archive_outputs, diff_manifests, read_run_log
@@ -44,14 +44,6 @@ def test_content_keys_change_with_inputs_and_identity_only() -> None:
     assert keys["a"] != keys["b"]
     assert record_keys([record("a", sha="1" * 64)], identity)["a"] != keys["a"]
     assert record_keys([record("a")], {"params": {"cam": {"max_side": 448}}})["a"] != keys["a"]
-
-
-def test_source_digest_follows_file_content(tmp_path: Path) -> None:
-    (tmp_path / "pkg").mkdir()
-    (tmp_path / "pkg" / "m.py").write_text("x = 1\n")
-    first = source_digest([tmp_path / "pkg"])
-    (tmp_path / "pkg" / "m.py").write_text("x = 2\n")
-    assert source_digest([tmp_path / "pkg"]) != first
 
 
 def write(directory: Path, index: int, keys: dict[str, str]) -> Path:

@@ -10,6 +10,7 @@ import pytest
 
 from benchmarks.review_tree import build_tree
 from wsss.review.build import build_review
+from wsss.pseudo.settings import PseudoSettings
 from wsss.review.records import ReviewRecord, RunSummary
 from wsss.review.report import record_file, write_report
 from wsss.review.sources import PipelineOutputs
@@ -73,7 +74,8 @@ def fake_records(count: int) -> list[ReviewRecord]:
 
 def test_first_page_weight_does_not_grow_with_the_number_of_images(tmp_path: Path) -> None:
     def first_page_bytes(count: int) -> int:
-        run = RunSummary("t", ["background", "cat"], 255, count, 0, 0, [], {}, None, None, {}, {}, {"tag_doubt": 1.0})
+        run = RunSummary("t", ["background", "cat"], 255, count, 0, 0, [], {}, None, None, PseudoSettings(), {},
+                         {"tag_doubt": 1.0})
         folder = tmp_path / str(count)
         write_report(fake_records(count), run, folder, page_size=20)
         loaded = [folder / "index.html", folder / "static" / "review.js", folder / "static" / "review.css", folder / "data" / "meta.js"]

@@ -13,10 +13,7 @@ one batched product.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
-from dataclasses import dataclass
-from typing import ClassVar
 
 import numpy as np
 import torch
@@ -24,25 +21,7 @@ import torch.nn.functional as F
 
 from wsss.cam.boxes import box_mask
 from wsss.cam.gradcam import minmax_normalize
-from wsss.settings import check_fields, setting
-
-
-@dataclass(frozen=True)
-class CaaSettings:
-    """The `caa` params section: CAA refinement (defaults = the reference on VOC)."""
-
-    SECTION: ClassVar[str] = "caa"
-
-    box_threshold: float = setting(0.4, "contour threshold as a fraction of the CAM max (0.4 VOC, 0.7 COCO)", ge=0.0, le=1.0)
-    sinkhorn_rounds: int = setting(3, "column/row normalisation rounds of the affinity", ge=1, le=100)
-    affinity_power: int = setting(2, "exponent of the transition matrix (the reference squares it once)", ge=1, le=16)
-    device: str = setting(
-        "cpu", "torch device of the refine stage's CAA: cpu, or cuda for the affinity products (box masks stay on the host)",
-        check=lambda value: None if re.fullmatch(r"cpu|cuda(:\d+)?", value) else "must be cpu, cuda or cuda:N",
-    )
-
-    def __post_init__(self) -> None:
-        check_fields(self)
+from wsss.cam.settings import CaaSettings
 
 
 def sinkhorn_normalize(affinity: torch.Tensor, rounds: int = 3) -> torch.Tensor:

@@ -11,14 +11,13 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import ClassVar, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from wsss.cam.caa import CaaSettings, refine_images
+from wsss.cam.caa import refine_images
 from wsss.cam.last_block import channel_weights, forward_last_block, supports_closed_form
 from wsss.cam.gradcam import (
     channel_weights_through_linear,
@@ -27,49 +26,16 @@ from wsss.cam.gradcam import (
     tag_gradients,
     tag_probabilities,
 )
+from wsss.cam.settings import CaaSettings, CamSettings
 from wsss.clip.loading import LoadedClip
 from wsss.clip.vision import ClipVisionTower, TowerState
 from wsss.errors import ConfigError
 from wsss.imaging import clip_input_size, clip_pixels, to_rgb
-from wsss.settings import check_fields, setting
 from wsss.text.encoder import PromptEmbeddingCache
-from wsss.text.vocabulary import REFERENCE_TEMPLATE, ClassVocabulary
+from wsss.text.vocabulary import ClassVocabulary
 
 
 LEARNED_BACKGROUND_MODES = ("add", "replace")
-
-
-@dataclass(frozen=True)
-class CamSettings:
-    """The `cam` params section: CAM extraction (defaults = the reference on VOC).
-
-    `templates` is not a params key: the `prompts` stage selects the template and the caller sets
-    it here (several are averaged; the reference uses one).
-    """
-
-    SECTION: ClassVar[str] = "cam"
-
-    templates: tuple[str, ...] = setting((REFERENCE_TEMPLATE,), "prompt templates, set by the caller", param=False)
-    affinity_layers: int = setting(
-        8, "final blocks whose attention is averaged into the stored affinity (extraction, not CAA)", ge=1, le=64
-    )
-    max_side: int | None = setting(
-        1024, "longer side of the network input; larger photos are downscaled, maps returned full size; null = never",
-        ge=16, le=16384,
-    )
-    backward: Literal["closed_form", "autograd_batched", "autograd_per_tag"] = setting(
-        "closed_form", "tag gradients: analytic last-block backward, one batched autograd VJP, or one backward per tag"
-    )
-    round_pos_embed_to_fp16: bool = setting(True, "the reference's fp16 rounding of the resized positional embeddings")
-    exact_attention: bool = setting(
-        True, "explicit attention in every block (bit-identical to the reference); false: fused kernel where maps are unused"
-    )
-    batch_size: int = setting(1, "images per forward within a size bucket", ge=1, le=4096)
-
-    def __post_init__(self) -> None:
-        if not self.templates:
-            raise ConfigError("cam.templates must name at least one template")
-        check_fields(self)
 
 
 @dataclass(frozen=True)

@@ -1,7 +1,15 @@
 """CLIP adapter: weight loading and the CLIP-ES image-tower runner over open_clip."""
 
-from wsss.clip.loading import ClipSource, LoadedClip, cast_for_inference, file_sha256, load_clip
-from wsss.clip.vision import ClipVisionTower, LastBlockOutput, TowerState, layer_norm_fp32
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from wsss.lazy_exports import lazy_exports
+
+if TYPE_CHECKING:
+    from wsss.clip.loading import LoadedClip, cast_for_inference, file_sha256, load_clip
+    from wsss.clip.settings import ClipSource
+    from wsss.clip.vision import ClipVisionTower, LastBlockOutput, TowerState, layer_norm_fp32
 
 __all__ = [
     "ClipSource",
@@ -14,3 +22,5 @@ __all__ = [
     "layer_norm_fp32",
     "load_clip",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, __file__)

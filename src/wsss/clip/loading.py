@@ -22,12 +22,12 @@ import torch
 from torch import nn
 
 from wsss.clip.architecture import architecture_of_config, architecture_of_openai_state_dict
+from wsss.clip.settings import ClipSource
 from wsss.clip.torchscript_archive import is_torchscript_archive, read_torchscript_weights
 from wsss.clip.vision import layer_norm_fp32
 from wsss.datasets.records import file_sha256
 from wsss.errors import CheckpointError
 
-CheckpointFormat = Literal["auto", "openai", "open_clip"]
 Precision = Literal["fp32", "fp16", "bf16"]
 
 _PRECISION_DTYPES: dict[str, torch.dtype] = {
@@ -48,34 +48,6 @@ HOW_TO_PROVIDE_WEIGHTS = (
     "(optionally `clip.sha256` to pin its content), or request random weights explicitly with "
     "`clip.random_init: true` (only useful for tests and smoke runs)."
 )
-
-
-@dataclass(frozen=True)
-class ClipSource:
-    """Where the CLIP weights come from. Exactly one of the three ways is used.
-
-    Attributes:
-        model_name: open_clip architecture name, e.g. "ViT-B-16". For OpenAI-format files the
-            architecture is read from the weights and this name is only recorded.
-        pretrained: open_clip pretrained tag ("openai", "laion2b_s34b_b88k", ...).
-        checkpoint: local weights file; takes precedence over `pretrained`.
-        checkpoint_format: "openai" (TorchScript archive or plain OpenAI state dict, QuickGELU),
-            "open_clip" (state dict of `open_clip.create_model(model_name)`), or "auto".
-        sha256: expected hex SHA-256 of `checkpoint`; a mismatch is an error.
-        random_init: build `model_name` with random weights (seeded); must be asked for.
-        seed: seed of the random initialisation.
-        allow_download: let open_clip fetch a pretrained tag from its hub; when False only the
-            local cache is used and a missing file fails at once instead of after retries.
-    """
-
-    model_name: str = "ViT-B-16"
-    pretrained: str | None = "openai"
-    checkpoint: Path | None = None
-    checkpoint_format: CheckpointFormat = "auto"
-    sha256: str | None = None
-    random_init: bool = False
-    seed: int = 0
-    allow_download: bool = True
 
 
 @dataclass

@@ -1,4 +1,5 @@
-"""The `clip` params section: which CLIP weights, on which device, in which precision."""
+"""The `clip` params section: which CLIP weights, on which device, in which precision (and the
+loader's `ClipSource`; torch-free, so that loading the params never loads torch)."""
 
 from __future__ import annotations
 
@@ -7,8 +8,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
-from wsss.clip.loading import ClipSource
 from wsss.settings import check_fields, setting
+
+CheckpointFormat = Literal["auto", "openai", "open_clip"]
 
 _HEX_SHA256 = re.compile(r"[0-9a-fA-F]{64}")
 
@@ -19,6 +21,34 @@ def _sha256_problem(value: str) -> str | None:
 
 def _device_problem(value: str) -> str | None:
     return None if re.fullmatch(r"cpu|cuda(:\d+)?|mps", value) else "must be cpu, cuda, cuda:N or mps"
+
+
+@dataclass(frozen=True)
+class ClipSource:
+    """Where the CLIP weights come from. Exactly one of the three ways is used.
+
+    Attributes:
+        model_name: open_clip architecture name, e.g. "ViT-B-16". For OpenAI-format files the
+            architecture is read from the weights and this name is only recorded.
+        pretrained: open_clip pretrained tag ("openai", "laion2b_s34b_b88k", ...).
+        checkpoint: local weights file; takes precedence over `pretrained`.
+        checkpoint_format: "openai" (TorchScript archive or plain OpenAI state dict, QuickGELU),
+            "open_clip" (state dict of `open_clip.create_model(model_name)`), or "auto".
+        sha256: expected hex SHA-256 of `checkpoint`; a mismatch is an error.
+        random_init: build `model_name` with random weights (seeded); must be asked for.
+        seed: seed of the random initialisation.
+        allow_download: let open_clip fetch a pretrained tag from its hub; when False only the
+            local cache is used and a missing file fails at once instead of after retries.
+    """
+
+    model_name: str = "ViT-B-16"
+    pretrained: str | None = "openai"
+    checkpoint: Path | None = None
+    checkpoint_format: CheckpointFormat = "auto"
+    sha256: str | None = None
+    random_init: bool = False
+    seed: int = 0
+    allow_download: bool = True
 
 
 @dataclass(frozen=True)
@@ -34,7 +64,8 @@ class ClipSettings:
     sha256: str | None = setting(None, "expected SHA-256 of `checkpoint`; a mismatch is an error", check=_sha256_problem)
     random_init: bool = setting(False, "random weights (seeded) for tests and smoke runs; must be asked for")
     seed: int = setting(0, "seed of the random initialisation", ge=0, le=2**32 - 1)
-    allow_download: bool = setting(True, "let open_clip fetch `pretrained` from its hub (else the local cache only)")
+    allow_download: bool = setting(True, "let open_clip fetch `pretrained` from its hub (else the local cache only)",
+                                  identity=False)
     device: str = setting("cpu", "torch device of CLIP", check=_device_problem)
     precision: Literal["fp32", "fp16", "bf16"] = setting("fp32", "inference precision")
 

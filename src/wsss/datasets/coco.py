@@ -282,8 +282,11 @@ def _coco_record(
 ) -> ImageRecord:
     """One image's record, checked against the JSON's width and height (DatasetError otherwise)."""
     check_tags(image_id, coco.tags[coco_id], class_names, str(json_path), UNKNOWN_TAG_HINT)
+    # Ascending class id, as the reference's COCO lists (`coco14/train.txt`) hold them: the order of
+    # an image's maps decides float16 ties of the label argmax, so JSON order would change masks.
+    tags = tuple(sorted(coco.tags[coco_id], key=list(class_names).index))
     ground_truth = existing_ground_truth(root, ground_truth_dir, image_id)
-    record = make_record(root, image_id, f"{images_dir}/{coco.file_names[coco_id]}", coco.tags[coco_id], ground_truth)
+    record = make_record(root, image_id, f"{images_dir}/{coco.file_names[coco_id]}", tags, ground_truth)
     expected = coco.sizes[coco_id]
     # Width/height in the JSON are optional, but when present they must describe the file,
     # otherwise masks and annotations would not line up with the pixels.

@@ -32,9 +32,8 @@ from wsss.datasets.ground_truth import IGNORE_LABEL
 from wsss.errors import ArtifactWriteError, DatasetError
 from wsss.io.atomic import write_bytes_atomic
 from wsss.palette import palette_png_bytes
+from wsss.stage_code import code_digest
 
-# Part of every cache key: bump when the rasterisation rule changes so cached maps are redone.
-RASTER_RULE_VERSION = 1
 _MIN_POLYGON_NUMBERS = 6  # three points; fewer enclose no area (and four would be read as a box)
 _MAX_RUN_BITS = 64
 _MAX_PERIMETER_PER_SIDE = 256
@@ -197,9 +196,10 @@ def semantic_label_map(
 
 
 def label_map_key(annotations: Sequence[Mapping[str, Any]], labels: Sequence[int], height: int, width: int) -> str:
-    """Content key of a label map: SHA-256 of the rule version, size, labels, crowd flags and segmentations."""
+    """Content key of a label map: SHA-256 of the rasterising code (the prepare stage's key code, from
+    the stage table: no version to bump by hand), size, labels, crowd flags and segmentations."""
     content = {
-        "rule": RASTER_RULE_VERSION,
+        "code": code_digest("prepare"),
         "size": [height, width],
         "instances": [
             [int(label), bool(annotation.get("iscrowd")), annotation.get("segmentation")]

@@ -12,34 +12,16 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
-import torch
 
-from wsss.cam.caa import resize_maps
+from wsss.evaluation.settings import EvaluateSettings
 from wsss.metrics import ConfusionAccumulator, SegmentationScores
 from wsss.pseudo.labels import labels_from_scores, scores_with_background
 from wsss.pseudo.step import PseudoSettings, pseudo_label
-from wsss.settings import check_fields, setting
 
 LEARNED_SUFFIX = ".background=learned"
-
-
-@dataclass(frozen=True)
-class EvaluateSettings:
-    """The `evaluate` params section: what the evaluate stage reports."""
-
-    SECTION: ClassVar[str] = "evaluate"
-
-    background_alphas: tuple[float, ...] = setting(
-        (1.0, 2.0), "exponents tried for CAM mIoU (the reference reports the best of 1 and 2)", gt=0.0, le=100.0
-    )
-    overlay_ids: tuple[str, ...] = setting((), "images drawn as overlays; empty = the first max_overlays of the manifest")
-    max_overlays: int = setting(6, "how many overlays when no ids are given", ge=0, le=10_000)
-
-    def __post_init__(self) -> None:
-        check_fields(self)
 
 
 def overlay_choice(settings: EvaluateSettings, image_ids: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -99,6 +81,10 @@ def score_image(scores: ProtocolScores, maps: ImageMaps, pseudo: PseudoSettings,
     The stage's own masks are scored as written; the other CRF setting is recomputed with
     `pseudo_label` (no confidence filter), so `pseudo.crf=on` and `pseudo.crf=off` both exist.
     """
+    import torch  # the map resize is CAA's (torch); evaluate starts without it
+
+    from wsss.cam.caa import resize_maps
+
     gt, ids = maps.ground_truth, maps.class_ids
     upsampled = resize_maps(torch.from_numpy(np.asarray(maps.gradcam, dtype=np.float32)), gt.shape).numpy()
     for alpha in alphas:

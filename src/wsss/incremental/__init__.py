@@ -1,35 +1,41 @@
 """Incremental stages: per-image content keys and the sharded engine that reuses what is unchanged."""
 
-from wsss.incremental.engine import (
-    ImageCompute,
-    ImageOutput,
-    StreamingCompute,
-    ShardJob,
-    ShardOutcome,
-    SilentReport,
-    StageReport,
-    StageSummary,
-    Submit,
-    run_now,
-    run_sharded,
-    scratch_name,
-    shard_plan,
-    write_shard,
-)
-from wsss.incremental.keys import (
-    CONTENT_KEY_ATTR,
-    StoredKey,
-    array_digest,
-    content_key,
-    package_source_digest,
-    record_keys,
-    reusable_ids,
-    shard_is_current,
-    source_digest,
-    stage_identity,
-    stale_shards,
-    stored_keys,
-)
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from wsss.lazy_exports import lazy_exports
+
+if TYPE_CHECKING:
+    from wsss.incremental.engine import (
+        ImageCompute,
+        ImageOutput,
+        StreamingCompute,
+        ShardJob,
+        ShardOutcome,
+        SilentReport,
+        StageReport,
+        StageSummary,
+        Submit,
+        run_now,
+        run_sharded,
+        scratch_name,
+        shard_plan,
+        write_shard,
+    )
+    from wsss.incremental.keys import (
+        CONTENT_KEY_ATTR,
+        StoredKey,
+        array_digest,
+        content_key,
+        key_identity,
+        record_keys,
+        reusable_ids,
+        shard_is_current,
+        stage_identity,
+        stale_shards,
+        stored_keys,
+    )
 
 __all__ = [
     "CONTENT_KEY_ATTR",
@@ -45,7 +51,7 @@ __all__ = [
     "Submit",
     "array_digest",
     "content_key",
-    "package_source_digest",
+    "key_identity",
     "record_keys",
     "reusable_ids",
     "run_now",
@@ -53,9 +59,10 @@ __all__ = [
     "scratch_name",
     "shard_is_current",
     "shard_plan",
-    "source_digest",
     "stage_identity",
     "stale_shards",
     "stored_keys",
     "write_shard",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, __file__)

@@ -3,7 +3,9 @@
 A stage hands the engine its shard plan (shard index -> image ids), every image's content key,
 the root attributes and a per-image `compute` callback; the engine decides what to do:
 
-* a shard whose file already holds exactly its images under their keys is left untouched;
+* a shard whose file already holds exactly its images under their keys, and records the same
+  params, is left untouched (a change of a key that is not part of the reuse keys, such as the
+  codec or the shard size, rewrites the shard by copying its arrays, without computing);
 * every other shard is one job: unchanged images are copied from the previous store, the rest
   computed, into a scratch folder keyed by the stage identity and the keys (a killed run resumes
   shard by shard: a finished scratch shard is reused);
@@ -33,13 +35,22 @@ from typing import Any, Protocol
 import numpy as np
 
 from wsss.errors import DatasetError, ImageError, StoreError
-from wsss.incremental.keys import CONTENT_KEY_ATTR, reusable_ids, shard_is_current, stage_identity, stale_shards, stored_keys
+from wsss.incremental.keys import (
+    CONTENT_KEY_ATTR,
+    PARAMS_ATTR,
+    reusable_ids,
+    shard_is_current,
+    stage_identity,
+    stale_shards,
+    stored_keys,
+)
 from wsss.io import CamStore, ShardWriter, assign_shards, shard_path
 from wsss.io.atomic import remove_leftover_temporaries
 from wsss.io.pipelining import BackgroundShardWriter
 from wsss.io.shard_assignment import assign_shards_by_hash
 from wsss.io.shard_writer import publish_copy
 from wsss.provenance import sha256_of
+from wsss.stage_result import StageResult
 
 # Per-image problems that cost the image, not the run.
 IMAGE_FAILURES = (ImageError, DatasetError)
@@ -141,9 +152,16 @@ class StageSummary:
     copied: tuple[str, ...]
     failed: Mapping[str, str] = field(default_factory=dict)  # image id -> reason
 
+    kept: tuple[str, ...] = ()  # images of the untouched shards
+
     def as_dict(self) -> dict[str, Any]:
         return {"written": list(self.written), "untouched": list(self.untouched), "computed": list(self.computed),
                 "copied": list(self.copied), "failed": dict(self.failed)}
+
+    def result(self, stage: str) -> StageResult:
+        """The stage entry's result: reused = copied into a new shard or kept in an untouched one."""
+        return StageResult(stage, self.computed, tuple(sorted((*self.copied, *self.kept))), dict(self.failed),
+                           written=self.written, details={"copied": list(self.copied), "untouched": list(self.untouched)})
 
 
 def _finished_scratch_shard(path: Path, image_ids: Sequence[str]) -> bool:
@@ -248,11 +266,12 @@ def run_sharded(
     report = report or SilentReport()
     report.start(sum(len(ids) for ids in plan.values()))
     previous = stored_keys(output)
-    futures, untouched = [], []
+    futures, untouched, kept = [], [], []
     for index, ids in plan.items():
         expected = {i: keys[i] for i in ids}
-        if shard_is_current(shard_path(output, index), expected, previous):
+        if shard_is_current(shard_path(output, index), expected, previous) and records_params(shard_path(output, index), root_attrs):
             untouched.append(shard_path(output, index).name)
+            kept.extend(ids)
             report.advance(ids, "untouched")
             continue
         job = ShardJob(index, expected, reusable_ids(expected, previous), shard_path(scratch, index), dict(root_attrs),
@@ -272,7 +291,16 @@ def run_sharded(
         computed=tuple(sorted(i for o in outcomes for i in o.computed)),
         copied=tuple(sorted(i for o in outcomes for i in o.copied)),
         failed={i: reason for o in outcomes for i, reason in sorted(o.failed.items())},
+        kept=tuple(sorted(kept)),
     )
+
+
+def records_params(path: Path, root_attrs: Mapping[str, Any]) -> bool:
+    """Whether a shard recorded the params this run records (false for an unreadable shard)."""
+    try:
+        return CamStore(path.parent).root_attrs(path).get(PARAMS_ATTR) == root_attrs.get(PARAMS_ATTR)
+    except StoreError:
+        return False
 
 
 def publish(outcomes: Sequence[ShardOutcome], output: Path, untouched: Sequence[str], scratch: Path) -> list[Path]:

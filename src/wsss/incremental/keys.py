@@ -1,14 +1,19 @@
 """Per-image content keys: the one reuse-key scheme of every incremental stage.
 
 An image's key is the SHA-256 of everything that determines its output: the stage identity
-(params, weights identity, template, class list, dataset root, library versions and a digest of
-the core source files that compute the numbers) plus the image's own inputs (bytes hash, tags,
-path; for `refine`, the upstream CAM key; for `pseudo`, the refined key). The HDF5 stages store
-it as the per-image attribute `content_key`, the pseudo stage in `keys/<id>.json`. A later run
-reuses an image whose key is unchanged instead of recomputing it, and leaves a whole shard file
-untouched when every image in it is unchanged, so a params or code change still recomputes
-everything while a new image costs one image. Run-specific facts (flow-run id, git commit, the
-manifest hash) are not part of the key.
+(params, weights identity, template, class list, dataset root, library versions and the digest
+of the core code that computes the numbers: `wsss.stage_code.code_digest`, from the stage table)
+plus the image's own inputs (bytes hash, tags, path; for `refine`, the upstream CAM key; for
+`pseudo`, the refined key). The HDF5 stages store it as the per-image attribute `content_key`,
+the pseudo stage in `keys/<id>.json`. A later run reuses an image whose key is unchanged
+instead of recomputing it, and leaves a whole shard file untouched when every image in it is
+unchanged, so a params or code change still recomputes everything while a new image costs one
+image.
+
+`key_identity` is the one rule of what enters a key: what the stage records about how it made
+its outputs, without the run-specific facts (flow-run id, git commit, manifest hash, the params
+hash) and without the params keys declared `identity=False` (`wsss.settings.setting`: worker
+counts, the runner, the store codec and shard layout), which change how a run goes, never a value.
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -24,27 +30,48 @@ import numpy as np
 
 from wsss.errors import StoreError
 from wsss.io.attributes import from_attr
+from wsss.params import Params
 from wsss.provenance import sha256_of
+from wsss.settings import iter_keys, type_hints
 
 CONTENT_KEY_ATTR = "content_key"
 # Root attributes that describe one run rather than what the maps are computed from.
 RUN_SPECIFIC_ATTRS = ("code_version", "flow_run_id", "input_manifest_sha256")
-
-
-def source_digest(paths: Iterable[Path]) -> str:
-    """SHA-256 over the bytes of Python source files (directories: every `*.py` below), by path order."""
-    files: list[Path] = []
-    for path in paths:
-        files.extend(sorted(path.rglob("*.py")) if path.is_dir() else [path])
-    digest = hashlib.sha256()
-    for file in sorted(files, key=lambda p: p.as_posix()):
-        digest.update(file.name.encode() + b"\0" + file.read_bytes() + b"\0")
-    return digest.hexdigest()
+PARAMS_ATTR, PARAMS_HASH_ATTR = "params", "params_sha256"
 
 
 def stage_identity(root_attrs: Mapping[str, Any]) -> dict[str, Any]:
-    """A stage's root attributes without the run-specific ones."""
+    """A stage's root attributes without the run-specific ones (what its shards record about
+    how they were made: two runs with equal identities write equal shards)."""
     return {k: v for k, v in root_attrs.items() if k not in RUN_SPECIFIC_ATTRS}
+
+
+@cache
+def not_identity_keys() -> frozenset[str]:
+    """Dotted params keys declared `identity=False` (read once from the section classes)."""
+    return frozenset(key for name, kind in type_hints(Params).items() for key, _, field in iter_keys(kind, name)
+                     if not field.metadata.get("identity", True))
+
+
+def identity_params(sections: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    """Recorded params sections without the keys that are not part of a reuse key."""
+    kept = {}
+    for name, value in sections.items():
+        dotted = f"{prefix}{name}"
+        if dotted in not_identity_keys():
+            continue
+        kept[name] = identity_params(value, f"{dotted}.") if isinstance(value, Mapping) else value
+    return kept
+
+
+def key_identity(recorded: Mapping[str, Any]) -> dict[str, Any]:
+    """The one rule of what enters a reuse key, applied to what a stage records about how it made
+    an output (root attributes, or the same shape: `params`, `code`, weights identity, ...):
+    no run-specific attribute, no params hash, no params key declared `identity=False`."""
+    identity = {k: v for k, v in stage_identity(recorded).items() if k != PARAMS_HASH_ATTR}
+    if isinstance(identity.get(PARAMS_ATTR), Mapping):
+        identity[PARAMS_ATTR] = identity_params(identity[PARAMS_ATTR])
+    return identity
 
 
 def content_key(identity: Mapping[str, Any], **inputs: Any) -> str:
@@ -132,9 +159,3 @@ def record_keys(records: Iterable[Any], identity: Mapping[str, Any]) -> dict[str
         r.image_id: content_key(identity, sha256=r.sha256, tags=list(r.tags), image_path=r.image_path)
         for r in records
     }
-
-
-def package_source_digest(relative: Sequence[str]) -> str:
-    """`source_digest` of files/folders of the installed `wsss` package (e.g. "cam/caa.py")."""
-    package = Path(__file__).resolve().parents[1]
-    return source_digest(package / p for p in relative)

@@ -4,13 +4,20 @@ The chart templates that draw these rows live in `.dvc/plots/` (DVC's template f
 offline HTML page that holds the chart library is made by `wsss.plots.offline_html`.
 """
 
-from wsss.plots.rows import (
-    PIPELINE_STEPS,
-    artifact_step,
-    per_class_iou_rows,
-    pipeline_miou_rows,
-    training_curve_rows,
-)
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from wsss.lazy_exports import lazy_exports
+
+if TYPE_CHECKING:
+    from wsss.plots.rows import (
+        PIPELINE_STEPS,
+        artifact_step,
+        per_class_iou_rows,
+        pipeline_miou_rows,
+        training_curve_rows,
+    )
 
 __all__ = [
     "PIPELINE_STEPS",
@@ -19,3 +26,5 @@ __all__ = [
     "pipeline_miou_rows",
     "training_curve_rows",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, __file__)

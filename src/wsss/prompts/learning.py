@@ -18,54 +18,18 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Literal
+from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from wsss.errors import ConfigError
-from wsss.settings import check_fields, setting
+from wsss.prompts.settings import LearnPromptsSettings
 
 SIM_MIN, SIM_MAX = 1e-4, 0.9999
 MASK_EPS = 1e-4  # SemPLeS's min-max epsilon of the 224x224 masks
 PLACEHOLDER = "x"
-
-
-@dataclass(frozen=True)
-class LearnPromptsSettings:
-    """The `learn_prompts` params section (defaults: SemPLeS on VOC, docs/method.md).
-
-    As in SemPLeS's DeiT-based scripts (timm), the optimiser is AdamW at `lr * batch_size / 512`
-    (linear scaling rule) with a per-epoch cosine decay to 0.
-    """
-
-    SECTION: ClassVar[str] = "learn_prompts"
-
-    enabled: bool = setting(False, "run prompt learning and the second CAM pass")
-    context_tokens: int = setting(30, "N learnable token embeddings per class", ge=1, le=64)
-    prefix: str = setting("a photo of", 'words before the context ("." follows it)')
-    lambda_prompt: float = setting(0.02, "lambda_p, weight of the push away from the class name (VOC 0.02, COCO 0.01)", ge=0.0, le=100.0)
-    lr: float = setting(0.1, "learning rate before linear scaling (VOC 0.1, COCO 0.01)", gt=0.0, le=100.0)
-    weight_decay: float = setting(0.03, "AdamW weight decay", ge=0.0, le=10.0)
-    epochs: int = setting(60, "passes over all (image, tag) pairs", ge=1, le=100_000)
-    batch_size: int = setting(128, "(image, tag) pairs per step", ge=1, le=1_000_000)
-    max_steps: int | None = setting(None, "stop after this many steps (null = epochs decide); for smoke runs", ge=1, le=1_000_000_000)
-    init_scale: float = setting(1.0, "contexts start uniform in [0, init_scale) (SemPLeS: torch.rand)", gt=0.0, le=100.0)
-    image_size: int = setting(224, "side of the square CLIP input of X_b", ge=16, le=4096)
-    mask_source: Literal["pseudo", "refined"] = setting(
-        "pseudo", "M_k: pixels the pseudo mask labels k (before the confidence filter), or the soft refined map"
-    )
-    seed: int = setting(0, "seed of the initialisation and the batch order", ge=0, le=2**32 - 1)
-    background_mode: Literal["add", "replace"] = setting(
-        "add", "second CAM pass: learned rows add to the fixed background words or replace them"
-    )
-    rescore: bool = setting(False, "second CAM pass: re-score each Grad-CAM map with the prompt-guided refinement term")
-    lambda_refine: float = setting(0.05, "lambda_r of that term (VOC 0.05, COCO 0.2)", ge=0.0, le=100.0)
-    report_top_k: int = setting(5, "nearest vocabulary words listed per context token in the report", ge=1, le=1000)
-
-    def __post_init__(self) -> None:
-        check_fields(self)
 
 
 def clamped_similarity(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

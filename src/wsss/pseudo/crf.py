@@ -6,14 +6,12 @@ imported only when a CRF is actually run, so the rest of the package imports wit
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from types import ModuleType
-from typing import ClassVar
 
 import numpy as np
 
 from wsss.pseudo.labels import scores_with_background
-from wsss.settings import check_fields, setting
+from wsss.pseudo.settings import CrfParams
 
 __all__ = [
     "DEFAULT_CRF_PARAMS",
@@ -26,25 +24,6 @@ __all__ = [
 
 # The Caffe ImageNet mean the reference subtracts before handing the image to the CRF.
 REFERENCE_MEAN_BGR: tuple[float, float, float] = (104.008, 116.669, 122.675)
-
-
-@dataclass(frozen=True)
-class CrfParams:
-    """Dense CRF hyper-parameters (`pseudo.crf_params`); the defaults are the reference's
-    (deeplab-pytorch VOC). Standard deviations must be > 0: pydensecrf divides by them and
-    crashes the process on 0."""
-
-    SECTION: ClassVar[str] = "pseudo.crf_params"
-
-    iterations: int = setting(10, "mean-field inference steps", ge=1, le=1000)
-    gaussian_sxy: float = setting(1.0, "spatial standard deviation of the smoothness kernel, pixels", gt=0.0, le=10000.0)
-    gaussian_compat: float = setting(3.0, "weight of the smoothness kernel", ge=0.0, le=10000.0)
-    bilateral_sxy: float = setting(67.0, "spatial standard deviation of the appearance kernel, pixels", gt=0.0, le=10000.0)
-    bilateral_srgb: float = setting(3.0, "colour standard deviation of the appearance kernel", gt=0.0, le=10000.0)
-    bilateral_compat: float = setting(4.0, "weight of the appearance kernel", ge=0.0, le=10000.0)
-
-    def __post_init__(self) -> None:
-        check_fields(self)
 
 
 DEFAULT_CRF_PARAMS = CrfParams()

@@ -1,8 +1,15 @@
 """Scheduled incremental relabeling: manifest diffs, mask history and the run log (core, no Prefect)."""
 
-from wsss.relabel.history import RunRecord, append_run_log, archive_outputs, read_run_log
-from wsss.relabel.manifest_diff import ManifestDiff, diff_manifests, record_fingerprint
-from wsss.relabel.settings import RelabelSettings
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from wsss.lazy_exports import lazy_exports
+
+if TYPE_CHECKING:
+    from wsss.relabel.history import RunRecord, append_run_log, archive_outputs, read_run_log
+    from wsss.relabel.manifest_diff import ManifestDiff, diff_manifests, record_fingerprint
+    from wsss.relabel.settings import RelabelSettings
 
 __all__ = [
     "ManifestDiff",
@@ -14,3 +21,5 @@ __all__ = [
     "read_run_log",
     "record_fingerprint",
 ]
+
+__getattr__, __dir__ = lazy_exports(__name__, __file__)

@@ -60,7 +60,7 @@ def summarise(
         per_class_iou=per_class,
         mean_iou=mean_iou,
         triage_spearman=None if math.isnan(correlation) else round(correlation, 4),
-        pseudo_params=dict(outputs.pseudo.params),
+        pseudo=outputs.pseudo.settings,
         lineage=run_lineage(outputs, records),
         triage_weights=dict(DEFAULT_WEIGHTS),
         label_counts={names[label]: count for label, count in sorted(labels.items()) if label < len(names)},

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from wsss.pseudo.settings import PseudoSettings
+
 
 @dataclass
 class ReviewRecord:
@@ -50,7 +52,7 @@ class RunSummary:
     per_class_iou: dict[str, float]
     mean_iou: float | None
     triage_spearman: float | None
-    pseudo_params: dict[str, Any]
+    pseudo: PseudoSettings  # as the pseudo stage recorded them, typed
     lineage: dict[str, Any]
     triage_weights: dict[str, float]
     label_counts: dict[str, int] = field(default_factory=dict)

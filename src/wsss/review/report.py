@@ -31,6 +31,7 @@ from wsss.io.atomic import write_bytes_atomic
 from wsss.review.records import ReviewRecord, RunSummary
 from wsss.review.render import CONFIDENCE_COLORMAP, HEAT_COLORMAP, colormap_stops, legend_entries
 from wsss.review.triage import __doc__ as TRIAGE_DOC
+from wsss.settings import plain
 
 PAGE_SIZE = 20
 RECORDS_PER_FOLDER = 1000
@@ -87,7 +88,7 @@ def write_report(records: Sequence[ReviewRecord], run: RunSummary, output: Path,
         "colors": {str(k): v for k, v in colours.items()},
         "sorts": SORTS,
         "colormaps": {"map": colormap_stops(HEAT_COLORMAP), "confidence": colormap_stops(CONFIDENCE_COLORMAP)},
-        "confidence_threshold": run.pseudo_params.get("confidence_threshold", 0.95),
+        "confidence_threshold": run.pseudo.confidence_threshold,
         "num_with_ground_truth": run.num_with_ground_truth,
         "num_corrected": run.num_corrected,
     }
@@ -191,14 +192,14 @@ def run_html(run: RunSummary, worst: Sequence[ReviewRecord]) -> str:
         ("Spearman(triage score, per-image IoU)", _fmt(run.triage_spearman)),
         *((f"images whose mask has {name}", count) for name, count in run.label_counts.items()),
     ])
-    crf = "on" if run.pseudo_params.get("crf", True) else "off"
+    crf = "on" if run.pseudo.crf else "off"
     protocol = f"""<ul>
 <li>Scored: the pseudo labels <em>before</em> the confidence filter (<code>artifacts/pseudo/raw/</code>, dense CRF {crf}),
 the same artifact as <code>pseudo.crf={crf}</code> in <code>metrics.json</code>.</li>
 <li>Per class: one confusion matrix over every pixel of the images with ground truth whose GT is a class
 (GT 255 not counted); a predicted 255 counts as a miss. IoU = TP / (TP + FP + FN); mIoU averages classes with GT pixels.</li>
 <li>Per image: the same rule on the image alone.</li>
-<li>Pseudo settings: {html.escape(json.dumps(run.pseudo_params, sort_keys=True))}</li>
+<li>Pseudo settings: {html.escape(json.dumps(plain(run.pseudo), sort_keys=True))}</li>
 </ul>"""
     weights = ", ".join(f"{k} {v:g}" for k, v in run.triage_weights.items())
     triage_doc = html.escape((TRIAGE_DOC or "").split("\n\n", 1)[-1].strip())

@@ -18,38 +18,35 @@ import numpy as np
 from wsss.bounded_parsing import read_json_file
 from wsss.catalog import ArtifactLayout
 from wsss.datasets import GroundTruthFiles, ImageRecord, Manifest, safe_join
-from wsss.errors import WsssError
+from wsss.errors import ConfigError, WsssError
 from wsss.io import CamStore
 from wsss.io.pseudo_store import PseudoMaskStore
 from wsss.provenance import sha256_of
+from wsss.pseudo.settings import PseudoSettings
 from wsss.review.corrections import CorrectionRecord, CorrectionStore, ImageSpec
 from wsss.review.training_labels import sort_corrections
+from wsss.settings import build_section
+from wsss.stage_inputs import read_manifest
 
 
 @dataclass
 class PseudoFacts:
-    """The pseudo stage's settings and per-image summary rows (`summary.json`)."""
+    """The pseudo stage's settings as it recorded them (`summary.json`), typed by the one params
+    builder (a key an older summary lacks takes the section's default), and its per-image rows."""
 
-    params: dict[str, Any]
+    params: dict[str, Any]  # as recorded (hashed for lineage)
+    settings: PseudoSettings
     rows: dict[str, dict[str, Any]]
     flow_run_id: str | None
     input_manifest_sha256: str | None
 
     @property
     def ignore_index(self) -> int:
-        return int(self.params.get("ignore_index", 255))
+        return self.settings.ignore_index
 
     @property
     def alpha(self) -> float:
-        return float(self.params.get("background_alpha", 1.0))
-
-    @property
-    def crf(self) -> bool:
-        return bool(self.params.get("crf", True))
-
-    @property
-    def confidence_threshold(self) -> float:
-        return float(self.params.get("confidence_threshold", 0.95))
+        return self.settings.background_alpha
 
 
 @dataclass
@@ -81,10 +78,7 @@ class PipelineOutputs:
 
     @cached_property
     def manifest(self) -> Manifest:
-        path = self.layout.manifest
-        if not path.is_file():
-            raise WsssError(f"{path}: no manifest; run the prepare stage (`dvc repro prepare`) first")
-        return Manifest.from_json(path.read_text(), str(path))
+        return read_manifest(self.layout)
 
     @cached_property
     def records(self) -> dict[str, ImageRecord]:
@@ -115,7 +109,16 @@ class PipelineOutputs:
         summary = self.masks.read_summary()
         assert summary is not None
         rows = {row["image_id"]: row for row in summary.images}
-        return PseudoFacts(summary.params or {}, rows, summary.flow_run_id, summary.input_manifest_sha256)
+        try:
+            settings = build_section(PseudoSettings, summary.params or {}, PseudoSettings.SECTION)
+        except ConfigError as error:
+            raise WsssError(f"{path}: the recorded pseudo params do not check ({error})") from error
+        return PseudoFacts(summary.params or {}, settings, rows, summary.flow_run_id, summary.input_manifest_sha256)
+
+    @property
+    def ignore_index(self) -> int:
+        """The label of ignored pixels of this run's masks (the section default before any pseudo run)."""
+        return self.pseudo.ignore_index if self.has_pseudo_summary() else PseudoSettings().ignore_index
 
     def image_ids(self) -> list[str]:
         """Images of the manifest that have a pseudo mask, sorted."""
@@ -162,11 +165,6 @@ class PipelineOutputs:
     @cached_property
     def correction_records(self) -> dict[str, CorrectionRecord]:
         return self.corrections.read_records()[0]
-
-    @property
-    def ignore_index(self) -> int:
-        """The label of ignored pixels: the pseudo stage's, 255 before it ran."""
-        return self.pseudo.ignore_index if self.has_pseudo_summary() else 255
 
     @cached_property
     def sorted_corrections(self) -> tuple[dict[str, CorrectionRecord], list[dict[str, Any]]]:
