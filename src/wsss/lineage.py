@@ -104,7 +104,7 @@ def _evaluate_facts(layout: ArtifactLayout, image_id: str) -> dict[str, Any]:
 
 def _stage_facts(layout: ArtifactLayout, record: ImageRecord, digest: str, has_evaluate: bool) -> dict[str, dict[str, Any]]:
     image_id = record.image_id
-    meta = loads_json(layout.manifest_meta.read_text(), str(layout.manifest_meta)) if layout.manifest_meta.is_file() else {}
+    meta = read_json_file(layout.manifest_meta) if layout.manifest_meta.is_file() else {}
     stages: dict[str, dict[str, Any] | None] = {
         "prepare": {"artifact": str(layout.manifest), "manifest_sha256": digest, "input_sha256": record.sha256,
                     "record": asdict(record) | {"tags": list(record.tags)}, "stage_params": meta.get("params")},
