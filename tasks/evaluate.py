@@ -64,25 +64,31 @@ def score_pass(params: Params, layout: ArtifactLayout, records: Sequence[ImageRe
 
 def score_model(params: Params, layout: ArtifactLayout, records: Sequence[ImageRecord]) -> dict[str, SegmentationScores]:
     """The trained segmenter (max-fused test scales, with and without CRF) on the images with ground truth,
-    scored on exactly the pixels the maps are (the same GT reader)."""
-    from wsss_mmseg.training import score_segmenter_on
+    scored on exactly the pixels the maps are (the same GT reader). One forward per image gives
+    every variant (`score_segmenter_variants`): `crf=on` post-processes the logits `crf=off` scores.
+
+    The last validation during training is not reused: it scores a subset (`train.val_max_images`)
+    at scale 1 without CRF through mmseg's own predict path, while evaluate scores every image with
+    ground truth at `train.test_scales` (and with CRF), through the one prediction path of `wsss predict`.
+    """
+    from wsss_mmseg.training import score_segmenter_variants
 
     truth, num_classes = ground_truth_files(params, layout), params.vocabulary.num_classes
     samples = [(safe_join(params.dataset_root, r.image_path), partial(truth.read, r, num_classes)) for r in records]
-    settings, scores = params.train, {}
+    settings = params.train
     torch_device(settings.device, "train.device")  # a device this machine lacks: one line naming the key, before loading
-    for key, with_crf in protocol.model_keys(settings.test_scales, settings.test_crf):
-        variant = f"crf={'on' if with_crf else 'off'}"
-        progress = Progress(f"wsss-evaluate-model-crf-{'on' if with_crf else 'off'}-progress",
-                            f"Images scored by the trained model ({variant})", f"evaluate model {variant}")
-        progress.start(len(samples))
-        scores[key] = named_step(f"evaluate model {variant}", partial(
-            score_segmenter_on, Path(settings.config).resolve(), layout.model, samples,
-            class_names=["background", *params.vocabulary.class_names], scales=settings.test_scales, device=settings.device,
-            crf=params.pseudo.crf_params if with_crf else None, on_image=lambda _path, progress=progress: progress.tick(1, "scored"),
-        ))
-        progress.finish()
-    return scores
+    variants = protocol.model_keys(settings.test_scales, settings.test_crf)
+    words = " and ".join(f"crf={'on' if with_crf else 'off'}" for _, with_crf in variants)
+    progress = Progress("wsss-evaluate-model-progress", f"Images scored by the trained model ({words})", "evaluate model")
+    progress.start(len(samples))
+    scored = named_step("evaluate model", partial(
+        score_segmenter_variants, Path(settings.config).resolve(), layout.model, samples,
+        class_names=["background", *params.vocabulary.class_names], scales=settings.test_scales, device=settings.device,
+        crfs=[params.pseudo.crf_params if with_crf else None for _, with_crf in variants],
+        on_image=lambda _path: progress.tick(1, "scored"),
+    ))
+    progress.finish()
+    return {key: score for (key, _), score in zip(variants, scored, strict=True)}
 
 
 def write_overlays(params: Params, layout: ArtifactLayout, records: Sequence[ImageRecord]) -> list[Path]:

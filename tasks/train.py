@@ -38,9 +38,7 @@ from wsss.stage_code import code_digest
 from wsss.stage_inputs import ground_truth_files, read_manifest
 from wsss.stage_result import StageResult
 from wsss.stages import stage
-from wsss.training import common_image_dir
-
-MAX_VALIDATION_IMAGES = 500
+from wsss.training import common_image_dir, validation_subset
 
 
 def staged_labels(manifest: Manifest, layout: ArtifactLayout, work_root: Path) -> StagedLabels:
@@ -56,7 +54,9 @@ def staged_labels(manifest: Manifest, layout: ArtifactLayout, work_root: Path) -
 
 
 def validation_data(params: Params, layout: ArtifactLayout, manifest: Manifest, work_dir: Path) -> Any:
-    """The val loop's images (training curves): up to 500 with ground truth, else None.
+    """The val loop's images (training curves): at most `train.val_max_images` of the images with
+    ground truth (`wsss.training.validation_subset`), every `train.val_interval` iterations; None
+    without ground truth or with `val_max_images: 0`.
 
     Their label maps are read by the one GT reader (dataset masks and derived COCO masks alike,
     values checked) and written as index PNGs into the work dir, so the val loop scores exactly
@@ -64,7 +64,8 @@ def validation_data(params: Params, layout: ArtifactLayout, manifest: Manifest, 
     """
     from wsss_mmseg.validation import ValidationData
 
-    scored = [r for r in manifest.records if r.ground_truth_path][:MAX_VALIDATION_IMAGES]
+    with_truth = {r.image_id: r for r in manifest.records if r.ground_truth_path}
+    scored = [with_truth[i] for i in validation_subset(list(with_truth), params.train.val_max_images)]
     if not scored:
         return None
     folder, _ = common_image_dir(manifest)
@@ -74,7 +75,7 @@ def validation_data(params: Params, layout: ArtifactLayout, manifest: Manifest, 
     split = work_dir / "val.txt"
     write_text_atomic(split, "".join(f"{r.image_id}\n" for r in scored))
     return ValidationData(image_dir=str((params.dataset_root / folder).resolve()), gt_dir=str(gt_dir.resolve()),
-                          split_file=str(split.resolve()), interval=params.train.checkpoint_interval)
+                          split_file=str(split.resolve()), interval=params.train.val_interval)
 
 
 def write_curves(work_dir: Path, layout: ArtifactLayout) -> list[Path]:
@@ -154,11 +155,20 @@ def run_train(params: Params, layout: ArtifactLayout) -> StageResult:
     work_dir.mkdir(parents=True, exist_ok=True)
     split = work_dir / "split.txt"
     write_text_atomic(split, "".join(f"{r.image_id}\n" for r in manifest.records if r.tags))
-    cfg = train_config(params, layout, manifest, work_dir, split, labels, validation_data(params, layout, manifest, work_dir))
+    validation = validation_data(params, layout, manifest, work_dir)
+    cfg = train_config(params, layout, manifest, work_dir, split, labels, validation)
     recipe = effective_recipe(cfg)
+    if in_flow():
+        with_truth = sum(1 for r in manifest.records if r.ground_truth_path)
+        get_run_logger().info("validation during training: %s", "none (no image has ground truth, or train.val_max_images is 0)"
+                              if validation is None else f"{len(Path(validation.split_file).read_text().split())} of {with_truth} "
+                              f"images with ground truth (train.val_max_images) every {cfg.train_cfg.val_interval} iterations "
+                              "and at the end")
     progress = Progress("wsss-train-progress", "Training iterations", "train", unit="iteration")
     # The first call comes before training: iterations already done there were resumed.
-    checkpoint = train_segmenter(cfg, on_iteration=lambda done, total: progress.reach(done, total, "trained" if progress.started else "resumed"))
+    # mmengine's environment, config and iteration lines go to train.log; the console shows our progress.
+    checkpoint = train_segmenter(cfg, on_iteration=lambda done, total: progress.reach(done, total, "trained" if progress.started else "resumed"),
+                                 quiet_console=True)
     progress.finish(f"{record_images(manifest)} images")
     copy_file_atomic(checkpoint, layout.model)
     for log in sorted(work_dir.rglob("*.log"))[-1:]:

@@ -8,6 +8,7 @@ effective values, which `model.json` and `wsss lineage` record.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar
@@ -40,6 +41,14 @@ class TrainSettings:
     checkpoint_interval: int | None = setting(
         None, "iterations between checkpoints (the resume points); null = the config's", ge=1, le=10_000_000
     )
+    val_max_images: int = setting(
+        100, "images with ground truth scored by the validation during training (the mIoU curve): an evenly spaced "
+        "subset in image-id order when more have ground truth; 0 = no validation", ge=0, le=10_000_000, identity=False,
+    )
+    val_interval: int | None = setting(
+        None, "iterations between validations during training (the last iteration is always validated); "
+        "null = the checkpoint interval", ge=1, le=10_000_000, identity=False,
+    )
     msc_training: bool = setting(False, "deeplab-pytorch's multi-scale training (losses at 1, 0.75, 0.5 and their max)")
     test_scales: tuple[float, ...] = setting((1.0,), "scales fused (max) at evaluation", gt=0.0, le=8.0)
     test_crf: bool = setting(True, "also score the model after dense CRF (with pseudo.crf_params)")
@@ -53,6 +62,17 @@ class TrainSettings:
     def recipe_overrides(self) -> dict[str, Any]:
         """The recipe keys that are set (they replace the config file's values)."""
         return {key: getattr(self, key) for key in RECIPE_KEYS if getattr(self, key) is not None}
+
+
+def validation_subset(ids: Sequence[str], limit: int) -> list[str]:
+    """At most `limit` of `ids` (sorted), evenly spaced over the sorted list, so a dataset ordered by
+    class or source is sampled across its whole range; the same ids every run (no seed involved)."""
+    ordered = sorted(ids)
+    if limit <= 0:
+        return []
+    if len(ordered) <= limit:
+        return ordered
+    return [ordered[(index * len(ordered)) // limit] for index in range(limit)]
 
 
 def common_image_dir(manifest: Manifest) -> tuple[str, str]:

@@ -27,14 +27,15 @@ from wsss.pseudo.crf import CrfParams
 from wsss_mmseg.checkpoints import require_plain_checkpoints
 from wsss_mmseg.datasets import read_split_ids
 from wsss_mmseg.distributed import ReplicaCheckHook, start_process_group
-from wsss_mmseg.inference import load_segmenter, predict_image, predict_logits
+from wsss_mmseg.inference import labels_from_logits, load_segmenter, predict_logits
 from wsss_mmseg.progress import IterationCallback, IterationProgressHook
+from wsss_mmseg.runner import QuietRunner, without_helper_variables
 from wsss_mmseg.transforms import use_stored_orientation
 from wsss_mmseg.validation import ValidationData, set_validation
 
 __all__ = [
     "ValidationData", "build_train_config", "enable_amp", "evaluate_segmenter", "load_segmenter", "predict_logits",
-    "score_segmenter_on", "train_segmenter",
+    "score_segmenter_on", "score_segmenter_variants", "train_segmenter",
 ]
 
 PathLike = str | Path
@@ -114,7 +115,8 @@ def build_train_config(
     Arguments left as None keep the config file's value.
 
     Returns:
-        The config, ready for ``Runner.from_cfg``.
+        The config, ready for ``Runner.from_cfg``: the Runner's keys only
+        (:func:`without_helper_variables`), so its dump shows the effective values.
 
     Raises:
         FileNotFoundError: If ``init_checkpoint`` does not exist.
@@ -171,7 +173,7 @@ def build_train_config(
         cfg.visualizer.name = f"visualizer_{run_name}"
     if cfg_options:
         cfg.merge_from_dict(dict(cfg_options))
-    return cfg
+    return without_helper_variables(cfg)
 
 
 def enable_amp(cfg: Config) -> Config:
@@ -194,14 +196,18 @@ def enable_amp(cfg: Config) -> Config:
     return cfg
 
 
-def train_segmenter(cfg: Config, on_iteration: IterationCallback | None = None) -> Path:
+def train_segmenter(cfg: Config, on_iteration: IterationCallback | None = None, quiet_console: bool = False) -> Path:
     """Train with mmengine's Runner from a :func:`build_train_config` config; return the last checkpoint.
 
     With ``resume=True`` in :func:`build_train_config`, the latest checkpoint in ``work_dir`` (its
     ``last_checkpoint`` file) restores weights, optimiser, iteration and LR-scheduler state; it is
     meant to continue an interrupted run with the same schedule (the restored PolyLR keeps the
     ``end`` it was saved with). Without a checkpoint there, training starts from scratch.
-    `on_iteration(done, max_iters)`: progress (`wsss_mmseg.progress`).
+    `on_iteration(done, max_iters)`: progress (`wsss_mmseg.progress`). With `quiet_console`
+    (the train stage), mmengine's INFO lines (environment, config, hooks, iteration logs) go to
+    ``<work_dir>/<timestamp>/<timestamp>.log`` only and the console shows its warnings and errors
+    (:class:`~wsss_mmseg.runner.QuietRunner`); without it (``train_cli``, as mmseg's tools/train.py)
+    mmengine's console is left as it is.
 
     Returns:
         Path of the checkpoint written last (``<work_dir>/iter_<n>.pth``).
@@ -213,7 +219,7 @@ def train_segmenter(cfg: Config, on_iteration: IterationCallback | None = None) 
     work_dir.mkdir(parents=True, exist_ok=True)
     start_process_group(cfg)  # several processes on a host without CUDA (wsss_mmseg.distributed)
     # Checkpoints are plain data; every load reads them weights-only (wsss_mmseg.checkpoints).
-    runner = Runner.from_cfg(require_plain_checkpoints(cfg))
+    runner = (QuietRunner if quiet_console else Runner).from_cfg(require_plain_checkpoints(cfg))
     if on_iteration is not None:
         runner.register_hook(IterationProgressHook(on_iteration))
     if runner.distributed:
@@ -290,16 +296,38 @@ def score_segmenter_on(
     GT reader of `wsss.datasets` so the model is scored on exactly the pixels the maps are;
     `on_image` is told each image once it is scored (progress).
     """
+    return score_segmenter_variants(config_path, checkpoint, samples, class_names=class_names, scales=scales,
+                                    device=device, crfs=(crf,), on_image=on_image)[0]
+
+
+def score_segmenter_variants(
+    config_path: PathLike,
+    checkpoint: PathLike,
+    samples: Sequence[tuple[Path, Callable[[], np.ndarray]]],
+    *,
+    class_names: Sequence[str],
+    scales: Sequence[float] = (1.0,),
+    device: str = "cpu",
+    crfs: Sequence[CrfParams | None] = (None,),
+    on_image: Callable[[Path], None] | None = None,
+) -> list[SegmentationScores]:
+    """`score_segmenter_on` for several post-processings at once: one forward per image, whose
+    logits give every variant (`crfs[i]` None: arg-max; else dense CRF), one score per variant.
+
+    The labels are those of `predict_image` with that `crf` (the same logits, the same
+    `labels_from_logits`), so evaluating `crf=off` and `crf=on` together runs the model once.
+    """
     model = load_segmenter(config_path, checkpoint, num_classes=len(class_names), device=device)
-    accumulator = ConfusionAccumulator(len(class_names))
+    accumulators = [ConfusionAccumulator(len(class_names)) for _ in crfs]
     for image_path, read_ground_truth in samples:
         image = np.asarray(load_rgb(image_path))  # as training decodes it: raw pixel grid, no EXIF rotation
-        gt = read_ground_truth()
-        prediction = predict_image(model, image, scales, crf)  # the one prediction path (`wsss predict` too)
-        accumulator.update(gt.astype(np.int64), prediction.labels)
+        gt = read_ground_truth().astype(np.int64)
+        logits = predict_logits(model, image, scales)  # the one prediction path (`wsss predict` too)
+        for accumulator, crf in zip(accumulators, crfs, strict=True):
+            accumulator.update(gt, labels_from_logits(image, logits, crf).labels)
         if on_image is not None:
             on_image(image_path)
-    return accumulator.scores()
+    return [accumulator.scores() for accumulator in accumulators]
 
 
 def evaluate_segmenter(config_path: PathLike, checkpoint: PathLike, **kwargs: Any) -> dict[str, Any]:

@@ -30,7 +30,7 @@ class WsssIoUMetric(BaseMetric):
         prefix: See ``BaseMetric``.
     """
 
-    default_prefix = None
+    default_prefix = ""  # no prefix: the curves read `miou` (None made mmengine warn on every run)
 
     def __init__(self, num_classes: int | None = None, collect_device: str = "cpu", prefix: str | None = None) -> None:
         super().__init__(collect_device=collect_device, prefix=prefix)
@@ -47,11 +47,12 @@ class WsssIoUMetric(BaseMetric):
             self.results.append((accumulator.matrix, accumulator.ignored_predictions))
 
     def compute_metrics(self, results: list) -> dict[str, float]:
-        """`miou` and `pixel_accuracy` over every processed image (one confusion matrix)."""
+        """`miou` and `pixel_accuracy` over every processed image (one confusion matrix), and
+        `num_images`: how many images the validation scored (the curve's `images`)."""
         matrix = np.sum([matrix for matrix, _ in results], axis=0)
         ignored = np.sum([ignored for _, ignored in results], axis=0)
         scores = scores_from_confusion(matrix, ignored)
-        return {"miou": float(scores.mean_iou), "pixel_accuracy": float(scores.pixel_accuracy)}
+        return {"miou": float(scores.mean_iou), "pixel_accuracy": float(scores.pixel_accuracy), "num_images": len(results)}
 
 
 @dataclass(frozen=True)
@@ -61,7 +62,8 @@ class ValidationData:
     Attributes:
         image_dir: Folder of ``<id><img_suffix>`` images.
         gt_dir: Folder of ``<id><gt_suffix>`` label-index PNGs (255 = not scored).
-        split_file: Ids to score, one per line.
+        split_file: Ids to score, one per line (the train stage writes at most
+            `train.val_max_images`: `wsss.training.validation_subset`).
         interval: Iterations between validations (the last iteration is always scored); None =
             the config's checkpoint interval.
         gt_suffix: Ground-truth suffix.

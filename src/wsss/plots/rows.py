@@ -119,7 +119,8 @@ def training_curve_rows(scalar_logs: Iterable[str]) -> tuple[list[dict[str, Any]
     Returns:
         `(train_rows, val_rows)`: `{iter, loss, lr}` sorted by iteration (every other numeric
         training scalar whose name contains "loss" is kept too), and `{iter, miou}` with mIoU in
-        [0, 1] (`miou` as logged by `wsss_mmseg`'s metric, or mmseg's `mIoU` percentage / 100).
+        [0, 1] (`miou` as logged by `wsss_mmseg`'s metric, or mmseg's `mIoU` percentage / 100),
+        plus `images` (how many were scored) when the metric logged `num_images`.
 
     Raises:
         ValueError: If a line is not JSON.
@@ -137,5 +138,6 @@ def training_curve_rows(scalar_logs: Iterable[str]) -> tuple[list[dict[str, Any]
         elif "miou" in record or "mIoU" in record:
             step = int(record.get("step", record.get("iter", 0)))
             miou = float(record["miou"]) if "miou" in record else float(record["mIoU"]) / 100.0
-            val[step] = {"iter": step, "miou": round(miou, 6)}
+            val[step] = {"iter": step, "miou": round(miou, 6),
+                         **({"images": int(record["num_images"])} if "num_images" in record else {})}
     return [train[step] for step in sorted(train)], [val[step] for step in sorted(val)]
