@@ -15,10 +15,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from prefect import get_run_logger
 
 from tasks.clip_model import cam_extractor, load_stage_clip
 from tasks.progress import Progress
-from tasks.runtime import log_protocol
+from tasks.runtime import in_flow, log_protocol
 from wsss.cam import ClipEsCamExtractor
 from wsss.catalog import ArtifactLayout
 from wsss.clip import LoadedClip
@@ -33,7 +34,7 @@ from wsss.stage_inputs import read_manifest
 from wsss.stage_result import StageResult
 from wsss.stages import stage
 from wsss.text import REFERENCE_TEMPLATE, default_candidate_templates
-from wsss.text.vocabulary import vocabulary_document
+from wsss.text.vocabulary import background_note_lines, background_word_notes, vocabulary_document
 
 
 def run_prompts(params: Params, layout: ArtifactLayout) -> StageResult:
@@ -76,8 +77,12 @@ def run_prompts(params: Params, layout: ArtifactLayout) -> StageResult:
         "params": params.sections(*stage("prompts").params),
     }
     write_json_atomic(layout.prompt_scores, scores)
-    # The final prompt strings (the selected template applied to every class and background word).
-    write_json_atomic(layout.vocabulary, vocabulary_document(params.vocabulary, scores["selected"]))
+    # The final prompt strings (the selected template applied to every class and background word),
+    # with the background words the classes dropped and the near-synonyms kept, each also logged.
+    notes = background_word_notes(params.vocabulary, params.classes.background_derived)
+    write_json_atomic(layout.vocabulary, vocabulary_document(params.vocabulary, scores["selected"], notes))
+    for line in background_note_lines(notes) if in_flow() else ():
+        get_run_logger().warning("%s", line)
     return StageResult("prompts", tuple(sorted(i for i, o in outcomes.items() if o == "embedded")),
                        tuple(sorted(i for i, o in outcomes.items() if o == "reused")),
                        written=(str(layout.prompt_scores), str(layout.vocabulary)), details=scores)

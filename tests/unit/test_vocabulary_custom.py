@@ -78,5 +78,39 @@ def test_the_resolved_vocabulary_shows_every_prompt() -> None:
     assert tv["dataset_names"] == ["tv"] and tv["prompt"] == "a clean origami tvmonitor screen."
     assert len(document["classes"]) == 80 and document["ignore_label"] == 255 and document["background_label"] == 0
     assert [b["prompt"] for b in document["background_words"]][:2] == ["a clean origami ground.", "a clean origami land."]
-    assert document["reference_background_words_clashing_with_classes"] == ["keyboard", "sign"]
+    assert [(entry["word"], entry["class"]) for entry in document["background_words_dropped"]] == [
+        ("keyboard", "keyboard"), ("sign", "stop sign")]
     assert vocab.vocabulary_document(coco_vocabulary(), None)["classes"][0]["prompt"] is None
+
+
+# MSRC's 21 classes: stuff classes (building, grass, road, sky, ...) next to objects.
+MSRC = ["building", "grass", "tree", "cow", "sheep", "sky", "aeroplane", "water", "face", "car", "bicycle", "flower",
+        "sign", "bird", "book", "chair", "road", "cat", "dog", "body", "boat"]
+
+
+def test_stuff_classes_say_which_background_words_they_drop_and_which_near_synonyms_stay() -> None:
+    """7 reference words equal MSRC classes and were dropped without a word; lake/river/sea/ocean,
+    house, street and cloud stayed next to water, building, road and sky, unmentioned."""
+    settings = build_section(ClassesSettings, {"names": MSRC}, "classes")
+    notes = vocab.background_word_notes(settings.vocabulary(), settings.background_derived)
+    assert {(n["word"], n["class"]) for n in notes["dropped"]} == {
+        (w, w) for w in ("building", "grass", "road", "sign", "sky", "tree", "water")}
+    assert {(n["word"], n["class"]) for n in notes["near_synonyms"]} == {
+        ("lake", "water"), ("river", "water"), ("sea", "water"), ("ocean", "water"), ("house", "building"),
+        ("street", "road"), ("cloud", "sky")}
+    lines = vocab.background_note_lines(notes)
+    assert any(line.startswith("classes: background word 'water' dropped: it is class 'water'") for line in lines)
+    assert any(line.startswith("classes: background word 'lake' kept, but a near-synonym of 'water' (class 'water')")
+               for line in lines) and len(lines) == 14
+    document = vocab.vocabulary_document(settings.vocabulary(), REFERENCE_TEMPLATE, notes)
+    assert document["background_words_dropped"] == notes["dropped"]
+    assert document["background_near_synonyms"] == notes["near_synonyms"]
+
+    # A list the user wrote drops nothing of theirs; its near-synonyms are still named.
+    written = build_section(ClassesSettings, {"names": MSRC, "background": ["lake", "wall"]}, "classes")
+    notes = vocab.background_word_notes(written.vocabulary(), written.background_derived)
+    assert notes["dropped"] == [] and [(n["word"], n["class"]) for n in notes["near_synonyms"]] == [("lake", "water")]
+    # The reference presets meet none of it (their runs stay as they were).
+    for preset in ("voc", "sample"):
+        settings = build_section(ClassesSettings, {"preset": preset}, "classes")
+        assert vocab.background_word_notes(settings.vocabulary(), True) == {"dropped": [], "near_synonyms": []}

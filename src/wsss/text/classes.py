@@ -73,6 +73,12 @@ class ClassesSettings:
             background = default_background_words(self.names, prompts, self.dataset_names)
         return ClassVocabulary.build(self.names, self.synonyms, background, self.dataset_names)
 
+    @property
+    def background_derived(self) -> bool:
+        """The background words are the reference's minus class words (a preset or `background: null`),
+        not a list the user wrote: then the dropped words are worth a word (`background_word_notes`)."""
+        return self.preset is not None or self.background is None
+
     def as_params(self) -> dict[str, Any]:
         """The section as written: `{preset: ...}`, or the explicit keys that are set."""
         if self.preset is not None:

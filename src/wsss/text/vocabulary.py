@@ -84,6 +84,20 @@ COCO_DATASET_NAMES: Mapping[str, str] = {
 }
 
 
+# Background words of the reference list that name nearly the same thing (data). A class named like
+# one word of a group meets the others as near-synonyms: they stay in the background list (only
+# equal words are dropped), so CLIP weighs "lake" against the class "water". Logged and recorded,
+# never dropped silently: whether "lake" should absorb water pixels is the user's call.
+NEAR_SYNONYMS: tuple[tuple[str, ...], ...] = (
+    ("water", "lake", "river", "sea", "ocean"),
+    ("building", "house"),
+    ("road", "street"),
+    ("sky", "cloud"),
+    ("railway", "railroad"),
+    ("ground", "land"),
+)
+
+
 def _normal(text: str) -> str:
     """Case- and spacing-insensitive form used to compare words ("Potted  Plant" = "potted plant")."""
     return " ".join(text.split()).casefold()
@@ -236,9 +250,59 @@ def coco_vocabulary() -> ClassVocabulary:
     return ClassVocabulary.build(COCO_CLASS_NAMES, COCO_PROMPT_NAMES, COCO_BACKGROUND_WORDS, COCO_DATASET_NAMES)
 
 
-def vocabulary_document(vocabulary: ClassVocabulary, template: str | None) -> dict[str, Any]:
+def _class_terms_of(vocabulary: ClassVocabulary) -> list[tuple[str, str]]:
+    """`(class name, term)` for every term of every class (name, synonyms, dataset names), normalised."""
+    aliases = _aliases_by_class(dict(vocabulary.dataset_names))
+    return [(name, term) for name, prompt in zip(vocabulary.class_names, vocabulary.prompt_names, strict=True)
+            for term in class_terms(name, prompt, aliases.get(name, ()))]
+
+
+def background_word_notes(
+    vocabulary: ClassVocabulary, derived: bool, reference: Sequence[str] = VOC_BACKGROUND_WORDS
+) -> dict[str, list[dict[str, str]]]:
+    """What the class list did to the background words: `dropped` (reference words removed because
+    they are, or are a word of, a class term; only when the list was `derived` from the reference,
+    i.e. a preset or `classes.background: null`) and `near_synonyms` (background words kept that
+    share a `NEAR_SYNONYMS` group with a class term). Each entry: `word`, `class`, `reason`."""
+    terms = _class_terms_of(vocabulary)
+    kept = {_normal(word) for word in vocabulary.background_words}
+    dropped = []
+    for word in reference if derived else ():
+        key = _normal(word)
+        owner = next(((name, term) for name, term in terms if key == term), None) or next(
+            ((name, term) for name, term in terms if key in term.split()), None)
+        if key not in kept and owner is not None:
+            name, term = owner
+            how = f"is class {name!r}" if term == _normal(name) and key == term else (
+                f"is {term!r}, a name of class {name!r}" if key == term else f"is a word of {term!r} (class {name!r})")
+            dropped.append({"word": word, "class": name, "reason": how})
+    near = []
+    for word in vocabulary.background_words:
+        key = _normal(word)
+        group = next((set(g) for g in NEAR_SYNONYMS if key in g), set())
+        for name, term in terms:
+            match = next((part for part in (term, *term.split()) if part in group and part != key), None)
+            if match is not None and not any(n["word"] == word and n["class"] == name for n in near):
+                near.append({"word": word, "class": name, "reason": (
+                    f"kept, but a near-synonym of {match!r} (class {name!r}): CLIP may give that class's pixels to "
+                    "background; list classes.background without it if it should not")})
+    return {"dropped": dropped, "near_synonyms": near}
+
+
+def background_note_lines(notes: dict[str, list[dict[str, str]]]) -> list[str]:
+    """One log line per dropped word and per near-synonym (what the prompts stage logs)."""
+    return [f"classes: background word {n['word']!r} dropped: it {n['reason']} (as a background word it would keep "
+            "CLIP from ever labelling that class)" for n in notes["dropped"]] + [
+        f"classes: background word {n['word']!r} {n['reason']}" for n in notes["near_synonyms"]]
+
+
+def vocabulary_document(
+    vocabulary: ClassVocabulary, template: str | None, notes: dict[str, list[dict[str, str]]] | None = None
+) -> dict[str, Any]:
     """What CLIP is asked, as JSON-ready data: label values, names, synonyms, background words and,
-    when the template is known, the exact prompt strings (`template.format(prompt name)`)."""
+    when the template is known, the exact prompt strings (`template.format(prompt name)`); the
+    reference's background words the classes dropped and the near-synonyms kept (`notes`, from
+    `background_word_notes`; None: computed for a list derived from the reference's)."""
     aliases = _aliases_by_class(dict(vocabulary.dataset_names))
 
     def prompt(text: str) -> str | None:
@@ -255,14 +319,14 @@ def vocabulary_document(vocabulary: ClassVocabulary, template: str | None) -> di
         }
         for index, (name, prompt_name) in enumerate(zip(vocabulary.class_names, vocabulary.prompt_names, strict=True))
     ]
-    dropped = sorted(set(VOC_BACKGROUND_WORDS) - set(default_background_words(
-        vocabulary.class_names, vocabulary.prompt_names, dict(vocabulary.dataset_names))))
+    notes = notes if notes is not None else background_word_notes(vocabulary, derived=True)
     return {
         "template": template,
         "classes": classes,
         "background_label": 0,
         "ignore_label": 255,
         "background_words": [{"word": word, "prompt": prompt(word)} for word in vocabulary.background_words],
-        "reference_background_words_clashing_with_classes": dropped,
+        "background_words_dropped": notes["dropped"],
+        "background_near_synonyms": notes["near_synonyms"],
         "dataset_names": dict(vocabulary.dataset_names),
     }
