@@ -31,8 +31,8 @@ def params_digest(params: Params) -> str:
 
 
 def dataset_name(params: Params) -> str:
-    """The dataset's folder name (`data/VOC2012` -> `VOC2012`), or its kind."""
-    return Path(params.data.root).name or params.data.kind
+    """The dataset's one name (`wsss.datasets.settings.dataset_name`: `data/VOC2012` -> `VOC2012`)."""
+    return params.data.dataset_name
 
 
 def experiment_name(directory: Path | str = ".") -> str:

@@ -115,6 +115,12 @@ class ArtifactLayout:
         `ground_truth_root` is "derived" are relative to it."""
         return self.artifacts / "ground_truth"
 
+    @property
+    def ground_truth_about(self) -> Path:
+        """What the derived ground-truth folder is, written by `prepare`: it also keeps the folder
+        non-empty when nothing is derived, so DVC does not warn "'artifacts/ground_truth' is empty"."""
+        return self.ground_truth / "README.md"
+
     # prompts
     @property
     def prompts(self) -> Path:

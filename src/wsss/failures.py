@@ -63,10 +63,24 @@ class FailureReport:
 
     stage: str
     failures: list[ImageFailure] = field(default_factory=list)
+    skipped: dict[str, int] = field(default_factory=dict)
 
     def add(self, image: str, file: str, reason: str) -> None:
         """Record that `image` (found in `file`) cannot be used because of `reason`."""
         self.failures.append(ImageFailure(str(image), str(file), str(reason)))
+
+    def skip(self, reason: str, count: int = 1) -> None:
+        """Record `count` images left out by rule, not by fault (COCO images without annotations,
+        as the CLIP-ES lists leave them out): counted and said, never held against the run."""
+        if count > 0:
+            self.skipped[reason] = self.skipped.get(reason, 0) + count
+
+    def counts_line(self, kept: int) -> str:
+        """`128 read, 126 kept, 2 skipped (no annotations), 0 failed`: what happened to every image read."""
+        failed, skipped = len(self.failed_images()), sum(self.skipped.values())
+        reasons = ", ".join(f"{count} {reason}" if len(self.skipped) > 1 else reason for reason, count in self.skipped.items())
+        return (f"{kept + failed + skipped} read, {kept} kept, {skipped} skipped" + (f" ({reasons})" if skipped else "")
+                + f", {failed} failed")
 
     def failed_images(self) -> set[str]:
         return {failure.image for failure in self.failures}
@@ -83,6 +97,7 @@ class FailureReport:
             "images_failed": len(self.failed_images()),
             "failed_share": round(self.failed_share(total), 6),
             "max_failed_share": max_failed_share,
+            "images_skipped": dict(self.skipped),
             "failures": [
                 {"image": failure.image, "file": failure.file, "reason": failure.reason} for failure in self.failures
             ],

@@ -23,6 +23,7 @@ from wsss.datasets import ImageRecord, Manifest, manifest_sha256
 from wsss.errors import WsssError
 from wsss.io import CamStore
 from wsss.io.records import EvaluationRun, ModelRecord, PseudoSummary
+from wsss.stage_inputs import read_manifest_meta, recorded_dataset_name
 from wsss.stages import STAGE_NAMES
 
 CODE_FOLDERS = ("flows/", "tasks/", "src/")
@@ -104,9 +105,10 @@ def _evaluate_facts(layout: ArtifactLayout, image_id: str) -> dict[str, Any]:
 
 def _stage_facts(layout: ArtifactLayout, record: ImageRecord, digest: str, has_evaluate: bool) -> dict[str, dict[str, Any]]:
     image_id = record.image_id
-    meta = read_json_file(layout.manifest_meta) if layout.manifest_meta.is_file() else {}
+    meta = read_manifest_meta(layout)
     stages: dict[str, dict[str, Any] | None] = {
-        "prepare": {"artifact": str(layout.manifest), "manifest_sha256": digest, "input_sha256": record.sha256,
+        "prepare": {"artifact": str(layout.manifest), "dataset": recorded_dataset_name(meta), "manifest_sha256": digest,
+                    "input_sha256": record.sha256,
                     "record": asdict(record) | {"tags": list(record.tags)}, "stage_params": meta.get("params")},
         "cams": _store_facts(layout.cams, image_id),
         "refine": _store_facts(layout.refined, image_id),
@@ -186,7 +188,7 @@ def format_lineage(lineage: dict[str, Any]) -> str:
 
 
 def _format_facts(stage: str, facts: dict[str, Any]) -> list[str]:
-    lines = [f"  {key}: {facts[key]}" for key in ("manifest_sha256", "selected_template", "template", "params_sha256",
+    lines = [f"  {key}: {facts[key]}" for key in ("dataset", "manifest_sha256", "selected_template", "template", "params_sha256",
                                                   "input_sha256", "content_key", "input_manifest_sha256", "flow_run_id")
              if facts.get(key)]
     if clip := facts.get("clip"):

@@ -1,4 +1,5 @@
-"""Readers of what one stage hands the next: the manifest, the selected template, the ground truth.
+"""Readers of what one stage hands the next: the manifest (and what prepare recorded beside it),
+the selected template, the ground truth.
 
 Every stage entry (and lineage, review, relabel) reads these through here, so no stage entry
 imports another to read an upstream output, and each has one clear error naming the file and
@@ -7,9 +8,12 @@ the stage that writes it.
 
 from __future__ import annotations
 
+from typing import Any
+
 from wsss.bounded_parsing import MAX_RECORD_BYTES, read_json_file, read_text_file
 from wsss.catalog import ArtifactLayout
 from wsss.datasets import GroundTruthFiles, Manifest
+from wsss.datasets.settings import dataset_name
 from wsss.errors import ConfigError, DatasetError
 from wsss.params import Params
 
@@ -20,6 +24,26 @@ def read_manifest(layout: ArtifactLayout) -> Manifest:
         return Manifest.from_json(read_text_file(layout.manifest, max_bytes=MAX_RECORD_BYTES), str(layout.manifest))
     except OSError as error:
         raise DatasetError(f"{layout.manifest}: cannot read the manifest ({error.strerror or error}); run the prepare stage") from error
+
+
+def read_manifest_meta(layout: ArtifactLayout) -> dict[str, Any]:
+    """What `prepare` recorded beside the manifest (root, kind, dataset name, ground-truth census,
+    params); {} before any prepare run."""
+    if not layout.manifest_meta.is_file():
+        return {}
+    try:
+        meta = read_json_file(layout.manifest_meta)
+    except (OSError, ValueError) as error:
+        raise DatasetError(f"{layout.manifest_meta}: unreadable ({error}); run the prepare stage") from error
+    return meta if isinstance(meta, dict) else {}
+
+
+def recorded_dataset_name(meta: dict[str, Any]) -> str | None:
+    """The dataset's one name from `read_manifest_meta` (computed from root and kind for a meta
+    written before the name was recorded); None without a prepare run."""
+    if isinstance(meta.get("dataset"), str):
+        return meta["dataset"]
+    return dataset_name(str(meta["root"]), str(meta.get("kind", ""))) if meta.get("root") else None
 
 
 def selected_template(layout: ArtifactLayout) -> str:

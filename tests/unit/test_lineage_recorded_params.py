@@ -49,6 +49,8 @@ def test_lineage_of_a_random_init_run_reports_no_difference(tmp_path: Path, monk
         assert lineage["stages"][stage]["params_differ_from_current"] == [], stage
     assert lineage["stages"]["prompts"]["stage_params"]["clip"]["random_init"] is True
     assert "differs from params.yaml (+ params.local.yaml): nothing" in format_lineage(lineage)
+    # The dataset's one name, as Prefect's run names and the review report call it (not the manifest's `voc-train`).
+    assert lineage["stages"]["prepare"]["dataset"] == "sample" and "\n  dataset: sample\n" in format_lineage(lineage)
 
     (tmp_path / "params.local.yaml").unlink()  # today's params differ from what the run used
     assert image_lineage("chelsea", tmp_path)["stages"]["prompts"]["params_differ_from_current"] == ["clip.random_init"]

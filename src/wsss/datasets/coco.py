@@ -212,6 +212,8 @@ def load_coco(
             f"{json_path}: no image has a usable annotation ({len(coco.file_names)} images, "
             f"{len(data['annotations'])} annotations), so no image has tags (images without annotations are skipped)"
         )
+    if failures is not None:  # left out as the CLIP-ES lists leave them out: said, not failed
+        failures.skip("no annotations", len(coco.file_names) - len(coco.tags))
     usable, stems = _usable_images(coco, json_path, failures)
     masks = None
     if ground_truth_dir is None and derived_ground_truth is not None and coco.has_segmentation:

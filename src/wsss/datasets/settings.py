@@ -3,10 +3,22 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar, Literal
 
 from wsss.errors import ConfigError
 from wsss.settings import check_fields, setting
+
+
+def dataset_name(root: str, kind: str) -> str:
+    """The one name of a dataset, wherever it is shown (Prefect run names and tags, `prepare`'s
+    manifest.meta.json, lineage, the review report): the root folder's name (`data/msrc` -> `msrc`,
+    `data/coco128` -> `coco128`), or the kind when the root has no name (`.`).
+
+    Not the manifest's `name` (a tags file's or an instances JSON's stem, `voc-<split>`), which
+    stays as it is inside manifest.json: its hash is recorded by every store.
+    """
+    return Path(root).name or kind
 
 
 @dataclass(frozen=True)
@@ -29,6 +41,11 @@ class DataSettings:
     tags_from: Literal["annotations", "ground_truth"] = setting(
         "annotations", "VOC tags from the `annotations` XML or from the `ground_truth` masks"
     )
+
+    @property
+    def dataset_name(self) -> str:
+        """This dataset's one name (`dataset_name`)."""
+        return dataset_name(self.root, self.kind)
 
     def __post_init__(self) -> None:
         check_fields(self)
