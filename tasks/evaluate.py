@@ -21,6 +21,7 @@ from wsss.catalog import ArtifactLayout, PseudoLayout
 from wsss.datasets import ImageRecord, manifest_sha256, safe_join
 from wsss.devices import torch_device
 from wsss.evaluation import protocol
+from wsss.evaluation.headline import headline
 from wsss.imaging import load_rgb
 from wsss.io import CamStore
 from wsss.io.atomic import write_bytes_atomic, write_json_atomic, write_text_atomic
@@ -144,6 +145,7 @@ def run_evaluate(params: Params, layout: ArtifactLayout) -> StageResult:
     split = params.data.split
     document = {**protocol.metrics_document(split, scores), "num_images_with_ground_truth": len(with_gt)}
     write_json_atomic(layout.metrics, document)
+    write_json_atomic(layout.metrics_headline, headline(document))  # what `dvc metrics show` prints: mIoU per artifact
     write_json_atomic(layout.per_class_iou, per_class_iou_rows(scores, params.vocabulary.class_names))
     write_json_atomic(layout.pipeline_miou, pipeline_miou_rows(scores))
     chosen, not_found = protocol.overlay_choice(params.evaluate, [r.image_id for r in manifest.records])
@@ -162,7 +164,7 @@ def run_evaluate(params: Params, layout: ArtifactLayout) -> StageResult:
         scored_images=[r.image_id for r in with_gt],
         overlay_ids_not_found=not_found,
     ).write(layout.evaluation_run)
-    written = (layout.metrics, layout.evaluation_run, layout.per_class_iou, layout.pipeline_miou, *card, *overlays)
+    written = (layout.metrics, layout.metrics_headline, layout.evaluation_run, layout.per_class_iou, layout.pipeline_miou, *card, *overlays)
     return StageResult("evaluate", tuple(r.image_id for r in with_gt), written=tuple(str(p) for p in written), details={
         "metrics": document, "summary_rows": protocol.summary_rows(scores),
         "comparison_rows": protocol.background_comparison_rows(scores),

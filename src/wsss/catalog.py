@@ -213,7 +213,13 @@ class ArtifactLayout:
     # evaluate
     @property
     def metrics(self) -> Path:
+        """Every key of the evaluation protocol (mIoU, pixel accuracy, pixels per variant)."""
         return self.artifacts / "metrics.json"
+
+    @property
+    def metrics_headline(self) -> Path:
+        """One mIoU per artifact (`wsss.evaluation.headline`): the file `dvc metrics show` prints."""
+        return self.artifacts / "metrics_headline.json"
 
     @property
     def evaluation_run(self) -> Path:
@@ -310,7 +316,8 @@ class ArtifactLayout:
             "evaluate": {
                 "deps": [self.prepare, self.ground_truth, main.cams, main.refined, main.pseudo.root, self.model, self.model_record,
                          learned.pass_root],
-                "outs": [self.evaluation_run, self.model_card, self.metrics, self.pipeline_miou, self.per_class_iou, self.overlays],
+                "outs": [self.evaluation_run, self.model_card, self.metrics, self.metrics_headline, self.pipeline_miou,
+                         self.per_class_iou, self.overlays],
             },
         }
 

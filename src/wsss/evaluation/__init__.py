@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 from wsss.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
+    from wsss.evaluation.headline import headline
     from wsss.evaluation.protocol import (
         LEARNED_SUFFIX,
         ImageMaps,
@@ -27,6 +28,7 @@ __all__ = [
     "ImageMaps",
     "ProtocolScores",
     "background_comparison_rows",
+    "headline",
     "metrics_document",
     "model_keys",
     "protocol_markdown",

@@ -1,8 +1,8 @@
 """The evaluation protocol: which artifacts are scored, with which variants, under which key.
 
 Pure functions over arrays; the `evaluate` stage reads the stores and calls them, and so can a
-notebook. Every number lands under a key `<artifact>.<variant>` (`dvc metrics show` nests
-them by split): `cam_raw.alpha=a` and `cam_refined.alpha=a` for each background exponent,
+notebook. Every number lands under a key `<artifact>.<variant>` (metrics.json nests them by
+split; `dvc metrics show` prints one per artifact, `wsss.evaluation.headline`): `cam_raw.alpha=a` and `cam_refined.alpha=a` for each background exponent,
 `pseudo.crf=on|off` (the labels before the confidence filter), `pseudo_confident_pixels.crf=...`
 (only the pixels the trainer learns from), `model.scales=...crf=on|off`, and the same keys
 with `.background=learned` for the SemPLeS second pass.
@@ -109,8 +109,8 @@ def model_keys(test_scales: Sequence[float], test_crf: bool) -> list[tuple[str, 
 def with_learned_background(fixed: dict[str, SegmentationScores], learned: dict[str, SegmentationScores]) -> dict[str, SegmentationScores]:
     """Both passes in one mapping: the learned pass's keys get `.background=learned`.
 
-    The unsuffixed keys stay the fixed-background-word (reference) scores, so `dvc metrics show`
-    lists e.g. `cam_refined.alpha=1` and `cam_refined.alpha=1.background=learned` side by side.
+    The unsuffixed keys stay the fixed-background-word (reference) scores, so metrics.json lists
+    e.g. `cam_refined.alpha=1` and `cam_refined.alpha=1.background=learned` side by side.
     """
     return {**fixed, **{key + LEARNED_SUFFIX: score for key, score in learned.items()}}
 
@@ -136,7 +136,7 @@ def _rounded(value: float) -> float | None:
 
 
 def metrics_document(split: str, scores: dict[str, SegmentationScores]) -> dict[str, Any]:
-    """Nested metrics: `<split>.<artifact>.<variant>.miou` etc. for `dvc metrics show`."""
+    """Nested metrics: `<split>.<artifact>.<variant>.miou` etc. (metrics.json, the full table)."""
     document: dict[str, Any] = {}
     for key, score in scores.items():
         artifact, variant = key.split(".", 1)
