@@ -44,7 +44,7 @@ from benchmarks.common import TaggedImage, json_option, stop_process, timed, voc
 
 REPO = Path(__file__).resolve().parents[1]
 
-COPIED = ("flows", "tasks", "src", "corrections", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore")
+COPIED = ("flows", "tasks", "src", "corrections", "reviewed.json", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore")
 STAGES = ("prepare", "prompts", "cams", "refine", "pseudo")
 STORES = {"cams": "artifacts/cams", "refine": "artifacts/refined", "pseudo": "artifacts/pseudo"}
 IMAGES_PER_SHARD = 32  # shard_count = N / 32: a shard rewritten for one added image holds ~32 images at any N

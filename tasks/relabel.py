@@ -127,6 +127,8 @@ def run_relabel(params: Params, layout: ArtifactLayout) -> StageResult:
     retrain = params.relabel.retrains(diff.changed_share())
     if retrain:
         lap("retrain", lambda: [stage_entry(step)(params, layout) for step in in_pipeline_order(RETRAIN)])
+    # The review report shows this run's masks (it was stale until `wsss review` ran by hand).
+    review = lap("review", lambda: stage_entry("review")(layout))
     durations = {**lap.durations, "total": sum(lap.durations.values())}
     archived = list(pseudo.details["archived"])
     record = RunRecord(
@@ -140,5 +142,6 @@ def run_relabel(params: Params, layout: ArtifactLayout) -> StageResult:
         "counts": diff.counts(), "reasons": {k: list(v) for k, v in diff.reasons.items()}, "cams": results["cams"].as_dict(),
         "refine": results["refine"].as_dict(), "pseudo": list(pseudo.computed), "archived": archived,
         "metrics": metrics, "retrained": retrain, "durations": durations, "run_stamp": stamp,
+        "review": review.details["counts"],
     }
     return StageResult("relabel", pseudo.computed, pseudo.reused, failed, tuple(diff.removed), tuple(record.written), details)

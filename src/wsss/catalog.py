@@ -16,6 +16,7 @@ from typing import Any, ClassVar
 ARTIFACTS = "artifacts"
 SCRATCH = ".wsss-scratch"
 CORRECTIONS = "corrections"
+REVIEWED = "reviewed.json"
 LEARNED = "learned"
 
 
@@ -279,6 +280,12 @@ class ArtifactLayout:
         lineage prefer them over pseudo masks, relabel never touches them."""
         return self.repo / self.corrections_dir
 
+    @property
+    def reviewed(self) -> Path:
+        """Images a person marked reviewed (`wsss review --mark-reviewed`): human input like the
+        corrections, out of `corrections/` so that a mark does not make DVC retrain."""
+        return self.repo / REVIEWED
+
     # outside the artifacts
     @property
     def lock_dir(self) -> Path:
@@ -305,7 +312,7 @@ class ArtifactLayout:
             "pseudo": {"deps": [main.refined], "outs": [main.pseudo.root]},
             "review": {
                 "deps": [self.prepare, self.ground_truth, self.prompt_scores, main.cams, main.refined, main.pseudo.root,
-                         self.corrections],
+                         self.corrections, self.reviewed],
                 "outs": [self.review],
             },
             # train's outputs are named file by file: the model card beside them is evaluate's.

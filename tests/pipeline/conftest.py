@@ -25,7 +25,7 @@ from prefect.utilities.asyncutils import run_coro_as_sync
 from benchmarks.common import stop_process
 
 ROOT = Path(__file__).resolve().parents[2]
-COPIED = ("flows", "tasks", "src", "corrections", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore")
+COPIED = ("flows", "tasks", "src", "corrections", "reviewed.json", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore")
 
 
 def pipeline_test_params(params: dict) -> dict:

@@ -71,6 +71,10 @@ def test_add_two_change_one_remove_one_recomputes_only_those(harness, tmp_path: 
     summary = json.loads((tmp_path / "artifacts/pseudo/summary.json").read_text())
     assert [row["image_id"] for row in summary["images"]] == sorted(tags)
 
+    # The review report follows every run (it stayed at the first run's images until `wsss review` ran by hand).
+    reviewed = json.loads((tmp_path / "artifacts/review/triage.json").read_text())["images"]
+    assert sorted(row["image_id"] for row in reviewed) == sorted(tags) and second["review"]["images"] == len(tags)
+
     runs = [json.loads(line) for line in (tmp_path / "artifacts/relabel/runs.jsonl").read_text().splitlines()]
     assert [run["counts"]["added"] for run in runs] == [5, 2]
     assert runs[1]["removed"] == ["cup_a"] and runs[1]["durations"]["total"] > 0
@@ -103,6 +107,10 @@ def test_add_two_change_one_remove_one_recomputes_only_those(harness, tmp_path: 
     model = json.loads((tmp_path / "artifacts/train/model.json").read_text())
     assert (tmp_path / "artifacts/train/model.pth").is_file() and model["flow_run_id"]
     assert (tmp_path / "artifacts/metrics.json").is_file()
+    # The review report follows every run (it stayed at the first run's images until `wsss review` ran by hand).
+    reviewed = json.loads((tmp_path / "artifacts/review/triage.json").read_text())["images"]
+    assert sorted(row["image_id"] for row in reviewed) == sorted(tags) and second["review"]["images"] == len(tags)
+
     runs = [json.loads(line) for line in (tmp_path / "artifacts/relabel/runs.jsonl").read_text().splitlines()]
     assert [run["retrained"] for run in runs] == [False, False, False, True] and "retrain" in runs[-1]["durations"]
 

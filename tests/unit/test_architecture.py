@@ -130,9 +130,9 @@ def test_one_atomic_write_helper() -> None:
 
 
 def artifact_paths(entries: list) -> set[str]:
-    """The artifacts/, data/sample and corrections paths of a stage's deps/outs list (plain or with options)."""
+    """The artifacts/, data/sample and human-input (corrections, reviewed.json) paths of a stage's deps/outs list."""
     names = {next(iter(entry)) if isinstance(entry, dict) else entry for entry in entries or []}
-    return {name for name in names if name.startswith(("artifacts/", "data/sample")) or name == "corrections"}
+    return {name for name in names if name.startswith(("artifacts/", "data/sample")) or name in ("corrections", "reviewed.json")}
 
 
 def test_dvc_yaml_names_exactly_the_catalog_paths() -> None:

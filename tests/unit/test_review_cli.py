@@ -67,7 +67,7 @@ def test_export_then_import_a_corrected_mask_changes_training_masks_and_lineage(
     assert image_lineage("img02", tmp_path)["correction"] is None
 
     code, out, _ = run(["review", "--root", str(tmp_path), "--worst", "6"], capsys)
-    assert "img03  (human-corrected)" in out
+    assert "img03" not in out and "1 image(s) out of the queue: 1 human-corrected, 0 marked reviewed" in out
 
 
 def test_a_bad_correction_exits_2_naming_the_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:

@@ -11,6 +11,7 @@ from typing import Any
 
 import numpy as np
 
+from wsss.io.overlay_inputs import weights_are_random
 from wsss.metrics import scores_from_confusion
 from wsss.review.collect import collect, worst_first
 from wsss.review.records import ReviewRecord, RunSummary
@@ -64,6 +65,12 @@ def summarise(
         lineage=run_lineage(outputs, records),
         triage_weights=dict(DEFAULT_WEIGHTS),
         label_counts={names[label]: count for label, count in sorted(labels.items()) if label < len(names)},
+        dataset=outputs.dataset,
+        num_reviewed=sum(r.state == "reviewed" for r in records),
+        stale_marks=outputs.sorted_marks[1],
+        random_weights=weights_are_random(run_lineage(outputs, records).get("model")),
+        background_notes=outputs.background_notes,
+        ground_truth_warning=outputs.ground_truth_warning,
     )
 
 
@@ -87,6 +94,6 @@ def build_review(
         records.append(item.record)
         if item.confusion is not None:
             confusion = item.confusion if confusion is None else confusion + item.confusion
-    run = summarise(outputs, records, confusion, title or f"wsss review: {outputs.manifest.name}")
+    run = summarise(outputs, records, confusion, title or f"wsss review: {outputs.dataset or outputs.manifest.name}")
     index = write_report(records, run, output, page_size) if output is not None else None
     return ReviewResult(worst_first(records), run, index)

@@ -43,9 +43,14 @@ def _outputs(layout: ArtifactLayout) -> PipelineOutputs:
     return PipelineOutputs(layout)
 
 
-def analyse(job: CollectJob) -> Collected:
-    """Triage terms and score, IoU where GT exists, lineage; panels when `panel_dir` is set."""
-    outputs = _outputs(job.layout)
+def analyse(job: CollectJob, outputs: PipelineOutputs | None = None) -> Collected:
+    """Triage terms and score, IoU where GT exists, lineage; panels when `panel_dir` is set.
+
+    `outputs`: the caller's readers (one process); None in a worker process, which builds its own
+    once. Never the cache in the caller's process: a report built again in the same process (the
+    relabel loop, import-corrections) must see today's corrections, marks and masks.
+    """
+    outputs = outputs if outputs is not None else _outputs(job.layout)
     image_id = job.image_id
     pseudo = outputs.pseudo
     cams, attrs = outputs.refined(image_id)
@@ -65,6 +70,10 @@ def analyse(job: CollectJob) -> Collected:
         accumulator.update(ground_truth, crf_labels)
         confusion = np.concatenate([accumulator.matrix, accumulator.ignored_predictions[:, None]], axis=1)
     corrected = outputs.corrected_mask(image_id)
+    corrected_iou = None
+    if corrected is not None and ground_truth is not None and ground_truth.shape == corrected.shape:
+        corrected_iou = image_iou(ground_truth, corrected, num_classes)
+    mark = outputs.sorted_marks[0].get(image_id)
     panels: dict[str, Any] = {}
     if job.panel_dir is not None:
         folder = f"img/{job.position // IMAGES_PER_FOLDER:03d}"
@@ -95,6 +104,9 @@ def analyse(job: CollectJob) -> Collected:
             correction=lineage.get("correction"),
             lineage=lineage,
             panels=panels,
+            corrected_iou=None if corrected_iou is None else round(corrected_iou, 6),
+            corrected_labels=[int(v) for v in np.unique(corrected)] if corrected is not None else None,
+            reviewed={"time": mark.time, "summary": mark.describe()} if mark is not None else None,
         ),
         confusion,
     )
@@ -115,7 +127,7 @@ def collect(
     ids = list(image_ids if image_ids is not None else outputs.image_ids())
     work = [CollectJob(outputs.layout, image_id, position, panel_dir, max_side) for position, image_id in enumerate(ids)]
     if jobs <= 1 or len(work) <= 1:
-        results: Iterator[Collected] = map(analyse, work)
+        results: Iterator[Collected] = (analyse(job, outputs) for job in work)
         for done, item in enumerate(results, start=1):
             if progress:
                 progress(done, len(work))
@@ -129,5 +141,6 @@ def collect(
 
 
 def worst_first(records: Sequence[ReviewRecord]) -> list[ReviewRecord]:
-    """Records by ascending triage score (ties: image id), i.e. the ones to look at first."""
-    return sorted(records, key=lambda record: (record.triage_score, record.image_id))
+    """The review queue first, by ascending triage score (ties: image id), i.e. the ones to look at
+    first; then the images out of it (corrected or marked reviewed), in the same order."""
+    return sorted(records, key=lambda record: record.queue_key)

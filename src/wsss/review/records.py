@@ -13,7 +13,9 @@ class ReviewRecord:
     """Everything the report shows of one image; `panels` are paths relative to the report folder.
 
     Labels are mask values: 0 background, class c at c (manifest class c - 1), the ignore index.
-    `iou` is the image's mIoU of the pseudo labels before the confidence filter (None without GT).
+    `iou` is the image's mIoU of the pseudo labels before the confidence filter (None without GT);
+    `corrected_iou` the same rule on the human-corrected mask (None without GT or correction).
+    `reviewed`: the mark of a person who accepted the mask (`wsss.review.reviewed`), while it holds.
     """
 
     image_id: str
@@ -33,9 +35,22 @@ class ReviewRecord:
     correction: dict[str, Any] | None = None
     lineage: dict[str, Any] = field(default_factory=dict)
     panels: dict[str, Any] = field(default_factory=dict)
+    corrected_iou: float | None = None
+    corrected_labels: list[int] | None = None
+    reviewed: dict[str, Any] | None = None
+
+    @property
+    def state(self) -> str:
+        """`to review` (in the worst-first queue), `corrected` or `reviewed` (out of it)."""
+        return "corrected" if self.origin == "human-corrected" else "reviewed" if self.reviewed else "to review"
+
+    @property
+    def queue_key(self) -> tuple[bool, float, str]:
+        """The report's order: the queue first, worst triage score first; corrected and reviewed images after it."""
+        return self.state != "to review", self.triage_score, self.image_id
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "state": self.state}
 
 
 @dataclass
@@ -56,3 +71,9 @@ class RunSummary:
     lineage: dict[str, Any]
     triage_weights: dict[str, float]
     label_counts: dict[str, int] = field(default_factory=dict)
+    dataset: str | None = None  # the one name (`wsss.datasets.settings.dataset_name`)
+    num_reviewed: int = 0  # marked reviewed, out of the queue
+    stale_marks: list[dict[str, Any]] = field(default_factory=list)
+    random_weights: bool = False  # CLIP was randomly initialised: nothing on the pages means anything
+    background_notes: dict[str, list[dict[str, str]]] = field(default_factory=dict)  # vocabulary.json's
+    ground_truth_warning: str | None = None  # prepare's census: the ground truth has no background

@@ -75,7 +75,7 @@ def clean_report_folder(output: Path) -> None:
 
 def write_report(records: Sequence[ReviewRecord], run: RunSummary, output: Path, page_size: int = PAGE_SIZE) -> Path:
     """Write the report for `records` (any order; panels already under `output`). Returns index.html."""
-    ordered = sorted(records, key=lambda r: (r.triage_score, r.image_id))
+    ordered = sorted(records, key=lambda r: r.queue_key)  # the queue first (worst first), then corrected / reviewed
     colours = {label: colour for label, _, colour in legend_entries([*range(len(run.class_names)), run.ignore_index],
                                                                      run.class_names, run.ignore_index)}
     meta = {
@@ -91,6 +91,8 @@ def write_report(records: Sequence[ReviewRecord], run: RunSummary, output: Path,
         "confidence_threshold": run.pseudo.confidence_threshold,
         "num_with_ground_truth": run.num_with_ground_truth,
         "num_corrected": run.num_corrected,
+        "num_reviewed": run.num_reviewed,
+        "queue_length": sum(r.state == "to review" for r in ordered),
     }
     _write(output / "static" / "review.js", _static("review.js"))
     _write(output / "static" / "review.css", _static("review.css"))
@@ -103,13 +105,14 @@ def write_report(records: Sequence[ReviewRecord], run: RunSummary, output: Path,
         "iou": [r.iou for r in ordered],
         "tags": [r.tag_labels for r in ordered],
         "corrected": [int(r.origin == "human-corrected") for r in ordered],
+        "done": [int(r.state != "to review") for r in ordered],
     }
     _write(output / "data" / "index.js", _js("REVIEW.setIndex", columns))
     triage = [{"rank": rank, "image_id": r.image_id, "triage_score": r.triage_score, "terms": r.triage_terms,
-               "iou": r.iou, "origin": r.origin} for rank, r in enumerate(ordered)]
+               "iou": r.iou, "origin": r.origin, "state": r.state} for rank, r in enumerate(ordered)]
     _write(output / "triage.json", (json.dumps({"weights": run.triage_weights, "images": triage}, indent=1) + "\n").encode())
     _write(output / "index.html", index_html(run).encode())
-    _write(output / "run.html", run_html(run, ordered[:10]).encode())
+    _write(output / "run.html", run_html(run, [r for r in ordered if r.state == "to review"][:10]).encode())
     return output / "index.html"
 
 
@@ -119,10 +122,16 @@ def _head(title: str) -> str:
             '<link rel="stylesheet" href="static/review.css">\n</head>\n')
 
 
+RANDOM_WEIGHTS_WARNING = ("RANDOM CLIP WEIGHTS - NOT MEANINGFUL: CLIP was randomly initialised (clip.random_init), so "
+                          "its maps, masks, scores and triage say nothing about the images")
+
+
 def _nav(current: str, run: RunSummary) -> str:
+    """The top bar of every page, under the random-weights warning when CLIP was random."""
     links = [("index.html", "Images"), ("run.html", "Run")]
     items = "".join(f'<a href="{href}"{" class=current" if href == current else ""}>{text}</a>' for href, text in links)
-    return f'<nav class="top"><span class="brand">{html.escape(run.title)}</span>{items}</nav>\n'
+    warning = f'<p class="random-weights" role="alert">{html.escape(RANDOM_WEIGHTS_WARNING)}</p>\n' if run.random_weights else ""
+    return warning + f'<nav class="top"><span class="brand">{html.escape(run.title)}</span>{items}</nav>\n'
 
 
 def index_html(run: RunSummary) -> str:
@@ -137,6 +146,7 @@ def index_html(run: RunSummary) -> str:
 <label>Triage <input name="tmin" size="4" placeholder="min"> – <input name="tmax" size="4" placeholder="max"></label>
 <label>IoU <input name="imin" size="4" placeholder="min"> – <input name="imax" size="4" placeholder="max"></label>
 <label>Mask <select name="origin"><option value="">any</option><option value="pseudo">pseudo</option><option value="human-corrected">human-corrected</option></select></label>
+<label>Queue <select name="state"><option value="">all images</option><option value="queue">to review</option><option value="done">corrected or reviewed</option></select></label>
 <label>Id <input name="q" size="12" placeholder="contains"></label>
 <button type="submit">Apply</button> <button type="button" id="reset">Reset</button>
 </form>"""
@@ -186,8 +196,10 @@ def run_html(run: RunSummary, worst: Sequence[ReviewRecord]) -> str:
     legend = "".join(f'<li><span class="swatch" style="background:{c}"></span>{label}: {html.escape(n)}</li>'
                      for label, n, c in entries)
     counts = _table([
-        ("images reviewed", run.num_images), ("images with ground truth", run.num_with_ground_truth),
+        ("images in the report", run.num_images), ("images with ground truth", run.num_with_ground_truth),
+        ("in the review queue (neither corrected nor marked reviewed)", run.num_images - run.num_corrected - run.num_reviewed),
         ("human-corrected masks used by training", run.num_corrected), ("stale corrections (not used)", len(run.stale_corrections)),
+        ("marked reviewed (reviewed.json)", run.num_reviewed), ("stale review marks (back in the queue)", len(run.stale_marks)),
         ("mIoU of the pseudo masks on images with GT", _fmt(run.mean_iou)),
         ("Spearman(triage score, per-image IoU)", _fmt(run.triage_spearman)),
         *((f"images whose mask has {name}", count) for name, count in run.label_counts.items()),
@@ -208,12 +220,31 @@ the same artifact as <code>pseudo.crf={crf}</code> in <code>metrics.json</code>.
     stale = "".join(f"<li>{html.escape(s['image_id'])}: {html.escape(s['reason'])}</li>" for s in run.stale_corrections)
     lineage = _table([(k, json.dumps(v, sort_keys=True) if isinstance(v, dict) else v) for k, v in run.lineage.items()])
     return (_head(f"{run.title}: run") + "<body>\n" + _nav("run.html", run) + '<main class="run">\n'
-            f"<section><h2>Counts</h2>{counts}</section>\n"
+            + _dataset_notes(run) + f"<section><h2>Counts</h2>{counts}</section>\n"
             f'<section><h2>Per-class IoU of the pseudo masks</h2>{iou_chart_svg(run.per_class_iou, colours)}</section>\n'
             f"<section><h2>Evaluation protocol</h2>{protocol}</section>\n"
             f"<section><h2>Triage score</h2><p>Weights: {html.escape(weights)}.</p><pre>{triage_doc}</pre>"
-            f"<h3>Worst first</h3><ol>{worst_items}</ol></section>\n"
+            f"<h3>Worst first (the queue: neither corrected nor marked reviewed)</h3><ol>{worst_items}</ol></section>\n"
             f'<section><h2>Class legend</h2><ul class="legend">{legend}</ul></section>\n'
             f"<section><h2>Lineage of the run</h2>{lineage}</section>\n"
             + (f"<section><h2>Stale corrections</h2><ul>{stale}</ul></section>\n" if stale else "")
+            + _stale_marks(run)
             + "</main>\n</body>\n</html>\n")
+
+
+def _dataset_notes(run: RunSummary) -> str:
+    """What the dataset and its class list did to the method: ground truth without background,
+    background words dropped for a class, near-synonyms kept (prepare's and prompts' warnings)."""
+    items = [f'<li class="warning">{html.escape(run.ground_truth_warning)}</li>'] if run.ground_truth_warning else []
+    items += [f"<li>background word <b>{html.escape(n.get('word', ''))}</b> dropped: it {html.escape(n.get('reason', ''))}</li>"
+              for n in run.background_notes.get("dropped", [])]
+    items += [f"<li>background word <b>{html.escape(n.get('word', ''))}</b> {html.escape(n.get('reason', ''))}</li>"
+              for n in run.background_notes.get("near_synonyms", [])]
+    if not items:
+        return ""
+    return f'<section class="notes"><h2>Dataset and classes</h2><ul>{"".join(items)}</ul></section>\n'
+
+
+def _stale_marks(run: RunSummary) -> str:
+    items = "".join(f"<li>{html.escape(m['image_id'])}: {html.escape(m['reason'])}</li>" for m in run.stale_marks)
+    return f"<section><h2>Stale review marks</h2><ul>{items}</ul></section>\n" if items else ""

@@ -8,6 +8,7 @@ review and export folders), and every artifact is read through its store or reco
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -16,17 +17,18 @@ from typing import Any
 import numpy as np
 
 from wsss.bounded_parsing import read_json_file
-from wsss.catalog import ArtifactLayout
-from wsss.datasets import GroundTruthFiles, ImageRecord, Manifest, safe_join
+from wsss.catalog import ArtifactLayout, PseudoLayout
+from wsss.datasets import GroundTruthFiles, ImageRecord, Manifest, file_sha256, safe_join
 from wsss.errors import ConfigError, WsssError
 from wsss.io import CamStore
 from wsss.io.pseudo_store import PseudoMaskStore
 from wsss.provenance import sha256_of
 from wsss.pseudo.settings import PseudoSettings
 from wsss.review.corrections import CorrectionRecord, CorrectionStore, ImageSpec
+from wsss.review.reviewed import ReviewedStore, ReviewMark, sort_marks
 from wsss.review.training_labels import sort_corrections
 from wsss.settings import build_section
-from wsss.stage_inputs import read_manifest
+from wsss.stage_inputs import read_manifest, read_manifest_meta, recorded_dataset_name
 
 
 @dataclass
@@ -179,6 +181,48 @@ class PipelineOutputs:
         """The human-corrected mask training uses, `(H, W)` uint8, or None."""
         record = self.usable_correction(image_id)
         return None if record is None else self.corrections.read_mask(record, len(self.class_names), self.ignore_index)
+
+    @cached_property
+    def reviewed(self) -> ReviewedStore:
+        return ReviewedStore(self.layout.reviewed)
+
+    def mask_sha256(self, image_id: str) -> str:
+        """SHA-256 of the image's pseudo mask file (what a review mark was made on)."""
+        return file_sha256(self.layout.pseudo.output(PseudoLayout.MASKS, image_id))
+
+    def review_facts(self, image_ids: Iterable[str]) -> dict[str, tuple[str, str]]:
+        """`(image sha256, pseudo mask sha256)` of the images that have both, as a mark records them."""
+        masked = self.masks.image_ids()
+        return {i: (self.records[i].sha256, self.mask_sha256(i)) for i in image_ids if i in self.records and i in masked}
+
+    @cached_property
+    def sorted_marks(self) -> tuple[dict[str, ReviewMark], list[dict[str, Any]]]:
+        """The review marks that hold for today's images and masks, and the stale ones with why."""
+        marks = self.reviewed.read()
+        return sort_marks(marks, self.review_facts(marks))
+
+    @cached_property
+    def manifest_meta(self) -> dict[str, Any]:
+        return read_manifest_meta(self.layout)
+
+    @cached_property
+    def dataset(self) -> str | None:
+        """The dataset's one name, as prepare recorded it."""
+        return recorded_dataset_name(self.manifest_meta)
+
+    @cached_property
+    def ground_truth_warning(self) -> str | None:
+        """Prepare's warning when no ground-truth mask has a background pixel (None otherwise)."""
+        warning = (self.manifest_meta.get("ground_truth") or {}).get("warning")
+        return str(warning) if warning else None
+
+    @cached_property
+    def background_notes(self) -> dict[str, list[dict[str, str]]]:
+        """The background words the classes dropped and the near-synonyms kept (vocabulary.json)."""
+        document = self._read_json(self.layout.vocabulary, required=False) or {}
+        notes = {"dropped": document.get("background_words_dropped"), "near_synonyms": document.get("background_near_synonyms")}
+        return {key: [{k: str(v) for k, v in entry.items()} for entry in value if isinstance(entry, dict)]
+                for key, value in notes.items() if isinstance(value, list)}
 
     def training_mask(self, image_id: str) -> tuple[np.ndarray, str]:
         """The mask training learns from and where it comes from (`human-corrected` or `pseudo`)."""

@@ -6,7 +6,7 @@
   "use strict";
   var R = (window.REVIEW = window.REVIEW || {});
   var meta = null, index = null, records = {}, pending = {}, indexWaiters = [], renderToken = 0;
-  var DEFAULTS = { sort: "triage", cls: "", tmin: "", tmax: "", imin: "", imax: "", origin: "", q: "", page: "1" };
+  var DEFAULTS = { sort: "triage", cls: "", tmin: "", tmax: "", imin: "", imax: "", origin: "", state: "", q: "", page: "1" };
 
   R.setMeta = function (value) { meta = value; };
   R.setIndex = function (value) {
@@ -85,6 +85,8 @@
         if (q && index.id[rank].toLowerCase().indexOf(q) < 0) continue;
         if (state.origin === "human-corrected" && !index.corrected[rank]) continue;
         if (state.origin === "pseudo" && index.corrected[rank]) continue;
+        if (state.state === "queue" && index.done[rank]) continue;
+        if (state.state === "done" && !index.done[rank]) continue;
         ranks.push(rank);
       }
       var compare = {
@@ -140,6 +142,8 @@
     function add(key, value) { rows.push(el("dt", { text: key })); rows.push(el("dd", { text: value })); }
     if (record.correction) add("mask", record.correction.summary + (record.correction.stale ? " — STALE: " + record.correction.stale : ""));
     else add("mask", "pseudo (not corrected)");
+    add("review", record.reviewed ? record.reviewed.summary : record.state === "to review" ?
+      "in the queue; accept it with: wsss review --mark-reviewed " + record.image_id : record.state);
     add("model", JSON.stringify(lineage.model || {}));
     add("template", lineage.template || "n/a");
     add("params sha256", JSON.stringify(lineage.params_sha256 || {}));
@@ -161,6 +165,8 @@
       el("span", { "class": "stat", text: "ignored " + percent(record.ignored_share) }),
       el("span", { "class": "stat", text: "mean confidence " + fmt(record.mean_confidence, 3) }),
       record.origin === "human-corrected" ? el("span", { "class": "badge corrected", text: "human-corrected" }) : null,
+      record.reviewed ? el("span", { "class": "badge reviewed", text: "reviewed" }) : null,
+      record.state && record.state !== "to review" ? el("span", { "class": "stat", text: "out of the queue" }) : null,
       el("span", { "class": "tags" }, tags)
     ]);
     var p = record.panels, panels = [figure(p.photo, "photo " + record.width + "×" + record.height, record)];
@@ -170,8 +176,10 @@
     panels.push(figure(p.mask, "pseudo mask", record, [legend(record.mask_labels)]));
     panels.push(figure(p.confidence, "confidence (ignored below " + meta.confidence_threshold + ")", record, [colorbar(meta.colormaps.confidence, meta.confidence_threshold)]));
     if (p.ground_truth) panels.push(figure(p.ground_truth, "ground truth · IoU " + fmt(record.iou, 3), record, [legend(record.ground_truth_labels || [])]));
-    if (p.corrected) panels.push(figure(p.corrected, "human-corrected mask (used for training)", record, []));
-    return el("article", { "class": "row", "data-id": record.image_id, "data-rank": String(record.rank),
+    if (p.corrected) panels.push(figure(p.corrected, "human-corrected mask (used for training)" +
+      (record.corrected_iou === null || record.corrected_iou === undefined ? "" : " · IoU " + fmt(record.corrected_iou, 3)),
+      record, [legend(record.corrected_labels || [])]));
+    return el("article", { "class": "row", "data-id": record.image_id, "data-rank": String(record.rank), "data-state": record.state || "",
       "data-score": String(record.triage_score), "data-iou": record.iou === null ? "" : String(record.iou) },
       [header, el("div", { "class": "panels" }, panels), lineageList(record)]);
   }
@@ -219,7 +227,8 @@
         shown.forEach(function (rank, i) { rows.appendChild(row(records[rank], first + i)); });
         pager(state, pages);
         var text = total ? "Showing " + (first + 1) + "–" + (first + shown.length) + " of " + total : "No image matches";
-        setStatus("ready", text + " · sorted by " + meta.sorts[state.sort] + " · " + meta.total + " images in the run",
+        var queue = meta.queue_length === undefined ? "" : " · " + meta.queue_length + " to review";
+        setStatus("ready", text + " · sorted by " + meta.sorts[state.sort] + " · " + meta.total + " images in the run" + queue,
           { total: total, shown: shown.length, sort: state.sort, "render-ms": Math.round(performance.now() - started) });
         R.renderedAt = performance.now();
       });
@@ -236,7 +245,7 @@
       state.page = "1";
       writeState(state);
     });
-    ["sort", "cls", "origin"].forEach(function (name) {
+    ["sort", "cls", "origin", "state"].forEach(function (name) {
       form.elements[name].addEventListener("change", function () { form.requestSubmit ? form.requestSubmit() : form.dispatchEvent(new Event("submit")); });
     });
     document.getElementById("reset").addEventListener("click", function () { writeState(Object.assign({}, DEFAULTS)); });
