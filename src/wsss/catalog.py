@@ -135,6 +135,11 @@ class ArtifactLayout:
         """Image features of the scoring images by content key (`<key>.npy`), reused across runs."""
         return self.prompts / "features"
 
+    @property
+    def prompt_text_features(self) -> Path:
+        """Class prompt embeddings of each scored template by content key (`<key>.npy`), reused across runs."""
+        return self.prompts / "text_features"
+
     # cams -> refine -> pseudo (per pass)
     @property
     def cams(self) -> Path:
