@@ -6,23 +6,39 @@
 `serve` registers a deployment `wsss-relabel/<name>` with the Prefect server at
 `PREFECT_API_URL` (`prefect server start`; the temporary server cannot schedule) and runs its
 scheduled and manual (`prefect deployment run 'wsss-relabel/<name>'`) runs until stopped.
+`wsss relabel` and `wsss serve` run these with the Prefect set-up of `wsss run`.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
-from typing import Any
 
-from prefect import flow
+from tasks.command_line import answer_help_early
 
-from tasks.command import run_stage, runner_overrides
-from tasks.locking import pipeline_lock
-from tasks.relabel import run_relabel
-from tasks.run_names import stage_run_name
-from tasks.runtime import link_written_files
-from wsss.catalog import ArtifactLayout
-from wsss.params import load_params
+COMMANDS = ("run", "serve")
+
+
+def serve_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--cron", help="serve: cron schedule, e.g. '0 3 * * *'")
+    parser.add_argument("--interval", type=int, help="serve: seconds between runs")
+    parser.add_argument("--name", default="relabel", help="serve: deployment name (default: relabel)")
+
+
+if __name__ == "__main__":  # `--help` and usage errors answer before Prefect and the stage code are imported
+    answer_help_early(COMMANDS, runner=True, extra=serve_options)
+
+from typing import Any  # noqa: E402  (the imports that take seconds come after the early answer)
+
+from prefect import flow  # noqa: E402
+
+from tasks.command import run_stage, runner_overrides  # noqa: E402
+from tasks.locking import pipeline_lock  # noqa: E402
+from tasks.relabel import run_relabel  # noqa: E402
+from tasks.run_names import stage_run_name  # noqa: E402
+from tasks.runtime import link_written_files  # noqa: E402
+from wsss.catalog import ArtifactLayout  # noqa: E402
+from wsss.params import load_params  # noqa: E402
 
 
 @flow(name="wsss-relabel", flow_run_name=stage_run_name("relabel"))
@@ -50,12 +66,6 @@ def serve(args: argparse.Namespace) -> None:
                        parameters={"params_path": args.params, "runner": runner_overrides(args)},
                        description="Incremental relabeling of new or changed images",
                        limit=1)  # runs write the same artifacts: a run due while one is going waits for it
-
-
-def serve_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cron", help="serve: cron schedule, e.g. '0 3 * * *'")
-    parser.add_argument("--interval", type=int, help="serve: seconds between runs")
-    parser.add_argument("--name", default="relabel", help="serve: deployment name (default: relabel)")
 
 
 if __name__ == "__main__":
