@@ -11,24 +11,17 @@ scheduled and manual (`prefect deployment run 'wsss-relabel/<name>'`) runs until
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from tasks.command_line import answer_help_early
+from tasks.command_line import answer_help_early, relabel_serve_arguments
 
 COMMANDS = ("run", "serve")
 
-
-def serve_options(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--cron", help="serve: cron schedule, e.g. '0 3 * * *'")
-    parser.add_argument("--interval", type=int, help="serve: seconds between runs")
-    parser.add_argument("--name", default="relabel", help="serve: deployment name (default: relabel)")
-
-
 if __name__ == "__main__":  # `--help` and usage errors answer before Prefect and the stage code are imported
-    answer_help_early(COMMANDS, runner=True, extra=serve_options)
+    answer_help_early(COMMANDS, runner=True, extra=relabel_serve_arguments)
 
-from typing import Any  # noqa: E402  (the imports that take seconds come after the early answer)
+import argparse  # noqa: E402  (the imports that take seconds come after the early answer)
+from typing import Any  # noqa: E402
 
 from prefect import flow  # noqa: E402
 
@@ -72,4 +65,4 @@ if __name__ == "__main__":
     sys.exit(run_stage({
         "run": lambda args: relabel_flow(args.params, runner_overrides(args)),
         "serve": serve,
-    }, lock=False, runner=True, extra=serve_options, stage="relabel"))  # relabel_flow takes the locks per run; a serving process must not hold them
+    }, lock=False, runner=True, extra=relabel_serve_arguments, stage="relabel"))  # relabel_flow takes the locks per run; a serving process must not hold them

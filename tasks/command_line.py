@@ -25,6 +25,19 @@ def runner_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {"kind": getattr(args, "runner", None), "address": getattr(args, "address", None), "workers": getattr(args, "workers", None)}
 
 
+def relabel_serve_arguments(parser: argparse.ArgumentParser) -> None:
+    """`python -m flows.relabel serve`: the schedule and the deployment name."""
+    parser.add_argument("--cron", help="serve: cron schedule, e.g. '0 3 * * *'")
+    parser.add_argument("--interval", type=int, help="serve: seconds between runs")
+    parser.add_argument("--name", default="relabel", help="serve: deployment name (default: relabel)")
+
+
+def repro_arguments(parser: argparse.ArgumentParser) -> None:
+    """`python -m flows.repro` (`wsss run`'s parent flow run): what `dvc repro` gets."""
+    parser.add_argument("targets", nargs="*", help="stages to reproduce with what they need (default: all)")
+    parser.add_argument("--force", action="store_true", help="dvc repro --force: rerun even when nothing changed")
+
+
 def stage_parser(names: Sequence[str], runner: bool = False, extra: ExtraArguments | None = None) -> argparse.ArgumentParser:
     """The command line of a flow module serving the commands `names` (a positional choice when several)."""
     parser = argparse.ArgumentParser(description="Run a wsss pipeline stage as a Prefect flow")

@@ -11,9 +11,6 @@ OpenAI-format weights must be the one `model_name` names (a ViT-B/32 file is not
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -26,6 +23,16 @@ from wsss.clip.architecture import architecture_of_config, architecture_of_opena
 from wsss.clip.settings import ClipSource
 from wsss.clip.torchscript_archive import is_torchscript_archive, read_torchscript_weights
 from wsss.clip.vision import layer_norm_fp32
+from wsss.clip.weights import (
+    HOW_TO_PROVIDE_WEIGHTS,
+    checkpoint_weights,
+    existing_checkpoint,
+    hub_offline,
+    pretrained_problem,
+    quiet_open_clip_download_error,
+    random_weights,
+    tag_weights,
+)
 from wsss.datasets.records import file_sha256
 from wsss.errors import CheckpointError
 
@@ -43,12 +50,6 @@ OPENAI_PUBLISHED_SHA256 = {
 }
 """SHA-256 digests OpenAI publishes in its download URLs (clip/clip.py); a match is recorded."""
 
-HOW_TO_PROVIDE_WEIGHTS = (
-    "CLIP weights cannot be downloaded here. Copy OpenAI's ViT-B-16.pt (TorchScript archive or "
-    "state dict) or an open_clip checkpoint to this machine and set `clip.checkpoint` to its path "
-    "(optionally `clip.sha256` to pin its content), or request random weights explicitly with "
-    "`clip.random_init: true` (only useful for tests and smoke runs)."
-)
 
 
 @dataclass
@@ -87,7 +88,7 @@ def load_clip(source: ClipSource, device: str | torch.device = "cpu", precision:
     elif source.random_init:
         torch.manual_seed(source.seed)
         model = open_clip.create_model(source.model_name, pretrained=None)
-        loaded = LoadedClip(model, None, source.model_name, _random_weights(source))
+        loaded = LoadedClip(model, None, source.model_name, random_weights(source))
     elif source.pretrained:
         loaded = _load_pretrained_tag(source)
     else:
@@ -136,108 +137,17 @@ def cast_for_inference(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     return model
 
 
-@contextmanager
-def _hub_offline(offline: bool) -> Iterator[None]:
-    """Force huggingface_hub's offline mode for one call (it reads the env only at import)."""
-    import huggingface_hub.constants as hub_constants
-
-    previous = hub_constants.HF_HUB_OFFLINE
-    hub_constants.HF_HUB_OFFLINE = previous or offline
-    try:
-        yield
-    finally:
-        hub_constants.HF_HUB_OFFLINE = previous
-
-
-def check_weights(source: ClipSource) -> str:
-    """The weights `load_clip(source)` would use (as `LoadedClip.weights` names them), found
-    without building the model: the checkpoint file exists, or the pretrained tag's file is in
-    the local cache (downloadable when `allow_download`). A start-up check of runs that need CLIP.
-
-    Raises:
-        CheckpointError: as `load_clip` would, saying how to provide weights.
-    """
-    if source.checkpoint is not None:
-        return _checkpoint_weights(_existing_checkpoint(source))
-    if source.random_init:
-        return _random_weights(source)
-    if not source.pretrained:
-        raise CheckpointError(f"no CLIP weights configured for {source.model_name!r}. {HOW_TO_PROVIDE_WEIGHTS}")
-    from open_clip.pretrained import download_pretrained, get_pretrained_cfg
-
-    try:
-        with _hub_offline(not source.allow_download), _quiet_open_clip_download_error():
-            config = get_pretrained_cfg(source.model_name, source.pretrained)
-            if not config:
-                raise ValueError(f"open_clip knows no tag {source.pretrained!r} for this model")
-            download_pretrained(config)
-    except Exception as error:  # open_clip and the hub raise several types for "not available"
-        raise CheckpointError(_pretrained_problem(source, error)) from error
-    return _tag_weights(source)
-
-
-def _random_weights(source: ClipSource) -> str:
-    return f"random-init(seed={source.seed})"
-
-
-def _tag_weights(source: ClipSource) -> str:
-    return f"open_clip:{source.pretrained}"
-
-
-def _checkpoint_weights(path: Path) -> str:
-    return f"file:{path.name}"
-
-
-def _existing_checkpoint(source: ClipSource) -> Path:
-    path = Path(source.checkpoint)  # type: ignore[arg-type]
-    if not path.is_file():
-        raise CheckpointError(f"{path}: CLIP checkpoint not found. {HOW_TO_PROVIDE_WEIGHTS}")
-    return path
-
-
-def _pretrained_problem(source: ClipSource, error: Exception) -> str:
-    """One sentence: what could not be loaded, why, and how to provide weights (the library's
-    chained errors stay on the exception's cause, for log files)."""
-    why = ("not in the local cache, and downloads are off (clip.allow_download: false or HF_HUB_OFFLINE)"
-           if not source.allow_download or _hub_is_offline() else f"{type(error).__name__}: {error}")
-    return f"could not load pretrained weights {source.pretrained!r} for {source.model_name!r}: {why}. {HOW_TO_PROVIDE_WEIGHTS}"
-
-
-def _hub_is_offline() -> bool:
-    import huggingface_hub.constants as hub_constants
-
-    return bool(hub_constants.HF_HUB_OFFLINE)
-
-
-@contextmanager
-def _quiet_open_clip_download_error() -> Iterator[None]:
-    """open_clip logs a failed download on the root logger (`ERROR:root:Failed to download weights
-    ...`) before raising it; the CheckpointError raised from that error says the same and what to
-    do, so that one log line is dropped (other records pass)."""
-
-    def keep(record: logging.LogRecord) -> bool:
-        return not (record.name == "root" and "open_clip" in record.pathname
-                    and record.getMessage().startswith("Failed to download weights"))
-
-    root = logging.getLogger()
-    root.addFilter(keep)
-    try:
-        yield
-    finally:
-        root.removeFilter(keep)
-
-
 def _load_pretrained_tag(source: ClipSource) -> LoadedClip:
     try:
-        with _hub_offline(not source.allow_download), _quiet_open_clip_download_error():
+        with hub_offline(not source.allow_download), quiet_open_clip_download_error():
             model = open_clip.create_model(source.model_name, pretrained=source.pretrained)
     except Exception as error:  # open_clip raises several types for "not downloadable"
-        raise CheckpointError(_pretrained_problem(source, error)) from error
-    return LoadedClip(model, None, source.model_name, _tag_weights(source))
+        raise CheckpointError(pretrained_problem(source, error)) from error
+    return LoadedClip(model, None, source.model_name, tag_weights(source))
 
 
 def _load_checkpoint_file(source: ClipSource) -> LoadedClip:
-    path = _existing_checkpoint(source)
+    path = existing_checkpoint(source)
     digest = file_sha256(path)
     if source.sha256 is not None and digest.lower() != source.sha256.lower():
         raise CheckpointError(f"{path}: SHA-256 is {digest}, expected {source.sha256} (wrong or corrupted file)")
@@ -260,7 +170,7 @@ def _load_checkpoint_file(source: ClipSource) -> LoadedClip:
         model,
         None,
         source.model_name,
-        _checkpoint_weights(path),
+        checkpoint_weights(path),
         checkpoint_sha256=digest,
         details={
             "checkpoint_format": fmt,
