@@ -20,18 +20,20 @@ COMMANDS = ("run", "serve")
 if __name__ == "__main__":  # `--help` and usage errors answer before Prefect and the stage code are imported
     answer_help_early(COMMANDS, runner=True, extra=relabel_serve_arguments)
 
-import argparse  # noqa: E402  (the imports that take seconds come after the early answer)
-from typing import Any  # noqa: E402
+# The imports below take seconds (Prefect, the stage code): they come after the early answer.
+import argparse
+from typing import Any
 
-from prefect import flow  # noqa: E402
+from prefect import flow
 
-from tasks.command import run_stage, runner_overrides  # noqa: E402
-from tasks.locking import pipeline_lock  # noqa: E402
-from tasks.relabel import run_relabel  # noqa: E402
-from tasks.run_names import stage_run_name  # noqa: E402
-from tasks.runtime import link_written_files  # noqa: E402
-from wsss.catalog import ArtifactLayout  # noqa: E402
-from wsss.params import load_params  # noqa: E402
+from tasks.command import run_stage, runner_overrides
+from tasks.deployment_names import keep_scheduled_runs_named
+from tasks.locking import pipeline_lock
+from tasks.relabel import run_relabel
+from tasks.run_names import run_name, stage_run_name
+from tasks.runtime import link_written_files
+from wsss.catalog import ArtifactLayout
+from wsss.params import load_params
 
 
 @flow(name="wsss-relabel", flow_run_name=stage_run_name("relabel"))
@@ -50,11 +52,13 @@ def relabel_flow(params_path: str = "params.yaml", runner: dict[str, Any] | None
 
 
 def serve(args: argparse.Namespace) -> None:
-    """Serve the flow as deployment `wsss-relabel/<name>` on the schedule (blocks until stopped)."""
-    settings = load_params(args.params).relabel
-    cron, interval = (args.cron, args.interval) if args.cron or args.interval else (settings.cron, settings.interval_seconds)
+    """Serve the flow as deployment `wsss-relabel/<name>` on the schedule (blocks until stopped);
+    its scheduled runs carry the name they run under (`tasks.deployment_names`)."""
+    params = load_params(args.params, runner_overrides(args))
+    cron, interval = (args.cron, args.interval) if args.cron or args.interval else (params.relabel.cron, params.relabel.interval_seconds)
     if cron is None and interval is None:
         raise SystemExit("error: give --cron or --interval (or set relabel.cron / relabel.interval_seconds)")
+    keep_scheduled_runs_named(f"{relabel_flow.name}/{args.name}", run_name("relabel", params))
     relabel_flow.serve(name=args.name, cron=cron, interval=interval,
                        parameters={"params_path": args.params, "runner": runner_overrides(args)},
                        description="Incremental relabeling of new or changed images",

@@ -24,7 +24,6 @@ from tests.pipeline.conftest import make_pipeline_repo, pipeline_env, run
 from tests.pipeline.relabel_data import make_dataset, relabel_params
 from wsss.stages import STAGE_NAMES
 
-FOLDER_STAGES = [name for name in STAGE_NAMES if name != "sample"]  # the folder dataset needs no sample stage
 
 
 def loop_env(repo: Path) -> dict[str, str]:
@@ -62,17 +61,17 @@ def test_wsss_run_on_a_fresh_clone_with_a_folder_dataset_and_no_prefect_server(t
     first = wsss(["run"], repo, env)
     assert first.returncode == 0, (first.stdout[-3000:], first.stderr[-3000:])
     output = first.stdout + first.stderr
-    assert re.findall(r"Running stage '([^']+)'", output) == FOLDER_STAGES
+    assert re.findall(r"Running stage '([^']+)'", output) == list(STAGE_NAMES)
     assert "database is locked" not in output and "Traceback" not in output
     ui = re.search(r"Prefect UI: (http://127\.0\.0\.1:\d+)", output).group(1)
     with pytest.raises(OSError):  # the command's server stopped with it
         urllib.request.urlopen(f"{ui}/api/health", timeout=3)
     parent, children = subflow_runs(repo / ".prefect/prefect.db")
     assert parent.startswith("run | photos | ")
-    assert sorted(name.split(" | ")[0] for name in children) == sorted(FOLDER_STAGES)
+    assert sorted(name.split(" | ")[0] for name in children) == sorted(list(STAGE_NAMES))
     record = json.loads((repo / ".wsss/runs.jsonl").read_text().splitlines()[-1])
     assert record["outcome"] == "completed" and record["flow_run_name"] == parent
-    assert set(record["stages"]) == set(FOLDER_STAGES) and set(record["stages"].values()) == {"Completed"}
+    assert set(record["stages"]) == set(list(STAGE_NAMES)) and set(record["stages"].values()) == {"Completed"}
 
     status = wsss(["status"], repo, env, timeout=300)
     assert status.returncode == 0 and status.stdout.startswith("Pipeline (dvc status): up to date"), status.stdout
