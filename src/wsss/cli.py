@@ -1,6 +1,7 @@
 """`wsss` console script.
 
-`wsss demo` runs the core end to end on the embedded sample photos: CLIP-ES CAMs, CAA,
+The daily loop: `wsss run [STAGE ...]`, `wsss relabel`, `wsss serve`, `wsss status`, `wsss metrics`
+(`wsss.loop`). `wsss demo` runs the core end to end on the embedded sample photos: CLIP-ES CAMs, CAA,
 pseudo masks (dense CRF when pydensecrf is installed), mIoU where ground truth exists, and
 overlay PNGs. It always says which CLIP weights it used.
 """
@@ -206,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(handler=run_demo)
 
     lineage = commands.add_parser("lineage", help="how one image's maps and mask were produced")
-    lineage.add_argument("image_id", nargs="?")
+    lineage.add_argument("image_id", nargs="?", help="the image (its id in the manifest)")
     lineage.add_argument("--diff", nargs=2, metavar=("REV_A", "REV_B"),
                          help="images whose pseudo mask changed between two git/DVC revisions, and why")
     lineage.add_argument("--cache", help="DVC cache directory for --diff (default: <root>/.dvc/cache)")
@@ -216,13 +217,13 @@ def build_parser() -> argparse.ArgumentParser:
     lineage.set_defaults(handler=run_lineage)
 
     inspect = commands.add_parser("inspect", help="summary of an HDF5 shard or store directory")
-    inspect.add_argument("path")
+    inspect.add_argument("path", help="a shard file (shard-00000.h5) or a store directory (artifacts/cams)")
     inspect.add_argument("--verify", action="store_true", help="read every map and check checksums")
     inspect.set_defaults(handler=run_inspect)
 
     overlay = commands.add_parser("overlay", help="write image + refined maps + pseudo mask as a PNG")
-    overlay.add_argument("image_id")
-    overlay.add_argument("--root", default=".")
+    overlay.add_argument("image_id", help="the image (its id in the manifest)")
+    overlay.add_argument("--root", default=".", help="pipeline repository (default: .)")
     overlay.add_argument("--out", help="output PNG (default: <image_id>_overlay.png)")
     overlay.set_defaults(handler=run_overlay)
 
@@ -232,6 +233,9 @@ def build_parser() -> argparse.ArgumentParser:
     from wsss.inference.cli import register as register_inference  # predict, segment, export-model
 
     register_inference(commands)
+    from wsss.loop.cli import register as register_loop  # run, relabel, serve, status, metrics
+
+    register_loop(commands)
     return parser
 
 
@@ -240,7 +244,15 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.handler(args))
     except WsssError as error:
-        print(f"error: {error}", file=sys.stderr)
+        log = None
+        if getattr(args, "log_name", None):  # the loop commands keep the traceback (library chains) out of the console
+            from wsss.catalog import ArtifactLayout
+            from wsss.error_log import record_traceback
+
+            log = record_traceback(ArtifactLayout().log_file(args.log_name), error, f"wsss {args.command}")
+        from wsss.error_log import one_line
+
+        print(one_line(error, log), file=sys.stderr)
         return 2
 
 

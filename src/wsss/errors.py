@@ -37,3 +37,7 @@ class RunLockedError(WsssError):
 
 class ArtifactWriteError(WsssError):
     """An output file could not be written (disk full, permissions); what was published stays."""
+
+
+class LoopError(WsssError):
+    """A loop command (`wsss run`, `relabel`, `serve`) cannot start or its pipeline run failed."""

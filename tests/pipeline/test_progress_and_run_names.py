@@ -139,6 +139,36 @@ def test_stage_runs_are_named_and_tagged(harness, workdir: Path, monkeypatch: py
     assert set(run.tags) == {"dataset:sample", "stage:sample", "experiment:bold-yawl"}
 
 
+def test_a_stage_run_under_a_parent_flow_run_is_its_subflow_run(harness, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`wsss run` names its flow run in WSSS_PARENT_FLOW_RUN_ID for the stage processes DVC starts:
+    each stage's flow run hangs under it (a tracking task run in the parent, as Prefect's own subflows)."""
+    from prefect.states import Running
+
+    from flows.prepare import sample_flow
+    from tasks.command import run_stage
+    from tasks.parent_run import PARENT_FLOW_RUN_ENV
+
+    @flow(name="wsss-test-parent")
+    def parent() -> None:
+        """Stands for the `wsss-run` flow of another process."""
+
+    with get_client(sync_client=True) as client:
+        parent_run = client.create_flow_run(parent, name="run | sample | test", state=Running())
+    monkeypatch.setenv(PARENT_FLOW_RUN_ENV, str(parent_run.id))
+    ids: list[str] = []
+
+    def sample_and_remember(args) -> None:  # noqa: ANN001
+        ids.append(str(sample_flow(args.params, return_state=True).state_details.flow_run_id))
+
+    assert run_stage({"sample": sample_and_remember}, ["--params", "params.yaml"]) == 0
+    with get_client(sync_client=True) as client:
+        (child,) = client.read_flow_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=ids)))
+        assert child.parent_task_run_id is not None, "the stage's flow run is not a subflow run"
+        tracking = client.read_task_run(child.parent_task_run_id)
+    assert tracking.flow_run_id == parent_run.id and tracking.state.is_completed()  # the parent shows it done
+    assert child.name.startswith("sample | sample | ") and child.state.is_completed()
+
+
 def test_variants_are_distinct_task_runs(harness) -> None:
     @flow
     def score_both() -> list[int]:

@@ -149,3 +149,36 @@ def test_an_image_that_vanishes_mid_run_is_reported_and_the_rest_is_relabeled(
     second = relabel_flow("params.yaml")
     assert second["counts"]["added"] == 1 and second["pseudo"] == ["cat_a"] and second["failed"] == {}
     assert not (tmp_path / "artifacts/cams/failures.json").exists()
+
+
+def test_the_first_relabel_run_after_a_repro_counts_against_the_stores(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No `last_manifest.json` yet, masks made by the stage entries as `dvc repro` runs them: the
+    first relabel run counts what differs from what the pseudo store says each mask was made
+    from (one changed tag here), not every image as added, so it does not retrain."""
+    import tasks.relabel
+    from tasks.relabel import relabel_steps, run_relabel
+    from tasks.stage_entries import stage_entry
+    from wsss.catalog import ArtifactLayout
+    from wsss.params import load_params
+
+    monkeypatch.chdir(tmp_path)
+    params_yaml = relabel_params(4)
+    params_yaml["relabel"]["retrain_share"] = 0.5
+    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params_yaml, sort_keys=False))
+    tags = make_dataset(tmp_path, ["astro_a", "cat_a", "rocket_a"])
+    params = load_params("params.yaml")
+    layout = ArtifactLayout.for_params(params)
+    for step in relabel_steps():  # what `dvc repro pseudo` runs
+        stage_entry(step)(params, layout)
+    assert not layout.last_manifest.exists()
+
+    retrained: list[str] = []
+    monkeypatch.setattr(tasks.relabel, "stage_entry", lambda name: (lambda *args, **kwargs: retrained.append(name))
+                        if name in tasks.relabel.RETRAIN else stage_entry(name))
+    write_tags(tmp_path, {**tags, "cat_a": ("cat", "person")})
+    first = run_relabel(params, layout).details
+    assert first["counts"] == {"added": 0, "changed": 1, "removed": 0, "unchanged": 2}
+    assert first["reasons"] == {"cat_a": ["tags"]} and first["pseudo"] == ["cat_a"]
+    assert first["retrained"] is False and retrained == []  # 1 of 3 changed is under retrain_share 0.5
+    second = run_relabel(params, layout).details  # from now on against the manifest this run completed with
+    assert second["counts"] == {"added": 0, "changed": 0, "removed": 0, "unchanged": 3}

@@ -1,4 +1,5 @@
-"""`python -m flows.relabel serve` against a real local Prefect server: a scheduled run relabels an added image."""
+"""`python -m flows.relabel serve` against a real local Prefect server: a scheduled run relabels an
+added image, and the deployment's runs carry our name from the moment they are scheduled."""
 
 from __future__ import annotations
 
@@ -14,18 +15,27 @@ from pathlib import Path
 import pytest
 import yaml
 
+from tasks.run_names import params_digest
 from tests.pipeline.conftest import ROOT, pipeline_env
 from tests.pipeline.relabel_data import make_dataset, relabel_params, write_photo, write_tags
+from wsss.params import load_params
 
 
-def completed_runs(api_url: str, deployment: str) -> list[dict]:
-    """Flow runs of the served deployment that reached COMPLETED (REST API of the server)."""
+def deployment_runs(api_url: str, deployment: str, states: tuple[str, ...] | None = None) -> list[dict]:
+    """Flow runs of the served deployment (in `states`, else all) through the server's REST API."""
     with urllib.request.urlopen(f"{api_url}/deployments/name/wsss-relabel/{deployment}", timeout=10) as response:
         deployment_id = json.load(response)["id"]
-    body = json.dumps({"flow_runs": {"deployment_id": {"any_": [deployment_id]}, "state": {"type": {"any_": ["COMPLETED"]}}}})
+    runs: dict = {"deployment_id": {"any_": [deployment_id]}}
+    if states:
+        runs["state"] = {"type": {"any_": list(states)}}
+    body = json.dumps({"flow_runs": runs})
     request = urllib.request.Request(f"{api_url}/flow_runs/filter", data=body.encode(), headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.load(response)
+
+
+def completed_runs(api_url: str, deployment: str) -> list[dict]:
+    return deployment_runs(api_url, deployment, ("COMPLETED",))
 
 
 def logged_runs(repo: Path) -> list[dict]:
@@ -70,6 +80,13 @@ def test_served_flow_relabels_an_added_image_on_schedule(prefect_server: str, tm
         assert (repo / "artifacts/pseudo/masks/rocket_a.png").is_file()
         wait_for(lambda: added_run["flow_run_id"] in {r["id"] for r in completed_runs(prefect_server, "test")}, 120, process,
                  "the relabel run to be COMPLETED on the server")
+        # Scheduled runs were created under random names ("adorable-hippo") and renamed only when
+        # they started; the serving process names them as they are scheduled.
+        name = f"relabel | photos | {params_digest(load_params(repo / 'params.yaml'))}"
+        assert {run["name"] for run in completed_runs(prefect_server, "test")} == {name}
+        upcoming = lambda: deployment_runs(prefect_server, "test", ("SCHEDULED",))  # noqa: E731
+        wait_for(lambda: upcoming() and {run["name"] for run in upcoming()} == {name}, 60, process,
+                 f"every scheduled run to be named {name!r}")
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 import yaml
 
+from tests.pipeline.conftest import ROOT, pipeline_env
 from wsss.errors import CheckpointError, ConfigError
-
-
 
 
 def edit_params(path: Path, section: str, **values: object) -> None:
@@ -39,8 +41,34 @@ def test_missing_weights_stop_the_stage_naming_the_param(harness, workdir: Path)
     sample_flow("params.yaml")
     prepare_flow("params.yaml")
     edit_params(workdir / "params.yaml", "clip", random_init=False, pretrained="openai", allow_download=False)
+    edit_params(workdir / "params.yaml", "prompts", pin=None)  # a pinned template is not ranked: no CLIP at all
     with pytest.raises(CheckpointError, match=r"clip\.checkpoint"):
         prompts_flow("params.yaml")
+
+
+def test_a_stage_process_without_weights_says_so_in_one_line_and_logs_the_traceback(
+    harness, prefect_server: str, workdir: Path
+) -> None:
+    """The expected no-weights case: no traceback and no `ERROR:root:Failed to download weights` on
+    the console (it was ~60 lines of four chained tracebacks), one line with what to do and where
+    the traceback went, exit 2."""
+    from flows.prepare import prepare_flow, sample_flow
+
+    sample_flow("params.yaml")
+    prepare_flow("params.yaml")
+    edit_params(workdir / "params.yaml", "clip", random_init=False, pretrained="openai")
+    edit_params(workdir / "params.yaml", "prompts", pin=None)
+    env = dict(pipeline_env(workdir, prefect_server), PYTHONPATH=f"{ROOT / 'src'}{os.pathsep}{ROOT}")
+    result = subprocess.run([sys.executable, "-m", "flows.prompts"], cwd=workdir, env=env, capture_output=True, text=True,
+                            timeout=600)
+    assert result.returncode == 2, result.stderr[-3000:]
+    console = result.stdout + result.stderr
+    assert "Traceback" not in console and "Failed to download weights" not in console, console[-3000:]
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error: ")]
+    assert len(errors) == 1 and "'openai'" in errors[0] and "clip.random_init: true" in errors[0], result.stderr[-3000:]
+    assert errors[0].endswith("(traceback: .wsss/logs/prompts.log)")
+    log = (workdir / ".wsss/logs/prompts.log").read_text()
+    assert "Traceback" in log and "CheckpointError" in log and "LocalEntryNotFoundError" in log  # the chain, for whoever needs it
 
 
 def test_classes_that_do_not_match_the_dataset_are_refused(harness, workdir: Path) -> None:

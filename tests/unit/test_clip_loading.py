@@ -7,6 +7,7 @@ reproduce open_clip's own image forward (guards against open_clip internals movi
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import open_clip
@@ -187,9 +188,30 @@ def test_non_clip_state_dict_is_refused(tmp_path: Path) -> None:
         load_clip(ClipSource(checkpoint=path))
 
 
-def test_pretrained_tag_offline_fails_fast_with_instructions() -> None:
-    with pytest.raises(CheckpointError, match=r"'openai'.*clip\.checkpoint"):
+def test_pretrained_tag_offline_fails_fast_with_instructions(caplog: pytest.LogCaptureFixture) -> None:
+    """One sentence saying what is missing and what to do: no `ERROR:root:Failed to download
+    weights` line from open_clip before it, no chain of library messages in it."""
+    with caplog.at_level(logging.DEBUG), pytest.raises(CheckpointError, match=r"'openai'.*clip\.checkpoint") as raised:
         load_clip(ClipSource(model_name="ViT-B-16", pretrained="openai", allow_download=False))
+    assert not [r for r in caplog.records if "Failed to download" in r.getMessage()], caplog.text
+    message = str(raised.value)
+    assert "not in the local cache" in message and "Last error" not in message and "\n" not in message
+    assert raised.value.__cause__ is not None  # the library's errors stay on the cause, for log files
+
+
+def test_check_weights_finds_what_load_clip_would_use_without_building_it(tmp_path: Path) -> None:
+    from wsss.clip import check_weights
+
+    assert check_weights(ClipSource(random_init=True, seed=3)) == "random-init(seed=3)"
+    path = tmp_path / "ViT-B-16.pt"
+    path.write_bytes(b"not read by the check")
+    assert check_weights(ClipSource(checkpoint=path, random_init=True)) == "file:ViT-B-16.pt"  # the file wins, as in load_clip
+    with pytest.raises(CheckpointError, match=r"missing\.pt: CLIP checkpoint not found"):
+        check_weights(ClipSource(checkpoint=tmp_path / "missing.pt"))
+    with pytest.raises(CheckpointError, match=r"'openai'.*not in the local cache.*clip\.random_init: true"):
+        check_weights(ClipSource(pretrained="openai", allow_download=False))
+    with pytest.raises(CheckpointError, match="no CLIP weights"):
+        check_weights(ClipSource(pretrained=None))
 
 
 def test_no_weights_configured_is_an_error() -> None:

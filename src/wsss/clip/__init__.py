@@ -10,6 +10,7 @@ if TYPE_CHECKING:
     from wsss.clip.loading import LoadedClip, cast_for_inference, file_sha256, load_clip
     from wsss.clip.settings import ClipSource
     from wsss.clip.vision import ClipVisionTower, LastBlockOutput, TowerState, layer_norm_fp32
+    from wsss.clip.weights import check_weights
 
 __all__ = [
     "ClipSource",
@@ -18,6 +19,7 @@ __all__ = [
     "LoadedClip",
     "TowerState",
     "cast_for_inference",
+    "check_weights",
     "file_sha256",
     "layer_norm_fp32",
     "load_clip",

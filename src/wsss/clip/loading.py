@@ -11,8 +11,6 @@ OpenAI-format weights must be the one `model_name` names (a ViT-B/32 file is not
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -25,6 +23,16 @@ from wsss.clip.architecture import architecture_of_config, architecture_of_opena
 from wsss.clip.settings import ClipSource
 from wsss.clip.torchscript_archive import is_torchscript_archive, read_torchscript_weights
 from wsss.clip.vision import layer_norm_fp32
+from wsss.clip.weights import (
+    HOW_TO_PROVIDE_WEIGHTS,
+    checkpoint_weights,
+    existing_checkpoint,
+    hub_offline,
+    pretrained_problem,
+    quiet_open_clip_download_error,
+    random_weights,
+    tag_weights,
+)
 from wsss.datasets.records import file_sha256
 from wsss.errors import CheckpointError
 
@@ -42,12 +50,6 @@ OPENAI_PUBLISHED_SHA256 = {
 }
 """SHA-256 digests OpenAI publishes in its download URLs (clip/clip.py); a match is recorded."""
 
-HOW_TO_PROVIDE_WEIGHTS = (
-    "CLIP weights cannot be downloaded here. Copy OpenAI's ViT-B-16.pt (TorchScript archive or "
-    "state dict) or an open_clip checkpoint to this machine and set `clip.checkpoint` to its path "
-    "(optionally `clip.sha256` to pin its content), or request random weights explicitly with "
-    "`clip.random_init: true` (only useful for tests and smoke runs)."
-)
 
 
 @dataclass
@@ -86,7 +88,7 @@ def load_clip(source: ClipSource, device: str | torch.device = "cpu", precision:
     elif source.random_init:
         torch.manual_seed(source.seed)
         model = open_clip.create_model(source.model_name, pretrained=None)
-        loaded = LoadedClip(model, None, source.model_name, f"random-init(seed={source.seed})")
+        loaded = LoadedClip(model, None, source.model_name, random_weights(source))
     elif source.pretrained:
         loaded = _load_pretrained_tag(source)
     else:
@@ -135,35 +137,17 @@ def cast_for_inference(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     return model
 
 
-@contextmanager
-def _hub_offline(offline: bool) -> Iterator[None]:
-    """Force huggingface_hub's offline mode for one call (it reads the env only at import)."""
-    import huggingface_hub.constants as hub_constants
-
-    previous = hub_constants.HF_HUB_OFFLINE
-    hub_constants.HF_HUB_OFFLINE = previous or offline
-    try:
-        yield
-    finally:
-        hub_constants.HF_HUB_OFFLINE = previous
-
-
 def _load_pretrained_tag(source: ClipSource) -> LoadedClip:
     try:
-        with _hub_offline(not source.allow_download):
+        with hub_offline(not source.allow_download), quiet_open_clip_download_error():
             model = open_clip.create_model(source.model_name, pretrained=source.pretrained)
     except Exception as error:  # open_clip raises several types for "not downloadable"
-        raise CheckpointError(
-            f"could not load pretrained weights {source.pretrained!r} for {source.model_name!r}: "
-            f"{type(error).__name__}: {error}. {HOW_TO_PROVIDE_WEIGHTS}"
-        ) from error
-    return LoadedClip(model, None, source.model_name, f"open_clip:{source.pretrained}")
+        raise CheckpointError(pretrained_problem(source, error)) from error
+    return LoadedClip(model, None, source.model_name, tag_weights(source))
 
 
 def _load_checkpoint_file(source: ClipSource) -> LoadedClip:
-    path = Path(source.checkpoint)  # type: ignore[arg-type]
-    if not path.is_file():
-        raise CheckpointError(f"{path}: CLIP checkpoint not found. {HOW_TO_PROVIDE_WEIGHTS}")
+    path = existing_checkpoint(source)
     digest = file_sha256(path)
     if source.sha256 is not None and digest.lower() != source.sha256.lower():
         raise CheckpointError(f"{path}: SHA-256 is {digest}, expected {source.sha256} (wrong or corrupted file)")
@@ -186,7 +170,7 @@ def _load_checkpoint_file(source: ClipSource) -> LoadedClip:
         model,
         None,
         source.model_name,
-        f"file:{path.name}",
+        checkpoint_weights(path),
         checkpoint_sha256=digest,
         details={
             "checkpoint_format": fmt,

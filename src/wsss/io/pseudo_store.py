@@ -95,6 +95,20 @@ class PseudoMaskStore:
     def has_mask(self, image_id: str) -> bool:
         return self.layout.output(PseudoLayout.MASKS, image_id).is_file()
 
+    def stored_rows(self) -> dict[str, dict[str, Any]]:
+        """image id -> the summary row of every image whose key file is readable (what each
+        stored mask was made from: `source_sha256`, `tags`)."""
+        folder = self.layout.folder(PseudoLayout.KEYS)
+        rows = {}
+        for path in sorted(folder.glob("*.json")) if folder.is_dir() else ():
+            try:
+                stored = read_json_file(path)
+            except (OSError, ValueError):  # a damaged key: the image counts as not labelled
+                continue
+            if isinstance(stored, dict) and isinstance(stored.get("row"), dict):
+                rows[path.stem] = stored["row"]
+        return rows
+
     def image_ids(self) -> set[str]:
         """Images that have a mask file."""
         folder = self.layout.folder(PseudoLayout.MASKS)

@@ -32,6 +32,10 @@ class PromptSettings:
     Only `pooling` changes a stored image feature (`features/<key>.npy`); the others decide the
     ranking and the selection, which every run recomputes (the selected template enters the CAM
     keys itself), so they are not part of a reuse key.
+
+    With a pin the ranking cannot change the selection, so it runs only when asked for
+    (`rank_when_pinned`): ranking the 81 default templates embeds every class name 81 times
+    (minutes on a CPU) for scores nobody reads.
     """
 
     SECTION: ClassVar[str] = "prompts"
@@ -45,6 +49,10 @@ class PromptSettings:
         check=template_problem,
         identity=False,
     )
+    rank_when_pinned: bool = setting(
+        False, "rank the candidates even when `pin` is set (scores.json lists them; the pin stays selected)",
+        identity=False,
+    )
     pooling: Literal["cls", "patch_mean"] = setting("cls", "image feature of the zero-shot scores")
     ddof: int = setting(1, "delta degrees of freedom of the variance in the sharpness", ge=0, le=1, identity=False)
     max_images: int = setting(500, "at most this many multi-label images are scored (sorted ids)", ge=1, le=10_000_000,
@@ -52,6 +60,16 @@ class PromptSettings:
 
     def __post_init__(self) -> None:
         check_fields(self)
+
+    @property
+    def ranks(self) -> bool:
+        """Whether the ranking can matter: no pin (it selects), or the scores were asked for."""
+        return self.pin is None or self.rank_when_pinned
+
+    def skipped_ranking_note(self) -> str:
+        """Why a run did not rank, and how to get the scores (recorded in scores.json)."""
+        return ("ranking skipped: prompts.pin is set, so no score can change the selected template; "
+                "set prompts.rank_when_pinned: true for the scores (or prompts.pin: null to select by rank)")
 
 
 @dataclass(frozen=True)

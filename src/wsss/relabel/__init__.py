@@ -8,7 +8,7 @@ from wsss.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from wsss.relabel.history import RunRecord, append_run_log, archive_outputs, read_run_log
-    from wsss.relabel.manifest_diff import ManifestDiff, diff_manifests, record_fingerprint
+    from wsss.relabel.manifest_diff import ManifestDiff, diff_fingerprints, diff_manifests, record_fingerprint, stored_fingerprints
     from wsss.relabel.settings import RelabelSettings
 
 __all__ = [
@@ -17,9 +17,11 @@ __all__ = [
     "RunRecord",
     "append_run_log",
     "archive_outputs",
+    "diff_fingerprints",
     "diff_manifests",
     "read_run_log",
     "record_fingerprint",
+    "stored_fingerprints",
 ]
 
 __getattr__, __dir__ = lazy_exports(__name__, __file__)

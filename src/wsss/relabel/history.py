@@ -53,8 +53,9 @@ def archive_outputs(image_ids: Iterable[str], output_dir: Path, layout: Mapping[
     return archived
 
 
-def append_run_log(path: Path, record: RunRecord) -> None:
-    """Append one JSON line; a crash mid-write can at worst leave a truncated last line."""
+def append_run_log(path: Path, record: Any) -> None:
+    """Append one record (a dataclass: `RunRecord`, the loop's `LoopRun`) as a JSON line; a crash mid-write
+    can at worst leave a truncated last line."""
     path.parent.mkdir(parents=True, exist_ok=True)
     with open(path, "a", encoding="utf-8") as handle:
         handle.write(json.dumps(asdict(record), sort_keys=True, default=list) + "\n")

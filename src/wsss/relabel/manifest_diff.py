@@ -1,4 +1,9 @@
-"""What changed in a dataset since the last run: added, changed (bytes or tags) and removed images."""
+"""What changed in a dataset since the last run: added, changed (bytes or tags) and removed images.
+
+The last run is the manifest the last relabel run completed with; before the first relabel run
+(after a `dvc repro`) it is what the pseudo-mask store says each mask was made from, so an
+unchanged dataset counts as unchanged rather than as every image added (which retrained).
+"""
 
 from __future__ import annotations
 
@@ -38,14 +43,27 @@ class ManifestDiff:
         return {"added": len(self.added), "changed": len(self.changed), "removed": len(self.removed), "unchanged": len(self.unchanged)}
 
 
+def stored_fingerprints(rows: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    """The fingerprints the pseudo-mask store's rows (`PseudoMaskStore.stored_rows`) record: the
+    image bytes and tags each mask was made from (no path: a moved file with the same bytes and
+    tags is unchanged)."""
+    return {image_id: {"sha256": row.get("source_sha256"), "tags": sorted(row.get("tags") or ())}
+            for image_id, row in rows.items()}
+
+
 def diff_manifests(previous: Manifest | None, current: Manifest) -> ManifestDiff:
     """Compare two manifests by image id and content fingerprint; no previous = everything added."""
-    old = {r.image_id: record_fingerprint(r) for r in (previous.records if previous else ())}
+    return diff_fingerprints({r.image_id: record_fingerprint(r) for r in (previous.records if previous else ())}, current)
+
+
+def diff_fingerprints(old: Mapping[str, Mapping[str, Any]], current: Manifest) -> ManifestDiff:
+    """Compare earlier fingerprints (a manifest's, or the stores') with `current` by image id, on
+    the fields the earlier ones record."""
     new = {r.image_id: record_fingerprint(r) for r in current.records}
     reasons = {
-        image_id: tuple(k for k in new[image_id] if new[image_id][k] != old[image_id][k])
+        image_id: changed
         for image_id in sorted(set(old) & set(new))
-        if new[image_id] != old[image_id]
+        if (changed := tuple(k for k in old[image_id] if new[image_id].get(k) != old[image_id][k]))
     }
     return ManifestDiff(
         added=tuple(sorted(set(new) - set(old))),

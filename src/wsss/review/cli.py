@@ -148,7 +148,7 @@ def register(commands: argparse._SubParsersAction) -> None:
 
     export = commands.add_parser("export", help="masks as COCO RLE JSON, CVAT zip, Label Studio tasks or palette PNGs")
     common(export)
-    export.add_argument("--format", required=True, choices=FORMAT_CHOICES)
+    export.add_argument("--format", required=True, choices=FORMAT_CHOICES, help="what to write: " + ", ".join(FORMAT_CHOICES))
     export.add_argument("--out", help="output folder (default: artifacts/export/<format>)")
     export.add_argument("--masks", choices=("training", "pseudo"), default="training",
                         help="training: human corrections where they fit, else pseudo (default); pseudo: pseudo masks only")
