@@ -33,6 +33,7 @@ from wsss.failures import settle_failures
 from wsss.imaging import load_rgb
 from wsss.incremental import ImageOutput, StageReport, key_identity, record_keys, run_sharded, scratch_name, shard_plan
 from wsss.incremental.engine import IMAGE_FAILURES
+from wsss.machine_layout import layout_record, resolve_auto
 from wsss.params import Params
 from wsss.prompts.learned_file import load_learned_prompts
 from wsss.provenance import stage_attributes
@@ -151,6 +152,7 @@ def cam_attributes(
         dataset_root=str(params.dataset_root),
         core_code_sha256=code_digest("cams"),  # the code that computes the maps (stage table): part of every key
         **extra,
+        layout=layout_record(params),
         flow_run_id=run_id,
     )
 
@@ -160,6 +162,7 @@ def run_cams(params: Params, layout: ArtifactLayout, report: StageReport | None 
 
     Shards go through the flow's task runner (`runner` section: in-process or Dask workers).
     """
+    params = resolve_auto(params)  # batch size, decode threads, image processes for this machine
     manifest = read_manifest(layout)
     background, prompts_sha256 = learned_background(params, layout) if layout.pass_name else (None, None)
     template = selected_template(layout)

@@ -26,6 +26,7 @@ from wsss.incremental import CONTENT_KEY_ATTR, StageReport, array_digest, conten
 from wsss.io import CamStore
 from wsss.io.pseudo_store import PseudoMaskStore, mask_row
 from wsss.io.records import PseudoSummary
+from wsss.machine_layout import resolve_auto
 from wsss.params import Params
 from wsss.pseudo import PseudoSettings, pseudo_label
 from wsss.stage_code import code_digest
@@ -101,6 +102,7 @@ def run_pseudo(params: Params, layout: ArtifactLayout, report: StageReport | Non
         archive_to: a relabel run's history folder: the previous outputs of every image recomputed
             or removed are copied there first (listed as `details["archived"]`).
     """
+    params = resolve_auto(params)  # pseudo.jobs: every core by default (recorded resolved in the summary's params)
     settings, store, run_id = params.pseudo, PseudoMaskStore(layout.pseudo), flow_run_id()
     refined = CamStore(layout.refined)
     keys = pseudo_keys(pseudo_identity(params), refined)
