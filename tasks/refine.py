@@ -70,6 +70,6 @@ def run_refine(params: Params, layout: ArtifactLayout, report: StageReport | Non
         summary = run_sharded(
             plan, keys, layout.refined, layout.scratch(scratch_name(STAGE_NAMES[layout.pass_name], attributes, keys)), attributes,
             RefineStored(layout.cams, params.caa), compression=params.store.compression, copied_arrays=("refined",),
-            overlap=REFINE_OVERLAP_IO, submit=submit, report=report,
+            overlap=REFINE_OVERLAP_IO, processes=params.runner.image_processes, submit=submit, report=report,
         )
     return summary.result(STAGE_NAMES[layout.pass_name])

@@ -17,7 +17,8 @@ The rules (figures behind them: benchmarks/RESULTS.md):
   image, HDF5's one lock per process), so batches of `GPU_BATCH_SIZE` by size bucket and
   `image_processes` = the cores less `STAGE_CORES` (at most `MAX_IMAGE_PROCESSES`) that decode,
   prepare and compress each shard's images (cams) or read, refine and compress them (refine)
-  while the stage process runs the model and assembles the shard. CAA then runs on those
+  while the stage process runs the model and assembles the shard (not with `runner.kind: dask`,
+  whose worker processes already share the cores). CAA then runs on those
   processes' CPUs (refine on 8 CPU processes: 328-369 images/s; CAA on the GPU in one process:
   ~90); with fewer than `MIN_CORES_FOR_PROCESSES` cores it runs on the CLIP device instead.
 * `pseudo.jobs`: every usable core (the dense CRF is single-threaded per image).
@@ -68,8 +69,9 @@ def resolve_auto(params: Params, machine: Machine | None = None) -> Params:
     if decode == AUTO:
         decode = min(MAX_GPU_DECODE_WORKERS, max(CPU_DECODE_WORKERS, machine.cores // 2)) if gpu else CPU_DECODE_WORKERS
     processes = runner.image_processes
-    if processes == AUTO:
-        processes = min(MAX_IMAGE_PROCESSES, machine.cores - STAGE_CORES) if gpu and machine.cores >= MIN_CORES_FOR_PROCESSES else 0
+    if processes == AUTO:  # on Dask the workers are the processes (each would start its own otherwise)
+        many = gpu and machine.cores >= MIN_CORES_FOR_PROCESSES and runner.kind == "sequential"
+        processes = min(MAX_IMAGE_PROCESSES, machine.cores - STAGE_CORES) if many else 0
     caa_device = params.caa.device
     if caa_device == AUTO:
         caa_device = params.clip.device if gpu and processes == 0 else "cpu"

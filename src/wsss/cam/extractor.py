@@ -60,6 +60,21 @@ class PreparedImage:
     pixels: torch.Tensor
     original_size: tuple[int, int]
 
+    def __reduce__(self) -> tuple:
+        # From an image process as a plain array: pickled bytes, not torch's shared-memory handles.
+        return _prepared_from_array, (self.pixels.numpy(), self.original_size)
+
+
+def _prepared_from_array(pixels: np.ndarray, original_size: tuple[int, int]) -> PreparedImage:
+    return PreparedImage(torch.from_numpy(pixels), original_size)
+
+
+def prepare_image(image: Image.Image, patch_size: int, max_side: int | None) -> PreparedImage:
+    """Resize and normalise one RGB image for the network (reference transform, `max_side` cap)."""
+    rgb = to_rgb(image) if image.mode != "RGB" else image
+    size = clip_input_size(rgb.height, rgb.width, patch_size, max_side)
+    return PreparedImage(clip_pixels(rgb, size), (rgb.height, rgb.width))
+
 
 def size_bucket(image: PreparedImage) -> tuple[int, ...]:
     """The network input size: images share a forward only when it is equal."""
@@ -140,9 +155,7 @@ class ClipEsCamExtractor:
 
     def prepare(self, image: Image.Image) -> PreparedImage:
         """Resize and normalise one RGB image for the network (reference transform)."""
-        rgb = to_rgb(image) if image.mode != "RGB" else image
-        size = clip_input_size(rgb.height, rgb.width, self.tower.patch_size, self.settings.max_side)
-        return PreparedImage(clip_pixels(rgb, size), (rgb.height, rgb.width))
+        return prepare_image(image, self.tower.patch_size, self.settings.max_side)
 
     def extract(self, image: Image.Image | PreparedImage, class_ids: Sequence[int], refine: bool = True) -> CamResult:
         """CAMs for one image and its tags (class ids, duplicates removed in order)."""
