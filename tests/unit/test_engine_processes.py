@@ -4,6 +4,7 @@ written in the stage process: a plain callback (refine: read, CAA, encode there)
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +13,8 @@ import pytest
 from tests.unit.test_engine_streaming import IDS, UNREADABLE, Maps, StreamedMaps
 from wsss.cam import CaaSettings
 from wsss.cam.refine_stored import RefineStored
-from wsss.incremental import run_sharded, shard_plan
+from wsss.errors import StoreError
+from wsss.incremental import ImageOutput, run_sharded, shard_plan
 from wsss.io import CamStore, ShardWriter, shard_path
 
 PROCESSES = 2
@@ -81,3 +83,44 @@ def test_refine_on_image_processes_writes_the_same_refined_shards(tmp_path: Path
     there = run(tmp_path / "there", RefineStored(tmp_path / "cams", CaaSettings()), PROCESSES, copied=("refined",))
     assert there == here and here["computed"] == IDS
     assert shard_bytes(tmp_path / "there") == shard_bytes(tmp_path / "here")
+
+
+class LargeStreamedMaps(StreamedMaps):
+    """Outputs as large as a CAM entry's attention (cast to float16 here, then moved through shared
+    memory), one of them overflowing float16 when `overflow` names it."""
+
+    def __init__(self, overflow: str | None = None) -> None:
+        super().__init__()
+        self.overflow = overflow
+
+    def __call__(self, image_id: str) -> ImageOutput:
+        output = super().__call__(image_id)
+        rng = np.random.default_rng(int(image_id[3:]))
+        attention = (rng.random((400, 400), dtype=np.float32) ** 8).astype(np.float32)  # many float16 subnormals
+        if image_id == self.overflow:
+            attention[0, 0] = 1e6
+        return ImageOutput({**output.arrays, "attention": attention}, output.attrs, {"attention": np.float16})
+
+
+def test_large_streamed_arrays_cast_here_and_moved_through_shared_memory_write_the_same_shards(tmp_path: Path) -> None:
+    here = run(tmp_path / "here", LargeStreamedMaps(), 0, overlap=True, copied=("maps", "attention"))
+    there = run(tmp_path / "there", LargeStreamedMaps(), PROCESSES, overlap=True, copied=("maps", "attention"))
+    assert there == here and shard_bytes(tmp_path / "there") == shard_bytes(tmp_path / "here")
+    assert CamStore(tmp_path / "there").read("img05", keep_dtype=True).arrays["attention"].dtype == np.float16
+    assert not list(Path("/dev/shm").glob(f"wsss-{os.getpid()}-*"))  # every segment was read and removed
+
+
+@pytest.mark.parametrize("overflowing", ["img05", None])
+def test_an_overflow_on_image_processes_stops_the_shard_as_in_this_process(tmp_path: Path, overflowing: str | None) -> None:
+    """A large array overflows where it is cast (here); a small one on the image process: either way
+    a StoreError naming the image, and no shard."""
+    compute = LargeStreamedMaps(overflowing) if overflowing else OverflowingMaps()
+    with pytest.raises(StoreError, match=r"img05.*overflow float16"):
+        run(tmp_path / "store", compute, PROCESSES, overlap=True)
+    assert not list((tmp_path / "store").glob("shard-*.h5"))
+
+
+class OverflowingMaps(StreamedMaps):
+    def __call__(self, image_id: str) -> ImageOutput:
+        output = super().__call__(image_id)
+        return ImageOutput({"maps": output.arrays["maps"] * (1e6 if image_id == "img05" else 1)}, output.attrs)

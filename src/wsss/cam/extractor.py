@@ -31,6 +31,7 @@ from wsss.clip.loading import LoadedClip
 from wsss.clip.vision import ClipVisionTower, TowerState
 from wsss.errors import ConfigError
 from wsss.imaging import clip_input_size, clip_pixels, to_rgb
+from wsss.io.shared_arrays import shared
 from wsss.text.encoder import PromptEmbeddingCache
 from wsss.text.vocabulary import ClassVocabulary
 
@@ -61,8 +62,8 @@ class PreparedImage:
     original_size: tuple[int, int]
 
     def __reduce__(self) -> tuple:
-        # From an image process as a plain array: pickled bytes, not torch's shared-memory handles.
-        return _prepared_from_array, (self.pixels.numpy(), self.original_size)
+        # From an image process through a shared-memory segment (wsss.io.shared_arrays), as a numpy array.
+        return _prepared_from_array, (shared(self.pixels.numpy()), self.original_size)
 
 
 def _prepared_from_array(pixels: np.ndarray, original_size: tuple[int, int]) -> PreparedImage:

@@ -9,7 +9,7 @@ the root attributes and a per-image `compute` callback; the engine decides what 
 * every other shard is one job: unchanged images are copied from the previous store, the rest
   computed, into a scratch folder keyed by the stage identity and the keys (a killed run resumes
   shard by shard: a finished scratch shard is reused);
-* finished shards are then published into the store (atomic copies, `publish_copy`), shards of removed images
+* finished shards are then published into the store (atomic renames, `publish_move`), shards of removed images
   deleted, the scratch folder dropped.
 
 Jobs go through `submit` (injected by the caller: the task runner's `.submit`, e.g. onto Dask
@@ -53,8 +53,9 @@ from wsss.io import CamStore, ShardWriter, assign_shards, shard_path
 from wsss.io.atomic import remove_leftover_temporaries
 from wsss.io.pipelining import BackgroundShardWriter, image_processes, prefetch
 from wsss.io.shard_encoding import EncodedImage, encode_image
+from wsss.io.shared_arrays import MIN_SHARED_BYTES, shared
 from wsss.io.shard_assignment import assign_shards_by_hash
-from wsss.io.shard_writer import publish_copy
+from wsss.io.shard_writer import publish_move, storage_array
 from wsss.provenance import sha256_of
 from wsss.stage_result import StageResult
 
@@ -256,12 +257,21 @@ def _computed_outputs(
                 yield output
                 continue
             attrs = {**output.attrs, CONTENT_KEY_ATTR: job.keys[image_id]}
-            yield pool.submit(encode_image, image_id, output.arrays, attrs, output.dtypes, job.compression)
+            yield pool.submit(encode_image, image_id, _portable(image_id, output), attrs, output.dtypes, job.compression)
         return
     tasks = [[(i, job.keys[i]) for i in image_ids[start : start + IMAGES_PER_TASK]] for start in range(0, len(image_ids), IMAGES_PER_TASK)]
     work = functools.partial(compute_encoded, compute, job.compression)
     for _, results in prefetch(tasks, work, depth=TASKS_AHEAD_PER_PROCESS * job.processes, pool=pool):
         yield from results
+
+
+def _portable(image_id: str, output: ImageOutput) -> dict[str, Any]:
+    """The arrays of a streamed output as they go to an image process: large ones cast to their
+    storage dtype here (the cast `add` makes; half the bytes of float32 attention to move) and
+    moved through shared memory."""
+    dtypes = output.dtypes or {}
+    return {name: shared(storage_array(f"image {image_id!r}: array", name, array, dtypes.get(name)))
+            if np.asarray(array).nbytes >= MIN_SHARED_BYTES else array for name, array in output.arrays.items()}
 
 
 def compute_encoded(compute: ImageCompute, compression: str, images: Sequence[tuple[str, str]]) -> list[EncodedImage | Exception]:
@@ -365,14 +375,14 @@ def records_params(path: Path, root_attrs: Mapping[str, Any]) -> bool:
 
 
 def publish(outcomes: Sequence[ShardOutcome], output: Path, untouched: Sequence[str], scratch: Path) -> list[Path]:
-    """Copy finished scratch shards into the store; delete every other shard file (removed images, or
+    """Move finished scratch shards into the store; delete every other shard file (removed images, or
     a shard whose images all failed this time) and leftovers of interrupted copies; drop scratch."""
     output.mkdir(parents=True, exist_ok=True)
     published = []
     for outcome in outcomes:
         if outcome.path is not None:
             # A full disk: one StoreError naming the shard; the previous shard stays, nothing partial.
-            published.append(publish_copy(outcome.path, output / outcome.path.name))
+            published.append(publish_move(outcome.path, output / outcome.path.name))
     for stale in stale_shards(output, [*published, *(output / name for name in untouched)]):
         stale.unlink()
     remove_leftover_temporaries([output])

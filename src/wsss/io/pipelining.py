@@ -17,6 +17,7 @@ background writer as futures (`add_encoded`), placed in submission order: the sa
 
 from __future__ import annotations
 
+import atexit
 import itertools
 import multiprocessing
 import queue
@@ -31,6 +32,7 @@ import numpy as np
 
 from wsss.errors import StoreError
 from wsss.io.shard_writer import ShardWriter
+from wsss.io.shared_arrays import remove_orphans
 
 if TYPE_CHECKING:
     from wsss.io.shard_encoding import EncodedImage
@@ -171,11 +173,23 @@ def image_processes(count: int) -> ProcessPoolExecutor:
     if count < 1:
         raise ValueError(f"image processes must be >= 1, got {count}")
     if count not in _POOLS:
-        for other in _POOLS.values():  # one pool at a time: a changed layout replaces it
-            other.shutdown(wait=True, cancel_futures=True)
-        _POOLS.clear()
+        end_image_processes()  # one pool at a time: a changed layout replaces it
+        if not _POOLS_ENDED_AT_EXIT:
+            atexit.register(end_image_processes)
+            _POOLS_ENDED_AT_EXIT.append(True)
         _POOLS[count] = ProcessPoolExecutor(count, mp_context=multiprocessing.get_context("spawn"), initializer=_one_thread)
     return _POOLS[count]
+
+
+_POOLS_ENDED_AT_EXIT: list[bool] = []
+
+
+def end_image_processes() -> None:
+    """Stop this process's image processes and remove the shared-memory segments nobody will read."""
+    for pool in _POOLS.values():
+        pool.shutdown(wait=True, cancel_futures=True)
+    _POOLS.clear()
+    remove_orphans()
 
 
 def _one_thread() -> None:

@@ -25,6 +25,7 @@ import numpy as np
 from wsss.io.attributes import validate_name
 from wsss.io.codecs import codec_level, codec_name, dataset_filters
 from wsss.io.shard_writer import LIBVER, dataset_options, prepare_image
+from wsss.io.shared_arrays import shared
 
 _SCRATCH_NAMES = itertools.count()
 
@@ -68,6 +69,25 @@ class EncodedImage:
     @property
     def nbytes(self) -> int:
         return sum(array.nbytes for array in self.arrays)
+
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
+        # Back from an image process: every chunk in one shared-memory segment (wsss.io.shared_arrays).
+        chunks = [data for array in self.arrays for _, _, data in array.chunks]
+        packed = np.frombuffer(b"".join(chunks), dtype=np.uint8) if chunks else np.zeros(0, np.uint8)
+        layout = [(array.name, array.shape, array.dtype, [(offset, mask, len(data)) for offset, mask, data in array.chunks], array.empty)
+                  for array in self.arrays]
+        return _unpacked, (shared(packed), layout, self.attrs, self.codec, self.level)
+
+
+def _unpacked(packed: np.ndarray, layout: list[Any], attrs: list[tuple[str, Any]], codec: str, level: int | None) -> EncodedImage:
+    data, position, arrays = packed.tobytes(), 0, []
+    for name, shape, dtype, chunks, empty in layout:
+        placed = []
+        for offset, mask, size in chunks:
+            placed.append((offset, mask, data[position : position + size]))
+            position += size
+        arrays.append(EncodedArray(name, shape, dtype, tuple(placed), empty))
+    return EncodedImage(tuple(arrays), attrs, codec, level)
 
 
 def encode_image(

@@ -25,7 +25,7 @@ import h5py
 import numpy as np
 
 from wsss.errors import ArtifactWriteError, StoreError
-from wsss.io.atomic import AtomicFile, copy_file_atomic
+from wsss.io.atomic import AtomicFile, copy_file_atomic, move_file_atomic
 from wsss.io.attributes import MAX_ATTR_BYTES, encode_attrs, validate_name, write_attrs
 from wsss.io.codecs import DEFAULT_CODEC, codec_level, codec_name, codec_record, dataset_filters
 
@@ -290,6 +290,17 @@ def dataset_options(shape: tuple[int, ...], dtype: np.dtype, filters: Mapping[st
     return {"chunks": chunks, "track_times": False, **(filters if chunks is not None else {})}
 
 
+def publish_move(source: Path, destination: Path) -> Path:
+    """Move a finished scratch shard onto `destination`: a rename where both are on one file system
+    (the shard was written and synced once; copying it again cost ~20 % of the stage process's
+    host work per image, benchmarks/pipeline_io_cost.py), else `publish_copy`'s atomic copy."""
+    try:
+        move_file_atomic(source, destination)
+    except ArtifactWriteError as error:
+        raise StoreError(f"{destination}: not published, the previous file is kept: {_reason(error)}") from None
+    return destination
+
+
 def storage_array(where: str, name: str, array: np.ndarray, dtype: Any) -> np.ndarray:
     """`array` as stored: C-contiguous in `dtype` (default float16 for floats); refuses overflow."""
     where = f"{where} {validate_name(name, f'{where} name')!r}"
@@ -299,6 +310,8 @@ def storage_array(where: str, name: str, array: np.ndarray, dtype: Any) -> np.nd
     target = np.dtype(dtype if dtype is not None else np.float16 if source.dtype.kind == "f" else source.dtype)
     if target.kind not in "biuf":
         raise StoreError(f"{where}: storage dtype must be numeric, got {target}")
+    if source.dtype == target:  # nothing is cast, so nothing can overflow (numpy's float16 isfinite is slow)
+        return np.ascontiguousarray(source)
     if source.dtype == np.float32 and target == np.float16:
         stored = _float32_to_float16(source)
         if stored is not None:
