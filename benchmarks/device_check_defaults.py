@@ -5,10 +5,13 @@
     and `clip.precision` (fp16 on a GPU) are set, through the stages' engine
     (`wsss.incremental.run_sharded`: shard plan, scratch shards, publish copies) with the stages'
     per-image work: `DefaultCams` below (what `tasks/cams.py::ExtractImage` does: `stream_cams`
-    with the stage's batch size, decode threads and overlap, its attributes and dtypes) and the
-    refine stage's own `RefineStored`. Everything that shapes the run (batch size, decode threads,
-    overlap, CAA device, codec, shard plan, worker processes: `RunnerSettings.local_processes`) is
-    read from those params, never set here, so a change of the defaults shows in this figure.
+    with the stage's batch size, decode threads or image processes and overlap, its attributes and
+    dtypes) and the refine stage's own `RefineStored`. Everything that shapes the run (batch size,
+    decode threads, image processes, overlap, CAA device, codec, shard plan, worker processes:
+    `RunnerSettings.local_processes`) is read from those params after the stages' own resolution
+    of `auto` for this machine (`wsss.machine_layout.resolve_auto`), never set here, so a change
+    of the defaults shows in this figure. The image processes are started before the clock (the
+    seconds they took are printed beside), as a Dask pool is.
     The tasks/ entries themselves import Prefect, which the GPU machine does not have.
     `tests/unit/test_device_check_defaults.py` checks that this path stores what the stage entries store.
 (b) CAM+CAA images/s of the extractor those params build (its batch size, by size bucket) on
@@ -39,21 +42,22 @@ from wsss.bounded_parsing import load_yaml
 from wsss.cam import ClipEsCamExtractor
 from wsss.cam.refine_stored import REFINE_OVERLAP_IO, RefineStored
 from wsss.cam.stored_output import cam_image_output
-from wsss.cam.streaming import stream_cams
+from wsss.cam.streaming import PrepareFile, stream_cams
 from wsss.clip import LoadedClip
-from wsss.datasets import safe_join
-from wsss.imaging import load_rgb
 from wsss.incremental import ImageOutput, run_now, run_sharded, shard_plan, write_shard
 from wsss.io import CamStore
+from wsss.io.pipelining import image_processes
+from wsss.machine_layout import Machine, resolve_auto
 from wsss.params import Params
 from wsss.text import REFERENCE_TEMPLATE, ClassVocabulary, voc_vocabulary
 
 
 def shipped_params(device: str, precision: str) -> Params:
-    """`params.yaml` as the repository ships it (no `params.local.yaml`), CLIP on `device` in `precision`."""
+    """`params.yaml` as the repository ships it (no `params.local.yaml`), CLIP on `device` in
+    `precision`, every `auto` resolved for this machine as the stages resolve it."""
     path = ROOT / "params.yaml"
     params = Params.from_mapping(load_yaml(path.read_text(), str(path)))
-    return params.replace(clip=replace(params.clip, device=device, precision=precision))
+    return resolve_auto(params.replace(clip=replace(params.clip, device=device, precision=precision)))
 
 
 def default_extractor(params: Params, clip: LoadedClip, vocabulary: ClassVocabulary | None = None,
@@ -95,14 +99,12 @@ class DefaultCams:
         return output
 
     def stream(self, image_ids: Sequence[str], overlap: bool) -> Iterator[tuple[str, ImageOutput | Exception]]:
-        extractor, store = process_extractor(), self.params.store
-
-        def load(image_id: str) -> tuple[Any, Sequence[int]]:
-            record = self.records[image_id]
-            return extractor.prepare(load_rgb(safe_join(self.root, record.path))), list(record.class_ids)
-
-        runner = self.params.runner
-        for image_id, result in stream_cams(extractor, image_ids, load, self.params.cam.batch_size, overlap, runner.decode_workers):
+        extractor, store, runner = process_extractor(), self.params.store, self.params.runner
+        items = [(i, self.records[i].path, list(self.records[i].class_ids)) for i in image_ids]
+        pool = image_processes(runner.image_processes) if runner.image_processes else None
+        workers = runner.image_processes or runner.decode_workers
+        for (image_id, _, _), result in stream_cams(extractor, items, PrepareFile.of(extractor, self.root), self.params.cam.batch_size,
+                                                    overlap, workers, pool):
             if isinstance(result, Exception):
                 yield image_id, result
                 continue
@@ -119,6 +121,8 @@ def default_layout(params: Params) -> dict[str, Any]:
         "processes": params.runner.local_processes(),
         "runner.overlap_io": params.runner.overlap_io,
         "runner.decode_workers": params.runner.decode_workers,
+        "runner.image_processes": params.runner.image_processes,
+        "cores": Machine.here().cores,
         "caa.device": params.caa.device,
         "store.compression": params.store.compression,
         "store.images_per_shard": params.store.images_per_shard,
@@ -143,7 +147,7 @@ def run_default_stages(params: Params, root: Path, records: Sequence[StageImage]
     plan = shard_plan(list(keys), params.store.images_per_shard, params.store.shard_count)
     run_sharded(plan, keys, cams, workdir / "scratch-cams", {"stage": "cams"}, DefaultCams(params, root, by_id),
                 compression=params.store.compression, copied_arrays=("gradcam", "attention"),
-                overlap=params.runner.overlap_io, submit=submit)
+                overlap=params.runner.overlap_io, processes=params.runner.image_processes, submit=submit)
     synchronize()
     cams_seconds = time.perf_counter() - started
     started = time.perf_counter()
@@ -151,9 +155,24 @@ def run_default_stages(params: Params, root: Path, records: Sequence[StageImage]
     plan = {int(store.root_attrs(p)["shard_index"]): list(store.root_attrs(p)["image_ids"]) for p in store.shards}
     keys = _keys([i for ids in plan.values() for i in ids], "refine")
     run_sharded(plan, keys, refined, workdir / "scratch-refine", {"stage": "refine"}, RefineStored(cams, params.caa),
-                compression=params.store.compression, copied_arrays=("refined",), overlap=REFINE_OVERLAP_IO, submit=submit)
+                compression=params.store.compression, copied_arrays=("refined",), overlap=REFINE_OVERLAP_IO,
+                processes=params.runner.image_processes, submit=submit)
     synchronize()
     return {"cams_seconds": cams_seconds, "refine_seconds": time.perf_counter() - started}
+
+
+def _import_stage_modules(_: int) -> None:
+    import wsss.cam.refine_stored  # noqa: F401  (what an image process runs: refine, decode, encode)
+    import wsss.cam.streaming  # noqa: F401
+    import wsss.incremental.engine  # noqa: F401
+
+
+def warm_image_processes(count: int) -> float:
+    """Start the stages' image processes (and their imports) before the clock; the seconds it took."""
+    if not count:
+        return 0.0
+    seconds, _ = timed(lambda: list(image_processes(count).map(_import_stage_modules, range(4 * count))))
+    return round(seconds, 2)
 
 
 def default_stages_end_to_end(params: Params, clip: LoadedClip, images: list[TaggedImage], workdir: Path,
@@ -162,6 +181,7 @@ def default_stages_end_to_end(params: Params, clip: LoadedClip, images: list[Tag
     root = workdir / "images"
     records = stage_images(root, write_jpegs(images, root), {i.image_id: i.class_ids for i in images}, voc_vocabulary().class_names)
     use_extractor(default_extractor(params, clip))
+    warm_up = warm_image_processes(params.runner.image_processes)
     processes = params.runner.local_processes()
     if processes > 1:  # a LocalCluster's workers (one torch thread each, as Dask's nanny sets), started before the clock
         with ShardPool(processes, make_extractor, threads=1) as pool:
@@ -174,6 +194,7 @@ def default_stages_end_to_end(params: Params, clip: LoadedClip, images: list[Tag
         "images": len(images),
         "images_refined": count,
         "layout": default_layout(params),
+        "image_processes_start_seconds": warm_up,
         "cams_seconds": round(seconds["cams_seconds"], 2),
         "refine_seconds": round(seconds["refine_seconds"], 2),
         "cams_images_per_s": round(count / seconds["cams_seconds"], 2),

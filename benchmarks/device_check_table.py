@@ -40,8 +40,10 @@ def default_rows(part: dict[str, Any], on_gpu: bool) -> list[tuple[str, str, str
     rows = [
         (f"0 cams+refine end to end, stage defaults, {stages['images']} images", f"{stages['images_per_s']} img/s",
          f">= {TARGET_STAGE_IMAGES_PER_S:.0f} img/s", verdict(stages["images_per_s"], TARGET_STAGE_IMAGES_PER_S, on_gpu)),
-        (f"0   clip {layout['clip']}, batch {layout['cam.batch_size']}, {processes}, {layout['runner.decode_workers']} decode "
-         f"threads, caa.device {layout['caa.device']}, {layout['store.compression']}; cams / refine",
+        (f"0   clip {layout['clip']}, batch {layout['cam.batch_size']}, {processes}, {layout['cores']} cores: "
+         + (f"{layout['runner.image_processes']} image processes (started in {stages.get('image_processes_start_seconds')} s)"
+            if layout.get("runner.image_processes") else f"{layout['runner.decode_workers']} decode threads")
+         + f", caa.device {layout['caa.device']}, {layout['store.compression']}; cams / refine",
          f"{stages['cams_images_per_s']} / {stages['refine_images_per_s']} img/s", "", ""),
         (f"0 CAM+CAA default path (batch {cam_caa['batch_size']}) / reference one-image loop ({cam_caa['reference']['precision']})",
          f"{cam_caa['images_per_s']} / {cam_caa['reference']['images_per_s']} img/s", "", ""),

@@ -12,11 +12,14 @@ Per 500x375 image (24x32 tokens, K = 1 or 2 tags), CPU ms (process time, one tor
           codec + fletcher32 + attributes + the shard's final write, amortised), per codec;
   refine: read (gradcam + attention, checksums), CAA (Sinkhorn, T(T(x)), box masks, resize to
           full size), HDF5 write of the refined maps, per codec;
-stored bytes per image of both stores per codec; and the images/s ceiling of the cams loop,
+stored bytes per image of both stores per codec; the images/s ceiling of the cams loop,
 sequential vs prefetch thread + background writer, with the model as a 0 ms or 5 ms GIL-free
-wait (5 ms ~ a GPU at 200 images/s). Codecs are timed round-robin so machine noise hits all alike.
+wait (5 ms ~ a GPU at 200 images/s); and, through the stages' engine, how the host work splits
+between the stage process and its image processes (`benchmarks/pipeline_io_layouts.py`). Codecs
+and layouts are timed round-robin so machine noise hits all alike. The refine read is the
+stage's (`ShardReader`: the shard job's CAM shard opened once); "read, per-call open" is the old one.
 
-Usage: python -m benchmarks.pipeline_io_cost [--images 8] [--rounds 5] [--json out.json]
+Usage: python -m benchmarks.pipeline_io_cost [--images 8] [--rounds 5] [--layout-rounds 3] [--json out.json]
 """
 
 from __future__ import annotations
@@ -38,10 +41,12 @@ import torch
 from PIL import Image
 
 from benchmarks.common import json_option, timed, write_json
+from benchmarks.pipeline_io_layouts import measure_layouts, report_layouts
 from wsss.cam import CaaSettings, CamSettings, ClipEsCamExtractor, refine_image
 from wsss.clip import LoadedClip
 from wsss.imaging import CLIP_MEAN, CLIP_STD, clip_input_size, clip_pixels, load_rgb
 from wsss.io import CODECS, CamStore, ShardWriter, shard_path
+from wsss.io.cam_store import ShardReader
 from wsss.io.pipelining import BackgroundShardWriter, prefetch
 from wsss.io.shard_writer import storage_array
 from wsss.reference_clip_es import sharpen_attention
@@ -147,17 +152,23 @@ def measure_steps(paths: list[Path], outputs: list[dict[str, Any]], codecs: tupl
                     writer.add(f"img{index:04d}", {"gradcam": output["gradcam"], "attention": output["attention"]}, output["attrs"], CAM_DTYPES)
             cams_write = (time.process_time() - started) * 1e3 / n
             store = CamStore(cams_dir)
-            read, caa, write = 0.0, 0.0, 0.0
+            read, caa, write, read_per_call = 0.0, 0.0, 0.0, 0.0
             refined_maps = []
             for index in range(n):
                 started = time.process_time()
-                cam = store.read(f"img{index:04d}", ["gradcam", "attention"])
+                store.read(f"img{index:04d}", ["gradcam", "attention"])
+                read_per_call += time.process_time() - started
+            reader = ShardReader(shard_path(cams_dir, 0))
+            for index in range(n):
+                started = time.process_time()
+                cam = reader.read(f"img{index:04d}", ["gradcam", "attention"])
                 read += time.process_time() - started
                 started = time.process_time()
                 height, width = (int(v) for v in cam.attrs["original_size"])
                 refined = refine_image(torch.from_numpy(cam.arrays["gradcam"]), torch.from_numpy(cam.arrays["attention"]), (height, width), CaaSettings())
                 refined_maps.append(refined.numpy())
                 caa += time.process_time() - started
+            reader.close()
             started = time.process_time()
             with ShardWriter(shard_path(refined_dir, 0), {"stage": "refine"}, compression=codec) as writer:
                 for index, maps in enumerate(refined_maps):
@@ -166,6 +177,7 @@ def measure_steps(paths: list[Path], outputs: list[dict[str, Any]], codecs: tupl
             if round_index:
                 record(f"cams: HDF5 write [{codec}]", cams_write)
                 record(f"refine: read [{codec}]", read * 1e3 / n)
+                record(f"refine: read, per-call open [{codec}]", read_per_call * 1e3 / n)
                 record(f"refine: CAA [{codec}]", caa * 1e3 / n)
                 record(f"refine: HDF5 write [{codec}]", write * 1e3 / n)
             stored[codec] = {
@@ -241,6 +253,8 @@ def main() -> None:
     parser.add_argument("--images", type=int, default=8)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--ceiling-passes", type=int, default=6, help="passes over the images per ceiling run")
+    parser.add_argument("--layout-rounds", type=int, default=3, help="rounds of the stage-process / image-processes comparison")
+    parser.add_argument("--image-processes", type=int, default=2, help="image processes of that comparison")
     json_option(parser)
     args = parser.parse_args()
     torch.set_num_threads(1)
@@ -269,12 +283,15 @@ def main() -> None:
                 figures["ceiling_images_per_s"] = rates
                 figures["gil_check"] = gil_check(outputs, work)
                 print(f"  GIL check: {figures['gil_check']}", flush=True)
+                print("measuring the stages' layouts (stage process vs image processes) ...", flush=True)
+                figures["layouts"] = measure_layouts(paths, outputs, args.layout_rounds, work / "layouts", args.image_processes)
+    figures["load_at_end"] = round(os.getloadavg()[0], 1)
     report(figures)
     write_json(args.json, figures)
 
 
 def report(figures: dict[str, Any]) -> None:
-    print(f"\n== {figures['what']} ==\n{figures['machine']}; {figures['image']}")
+    print(f"\n== {figures['what']} ==\n{figures['machine']}, {figures.get('load_at_end')} at the end; {figures['image']}")
     for kind in ("peaked", "uniform"):
         cpu, low, stored = figures[kind]["cpu_ms"], figures[kind]["cpu_ms_min"], figures[kind]["stored"]
         print(f"\n-- {kind} attention: CPU ms per image (median / min over rounds) --")
@@ -297,6 +314,8 @@ def report(figures: dict[str, Any]) -> None:
     print("\n-- GIL: does the writer thread block the model loop? --")
     for key, value in figures.get("gil_check", {}).items():
         print(f"  {key:62s} {value:9.1f}")
+    if "layouts" in figures:
+        report_layouts(figures["layouts"])
 
 
 if __name__ == "__main__":

@@ -21,18 +21,18 @@ from tasks.clip_model import cam_extractor, load_stage_clip
 from tasks.runtime import flow_run_id
 from tasks.shards import shard_submit
 from wsss.cam import ClipEsCamExtractor
-from wsss.cam.extractor import CamResult, LearnedBackground, PreparedImage
+from wsss.cam.extractor import CamResult, LearnedBackground
 from wsss.cam.stored_output import cam_image_output
-from wsss.cam.streaming import stream_cams
+from wsss.cam.streaming import PrepareFile, stream_cams
 from wsss.catalog import ArtifactLayout
 from wsss.clip import load_clip
 from wsss.devices import torch_device
-from wsss.datasets import ImageRecord, Manifest, file_sha256, manifest_sha256, safe_join
+from wsss.datasets import ImageRecord, Manifest, file_sha256, manifest_sha256
 from wsss.errors import StoreError
 from wsss.failures import settle_failures
-from wsss.imaging import load_rgb
 from wsss.incremental import ImageOutput, StageReport, key_identity, record_keys, run_sharded, scratch_name, shard_plan
-from wsss.incremental.engine import IMAGE_FAILURES
+from wsss.io.pipelining import image_processes
+from wsss.machine_layout import layout_record, resolve_auto
 from wsss.params import Params
 from wsss.prompts.learned_file import load_learned_prompts
 from wsss.provenance import stage_attributes
@@ -96,19 +96,16 @@ class ExtractImage:
 
     def stream(self, image_ids: Sequence[str], overlap: bool) -> Iterator[tuple[str, ImageOutput | Exception]]:
         """Every image's output in order: `cam.batch_size` images per forward (by size bucket),
-        the next images decoded on `runner.decode_workers` threads when `overlap`; an unreadable image yields its error."""
+        the next images decoded when `overlap` on `runner.decode_workers` threads, or on the
+        `runner.image_processes`; an unreadable image yields its error."""
         extractor = worker_extractor(self.spec)
-
-        def load(image_id: str) -> tuple[PreparedImage, list[int]] | Exception:
-            record = self.records[image_id]
-            try:
-                prepared = extractor.prepare(load_rgb(safe_join(self.dataset_root, record.image_path)))
-            except IMAGE_FAILURES as error:
-                return error
-            return prepared, [extractor.vocabulary.class_id(tag) for tag in record.tags]
-
         runner = self.spec.params.runner
-        for image_id, result in stream_cams(extractor, image_ids, load, self.spec.params.cam.batch_size, overlap, runner.decode_workers):
+        items = [(i, self.records[i].image_path, [extractor.vocabulary.class_id(tag) for tag in self.records[i].tags])
+                 for i in image_ids]
+        pool = image_processes(runner.image_processes) if runner.image_processes else None
+        load = PrepareFile.of(extractor, self.dataset_root)
+        workers = runner.image_processes or runner.decode_workers
+        for (image_id, _, _), result in stream_cams(extractor, items, load, self.spec.params.cam.batch_size, overlap, workers, pool):
             yield image_id, result if isinstance(result, Exception) else self._output(image_id, result)
 
     def _output(self, image_id: str, result: CamResult) -> ImageOutput:
@@ -151,6 +148,7 @@ def cam_attributes(
         dataset_root=str(params.dataset_root),
         core_code_sha256=code_digest("cams"),  # the code that computes the maps (stage table): part of every key
         **extra,
+        layout=layout_record(params),
         flow_run_id=run_id,
     )
 
@@ -160,6 +158,7 @@ def run_cams(params: Params, layout: ArtifactLayout, report: StageReport | None 
 
     Shards go through the flow's task runner (`runner` section: in-process or Dask workers).
     """
+    params = resolve_auto(params)  # batch size, decode threads, image processes for this machine
     manifest = read_manifest(layout)
     background, prompts_sha256 = learned_background(params, layout) if layout.pass_name else (None, None)
     template = selected_template(layout)
@@ -174,7 +173,7 @@ def run_cams(params: Params, layout: ArtifactLayout, report: StageReport | None 
             plan, keys, layout.cams, layout.scratch(scratch_name(STAGE_NAMES[layout.pass_name], attributes, keys)), attributes,
             ExtractImage(spec, params.dataset_root, {r.image_id: r for r in manifest.records}),
             compression=params.store.compression, copied_arrays=("gradcam", "attention"), overlap=params.runner.overlap_io,
-            submit=submit, report=report,
+            processes=params.runner.image_processes, submit=submit, report=report,
         )
     settle_failures(STAGE_NAMES[layout.pass_name], summary.failed, len(keys), params.reliability.max_failed_share,
                     layout.stage_failures(layout.cams))

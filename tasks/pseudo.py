@@ -9,7 +9,7 @@ archiving each mask it replaces or removes (`archive_to`).
 from __future__ import annotations
 
 from collections.abc import Sequence
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,8 +24,10 @@ from wsss.failures import settle_failures
 from wsss.imaging import load_rgb
 from wsss.incremental import CONTENT_KEY_ATTR, StageReport, array_digest, content_key, key_identity
 from wsss.io import CamStore
+from wsss.io.cam_store import ShardReader
 from wsss.io.pseudo_store import PseudoMaskStore, mask_row
 from wsss.io.records import PseudoSummary
+from wsss.machine_layout import resolve_auto
 from wsss.params import Params
 from wsss.pseudo import PseudoSettings, pseudo_label
 from wsss.stage_code import code_digest
@@ -39,16 +41,28 @@ def pseudo_identity(params: Params) -> dict[str, Any]:
     return key_identity({"params": params.sections("pseudo"), "code": code_digest("pseudo")})
 
 
-def pseudo_keys(identity: dict[str, Any], refined: CamStore) -> dict[str, str]:
-    """Every refined image's pseudo key (attributes only: no map is read, except for stores written
-    before content keys existed, whose maps are then the key input)."""
-    keys = {}
+@dataclass(frozen=True)
+class RefinedImage:
+    """What the stage knows of a refined image before computing its mask: its pseudo key, the shard
+    that holds it (read directly: no index of the whole store per image) and its pixel count."""
+
+    key: str
+    shard: Path
+    pixels: int
+
+
+def refined_images(identity: dict[str, Any], refined: CamStore) -> dict[str, RefinedImage]:
+    """Every refined image's pseudo key, shard and size (attributes only: no map is read, except for
+    stores written before content keys existed, whose maps are then the key input)."""
+    found = {}
     for image_id, stored in refined.iter_images(names=[]):
         refined_key = stored.attrs.get(CONTENT_KEY_ATTR)
         if refined_key is None:
             refined_key = array_digest([refined.read(image_id, ["refined"], keep_dtype=True).arrays["refined"]])
-        keys[image_id] = content_key(identity, refined=str(refined_key), source_sha256=str(stored.attrs["source_sha256"]))
-    return keys
+        key = content_key(identity, refined=str(refined_key), source_sha256=str(stored.attrs["source_sha256"]))
+        height, width = (int(v) for v in stored.attrs.get("original_size", (0, 0)))
+        found[image_id] = RefinedImage(key, stored.shard, height * width)
+    return found
 
 
 @dataclass(frozen=True)
@@ -57,15 +71,17 @@ class PseudoJob:
 
     image_id: str
     key: str
-    refined_dir: Path
+    shard: Path  # the refined shard holding the image
     dataset_root: Path
     output: PseudoLayout
     settings: PseudoSettings
+    pixels: int = 0  # the CRF's work grows with it: the largest images go first
 
 
 def make_pseudo_mask(job: PseudoJob) -> tuple[str, dict[str, Any] | str]:
     """("computed", row) after writing the image's outputs, or ("failed", reason) when its input is gone."""
-    stored = CamStore(job.refined_dir).read(job.image_id, ["refined"], keep_dtype=True)
+    with ShardReader(job.shard) as reader:  # its one shard; opening the store indexed every shard, per image
+        stored = reader.read(job.image_id, ["refined"], keep_dtype=True)
     cams = stored.arrays["refined"]  # float16, as the reference's saved maps
     class_ids = np.asarray(stored.attrs["class_ids"], dtype=np.int64)
     try:
@@ -79,19 +95,28 @@ def make_pseudo_mask(job: PseudoJob) -> tuple[str, dict[str, Any] | str]:
 
 
 def _run_jobs(jobs: Sequence[PseudoJob], workers: int, report: StageReport | None) -> list[tuple[str, dict[str, Any] | str]]:
-    """The jobs in `workers` processes when more than one (the CRF is CPU-bound)."""
-    pool = ProcessPoolExecutor(max_workers=workers) if workers > 1 and len(jobs) > 1 else None
-    outcomes = pool.map(make_pseudo_mask, jobs, chunksize=4) if pool else map(make_pseudo_mask, jobs)
-    results = []
-    try:
-        for job, result in zip(jobs, outcomes):
-            results.append(result)
+    """The jobs in `workers` processes when more than one (the CRF is CPU-bound), one image per
+    task, largest first: the last tasks are the shortest, so no process idles while another
+    finishes a long one (chunks of 4 in input order left up to 4 images' work to one process)."""
+    if workers <= 1 or len(jobs) <= 1:
+        results = []
+        for job in jobs:
+            results.append(make_pseudo_mask(job))
             if report:
-                report.advance([job.image_id], result[0])
+                report.advance([job.image_id], results[-1][0])
+        return results
+    done: dict[str, tuple[str, dict[str, Any] | str]] = {}
+    pool = ProcessPoolExecutor(max_workers=min(workers, len(jobs)))
+    try:
+        futures = {pool.submit(make_pseudo_mask, job): job for job in sorted(jobs, key=lambda job: -job.pixels)}
+        for future in as_completed(futures):
+            job = futures[future]
+            done[job.image_id] = future.result()
+            if report:
+                report.advance([job.image_id], done[job.image_id][0])
     finally:
-        if pool:
-            pool.shutdown()
-    return results
+        pool.shutdown(cancel_futures=True)
+    return [done[job.image_id] for job in jobs]
 
 
 def run_pseudo(params: Params, layout: ArtifactLayout, report: StageReport | None = None, archive_to: Path | None = None) -> StageResult:
@@ -101,9 +126,11 @@ def run_pseudo(params: Params, layout: ArtifactLayout, report: StageReport | Non
         archive_to: a relabel run's history folder: the previous outputs of every image recomputed
             or removed are copied there first (listed as `details["archived"]`).
     """
+    params = resolve_auto(params)  # pseudo.jobs: every core by default (recorded resolved in the summary's params)
     settings, store, run_id = params.pseudo, PseudoMaskStore(layout.pseudo), flow_run_id()
     refined = CamStore(layout.refined)
-    keys = pseudo_keys(pseudo_identity(params), refined)
+    images = refined_images(pseudo_identity(params), refined)
+    keys = {image_id: image.key for image_id, image in images.items()}
     previous = store.read_summary()
     rows = {i: row for i, key in keys.items() if (row := store.reusable_row(i, key)) is not None}
     todo = sorted(set(keys) - set(rows))
@@ -112,7 +139,7 @@ def run_pseudo(params: Params, layout: ArtifactLayout, report: StageReport | Non
         report.start(len(keys))
         report.advance(reused, "copied")
     archived = [str(p) for p in store.archive([*todo, *removed], archive_to)] if archive_to is not None else []
-    jobs = [PseudoJob(i, keys[i], layout.refined, params.dataset_root, layout.pseudo, settings) for i in todo]
+    jobs = [PseudoJob(i, keys[i], images[i].shard, params.dataset_root, layout.pseudo, settings, images[i].pixels) for i in todo]
     computed, failed = [], {}
     for job, (outcome, value) in zip(jobs, _run_jobs(jobs, settings.jobs, report)):
         if outcome == "failed":

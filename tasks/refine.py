@@ -24,6 +24,7 @@ from wsss.incremental import (
     stored_keys,
 )
 from wsss.io import CamStore
+from wsss.machine_layout import layout_record, resolve_auto
 from wsss.params import Params
 from wsss.provenance import stage_attributes
 from wsss.stage_code import code_digest
@@ -43,12 +44,14 @@ def refine_attributes(params: Params, layout: ArtifactLayout, upstream: dict[str
         str(upstream.get("input_manifest_sha256", "")),
         upstream_cams={k: upstream.get(k) for k in UPSTREAM_KEYS if k in upstream},
         core_code_sha256=code_digest("refine"),
+        layout=layout_record(params),
         flow_run_id=run_id,
     )
 
 
 def run_refine(params: Params, layout: ArtifactLayout, report: StageReport | None = None) -> StageResult:
     """Refine every image of the pass's CAM store into its refined store (only what changed)."""
+    params = resolve_auto(params)  # CAA device and image processes for this machine
     cams = CamStore(layout.cams)
     upstream = cams.root_attrs(cams.shards[0]) if cams.shards else {}
     attributes = refine_attributes(params, layout, upstream, flow_run_id())
@@ -67,6 +70,6 @@ def run_refine(params: Params, layout: ArtifactLayout, report: StageReport | Non
         summary = run_sharded(
             plan, keys, layout.refined, layout.scratch(scratch_name(STAGE_NAMES[layout.pass_name], attributes, keys)), attributes,
             RefineStored(layout.cams, params.caa), compression=params.store.compression, copied_arrays=("refined",),
-            overlap=REFINE_OVERLAP_IO, submit=submit, report=report,
+            overlap=REFINE_OVERLAP_IO, processes=params.runner.image_processes, submit=submit, report=report,
         )
     return summary.result(STAGE_NAMES[layout.pass_name])

@@ -47,14 +47,15 @@ def _dvc_lock(root: Path) -> dict[str, Any]:
 
 
 def _current_params(root: Path) -> dict[str, Any]:
-    """Today's params as the stages record them (typed; params.local.yaml merged over params.yaml, as
-    every stage loads them), or as written when they do not check."""
+    """Today's params as the stages record them (typed; params.local.yaml merged over params.yaml and
+    every `auto` resolved for this machine, as every stage loads them), or as written when they do not check."""
+    from wsss.machine_layout import resolve_auto
     from wsss.params import Params, read_params_mapping
 
     path = root / "params.yaml"
     raw = read_params_mapping(path) if path.is_file() else {}
     try:
-        params = Params.from_mapping(raw)
+        params = resolve_auto(Params.from_mapping(raw))
     except WsssError:
         return raw
     return {name: params.section_dict(name) for name in raw}

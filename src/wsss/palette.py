@@ -8,6 +8,7 @@ No OpenCV here, so the stores and dataset code that write masks stay light to im
 
 from __future__ import annotations
 
+import functools
 import io
 
 import numpy as np
@@ -28,6 +29,12 @@ def voc_palette(num_colors: int = 256) -> np.ndarray:
     return palette
 
 
+@functools.cache
+def _palette_entries() -> tuple[int, ...]:
+    """`voc_palette()` as PIL's `putpalette` takes it, built once (the bit loop took ~0.5 ms per mask)."""
+    return tuple(voc_palette().flatten().tolist())
+
+
 def palette_png_bytes(labels: np.ndarray, compress_level: int | None = None) -> bytes:
     """`(H, W)` labels (uint8 values) as a VOC-palette PNG; `compress_level` None = zlib's default.
 
@@ -35,7 +42,7 @@ def palette_png_bytes(labels: np.ndarray, compress_level: int | None = None) -> 
     """
     labels = np.ascontiguousarray(labels, dtype=np.uint8)
     image = Image.frombytes("P", (labels.shape[1], labels.shape[0]), labels.tobytes())
-    image.putpalette(voc_palette().flatten().tolist())
+    image.putpalette(list(_palette_entries()))
     buffer = io.BytesIO()
     options = {} if compress_level is None else {"compress_level": compress_level}
     image.save(buffer, format="PNG", **options)

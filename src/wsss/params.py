@@ -130,13 +130,16 @@ def load_params(path: Path | str, runner: Mapping[str, Any] | None = None) -> Pa
     error names the file (and the override file when there is one) and the key.
 
     `runner`: command-line overrides of the `runner` section (None values keep the file's).
+    Every `auto` is resolved for this machine (`wsss.machine_layout.resolve_auto`), so what a stage
+    records is what it ran with.
     """
+    from wsss.machine_layout import resolve_auto  # it reads Params: imported when params are loaded
     path = Path(path)
     mapping = read_params_mapping(path)
     local = local_params_path(path)
     source = f"{path} (+ {local.name})" if local.is_file() else str(path)
     try:
         params = Params.from_mapping(mapping)
-        return params.replace(runner=params.runner.with_overrides(runner)) if runner else params
+        return resolve_auto(params.replace(runner=params.runner.with_overrides(runner)) if runner else params)
     except ConfigError as error:
         raise ConfigError(f"{source}: {error}") from error

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 
-from wsss.settings import build_section, check_fields, plain, setting
+from wsss.settings import AUTO, Auto, build_section, check_fields, plain, setting
 
 
 @dataclass(frozen=True)
@@ -31,9 +31,14 @@ class RunnerSettings:
         True, "cams: decode the next images and compress/write shards on threads while the model runs (same stored values)",
         identity=False,
     )
-    decode_workers: int = setting(
-        2, "threads decoding and resizing the next images with overlap_io (a GPU needs several; same stored values)", ge=1, le=64,
-        identity=False,
+    decode_workers: int | Auto = setting(
+        AUTO, "threads decoding and resizing the next images with overlap_io; auto: 2, with CLIP on CUDA up to 6 "
+        "(same stored values)", ge=1, le=64, identity=False,
+    )
+    image_processes: int | Auto = setting(
+        AUTO, "cams/refine: processes beside the stage process that decode and compress (cams) or read, refine and "
+        "compress (refine) each shard's images; 0 = in the stage process; auto: 0, with CLIP on CUDA the cores less 2 "
+        "(at most 8) (same stored values)", ge=0, le=256, identity=False,
     )
 
     def __post_init__(self) -> None:

@@ -30,6 +30,11 @@ from typing import Any, Literal, Union
 
 from wsss.errors import ConfigError
 
+# The value of a key that the machine decides (`x: int | Auto`): resolved once per run by
+# `wsss.machine_layout.resolve_auto`, never read as a number before that.
+AUTO = "auto"
+Auto = Literal["auto"]
+
 # A check returns what is wrong with a (well-typed) value, or None when it is fine.
 Check = Callable[[Any], "str | None"]
 
@@ -109,6 +114,11 @@ def coerce(value: Any, annotation: Any, key: str, metadata: Mapping[str, Any] | 
         options = [a for a in args if a is not type(None)]
         if value is None and len(options) < len(args):
             return None
+        if Auto in options and len(options) == 2:  # `int | Auto`: "auto", or a value of the other type
+            if value == AUTO:
+                return value
+            options = [a for a in options if a is not Auto]
+            return coerce(value, options[0], key, {**metadata, "or_auto": True})
         if len(options) != 1:
             raise TypeError(f"{key}: only Optional[X] unions are supported, not {annotation}")
         return coerce(value, options[0], key, {**metadata, "optional": True})
@@ -126,7 +136,7 @@ def coerce(value: Any, annotation: Any, key: str, metadata: Mapping[str, Any] | 
         return value
     if dataclasses.is_dataclass(annotation):
         return value if isinstance(value, annotation) else build_section(annotation, value, key)
-    typed = _coerce_scalar(value, annotation, key, bool(metadata.get("optional")))
+    typed = _coerce_scalar(value, annotation, key, bool(metadata.get("optional")), bool(metadata.get("or_auto")))
     _check_value(typed, key, metadata)
     return typed
 
@@ -140,10 +150,10 @@ def _coerce_mapping(value: Any, args: tuple[Any, ...], key: str) -> dict[str, An
     return {_coerce_scalar(k, str, f"{key} key", False): coerce(v, value_type, f"{key}.{k}") for k, v in value.items()}
 
 
-def _coerce_scalar(value: Any, kind: Any, key: str, optional: bool) -> Any:
+def _coerce_scalar(value: Any, kind: Any, key: str, optional: bool, or_auto: bool = False) -> Any:
     if kind is Any:
         return value
-    wanted = f"{kind.__name__}{' (or null)' if optional else ''}"
+    wanted = f"{kind.__name__}{' (or null)' if optional else ''}{' (or auto)' if or_auto else ''}"
     if kind is float and isinstance(value, int) and not isinstance(value, bool):
         value = float(value)
     if not isinstance(value, kind) or (kind in (int, float) and isinstance(value, bool)):

@@ -16,6 +16,7 @@ from PIL import Image
 from skimage import data as skdata
 
 from tests.pipeline.conftest import ROOT, pipeline_test_params
+from wsss.incremental.keys import RUN_SPECIFIC_ATTRS
 
 # id -> (skimage photo, output size (w, h), tags): two input sizes, so batches split by bucket.
 PHOTOS = {
@@ -27,7 +28,7 @@ PHOTOS = {
 }
 pytestmark = pytest.mark.slow  # four `cams` runs with CLIP loads: ~60 s on 2 loaded cores
 
-RUN_SPECIFIC = {"flow_run_id", "code_version", "input_manifest_sha256"}
+RUN_SPECIFIC = set(RUN_SPECIFIC_ATTRS)  # flow-run id, code version, manifest hash, the run's layout
 
 
 def make_repo(root: Path) -> None:
@@ -44,19 +45,19 @@ def make_repo(root: Path) -> None:
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
 
 
-def run_cams_with(root: Path, overlap: bool, batch_size: int) -> Path:
+def run_cams_with(root: Path, overlap: bool, batch_size: int, processes: int = 0) -> Path:
     """Run `cams` afresh with these settings; the store moved aside to a folder named after them."""
     from tasks.cams import run_cams
     from wsss.catalog import ArtifactLayout
     from wsss.params import load_params
 
     params = load_params(root / "params.yaml")
-    params = params.replace(runner=params.runner.with_overrides({"overlap_io": overlap}),
+    params = params.replace(runner=params.runner.with_overrides({"overlap_io": overlap, "image_processes": processes}),
                             cam=params.cam.__class__(**{**params.section_dict("cam"), "batch_size": batch_size}))
     layout = ArtifactLayout.for_params(params, root)
     summary = run_cams(params, layout)
     assert summary.computed == tuple(sorted(PHOTOS)) and not summary.failed
-    kept = root / f"cams-overlap{overlap}-batch{batch_size}"
+    kept = root / f"cams-overlap{overlap}-batch{batch_size}-processes{processes}"
     shutil.move(layout.cams, kept)
     return kept
 
@@ -101,17 +102,38 @@ def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[bool, int], P
     run_prepare(params, layout)
     layout.prompt_scores.parent.mkdir(parents=True)
     layout.prompt_scores.write_text(json.dumps({"selected": params.prompts.pin}))  # what `prompts` would select
-    return {(overlap, batch): run_cams_with(root, overlap, batch) for overlap, batch in ((False, 1), (True, 1), (True, 3), (False, 3))}
+    runs = {(overlap, batch): run_cams_with(root, overlap, batch) for overlap, batch in ((False, 1), (True, 1), (True, 3), (False, 3))}
+    return {**runs, (True, 3, "processes"): run_cams_with(root, True, 3, processes=2)}
 
 
-def test_overlap_writes_byte_identical_shards(stores) -> None:
-    """Prefetch + background writer change when the work is done, never what is stored."""
-    for batch in (1, 3):
-        plain, overlapped = stores[False, batch], stores[True, batch]
+def stored_bytes(store: Path) -> dict:
+    """Each shard's stored bytes: every array's dtype, shape, chunks, filters and raw chunks (compressed,
+    checksummed), every attribute, and the root attributes but the run's own (`layout` included)."""
+    stored: dict = {}
+    for path in sorted(store.glob("shard-*.h5")):
+        with h5py.File(path, "r") as handle:
+            stored[path.name] = {k: v for k, v in handle.attrs.items() if k not in RUN_SPECIFIC}
+            for image_id, group in handle["images"].items():
+                stored[image_id] = {k: bytes(v) if isinstance(v, bytes) else repr(v) for k, v in group.attrs.items()}
+                for name, dataset in group.items():
+                    offsets = [dataset.id.get_chunk_info(i).chunk_offset for i in range(dataset.id.get_num_chunks())]
+                    stored[image_id, name] = (dataset.dtype.str, dataset.shape, dataset.chunks, dataset.compression_opts,
+                                              dataset.fletcher32, [dataset.id.read_direct_chunk(o) for o in offsets])
+    return stored
+
+
+def test_overlap_and_image_processes_store_the_same_bytes(stores) -> None:
+    """Prefetch + background writer, and decoding and encoding on image processes, change when and
+    where the work is done, never what is stored: the same shards but for the root attribute that
+    says how the run went (`layout`). (Without a flow run, nothing else differs.)"""
+    pairs = [(stores[False, 1], stores[True, 1]), (stores[False, 3], stores[True, 3]), (stores[True, 3], stores[True, 3, "processes"])]
+    for plain, other in pairs:
         names = sorted(p.name for p in plain.glob("shard-*.h5"))
-        assert names == sorted(p.name for p in overlapped.glob("shard-*.h5")) and len(names) == 2
-        for name in names:
-            assert (plain / name).read_bytes() == (overlapped / name).read_bytes(), (batch, name)
+        assert names == sorted(p.name for p in other.glob("shard-*.h5")) and len(names) == 2
+        assert stored_bytes(plain) == stored_bytes(other), (plain.name, other.name)
+        for name in names:  # the files differ only there
+            with h5py.File(plain / name, "r") as one, h5py.File(other / name, "r") as two:
+                assert one.attrs["layout"] != two.attrs["layout"]
 
 
 def test_batches_of_three_store_what_one_by_one_stores(stores) -> None:

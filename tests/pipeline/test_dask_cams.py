@@ -66,4 +66,6 @@ def test_cams_on_two_dask_workers_equal_the_sequential_run(harness, tmp_path: Pa
                 assert data_one[key].dtype == data_two[key].dtype and np.array_equal(data_one[key], data_two[key]), key
         # Everything but the flow-run id (which also enters the header checksum, so whole files differ).
         assert attrs_one["/"].pop("flow_run_id") != attrs_two["/"].pop("flow_run_id")
+        # The run's layout (wsss.machine_layout.layout_record: its runner section) says how each ran.
+        assert attrs_one["/"].pop("layout") != attrs_two["/"].pop("layout")
         assert repr(attrs_one) == repr(attrs_two)

@@ -143,6 +143,8 @@ def assert_same_store(reference: Path, store: Path) -> None:
             else:
                 assert data_one[key].dtype == data_two[key].dtype and np.array_equal(data_one[key], data_two[key]), key
         assert attrs_one["/"].pop("flow_run_id") != attrs_two["/"].pop("flow_run_id")
+        # The run's layout (wsss.machine_layout.layout_record: its runner section) says how each ran.
+        assert attrs_one["/"].pop("layout") != attrs_two["/"].pop("layout")
         assert repr(attrs_one) == repr(attrs_two)
 
 

@@ -51,6 +51,16 @@ def test_reference_image_quirk_matches_numpy_cast_the_reference_ran() -> None:
     np.testing.assert_array_equal(reference_crf_image(rgb), naive)
 
 
+def test_reference_image_quirk_equals_the_written_out_arithmetic_for_every_value() -> None:
+    """trunc + mod 256 in int64 (the previous implementation, platform-independent) for every value of every channel."""
+    values = np.arange(256, dtype=np.uint8)
+    rgb = np.stack([values, np.roll(values, 85), np.roll(values, 170)], axis=-1)[None]
+    bgr = rgb[..., ::-1].astype(np.float32)
+    bgr -= np.asarray([104.008, 116.669, 122.675])
+    written_out = np.mod(np.trunc(bgr).astype(np.int64), 256).astype(np.uint8)
+    np.testing.assert_array_equal(reference_crf_image(rgb), written_out)
+
+
 def test_reference_image_rejects_non_uint8() -> None:
     with pytest.raises(ValueError, match="uint8"):
         reference_crf_image(np.zeros((2, 2, 3), dtype=np.float32))

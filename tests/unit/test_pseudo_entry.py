@@ -126,3 +126,28 @@ def test_a_change_to_the_code_that_writes_masks_rewrites_them_and_other_code_doe
             assert run_pseudo(params, layout).computed == rewritten, name
     finally:
         stage_code.code_digest.cache_clear()
+
+
+def test_a_mask_row_and_png_are_what_the_previous_formulas_gave() -> None:
+    """Pixels per label by bincount (was np.unique over every pixel), the palette built once (was per
+    mask): the same summary row and the same PNG bytes."""
+    import io
+
+    from PIL import Image
+
+    from wsss.io.pseudo_store import mask_row
+    from wsss.palette import palette_png_bytes, voc_palette
+    from wsss.pseudo.labels import PseudoLabel
+
+    rng = np.random.default_rng(3)
+    labels = rng.choice(np.array([0, 4, 9, 255], dtype=np.uint8), size=(37, 53))
+    label = PseudoLabel(labels, rng.random((37, 53), dtype=np.float32), labels)
+    values, counts = np.unique(labels, return_counts=True)
+    row = mask_row("x", label, ["cat"], "0" * 64, 255)
+    assert row["label_pixels"] == {str(int(v)): int(c) for v, c in zip(values, counts)}
+    assert list(row["label_pixels"]) == ["0", "4", "9", "255"]
+    image = Image.frombytes("P", (53, 37), labels.tobytes())
+    image.putpalette(voc_palette().flatten().tolist())
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    assert palette_png_bytes(labels) == buffer.getvalue()

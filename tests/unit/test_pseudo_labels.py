@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from wsss.pseudo.labels import _in_unit_interval
 from wsss.pseudo import (
     PseudoLabel,
     background_score,
@@ -147,3 +148,36 @@ def test_bad_inputs_raise_value_error(cams: np.ndarray, kwargs: dict, message: s
 def test_labels_from_scores_rejects_channel_mismatch(cams: np.ndarray) -> None:
     with pytest.raises(ValueError, match="must match"):
         labels_from_scores(scores_with_background(cams), np.array([4]))
+
+
+def every_float16() -> np.ndarray:
+    return np.arange(2**16, dtype=np.uint32).astype(np.uint16).view(np.float16)
+
+
+def test_the_float16_range_check_on_bits_agrees_with_comparisons_for_every_float16() -> None:
+    """All 65536 values (NaN, inf, -0.0, subnormals): accepted exactly when 0 <= x <= 1."""
+    values = every_float16()
+    with np.errstate(invalid="ignore"):
+        expected = (values >= 0) & (values <= 1)
+    for index in range(0, len(values), 512):
+        chunk = values[index : index + 512]
+        cams = chunk.reshape(1, 1, -1)
+        accepted = _in_unit_interval(cams)
+        assert accepted == bool(expected[index : index + 512].all()), index
+    for value, wanted in zip(values, expected, strict=True):
+        if wanted != _in_unit_interval(np.full((1, 1, 1), value)):
+            raise AssertionError(f"{value!r} ({value.view(np.uint16):#06x})")
+
+
+def test_the_background_score_with_alpha_1_equals_numpy_float16_bit_for_bit() -> None:
+    """The CRF path's `(1 - max)^1` computed in float32 and rounded once, against numpy's float16
+    arithmetic the reference ran: every float16 in [0, 1] as the maximum, and random stacks."""
+    values = every_float16()
+    unit = values[(values >= 0) & (values <= 1)]
+    rng = np.random.default_rng(0)
+    stacks = [unit.reshape(1, 1, -1), np.stack([unit, rng.permutation(unit)])[:, None, :],
+              rng.random((3, 64, 64)).astype(np.float16), np.zeros((2, 4, 4), np.float16)]
+    for cams in stacks:
+        reference = np.power(1 - np.max(cams, axis=0, keepdims=True), 1.0)
+        assert reference.dtype == np.float16
+        assert background_score(cams, 1.0).tobytes() == reference.tobytes()

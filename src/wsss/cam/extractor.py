@@ -31,6 +31,7 @@ from wsss.clip.loading import LoadedClip
 from wsss.clip.vision import ClipVisionTower, TowerState
 from wsss.errors import ConfigError
 from wsss.imaging import clip_input_size, clip_pixels, to_rgb
+from wsss.io.shared_arrays import shared
 from wsss.text.encoder import PromptEmbeddingCache
 from wsss.text.vocabulary import ClassVocabulary
 
@@ -59,6 +60,21 @@ class PreparedImage:
 
     pixels: torch.Tensor
     original_size: tuple[int, int]
+
+    def __reduce__(self) -> tuple:
+        # From an image process through a shared-memory segment (wsss.io.shared_arrays), as a numpy array.
+        return _prepared_from_array, (shared(self.pixels.numpy()), self.original_size)
+
+
+def _prepared_from_array(pixels: np.ndarray, original_size: tuple[int, int]) -> PreparedImage:
+    return PreparedImage(torch.from_numpy(pixels), original_size)
+
+
+def prepare_image(image: Image.Image, patch_size: int, max_side: int | None) -> PreparedImage:
+    """Resize and normalise one RGB image for the network (reference transform, `max_side` cap)."""
+    rgb = to_rgb(image) if image.mode != "RGB" else image
+    size = clip_input_size(rgb.height, rgb.width, patch_size, max_side)
+    return PreparedImage(clip_pixels(rgb, size), (rgb.height, rgb.width))
 
 
 def size_bucket(image: PreparedImage) -> tuple[int, ...]:
@@ -140,9 +156,7 @@ class ClipEsCamExtractor:
 
     def prepare(self, image: Image.Image) -> PreparedImage:
         """Resize and normalise one RGB image for the network (reference transform)."""
-        rgb = to_rgb(image) if image.mode != "RGB" else image
-        size = clip_input_size(rgb.height, rgb.width, self.tower.patch_size, self.settings.max_side)
-        return PreparedImage(clip_pixels(rgb, size), (rgb.height, rgb.width))
+        return prepare_image(image, self.tower.patch_size, self.settings.max_side)
 
     def extract(self, image: Image.Image | PreparedImage, class_ids: Sequence[int], refine: bool = True) -> CamResult:
         """CAMs for one image and its tags (class ids, duplicates removed in order)."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from typing import ClassVar, Literal
 
 from wsss.errors import ConfigError
-from wsss.settings import check_fields, setting
+from wsss.settings import AUTO, Auto, check_fields, setting
 from wsss.text.vocabulary import REFERENCE_TEMPLATE
 
 
@@ -37,7 +37,10 @@ class CamSettings:
     exact_attention: bool = setting(
         True, "explicit attention in every block (bit-identical to the reference); false: fused kernel where maps are unused"
     )
-    batch_size: int = setting(1, "images per forward within a size bucket", ge=1, le=4096)
+    batch_size: int | Auto = setting(
+        1, "images per forward within a size bucket; auto (as shipped): 32 with CLIP on CUDA, else 1 (recorded resolved)",
+        ge=1, le=4096,
+    )
 
     def __post_init__(self) -> None:
         if not self.templates:
@@ -55,8 +58,9 @@ class CaaSettings:
     sinkhorn_rounds: int = setting(3, "column/row normalisation rounds of the affinity", ge=1, le=100)
     affinity_power: int = setting(2, "exponent of the transition matrix (the reference squares it once)", ge=1, le=16)
     device: str = setting(
-        "cpu", "torch device of the refine stage's CAA: cpu, or cuda for the affinity products (box masks stay on the host)",
-        check=lambda value: None if re.fullmatch(r"cpu|cuda(:\d+)?", value) else "must be cpu, cuda or cuda:N",
+        "cpu", "torch device of the refine stage's CAA: cpu, or cuda for the affinity products (box masks stay on the host); "
+        "auto (as shipped): clip.device when it is CUDA and refine runs in the stage process, else cpu (recorded resolved)",
+        check=lambda value: None if re.fullmatch(rf"cpu|cuda(:\d+)?|{AUTO}", value) else "must be cpu, cuda, cuda:N or auto",
     )
 
     def __post_init__(self) -> None:

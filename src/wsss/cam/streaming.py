@@ -7,16 +7,23 @@ several sizes, so consecutive images would form small batches: instead each load
 size bucket, a bucket runs when it holds `batch_size` images, and when `BUCKET_WINDOW_BATCHES`
 batches' worth of images wait unanswered the bucket holding the oldest one runs as it is. Which images share a forward depends
 only on the order and sizes of the images, never on timing, so a run is reproducible. Results
-come back in input order.
+come back in input order. With image processes (`pool`), `PrepareFile` decodes and prepares the
+next images there instead of on threads (the same pixels: the same code).
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Executor
+from dataclasses import dataclass
+from pathlib import Path
 from typing import TypeVar
 
-from wsss.cam.extractor import CamResult, ClipEsCamExtractor, PreparedImage, size_bucket
+from wsss.cam.extractor import CamResult, ClipEsCamExtractor, PreparedImage, prepare_image, size_bucket
+from wsss.datasets import safe_join
+from wsss.errors import DatasetError, ImageError
+from wsss.imaging import load_rgb
 from wsss.io.pipelining import prefetch
 
 T = TypeVar("T")
@@ -29,6 +36,29 @@ PREFETCH_AHEAD = 4
 BUCKET_WINDOW_BATCHES = 4
 
 
+@dataclass(frozen=True)
+class PrepareFile:
+    """Decode + prepare one image file of a dataset for the network: `load` of `stream_cams` over
+    `(image id, path under root, class ids)` items (picklable: image processes run it). An
+    unreadable image returns its error."""
+
+    root: Path
+    patch_size: int
+    max_side: int | None
+    max_pixels: int | None = None
+
+    @classmethod
+    def of(cls, extractor: ClipEsCamExtractor, root: Path, max_pixels: int | None = None) -> PrepareFile:
+        return cls(Path(root), extractor.tower.patch_size, extractor.settings.max_side, max_pixels)
+
+    def __call__(self, item: tuple[str, str, Sequence[int]]) -> LoadedImage | Exception:
+        _, path, class_ids = item
+        try:
+            return prepare_image(load_rgb(safe_join(self.root, path), self.max_pixels), self.patch_size, self.max_side), class_ids
+        except (ImageError, DatasetError) as error:
+            return error
+
+
 def stream_cams(
     extractor: ClipEsCamExtractor,
     items: Sequence[T],
@@ -36,6 +66,7 @@ def stream_cams(
     batch_size: int,
     overlap: bool,
     decode_workers: int = 1,
+    pool: Executor | None = None,
 ) -> Iterator[tuple[T, CamResult | Exception]]:
     """`(item, result)` for every item in order; `load` returning an exception (an unreadable
     image) yields that exception in the item's place, after every earlier item's result.
@@ -46,9 +77,11 @@ def stream_cams(
         overlap: load the next `batch_size + PREFETCH_AHEAD` items on threads while the model runs.
         decode_workers: threads loading with `overlap` (PIL releases the GIL while decoding and
             resizing, so a GPU that needs more images per second than one thread decodes gets them).
+        pool: image processes to load on instead of threads (with `overlap`; `load` must be
+            picklable; `decode_workers` then says how many).
     """
     depth = batch_size + PREFETCH_AHEAD + decode_workers - 1
-    loaded = prefetch(items, load, depth=depth, workers=decode_workers) if overlap else ((i, load(i)) for i in items)
+    loaded = prefetch(items, load, depth=depth, workers=decode_workers, pool=pool) if overlap else ((i, load(i)) for i in items)
     window = max(1, BUCKET_WINDOW_BATCHES * batch_size)
     waiting: deque[list] = deque()  # [item, result or None] in input order
     buckets: dict[tuple[int, ...], list[tuple[list, LoadedImage]]] = {}

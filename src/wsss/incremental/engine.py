@@ -9,7 +9,7 @@ the root attributes and a per-image `compute` callback; the engine decides what 
 * every other shard is one job: unchanged images are copied from the previous store, the rest
   computed, into a scratch folder keyed by the stage identity and the keys (a killed run resumes
   shard by shard: a finished scratch shard is reused);
-* finished shards are then published into the store (atomic copies, `publish_copy`), shards of removed images
+* finished shards are then published into the store (atomic renames, `publish_move`), shards of removed images
   deleted, the scratch folder dropped.
 
 Jobs go through `submit` (injected by the caller: the task runner's `.submit`, e.g. onto Dask
@@ -20,14 +20,19 @@ as failed; the others proceed.
 A callback with a `stream(ids, overlap)` method computes a shard's images together (the `cams`
 stage: decode prefetched on a thread, batches by size bucket); with `overlap` the shard is
 written by a `BackgroundShardWriter`, so compression and checksums run while the next images
-are computed. Neither changes a stored value: images are added in the same order with the same
-arrays.
+are computed. With image processes (`ShardJob.processes`, `runner.image_processes`) a streamed
+image is encoded on them (`wsss.io.shard_encoding`), and a plain callback (`refine`) runs there
+whole, a few images per task, computing and encoding; this process only places the finished
+chunks in order. None of this changes a stored value: images are added in the same order with
+the same bytes (tests/unit/test_engine_processes.py).
 """
 
 from __future__ import annotations
 
+import functools
 import shutil
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
+from concurrent.futures import Future
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -46,14 +51,20 @@ from wsss.incremental.keys import (
 )
 from wsss.io import CamStore, ShardWriter, assign_shards, shard_path
 from wsss.io.atomic import remove_leftover_temporaries
-from wsss.io.pipelining import BackgroundShardWriter
+from wsss.io.pipelining import BackgroundShardWriter, image_processes, prefetch
+from wsss.io.shard_encoding import EncodedImage, encode_image
+from wsss.io.shared_arrays import MIN_SHARED_BYTES, shared
 from wsss.io.shard_assignment import assign_shards_by_hash
-from wsss.io.shard_writer import publish_copy
+from wsss.io.shard_writer import publish_move, storage_array
 from wsss.provenance import sha256_of
 from wsss.stage_result import StageResult
 
 # Per-image problems that cost the image, not the run.
 IMAGE_FAILURES = (ImageError, DatasetError)
+# Images per task of a plain callback on image processes (amortises shipping the callback), and
+# tasks in flight per process (bounds the encoded images held in memory, ~0.5 MB each).
+IMAGES_PER_TASK = 4
+TASKS_AHEAD_PER_PROCESS = 2
 
 
 @dataclass(frozen=True)
@@ -112,6 +123,7 @@ class ShardJob:
     compression: str
     copied_arrays: tuple[str, ...]  # what a reused image carries over
     overlap: bool = False  # background writer, and prefetch in a streaming callback
+    processes: int = 0  # image processes computing/encoding beside this one (0: all here)
 
 
 @dataclass(frozen=True)
@@ -181,10 +193,13 @@ def write_shard(job: ShardJob, compute: ImageCompute) -> ShardOutcome:
         return ShardOutcome(job.target, copied=tuple(ids))
     computed, copied, failed = [], [], {}
     stores: dict[Path, CamStore] = {}
-    outputs = _computed_outputs([i for i in ids if i not in job.reuse], compute, job.overlap)
+    todo = [i for i in ids if i not in job.reuse]
+    outputs = _computed_outputs(todo, compute, job) if job.processes else _computed_here(todo, compute, job.overlap)
     try:
         writer = ShardWriter(job.target, dict(job.root_attrs), compression=job.compression)
-        with BackgroundShardWriter(writer) if job.overlap else writer as sink:
+        background = job.overlap or (job.processes and hasattr(compute, "stream"))
+        ahead = max(8, TASKS_AHEAD_PER_PROCESS * job.processes)
+        with BackgroundShardWriter(writer, max_pending=ahead) if background else writer as sink:
             for image_id in ids:
                 if image_id in job.reuse:
                     store = stores.setdefault(job.reuse[image_id].parent, CamStore(job.reuse[image_id].parent))
@@ -196,20 +211,25 @@ def write_shard(job: ShardJob, compute: ImageCompute) -> ShardOutcome:
                 if isinstance(output, Exception):
                     failed[image_id] = str(output)
                     continue
-                sink.add(image_id, output.arrays, {**output.attrs, CONTENT_KEY_ATTR: job.keys[image_id]}, output.dtypes)
+                if isinstance(output, (EncodedImage, Future)):
+                    sink.add_encoded(image_id, output)  # type: ignore[arg-type]
+                else:
+                    sink.add(image_id, output.arrays, {**output.attrs, CONTENT_KEY_ATTR: job.keys[image_id]}, output.dtypes)
                 computed.append(image_id)
     finally:
         outputs.close()  # stops a streaming callback's prefetch when the shard failed half-way
+        close = getattr(compute, "close", None)
+        if close is not None:
+            close()  # e.g. the input shard a narrowed refine callback kept open
     if not computed and not copied:
         job.target.unlink(missing_ok=True)
         return ShardOutcome(None, failed=failed)
     return ShardOutcome(job.target, tuple(computed), tuple(copied), failed)
 
 
-def _computed_outputs(
-    image_ids: Sequence[str], compute: ImageCompute, overlap: bool
-) -> Generator[ImageOutput | Exception, None, None]:
-    """Each image's output (or its `IMAGE_FAILURES` error) in order: streamed when the callback can."""
+def _computed_here(image_ids: Sequence[str], compute: ImageCompute, overlap: bool) -> Generator[ImageOutput | Exception, None, None]:
+    """Each image's output (or its `IMAGE_FAILURES` error) in order, computed in this process:
+    streamed when the callback can."""
     stream = getattr(compute, "stream", None)
     if stream is not None:
         for (expected, (image_id, output)) in zip(image_ids, stream(image_ids, overlap), strict=True):
@@ -222,6 +242,55 @@ def _computed_outputs(
             yield compute(image_id)
         except IMAGE_FAILURES as error:
             yield error
+
+
+def _computed_outputs(
+    image_ids: Sequence[str], compute: ImageCompute, job: ShardJob
+) -> Generator[Future[EncodedImage] | EncodedImage | Exception, None, None]:
+    """Each image's encoded entry (or its `IMAGE_FAILURES` error) in order, with image processes:
+    a streamed output is encoded there (a future, placed by the background writer in its turn);
+    a plain callback runs there whole, `IMAGES_PER_TASK` images per task."""
+    pool = image_processes(job.processes)
+    if hasattr(compute, "stream"):
+        for image_id, output in zip(image_ids, _computed_here(image_ids, compute, job.overlap), strict=True):
+            if isinstance(output, Exception):
+                yield output
+                continue
+            attrs = {**output.attrs, CONTENT_KEY_ATTR: job.keys[image_id]}
+            yield pool.submit(encode_image, image_id, _portable(image_id, output), attrs, output.dtypes, job.compression)
+        return
+    tasks = [[(i, job.keys[i]) for i in image_ids[start : start + IMAGES_PER_TASK]] for start in range(0, len(image_ids), IMAGES_PER_TASK)]
+    work = functools.partial(compute_encoded, compute, job.compression)
+    for _, results in prefetch(tasks, work, depth=TASKS_AHEAD_PER_PROCESS * job.processes, pool=pool):
+        yield from results
+
+
+def _portable(image_id: str, output: ImageOutput) -> dict[str, Any]:
+    """The arrays of a streamed output as they go to an image process: large ones cast to their
+    storage dtype here (the cast `add` makes; half the bytes of float32 attention to move) and
+    moved through shared memory."""
+    dtypes = output.dtypes or {}
+    return {name: shared(storage_array(f"image {image_id!r}: array", name, array, dtypes.get(name)))
+            if np.asarray(array).nbytes >= MIN_SHARED_BYTES else array for name, array in output.arrays.items()}
+
+
+def compute_encoded(compute: ImageCompute, compression: str, images: Sequence[tuple[str, str]]) -> list[EncodedImage | Exception]:
+    """On an image process: a few images computed and encoded for their shard (id, content key),
+    an unreadable one as its error."""
+    results: list[EncodedImage | Exception] = []
+    try:
+        for image_id, key in images:
+            try:
+                output = compute(image_id)
+            except IMAGE_FAILURES as error:
+                results.append(error)
+                continue
+            results.append(encode_image(image_id, output.arrays, {**output.attrs, CONTENT_KEY_ATTR: key}, output.dtypes, compression))
+    finally:
+        close = getattr(compute, "close", None)
+        if close is not None:
+            close()
+    return results
 
 
 def shard_plan(image_ids: Sequence[str], images_per_shard: int, shard_count: int | None = None) -> dict[int, list[str]]:
@@ -245,6 +314,7 @@ def run_sharded(
     compression: str,
     copied_arrays: Sequence[str],
     overlap: bool = False,
+    processes: int = 0,
     submit: Submit = run_now,
     report: StageReport | None = None,
 ) -> StageSummary:
@@ -260,6 +330,7 @@ def run_sharded(
         compression: shard codec.
         copied_arrays: array names of a reused image.
         overlap: write shards on a background thread (and let a streaming callback prefetch).
+        processes: image processes per shard job (`runner.image_processes`; 0: none).
         submit: runs a `write_shard` job (task runner); the default writes in this process.
         report: progress hook.
     """
@@ -275,7 +346,7 @@ def run_sharded(
             report.advance(ids, "untouched")
             continue
         job = ShardJob(index, expected, reusable_ids(expected, previous), shard_path(scratch, index), dict(root_attrs),
-                       compression, tuple(copied_arrays), overlap)
+                       compression, tuple(copied_arrays), overlap, processes)
         narrow = getattr(compute, "for_images", None)
         futures.append(submit(job, narrow(ids) if narrow else compute))
     outcomes = []
@@ -304,14 +375,14 @@ def records_params(path: Path, root_attrs: Mapping[str, Any]) -> bool:
 
 
 def publish(outcomes: Sequence[ShardOutcome], output: Path, untouched: Sequence[str], scratch: Path) -> list[Path]:
-    """Copy finished scratch shards into the store; delete every other shard file (removed images, or
+    """Move finished scratch shards into the store; delete every other shard file (removed images, or
     a shard whose images all failed this time) and leftovers of interrupted copies; drop scratch."""
     output.mkdir(parents=True, exist_ok=True)
     published = []
     for outcome in outcomes:
         if outcome.path is not None:
             # A full disk: one StoreError naming the shard; the previous shard stays, nothing partial.
-            published.append(publish_copy(outcome.path, output / outcome.path.name))
+            published.append(publish_move(outcome.path, output / outcome.path.name))
     for stale in stale_shards(output, [*published, *(output / name for name in untouched)]):
         stale.unlink()
     remove_leftover_temporaries([output])

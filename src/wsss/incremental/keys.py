@@ -35,8 +35,9 @@ from wsss.provenance import sha256_of
 from wsss.settings import iter_keys, type_hints
 
 CONTENT_KEY_ATTR = "content_key"
-# Root attributes that describe one run rather than what the maps are computed from.
-RUN_SPECIFIC_ATTRS = ("code_version", "flow_run_id", "input_manifest_sha256")
+# Root attributes that describe one run rather than what the maps are computed from (`layout`: the
+# run's resolved runner section and cores, `wsss.machine_layout.layout_record`).
+RUN_SPECIFIC_ATTRS = ("code_version", "flow_run_id", "input_manifest_sha256", "layout")
 PARAMS_ATTR, PARAMS_HASH_ATTR = "params", "params_sha256"
 
 

@@ -42,6 +42,7 @@ from wsss.inference.inputs import ImageInput
 from wsss.inference.outputs import OutputFolder, record_failure
 from wsss.io import CamStore, ShardWriter, shard_path
 from wsss.io.overlay_inputs import weights_are_random
+from wsss.machine_layout import resolve_auto
 from wsss.params import Params
 from wsss.provenance import stage_attributes
 from wsss.viz import OverlayInputs, overlay_figure
@@ -65,6 +66,7 @@ def segment_images(
     advance: Callable[[int], None] = lambda _: None,
 ) -> dict[str, Any]:
     """Run cams -> refine -> pseudo on every image into `out`; failures go to `failures`."""
+    params = resolve_auto(params)  # as the stages resolve it (built-in defaults without a params file)
     logger = out.logger()
     vocabulary = params.vocabulary
     extractor = ClipEsCamExtractor(clip, vocabulary, replace(params.cam, templates=(request.template,)), params.caa)

@@ -10,6 +10,7 @@ in place and raises one `ArtifactWriteError` naming the file.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import secrets
@@ -129,6 +130,26 @@ def write_json_atomic(path: Path | str, value: Any) -> None:
 def copy_file_atomic(source: Path | str, destination: Path | str) -> None:
     with atomic_path(destination) as temporary, open(source, "rb") as reader, open(temporary, "wb") as writer:
         shutil.copyfileobj(reader, writer, COPY_BLOCK_BYTES)
+
+
+def move_file_atomic(source: Path | str, destination: Path | str) -> None:
+    """Move a complete, already durable file (written by `AtomicFile`) onto `destination`: a rename
+    within one file system (then the directory is synced), else the atomic copy (and the source
+    is removed). A reader sees the previous file or this one."""
+    source, destination = Path(source), Path(destination)
+    try:
+        os.replace(source, destination)
+    except OSError as error:
+        if error.errno != errno.EXDEV:
+            raise write_error(destination, error) from error
+        copy_file_atomic(source, destination)
+        source.unlink()
+        return
+    if os.name == "posix":
+        try:
+            _fsync(destination.parent)
+        except OSError as error:
+            raise ArtifactWriteError(f"{destination}: written, but its directory could not be synced ({error.strerror or error})") from error
 
 
 def is_temporary(path: Path) -> bool:

@@ -43,14 +43,15 @@ def npy_bytes(array: np.ndarray) -> bytes:
 
 def mask_row(image_id: str, label: PseudoLabel, tags: Sequence[str], source_sha256: str, ignore_index: int) -> dict[str, Any]:
     """The summary row of one mask: size, tags, ignored share, mean confidence, pixels per label."""
-    values, counts = np.unique(label.labels, return_counts=True)
+    counts = np.bincount(label.labels.ravel(), minlength=256)  # uint8 labels: np.unique sorted all pixels
+    values = np.flatnonzero(counts)
     return {
         "image_id": image_id,
         "size": [int(v) for v in label.labels.shape],
         "tags": list(tags),
         "ignored_fraction": round(float((label.labels == ignore_index).mean()), 6),
         "mean_confidence": round(float(label.confidence.mean()), 6),
-        "label_pixels": {str(int(v)): int(c) for v, c in zip(values, counts)},
+        "label_pixels": {str(int(v)): int(counts[v]) for v in values},
         "source_sha256": source_sha256,
     }
 

@@ -16,18 +16,21 @@ import errno
 import json
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import h5py
 import numpy as np
 
 from wsss.errors import ArtifactWriteError, StoreError
-from wsss.io.atomic import AtomicFile, copy_file_atomic
+from wsss.io.atomic import AtomicFile, copy_file_atomic, move_file_atomic
 from wsss.io.attributes import MAX_ATTR_BYTES, encode_attrs, validate_name, write_attrs
 from wsss.io.codecs import DEFAULT_CODEC, codec_level, codec_name, codec_record, dataset_filters
+
+if TYPE_CHECKING:
+    from wsss.io.shard_encoding import EncodedImage
 
 SCHEMA_VERSION = 2  # 2: `codec` root attribute, Blosc2 codec; version 1 shards stay readable
 RESERVED_ROOT_ATTRS = ("schema_version", "shard_index", "num_images", "image_ids", "codec")
@@ -153,6 +156,33 @@ class ShardWriter:
         Shape:
             arrays: any, e.g. gradcam `(K, h, w)`, attention `(h*w, h*w)`, refined `(K, H, W)`.
         """
+        where = self._accept(image_id)
+        # Everything that can be refused is checked before the file changes.
+        prepared, encoded_attrs = prepare_image(where, arrays, attrs, dtypes)
+
+        def create_arrays(group: h5py.Group) -> None:
+            for name, data in prepared.items():
+                # Not kept: the dataset closes here, its chunks pass the filters and take their
+                # place in the file before the next array's header (the file's byte layout).
+                group.create_dataset(name, data=data, **dataset_options(data.shape, data.dtype, self._filters))
+
+        self._write(image_id, encoded_attrs, create_arrays)
+
+    def add_encoded(self, image_id: str, encoded: EncodedImage) -> None:
+        """Store one image whose arrays were already stored through this codec's filters elsewhere
+        (`wsss.io.shard_encoding.encode_image`, e.g. in another process): its compressed,
+        checksummed chunks are written as they are, so the shard's bytes equal `add`'s."""
+        where = self._accept(image_id)
+        if (encoded.codec, encoded.level) != (self.codec, self.level):
+            raise StoreError(f"{where}: encoded with {encoded.codec} {encoded.level}, the shard is {self.codec} {self.level}")
+        def create_arrays(group: h5py.Group) -> None:
+            for array in encoded.arrays:
+                array.write_into(group, self._filters)
+
+        self._write(image_id, encoded.attrs, create_arrays)
+
+    def _accept(self, image_id: str) -> str:
+        """Where an image goes, in error messages, once this shard can take it (in order, not full)."""
         if self._file is None:
             raise StoreError(f"{self.path}: ShardWriter.add called outside its `with` block")
         where = f"{self.path}: image {validate_name(image_id)!r}"
@@ -161,21 +191,17 @@ class ShardWriter:
         if self._image_ids and image_id <= self._image_ids[-1]:
             reason = "duplicate image id" if image_id in self._image_ids else "ids must be added in sorted order"
             raise StoreError(f"{self.path}: {reason}: {image_id!r} after {self._image_ids[-1]!r}")
-        unknown = sorted(set(dtypes or ()) - set(arrays))
-        if unknown:
-            raise StoreError(f"{where}: dtypes given for arrays it does not have: {unknown}")
         if self._ids_json_bytes + len(json.dumps(image_id).encode("utf-8")) + 2 > MAX_ATTR_BYTES:
             raise StoreError(f"{self.path}: image_ids would exceed {MAX_ATTR_BYTES} bytes; use smaller shards")
-        # Everything that can be refused is checked before the file changes.
-        dtypes = dtypes or {}
-        prepared = {name: storage_array(f"{where}: array", name, arrays[name], dtypes.get(name)) for name in sorted(arrays)}
-        encoded_attrs = encode_attrs(attrs, where)
+        return where
+
+    def _write(self, image_id: str, encoded_attrs: list[tuple[str, Any]], create_arrays: Callable[[h5py.Group], Any]) -> None:
+        """The image's group, its arrays (`create_arrays`, sorted by name) and attributes, in this order."""
+        assert self._file is not None  # _accept checked it
+        where = f"{self.path}: image {image_id!r}"
         try:
             group = self._file["images"].create_group(image_id, track_times=False)
-            for name, data in prepared.items():
-                chunks = chunk_shape(data.shape, data.dtype.itemsize)
-                filters = self._filters if chunks is not None else {}
-                group.create_dataset(name, data=data, chunks=chunks, track_times=False, **filters)
+            create_arrays(group)
             write_attrs(group, encoded_attrs)
         except BaseException as error:
             self._broken = f"writing {image_id!r} failed ({os_error_reason(error)})"
@@ -245,6 +271,36 @@ def publish_copy(source: Path, destination: Path) -> Path:
     return destination
 
 
+def prepare_image(
+    where: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any], dtypes: Mapping[str, Any] | None
+) -> tuple[dict[str, np.ndarray], list[tuple[str, Any]]]:
+    """One image's arrays as stored (sorted by name, in their storage dtypes) and its encoded
+    attributes; everything a shard refuses about an image is refused here, before any write."""
+    unknown = sorted(set(dtypes or ()) - set(arrays))
+    if unknown:
+        raise StoreError(f"{where}: dtypes given for arrays it does not have: {unknown}")
+    prepared = {name: storage_array(f"{where}: array", name, arrays[name], (dtypes or {}).get(name)) for name in sorted(arrays)}
+    return prepared, encode_attrs(attrs, where)
+
+
+def dataset_options(shape: tuple[int, ...], dtype: np.dtype, filters: Mapping[str, Any]) -> dict[str, Any]:
+    """`create_dataset` options of a stored array: its chunks (`chunk_shape`) with the codec's
+    filters and checksum, or contiguous without them when empty; no timestamps."""
+    chunks = chunk_shape(shape, dtype.itemsize)
+    return {"chunks": chunks, "track_times": False, **(filters if chunks is not None else {})}
+
+
+def publish_move(source: Path, destination: Path) -> Path:
+    """Move a finished scratch shard onto `destination`: a rename where both are on one file system
+    (the shard was written and synced once; copying it again cost ~20 % of the stage process's
+    host work per image, benchmarks/pipeline_io_cost.py), else `publish_copy`'s atomic copy."""
+    try:
+        move_file_atomic(source, destination)
+    except ArtifactWriteError as error:
+        raise StoreError(f"{destination}: not published, the previous file is kept: {_reason(error)}") from None
+    return destination
+
+
 def storage_array(where: str, name: str, array: np.ndarray, dtype: Any) -> np.ndarray:
     """`array` as stored: C-contiguous in `dtype` (default float16 for floats); refuses overflow."""
     where = f"{where} {validate_name(name, f'{where} name')!r}"
@@ -254,6 +310,8 @@ def storage_array(where: str, name: str, array: np.ndarray, dtype: Any) -> np.nd
     target = np.dtype(dtype if dtype is not None else np.float16 if source.dtype.kind == "f" else source.dtype)
     if target.kind not in "biuf":
         raise StoreError(f"{where}: storage dtype must be numeric, got {target}")
+    if source.dtype == target:  # nothing is cast, so nothing can overflow (numpy's float16 isfinite is slow)
+        return np.ascontiguousarray(source)
     if source.dtype == np.float32 and target == np.float16:
         stored = _float32_to_float16(source)
         if stored is not None:

@@ -67,8 +67,10 @@ def reference_crf_image(rgb: np.ndarray) -> np.ndarray:
     bgr = rgb[..., ::-1].astype(np.float32)
     # In-place subtraction keeps float32, matching ``image -= mean`` on a float32 image.
     bgr -= np.asarray(REFERENCE_MEAN_BGR)
-    # Values lie in (-123, 151], well inside int64, so trunc + mod 256 equals the x86 wrap.
-    return np.mod(np.trunc(bgr).astype(np.int64), 256).astype(np.uint8)
+    # Values lie in (-123, 151]: the cast to int16 truncates toward zero (defined in range) and the
+    # integer cast to uint8 keeps the low 8 bits, i.e. trunc + mod 256 (the x86 wrap), with no
+    # int64 temporaries (tests/unit/test_crf.py checks every input value).
+    return bgr.astype(np.int16).astype(np.uint8)
 
 
 def _import_pydensecrf() -> tuple[ModuleType, ModuleType]:

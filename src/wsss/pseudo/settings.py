@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, ClassVar
 
-from wsss.settings import check_fields, setting
+from wsss.settings import AUTO, Auto, check_fields, setting
 
 if TYPE_CHECKING:
     import numpy as np
@@ -45,8 +45,8 @@ class PseudoSettings:
     )
     ignore_index: int = setting(255, "label of ignored pixels", ge=0, le=255)
     crf_params: CrfParams = setting(CrfParams(), "dense CRF parameters")
-    jobs: int = setting(1, "worker processes of the pseudo stage (the CRF is CPU-bound); not part of any result", ge=1, le=1024,
-                      identity=False)
+    jobs: int | Auto = setting(AUTO, "worker processes of the pseudo stage (the CRF is CPU-bound); auto: every usable core",
+                               ge=1, le=1024, identity=False)
 
     def __post_init__(self) -> None:
         check_fields(self)
