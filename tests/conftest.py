@@ -55,3 +55,14 @@ def photos() -> dict[str, tuple[Image.Image, list[int]]]:
         "chelsea": (Image.fromarray(skimage_data.chelsea()), [7, 17]),
         "voc": (Image.fromarray(voc["rgb"]), voc_ids),
     }
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--reverse-order", action="store_true",
+                     help="run the selected tests in reverse order (shows that no test needs an earlier one)")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--reverse-order"):
+        items.reverse()
