@@ -7,11 +7,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 from PIL import Image
 from skimage import data as skdata
 
-from tests.pipeline.conftest import ROOT, pipeline_test_params
+from tests.params_edit import with_values, write_params
+from tests.pipeline.repos import pipeline_test_params
 
 PHOTOS = {
     "a": ("astronaut", ("person", "cat")),
@@ -30,6 +30,7 @@ def write_dataset(root: Path, ids: list[str]) -> None:
     (root / "data/photos/tags.csv").write_text("\n".join(lines) + "\n")
 
 
+@pytest.mark.slow  # four prompts runs, each loading a random ViT-B/16
 def test_a_run_after_adding_an_image_embeds_only_that_image(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from tasks.prepare import run_prepare
     from tasks.prompts import run_prompts
@@ -37,12 +38,11 @@ def test_a_run_after_adding_an_image_embeds_only_that_image(tmp_path: Path, monk
     from wsss.catalog import ArtifactLayout
     from wsss.params import load_params
 
-    params_file = tmp_path / "params.yaml"
-    params = pipeline_test_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
-    params["data"].update(kind="folder", root=str(tmp_path / "data/photos"), images_dir="images", tags_file="tags.csv",
-                          ground_truth_dir=None)
-    params["prompts"].update(candidates=["a photo of a {}.", "itap of a {}."], pin=None)
-    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
+    params_file = write_params(tmp_path, with_values(pipeline_test_params(), {
+        "data.kind": "folder", "data.root": str(tmp_path / "data/photos"), "data.images_dir": "images",
+        "data.tags_file": "tags.csv", "data.ground_truth_dir": None,
+        "prompts.candidates": ["a photo of a {}.", "itap of a {}."], "prompts.pin": None,
+    }))
     embedded: list[int] = []
     original = ClipEsCamExtractor.image_features
 
