@@ -12,8 +12,10 @@ import pytest
 import torch
 from PIL import Image
 
+from tests.processes import cpu_share
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+torch.set_num_threads(cpu_share())
 
 
 def openai_format_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:

@@ -15,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from tests.params_edit import read_params, with_values, write_params
+from tests.processes import cpu_share
 
 ROOT = Path(__file__).resolve().parents[2]
 COPIED = ("flows", "tasks", "src", "corrections", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore")
@@ -42,6 +43,8 @@ def pipeline_env(repo: Path, api_url: str | None = None) -> dict[str, str]:
                PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120", PREFECT_HOME=str(repo / ".prefect"))
     if api_url:
         env["PREFECT_API_URL"] = api_url
+    if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
+        env.setdefault("OMP_NUM_THREADS", str(cpu_share()))  # the stage's torch threads: this worker's share
     return env
 
 
