@@ -4,6 +4,7 @@ DeepLabV2 trained once per session by the train stage entry (`trained_sample`)."
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -14,9 +15,10 @@ import yaml
 from PIL import Image
 
 from wsss.reference_clip_es import sharpen_attention
+from tests.processes import cpu_share
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-torch.set_num_threads(max(1, min(4, os.cpu_count() or 1)))
+torch.set_num_threads(cpu_share())
 
 
 def openai_format_state_dict(model: torch.nn.Module) -> dict[str, torch.Tensor]:
@@ -91,3 +93,22 @@ def trained_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
         write_bytes_atomic(layout.pseudo.output(PseudoLayout.CONFIDENCE, record.image_id), npy_bytes(np.ones(mask.shape, np.float16)))
     run_train(params, layout)
     return root
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--reverse-order", action="store_true",
+                     help="run the selected tests in reverse order (shows that no test needs an earlier one)")
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--reverse-order"):
+        items.reverse()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo) -> Iterator[None]:
+    """Captured output with undecodable file names (surrogate escapes, e.g. the bad-inputs corpus's
+    non-UTF-8 names in a stage's log lines) as backslash escapes: pytest-xdist's workers cannot send
+    surrogates to the controller and stopped with an internal error."""
+    outcome = yield
+    report = outcome.get_result()
+    report.sections = [(title, text.encode("utf-8", "backslashreplace").decode("utf-8")) for title, text in report.sections]

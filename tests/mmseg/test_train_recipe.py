@@ -9,11 +9,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 pytest.importorskip("mmseg")
 
 from tasks.train import train_config  # noqa: E402
+from tests.params_edit import read_params, with_values  # noqa: E402
 from wsss.catalog import ArtifactLayout  # noqa: E402
 from wsss.datasets import ImageRecord, Manifest  # noqa: E402
 from wsss.params import Params  # noqa: E402
@@ -26,9 +26,7 @@ REFERENCE = {"max_iters": 20000, "batch_size": 10, "crop_size": [321, 321], "lr"
 
 def recipe(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, **train: object) -> dict:
     monkeypatch.chdir(ROOT)  # train.config is relative to the repository, like in a stage run
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["train"].update(train)
-    params = Params.from_mapping(raw)
+    params = Params.from_mapping(with_values(read_params(), {f"train.{key}": value for key, value in train.items()}))
     record = ImageRecord("a", "JPEGImages/a.jpg", ("cat",), None, "0" * 64, 8, 8)
     manifest = Manifest("m", (record,), tuple(params.vocabulary.class_names))
     cfg = train_config(params, ArtifactLayout(), manifest, tmp_path / "work", tmp_path / "split.txt")

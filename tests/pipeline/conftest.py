@@ -1,4 +1,4 @@
-"""Pipeline fixtures: a throw-away copy of the repository with test params, and a Prefect server."""
+"""Pipeline fixtures: a Prefect server, in-process flows reporting to it, and the sample pipeline run once."""
 
 from __future__ import annotations
 
@@ -15,62 +15,16 @@ from contextlib import ExitStack, suppress
 from pathlib import Path
 
 import pytest
-import yaml
 from prefect.context import _temporary_global_settings_context, get_settings_context
 from prefect.events.worker import EventsWorker
 from prefect.logging.handlers import APILogWorker
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.utilities.asyncutils import run_coro_as_sync
 
+from tests.params_edit import edit_params, write_params
+from tests.pipeline.relabel_data import PAIR, make_dataset, relabel_params
+from tests.pipeline.repos import ROOT, copy_repo, golden, make_pipeline_repo, pipeline_env, pipeline_test_params, run
 from benchmarks.common import stop_process
-
-ROOT = Path(__file__).resolve().parents[2]
-COPIED = ("flows", "tasks", "src", "corrections", "reviewed.json", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore")
-
-
-def pipeline_test_params(params: dict) -> dict:
-    """Random CLIP weights (explicitly requested), small inputs, three templates, 4 iterations."""
-    params["clip"]["random_init"] = True
-    params["cam"]["max_side"] = 224
-    params["prompts"]["candidates"] = ["a photo of a {}.", "a clean origami {}.", "itap of a {}."]
-    params["pseudo"]["jobs"] = 1
-    params["train"].update(max_iters=4, checkpoint_interval=2)
-    return params
-
-
-def pipeline_env(repo: Path, api_url: str | None = None) -> dict[str, str]:
-    env = dict(os.environ)
-    env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
-    env["PYTHONPATH"] = f"{repo / 'src'}{os.pathsep}{repo}"
-    env.update(HF_HUB_OFFLINE="1", DVC_NO_ANALYTICS="1", PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120", PREFECT_HOME=str(repo / ".prefect"))
-    if api_url:
-        env["PREFECT_API_URL"] = api_url
-    return env
-
-
-def run(command: list[str], repo: Path, env: dict[str, str], timeout: int = 900) -> subprocess.CompletedProcess:
-    result = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
-    if result.returncode != 0:
-        raise AssertionError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
-    return result
-
-
-def make_pipeline_repo(destination: Path) -> Path:
-    destination.mkdir(parents=True, exist_ok=True)
-    for name in COPIED:
-        source = ROOT / name
-        if source.is_dir():
-            shutil.copytree(source, destination / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-        else:
-            shutil.copy2(source, destination / name)
-    params = pipeline_test_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
-    (destination / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    env = pipeline_env(destination)
-    for command in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"], ["git", "config", "user.name", "t"],
-                    [sys.executable, "-m", "dvc", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
-        run(command, destination, env)
-    return destination
 
 
 def free_port() -> int:
@@ -137,7 +91,47 @@ async def _maybe_await(result: object) -> None:
 @pytest.fixture
 def workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """An empty working directory holding the pipeline test params (the cwd of the test)."""
-    params = pipeline_test_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_params(tmp_path, pipeline_test_params())
     monkeypatch.chdir(tmp_path)
     return tmp_path
+
+
+def build_sample_run(path: Path, api_url: str) -> str:
+    """`make pipeline` on a fresh clone without CLIP weights (tracked `clip.random_init: false`):
+    scripts/sample_pipeline.sh, i.e. `dvc repro` of every stage on the embedded sample; returns its output."""
+    make_pipeline_repo(path)
+    edit_params(path, {"clip.random_init": False})  # the tracked default: real weights wanted, none available
+    shutil.copytree(ROOT / "scripts", path / "scripts")
+    env = pipeline_env(path, api_url)
+    run(["git", "add", "-A"], path, env)
+    run(["git", "commit", "-qm", "tracked params: clip.random_init false"], path, env)
+    return run(["bash", "scripts/sample_pipeline.sh"], path, env, timeout=1800).stdout
+
+
+@pytest.fixture(scope="session")
+def sample_run(tmp_path_factory: pytest.TempPathFactory, prefect_server: str) -> tuple[Path, str]:
+    """(golden repository, output of its first run): the sample pipeline, finished, once per test run."""
+    return golden(tmp_path_factory, "sample-run", lambda path: build_sample_run(path, prefect_server))
+
+
+@pytest.fixture
+def sample_repo(sample_run: tuple[Path, str], tmp_path: Path, prefect_server: str) -> tuple[Path, dict[str, str]]:
+    """This test's own copy of the finished sample pipeline, and the environment of its stage processes."""
+    path = copy_repo(sample_run[0], tmp_path / "repo")
+    return path, pipeline_env(path, prefect_server)
+
+
+def build_relabeled_pair(path: Path, api_url: str) -> str:
+    """Two photos of the relabel folder dataset (4 hashed shards) after one `flows.relabel run`."""
+    make_pipeline_repo(path)
+    write_params(path, relabel_params(shard_count=4))
+    make_dataset(path, PAIR)
+    return run([sys.executable, "-m", "flows.relabel", "run"], path, pipeline_env(path, api_url)).stderr
+
+
+@pytest.fixture
+def relabeled_pair(tmp_path_factory: pytest.TempPathFactory, tmp_path: Path, prefect_server: str) -> tuple[Path, dict[str, str]]:
+    """This test's copy of `build_relabeled_pair` (built once per test run), and its stage environment."""
+    built, _ = golden(tmp_path_factory, "relabeled-pair", lambda path: build_relabeled_pair(path, prefect_server))
+    path = copy_repo(built, tmp_path / "repo")
+    return path, pipeline_env(path, prefect_server)

@@ -7,13 +7,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
-import yaml
 from PIL import Image
 from skimage import data as skdata
 
-from tests.pipeline.conftest import ROOT, pipeline_test_params
+from tests.params_edit import with_values
+from tests.pipeline.repos import pipeline_test_params
 
 DATASET = Path("data/photos")
+PAIR = ("astro_a", "cat_a")  # the photos of the session's relabeled pair (tests/pipeline/conftest.py)
 # id -> (skimage photo, crop box top/left/size, tags); crops keep every file distinct.
 PHOTOS: dict[str, tuple[str, tuple[int, int, int], tuple[str, ...]]] = {
     "astro_a": ("astronaut", (0, 0, 300), ("person",)),
@@ -29,12 +30,10 @@ PHOTOS: dict[str, tuple[str, tuple[int, int, int], tuple[str, ...]]] = {
 
 def relabel_params(shard_count: int = 16) -> dict:
     """Test params on the folder dataset: random CLIP, 224 px, the pinned template, hashed shards."""
-    params = pipeline_test_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
-    params["data"].update(kind="folder", root=str(DATASET), images_dir="images", tags_file="tags.csv", ground_truth_dir=None)
-    params["prompts"]["candidates"] = []
-    params["pseudo"]["crf"] = False
-    params["store"]["shard_count"] = shard_count
-    return params
+    return with_values(pipeline_test_params(), {
+        "data.kind": "folder", "data.root": str(DATASET), "data.images_dir": "images", "data.tags_file": "tags.csv",
+        "data.ground_truth_dir": None, "prompts.candidates": [], "pseudo.crf": False, "store.shard_count": shard_count,
+    })
 
 
 def write_photo(root: Path, image_id: str) -> None:
@@ -56,10 +55,15 @@ def write_tags(root: Path, tags: Mapping[str, Sequence[str]]) -> None:
             writer.writerow([f"{image_id}.jpg", ";".join(tags[image_id])])
 
 
+def tags_of(image_ids: Sequence[str]) -> dict[str, tuple[str, ...]]:
+    """id -> tags of these photos."""
+    return {image_id: PHOTOS[image_id][2] for image_id in image_ids}
+
+
 def make_dataset(root: Path, image_ids: Sequence[str]) -> dict[str, tuple[str, ...]]:
     """Write the photos and their tags file; returns id -> tags."""
     for image_id in image_ids:
         write_photo(root, image_id)
-    tags = {image_id: PHOTOS[image_id][2] for image_id in image_ids}
+    tags = tags_of(image_ids)
     write_tags(root, tags)
     return tags

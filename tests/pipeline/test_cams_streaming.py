@@ -11,11 +11,11 @@ import h5py
 import hdf5plugin  # noqa: F401  (the zstd filter)
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 from skimage import data as skdata
 
-from tests.pipeline.conftest import ROOT, pipeline_test_params
+from tests.params_edit import with_values, write_params
+from tests.pipeline.repos import golden, pipeline_test_params
 from wsss.incremental.keys import RUN_SPECIFIC_ATTRS
 
 # id -> (skimage photo, output size (w, h), tags): two input sizes, so batches split by bucket.
@@ -38,14 +38,17 @@ def make_repo(root: Path) -> None:
         Image.fromarray(getattr(skdata, name)()[..., :3]).resize(size, Image.BICUBIC).save(images / f"{image_id}.jpg", quality=90)
     lines = ["image,tags", *(f"{i}.jpg,{';'.join(tags)}" for i, (_, _, tags) in sorted(PHOTOS.items()))]
     (root / "data/photos/tags.csv").write_text("\n".join(lines) + "\n")
-    params = pipeline_test_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
-    params["data"].update(kind="folder", root=str(root / "data/photos"), images_dir="images", tags_file="tags.csv", ground_truth_dir=None)
-    params["prompts"]["candidates"] = []
-    params["store"]["images_per_shard"] = 3
-    (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_params(root, with_values(pipeline_test_params(), {
+        "data.kind": "folder", "data.root": str(root / "data/photos"), "data.images_dir": "images", "data.tags_file": "tags.csv",
+        "data.ground_truth_dir": None, "prompts.candidates": [], "store.images_per_shard": 3,
+    }))
 
 
-def run_cams_with(root: Path, overlap: bool, batch_size: int, processes: int = 0) -> Path:
+def store_name(overlap: bool, batch_size: int, processes: int = 0) -> str:
+    return f"cams-overlap{overlap}-batch{batch_size}-processes{processes}"
+
+
+def run_cams_with(root: Path, overlap: bool, batch_size: int, processes: int = 0) -> None:
     """Run `cams` afresh with these settings; the store moved aside to a folder named after them."""
     from tasks.cams import run_cams
     from wsss.catalog import ArtifactLayout
@@ -57,9 +60,7 @@ def run_cams_with(root: Path, overlap: bool, batch_size: int, processes: int = 0
     layout = ArtifactLayout.for_params(params, root)
     summary = run_cams(params, layout)
     assert summary.computed == tuple(sorted(PHOTOS)) and not summary.failed
-    kept = root / f"cams-overlap{overlap}-batch{batch_size}-processes{processes}"
-    shutil.move(layout.cams, kept)
-    return kept
+    shutil.move(layout.cams, root / store_name(overlap, batch_size, processes))
 
 
 def store_contents(store: Path) -> tuple[dict, dict]:
@@ -89,21 +90,34 @@ def assert_equal_items(left: dict, right: dict, skip: set[str] = frozenset()) ->
             assert value_left == value_right, key
 
 
-@pytest.fixture(scope="module")
-def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[bool, int], Path]:
+RUNS = ((False, 1), (True, 1), (True, 3), (False, 3))  # (overlap_io, batch_size)
+
+
+def build_stores(root: Path) -> str:
     from tasks.prepare import run_prepare
     from wsss.catalog import ArtifactLayout
     from wsss.params import load_params
 
-    root = tmp_path_factory.mktemp("streaming")
+    root.mkdir(parents=True)
     make_repo(root)
     params = load_params(root / "params.yaml")
     layout = ArtifactLayout.for_params(params, root)
     run_prepare(params, layout)
     layout.prompt_scores.parent.mkdir(parents=True)
     layout.prompt_scores.write_text(json.dumps({"selected": params.prompts.pin}))  # what `prompts` would select
-    runs = {(overlap, batch): run_cams_with(root, overlap, batch) for overlap, batch in ((False, 1), (True, 1), (True, 3), (False, 3))}
-    return {**runs, (True, 3, "processes"): run_cams_with(root, True, 3, processes=2)}
+    for overlap, batch in RUNS:
+        run_cams_with(root, overlap, batch)
+    run_cams_with(root, True, 3, processes=2)
+    return ""
+
+
+@pytest.fixture(scope="session")
+def stores(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple, Path]:
+    """The cams store of each (overlap_io, batch_size) run, and (True, 3, "processes") with image
+    processes, built once per test run (the tests only read them)."""
+    root, _ = golden(tmp_path_factory, "cams-streaming", build_stores)
+    runs: dict[tuple, Path] = {(overlap, batch): root / store_name(overlap, batch) for overlap, batch in RUNS}
+    return {**runs, (True, 3, "processes"): root / store_name(True, 3, 2)}
 
 
 def stored_bytes(store: Path) -> dict:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.pipeline.conftest import make_pipeline_repo, pipeline_env, run
+from tests.pipeline.repos import make_pipeline_repo, pipeline_env, run
 
 pytestmark = pytest.mark.slow
 
@@ -42,9 +42,9 @@ def wait_for_lock_owner(repo: Path, pid: int, timeout: float = 120) -> dict:
     raise AssertionError(f"process {pid} never took the run lock")
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory, prefect_server: str) -> tuple[Path, dict[str, str]]:
-    path = make_pipeline_repo(tmp_path_factory.mktemp("concurrent") / "repo")
+@pytest.fixture
+def repo(tmp_path: Path, prefect_server: str) -> tuple[Path, dict[str, str]]:
+    path = make_pipeline_repo(tmp_path / "repo")
     return path, pipeline_env(path, prefect_server)
 
 
@@ -69,7 +69,11 @@ def test_second_run_is_refused_while_the_first_holds_the_artifacts(repo: tuple[P
 
 
 def test_lock_of_a_killed_run_is_taken_over(repo: tuple[Path, dict[str, str]]) -> None:
+    from tasks.prepare import run_sample
+    from wsss.catalog import ArtifactLayout
+
     path, env = repo
+    run_sample(ArtifactLayout(path))  # the input of `prepare` (the other test makes it with the sample stage)
     first = start(["prepare"], path, env)
     wait_for_lock_owner(path, first.pid)
     os.killpg(first.pid, signal.SIGKILL)

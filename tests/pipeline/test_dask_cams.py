@@ -8,9 +8,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-import yaml
 
-from tests.pipeline.conftest import ROOT
+from tests.params_edit import write_params
+from tests.pipeline.repos import ROOT
 from tests.pipeline.relabel_data import make_dataset, relabel_params
 
 
@@ -44,7 +44,7 @@ def test_cams_on_two_dask_workers_equal_the_sequential_run(harness, tmp_path: Pa
         monkeypatch.syspath_prepend(str(path))
     monkeypatch.setenv("PYTHONPATH", f"{ROOT / 'src'}:{ROOT}")
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(relabel_params(shard_count=3), sort_keys=False))
+    write_params(tmp_path, relabel_params(shard_count=3))
     make_dataset(tmp_path, ["astro_a", "cat_a", "cup_a", "rocket_a", "cat_b", "astro_b"])
     prepare_flow("params.yaml")
     prompts_flow("params.yaml")

@@ -17,10 +17,8 @@ import time
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.pipeline.conftest import make_pipeline_repo, pipeline_env, run
-from tests.pipeline.relabel_data import make_dataset, relabel_params
+from tests.pipeline.repos import run
 
 pytestmark = pytest.mark.slow
 DVC_LOCK = Path(".dvc/tmp/lock")
@@ -43,14 +41,10 @@ def wait_for_dvc_lock_owner(repo: Path, pid: int, process: subprocess.Popen, tim
     raise AssertionError(f"process {pid} never held the DVC lock")
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory, prefect_server: str) -> tuple[Path, dict[str, str]]:
-    path = make_pipeline_repo(tmp_path_factory.mktemp("dvclock") / "repo")
-    (path / "params.yaml").write_text(yaml.safe_dump(relabel_params(shard_count=2), sort_keys=False))
-    make_dataset(path, ["astro_a", "cat_a"])
-    env = pipeline_env(path, prefect_server)
-    run([sys.executable, "-m", "flows.relabel", "run"], path, env)  # artifacts/prepare etc. exist from here on
-    return path, env
+@pytest.fixture
+def repo(relabeled_pair: tuple[Path, dict[str, str]]) -> tuple[Path, dict[str, str]]:
+    """Two photos after one relabel run: artifacts/prepare etc. exist from here on."""
+    return relabeled_pair
 
 
 def test_dvc_repro_during_a_relabel_is_refused_before_deleting_anything(repo: tuple[Path, dict[str, str]]) -> None:

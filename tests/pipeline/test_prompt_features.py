@@ -8,11 +8,11 @@ import shutil
 from pathlib import Path
 
 import pytest
-import yaml
 from PIL import Image
 from skimage import data as skdata
 
-from tests.pipeline.conftest import ROOT, pipeline_test_params
+from tests.params_edit import with_values, write_params
+from tests.pipeline.repos import pipeline_test_params
 
 PHOTOS = {
     "a": ("astronaut", ("person", "cat")),
@@ -31,14 +31,13 @@ def write_dataset(root: Path, ids: list[str]) -> None:
     (root / "data/photos/tags.csv").write_text("\n".join(lines) + "\n")
 
 
-def write_params(tmp_path: Path, **prompts: object) -> Path:
-    params_file = tmp_path / "params.yaml"
-    params = pipeline_test_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
-    params["data"].update(kind="folder", root=str(tmp_path / "data/photos"), images_dir="images", tags_file="tags.csv",
-                          ground_truth_dir=None)
-    params["prompts"].update(candidates=["a photo of a {}.", "itap of a {}."], **prompts)
-    params_file.write_text(yaml.safe_dump(params, sort_keys=False))
-    return params_file
+def prompts_params(tmp_path: Path, **prompts: object) -> Path:
+    """The test params for the folder dataset under `tmp_path`, with `prompts` values."""
+    return write_params(tmp_path, with_values(pipeline_test_params(), {
+        "data.kind": "folder", "data.root": str(tmp_path / "data/photos"), "data.images_dir": "images",
+        "data.tags_file": "tags.csv", "data.ground_truth_dir": None,
+        "prompts.candidates": ["a photo of a {}.", "itap of a {}."], **{f"prompts.{k}": v for k, v in prompts.items()},
+    }))
 
 
 def prepared(tmp_path: Path, params_file: Path, ids: list[str]):  # type: ignore[no-untyped-def]
@@ -53,11 +52,12 @@ def prepared(tmp_path: Path, params_file: Path, ids: list[str]):  # type: ignore
     return loaded, layout
 
 
+@pytest.mark.slow  # four prompts runs, each loading a random ViT-B/16
 def test_a_run_after_adding_an_image_embeds_only_that_image_and_no_text(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from tasks.prompts import run_prompts
     from wsss.cam import ClipEsCamExtractor
 
-    params_file = write_params(tmp_path, pin=None)
+    params_file = prompts_params(tmp_path, pin=None)
     embedded: list[int] = []
     texts: list[str] = []
     original, original_text = ClipEsCamExtractor.image_features, ClipEsCamExtractor.class_text
@@ -106,7 +106,7 @@ def test_a_pinned_template_is_not_ranked_unless_asked(tmp_path: Path, monkeypatc
     from tasks.prompts import run_prompts
 
     pin = "a clean origami {}."
-    loaded, layout = prepared(tmp_path, write_params(tmp_path, pin=pin), ["a", "b", "c"])
+    loaded, layout = prepared(tmp_path, prompts_params(tmp_path, pin=pin), ["a", "b", "c"])
     original = tasks.prompts.load_stage_clip
 
     def no_clip(params):  # type: ignore[no-untyped-def]
@@ -123,7 +123,7 @@ def test_a_pinned_template_is_not_ranked_unless_asked(tmp_path: Path, monkeypatc
     assert result.computed == () and result.reused == ()
 
     monkeypatch.setattr(tasks.prompts, "load_stage_clip", original)
-    loaded, layout = prepared(tmp_path, write_params(tmp_path, pin=pin, rank_when_pinned=True), ["a", "b", "c"])
+    loaded, layout = prepared(tmp_path, prompts_params(tmp_path, pin=pin, rank_when_pinned=True), ["a", "b", "c"])
     scores = run_prompts(loaded, layout).details
     assert scores["ranked"] is True and len(scores["ranking"]) == 2 and scores["selected"] == pin
     assert scores["clip"]["weights"].startswith("random-init")

@@ -7,9 +7,9 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.pipeline.conftest import make_pipeline_repo, pipeline_env, run
+from tests.params_edit import write_params
+from tests.pipeline.repos import make_pipeline_repo, pipeline_env, run
 from tests.pipeline.relabel_data import make_dataset, relabel_params, write_photo, write_tags
 from wsss.io.shard_assignment import stable_shard_index
 
@@ -23,7 +23,7 @@ def hashes(directory: Path) -> dict[str, str]:
 @pytest.mark.slow
 def test_dvc_repro_after_adding_an_image_rewrites_only_its_shard(prefect_server: str, tmp_path: Path) -> None:
     repo = make_pipeline_repo(tmp_path / "repo")
-    (repo / "params.yaml").write_text(yaml.safe_dump(relabel_params(SHARDS), sort_keys=False))
+    write_params(repo, relabel_params(SHARDS))
     tags = make_dataset(repo, ["astro_a", "cat_a", "cup_a"])
     env = pipeline_env(repo, prefect_server)
     dvc = [sys.executable, "-m", "dvc"]

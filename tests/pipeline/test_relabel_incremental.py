@@ -7,15 +7,14 @@ import json
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.pipeline.conftest import ROOT
+from tests.params_edit import edit_params, with_values, write_params
+from tests.pipeline.repos import ROOT
 from tests.pipeline.relabel_data import DATASET, make_dataset, relabel_params, write_photo, write_tags
 from wsss.io.shard_assignment import stable_shard_index
 from wsss.lineage import image_lineage
 
 SHARDS = 16
-
 
 
 def file_hashes(directory: Path) -> dict[str, str]:
@@ -27,7 +26,7 @@ def test_add_two_change_one_remove_one_recomputes_only_those(harness, tmp_path: 
     from flows.relabel import relabel_flow
 
     monkeypatch.chdir(tmp_path)
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(relabel_params(SHARDS), sort_keys=False))
+    write_params(tmp_path, relabel_params(SHARDS))
     tags = make_dataset(tmp_path, ["astro_a", "cat_a", "cup_a", "rocket_a", "cat_b"])
 
     first = relabel_flow("params.yaml")
@@ -84,11 +83,9 @@ def test_add_two_change_one_remove_one_recomputes_only_those(harness, tmp_path: 
     assert list(stages) == ["prepare", "prompts", "cams", "refine", "pseudo"] and lineage["problems"] == []
     assert stages["cams"]["flow_run_id"] and stages["cams"]["input_sha256"] == stages["prepare"]["input_sha256"]
     assert stages["refine"]["params_differ_from_current"] == [] and stages["cams"]["clip"]["weights"].startswith("random-init")
-    edited = yaml.safe_load((tmp_path / "params.yaml").read_text())
-    edited["caa"]["box_threshold"] = 0.5
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(edited, sort_keys=False))
+    edit_params(tmp_path, {"caa.box_threshold": 0.5})
     assert image_lineage("astro_b", tmp_path)["stages"]["refine"]["params_differ_from_current"] == ["caa.box_threshold"]
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(relabel_params(SHARDS), sort_keys=False))
+    write_params(tmp_path, relabel_params(SHARDS))
 
     third = relabel_flow("params.yaml")
     assert third["counts"]["unchanged"] == 6 and third["cams"]["computed"] == [] and third["pseudo"] == []
@@ -96,10 +93,8 @@ def test_add_two_change_one_remove_one_recomputes_only_those(harness, tmp_path: 
     assert third["retrained"] is False  # relabel.retrain_share is null: never
 
     # Above relabel.retrain_share (1 of 6 images changed > 10 %), the run retrains and re-evaluates.
-    retraining = relabel_params(SHARDS)
-    retraining["relabel"]["retrain_share"] = 0.1
-    retraining["train"]["config"] = str(ROOT / retraining["train"]["config"])  # this workspace has no src/
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(retraining, sort_keys=False))
+    config = relabel_params(SHARDS)["train"]["config"]
+    edit_params(tmp_path, {"relabel.retrain_share": 0.1, "train.config": str(ROOT / config)})  # this workspace has no src/
     tags["rocket_a"] = ("rocket", "person")
     write_tags(tmp_path, tags)
     fourth = relabel_flow("params.yaml")
@@ -125,9 +120,7 @@ def test_an_image_that_vanishes_mid_run_is_reported_and_the_rest_is_relabeled(
     from flows.relabel import relabel_flow
 
     monkeypatch.chdir(tmp_path)
-    params = relabel_params(4)
-    params["reliability"]["max_failed_share"] = 0.5
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    write_params(tmp_path, with_values(relabel_params(4), {"reliability.max_failed_share": 0.5}))
     make_dataset(tmp_path, ["astro_a", "cat_a", "rocket_a"])
     photo = tmp_path / DATASET / "images/cat_a.jpg"
     kept = photo.read_bytes()

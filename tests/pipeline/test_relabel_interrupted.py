@@ -24,10 +24,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
-from tests.pipeline.conftest import make_pipeline_repo, pipeline_env, run
-from tests.pipeline.relabel_data import PHOTOS, make_dataset, relabel_params, write_tags
+from tests.params_edit import write_params
+from tests.pipeline.repos import copy_repo, golden, make_pipeline_repo, pipeline_env, run
+from tests.pipeline.relabel_data import make_dataset, relabel_params, tags_of, write_tags
 from wsss.io import CamStore
 
 pytestmark = pytest.mark.slow
@@ -90,7 +90,7 @@ def restore(repo: Path, snapshot: Path) -> None:
 
 
 def change_two_images(repo: Path) -> None:
-    write_tags(repo, {**{image_id: PHOTOS[image_id][2] for image_id in IDS}, **CHANGED})
+    write_tags(repo, {**tags_of(IDS), **CHANGED})
 
 
 def outputs(repo: Path) -> dict[str, object]:
@@ -110,20 +110,31 @@ def last_run(repo: Path) -> dict:
     return json.loads((repo / "artifacts/relabel/runs.jsonl").read_text().splitlines()[-1])
 
 
-@pytest.fixture(scope="module")
-def setup(tmp_path_factory: pytest.TempPathFactory, prefect_server: str) -> tuple[Path, dict[str, str], Path, dict, dict]:
-    """A first completed relabel run (the snapshot), and the reference: the change relabeled uninterrupted."""
-    repo = make_pipeline_repo(tmp_path_factory.mktemp("interrupted") / "repo")
-    (repo / "params.yaml").write_text(yaml.safe_dump(relabel_params(shard_count=4), sort_keys=False))
+def build_relabel_runs(path: Path, api_url: str) -> str:
+    """`repo`: a first completed relabel run, then the change relabeled uninterrupted (the reference);
+    `snapshot`: the state after the first run."""
+    repo = make_pipeline_repo(path / "repo")
+    write_params(repo, relabel_params(shard_count=4))
     make_dataset(repo, IDS)
-    env = pipeline_env(repo, prefect_server)
+    env = pipeline_env(repo, api_url)
     relabel(repo, env)
-    snapshot = repo.parent / "snapshot"
     for name in STATE:
-        shutil.copytree(repo / name, snapshot / name)
+        shutil.copytree(repo / name, path / "snapshot" / name)
     change_two_images(repo)
     relabel(repo, env)
-    return repo, env, snapshot, outputs(repo), last_run(repo)
+    return ""
+
+
+@pytest.fixture(scope="session")
+def relabel_runs(tmp_path_factory: pytest.TempPathFactory, prefect_server: str) -> Path:
+    return golden(tmp_path_factory, "relabel-interrupted", lambda path: build_relabel_runs(path, prefect_server))[0]
+
+
+@pytest.fixture
+def setup(relabel_runs: Path, tmp_path: Path, prefect_server: str) -> tuple[Path, dict[str, str], Path, dict, dict]:
+    """This test's copy of the reference run, its environment, the snapshot to restore, and the reference outputs and log."""
+    repo = copy_repo(relabel_runs / "repo", tmp_path / "repo")
+    return repo, pipeline_env(repo, prefect_server), relabel_runs / "snapshot", outputs(repo), last_run(repo)
 
 
 @pytest.mark.parametrize(("point", "rerun_relabels"), [

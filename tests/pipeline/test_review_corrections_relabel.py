@@ -10,11 +10,12 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 
-from tests.pipeline.conftest import make_pipeline_repo, pipeline_env, run
-from tests.pipeline.relabel_data import make_dataset, relabel_params, write_photo, write_tags
+from tests.in_process import wsss_cli
+from tests.params_edit import edit_params
+from tests.pipeline.relabel_data import PAIR, tags_of, write_photo, write_tags
+from tests.pipeline.repos import run
 from wsss.viz import voc_palette
 
 
@@ -23,14 +24,12 @@ def tree_hashes(folder: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_relabel_keeps_the_correction_and_the_retrain_uses_it(prefect_server: str, tmp_path: Path) -> None:
-    repo = make_pipeline_repo(tmp_path / "repo")
-    params = relabel_params(4)
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    tags = make_dataset(repo, ["astro_a", "cat_a"])
-    env = pipeline_env(repo, prefect_server)
+def test_relabel_keeps_the_correction_and_the_retrain_uses_it(relabeled_pair: tuple[Path, dict[str, str]], capsys: pytest.CaptureFixture,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    repo, env = relabeled_pair  # after a first relabel run
+    monkeypatch.chdir(repo)  # for the in-process `wsss` commands
+    tags = tags_of(PAIR)
     python = sys.executable
-    run([python, "-m", "flows.relabel", "run"], repo, env)
     pseudo_before = (repo / "artifacts/pseudo/masks/cat_a.png").read_bytes()
 
     # A person draws the cat as one box (label of "cat" in the sample classes) and imports it.
@@ -42,8 +41,8 @@ def test_relabel_keeps_the_correction_and_the_retrain_uses_it(prefect_server: st
     png = Image.fromarray(corrected, mode="P")
     png.putpalette(voc_palette().flatten().tolist())
     png.save(fixed)
-    output = run([python, "-m", "wsss.cli", "import-corrections", "fixed"], repo, env).stdout
-    assert "cat_a: human-corrected (file fixed/cat_a.png" in output
+    code, output, _ = wsss_cli(["import-corrections", "fixed"], capsys)
+    assert code == 0 and "cat_a: human-corrected (file fixed/cat_a.png" in output
     store_before = tree_hashes(repo / "corrections")
 
     # The scheduled relabel: cat_a's tags changed (its pseudo mask is rewritten), one image added,
@@ -51,8 +50,7 @@ def test_relabel_keeps_the_correction_and_the_retrain_uses_it(prefect_server: st
     tags["cat_a"] = ("cat", "person")
     write_photo(repo, "rocket_a")
     write_tags(repo, {**tags, "rocket_a": ("rocket",)})
-    params["relabel"]["retrain_share"] = 0.1
-    (repo / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    edit_params(repo, {"relabel.retrain_share": 0.1})
     run([python, "-m", "flows.relabel", "run"], repo, env)
     log = [json.loads(line) for line in (repo / "artifacts/relabel/runs.jsonl").read_text().splitlines()]
     assert "cat_a" in log[-1]["relabeled"] and log[-1]["retrained"] is True
@@ -68,8 +66,8 @@ def test_relabel_keeps_the_correction_and_the_retrain_uses_it(prefect_server: st
     assert (np.load(repo / ".wsss-scratch/train-labels/confidence/cat_a.npy") == 1).all()
     assert "Human-corrected masks used: 1 (cat_a)" in (repo / "artifacts/train/MODEL_CARD.md").read_text()  # the retrain's card
 
-    lineage = run([python, "-m", "wsss.cli", "lineage", "cat_a"], repo, env).stdout
-    assert f"mask: human-corrected (file fixed/cat_a.png, sha256 {record['source_sha256']}, time {record['imported_at']})" in lineage
+    code, lineage, _ = wsss_cli(["lineage", "cat_a"], capsys)
+    assert code == 0 and f"mask: human-corrected (file fixed/cat_a.png, sha256 {record['source_sha256']}, time {record['imported_at']})" in lineage
 
     # The review stage's flow on the same run: the corrected image is flagged.
     run([python, "-m", "flows.review"], repo, env)

@@ -8,7 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.pipeline.conftest import ROOT
+from tests.pipeline.repos import ROOT
 
 
 def _stub(path: Path, body: str) -> None:

@@ -47,7 +47,7 @@ def pipeline_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
         Image.fromarray(getattr(skdata, name)()[..., :3]).resize(size, Image.BICUBIC).save(images / f"{image_id}.jpg", quality=90)
     rows = ["image,tags", *(f"{i}.jpg,{';'.join(tags)}" for i, (_, _, tags) in sorted(PHOTOS.items()))]
     (root / "data/photos/tags.csv").write_text("\n".join(rows) + "\n")
-    params = pipeline_test_params(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    params = pipeline_test_params()
     params["data"].update(kind="folder", root=str(root / "data/photos"), images_dir="images", tags_file="tags.csv", ground_truth_dir=None)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     loaded = load_params(root / "params.yaml")

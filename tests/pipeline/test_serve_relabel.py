@@ -13,10 +13,10 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-import yaml
 
+from tests.params_edit import write_params
 from tasks.run_names import params_digest
-from tests.pipeline.conftest import ROOT, pipeline_env
+from tests.pipeline.repos import ROOT, pipeline_env
 from tests.pipeline.relabel_data import make_dataset, relabel_params, write_photo, write_tags
 from wsss.params import load_params
 
@@ -59,7 +59,7 @@ def test_served_flow_relabels_an_added_image_on_schedule(prefect_server: str, tm
     repo.mkdir()
     for name in ("flows", "tasks"):  # the deployment's entrypoint is flows/relabel.py under the cwd
         (repo / name).symlink_to(ROOT / name, target_is_directory=True)
-    (repo / "params.yaml").write_text(yaml.safe_dump(relabel_params(shard_count=4), sort_keys=False))
+    write_params(repo, relabel_params(shard_count=4))
     tags = make_dataset(repo, ["astro_a", "cat_a"])
     env = pipeline_env(repo, prefect_server)
     env["PYTHONPATH"] = f"{ROOT / 'src'}{os.pathsep}{ROOT}"

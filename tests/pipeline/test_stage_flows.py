@@ -9,16 +9,10 @@ import sys
 from pathlib import Path
 
 import pytest
-import yaml
 
-from tests.pipeline.conftest import ROOT, pipeline_env
+from tests.params_edit import edit_params
+from tests.pipeline.repos import ROOT, pipeline_env
 from wsss.errors import CheckpointError, ConfigError
-
-
-def edit_params(path: Path, section: str, **values: object) -> None:
-    params = yaml.safe_load(path.read_text())
-    params[section].update(values)
-    path.write_text(yaml.safe_dump(params, sort_keys=False))
 
 
 def test_sample_and_prepare_write_a_manifest(harness, workdir: Path) -> None:
@@ -40,8 +34,8 @@ def test_missing_weights_stop_the_stage_naming_the_param(harness, workdir: Path)
 
     sample_flow("params.yaml")
     prepare_flow("params.yaml")
-    edit_params(workdir / "params.yaml", "clip", random_init=False, pretrained="openai", allow_download=False)
-    edit_params(workdir / "params.yaml", "prompts", pin=None)  # a pinned template is not ranked: no CLIP at all
+    edit_params(workdir, {"clip.random_init": False, "clip.pretrained": "openai", "clip.allow_download": False,
+                          "prompts.pin": None})  # a pinned template is not ranked: no CLIP at all
     with pytest.raises(CheckpointError, match=r"clip\.checkpoint"):
         prompts_flow("params.yaml")
 
@@ -77,9 +71,7 @@ def test_classes_that_do_not_match_the_dataset_are_refused(harness, workdir: Pat
 
     sample_flow("params.yaml")
     prepare_flow("params.yaml")
-    params = yaml.safe_load((workdir / "params.yaml").read_text())
-    params["classes"] = {"preset": "voc"}
-    (workdir / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
+    edit_params(workdir, {"classes": {"preset": "voc"}})
     with pytest.raises(ConfigError, match="differ from the dataset manifest"):
         prompts_flow("params.yaml")
 

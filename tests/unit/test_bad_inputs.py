@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 from PIL import Image
 
+from tests.params_edit import read_params, with_values, write_params
 from wsss.datasets import load_coco, load_folder, load_voc
 from wsss.datasets.validation import validate_images
 from wsss.errors import ConfigError, DatasetError, ImageError, TooManyFailuresError
@@ -252,20 +252,16 @@ def test_exif_rotation_one_rule_for_images_and_masks(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("edit", "named"),
     [
-        ({"reliability": {"max_failed_share": "lots"}}, r"reliability.max_failed_share must be float, got str"),
-        ({"reliability": {"max_faled_share": 0.1}}, r"unknown key\(s\) reliability.max_faled_share"),
+        ({"reliability.max_failed_share": "lots"}, r"reliability.max_failed_share must be float, got str"),
+        ({"reliability.max_faled_share": 0.1}, r"unknown key\(s\) reliability.max_faled_share"),
         ({"reliabilty": {}}, r"unknown key\(s\) reliabilty"),
-        ({"cam": {"max_side": "big"}}, r"cam.max_side"),
+        ({"cam.max_side": "big"}, r"cam.max_side"),
     ],
 )
 def test_bad_params_rejected_naming_the_key(tmp_path: Path, edit: dict, named: str) -> None:
     from wsss.params import load_params
 
-    params = yaml.safe_load(Path("params.yaml").read_text())
-    for section, values in edit.items():
-        params.setdefault(section, {}).update(values)
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(params))
+    path = write_params(tmp_path / "params.yaml", with_values(read_params(), edit))
     with pytest.raises(ConfigError, match=named):
         load_params(path)
 

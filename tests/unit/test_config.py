@@ -13,25 +13,19 @@ import typing
 from pathlib import Path
 
 import pytest
-import yaml
 
+from tests.params_edit import read_params, with_values, write_params
 from wsss.errors import ConfigError
 from wsss.params import Params, load_params
 from wsss.presets import preset_keys
 from wsss.provenance import canonical_json
 from wsss.settings import iter_keys, numeric_kind
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def shipped_params() -> dict:
-    return yaml.safe_load((ROOT / "params.yaml").read_text())
-
 
 def shipped_with_preset_keys_filled() -> dict:
     """params.yaml with its nulls "the preset's value" replaced by the value the shipped preset
     (the sample's: none fixed) leaves: the section default."""
-    raw, defaults = shipped_params(), Params()
+    raw, defaults = read_params(), Params()
     for key in preset_keys():
         section, name = key.split(".", 1)
         if raw[section][name] is None:
@@ -45,19 +39,8 @@ def every_key() -> list[tuple[str, object, object]]:
     return [item for name in hints for item in iter_keys(hints[name], name)]
 
 
-def with_value(params: dict, dotted: str, value: object) -> dict:
-    node = params
-    *parents, leaf = dotted.split(".")
-    for part in parents:
-        node = node.setdefault(part, {}) if node.get(part) is not None else node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise AssertionError(dotted)
-    node[leaf] = value
-    return params
-
-
 def test_shipped_params_build_the_reference_configuration() -> None:
-    params = Params.from_mapping(shipped_params())
+    params = Params.from_mapping(read_params())
     assert params.cam.templates == ("a clean origami {}.",)  # set by the caller from the prompts stage
     assert (params.cam.affinity_layers, params.caa.sinkhorn_rounds, params.caa.affinity_power) == (8, 3, 2)
     assert params.caa.box_threshold == 0.4
@@ -72,15 +55,14 @@ def test_recorded_sections_are_the_yaml_as_written() -> None:
     """What artifacts record and hash is derived from the typed object, and equals today's file with
     the preset's values in place of its nulls (so the attributes of existing stores stay byte-identical)."""
     raw = shipped_with_preset_keys_filled()
-    params = Params.from_mapping(shipped_params())
+    params = Params.from_mapping(read_params())
     for name in raw:
         assert canonical_json(params.section_dict(name)) == canonical_json(raw[name]), name
 
 
 def test_cam_templates_is_not_a_params_key() -> None:
     """The prompts stage owns the template: `cam.templates` would have been silently replaced."""
-    params = shipped_params()
-    params["cam"]["templates"] = ["a photo of a {}."]
+    params = with_values(read_params(), {"cam.templates": ["a photo of a {}."]})
     with pytest.raises(ConfigError, match=r"unknown key\(s\) cam\.templates"):
         Params.from_mapping(params)
 
@@ -105,49 +87,39 @@ def test_cam_templates_is_not_a_params_key() -> None:
     ],
 )
 def test_bad_values_are_rejected_with_the_key_named(section: str, key: str, value: object, message: str) -> None:
-    params = shipped_params()
-    params[section][key] = value
+    params = with_values(read_params(), {f"{section}.{key}": value})
     with pytest.raises(ConfigError, match=message):
         Params.from_mapping(params)
 
 
 def test_unknown_crf_parameter_is_named() -> None:
-    params = shipped_params()
-    params["pseudo"]["crf_params"]["iters"] = 5
+    params = with_values(read_params(), {"pseudo.crf_params.iters": 5})
     with pytest.raises(ConfigError, match=r"pseudo\.crf_params\.iters"):
         Params.from_mapping(params)
 
 
 def test_custom_classes_with_synonyms_and_background() -> None:
-    params = shipped_params()
-    params["classes"] = {"names": ["cat", "person"], "synonyms": {"person": "person,people"}, "background": ["sky"]}
+    params = with_values(read_params(), {"classes": {"names": ["cat", "person"], "synonyms": {"person": "person,people"}, "background": ["sky"]}})
     built = Params.from_mapping(params)
     assert built.vocabulary.prompt_names == ("cat", "person,people") and built.vocabulary.background_words == ("sky",)
     assert built.section_dict("classes") == params["classes"]
 
 
 def test_preset_cannot_be_mixed_with_explicit_names() -> None:
-    params = shipped_params()
-    params["classes"] = {"preset": "voc", "names": ["cat"]}
+    params = with_values(read_params(), {"classes": {"preset": "voc", "names": ["cat"]}})
     with pytest.raises(ConfigError, match="preset cannot be combined"):
         Params.from_mapping(params)
 
 
 def test_integer_is_accepted_where_a_float_is_expected() -> None:
-    params = shipped_params()
-    params["pseudo"]["background_alpha"] = 2
+    params = with_values(read_params(), {"pseudo.background_alpha": 2})
     assert Params.from_mapping(params).pseudo.background_alpha == 2.0
 
 
 def test_whole_params_file_is_validated_and_unknown_sections_named(tmp_path: Path) -> None:
-    params = shipped_params()
-    params["trian"] = {"max_iters": 3}
     with pytest.raises(ConfigError, match=r"unknown key\(s\) trian"):
-        Params.from_mapping(params)
-    params = shipped_params()
-    params["train"]["max_iter"] = 3
-    path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(params))
+        Params.from_mapping(with_values(read_params(), {"trian": {"max_iters": 3}}))
+    path = write_params(tmp_path / "params.yaml", with_values(read_params(), {"train.max_iter": 3}))
     with pytest.raises(ConfigError, match=rf"^{path}: unknown key\(s\) train\.max_iter"):
         load_params(path)
 
@@ -165,11 +137,11 @@ def wrong_value_for(annotation: object) -> object:
 def test_every_optional_field_is_type_checked(key: str, annotation: object) -> None:
     """Fields whose default is None used to skip the type check (`data.images_dir: 5` was accepted)."""
     assert len(OPTIONAL_KEYS) >= 15
-    params = with_value(shipped_params(), key, wrong_value_for(annotation))
+    params = with_values(read_params(), {key: wrong_value_for(annotation)})
     with pytest.raises(ConfigError, match=rf"^{key.replace('.', chr(92) + '.')} (must|is)"):
         Params.from_mapping(params)
     if key != "classes.preset":  # a null preset needs explicit names instead
-        Params.from_mapping(with_value(shipped_params(), key, None))  # null stays allowed
+        Params.from_mapping(with_values(read_params(), {key: None}))  # null stays allowed
 
 
 NUMERIC_KEYS = [(key, annotation, field) for key, annotation, field in every_key() if numeric_kind(annotation)]
@@ -196,7 +168,7 @@ def test_params_fuzz_every_numeric_key(key: str, annotation: object, field: typi
     is_int = numeric_kind(annotation) is int
     step = 1 if is_int else 1e-6 * max(1.0, abs(high))
     for value in (float("nan"), float("inf"), float("-inf"), -1, 0, "3", True, low - step, high + step, [1]):
-        params = with_value(shipped_params(), key, [value] if is_tuple(annotation) else value)
+        params = with_values(read_params(), {key: [value] if is_tuple(annotation) else value})
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         if number and math.isfinite(value) and inside(value, metadata) and (isinstance(value, int) or not is_int):
             Params.from_mapping(params)  # legal: accepted
@@ -206,7 +178,7 @@ def test_params_fuzz_every_numeric_key(key: str, annotation: object, field: typi
         assert str(raised.value).startswith(key) and "\n" not in str(raised.value), (key, value, raised.value)
     # From a file, the message names the file first.
     path = tmp_path / "params.yaml"
-    path.write_text(yaml.safe_dump(with_value(shipped_params(), key, [float("nan")] if is_tuple(annotation) else float("nan"))))
+    write_params(path, with_values(read_params(), {key: [float("nan")] if is_tuple(annotation) else float("nan")}))
     with pytest.raises(ConfigError, match=rf"^{path}: {key.replace('.', chr(92) + '.')}"):
         load_params(path)
 
@@ -220,7 +192,7 @@ def test_config_errors_stop_the_stage_before_any_work_with_one_line(tmp_path: Pa
     called = []
     for key, value in (("pseudo.crf_params.bilateral_srgb", 0), ("train.lr", float("nan")), ("store.shard_count", True),
                        ("evaluate.background_alphas", [float("nan")]), ("pseudo.crf_params.iterations", -1)):
-        Path("params.yaml").write_text(yaml.safe_dump(with_value(shipped_params(), key, value)))
+        write_params("params.yaml", with_values(read_params(), {key: value}))
         assert run_stage({"x": called.append}, []) == 2
         error = capsys.readouterr().err
         assert error.startswith(f"error: params.yaml: {key}") and error.count("\n") == 1, error
@@ -229,9 +201,9 @@ def test_config_errors_stop_the_stage_before_any_work_with_one_line(tmp_path: Pa
 
 def test_train_recipe_keys_default_to_the_config_file() -> None:
     """params.yaml's train.* recipe keys are null: the mmseg config file is the recipe."""
-    train = Params.from_mapping(shipped_params()).train
+    train = Params.from_mapping(read_params()).train
     assert train.recipe_overrides() == {}
-    changed = Params.from_mapping(with_value(shipped_params(), "train.lr", 0.001)).train
+    changed = Params.from_mapping(with_values(read_params(), {"train.lr": 0.001})).train
     assert changed.recipe_overrides() == {"lr": 0.001}
 
 
@@ -243,6 +215,6 @@ def test_section_docs_exist_for_every_key() -> None:
 
 
 def test_json_of_sections_is_deterministic() -> None:
-    params = Params.from_mapping(shipped_params())
+    params = Params.from_mapping(read_params())
     raw = shipped_with_preset_keys_filled()
     assert json.loads(canonical_json(params.sections("caa", "store"))) == {"caa": raw["caa"], "store": raw["store"]}

@@ -32,7 +32,9 @@ def extractor(clip: LoadedClip) -> ClipEsCamExtractor:
     return ClipEsCamExtractor(clip, voc_vocabulary(), CamSettings())
 
 
-@pytest.mark.parametrize("name", ["chelsea", "voc"])
+# The fast selection keeps one photo of the parity check and the default (closed-form) backward;
+# every other full-size ViT-B/16 forward here is `slow` (the full suite runs them).
+@pytest.mark.parametrize("name", [pytest.param("chelsea", marks=pytest.mark.slow), "voc"])
 def test_refined_cams_match_the_reference_procedure(name, photos, clip, extractor) -> None:
     """Same weights + same photo + same tags -> the reference's maps (docs/method.md tolerances)."""
     image, tags = photos[name]
@@ -55,7 +57,7 @@ def test_refined_cams_match_the_reference_procedure(name, photos, clip, extracto
     assert (ours_labels == ref_labels).mean() >= 0.999
 
 
-@pytest.mark.parametrize("backward", ["closed_form", "autograd_batched"])
+@pytest.mark.parametrize("backward", ["closed_form", pytest.param("autograd_batched", marks=pytest.mark.slow)])
 def test_batched_backward_equals_one_backward_per_tag(photos, clip, backward) -> None:
     image, tags = photos["voc"]
     batched = ClipEsCamExtractor(clip, voc_vocabulary(), CamSettings(backward=backward)).extract(image, tags)
@@ -66,6 +68,7 @@ def test_batched_backward_equals_one_backward_per_tag(photos, clip, backward) ->
     np.testing.assert_allclose(batched.tag_probabilities, per_tag.tag_probabilities, rtol=1e-6)
 
 
+@pytest.mark.slow
 def test_shapes_ranges_and_determinism(photos, extractor) -> None:
     image, tags = photos["chelsea"]
     first = extractor.extract(image, tags)
@@ -86,6 +89,7 @@ def test_shapes_ranges_and_determinism(photos, extractor) -> None:
     np.testing.assert_array_equal(first.class_ids, np.array(tags))
 
 
+@pytest.mark.slow
 def test_batch_of_same_size_images_equals_one_by_one(photos, clip) -> None:
     """Batching by size bucket (with padded tag slots) must not change any image's maps."""
     image, _ = photos["chelsea"]
@@ -103,6 +107,7 @@ def test_batch_of_same_size_images_equals_one_by_one(photos, clip) -> None:
         assert np.abs(result.refined - alone.refined).max() < 1e-3
 
 
+@pytest.mark.slow
 def test_large_photo_is_downscaled_for_the_network_and_returned_full_size(clip) -> None:
     """The max-side policy bounds attention memory; maps still come back at the original size."""
     rng = np.random.default_rng(0)

@@ -10,24 +10,21 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import yaml
 
 import tasks.cams as cams
 import tasks.refine as refine
+from tests.params_edit import read_params, with_values
 from wsss.catalog import ArtifactLayout
 from wsss.datasets import ImageRecord, Manifest
 from wsss.incremental import content_key, key_identity, record_keys
 from wsss.params import Params
 
-ROOT = Path(__file__).resolve().parents[2]
 CLIP = {"model_name": "ViT-B-16", "weights": "random-init(seed=0)", "checkpoint_sha256": None}
 
 
 @pytest.fixture
 def params() -> Params:
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["learn_prompts"]["enabled"] = True
-    return Params.from_mapping(raw)
+    return Params.from_mapping(with_values(read_params(), {"learn_prompts.enabled": True}))
 
 
 def manifest(params: Params) -> Manifest:

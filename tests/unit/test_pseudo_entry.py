@@ -9,9 +9,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import yaml
 
 from tasks.pseudo import run_pseudo
+from tests.params_edit import read_params, with_values
 from wsss.catalog import ArtifactLayout
 from wsss.datasets import ImageRecord, Manifest
 from wsss.errors import ArtifactWriteError
@@ -19,7 +19,6 @@ from wsss.io import ShardWriter, atomic, shard_path
 from wsss.io.pseudo_store import PseudoMaskStore
 from wsss.params import Params
 
-ROOT = Path(__file__).resolve().parents[2]
 LONG_ID = "i" * 250  # a legal id: `<id>.png` is 254 characters
 
 
@@ -35,9 +34,7 @@ def write_refined(layout: ArtifactLayout, keys: dict[str, str]) -> None:
 
 @pytest.fixture
 def setup(tmp_path: Path) -> tuple[Params, ArtifactLayout]:
-    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
-    raw["pseudo"].update(crf=False, jobs=1)
-    params = Params.from_mapping(raw)
+    params = Params.from_mapping(with_values(read_params(), {"pseudo.crf": False, "pseudo.jobs": 1}))
     layout = ArtifactLayout(tmp_path)
     records = tuple(ImageRecord(i, f"{i[:8]}.jpg", ("cat",), None, "0" * 64, 7, 6) for i in (LONG_ID, "b"))
     layout.manifest.parent.mkdir(parents=True)

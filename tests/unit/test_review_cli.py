@@ -11,16 +11,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from tests.in_process import wsss_cli as run
 from benchmarks.review_tree import HEIGHT, WIDTH, build_tree
-from wsss.cli import main
 from wsss.lineage import format_lineage, image_lineage
 from wsss.viz import voc_palette
-
-
-def run(argv: list[str], capsys: pytest.CaptureFixture) -> tuple[int, str, str]:
-    code = main(argv)
-    captured = capsys.readouterr()
-    return code, captured.out, captured.err
 
 
 def test_review_worst_prints_the_lowest_scores_first(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
