@@ -20,13 +20,13 @@ import torch
 
 pytest.importorskip("mmseg")
 
-import wsss_mmseg  # noqa: E402
-from mmengine.logging import HistoryBuffer  # noqa: E402
-from PIL import Image  # noqa: E402
+import wsss_mmseg
+from mmengine.logging import HistoryBuffer
+from PIL import Image
 
-from tests.malicious_files import Target, getattr_checkpoint, torch_serialization_guard  # noqa: E402
-from wsss.errors import CheckpointError  # noqa: E402
-from wsss_mmseg.training import build_train_config, score_segmenter, train_segmenter  # noqa: E402
+from tests.malicious_files import Target, getattr_checkpoint, torch_serialization_guard
+from wsss.errors import CheckpointError
+from wsss_mmseg.training import build_train_config, score_segmenter, train_segmenter
 
 TINY_CONFIG = wsss_mmseg.CONFIG_DIR / "deeplabv2_tiny_cpu.py"
 CLASSES = ("background", "thing", "other")

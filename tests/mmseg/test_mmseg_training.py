@@ -12,15 +12,15 @@ import torch
 
 pytest.importorskip("mmseg")
 
-import wsss_mmseg  # noqa: E402
-from mmengine.config import Config  # noqa: E402
-from mmengine.dataset import pseudo_collate  # noqa: E402
-from mmengine.optim import build_optim_wrapper  # noqa: E402
-from mmengine.registry import init_default_scope  # noqa: E402
-from mmseg.registry import DATASETS, MODELS  # noqa: E402
-from PIL import Image  # noqa: E402
+import wsss_mmseg
+from mmengine.config import Config
+from mmengine.dataset import pseudo_collate
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import init_default_scope
+from mmseg.registry import DATASETS, MODELS
+from PIL import Image
 
-from wsss_mmseg.training import build_train_config, evaluate_segmenter, train_segmenter  # noqa: E402
+from wsss_mmseg.training import build_train_config, evaluate_segmenter, train_segmenter
 
 TINY_CONFIG = wsss_mmseg.CONFIG_DIR / "deeplabv2_tiny_cpu.py"
 CLASSES = ("background", "square", "disc")

@@ -125,7 +125,7 @@ def test_an_image_that_vanishes_mid_run_is_reported_and_the_rest_is_relabeled(
     kept = photo.read_bytes()
     original = tasks.cams.run_cams  # relabel finds it through the stage table
 
-    def vanish_then_run(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def vanish_then_run(*args, **kwargs):
         photo.unlink()
         return original(*args, **kwargs)
 

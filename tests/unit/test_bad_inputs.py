@@ -278,7 +278,7 @@ def test_reliability_settings_ranges() -> None:
 
 
 @pytest.fixture(scope="module")
-def extractor():  # noqa: ANN201 - the type lives behind a torch import
+def extractor():  # a ClipEsCamExtractor (unannotated: the type lives behind a torch import)
     from wsss.cam import CamSettings, ClipEsCamExtractor
     from wsss.clip import ClipSource, load_clip
     from wsss.text import voc_vocabulary
@@ -289,7 +289,7 @@ def extractor():  # noqa: ANN201 - the type lives behind a torch import
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["one.png", "ten.png", "exif_rotated.jpg", "png16.png"])
-def test_unusual_images_go_through_the_cam_extractor(name: str, corpus: tuple[Path, list[str], FailureReport], extractor) -> None:  # noqa: ANN001
+def test_unusual_images_go_through_the_cam_extractor(name: str, corpus: tuple[Path, list[str], FailureReport], extractor) -> None:
     """Tiny images get one 16x16 token; EXIF-rotated maps use the raw pixel grid, like its GT mask."""
     root, _, _ = corpus
     image = load_rgb(root / "images" / name)

@@ -76,7 +76,7 @@ def sixteen_bit_case(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[P
     return root, manifest
 
 
-def stage_params(root: Path):  # noqa: ANN201
+def stage_params(root: Path):
     """Params of a pipeline run on the VOC tree at `root` (model scored without CRF)."""
     from wsss.params import Params
 
@@ -84,7 +84,7 @@ def stage_params(root: Path):  # noqa: ANN201
                                 "train": {"test_crf": False}})  # fmt: skip
 
 
-def model_scores(monkeypatch: pytest.MonkeyPatch, root: Path, manifest: Manifest):  # noqa: ANN201
+def model_scores(monkeypatch: pytest.MonkeyPatch, root: Path, manifest: Manifest):
     """The evaluate stage's model metric with a stub network predicting class 1 everywhere."""
     pytest.importorskip("mmseg")
     import torch

@@ -120,7 +120,7 @@ class Maps:
         return ImageOutput({"m": np.full((2, 3), len(image_id), dtype=np.float32)}, {"source": image_id}, {"m": "float32"})
 
 
-def run(tmp_path: Path, keys: dict[str, str], compute: Maps):  # noqa: ANN201
+def run(tmp_path: Path, keys: dict[str, str], compute: Maps):
     plan = shard_plan(list(keys), 2)
     return run_sharded(plan, keys, tmp_path / "store", tmp_path / "scratch", {"stage": "t"}, compute,
                        compression="gzip", copied_arrays=("m",))
@@ -146,7 +146,7 @@ def test_a_codec_change_rewrites_shards_by_copying_without_computing(tmp_path: P
 
     from wsss.incremental import key_identity
 
-    def run_with(codec: str, compute: Maps):  # noqa: ANN202
+    def run_with(codec: str, compute: Maps):
         attrs = {"stage": "t", "params": {"store": {"compression": codec, "gradcam_dtype": "float32"}}, "params_sha256": codec}
         keys = {i: content_key(key_identity(attrs), image=i) for i in ("a", "b", "c")}
         return keys, run_sharded(shard_plan(list(keys), 2), keys, tmp_path / "store", tmp_path / "scratch", attrs, compute,
