@@ -46,6 +46,7 @@ from typing import Any
 import torch
 
 from benchmarks.common import json_option, voc_like_images, write_json
+from benchmarks.device_check_defaults import DefaultExtractor, default_path_vs_reference, default_stages_end_to_end, shipped_params
 from benchmarks.device_check_parts import (
     CPU,
     GPU,
@@ -56,7 +57,6 @@ from benchmarks.device_check_parts import (
     fp16_vs_fp32,
     stages_end_to_end,
 )
-from benchmarks.device_check_defaults import DefaultExtractor, default_path_vs_reference, default_stages_end_to_end, shipped_params
 from benchmarks.device_check_table import format_table
 
 

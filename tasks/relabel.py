@@ -13,8 +13,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import replace
-from functools import partial
 from datetime import datetime, timezone
+from functools import partial
 from typing import Any
 
 from tasks.progress import Progress

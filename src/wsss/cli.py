@@ -39,8 +39,8 @@ def run_demo(args: argparse.Namespace) -> int:
     from wsss.io.atomic import write_bytes_atomic, write_text_atomic
     from wsss.io.overlay_inputs import weights_are_random
     from wsss.io.pseudo_store import png_bytes
-    from wsss.palette import palette_png_bytes
     from wsss.metrics import ConfusionAccumulator
+    from wsss.palette import palette_png_bytes
     from wsss.pseudo import pseudo_label
     from wsss.sample import sample_images
     from wsss.text import REFERENCE_TEMPLATE

@@ -20,7 +20,10 @@ import torch
 
 pytest.importorskip("mmseg")
 
-import wsss_mmseg
+import wsss_mmseg  # first: its mmcv.ops shim goes in before mmengine and mmseg are imported
+
+# isort: split
+
 from mmengine.logging import HistoryBuffer
 from PIL import Image
 

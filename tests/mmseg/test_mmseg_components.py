@@ -11,7 +11,10 @@ import torch.nn.functional as F
 
 pytest.importorskip("mmseg")
 
-import wsss_mmseg
+import wsss_mmseg  # first: its mmcv.ops shim goes in before mmengine and mmseg are imported
+
+# isort: split
+
 from mmengine.config import Config
 from mmengine.optim import build_optim_wrapper
 from mmengine.registry import init_default_scope

@@ -14,7 +14,10 @@ import pytest
 
 pytest.importorskip("mmseg")
 
-import wsss_mmseg
+import wsss_mmseg  # first: its mmcv.ops shim goes in before mmengine and mmseg are imported
+
+# isort: split
+
 from mmengine.dataset import Compose
 from mmengine.registry import init_default_scope
 from PIL import Image

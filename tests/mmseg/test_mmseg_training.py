@@ -12,7 +12,10 @@ import torch
 
 pytest.importorskip("mmseg")
 
-import wsss_mmseg
+import wsss_mmseg  # first: its mmcv.ops shim goes in before mmengine and mmseg are imported
+
+# isort: split
+
 from mmengine.config import Config
 from mmengine.dataset import pseudo_collate
 from mmengine.optim import build_optim_wrapper

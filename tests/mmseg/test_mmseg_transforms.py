@@ -9,7 +9,10 @@ import pytest
 
 pytest.importorskip("mmseg")
 
-import wsss_mmseg  # noqa: F401  (registers the transforms)
+import wsss_mmseg  # noqa: F401  (registers the transforms; first: its mmcv.ops shim goes in before mmseg)
+
+# isort: split
+
 from mmengine.dataset import Compose
 from mmengine.registry import init_default_scope
 from PIL import Image

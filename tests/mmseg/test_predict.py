@@ -36,9 +36,9 @@ def evaluated_predictions(monkeypatch: pytest.MonkeyPatch, root: Path) -> dict[s
     with test scales 1 and 0.75 (captured where they are counted)."""
     import wsss_mmseg.training as training
     from tasks.evaluate import score_model
-    from wsss.stage_inputs import read_manifest
     from wsss.catalog import ArtifactLayout
     from wsss.params import load_params
+    from wsss.stage_inputs import read_manifest
 
     params = load_params(root / "params.yaml")
     params = params.replace(train=replace(params.train, test_scales=(1.0, 0.75), test_crf=True))

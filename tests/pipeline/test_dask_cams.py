@@ -14,7 +14,6 @@ from tests.pipeline.conftest import ROOT
 from tests.pipeline.relabel_data import make_dataset, relabel_params
 
 
-
 def read_all(path: Path) -> tuple[dict, dict]:
     """Every dataset (values) and every attribute of a shard, keyed by HDF5 path."""
     datasets, attrs = {}, {}

@@ -11,8 +11,6 @@ import yaml
 from wsss.errors import StoreError
 
 
-
-
 def test_disabled_stages_only_write_a_record(harness, workdir: Path) -> None:
     from flows.learn_prompts import learn_prompts_flow
     from flows.learned_cams import learned_cams_flow

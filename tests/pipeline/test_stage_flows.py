@@ -11,8 +11,6 @@ import yaml
 from wsss.errors import CheckpointError, ConfigError
 
 
-
-
 def edit_params(path: Path, section: str, **values: object) -> None:
     params = yaml.safe_load(path.read_text())
     params[section].update(values)

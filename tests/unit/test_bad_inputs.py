@@ -8,9 +8,9 @@ the file and the reason for each, and keep every usable image, whatever its mode
 from __future__ import annotations
 
 import io
-import re
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np

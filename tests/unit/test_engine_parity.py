@@ -15,10 +15,10 @@ import pytest
 import torch
 from PIL import Image
 
-from wsss.reference_clip_es import reference_cams, reference_text
 from wsss.cam import CamSettings, ClipEsCamExtractor
 from wsss.clip import ClipSource, LoadedClip, load_clip
 from wsss.pseudo import make_pseudo_label
+from wsss.reference_clip_es import reference_cams, reference_text
 from wsss.text import REFERENCE_TEMPLATE, voc_vocabulary
 
 

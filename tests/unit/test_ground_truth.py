@@ -102,9 +102,9 @@ def model_scores(monkeypatch: pytest.MonkeyPatch, root: Path, manifest: Manifest
 
 def test_every_reader_of_ground_truth_counts_the_same_pixels(sixteen_bit_case, monkeypatch: pytest.MonkeyPatch) -> None:
     """Map metrics, relabel metrics and the model metric read one 16-bit GT identically (one reader)."""
-    from wsss.stage_inputs import ground_truth_files
     from tasks.relabel import score_pseudo_masks
     from wsss.catalog import ArtifactLayout
+    from wsss.stage_inputs import ground_truth_files
 
     root, manifest = sixteen_bit_case
     (record,) = manifest.records
@@ -120,9 +120,9 @@ def test_every_reader_of_ground_truth_counts_the_same_pixels(sixteen_bit_case, m
 
 def test_a_value_outside_the_classes_stops_every_reader_naming_the_file(sixteen_bit_case, monkeypatch: pytest.MonkeyPatch) -> None:
     """GT changed after prepare to hold 271: no reader wraps it to 15 or drops it; each names the file."""
-    from wsss.stage_inputs import ground_truth_files
     from tasks.relabel import score_pseudo_masks
     from wsss.catalog import ArtifactLayout
+    from wsss.stage_inputs import ground_truth_files
 
     root, manifest = sixteen_bit_case
     labels16(271).save(root / "SegmentationClass/img.png")
@@ -186,8 +186,8 @@ def test_derived_ground_truth_needs_its_folder(tmp_path: Path) -> None:
 
 def test_load_dataset_applies_each_kinds_ground_truth_default(tmp_path: Path) -> None:
     """VOC: SegmentationClass when present (absent is fine); folder: none unless named; tags_from only for VOC."""
-    from wsss.datasets.settings import DataSettings
     from wsss.datasets import load_dataset
+    from wsss.datasets.settings import DataSettings
     from wsss.errors import ConfigError
 
     write_voc_masks_only(tmp_path / "voc")

@@ -13,8 +13,7 @@ import pytest
 from wsss.catalog import PseudoLayout
 from wsss.errors import ArtifactWriteError, ImageError
 from wsss.incremental import ImageOutput, array_digest, content_key, run_sharded, shard_plan
-from wsss.io import CamStore
-from wsss.io import atomic
+from wsss.io import CamStore, atomic
 from wsss.io.atomic import TEMPORARY_PREFIX, write_bytes_atomic
 from wsss.io.pseudo_store import PseudoMaskStore
 from wsss.pseudo.labels import PseudoLabel

@@ -18,7 +18,6 @@ from wsss.prompts.learning import (
     BackgroundPrompts,
     LearnPromptsSettings,
     cosine_learning_rate,
-    scaled_learning_rate,
     encode_context_prompts,
     freeze,
     learned_background_embeddings,
@@ -27,6 +26,7 @@ from wsss.prompts.learning import (
     prompt_learning_loss,
     prompt_tokens,
     refinement_penalty,
+    scaled_learning_rate,
     train_background_prompts,
 )
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from wsss.evaluation import background_comparison_rows, metrics_document, with_learned_background
 from wsss.errors import StoreError
+from wsss.evaluation import background_comparison_rows, metrics_document, with_learned_background
 from wsss.metrics import ConfusionAccumulator
 from wsss.prompts.learned_file import load_learned_prompts, save_learned_prompts
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks.review_tree import build_tree
-from wsss.review.build import build_review
 from wsss.pseudo.settings import PseudoSettings
+from wsss.review.build import build_review
 from wsss.review.records import ReviewRecord, RunSummary
 from wsss.review.report import record_file, write_report
 from wsss.review.sources import PipelineOutputs

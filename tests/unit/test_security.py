@@ -109,7 +109,9 @@ def test_mmseg_checkpoint_loading_refuses_code(tmp_path: Path, monkeypatch: pyte
     The getattr payload against every mmengine load path: tests/mmseg/test_mmseg_checkpoints.py.
     """
     pytest.importorskip("mmseg")
-    import wsss_mmseg  # noqa: F401  (routes mmengine's local loader through the plain loader)
+    import wsss_mmseg  # noqa: F401  (first: routes mmengine's local loader through the plain loader)
+
+    # isort: split
     from mmengine.runner.checkpoint import _load_checkpoint
 
     marker = tmp_path / "pwned"

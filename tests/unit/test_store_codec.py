@@ -12,9 +12,9 @@ import hdf5plugin
 import numpy as np
 import pytest
 
-from wsss.io.settings import StoreSettings
 from wsss.errors import ConfigError, StoreError
 from wsss.io import CODECS, CamStore, ShardWriter, shard_path, summarize
+from wsss.io.settings import StoreSettings
 from wsss.io.shard_writer import storage_array
 
 OLD_STORE = Path(__file__).parent / "data" / "store_v1_gzip"

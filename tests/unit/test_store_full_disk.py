@@ -24,8 +24,7 @@ import numpy as np
 import pytest
 
 from wsss.errors import StoreError
-from wsss.io import CamStore, ShardWriter, shard_path
-from wsss.io import atomic, shard_writer
+from wsss.io import CamStore, ShardWriter, atomic, shard_path, shard_writer
 
 ATTENTION = (np.arange(48 * 48, dtype=np.float32).reshape(48, 48) % 64) / 64.0
 

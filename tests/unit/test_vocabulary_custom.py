@@ -6,8 +6,8 @@ import pytest
 
 from wsss.errors import ConfigError
 from wsss.settings import build_section
-from wsss.text.classes import ClassesSettings
 from wsss.text import vocabulary as vocab
+from wsss.text.classes import ClassesSettings
 from wsss.text.vocabulary import (
     COCO_BACKGROUND_WORDS,
     COCO_CLASS_NAMES,
@@ -17,6 +17,7 @@ from wsss.text.vocabulary import (
     ClassVocabulary,
     coco_vocabulary,
 )
+
 
 def vocabulary_from_mapping(section: dict) -> ClassVocabulary:
     """The vocabulary a params.yaml `classes` section builds (the params builder's road)."""

@@ -10,12 +10,12 @@ if TYPE_CHECKING:
     from wsss.incremental.engine import (
         ImageCompute,
         ImageOutput,
-        StreamingCompute,
         ShardJob,
         ShardOutcome,
         SilentReport,
         StageReport,
         StageSummary,
+        StreamingCompute,
         Submit,
         run_now,
         run_sharded,

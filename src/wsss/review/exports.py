@@ -30,8 +30,8 @@ from PIL import Image
 
 from wsss.errors import WsssError
 from wsss.io.atomic import atomic_path, write_bytes_atomic
-from wsss.review.brush_rle import mask_to_rle
 from wsss.palette import palette_png_bytes, voc_palette
+from wsss.review.brush_rle import mask_to_rle
 from wsss.review.corrections import IGNORE_NAME
 
 FORMATS = ("coco", "cvat", "labelstudio", "png")
