@@ -79,7 +79,7 @@ def table_rows(figures: dict[str, Any], on_gpu: bool) -> list[tuple[str, str, st
         max_abs = part["refined_max_abs"]
         rows.append((f"2 fp16 vs fp32, {part['images']} images: max |refined diff|", f"{max_abs:.2e}", f"<= {TARGET_MAX_ABS:.0e}",
                      ("met" if max_abs <= TARGET_MAX_ABS else "MISSED") if on_gpu else "n/a on CPU"))
-        rows.append((f"2   images whose box masks differ / max diff elsewhere",
+        rows.append(("2   images whose box masks differ / max diff elsewhere",
                      f"{part['images_with_different_box_masks']} / {part['refined_max_abs_where_boxes_agree']:.2e}", "", ""))
         rows.append(("2   pixels over the target / gradcam max diff / last-block logit max",
                      f"{100 * part['refined_pixel_fraction_over_target']:.3f} % / {part['gradcam_max_abs']:.2e} / "

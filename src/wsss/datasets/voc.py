@@ -33,7 +33,6 @@ from wsss.datasets.records import (
     safe_join,
     unique_in_order,
     validate_image_id,
-    validate_relative_path,
 )
 from wsss.errors import DatasetError
 from wsss.failures import FailureReport
