@@ -52,7 +52,7 @@ def type_text(annotation: Any) -> str:
         return f"list[{type_text(args[0])}]"
     if origin is Literal:
         return "one of: " + ", ".join(map(str, args))
-    if origin is not None and "Mapping" in str(origin) or origin is dict:
+    if (origin is not None and "Mapping" in str(origin)) or origin is dict:
         return f"mapping {type_text(args[0])} -> {type_text(args[1])}" if len(args) == 2 else "mapping"
     return getattr(annotation, "__name__", str(annotation))
 

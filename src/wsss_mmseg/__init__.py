@@ -43,8 +43,8 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 """Shipped mmengine configs: ``deeplabv2_r101_voc_pseudo.py`` and ``deeplabv2_tiny_cpu.py``."""
 
 __all__ = [
-    "ASPPV2Head",
     "CONFIG_DIR",
+    "ASPPV2Head",
     "ConfidenceGuidedCELoss",
     "ConfidenceLossMixin",
     "LoadConfidenceMap",

@@ -34,11 +34,11 @@ def predict(root: Path, out: Path, *arguments: str) -> int:
 def evaluated_predictions(monkeypatch: pytest.MonkeyPatch, root: Path) -> dict[str, list[np.ndarray]]:
     """The label maps the evaluate stage's model scoring compared with the ground truth, per variant,
     with test scales 1 and 0.75 (captured where they are counted)."""
-    import wsss_mmseg.training as training
     from tasks.evaluate import score_model
     from wsss.catalog import ArtifactLayout
     from wsss.params import load_params
     from wsss.stage_inputs import read_manifest
+    from wsss_mmseg import training
 
     params = load_params(root / "params.yaml")
     params = params.replace(train=replace(params.train, test_scales=(1.0, 0.75), test_crf=True))

@@ -90,7 +90,7 @@ def chart_report(page: Path, profile: Path) -> tuple[str, list[dict]]:
         capture_output=True, text=True, timeout=180,
     )
     dom = result.stdout
-    found = re.search(r'<pre id="wsss-chart-report"[^>]*>(.*?)</pre>', dom, re.S)
+    found = re.search(r'<pre id="wsss-chart-report"[^>]*>(.*?)</pre>', dom, re.DOTALL)
     assert found, f"no chart report in the rendered page (chart library not loaded?)\n{result.stderr[-2000:]}"
     return dom, json.loads(html.unescape(found.group(1)))
 

@@ -19,7 +19,7 @@ import shutil
 import subprocess
 import sys
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -161,7 +161,7 @@ def test_sigterm_marks_the_run_crashed_releases_the_locks_and_the_rerun_converge
     repo, env, snapshot, reference, _ = setup
     restore(repo, snapshot)
     change_two_images(repo)
-    started = datetime.now(timezone.utc).isoformat()
+    started = datetime.now(UTC).isoformat()
     stopped = killed_relabel(repo, env, "mid-pseudo", 15)
     assert stopped.returncode == 143, stopped.stderr[-3000:]
     assert [line for line in stopped.stderr.splitlines() if line.startswith("error:")] == [

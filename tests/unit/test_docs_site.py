@@ -51,7 +51,7 @@ def test_a_broken_link_an_unknown_anchor_or_a_page_left_out_fails_the_build(tmp_
 
 def inline_code(text: str) -> list[str]:
     """The inline code spans of a markdown text (fenced blocks left out)."""
-    prose = re.sub(r"^```.*?^```", "", text, flags=re.S | re.M)
+    prose = re.sub(r"^```.*?^```", "", text, flags=re.DOTALL | re.MULTILINE)
     return re.findall(r"`([^`\n]+)`", prose)
 
 
@@ -66,7 +66,7 @@ def expand(path: str) -> list[str]:
 
 def repository_paths(span: str) -> list[str]:
     """The repository path(s) a code span names, or [] when it names none."""
-    span = span.split("::")[0].rstrip(".,:;")
+    span = span.split("::", maxsplit=1)[0].rstrip(".,:;")
     if " " in span or not (span.startswith(CHECKED_ROOTS) or span in ROOT_FILES):
         return []
     if span.startswith(("wsss/", "wsss_mmseg/")):

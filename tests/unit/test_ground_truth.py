@@ -89,10 +89,9 @@ def model_scores(monkeypatch: pytest.MonkeyPatch, root: Path, manifest: Manifest
     pytest.importorskip("mmseg")
     import torch
 
-    import wsss_mmseg.inference as inference
-    import wsss_mmseg.training as training
     from tasks.evaluate import score_model
     from wsss.catalog import ArtifactLayout
+    from wsss_mmseg import inference, training
 
     monkeypatch.setattr(training, "load_segmenter", lambda *args, **kwargs: None)
     monkeypatch.setattr(inference, "predict_logits_batch", lambda model, images, scales: torch.tensor([0.0, 1.0, 0.0])[None, :, None, None].expand(len(images), 3, *images[0].shape[:2]))

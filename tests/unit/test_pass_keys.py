@@ -12,8 +12,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-import tasks.cams as cams
-import tasks.refine as refine
+from tasks import cams, refine
 from wsss.catalog import ArtifactLayout
 from wsss.datasets import ImageRecord, Manifest
 from wsss.incremental import content_key, key_identity, record_keys

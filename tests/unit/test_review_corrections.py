@@ -7,7 +7,7 @@ import hashlib
 import io
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from wsss.viz import voc_palette
 
 CLASS_NAMES = ["background", "cat", "dog"]
 IMAGES = {"a": ImageSpec("a", 6, 4, "aa" * 32), "b": ImageSpec("b", 6, 4, "bb" * 32)}
-WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 def labels(value: int = 1) -> np.ndarray:
@@ -116,7 +116,7 @@ def test_reimport_keeps_the_previous_version_and_tampering_is_detected(tmp_path:
     write_png(tmp_path / "a.png", labels(1))
     import_corrections(tmp_path / "a.png", store, IMAGES, CLASS_NAMES, now=WHEN)
     write_png(tmp_path / "a.png", labels(2))
-    import_corrections(tmp_path / "a.png", store, IMAGES, CLASS_NAMES, now=datetime(2026, 2, 1, tzinfo=timezone.utc))
+    import_corrections(tmp_path / "a.png", store, IMAGES, CLASS_NAMES, now=datetime(2026, 2, 1, tzinfo=UTC))
     history = sorted(p.name for p in (tmp_path / "c" / "history" / "a").iterdir())
     assert history == ["2026-02-01T000000Z.json", "2026-02-01T000000Z.png"]
     np.testing.assert_array_equal(store.read_mask(store.get("a"), len(CLASS_NAMES)), labels(2))

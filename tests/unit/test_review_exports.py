@@ -6,9 +6,9 @@ from __future__ import annotations
 import contextlib
 import io
 import json
-import xml.etree.ElementTree as ElementTree
 import zipfile
 from pathlib import Path
+from xml.etree import ElementTree
 
 import numpy as np
 import pytest

@@ -27,7 +27,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def js_payload(path: Path) -> list:
-    call = re.fullmatch(r"REVIEW\.\w+\((.*)\);\n", path.read_text(), re.S)
+    call = re.fullmatch(r"REVIEW\.\w+\((.*)\);\n", path.read_text(), re.DOTALL)
     assert call, path
     return json.loads(f"[{call.group(1)}]")
 

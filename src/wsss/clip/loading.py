@@ -212,7 +212,7 @@ def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str]:
     container = "state_dict"
     if "state_dict" in payload and isinstance(payload["state_dict"], dict):
         payload, container = payload["state_dict"], "open_clip_train"
-    state_dict = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in payload.items()}
+    state_dict = {k.removeprefix("module."): v for k, v in payload.items()}
     if not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise CheckpointError(f"{path}: state dict holds non-tensor values")
     return state_dict, container

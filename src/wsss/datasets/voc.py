@@ -13,9 +13,9 @@ Tags come from one of two sources (`tags_from`):
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ElementTree
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from xml.etree import ElementTree
 
 from wsss.datasets.ground_truth import (
     check_ground_truth_dir,

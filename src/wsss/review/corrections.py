@@ -21,7 +21,7 @@ import json
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -345,7 +345,7 @@ class CorrectionStore:
 
     def add(self, items: Iterable[ParsedCorrection], images: Mapping[str, ImageSpec], now: datetime | None = None) -> list[CorrectionRecord]:
         """Store corrections (mask first, then record; earlier versions go to history/)."""
-        stamp = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
         written = []
         for item in items:
             spec = images[item.image_id]
