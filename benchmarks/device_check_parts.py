@@ -23,6 +23,7 @@ from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -142,12 +143,12 @@ def cam_caa_throughput(clip16: LoadedClip, clip32: LoadedClip, sets: dict[str, l
             extractor.extract_batch(one_batch_per_bucket(prepared, batch_size))
             if torch.cuda.is_available():
                 torch.cuda.reset_peak_memory_stats()
-            seconds, _ = timed(lambda: extractor.extract_batch(prepared))
+            seconds, _ = timed(partial(extractor.extract_batch, prepared))
             rows[str(batch_size)] = {"images_per_s": round(len(prepared) / seconds, 1), "peak_cuda_mib": peak_cuda_mib()}
             print(f"  part 1 {name} batch {batch_size}: {rows[str(batch_size)]}", flush=True)
         largest = profile.batch_sizes[-1]
         cam_only = ClipEsCamExtractor(clip, vocabulary, CamSettings(batch_size=largest))
-        cam_only_seconds, _ = timed(lambda: cam_only.extract_batch(prepared, refine=False))
+        cam_only_seconds, _ = timed(partial(cam_only.extract_batch, prepared, refine=False))
         report["sets"][name] = {
             "images": len(images),
             "size_buckets": len({size_bucket(p) for p, _ in prepared}),
