@@ -215,27 +215,27 @@ def fp16_vs_fp32(clip16: LoadedClip, clip32: LoadedClip, images: list[TaggedImag
     results32, results16 = ours32.extract_batch(prepared), ours16.extract_batch(prepared)
     report: dict[str, Any] = {"images": len(images), "last_block_attention_logit_max": attention_logit_max(ours32, prepared[0][0])}
     for name in ("refined", "gradcam", "attention"):
-        differences = [np.abs(getattr(a, name) - getattr(b, name)) for a, b in zip(results32, results16)]
+        differences = [np.abs(getattr(a, name) - getattr(b, name)) for a, b in zip(results32, results16, strict=True)]
         report[f"{name}_max_abs"] = float(max(d.max() for d in differences))
         report[f"{name}_mean_abs"] = float(np.mean([d.mean() for d in differences]))
     # A CAM value crossing the box threshold moves a whole box edge: where that happens the refined
     # maps differ by much more than the arithmetic does; count those images apart.
     threshold = ours32.caa.box_threshold
     flipped, steady = 0, [0.0]
-    for a, b in zip(results32, results16):
-        if all(np.array_equal(box_mask(x, threshold), box_mask(y, threshold)) for x, y in zip(a.gradcam, b.gradcam)):
+    for a, b in zip(results32, results16, strict=True):
+        if all(np.array_equal(box_mask(x, threshold), box_mask(y, threshold)) for x, y in zip(a.gradcam, b.gradcam, strict=True)):
             steady.append(float(np.abs(a.refined - b.refined).max()))
         else:
             flipped += 1
     report["images_with_different_box_masks"] = flipped
     report["refined_max_abs_where_boxes_agree"] = max(steady)
-    over = sum(int((np.abs(a.refined - b.refined) > TARGET_MAX_ABS).sum()) for a, b in zip(results32, results16))
+    over = sum(int((np.abs(a.refined - b.refined) > TARGET_MAX_ABS).sum()) for a, b in zip(results32, results16, strict=True))
     report["refined_pixel_fraction_over_target"] = over / sum(a.refined.size for a in results32)
     settings = PseudoSettings()
     jobs = [
         (np.asarray(item.image), result.refined.astype(np.float16), result.class_ids, settings, use_crf)
         for results in (results32, results16)
-        for item, result in zip(images, results)
+        for item, result in zip(images, results, strict=True)
     ]
     workers = min(len(jobs), os.cpu_count() or 1)
     if workers > 1:  # fork: the children only run numpy and the CRF, never CUDA
@@ -245,8 +245,8 @@ def fp16_vs_fp32(clip16: LoadedClip, clip32: LoadedClip, images: list[TaggedImag
         labels = [pseudo_labels(job) for job in jobs]
     half = len(images)
     pixels = sum(l.size for l, _ in labels[:half])
-    report["pseudo_agreement"] = sum(int((a == b).sum()) for (a, _), (b, _) in zip(labels[:half], labels[half:])) / pixels
-    report["raw_label_agreement"] = sum(int((a == b).sum()) for (_, a), (_, b) in zip(labels[:half], labels[half:])) / pixels
+    report["pseudo_agreement"] = sum(int((a == b).sum()) for (a, _), (b, _) in zip(labels[:half], labels[half:], strict=True)) / pixels
+    report["raw_label_agreement"] = sum(int((a == b).sum()) for (_, a), (_, b) in zip(labels[:half], labels[half:], strict=True)) / pixels
     report["crf"] = use_crf
     report["pseudo_path"] = (
         "float16 refined maps -> " + ("dense CRF (pydensecrf)" if use_crf else "NO CRF (pydensecrf missing)")

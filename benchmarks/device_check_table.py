@@ -131,7 +131,7 @@ def format_table(figures: dict[str, Any], on_gpu: bool) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = [header, "-" * len(header)]
     for index, row in enumerate(rows):
-        lines.append(" | ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        lines.append(" | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
         if index == 0:
             lines.append("-+-".join("-" * width for width in widths))
     lines.append(f"total {figures['seconds_total']} s; " + ", ".join(f"part {k[0]} {v} s" for k, v in figures["seconds"].items()))

@@ -84,7 +84,7 @@ def _run_jobs(jobs: Sequence[PseudoJob], workers: int, report: StageReport | Non
     outcomes = pool.map(make_pseudo_mask, jobs, chunksize=4) if pool else map(make_pseudo_mask, jobs)
     results = []
     try:
-        for job, result in zip(jobs, outcomes):
+        for job, result in zip(jobs, outcomes, strict=True):
             results.append(result)
             if report:
                 report.advance([job.image_id], result[0])
@@ -114,7 +114,7 @@ def run_pseudo(params: Params, layout: ArtifactLayout, report: StageReport | Non
     archived = [str(p) for p in store.archive([*todo, *removed], archive_to)] if archive_to is not None else []
     jobs = [PseudoJob(i, keys[i], layout.refined, params.dataset_root, layout.pseudo, settings) for i in todo]
     computed, failed = [], {}
-    for job, (outcome, value) in zip(jobs, _run_jobs(jobs, settings.jobs, report)):
+    for job, (outcome, value) in zip(jobs, _run_jobs(jobs, settings.jobs, report), strict=True):
         if outcome == "failed":
             failed[job.image_id] = str(value)
         else:

@@ -111,7 +111,7 @@ def _panels(inputs: OverlayInputs) -> list[tuple[str, np.ndarray]]:
     if inputs.probabilities is not None and len(inputs.probabilities) != len(inputs.tags):
         raise ValueError(f"{len(inputs.probabilities)} probabilities for {len(inputs.tags)} tags")
     panels = [("image", rgb)]
-    for index, (tag, cam) in enumerate(zip(inputs.tags, inputs.maps)):
+    for index, (tag, cam) in enumerate(zip(inputs.tags, inputs.maps, strict=True)):
         caption = tag if inputs.probabilities is None else f"{tag}  p={float(inputs.probabilities[index]):.2f}"
         panels.append((caption, cam_overlay(rgb, np.asarray(cam, dtype=np.float32))))
     for caption, labels in ((inputs.mask_caption, inputs.pseudo_labels), ("ground truth", inputs.ground_truth)):

@@ -143,7 +143,7 @@ def predict_batch(
 ) -> list[Prediction]:
     """What `evaluate` scores, for images of one size: fused logits, then arg-max or dense CRF."""
     logits = predict_logits_batch(model, images, scales)
-    return [labels_from_logits(image, image_logits, crf) for image, image_logits in zip(images, logits)]
+    return [labels_from_logits(image, image_logits, crf) for image, image_logits in zip(images, logits, strict=True)]
 
 
 def predict_image(model: torch.nn.Module, image: np.ndarray, scales: Sequence[float] = (1.0,), crf: CrfParams | None = None) -> Prediction:

@@ -50,7 +50,7 @@ class MultiScaleEncoderDecoder(EncoderDecoder):
         """Decode-head losses of every scale and of the max, summed by mmengine (keys hold "loss")."""
         names = [f"scale{s:g}" for s in self.train_scales] + ["max"]
         losses: dict[str, Tensor] = {}
-        for name, logits in zip(names, self.scale_logits(inputs)):
+        for name, logits in zip(names, self.scale_logits(inputs), strict=True):
             for key, value in self.decode_head.loss_by_feat(logits, data_samples).items():
                 losses[f"{key}_{name}" if "loss" in key else f"{name}.{key}"] = value
         return losses

@@ -161,7 +161,7 @@ class ClipEsCamExtractor:
             for start in range(0, len(indices), step):
                 chunk = indices[start : start + step]
                 batch = [(items[i][0], self._check_tags(items[i][1])) for i in chunk]
-                for index, result in zip(chunk, self._extract_same_size(batch, refine)):
+                for index, result in zip(chunk, self._extract_same_size(batch, refine), strict=True):
                     results[index] = result
         return [r for r in results if r is not None]
 

@@ -50,7 +50,7 @@ def mask_row(image_id: str, label: PseudoLabel, tags: Sequence[str], source_sha2
         "tags": list(tags),
         "ignored_fraction": round(float((label.labels == ignore_index).mean()), 6),
         "mean_confidence": round(float(label.confidence.mean()), 6),
-        "label_pixels": {str(int(v)): int(c) for v, c in zip(values, counts)},
+        "label_pixels": {str(int(v)): int(c) for v, c in zip(values, counts, strict=True)},
         "source_sha256": source_sha256,
     }
 

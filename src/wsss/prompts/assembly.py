@@ -49,7 +49,7 @@ def masks_from_labels(labels: np.ndarray, class_ids: Sequence[int], size: int) -
 
 def masks_from_refined(refined: np.ndarray, class_ids: Sequence[int], size: int) -> Iterator[tuple[int, torch.Tensor]]:
     """M_k at CLIP size: the soft refined map of each tag (SemPLeS's own choice)."""
-    for class_id, cam in zip(class_ids, refined):
+    for class_id, cam in zip(class_ids, refined, strict=True):
         yield int(class_id), mask_at_clip_size(torch.from_numpy(np.asarray(cam, dtype=np.float32)), size)
 
 

@@ -62,7 +62,7 @@ def label_table(class_names: Sequence[str], ignore_index: int = 255) -> list[tup
     palette = voc_palette()
     values = [*range(len(class_names)), ignore_index]
     names = [*class_names, IGNORE_NAME]
-    return [(value, name, tuple(int(c) for c in palette[value])) for value, name in zip(values, names)]
+    return [(value, name, tuple(int(c) for c in palette[value])) for value, name in zip(values, names, strict=True)]
 
 
 def labelmap_txt(class_names: Sequence[str], ignore_index: int = 255) -> str:

@@ -67,7 +67,7 @@ class PromptEmbeddingCache:
             with torch.no_grad():
                 features = F.normalize(self._encode(self.tokenizer(sentences).to(self.device)).float(), dim=-1)
             per_name = features.view(len(missing), len(key_templates), -1).mean(dim=1)
-            for name, embedding in zip(missing, F.normalize(per_name, dim=-1)):
+            for name, embedding in zip(missing, F.normalize(per_name, dim=-1), strict=True):
                 self._cache[(key_templates, name)] = embedding
         if not names:
             return torch.empty(0, 0, device=self.device)

@@ -70,7 +70,7 @@ def _map_container(value: Mapping | list | tuple, convert: Callable[[Any, Any], 
     nothing changed (a model state dict keeps its ``_metadata``, which load_state_dict reads)."""
     pairs = list(value.items()) if isinstance(value, Mapping) else list(enumerate(value))
     converted = [(key, convert(key, item)) for key, item in pairs]
-    if all(new is old for (_, new), (_, old) in zip(converted, pairs)):
+    if all(new is old for (_, new), (_, old) in zip(converted, pairs, strict=True)):
         return value
     if isinstance(value, Mapping):
         return OrderedDict(converted) if isinstance(value, OrderedDict) else dict(converted)
