@@ -31,7 +31,7 @@ MASK_STAGES = (*upstream_of("pseudo"), "pseudo")
 
 def git_show(root: Path, revision: str, path: str) -> str:
     """Content of `path` at `revision`; a clear error when either does not exist."""
-    result = subprocess.run(["git", "show", f"{revision}:{path}"], cwd=root, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(["git", "show", f"{revision}:{path}"], cwd=root, capture_output=True, text=True, timeout=60, check=False)
     if result.returncode != 0:
         raise WsssError(f"{root}: cannot read {path} at revision {revision!r} ({result.stderr.strip() or 'git failed'})")
     return result.stdout

@@ -87,7 +87,7 @@ def chart_report(page: Path, profile: Path) -> tuple[str, list[dict]]:
     assert browser
     result = subprocess.run(
         [browser, *CHROMIUM_FLAGS, f"--user-data-dir={profile}", "--dump-dom", page.as_uri()],
-        capture_output=True, text=True, timeout=180,
+        capture_output=True, text=True, timeout=180, check=False,
     )
     dom = result.stdout
     found = re.search(r'<pre id="wsss-chart-report"[^>]*>(.*?)</pre>', dom, re.DOTALL)

@@ -79,7 +79,7 @@ def relabel(repo: Path, env: dict[str, str]) -> None:
 
 def killed_relabel(repo: Path, env: dict[str, str], point: str, signal_number: int) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", KILLER, point, str(signal_number)], cwd=repo, env=env,
-                          capture_output=True, text=True, timeout=900, start_new_session=True)
+                          capture_output=True, text=True, timeout=900, start_new_session=True, check=False)
 
 
 def restore(repo: Path, snapshot: Path) -> None:

@@ -24,7 +24,7 @@ TORCH_FREE = ("wsss.params", "wsss.params_doc", "wsss.cli", "flows.prepare", "fl
 def heavy_modules_after_importing(module: str) -> list[str]:
     script = f"import importlib, json, sys; importlib.import_module({module!r}); print(json.dumps(sorted(sys.modules)))"
     env = {"PYTHONPATH": f"{ROOT / 'src'}:{ROOT}", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
-    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300)
+    result = subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, timeout=300, check=False)
     assert result.returncode == 0, result.stderr[-2000:]
     return [name for name in json.loads(result.stdout) if name.split(".")[0] in HEAVY]
 
