@@ -133,9 +133,12 @@ def test_control_the_payload_runs_when_getattr_is_allowed_or_pickle_is_free(tmp_
     (tmp_path / "a").mkdir()
     target = Target.in_folder(tmp_path / "a")
     evil = getattr_checkpoint(tmp_path / "a" / "evil.pth", target)
-    with torch_serialization_guard() as guard:
-        with torch.serialization.safe_globals(allowed_before), pytest.raises(Exception, match="Weights only load"):
-            torch.load(evil, map_location="cpu")  # "refused"... after the code ran
+    with (
+        torch_serialization_guard() as guard,
+        torch.serialization.safe_globals(allowed_before),
+        pytest.raises(Exception, match="Weights only load"),
+    ):
+        torch.load(evil, map_location="cpu")  # "refused"... after the code ran
     assert target.hit() and guard["replaced"]
 
     (tmp_path / "b").mkdir()

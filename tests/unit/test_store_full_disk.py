@@ -67,10 +67,9 @@ def published_store(directory: Path) -> tuple[Path, str]:
 def test_disk_full_while_writing_a_shard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, point: str) -> None:
     path, digest = published_store(tmp_path)
     monkeypatch.setattr(atomic, "os", faulty_os(point))
-    with pytest.raises(StoreError) as raised:
-        with ShardWriter(path, {"run": "second"}) as writer:
-            for index in range(4):
-                writer.add(f"img{index}", {"attention": ATTENTION + index}, {})
+    with pytest.raises(StoreError) as raised, ShardWriter(path, {"run": "second"}) as writer:
+        for index in range(4):
+            writer.add(f"img{index}", {"attention": ATTENTION + index}, {})
     message = str(raised.value)
     assert message.startswith(f"{path}: shard not written, nothing published: the disk is full"), message
     assert "No space left on device" in message and raised.value.__cause__ is None  # one error, no chained trace
