@@ -199,7 +199,7 @@ def test_load_dataset_applies_each_kinds_ground_truth_default(tmp_path: Path) ->
     write_folder_set(tmp_path / "folder")
     folder = load_dataset("folder", tmp_path / "folder", CLASSES, images_dir="images", tags_file="tags.csv")
     assert [r.ground_truth_path for r in folder.records] == [None, None]
-    with pytest.raises(ConfigError, match="data.tags_from: ground_truth is only available for VOC layouts"):
+    with pytest.raises(ConfigError, match=r"data\.tags_from: ground_truth is only available for VOC layouts"):
         DataSettings(kind="folder", tags_from="ground_truth")
-    with pytest.raises(ConfigError, match="data.tags_from must be one of"):
+    with pytest.raises(ConfigError, match=r"data\.tags_from must be one of"):
         DataSettings(tags_from="xml")
