@@ -40,8 +40,8 @@ def default_rows(part: dict[str, Any], on_gpu: bool) -> list[tuple[str, str, str
     rows = [
         (f"0 cams+refine end to end, stage defaults, {stages['images']} images", f"{stages['images_per_s']} img/s",
          f">= {TARGET_STAGE_IMAGES_PER_S:.0f} img/s", verdict(stages["images_per_s"], TARGET_STAGE_IMAGES_PER_S, on_gpu)),
-        (f"0   clip {layout['clip']}, batch {layout['cam.batch_size']}, {processes}, {layout['runner.decode_workers']} decode "
-         f"threads, caa.device {layout['caa.device']}, {layout['store.compression']}; cams / refine",
+        ((f"0   clip {layout['clip']}, batch {layout['cam.batch_size']}, {processes}, {layout['runner.decode_workers']} decode "
+          f"threads, caa.device {layout['caa.device']}, {layout['store.compression']}; cams / refine"),
          f"{stages['cams_images_per_s']} / {stages['refine_images_per_s']} img/s", "", ""),
         (f"0 CAM+CAA default path (batch {cam_caa['batch_size']}) / reference one-image loop ({cam_caa['reference']['precision']})",
          f"{cam_caa['images_per_s']} / {cam_caa['reference']['images_per_s']} img/s", "", ""),
@@ -82,8 +82,8 @@ def table_rows(figures: dict[str, Any], on_gpu: bool) -> list[tuple[str, str, st
         rows.append(("2   images whose box masks differ / max diff elsewhere",
                      f"{part['images_with_different_box_masks']} / {part['refined_max_abs_where_boxes_agree']:.2e}", "", ""))
         rows.append(("2   pixels over the target / gradcam max diff / last-block logit max",
-                     f"{100 * part['refined_pixel_fraction_over_target']:.3f} % / {part['gradcam_max_abs']:.2e} / "
-                     f"{part['last_block_attention_logit_max']}", "", ""))
+                     (f"{100 * part['refined_pixel_fraction_over_target']:.3f} % / {part['gradcam_max_abs']:.2e} / "
+                      f"{part['last_block_attention_logit_max']}"), "", ""))
         rows.append((f"2 pseudo-mask pixel agreement ({'CRF' if part['crf'] else 'NO CRF: pydensecrf missing'})",
                      f"{100 * part['pseudo_agreement']:.3f} %", f">= {100 * TARGET_AGREEMENT:.1f} %",
                      verdict(part["pseudo_agreement"], TARGET_AGREEMENT, on_gpu)))
