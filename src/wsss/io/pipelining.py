@@ -97,7 +97,7 @@ class BackgroundShardWriter:
                 continue  # keep draining so that a blocked `add` can return
             try:
                 self.writer.add(*item)
-            except BaseException as error:  # handed to the caller's thread
+            except BaseException as error:  # noqa: BLE001 - handed to the caller's thread
                 self._error = error
 
 

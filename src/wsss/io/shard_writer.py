@@ -206,7 +206,7 @@ class ShardWriter:
             self._file = None
             self._pending = AtomicFile(self.path)
             self._pending.write(image)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - h5py raises many types: any of them means nothing was published (StoreError)
             self._discard()
             raise StoreError(f"{self.path}: shard not written, nothing published: {_reason(error)}") from None
         try:
