@@ -11,6 +11,7 @@ the model or a score changes. What makes the model untrustworthy is said first, 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +69,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
 
 
 def _miou(value: float) -> str:
-    return "n/a" if value != value else f"{value:.4f}"  # NaN: no class with ground truth
+    return "n/a" if math.isnan(value) else f"{value:.4f}"  # NaN: no class with ground truth
 
 
 def render_model_card(facts: ModelCardFacts) -> str:

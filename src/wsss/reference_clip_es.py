@@ -145,7 +145,7 @@ def reference_cams(
             gradcams.append(cam)
 
             if affinity is None:
-                stacked = torch.stack([w[:, 1:, 1:] for w in attentions + [weights12.detach()]])[-8:]
+                stacked = torch.stack([w[:, 1:, 1:] for w in [*attentions, weights12.detach()]])[-8:]
                 affinity = stacked.mean(dim=0)[0].float()
             mask = torch.zeros(grid_h, grid_w, device=device)
             for x0, y0, x1, y1 in _boxes(cam, threshold):

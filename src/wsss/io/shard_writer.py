@@ -17,6 +17,7 @@ import json
 import math
 import re
 from collections.abc import Mapping
+from contextlib import suppress
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -218,10 +219,8 @@ class ShardWriter:
 
     def _discard(self) -> None:
         if self._file is not None:
-            try:
+            with suppress(OSError, RuntimeError):  # an in-memory file; a failed close must not mask the original error
                 self._file.close()
-            except (OSError, RuntimeError):
-                pass  # an in-memory file; a failed close must not mask the original error
             self._file = None
         if self._pending is not None:
             self._pending.discard()

@@ -44,7 +44,7 @@ class PseudoSettings:
         0.95, "pixels with a lower confidence become `ignore_index`; null keeps every pixel", ge=0.0, le=1.0
     )
     ignore_index: int = setting(255, "label of ignored pixels", ge=0, le=255)
-    crf_params: CrfParams = setting(CrfParams(), "dense CRF parameters")
+    crf_params: CrfParams = setting(CrfParams(), "dense CRF parameters")  # noqa: RUF009 - frozen; setting() makes it a default_factory
     jobs: int = setting(1, "worker processes of the pseudo stage (the CRF is CPU-bound); not part of any result", ge=1, le=1024,
                       identity=False)
 
