@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os.path as osp
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import mmengine
 from mmseg.datasets import BaseSegDataset
@@ -58,7 +58,7 @@ class PseudoMaskDataset(BaseSegDataset):
         FileNotFoundError: If the split file is missing.
     """
 
-    METAINFO: dict = dict()
+    METAINFO: ClassVar[dict[str, Any]] = {}
 
     def __init__(
         self,

@@ -43,7 +43,7 @@ class MultiScaleEncoderDecoder(EncoderDecoder):
             scaled = inputs if scale == 1.0 else F.interpolate(inputs, scale_factor=scale, mode="bilinear", align_corners=False)
             logits.append(self.decode_head.forward(self.extract_feat(scaled)))
         size = logits[0].shape[-2:]
-        upsampled = [logits[0], *(F.interpolate(l, size=size, mode="bilinear", align_corners=False) for l in logits[1:])]
+        upsampled = [logits[0], *(F.interpolate(scaled, size=size, mode="bilinear", align_corners=False) for scaled in logits[1:])]
         return [*upsampled, torch.stack(upsampled).amax(dim=0)]
 
     def loss(self, inputs: Tensor, data_samples: list) -> dict[str, Tensor]:
