@@ -244,7 +244,7 @@ def fp16_vs_fp32(clip16: LoadedClip, clip32: LoadedClip, images: list[TaggedImag
     else:
         labels = [pseudo_labels(job) for job in jobs]
     half = len(images)
-    pixels = sum(l.size for l, _ in labels[:half])
+    pixels = sum(label.size for label, _ in labels[:half])
     report["pseudo_agreement"] = sum(int((a == b).sum()) for (a, _), (b, _) in zip(labels[:half], labels[half:], strict=True)) / pixels
     report["raw_label_agreement"] = sum(int((a == b).sum()) for (_, a), (_, b) in zip(labels[:half], labels[half:], strict=True)) / pixels
     report["crf"] = use_crf

@@ -149,7 +149,7 @@ def cache_intact(cache: Path) -> tuple[int, list[str]]:
         if not file.is_file():
             continue
         expected = file.parent.name + file.name.removesuffix(".dir")
-        digest = hashlib.md5(file.read_bytes()).hexdigest()
+        digest = hashlib.md5(file.read_bytes(), usedforsecurity=False).hexdigest()
         checked += 1
         if digest != expected:
             bad.append(str(file.relative_to(cache)))

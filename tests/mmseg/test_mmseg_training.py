@@ -202,7 +202,7 @@ def test_multi_scale_training_supervises_every_scale_and_their_max(synthetic_dat
     model = MODELS.build(cfg.model)
     inputs = torch.randn(2, 3, 64, 64)
     logits = model.scale_logits(inputs)
-    assert len(logits) == 4 and all(l.shape == logits[0].shape for l in logits)
+    assert len(logits) == 4 and all(scale.shape == logits[0].shape for scale in logits)
     torch.testing.assert_close(logits[3], torch.stack(logits[:3]).amax(dim=0))
     last = train_segmenter(cfg)
     scalars = _logged_scalars(tmp_path)

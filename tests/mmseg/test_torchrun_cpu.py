@@ -50,10 +50,10 @@ def _torchrun(arguments: list[str], timeout: float = 300) -> str:
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
+    except subprocess.TimeoutExpired as error:
         os.killpg(process.pid, signal.SIGKILL)
         output, _ = process.communicate()
-        raise AssertionError(f"torchrun did not finish in {timeout} s:\n{output[-4000:]}")
+        raise AssertionError(f"torchrun did not finish in {timeout} s:\n{output[-4000:]}") from error
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)

@@ -75,7 +75,7 @@ GOOD_FILES = {
     "float32.tif": lambda: encoded(Image.fromarray(np.linspace(0, 1, 48 * 32, dtype=np.float32).reshape(32, 48), mode="F"), "TIFF"),
 }
 BAD_FILES = {
-    "truncated.jpg": lambda: truncated_jpeg(),
+    "truncated.jpg": truncated_jpeg,
     "corrupt.png": corrupt_png,
     "empty.jpg": lambda: b"",
     "not_an_image.jpg": lambda: b"name,tags\nthis is a CSV file, not a JPEG\n",

@@ -213,8 +213,8 @@ def test_corruption_anywhere_never_escapes_without_the_file_name(tmp_path: Path)
         for image_id in ("a", "b"):
             try:
                 store.read(image_id)
-            except StoreError as error:
-                assert "shard-00000.h5" in str(error), offset
+            except StoreError as error:  # a damaged read may also succeed: only a refusal is checked
+                assert "shard-00000.h5" in str(error), offset  # noqa: PT017
 
 
 @pytest.mark.parametrize("image_id", ["", ".", "a/b", "..", "x..y", "a\x00b", "x" * 256, 7])

@@ -49,9 +49,8 @@ def with_value(params: dict, dotted: str, value: object) -> dict:
     node = params
     *parents, leaf = dotted.split(".")
     for part in parents:
-        node = node.setdefault(part, {}) if node.get(part) is not None else node.setdefault(part, {})
-        if not isinstance(node, dict):
-            raise AssertionError(dotted)
+        node = node.setdefault(part, {})
+        assert isinstance(node, dict), dotted
     node[leaf] = value
     return params
 

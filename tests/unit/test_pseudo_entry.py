@@ -98,7 +98,7 @@ def test_a_full_disk_stops_the_stage_with_one_error_and_loses_nothing(setup: tup
     message = str(raised.value)
     assert "No space left on device" in message and "\n" not in message and LONG_ID in message
     assert {p.name for p in layout.pseudo.folder("masks").iterdir()} == set(before)  # every mask still there
-    assert not [p for p in layout.pseudo.root.rglob(".tmp-*")]
+    assert not list(layout.pseudo.root.rglob(".tmp-*"))
     monkeypatch.undo()
     assert run_pseudo(params, layout).computed == (LONG_ID,)  # b was complete under its new key
     assert store.reusable_row("b", "x") is None and len(list(layout.pseudo.folder("keys").iterdir())) == 2

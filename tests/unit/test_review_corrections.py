@@ -179,8 +179,8 @@ def test_corrections_are_a_dvc_input_of_train_and_review_never_an_output() -> No
     for name, stage in stages.items():
         for out in stage.get("outs", []) + stage.get("metrics", []) + stage.get("plots", []):
             path = next(iter(out)) if isinstance(out, dict) else out
-            out, store = Path(path), Path("corrections")
-            assert out != store and store not in out.parents and out not in store.parents, (name, path)
+            output, store = Path(path), Path("corrections")
+            assert output != store and store not in output.parents and output not in store.parents, (name, path)
     assert (Path(__file__).resolve().parents[2] / "corrections" / "README.md").is_file()  # the dep exists in a fresh clone
 
 

@@ -64,7 +64,7 @@ def test_sharpness_of_equal_scores_is_zero() -> None:
 
 def test_sharpness_rejects_mismatched_rows() -> None:
     """One probability row per tag set is required."""
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"expected \(2, C\) probabilities"):
         sharpness_of_scores(PROBABILITIES, TAG_SETS[:2])
 
 
