@@ -76,7 +76,10 @@ def environment() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "tf32": {"matmul": torch.backends.cuda.matmul.allow_tf32, "cudnn": torch.backends.cudnn.allow_tf32},
-        "packages": {name: version(name) for name in ("open_clip_torch", "mmsegmentation", "mmengine", "mmcv-lite", "pydensecrf2", "hdf5plugin", "h5py", "numpy")},
+        "packages": {
+            name: version(name)
+            for name in ("open_clip_torch", "mmsegmentation", "mmengine", "mmcv-lite", "pydensecrf2", "hdf5plugin", "h5py", "numpy")
+        },
     }
 
 

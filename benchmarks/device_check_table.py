@@ -73,7 +73,8 @@ def table_rows(figures: dict[str, Any], on_gpu: bool) -> list[tuple[str, str, st
         reference = part["reference"]
         rows.append((f"1 reference procedure, one image at a time, {reference['precision']}", f"{reference['images_per_s']} img/s", "", ""))
         speedup = part["speedup_best_batch_vs_reference"]
-        rows.append(("1 speed-up: best batch / reference (500x375)", f"{speedup}x", f">= {TARGET_SPEEDUP:.0f}x", verdict(speedup, TARGET_SPEEDUP, on_gpu)))
+        rows.append(("1 speed-up: best batch / reference (500x375)", f"{speedup}x", f">= {TARGET_SPEEDUP:.0f}x",
+                     verdict(speedup, TARGET_SPEEDUP, on_gpu)))
     part = figures.get("2_fp16_vs_fp32", {})
     if "refined_max_abs" in part:
         max_abs = part["refined_max_abs"]
@@ -94,13 +95,15 @@ def table_rows(figures: dict[str, Any], on_gpu: bool) -> list[tuple[str, str, st
         rows.append((f"3 cams+refine end to end, {part['images']} images, batch {part['batch_size']}, {part['compression']}",
                      f"{part['images_per_s']} img/s", f">= {TARGET_STAGE_IMAGES_PER_S:.0f} img/s",
                      verdict(part["images_per_s"], TARGET_STAGE_IMAGES_PER_S, on_gpu)))
-        rows.append((f"3   batch {part['batch_size']}, the rest as shipped: decode_workers {part['decode_workers']}, caa.device {part['caa_device']}; cams / refine alone",
+        rows.append(((f"3   batch {part['batch_size']}, the rest as shipped: decode_workers {part['decode_workers']}, "
+                      f"caa.device {part['caa_device']}; cams / refine alone"),
                      f"{part['cams_images_per_s']} / {part['refine_images_per_s']} img/s", "", ""))
         labels = {
             "without_overlap": lambda v: "without runner.overlap_io",
             "caa_on_device": lambda v: f"decode_workers {v['decode_workers']}, caa.device {v['caa_device']}",
             "cams_uncompressed": lambda v: f"decode_workers {v['decode_workers']}, store.compression none",
-            "refine_processes": lambda v: f"decode_workers {v['decode_workers']}, refine on {v['refine_processes']} processes, {v['images_per_shard']} img/shard",
+            "refine_processes": lambda v: (f"decode_workers {v['decode_workers']}, refine on {v['refine_processes']} processes, "
+                                           f"{v['images_per_shard']} img/shard"),
             "both_processes": lambda v: (f"cams on {v['cams_processes']} processes (decode_workers {v['decode_workers']}), "
                                          f"refine on {v['refine_processes']}, {v['images_per_shard']} img/shard"),
         }

@@ -156,7 +156,9 @@ def measure_steps(paths: list[Path], outputs: list[dict[str, Any]], codecs: tupl
                 read += time.process_time() - started
                 started = time.process_time()
                 height, width = (int(v) for v in cam.attrs["original_size"])
-                refined = refine_image(torch.from_numpy(cam.arrays["gradcam"]), torch.from_numpy(cam.arrays["attention"]), (height, width), CaaSettings())
+                refined = refine_image(
+                    torch.from_numpy(cam.arrays["gradcam"]), torch.from_numpy(cam.arrays["attention"]), (height, width), CaaSettings()
+                )
                 refined_maps.append(refined.numpy())
                 caa += time.process_time() - started
             started = time.process_time()

@@ -291,8 +291,10 @@ def report(summary: dict[str, Any], out: Path, json_path: Path) -> None:
               + " ".join(f"{r['stages'][stage]['peak_rss_bytes'] / 2**20:9.0f}Mi" for r in summary["runs"]))
     for run in summary["runs"]:
         print(f"N={run['images']}: stores {run['workspace_store_bytes_per_image'] / 1e6:.3f} MB/image "
-              f"(cams {run['stages']['cams']['disk_bytes_per_image'] / 1e6:.3f}, refined {run['stages']['refine']['disk_bytes_per_image'] / 1e6:.3f}, "
-              f"pseudo {run['stages']['pseudo']['disk_bytes_per_image'] / 1e6:.3f}); DVC cache {run['dvc_cache_bytes_per_image'] / 1e6:.3f} MB/image, "
+              f"(cams {run['stages']['cams']['disk_bytes_per_image'] / 1e6:.3f}, "
+              f"refined {run['stages']['refine']['disk_bytes_per_image'] / 1e6:.3f}, "
+              f"pseudo {run['stages']['pseudo']['disk_bytes_per_image'] / 1e6:.3f}); "
+              f"DVC cache {run['dvc_cache_bytes_per_image'] / 1e6:.3f} MB/image, "
               f"of which not shared with the workspace {run['dvc_cache_extra_bytes_per_image'] / 1e6:.3f}; "
               f"dvc status {run['dvc_status_s']:.1f} s; no-op repro {run['noop_repro_s']:.1f} s; add-1 repro {run['add_one_repro_s']:.1f} s; "
               f"cache files modified in place: {len(run['cache_files_modified'])} of {run['cache_files_checked']}")

@@ -50,7 +50,9 @@ def runner_overrides(args: argparse.Namespace) -> dict[str, Any]:
     return {"kind": getattr(args, "runner", None), "address": getattr(args, "address", None), "workers": getattr(args, "workers", None)}
 
 
-def parse(flows: Mapping[str, Any], argv: list[str] | None, runner: bool, extra: Callable[[argparse.ArgumentParser], None] | None) -> argparse.Namespace:
+def parse(
+    flows: Mapping[str, Any], argv: list[str] | None, runner: bool, extra: Callable[[argparse.ArgumentParser], None] | None
+) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Run a wsss pipeline stage as a Prefect flow")
     if len(flows) > 1:
         parser.add_argument("stage", choices=sorted(flows))

@@ -110,11 +110,13 @@ def render_model_card(facts: ModelCardFacts) -> str:
     ]
     model_rows = [(f"`{key}`", _miou(s.mean_iou), f"{s.pixel_accuracy:.4f}") for key, s in facts.scores.items() if key.startswith("model.")]
     other_rows = [(f"`{key}`", _miou(s.mean_iou), f"{s.pixel_accuracy:.4f}") for key, s in facts.scores.items() if not key.startswith("model.")]
-    lines += _table(("variant", "mIoU", "pixel accuracy"), model_rows + other_rows) if facts.scores else ["No image has ground truth: nothing was scored."]
+    no_scores = ["No image has ground truth: nothing was scored."]
+    lines += _table(("variant", "mIoU", "pixel accuracy"), model_rows + other_rows) if facts.scores else no_scores
     lines += ["", ("Model variants: test scales max-fused, with and without dense CRF (`pseudo.crf_params`); the other rows are the "
                "pipeline's maps and pseudo masks on the same images, for comparison."), "",
               "## Lineage", "",
-              f"* Code: commit `{facts.code_version.get('git_commit')}`{' (with uncommitted changes)' if facts.code_version.get('git_dirty') else ''}",
+              (f"* Code: commit `{facts.code_version.get('git_commit')}`"
+               f"{' (with uncommitted changes)' if facts.code_version.get('git_dirty') else ''}"),
               f"* Params hash: `{facts.params_digest}` (as in the flow-run names); train params `{record.params}`",
               f"* Data hash: manifest SHA-256 `{record.input_manifest_sha256}`",
               f"* Flow runs: train `{record.flow_run_id}`, pseudo `{record.pseudo_flow_run_id}`, evaluate `{facts.evaluation_flow_run_id}`",

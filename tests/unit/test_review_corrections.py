@@ -91,7 +91,8 @@ def test_one_bad_file_refuses_the_whole_import(tmp_path: Path) -> None:
 
 
 def test_coco_rle_import_matches_categories_by_name(tmp_path: Path) -> None:
-    images = [ExportImage("a", "JPEGImages/a.jpg", 6, 4, lambda: labels(2)), ExportImage("b", "JPEGImages/b.jpg", 6, 4, lambda: np.zeros((4, 6), np.uint8))]
+    images = [ExportImage("a", "JPEGImages/a.jpg", 6, 4, lambda: labels(2)),
+              ExportImage("b", "JPEGImages/b.jpg", 6, 4, lambda: np.zeros((4, 6), np.uint8))]
     document = coco_document(images, CLASS_NAMES)
     # An annotation tool numbers categories its own way: ids change, names stay.
     for category in document["categories"]:

@@ -1,9 +1,9 @@
 """A full disk while a shard is written: one StoreError naming the shard, no partial file, nothing published lost.
 
 Two ways: ENOSPC injected at the write, flush (fsync) and rename points of `ShardWriter` and of
-the publishing copy (both through `wsss.io.atomic`, the one atomic-write helper); and a real full disk, a 256 kB tmpfs mounted in a private mount namespace
-(`unshare`), where h5py used to leave HDF5 with data it could not flush and the process died with
-a segmentation fault on exit.
+the publishing copy (both through `wsss.io.atomic`, the one atomic-write helper); and a real full
+disk, a 256 kB tmpfs mounted in a private mount namespace (`unshare`), where h5py used to leave
+HDF5 with data it could not flush and the process died with a segmentation fault on exit.
 """
 
 from __future__ import annotations
@@ -130,7 +130,8 @@ def test_real_full_disk_gives_one_error_and_no_crash(tmp_path: Path) -> None:
         unshare, "--mount", "--map-root-user", "sh", "-c",
         'mount -t tmpfs -o size=256k tmpfs "$1" && exec "$2" "$3" "$1"', "sh", str(mount), sys.executable, str(script),
     ]  # fmt: skip
-    probe = subprocess.run([unshare, "--mount", "--map-root-user", "sh", "-c", f'mount -t tmpfs -o size=4k tmpfs "{mount}"'], capture_output=True, check=False)
+    probe = subprocess.run([unshare, "--mount", "--map-root-user", "sh", "-c", f'mount -t tmpfs -o size=4k tmpfs "{mount}"'],
+                           capture_output=True, check=False)
     if probe.returncode != 0:
         pytest.skip(f"cannot mount a private tmpfs here: {probe.stderr.decode().strip()}")
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)

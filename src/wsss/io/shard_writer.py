@@ -5,9 +5,9 @@ compressed losslessly by the chosen codec, fletcher32 on every chunk) and attrib
 attributes hold the run's provenance plus `schema_version`, `shard_index`, `num_images`,
 `image_ids` and `codec`. The shard is assembled in memory (HDF5's core driver, about 0.55 MB per
 image with the default codec) and written in one go through the one atomic-write helper
-(`wsss.io.atomic`: a short temporary name beside it, fsync, rename): HDF5 itself never writes to disk, so a full disk is one clear error from a plain write (HDF5
-left with unflushable data crashed the process on exit), no partial file stays behind and the
-previous shard is never touched. The same inputs give byte-identical files.
+(`wsss.io.atomic`: a short temporary name beside it, fsync, rename): HDF5 itself never writes to
+disk, so a full disk is one clear error from a plain write (HDF5 left with unflushable data crashed
+the process on exit), no partial file stays behind and the previous shard is never touched. The same inputs give byte-identical files.
 """
 
 from __future__ import annotations

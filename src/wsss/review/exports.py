@@ -150,7 +150,8 @@ def labelstudio_config(class_names: Sequence[str], ignore_index: int = 255) -> s
         f'    <Label value={quoteattr(name)} background="#{r:02x}{g:02x}{b:02x}"/>'
         for value, name, (r, g, b) in label_table(class_names, ignore_index) if value != 0
     )
-    return f'<View>\n  <Image name="image" value="$image" zoom="true"/>\n  <BrushLabels name="tag" toName="image">\n{labels}\n  </BrushLabels>\n</View>\n'
+    return (f'<View>\n  <Image name="image" value="$image" zoom="true"/>\n  <BrushLabels name="tag" toName="image">\n'
+            f"{labels}\n  </BrushLabels>\n</View>\n")
 
 
 def labelstudio_tasks(
