@@ -111,7 +111,8 @@ def run_lineage(args: argparse.Namespace) -> int:
     if args.diff:
         from wsss.lineage_diff import format_mask_diff, mask_diff
 
-        diff = mask_diff(args.root, *args.diff, cache=args.cache)
+        revision_a, revision_b = args.diff
+        diff = mask_diff(args.root, revision_a, revision_b, cache=args.cache)
         print(json.dumps(diff, indent=1, sort_keys=True) if args.json else format_mask_diff(diff))
         return 0
     if not args.image_id:

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import torch
 
-from wsss.cam.caa import CaaSettings, refine_image
+from wsss.cam.caa import refine_image
+from wsss.cam.settings import CaaSettings
 from wsss.devices import torch_device
 from wsss.incremental import ImageOutput
 from wsss.io import CamStore

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import open_clip
 import torch
@@ -25,10 +25,14 @@ from wsss.clip.architecture import architecture_of_config, architecture_of_opena
 from wsss.clip.settings import ClipSource
 from wsss.clip.torchscript_archive import is_torchscript_archive, read_torchscript_weights
 from wsss.clip.vision import layer_norm_fp32
-from wsss.datasets.records import file_sha256
+from wsss.datasets.records import file_sha256 as file_sha256  # noqa: PLC0414 - re-exported (wsss.clip)
 from wsss.errors import CheckpointError
 
+if TYPE_CHECKING:
+    from wsss.open_clip_types import ClipModel
+
 Precision = Literal["fp32", "fp16", "bf16"]
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 _PRECISION_DTYPES: dict[str, torch.dtype] = {
     "fp32": torch.float32,
@@ -54,7 +58,7 @@ HOW_TO_PROVIDE_WEIGHTS = (
 class LoadedClip:
     """A CLIP model ready for inference, with the identity of its weights for lineage."""
 
-    model: nn.Module
+    model: ClipModel
     tokenizer: Any
     model_name: str
     weights: str
@@ -106,7 +110,7 @@ class LayerNormFp32(nn.LayerNorm):
         return layer_norm_fp32(self, x)
 
 
-def cast_for_inference(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+def cast_for_inference(model: ModuleT, dtype: torch.dtype) -> ModuleT:
     """Cast matmul weights to `dtype`, keeping LayerNorms, embeddings and logit scale in fp32.
 
     This is what OpenAI's `convert_weights` does for the reference's fp16 GPU runs; the
@@ -238,7 +242,7 @@ def _check_architecture(path: Path, state_dict: dict[str, torch.Tensor], model_n
         )
 
 
-def _build_from_openai_state_dict(path: Path, state_dict: dict[str, torch.Tensor], model_name: str) -> nn.Module:
+def _build_from_openai_state_dict(path: Path, state_dict: dict[str, torch.Tensor], model_name: str) -> ClipModel:
     if "visual.proj" not in state_dict:
         raise CheckpointError(
             f"{path}: not an OpenAI CLIP ViT state dict (no 'visual.proj'); "

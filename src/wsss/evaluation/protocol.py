@@ -19,7 +19,8 @@ import numpy as np
 from wsss.evaluation.settings import EvaluateSettings
 from wsss.metrics import ConfusionAccumulator, SegmentationScores
 from wsss.pseudo.labels import labels_from_scores, scores_with_background
-from wsss.pseudo.step import PseudoSettings, pseudo_label
+from wsss.pseudo.settings import PseudoSettings
+from wsss.pseudo.step import pseudo_label
 
 LEARNED_SUFFIX = ".background=learned"
 

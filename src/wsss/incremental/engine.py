@@ -266,7 +266,9 @@ def run_sharded(
     report = report or SilentReport()
     report.start(sum(len(ids) for ids in plan.values()))
     previous = stored_keys(output)
-    futures, untouched, kept = [], [], []
+    futures: list[Any] = []
+    untouched: list[str] = []
+    kept: list[str] = []
     for index, ids in plan.items():
         expected = {i: keys[i] for i in ids}
         if shard_is_current(shard_path(output, index), expected, previous) and records_params(shard_path(output, index), root_attrs):

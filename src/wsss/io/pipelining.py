@@ -15,7 +15,7 @@ import itertools
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from types import TracebackType
 from typing import Any, TypeVar
@@ -101,7 +101,7 @@ class BackgroundShardWriter:
                 self._error = error
 
 
-def prefetch(items: Iterable[T], load: Callable[[T], R], depth: int = 4, workers: int = 1) -> Iterator[tuple[T, R]]:
+def prefetch(items: Iterable[T], load: Callable[[T], R], depth: int = 4, workers: int = 1) -> Generator[tuple[T, R], None, None]:
     """Yield `(item, load(item))` in input order while the next `depth` items load on threads.
 
     An exception raised by `load(item)` is raised when that item's turn comes, after every

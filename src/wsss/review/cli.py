@@ -96,7 +96,7 @@ def run_import(args: argparse.Namespace) -> int:
     return 0
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the review, export and import-corrections subcommands to the `wsss` parser."""
     def common(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--root", default=".", help="pipeline repository (default: .)")

@@ -204,7 +204,7 @@ def read_coco_corrections(
         if not painted.any():  # only empty shapes: as good as no annotation, not an all-background mask
             notes.append(f"{where}: its annotations paint no pixel (empty masks, or polygons of fewer than 3 points), skipped")
             continue
-        overlaps = (f"{overlap} pixels covered by more than one annotation (the later annotation wins)",) if overlap else ()
+        overlaps: tuple[str, ...] = (f"{overlap} pixels covered by more than one annotation (the later annotation wins)",) if overlap else ()
         overlaps += (f"annotation(s) {empty} paint no pixel (empty, or polygons of fewer than 3 points)",) if empty else ()
         parsed.append(ParsedCorrection(spec.image_id, labels, _display(path, relative_to), digest, "coco", overlaps))
     return parsed, notes
@@ -255,8 +255,8 @@ def read_corrections(
     if problems:
         raise CorrectionError("corrections refused, nothing was imported:\n  " + "\n  ".join(problems))
     if not parsed:
-        skipped = "".join(f"\n  {note}" for note in notes[:10])
-        raise CorrectionError(f"{source}: no corrected masks found (expected <image_id>.png files or a COCO JSON){skipped}")
+        listed = "".join(f"\n  {note}" for note in notes[:10])
+        raise CorrectionError(f"{source}: no corrected masks found (expected <image_id>.png files or a COCO JSON){listed}")
     return parsed, notes
 
 

@@ -57,7 +57,7 @@ def _checked(image: ExportImage) -> np.ndarray:
     return labels
 
 
-def label_table(class_names: Sequence[str], ignore_index: int = 255) -> list[tuple[int, str, tuple[int, int, int]]]:
+def label_table(class_names: Sequence[str], ignore_index: int = 255) -> list[tuple[int, str, tuple[int, ...]]]:
     """(label value, name, RGB colour) for background, every class and the ignore label."""
     palette = voc_palette()
     values = [*range(len(class_names)), ignore_index]

@@ -108,7 +108,8 @@ def render_panels(
     Shape:
         rgb: `(H, W, 3)` uint8; cams: `(K, H, W)`; mask, confidence, ground_truth, corrected: `(H, W)`.
     """
-    shape = panel_shape(*rgb.shape[:2], max_side)
+    height, width = rgb.shape[:2]
+    shape = panel_shape(height, width, max_side)
     small = resize_rgb(rgb, shape)
     names: dict[str, str | list[str]] = {}
 

@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from wsss.text.templates import check_template
+
+if TYPE_CHECKING:
+    from wsss.open_clip_types import ClipModel
 
 
 class PromptEmbeddingCache:
@@ -24,7 +27,7 @@ class PromptEmbeddingCache:
         device: where token ids are sent.
     """
 
-    def __init__(self, model: nn.Module, tokenizer: Any, device: torch.device | str) -> None:
+    def __init__(self, model: ClipModel, tokenizer: Any, device: torch.device | str) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.device = torch.device(device)
