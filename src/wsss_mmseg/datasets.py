@@ -98,7 +98,7 @@ class PseudoMaskDataset(BaseSegDataset):
         )
         return sorted(name[: -len(self.img_suffix)] for name in names)
 
-    def load_data_list(self) -> list[dict]:
+    def load_data_list(self) -> list[dict[str, Any]]:
         """One data info per id: image, pseudo mask and (if configured) confidence paths."""
         img_dir = self.data_prefix.get("img_path", "")
         mask_dir = self.data_prefix.get("seg_map_path")

@@ -139,5 +139,5 @@ def ensure_mmcv_ops() -> bool:
     sys.modules["mmcv.ops"] = ops
     import mmcv
 
-    mmcv.ops = ops  # type: ignore[attr-defined]
+    mmcv.ops = ops
     return True

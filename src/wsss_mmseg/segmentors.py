@@ -46,7 +46,7 @@ class MultiScaleEncoderDecoder(EncoderDecoder):
         upsampled = [logits[0], *(F.interpolate(scaled, size=size, mode="bilinear", align_corners=False) for scaled in logits[1:])]
         return [*upsampled, torch.stack(upsampled).amax(dim=0)]
 
-    def loss(self, inputs: Tensor, data_samples: list) -> dict[str, Tensor]:
+    def loss(self, inputs: Tensor, data_samples: list[Any]) -> dict[str, Tensor]:
         """Decode-head losses of every scale and of the max, summed by mmengine (keys hold "loss")."""
         names = [f"scale{s:g}" for s in self.train_scales] + ["max"]
         losses: dict[str, Tensor] = {}

@@ -36,7 +36,7 @@ class WsssIoUMetric(BaseMetric):
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.num_classes = num_classes
 
-    def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
+    def process(self, data_batch: Any, data_samples: Sequence[dict[str, Any]]) -> None:
         """Store one `(C, C)` confusion matrix per image (small, so they gather cheaply)."""
         num_classes = self.num_classes or len(self.dataset_meta["classes"])
         for sample in data_samples:
@@ -46,7 +46,7 @@ class WsssIoUMetric(BaseMetric):
             accumulator.update(truth, prediction)
             self.results.append((accumulator.matrix, accumulator.ignored_predictions))
 
-    def compute_metrics(self, results: list) -> dict[str, float]:
+    def compute_metrics(self, results: list[Any]) -> dict[str, float]:
         """`miou` and `pixel_accuracy` over every processed image (one confusion matrix)."""
         matrix = np.sum([matrix for matrix, _ in results], axis=0)
         ignored = np.sum([ignored for _, ignored in results], axis=0)
