@@ -25,6 +25,7 @@ import statistics
 import subprocess
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 
 import open_clip
@@ -91,9 +92,9 @@ def cpu_report(repeats: int) -> dict[str, object]:
         for k, tags in TAG_SETS.items():
             names = [REFERENCE_TEMPLATE.format(vocabulary.prompt_names[t]) for t in tags]
             text = reference_text(clip.model, clip.tokenizer, names)
-            functions[f"K={k} ours"] = lambda tags=tags: ours.extract(prepared, tags)
-            functions[f"K={k} ours, autograd per tag"] = lambda tags=tags: per_tag.extract(prepared, tags)
-            functions[f"K={k} reference procedure"] = lambda text=text: reference_cams(clip.model, image, text, background)
+            functions[f"K={k} ours"] = lambda tags=tags, prepared=prepared: ours.extract(prepared, tags)
+            functions[f"K={k} ours, autograd per tag"] = lambda tags=tags, prepared=prepared: per_tag.extract(prepared, tags)
+            functions[f"K={k} reference procedure"] = lambda text=text, image=image: reference_cams(clip.model, image, text, background)
         timings = interleaved(functions, repeats)
         bare_min, bare_median = timings.pop("bare")
         rows: dict[str, object] = {"bare_forward_s": {"min": round(bare_min, 4), "median": round(bare_median, 4)}}
@@ -138,7 +139,7 @@ def gpu_report(batch_sizes: tuple[int, ...] = (1, 16, 32)) -> dict[str, object]:
         prepared = extractor.prepare(photo((375, 500)))
         items = [(prepared, TAG_SETS[1 + i % 2]) for i in range(max(64, 2 * batch_size))]
         extractor.extract_batch(items[:batch_size])
-        seconds, _ = timed(lambda: extractor.extract_batch(items))
+        seconds, _ = timed(partial(extractor.extract_batch, items))
         report[f"batch_{batch_size}_images_per_s"] = round(len(items) / seconds, 1)
     report["peak_gpu_mib"] = round(torch.cuda.max_memory_allocated() / 2**20, 1)
     return report

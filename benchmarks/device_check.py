@@ -47,6 +47,7 @@ from typing import Any
 import torch
 
 from benchmarks.common import json_option, voc_like_images, write_json
+from benchmarks.device_check_defaults import DefaultExtractor, default_path_vs_reference, default_stages_end_to_end, shipped_params
 from benchmarks.device_check_parts import (
     CPU,
     GPU,
@@ -57,7 +58,6 @@ from benchmarks.device_check_parts import (
     fp16_vs_fp32,
     stages_end_to_end,
 )
-from benchmarks.device_check_defaults import DefaultExtractor, default_path_vs_reference, default_stages_end_to_end, shipped_params
 from benchmarks.device_check_table import format_table
 
 CPU_PROFILE_IMAGE_PROCESSES = 2
@@ -79,7 +79,10 @@ def environment() -> dict[str, Any]:
         "cpu_count": os.cpu_count(),
         "torch_threads": torch.get_num_threads(),
         "tf32": {"matmul": torch.backends.cuda.matmul.allow_tf32, "cudnn": torch.backends.cudnn.allow_tf32},
-        "packages": {name: version(name) for name in ("open_clip_torch", "mmsegmentation", "mmengine", "mmcv-lite", "pydensecrf2", "hdf5plugin", "h5py", "numpy")},
+        "packages": {
+            name: version(name)
+            for name in ("open_clip_torch", "mmsegmentation", "mmengine", "mmcv-lite", "pydensecrf2", "hdf5plugin", "h5py", "numpy")
+        },
     }
 
 

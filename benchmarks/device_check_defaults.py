@@ -162,8 +162,8 @@ def run_default_stages(params: Params, root: Path, records: Sequence[StageImage]
 
 
 def _import_stage_modules(_: int) -> None:
-    import wsss.cam.refine_stored  # noqa: F401  (what an image process runs: refine, decode, encode)
-    import wsss.cam.streaming  # noqa: F401
+    import wsss.cam.refine_stored
+    import wsss.cam.streaming
     import wsss.incremental.engine  # noqa: F401
 
 

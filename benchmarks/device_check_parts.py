@@ -23,6 +23,7 @@ from collections import Counter
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import nullcontext
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -142,12 +143,12 @@ def cam_caa_throughput(clip16: LoadedClip, clip32: LoadedClip, sets: dict[str, l
             extractor.extract_batch(one_batch_per_bucket(prepared, batch_size))
             if torch.cuda.is_available():
                 torch.cuda.reset_peak_memory_stats()
-            seconds, _ = timed(lambda: extractor.extract_batch(prepared))
+            seconds, _ = timed(partial(extractor.extract_batch, prepared))
             rows[str(batch_size)] = {"images_per_s": round(len(prepared) / seconds, 1), "peak_cuda_mib": peak_cuda_mib()}
             print(f"  part 1 {name} batch {batch_size}: {rows[str(batch_size)]}", flush=True)
         largest = profile.batch_sizes[-1]
         cam_only = ClipEsCamExtractor(clip, vocabulary, CamSettings(batch_size=largest))
-        cam_only_seconds, _ = timed(lambda: cam_only.extract_batch(prepared, refine=False))
+        cam_only_seconds, _ = timed(partial(cam_only.extract_batch, prepared, refine=False))
         report["sets"][name] = {
             "images": len(images),
             "size_buckets": len({size_bucket(p) for p, _ in prepared}),
@@ -214,27 +215,27 @@ def fp16_vs_fp32(clip16: LoadedClip, clip32: LoadedClip, images: list[TaggedImag
     results32, results16 = ours32.extract_batch(prepared), ours16.extract_batch(prepared)
     report: dict[str, Any] = {"images": len(images), "last_block_attention_logit_max": attention_logit_max(ours32, prepared[0][0])}
     for name in ("refined", "gradcam", "attention"):
-        differences = [np.abs(getattr(a, name) - getattr(b, name)) for a, b in zip(results32, results16)]
+        differences = [np.abs(getattr(a, name) - getattr(b, name)) for a, b in zip(results32, results16, strict=True)]
         report[f"{name}_max_abs"] = float(max(d.max() for d in differences))
         report[f"{name}_mean_abs"] = float(np.mean([d.mean() for d in differences]))
     # A CAM value crossing the box threshold moves a whole box edge: where that happens the refined
     # maps differ by much more than the arithmetic does; count those images apart.
     threshold = ours32.caa.box_threshold
     flipped, steady = 0, [0.0]
-    for a, b in zip(results32, results16):
-        if all(np.array_equal(box_mask(x, threshold), box_mask(y, threshold)) for x, y in zip(a.gradcam, b.gradcam)):
+    for a, b in zip(results32, results16, strict=True):
+        if all(np.array_equal(box_mask(x, threshold), box_mask(y, threshold)) for x, y in zip(a.gradcam, b.gradcam, strict=True)):
             steady.append(float(np.abs(a.refined - b.refined).max()))
         else:
             flipped += 1
     report["images_with_different_box_masks"] = flipped
     report["refined_max_abs_where_boxes_agree"] = max(steady)
-    over = sum(int((np.abs(a.refined - b.refined) > TARGET_MAX_ABS).sum()) for a, b in zip(results32, results16))
+    over = sum(int((np.abs(a.refined - b.refined) > TARGET_MAX_ABS).sum()) for a, b in zip(results32, results16, strict=True))
     report["refined_pixel_fraction_over_target"] = over / sum(a.refined.size for a in results32)
     settings = PseudoSettings()
     jobs = [
         (np.asarray(item.image), result.refined.astype(np.float16), result.class_ids, settings, use_crf)
         for results in (results32, results16)
-        for item, result in zip(images, results)
+        for item, result in zip(images, results, strict=True)
     ]
     workers = min(len(jobs), os.cpu_count() or 1)
     if workers > 1:  # fork: the children only run numpy and the CRF, never CUDA
@@ -243,9 +244,9 @@ def fp16_vs_fp32(clip16: LoadedClip, clip32: LoadedClip, images: list[TaggedImag
     else:
         labels = [pseudo_labels(job) for job in jobs]
     half = len(images)
-    pixels = sum(l.size for l, _ in labels[:half])
-    report["pseudo_agreement"] = sum(int((a == b).sum()) for (a, _), (b, _) in zip(labels[:half], labels[half:])) / pixels
-    report["raw_label_agreement"] = sum(int((a == b).sum()) for (_, a), (_, b) in zip(labels[:half], labels[half:])) / pixels
+    pixels = sum(label.size for label, _ in labels[:half])
+    report["pseudo_agreement"] = sum(int((a == b).sum()) for (a, _), (b, _) in zip(labels[:half], labels[half:], strict=True)) / pixels
+    report["raw_label_agreement"] = sum(int((a == b).sum()) for (_, a), (_, b) in zip(labels[:half], labels[half:], strict=True)) / pixels
     report["crf"] = use_crf
     report["pseudo_path"] = (
         "float16 refined maps -> " + ("dense CRF (pydensecrf)" if use_crf else "NO CRF (pydensecrf missing)")
@@ -259,7 +260,7 @@ def deeplab_training(profile: Profile, timeout: float) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="device-check-train-") as temp:
         out = Path(temp) / "train.json"
         command = [sys.executable, "-m", "benchmarks.deeplabv2_train_speed", *profile.train_args, "--json", str(out)]
-        completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+        completed = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=ROOT, check=False)
         if completed.returncode != 0:
             raise RuntimeError(f"exit {completed.returncode}: {completed.stderr[-3000:]}")
         report = json.loads(out.read_text())

@@ -196,7 +196,7 @@ def write_cam_shards(
     plan = assign_shards(list(by_id), store.images_per_shard)
     jobs = [(index, [by_id[i] for i in ids], root, output, store, overlap, decode_workers) for index, ids in plan.items()]
     if pool is not None:
-        outcomes = list(pool.executor.map(_cams_worker_shard, *zip(*jobs)))
+        outcomes = list(pool.executor.map(_cams_worker_shard, *zip(*jobs, strict=True)))
     else:
         outcomes = []
         for job in jobs:
@@ -233,7 +233,7 @@ def write_refined_shards(
     arguments = [(cam_dir, shard, output, settings, compression, overlap) for shard in shards]
     if pool is None:
         return sum(refine_one_shard(*args) for args in arguments)
-    return sum(pool.executor.map(refine_one_shard, *zip(*arguments)))
+    return sum(pool.executor.map(refine_one_shard, *zip(*arguments, strict=True)))
 
 
 def _bytes(folder: Path) -> int:

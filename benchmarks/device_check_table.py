@@ -75,17 +75,18 @@ def table_rows(figures: dict[str, Any], on_gpu: bool) -> list[tuple[str, str, st
         reference = part["reference"]
         rows.append((f"1 reference procedure, one image at a time, {reference['precision']}", f"{reference['images_per_s']} img/s", "", ""))
         speedup = part["speedup_best_batch_vs_reference"]
-        rows.append(("1 speed-up: best batch / reference (500x375)", f"{speedup}x", f">= {TARGET_SPEEDUP:.0f}x", verdict(speedup, TARGET_SPEEDUP, on_gpu)))
+        rows.append(("1 speed-up: best batch / reference (500x375)", f"{speedup}x", f">= {TARGET_SPEEDUP:.0f}x",
+                     verdict(speedup, TARGET_SPEEDUP, on_gpu)))
     part = figures.get("2_fp16_vs_fp32", {})
     if "refined_max_abs" in part:
         max_abs = part["refined_max_abs"]
         rows.append((f"2 fp16 vs fp32, {part['images']} images: max |refined diff|", f"{max_abs:.2e}", f"<= {TARGET_MAX_ABS:.0e}",
                      ("met" if max_abs <= TARGET_MAX_ABS else "MISSED") if on_gpu else "n/a on CPU"))
-        rows.append((f"2   images whose box masks differ / max diff elsewhere",
+        rows.append(("2   images whose box masks differ / max diff elsewhere",
                      f"{part['images_with_different_box_masks']} / {part['refined_max_abs_where_boxes_agree']:.2e}", "", ""))
         rows.append(("2   pixels over the target / gradcam max diff / last-block logit max",
-                     f"{100 * part['refined_pixel_fraction_over_target']:.3f} % / {part['gradcam_max_abs']:.2e} / "
-                     f"{part['last_block_attention_logit_max']}", "", ""))
+                     (f"{100 * part['refined_pixel_fraction_over_target']:.3f} % / {part['gradcam_max_abs']:.2e} / "
+                      f"{part['last_block_attention_logit_max']}"), "", ""))
         rows.append((f"2 pseudo-mask pixel agreement ({'CRF' if part['crf'] else 'NO CRF: pydensecrf missing'})",
                      f"{100 * part['pseudo_agreement']:.3f} %", f">= {100 * TARGET_AGREEMENT:.1f} %",
                      verdict(part["pseudo_agreement"], TARGET_AGREEMENT, on_gpu)))
@@ -96,13 +97,15 @@ def table_rows(figures: dict[str, Any], on_gpu: bool) -> list[tuple[str, str, st
         rows.append((f"3 cams+refine end to end, {part['images']} images, batch {part['batch_size']}, {part['compression']}",
                      f"{part['images_per_s']} img/s", f">= {TARGET_STAGE_IMAGES_PER_S:.0f} img/s",
                      verdict(part["images_per_s"], TARGET_STAGE_IMAGES_PER_S, on_gpu)))
-        rows.append((f"3   batch {part['batch_size']}, the rest as shipped: decode_workers {part['decode_workers']}, caa.device {part['caa_device']}; cams / refine alone",
+        rows.append(((f"3   batch {part['batch_size']}, the rest as shipped: decode_workers {part['decode_workers']}, "
+                      f"caa.device {part['caa_device']}; cams / refine alone"),
                      f"{part['cams_images_per_s']} / {part['refine_images_per_s']} img/s", "", ""))
         labels = {
             "without_overlap": lambda v: "without runner.overlap_io",
             "caa_on_device": lambda v: f"decode_workers {v['decode_workers']}, caa.device {v['caa_device']}",
             "cams_uncompressed": lambda v: f"decode_workers {v['decode_workers']}, store.compression none",
-            "refine_processes": lambda v: f"decode_workers {v['decode_workers']}, refine on {v['refine_processes']} processes, {v['images_per_shard']} img/shard",
+            "refine_processes": lambda v: (f"decode_workers {v['decode_workers']}, refine on {v['refine_processes']} processes, "
+                                           f"{v['images_per_shard']} img/shard"),
             "both_processes": lambda v: (f"cams on {v['cams_processes']} processes (decode_workers {v['decode_workers']}), "
                                          f"refine on {v['refine_processes']}, {v['images_per_shard']} img/shard"),
         }
@@ -133,7 +136,7 @@ def format_table(figures: dict[str, Any], on_gpu: bool) -> str:
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = [header, "-" * len(header)]
     for index, row in enumerate(rows):
-        lines.append(" | ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+        lines.append(" | ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
         if index == 0:
             lines.append("-+-".join("-" * width for width in widths))
     lines.append(f"total {figures['seconds_total']} s; " + ", ".join(f"part {k[0]} {v} s" for k, v in figures["seconds"].items()))

@@ -32,6 +32,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -129,18 +130,18 @@ def measure_steps(paths: list[Path], outputs: list[dict[str, Any]], codecs: tupl
             rgb = load_rgb(path)
             resized = rgb.resize((size[1], size[0]), Image.BICUBIC)
             steps = {
-                "cams: decode": cpu_ms(lambda: load_rgb(path), 3),
-                "cams: resize": cpu_ms(lambda: rgb.resize((size[1], size[0]), Image.BICUBIC), 3),
-                "cams: normalise": cpu_ms(lambda: normalise(resized), 3),
-                "cams: prepare (resize + normalise, clip_pixels)": cpu_ms(lambda: clip_pixels(rgb, size), 3),
+                "cams: decode": cpu_ms(partial(load_rgb, path), 3),
+                "cams: resize": cpu_ms(partial(rgb.resize, (size[1], size[0]), Image.BICUBIC), 3),
+                "cams: normalise": cpu_ms(partial(normalise, resized), 3),
+                "cams: prepare (resize + normalise, clip_pixels)": cpu_ms(partial(clip_pixels, rgb, size), 3),
             }
             if round_index:
                 for key, value in steps.items():
                     record(key, value)
         for output in outputs[:2]:
             attention = output["attention"]
-            numpy_cast = cpu_ms(lambda: attention.astype(np.float16), 3)
-            store_cast = cpu_ms(lambda: storage_array("bench", "attention", attention, np.float16), 3)
+            numpy_cast = cpu_ms(partial(attention.astype, np.float16), 3)
+            store_cast = cpu_ms(partial(storage_array, "bench", "attention", attention, np.float16), 3)
             if round_index:
                 record("attention float32->float16: numpy astype (the old store's cast)", numpy_cast)
                 record("attention float32->float16: the store's cast (torch, same bits)", store_cast)
@@ -165,7 +166,9 @@ def measure_steps(paths: list[Path], outputs: list[dict[str, Any]], codecs: tupl
                 read += time.process_time() - started
                 started = time.process_time()
                 height, width = (int(v) for v in cam.attrs["original_size"])
-                refined = refine_image(torch.from_numpy(cam.arrays["gradcam"]), torch.from_numpy(cam.arrays["attention"]), (height, width), CaaSettings())
+                refined = refine_image(
+                    torch.from_numpy(cam.arrays["gradcam"]), torch.from_numpy(cam.arrays["attention"]), (height, width), CaaSettings()
+                )
                 refined_maps.append(refined.numpy())
                 caa += time.process_time() - started
             reader.close()

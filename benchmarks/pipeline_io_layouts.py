@@ -32,7 +32,6 @@ from wsss.cam.refine_stored import REFINE_OVERLAP_IO, RefineStored
 from wsss.cam.stored_output import cam_image_output
 from wsss.cam.streaming import PrepareFile, stream_cams
 from wsss.incremental import ImageOutput, run_sharded, shard_plan
-from wsss.io import CamStore
 from wsss.io.pipelining import image_processes
 from wsss.io.settings import StoreSettings
 
@@ -168,8 +167,8 @@ def measure_layouts(paths: list[Path], outputs: list[dict[str, Any]], rounds: in
 
 
 def _import_stage_modules(_: int) -> None:
-    import wsss.cam.refine_stored  # noqa: F401
-    import wsss.cam.streaming  # noqa: F401
+    import wsss.cam.refine_stored
+    import wsss.cam.streaming
     import wsss.incremental.engine  # noqa: F401
 
 

@@ -123,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     figures["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
     print(f"wsss predict speed: {config.name}, crop {crop}, {args.device} ({figures['gpu'] or figures['cpu']}, "
           f"{figures['torch_threads']} torch threads), load average {figures['load_average_before']} -> {figures['load_average_after']}")
-    for network, command in zip(figures["network"], figures["command"]):
+    for network, command in zip(figures["network"], figures["command"], strict=True):
         print(f"  batch {network['batch']:>3}: network {network['images_per_s']:8.2f} images/s "
               f"({network['seconds_per_batch']:.3f} s/batch, median of {network['batches_timed']}); "
               f"command (decode + predict + PNG) {command['images_per_s']:8.2f} images/s over {command['images']} images")

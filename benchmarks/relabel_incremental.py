@@ -67,7 +67,7 @@ def main() -> None:
     os.chdir(work)
     Path("params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
     tags = write_dataset(work / "data/photos", args.images + 1)
-    extra = sorted(tags)[-1]
+    extra = max(tags)
     del tags[extra]
     with open(work / "data/photos/tags.csv", "w", newline="") as handle:
         writer = csv.writer(handle)

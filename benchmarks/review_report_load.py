@@ -103,7 +103,7 @@ def enlarge(index: Path, root: Path, factor: int) -> Path:
 def _read_records(folder: Path) -> list:
     found = []
     for path in sorted((folder / "data" / "records").rglob("*.js")):
-        payload = json.loads("[" + re.fullmatch(r"REVIEW\.addRecord\((.*)\);\n", path.read_text(), re.S).group(1) + "]")[1]
+        payload = json.loads("[" + re.fullmatch(r"REVIEW\.addRecord\((.*)\);\n", path.read_text(), re.DOTALL).group(1) + "]")[1]
         payload.pop("rank")
         found.append(ReviewRecord(**payload))
     return found

@@ -15,8 +15,7 @@ import numpy as np
 from PIL import Image
 
 from wsss.datasets import ImageRecord, Manifest
-from wsss.io import ShardWriter
-from wsss.io import shard_path
+from wsss.io import ShardWriter, shard_path
 from wsss.viz import voc_palette
 
 CLASSES = ("cat", "dog", "person")  # labels 1, 2, 3

@@ -35,7 +35,7 @@ RUN_SPECIFIC = {"flow_run_id", "code_version", "input_manifest_sha256"}
 
 def stage(root: Path, env: dict[str, str], *args: str) -> float:
     """Wall seconds of `python -m <args>` in `root`, which must succeed."""
-    seconds, result = timed(lambda: subprocess.run([sys.executable, "-m", *args], cwd=root, env=env, capture_output=True, text=True))
+    seconds, result = timed(lambda: subprocess.run([sys.executable, "-m", *args], cwd=root, env=env, capture_output=True, text=True, check=False))
     if result.returncode != 0:
         sys.exit(f"{' '.join(args)} failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     return seconds

@@ -8,8 +8,8 @@ from typing import Any
 from prefect import flow
 
 from tasks.command import run_stage
-from tasks.pseudo import run_pseudo
 from tasks.progress import Progress
+from tasks.pseudo import run_pseudo
 from tasks.run_names import stage_run_name
 from tasks.runtime import link_written_files
 from wsss.catalog import ArtifactLayout

@@ -8,8 +8,8 @@ from typing import Any
 from prefect import flow
 
 from tasks.command import run_stage, runner_overrides
-from tasks.refine import run_refine
 from tasks.progress import Progress
+from tasks.refine import run_refine
 from tasks.run_names import stage_run_name
 from tasks.shards import published_shards
 from wsss.catalog import ArtifactLayout

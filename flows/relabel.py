@@ -69,4 +69,5 @@ if __name__ == "__main__":
     sys.exit(run_stage({
         "run": lambda args: relabel_flow(args.params, runner_overrides(args)),
         "serve": serve,
-    }, lock=False, runner=True, extra=relabel_serve_arguments, stage="relabel"))  # relabel_flow takes the locks per run; a serving process must not hold them
+    # relabel_flow takes the locks per run; a serving process must not hold them
+    }, lock=False, runner=True, extra=relabel_serve_arguments, stage="relabel"))

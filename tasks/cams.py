@@ -26,8 +26,8 @@ from wsss.cam.stored_output import cam_image_output
 from wsss.cam.streaming import PrepareFile, stream_cams
 from wsss.catalog import ArtifactLayout
 from wsss.clip import load_clip
-from wsss.devices import torch_device
 from wsss.datasets import ImageRecord, Manifest, file_sha256, manifest_sha256
+from wsss.devices import torch_device
 from wsss.errors import StoreError
 from wsss.failures import settle_failures
 from wsss.incremental import ImageOutput, StageReport, key_identity, record_keys, run_sharded, scratch_name, shard_plan

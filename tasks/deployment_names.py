@@ -47,7 +47,7 @@ def keep_scheduled_runs_named(deployment: str, name: str, every_s: float = 5.0) 
         while not stop.wait(every_s):
             try:
                 name_scheduled_runs(deployment, name)
-            except Exception as error:  # a server hiccup must not end the serving process; the next pass retries
+            except Exception as error:  # noqa: BLE001 (a server hiccup must not end the serving process; the next pass retries)
                 log.debug("naming the scheduled runs of %s: %s", deployment, error)
 
     threading.Thread(target=loop, name="wsss-run-names", daemon=True).start()

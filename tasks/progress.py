@@ -51,7 +51,7 @@ def run_logger() -> logging.Logger | logging.LoggerAdapter[logging.Logger]:
 
 def duration_text(seconds: float) -> str:
     """`42 s`, `3 min 05 s`, `1 h 02 min`."""
-    seconds = max(0, int(round(seconds)))
+    seconds = max(0, round(seconds))
     if seconds < 60:
         return f"{seconds} s"
     if seconds < 3600:

@@ -141,7 +141,7 @@ def run_pseudo(params: Params, layout: ArtifactLayout, report: StageReport | Non
     archived = [str(p) for p in store.archive([*todo, *removed], archive_to)] if archive_to is not None else []
     jobs = [PseudoJob(i, keys[i], images[i].shard, params.dataset_root, layout.pseudo, settings, images[i].pixels) for i in todo]
     computed, failed = [], {}
-    for job, (outcome, value) in zip(jobs, _run_jobs(jobs, settings.jobs, report)):
+    for job, (outcome, value) in zip(jobs, _run_jobs(jobs, settings.jobs, report), strict=True):
         if outcome == "failed":
             failed[job.image_id] = str(value)
         else:

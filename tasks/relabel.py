@@ -14,8 +14,8 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import replace
+from datetime import UTC, datetime
 from functools import partial
-from datetime import datetime, timezone
 from typing import Any
 
 from tasks.progress import Progress
@@ -47,7 +47,7 @@ def relabel_steps() -> tuple[str, ...]:
 
 def run_stamp(run_id: str | None) -> str:
     """Sortable, unique name of one run: UTC time plus the start of the flow-run id."""
-    return datetime.now(timezone.utc).strftime("%Y%m%dT%H%M%SZ") + (f"-{run_id[:8]}" if run_id else "")
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + (f"-{run_id[:8]}" if run_id else "")
 
 
 def diff_against_last_run(manifest: Manifest, layout: ArtifactLayout, stored: dict[str, dict[str, Any]]) -> ManifestDiff:

@@ -10,7 +10,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 from uuid import UUID
@@ -52,7 +52,7 @@ def run_dvc_repro(targets: Sequence[str], force: bool) -> dict[str, Any]:
     env = {**os.environ, PARENT_FLOW_RUN_ENV: str(context.flow_run.id), "PREFECT_API_URL": api_url}
     command = [sys.executable, "-m", "dvc", "repro", *(["--force"] if force else []), *targets]
     run_logger().info("%s (stage flow runs report here, to %s)", " ".join(["dvc", *command[3:]]), api_url)
-    started, clock = datetime.now(timezone.utc), time.monotonic()
+    started, clock = datetime.now(UTC), time.monotonic()
     code = subprocess.run(command, env=env, check=False).returncode
     stages = subflow_states(context.flow_run.id)
     outcome = COMPLETED if code == 0 else FAILED
@@ -63,6 +63,6 @@ def run_dvc_repro(targets: Sequence[str], force: bool) -> dict[str, Any]:
     ))
     table([{"stage": name, "state": state} for name, state in stages.items()], "wsss-run-stages", "Stage flow runs of this run")
     if code != 0:
-        failed = [name for name, state in stages.items() if state.lower() not in ("completed",)]
+        failed = [name for name, state in stages.items() if state.lower() != "completed"]
         raise LoopError(f"dvc repro failed (exit {code})" + (f": stage {', '.join(failed)} did not complete" if failed else ""))
     return {"stages": stages, "seconds": round(time.monotonic() - clock, 1)}

@@ -107,7 +107,7 @@ def train_config(
     return build_train_config(
         Path(settings.config).resolve(),
         work_dir.resolve(),
-        data_root=Path(".").resolve(),
+        data_root=Path.cwd(),
         image_dir=str(params.dataset_root / folder),
         mask_dir=str(mask_dir),
         confidence_dir=str(confidence_dir) if settings.use_confidence else None,

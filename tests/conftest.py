@@ -14,8 +14,8 @@ import torch
 import yaml
 from PIL import Image
 
-from wsss.reference_clip_es import sharpen_attention
 from tests.processes import cpu_share
+from wsss.reference_clip_es import sharpen_attention
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 torch.set_num_threads(cpu_share())

@@ -57,4 +57,4 @@ def run_bounded(code: str, extra_memory: int = 512 * 2**20, timeout: int = 120) 
     """)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
     return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True,
-                          env=env, timeout=timeout)
+                          env=env, timeout=timeout, check=False)

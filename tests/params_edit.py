@@ -42,7 +42,7 @@ def with_values(params: dict, changes: Mapping[str, object]) -> dict:
                 node[part] = {}
             node = node[part]
             if not isinstance(node, dict):
-                raise AssertionError(f"{dotted}: {part} is not a mapping")
+                raise TypeError(f"{dotted}: {part} is not a mapping")
         node[leaf] = value
     return params
 

@@ -40,8 +40,8 @@ def run_demo(args: argparse.Namespace) -> int:
     from wsss.io.atomic import write_bytes_atomic, write_text_atomic
     from wsss.io.overlay_inputs import weights_are_random
     from wsss.io.pseudo_store import png_bytes
-    from wsss.palette import palette_png_bytes
     from wsss.metrics import ConfusionAccumulator
+    from wsss.palette import palette_png_bytes
     from wsss.pseudo import pseudo_label
     from wsss.sample import sample_images
     from wsss.text import REFERENCE_TEMPLATE
@@ -112,7 +112,8 @@ def run_lineage(args: argparse.Namespace) -> int:
     if args.diff:
         from wsss.lineage_diff import format_mask_diff, mask_diff
 
-        diff = mask_diff(args.root, *args.diff, cache=args.cache)
+        revision_a, revision_b = args.diff
+        diff = mask_diff(args.root, revision_a, revision_b, cache=args.cache)
         print(json.dumps(diff, indent=1, sort_keys=True) if args.json else format_mask_diff(diff))
         return 0
     if not args.image_id:

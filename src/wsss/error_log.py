@@ -8,14 +8,14 @@ chained traceback (open_clip, the hub, Prefect) is appended to the log file for 
 from __future__ import annotations
 
 import traceback
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 
 def record_traceback(path: Path, error: BaseException, context: str) -> Path:
     """Append `error`'s traceback (its causes included) under a dated `context` line; returns `path`."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+    stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     text = "".join(traceback.format_exception(error))
     with open(path, "a", encoding="utf-8") as handle:  # a log: appended, never rewritten
         handle.write(f"--- {stamp} {context}\n{text}\n")

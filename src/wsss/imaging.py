@@ -143,7 +143,7 @@ def clip_pixels(image: Image.Image, size: tuple[int, int]) -> torch.Tensor:
     if image.mode != "RGB":
         raise ImageError(f"clip_pixels needs an RGB image, got mode {image.mode!r} (convert with to_rgb)")
     height, width = size
-    resized = image.resize((width, height), Image.BICUBIC)
+    resized = image.resize((width, height), Image.Resampling.BICUBIC)
     # PIL's band split gives channel-first planes directly; a uint8 HWC -> CHW permute copy in
     # torch costs several times more. The values are the same bytes either way.
     planes = np.stack([np.asarray(band) for band in resized.split()])

@@ -51,7 +51,7 @@ def lazy_exports(package: str, init_file: str) -> tuple[Callable[[str], Any], Ca
             table.update(type_checking_imports(ast.parse(Path(init_file).read_text(), init_file)))
         return table
 
-    def __getattr__(name: str) -> Any:
+    def __getattr__(name: str) -> Any:  # noqa: N807 - the package's PEP 562 __getattr__
         entry = names().get(name)
         if entry is None:
             # `wsss.cam.caa` as an attribute of an imported `wsss.cam`, as with an eager package.
@@ -62,7 +62,7 @@ def lazy_exports(package: str, init_file: str) -> tuple[Callable[[str], Any], Ca
         setattr(sys.modules[package], name, value)  # later lookups do not come here again
         return value
 
-    def __dir__() -> list[str]:
+    def __dir__() -> list[str]:  # noqa: N807 - the package's PEP 562 __dir__
         return sorted(set(vars(sys.modules[package])) | set(names()))
 
     return __getattr__, __dir__

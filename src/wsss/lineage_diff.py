@@ -31,7 +31,7 @@ MASK_STAGES = (*upstream_of("pseudo"), "pseudo")
 
 def git_show(root: Path, revision: str, path: str) -> str:
     """Content of `path` at `revision`; a clear error when either does not exist."""
-    result = subprocess.run(["git", "show", f"{revision}:{path}"], cwd=root, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(["git", "show", f"{revision}:{path}"], cwd=root, capture_output=True, text=True, timeout=60, check=False)
     if result.returncode != 0:
         raise WsssError(f"{root}: cannot read {path} at revision {revision!r} ({result.stderr.strip() or 'git failed'})")
     return result.stdout
@@ -89,7 +89,8 @@ def stage_changes(lock_a: dict[str, Any], lock_b: dict[str, Any]) -> dict[str, d
         params = differing_keys(a.get("params") or {}, b.get("params") or {})
         deps_a = {d.get("path"): d.get("md5") for d in a.get("deps") or []}
         deps_b = {d.get("path"): d.get("md5") for d in b.get("deps") or []}
-        deps = sorted(p for p in set(deps_a) | set(deps_b) if deps_a.get(p) != deps_b.get(p) and not str(p).startswith(LAYOUT.artifacts.as_posix() + "/"))
+        artifacts = LAYOUT.artifacts.as_posix() + "/"
+        deps = sorted(p for p in set(deps_a) | set(deps_b) if deps_a.get(p) != deps_b.get(p) and not str(p).startswith(artifacts))
         if params or deps:
             # dvc.lock keys params by file ("params.yaml.caa.box_threshold"): drop the file name.
             changes[stage] = {"params": [k.split(".yaml.", 1)[-1] for k in params], "deps": deps}

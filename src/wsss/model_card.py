@@ -11,6 +11,7 @@ the model or a score changes. What makes the model untrustworthy is said first, 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -68,7 +69,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]]) -> list[str]:
 
 
 def _miou(value: float) -> str:
-    return "n/a" if value != value else f"{value:.4f}"  # NaN: no class with ground truth
+    return "n/a" if math.isnan(value) else f"{value:.4f}"  # NaN: no class with ground truth
 
 
 def render_model_card(facts: ModelCardFacts) -> str:
@@ -86,34 +87,36 @@ def render_model_card(facts: ModelCardFacts) -> str:
     lines += [
         "## What the model is", "",
         f"* Checkpoint: `{record.checkpoint}` (plain data, loads weights-only); record `model.json`",
-        f"* Recipe: `{record.params.get('config')}` (SHA-256 `{record.config_sha256 or 'not recorded'}`), "
-        f"{record.trained_iterations} iterations, batch {recipe.get('batch_size')}, crop {recipe.get('crop_size')}, "
-        f"lr {recipe.get('lr')}, seed {recipe.get('seed')}; multi-scale training {record.params.get('msc_training')}",
-        f"* Network: {architecture.get('segmentor', '?')}, backbone {backbone.get('type', '?')}-{backbone.get('depth', '?')} "
-        f"(strides {backbone.get('strides')}, dilations {backbone.get('dilations')}, {backbone.get('norm')}), head "
-        f"{head.get('type', '?')} (dilations {head.get('dilations')}), loss {head.get('loss')}",
+        (f"* Recipe: `{record.params.get('config')}` (SHA-256 `{record.config_sha256 or 'not recorded'}`), "
+         f"{record.trained_iterations} iterations, batch {recipe.get('batch_size')}, crop {recipe.get('crop_size')}, "
+         f"lr {recipe.get('lr')}, seed {recipe.get('seed')}; multi-scale training {record.params.get('msc_training')}"),
+        (f"* Network: {architecture.get('segmentor', '?')}, backbone {backbone.get('type', '?')}-{backbone.get('depth', '?')} "
+         f"(strides {backbone.get('strides')}, dilations {backbone.get('dilations')}, {backbone.get('norm')}), head "
+         f"{head.get('type', '?')} (dilations {head.get('dilations')}), loss {head.get('loss')}"),
         "* Initial weights: " + (f"`{init['path']}` (SHA-256 `{init['sha256']}`)" if init else "none (random initialisation)"),
-        f"* Input: RGB, normalised with mean {architecture.get('mean')} / std {architecture.get('std')}; "
-        "images decoded on their stored pixel grid (EXIF orientation not applied)",
+        (f"* Input: RGB, normalised with mean {architecture.get('mean')} / std {architecture.get('std')}; "
+         "images decoded on their stored pixel grid (EXIF orientation not applied)"),
         f"* Classes (label = index): {', '.join(f'{i} {name}' for i, name in enumerate(record.class_names))}; 255 = ignored",
         "",
         "## What it was trained on", "",
-        f"* Dataset: kind `{facts.dataset.get('kind')}`, root `{facts.dataset.get('root')}`, split `{facts.dataset.get('split')}`; "
-        f"{record.num_images} training images (manifest SHA-256 `{record.input_manifest_sha256}`)",
-        f"* Pseudo masks: CLIP {(facts.clip_identity or {}).get('model', '?')} weights "
-        f"`{(facts.clip_identity or {}).get('weights', 'unknown')}`, template `{facts.template}`; pseudo params "
-        f"`{record.pseudo_params}`",
+        (f"* Dataset: kind `{facts.dataset.get('kind')}`, root `{facts.dataset.get('root')}`, split `{facts.dataset.get('split')}`; "
+         f"{record.num_images} training images (manifest SHA-256 `{record.input_manifest_sha256}`)"),
+        (f"* Pseudo masks: CLIP {(facts.clip_identity or {}).get('model', '?')} weights "
+         f"`{(facts.clip_identity or {}).get('weights', 'unknown')}`, template `{facts.template}`; pseudo params "
+         f"`{record.pseudo_params}`"),
         f"* Human-corrected masks used: {len(used)} ({', '.join(used) or 'none'}); stale (not used): {len(stale)}",
         "",
         f"## Scores (`evaluate`, split `{facts.split}`, {facts.scored_images} image(s) with ground truth)", "",
     ]
     model_rows = [(f"`{key}`", _miou(s.mean_iou), f"{s.pixel_accuracy:.4f}") for key, s in facts.scores.items() if key.startswith("model.")]
     other_rows = [(f"`{key}`", _miou(s.mean_iou), f"{s.pixel_accuracy:.4f}") for key, s in facts.scores.items() if not key.startswith("model.")]
-    lines += _table(("variant", "mIoU", "pixel accuracy"), model_rows + other_rows) if facts.scores else ["No image has ground truth: nothing was scored."]
-    lines += ["", "Model variants: test scales max-fused, with and without dense CRF (`pseudo.crf_params`); the other rows are the "
-              "pipeline's maps and pseudo masks on the same images, for comparison.", "",
+    no_scores = ["No image has ground truth: nothing was scored."]
+    lines += _table(("variant", "mIoU", "pixel accuracy"), model_rows + other_rows) if facts.scores else no_scores
+    lines += ["", ("Model variants: test scales max-fused, with and without dense CRF (`pseudo.crf_params`); the other rows are the "
+               "pipeline's maps and pseudo masks on the same images, for comparison."), "",
               "## Lineage", "",
-              f"* Code: commit `{facts.code_version.get('git_commit')}`{' (with uncommitted changes)' if facts.code_version.get('git_dirty') else ''}",
+              (f"* Code: commit `{facts.code_version.get('git_commit')}`"
+               f"{' (with uncommitted changes)' if facts.code_version.get('git_dirty') else ''}"),
               f"* Params hash: `{facts.params_digest}` (as in the flow-run names); train params `{record.params}`",
               f"* Data hash: manifest SHA-256 `{record.input_manifest_sha256}`",
               f"* Flow runs: train `{record.flow_run_id}`, pseudo `{record.pseudo_flow_run_id}`, evaluate `{facts.evaluation_flow_run_id}`",

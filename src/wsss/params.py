@@ -68,7 +68,9 @@ class Params:
         sections = {f.name: f for f in dataclasses.fields(cls)}
         no_unknown_keys(mapping, sections, "")
         classes = mapping.get("classes")
-        default_preset = sections["classes"].default_factory().preset  # type: ignore[misc]  # no `classes`: the sample's
+        factory = sections["classes"].default_factory
+        assert callable(factory)  # setting() gives every section default a factory
+        default_preset = factory().preset  # no `classes`: the sample's
         mapping = with_preset_values(mapping, default_preset if classes is None else _preset_of(classes))
         hints = typing.get_type_hints(cls)
         built = {

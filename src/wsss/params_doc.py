@@ -52,7 +52,7 @@ def type_text(annotation: Any) -> str:
         return f"list[{type_text(args[0])}]"
     if origin is Literal:
         return "one of: " + ", ".join(map(str, args))
-    if origin is not None and "Mapping" in str(origin) or origin is dict:
+    if (origin is not None and "Mapping" in str(origin)) or origin is dict:
         return f"mapping {type_text(args[0])} -> {type_text(args[1])}" if len(args) == 2 else "mapping"
     return getattr(annotation, "__name__", str(annotation))
 
@@ -77,7 +77,8 @@ def number(value: float) -> str:
 
 def range_text(metadata: typing.Mapping[str, Any]) -> str:
     """`[0, 1]`, `> 0`, `one of: ...` from a field's declared range and choices."""
-    low, high, low_open, high_open = (metadata.get(k) for k in ("ge", "le", "gt", "lt"))
+    bounds: list[Any] = [metadata.get(k) for k in ("ge", "le", "gt", "lt")]
+    low, high, low_open, high_open = bounds
     if metadata.get("choices"):
         return "one of: " + ", ".join(map(str, metadata["choices"]))
     if (low is not None or low_open is not None) and (high is not None or high_open is not None):
@@ -122,7 +123,7 @@ def section_docs() -> dict[str, str]:
         docs[name] = summary(kind)
         for field in dataclasses.fields(kind):
             nested = [a for a in (type_hints(kind)[field.name], *typing.get_args(type_hints(kind)[field.name]))
-                      if dataclasses.is_dataclass(a)]
+                      if isinstance(a, type) and dataclasses.is_dataclass(a)]
             if nested:
                 docs[f"{name}.{field.name}"] = field.metadata.get("doc") or summary(nested[0])
     return docs

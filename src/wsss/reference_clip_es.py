@@ -14,6 +14,8 @@ every value is what it was. No stage imports it.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 import cv2
 import numpy as np
@@ -23,8 +25,11 @@ from PIL import Image
 from torch import nn
 from torchvision import transforms
 
+if TYPE_CHECKING:
+    from wsss.open_clip_types import ClipModel, ResidualAttentionBlock
 
-def sharpen_attention(model: nn.Module, factor: float = 8.0) -> None:
+
+def sharpen_attention(model: ClipModel, factor: float = 8.0) -> None:
     """Scale the image tower's query/key projections so attention is peaked, as in trained CLIP.
 
     With open_clip's random init every attention map is almost uniform, the propagated CAA maps
@@ -52,7 +57,7 @@ def reference_input(image: Image.Image) -> torch.Tensor:
     return pipeline(image)[None]
 
 
-def reference_text(model: nn.Module, tokenizer, sentences: list[str]) -> torch.Tensor:
+def reference_text(model: ClipModel, tokenizer: Callable[[list[str]], torch.Tensor], sentences: list[str]) -> torch.Tensor:
     device = model.visual.conv1.weight.device
     with torch.no_grad():
         features = model.encode_text(tokenizer(sentences).to(device))
@@ -64,7 +69,7 @@ def _scale_cam(cam: np.ndarray, size: tuple[int, int] | None = None) -> np.ndarr
     cam = cam / (1e-7 + np.max(cam))
     if size is not None:
         cam = cv2.resize(cam, size)
-    return np.float32(cam)
+    return cam.astype(np.float32)
 
 
 def _boxes(cam: np.ndarray, threshold: float) -> list[tuple[int, int, int, int]]:
@@ -81,7 +86,7 @@ def _boxes(cam: np.ndarray, threshold: float) -> list[tuple[int, int, int, int]]
     return boxes
 
 
-def _block_with_weights(block: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def _block_with_weights(block: ResidualAttentionBlock, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     y = block.ln_1(x)
     out, weights = block.attn(y, y, y, need_weights=True)
     x = x + block.ls_1(out)
@@ -90,7 +95,7 @@ def _block_with_weights(block: nn.Module, x: torch.Tensor) -> tuple[torch.Tensor
 
 
 def reference_cams(
-    model: nn.Module,
+    model: ClipModel,
     image: Image.Image,
     tag_text: torch.Tensor,
     background_text: torch.Tensor,
@@ -122,12 +127,14 @@ def reference_cams(
     text = torch.cat([tag_text, background_text])
     captured: dict[str, torch.Tensor] = {}
 
-    def keep(_module, _inputs, output):
+    def keep(_module: nn.Module, _inputs: tuple[torch.Tensor, ...], output: torch.Tensor) -> None:
         captured["activation"] = output.detach()
         output.register_hook(lambda grad: captured.__setitem__("gradient", grad.detach()))
 
     handle = last.ln_1.register_forward_hook(keep)
-    gradcams, refined, affinity = [], [], None
+    gradcams: list[np.ndarray] = []
+    refined: list[np.ndarray] = []
+    affinity: torch.Tensor | None = None
     try:
         for tag in range(tag_text.shape[0]):
             with torch.enable_grad():
@@ -145,7 +152,7 @@ def reference_cams(
             gradcams.append(cam)
 
             if affinity is None:
-                stacked = torch.stack([w[:, 1:, 1:] for w in attentions + [weights12.detach()]])[-8:]
+                stacked = torch.stack([w[:, 1:, 1:] for w in [*attentions, weights12.detach()]])[-8:]
                 affinity = stacked.mean(dim=0)[0].float()
             mask = torch.zeros(grid_h, grid_w, device=device)
             for x0, y0, x1, y1 in _boxes(cam, threshold):
@@ -162,4 +169,5 @@ def reference_cams(
             refined.append(_scale_cam(propagated.astype(np.float32), (image.width, image.height)))
     finally:
         handle.remove()
+    assert affinity is not None, "no tag: nothing computed"
     return {"gradcam": np.stack(gradcams), "refined": np.stack(refined), "attention": affinity.cpu().numpy()}

@@ -73,7 +73,7 @@ def type_hints(kind: type) -> dict[str, Any]:
     return typing.get_type_hints(kind)
 
 
-def param_fields(kind: type) -> list[dataclasses.Field]:
+def param_fields(kind: type) -> list[dataclasses.Field[Any]]:
     """The fields of a section that are params.yaml keys, in declaration order."""
     return [f for f in dataclasses.fields(kind) if f.metadata.get("param", True)]
 
@@ -134,7 +134,7 @@ def coerce(value: Any, annotation: Any, key: str, metadata: Mapping[str, Any] | 
     if origin is Literal:
         _check_choices(value, args, key)
         return value
-    if dataclasses.is_dataclass(annotation):
+    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
         return value if isinstance(value, annotation) else build_section(annotation, value, key)
     typed = _coerce_scalar(value, annotation, key, bool(metadata.get("optional")), bool(metadata.get("or_auto")))
     _check_value(typed, key, metadata)
@@ -200,8 +200,9 @@ def range_problem(value: float, metadata: Mapping[str, Any]) -> str | None:
 def check_fields(section: Any, prefix: str | None = None) -> None:
     """Types, ranges, choices and checks of every field of a section built directly (its `__post_init__`)."""
     prefix = prefix or getattr(section, "SECTION", type(section).__name__)
-    hints = type_hints(type(section))
-    for field in param_fields(type(section)):
+    kind: type = type(section)
+    hints = type_hints(kind)
+    for field in param_fields(kind):
         coerce(getattr(section, field.name), hints[field.name], f"{prefix}.{field.name}", field.metadata)
 
 
@@ -216,12 +217,12 @@ def plain(section: Any) -> Any:
     return section
 
 
-def iter_keys(kind: type, prefix: str) -> Iterator[tuple[str, Any, dataclasses.Field]]:
+def iter_keys(kind: type, prefix: str) -> Iterator[tuple[str, Any, dataclasses.Field[Any]]]:
     """Every params key below a section, depth first: (dotted key, annotation, field)."""
     hints = type_hints(kind)
     for field in param_fields(kind):
         key, annotation = f"{prefix}.{field.name}", hints[field.name]
-        nested = [a for a in (annotation, *typing.get_args(annotation)) if dataclasses.is_dataclass(a)]
+        nested = [a for a in (annotation, *typing.get_args(annotation)) if isinstance(a, type) and dataclasses.is_dataclass(a)]
         if nested:
             yield from iter_keys(nested[0], key)
         else:

@@ -32,7 +32,7 @@ CORE_ROOT = Path(__file__).resolve().parents[1]
 
 def module_file(module: str, roots: Mapping[str, Path]) -> Path | None:
     """The file of a module of one of our packages (`roots`: top package -> folder holding it)."""
-    root = roots.get(module.split(".")[0])
+    root = roots.get(module.split(".", maxsplit=1)[0])
     if root is None:
         return None
     base = root.joinpath(*module.split("."))
@@ -100,11 +100,11 @@ def import_closure(modules: Iterable[str], roots: Mapping[str, Path]) -> list[Pa
 
 def core_roots(core_root: Path | None = None) -> dict[str, Path]:
     root = core_root or CORE_ROOT
-    return {package: root for package in CORE_PACKAGES}
+    return dict.fromkeys(CORE_PACKAGES, root)
 
 
 def repository_roots(repo: Path) -> dict[str, Path]:
-    return {**core_roots(repo / "src"), **{package: repo for package in ENTRY_PACKAGES}}
+    return {**core_roots(repo / "src"), **dict.fromkeys(ENTRY_PACKAGES, repo)}
 
 
 def key_code_files(entry: Stage, core_root: Path | None = None) -> list[Path]:

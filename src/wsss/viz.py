@@ -111,7 +111,7 @@ def _panels(inputs: OverlayInputs) -> list[tuple[str, np.ndarray]]:
     if inputs.probabilities is not None and len(inputs.probabilities) != len(inputs.tags):
         raise ValueError(f"{len(inputs.probabilities)} probabilities for {len(inputs.tags)} tags")
     panels = [("image", rgb)]
-    for index, (tag, cam) in enumerate(zip(inputs.tags, inputs.maps)):
+    for index, (tag, cam) in enumerate(zip(inputs.tags, inputs.maps, strict=True)):
         caption = tag if inputs.probabilities is None else f"{tag}  p={float(inputs.probabilities[index]):.2f}"
         panels.append((caption, cam_overlay(rgb, np.asarray(cam, dtype=np.float32))))
     for caption, labels in ((inputs.mask_caption, inputs.pseudo_labels), ("ground truth", inputs.ground_truth)):
@@ -122,7 +122,7 @@ def _panels(inputs: OverlayInputs) -> list[tuple[str, np.ndarray]]:
     return panels
 
 
-def _legend_entries(inputs: OverlayInputs) -> list[tuple[str, tuple[int, int, int]]]:
+def _legend_entries(inputs: OverlayInputs) -> list[tuple[str, tuple[int, ...]]]:
     """Labels present in the pseudo mask or ground truth, in label order (+ ignored)."""
     names = ["background", *inputs.class_names]
     palette = class_palette(len(names))
@@ -161,7 +161,9 @@ def overlay_figure(inputs: OverlayInputs, *, max_width: int = 1600, max_panel_he
     canvas_w = min(max_width, strip_w + 2 * pad)
 
     # Lay the legend out in rows that fit the canvas.
-    swatch, legend_rows, row, row_w = font_size, [], [], 0
+    swatch, row_w = font_size, 0
+    legend_rows: list[list[tuple[str, tuple[int, ...], int]]] = []
+    row: list[tuple[str, tuple[int, ...], int]] = []
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     for name, color in legend:
         item_w = swatch + 6 + int(measure.textlength(name, font=font)) + 18

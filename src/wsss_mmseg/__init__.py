@@ -29,13 +29,13 @@ from wsss_mmseg.checkpoints import PlainCheckpointHook, use_plain_checkpoint_loa
 from wsss_mmseg.datasets import PseudoMaskDataset  # noqa: E402
 from wsss_mmseg.heads import ASPPV2Head  # noqa: E402
 from wsss_mmseg.losses import ConfidenceGuidedCELoss, ConfidenceLossMixin  # noqa: E402
-from wsss_mmseg.validation import WsssIoUMetric  # noqa: E402
 from wsss_mmseg.segmentors import MultiScaleEncoderDecoder  # noqa: E402
 from wsss_mmseg.transforms import (  # noqa: E402
     LoadConfidenceMap,
     LoadImageAsStored,
     PackSegInputsWithConfidence,
 )
+from wsss_mmseg.validation import WsssIoUMetric  # noqa: E402
 
 use_plain_checkpoint_loader()
 
@@ -43,8 +43,8 @@ CONFIG_DIR = Path(__file__).resolve().parent / "configs"
 """Shipped mmengine configs: ``deeplabv2_r101_voc_pseudo.py`` and ``deeplabv2_tiny_cpu.py``."""
 
 __all__ = [
-    "ASPPV2Head",
     "CONFIG_DIR",
+    "ASPPV2Head",
     "ConfidenceGuidedCELoss",
     "ConfidenceLossMixin",
     "LoadConfidenceMap",

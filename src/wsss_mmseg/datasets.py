@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os.path as osp
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import mmengine
 from mmseg.datasets import BaseSegDataset
@@ -58,7 +58,7 @@ class PseudoMaskDataset(BaseSegDataset):
         FileNotFoundError: If the split file is missing.
     """
 
-    METAINFO: dict = dict()
+    METAINFO: ClassVar[dict[str, Any]] = {}
 
     def __init__(
         self,
@@ -98,7 +98,7 @@ class PseudoMaskDataset(BaseSegDataset):
         )
         return sorted(name[: -len(self.img_suffix)] for name in names)
 
-    def load_data_list(self) -> list[dict]:
+    def load_data_list(self) -> list[dict[str, Any]]:
         """One data info per id: image, pseudo mask and (if configured) confidence paths."""
         img_dir = self.data_prefix.get("img_path", "")
         mask_dir = self.data_prefix.get("seg_map_path")

@@ -64,7 +64,7 @@ def start_process_group(cfg: Any) -> None:
         return
     dist_cfg = dict(cfg.get("env_cfg", {}).get("dist_cfg", {}))
     timeout = dist_cfg.get("timeout")
-    options = {"timeout": datetime.timedelta(seconds=timeout)} if timeout is not None else {}
+    options: dict[str, Any] = {"timeout": datetime.timedelta(seconds=timeout)} if timeout is not None else {}
     torch_dist.init_process_group(backend="gloo", rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]), **options)
 
 

@@ -26,7 +26,7 @@ import tempfile
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -37,6 +37,9 @@ from wsss.inference.trained_model import TrainedModel
 from wsss.io.atomic import copy_file_atomic
 from wsss.viz import class_palette
 from wsss_mmseg.inference import load_segmenter, predict_logits
+
+if TYPE_CHECKING:
+    from mmseg.models.segmentors import EncoderDecoder  # untyped (Any): the segmentor a config builds
 
 OPSET = 17
 INPUT, OUTPUT = "image", "logits"
@@ -53,7 +56,10 @@ class LogitsAtInputSize(torch.nn.Module):
     """RGB 0-255 `(N, 3, H, W)` -> logits `(N, C, H, W)`: the model's preprocessing arithmetic,
     backbone, decode head and the bilinear resize to the input size."""
 
-    def __init__(self, model: torch.nn.Module) -> None:
+    mean: torch.Tensor  # buffers, registered when the preprocessor normalises
+    std: torch.Tensor
+
+    def __init__(self, model: EncoderDecoder) -> None:
         super().__init__()
         self.model = model
         preprocessor = model.data_preprocessor

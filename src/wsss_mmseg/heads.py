@@ -69,20 +69,22 @@ class ASPPV2Head(ConfidenceLossMixin, BaseDecodeHead):
             in_channels,  # `channels`: only sized the deleted conv_seg
             num_classes=num_classes,
             dropout_ratio=0.0,
-            **kwargs,  # type: ignore[arg-type]
+            **kwargs,
         )
         # BaseDecodeHead always builds a 1x1 `conv_seg`; DeepLabV2 has none, and an unused
         # parameter would break DDP (unused-parameter error) and the optimiser's groups.
         delattr(self, "conv_seg")
         self.dilations = tuple(int(rate) for rate in dilations)
-        self.aspp_branches = nn.ModuleList(
+        branches = [
             nn.Conv2d(
                 in_channels, self.out_channels, 3, padding=rate, dilation=rate, bias=True
             )
             for rate in self.dilations
-        )
-        for branch in self.aspp_branches:
+        ]
+        self.aspp_branches = nn.ModuleList(branches)
+        for branch in branches:
             nn.init.normal_(branch.weight, mean=0.0, std=0.01)
+            assert branch.bias is not None  # bias=True
             nn.init.constant_(branch.bias, 0.0)
 
     def forward(self, inputs: Sequence[Tensor]) -> Tensor:

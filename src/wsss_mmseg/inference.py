@@ -18,6 +18,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -29,6 +30,9 @@ from mmseg.registry import MODELS
 
 import wsss_mmseg  # noqa: F401  (registers the custom modules before any build)
 from wsss.pseudo.crf import CrfParams, dense_crf
+
+if TYPE_CHECKING:
+    from mmseg.models.segmentors import EncoderDecoder  # untyped (Any): the segmentor a config builds
 
 __all__ = ["Prediction", "load_segmenter", "predict_batch", "predict_image", "predict_logits", "predict_logits_batch"]
 
@@ -67,7 +71,7 @@ def _bilinear(tensor: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
 
 
 @torch.no_grad()
-def predict_logits_batch(model: torch.nn.Module, images: Sequence[np.ndarray], scales: Sequence[float] = (1.0,)) -> torch.Tensor:
+def predict_logits_batch(model: EncoderDecoder, images: Sequence[np.ndarray], scales: Sequence[float] = (1.0,)) -> torch.Tensor:
     """Class scores of images of one size, max-fused over scales, at the image size.
 
     As deeplab-pytorch's MSC at test time: the logits of each scaled input are upsampled to
@@ -143,7 +147,7 @@ def predict_batch(
 ) -> list[Prediction]:
     """What `evaluate` scores, for images of one size: fused logits, then arg-max or dense CRF."""
     logits = predict_logits_batch(model, images, scales)
-    return [labels_from_logits(image, image_logits, crf) for image, image_logits in zip(images, logits)]
+    return [labels_from_logits(image, image_logits, crf) for image, image_logits in zip(images, logits, strict=True)]
 
 
 def predict_image(model: torch.nn.Module, image: np.ndarray, scales: Sequence[float] = (1.0,), crf: CrfParams | None = None) -> Prediction:

@@ -11,6 +11,7 @@ ignore_index)``. A per-pixel confidence therefore travels as its own field:
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -160,7 +161,7 @@ class ConfidenceLossMixin:
     ``acc_seg`` is logged. Put it before ``BaseDecodeHead`` in the bases.
     """
 
-    def loss_by_feat(self, seg_logits: Tensor, batch_data_samples: Sequence[SegDataSample]) -> dict:
+    def loss_by_feat(self, seg_logits: Tensor, batch_data_samples: Sequence[SegDataSample]) -> dict[str, Any]:
         """Loss dict of one batch.
 
         Args:
@@ -176,7 +177,7 @@ class ConfidenceLossMixin:
         """
         seg_label = self._stack_batch_gt(batch_data_samples)  # type: ignore[attr-defined]
         label_size = tuple(seg_label.shape[2:])
-        confidence = stack_confidence_maps(batch_data_samples, label_size)  # type: ignore[arg-type]
+        confidence = stack_confidence_maps(batch_data_samples, label_size)
         seg_logits = resize(
             input=seg_logits,
             size=label_size,

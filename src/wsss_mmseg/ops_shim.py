@@ -102,7 +102,7 @@ def _make_ops_module(point_sample_module: types.ModuleType) -> types.ModuleType:
         setattr(ops, name, getattr(point_sample_module, name))
     placeholders: dict[str, type] = {}
 
-    def __getattr__(name: str) -> type:
+    def __getattr__(name: str) -> type:  # noqa: N807 - the shim module's PEP 562 __getattr__
         # Dunder/private lookups (copy, inspect, pickle) must get the usual AttributeError.
         if name.startswith("_"):
             raise AttributeError(f"module 'mmcv.ops' has no attribute {name!r}")
@@ -139,5 +139,5 @@ def ensure_mmcv_ops() -> bool:
     sys.modules["mmcv.ops"] = ops
     import mmcv
 
-    mmcv.ops = ops  # type: ignore[attr-defined]
+    mmcv.ops = ops
     return True

@@ -98,7 +98,7 @@ def run_predict(
     def decode(image: ImageInput) -> np.ndarray | Exception:
         try:
             return np.asarray(load_rgb(image.path, options.max_image_pixels))
-        except Exception as error:  # recorded per image below, with its traceback in the log
+        except Exception as error:  # noqa: BLE001 - recorded per image below, with its traceback in the log
             return error
 
     written, started = 0, time.perf_counter()
@@ -129,7 +129,7 @@ def _predict_and_write(
     """One forward over a batch of one size, then every image's files; returns how many were written."""
     try:
         predictions = predict_batch(network, [rgb for _, rgb in batch], options.scales, options.crf)
-    except Exception as error:  # e.g. out of memory on a huge image: that batch's images fail, the rest go on
+    except Exception as error:  # noqa: BLE001 - e.g. out of memory on a huge image: that batch's images fail, the rest go on
         for image, _ in batch:
             record_failure(failures, logger, image.name, str(image.path), error)
         return 0

@@ -36,7 +36,7 @@ def without_helper_variables(cfg: Config) -> Config:
     A top-level ``data_preprocessor`` is dropped too when the model has its own: the Runner uses it
     only for a model without one (and its ``size`` would not follow a crop override).
     """
-    kept = {key: cfg[key] for key in cfg.keys() if key in RUNNER_KEYS}
+    kept = {key: cfg[key] for key in cfg if key in RUNNER_KEYS}
     if "data_preprocessor" in (cfg.get("model") or {}):
         kept.pop("data_preprocessor", None)
     return Config(kept, filename=cfg.filename)

@@ -43,14 +43,14 @@ class MultiScaleEncoderDecoder(EncoderDecoder):
             scaled = inputs if scale == 1.0 else F.interpolate(inputs, scale_factor=scale, mode="bilinear", align_corners=False)
             logits.append(self.decode_head.forward(self.extract_feat(scaled)))
         size = logits[0].shape[-2:]
-        upsampled = [logits[0], *(F.interpolate(l, size=size, mode="bilinear", align_corners=False) for l in logits[1:])]
+        upsampled = [logits[0], *(F.interpolate(scaled, size=size, mode="bilinear", align_corners=False) for scaled in logits[1:])]
         return [*upsampled, torch.stack(upsampled).amax(dim=0)]
 
-    def loss(self, inputs: Tensor, data_samples: list) -> dict[str, Tensor]:
+    def loss(self, inputs: Tensor, data_samples: list[Any]) -> dict[str, Tensor]:
         """Decode-head losses of every scale and of the max, summed by mmengine (keys hold "loss")."""
         names = [f"scale{s:g}" for s in self.train_scales] + ["max"]
         losses: dict[str, Tensor] = {}
-        for name, logits in zip(names, self.scale_logits(inputs)):
+        for name, logits in zip(names, self.scale_logits(inputs), strict=True):
             for key, value in self.decode_head.loss_by_feat(logits, data_samples).items():
                 losses[f"{key}_{name}" if "loss" in key else f"{name}.{key}"] = value
         return losses

@@ -128,8 +128,9 @@ def use_stored_orientation(pipeline: list[dict[str, Any]]) -> list[dict[str, Any
     for step in pipeline:
         if step.get("type") in ("LoadImageFromFile", "mmcv.LoadImageFromFile"):
             kept = {key: step[key] for key in ("to_float32",) if key in step}
-            step = dict(type="LoadImageAsStored", **kept)
-        replaced.append(step)
+            replaced.append(dict(type="LoadImageAsStored", **kept))
+        else:
+            replaced.append(step)
     return replaced
 
 

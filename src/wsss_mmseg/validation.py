@@ -36,7 +36,7 @@ class WsssIoUMetric(BaseMetric):
         super().__init__(collect_device=collect_device, prefix=prefix)
         self.num_classes = num_classes
 
-    def process(self, data_batch: Any, data_samples: Sequence[dict]) -> None:
+    def process(self, data_batch: Any, data_samples: Sequence[dict[str, Any]]) -> None:
         """Store one `(C, C)` confusion matrix per image (small, so they gather cheaply)."""
         num_classes = self.num_classes or len(self.dataset_meta["classes"])
         for sample in data_samples:

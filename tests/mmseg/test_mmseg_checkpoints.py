@@ -20,13 +20,16 @@ import torch
 
 pytest.importorskip("mmseg")
 
-import wsss_mmseg  # noqa: E402
-from mmengine.logging import HistoryBuffer  # noqa: E402
-from PIL import Image  # noqa: E402
+import wsss_mmseg  # first: its mmcv.ops shim goes in before mmengine and mmseg are imported
 
-from tests.malicious_files import Target, getattr_checkpoint, torch_serialization_guard  # noqa: E402
-from wsss.errors import CheckpointError  # noqa: E402
-from wsss_mmseg.training import build_train_config, score_segmenter, train_segmenter  # noqa: E402
+# isort: split
+
+from mmengine.logging import HistoryBuffer
+from PIL import Image
+
+from tests.malicious_files import Target, getattr_checkpoint, torch_serialization_guard
+from wsss.errors import CheckpointError
+from wsss_mmseg.training import build_train_config, score_segmenter, train_segmenter
 
 TINY_CONFIG = wsss_mmseg.CONFIG_DIR / "deeplabv2_tiny_cpu.py"
 CLASSES = ("background", "thing", "other")
@@ -117,7 +120,7 @@ LOAD_PATHS: dict[str, Callable[[Path, Path, Path], None]] = {
 def test_getattr_payload_runs_no_code_through_any_load_path(two_images: Path, tmp_path: Path, load_path: str) -> None:
     target = Target.in_folder(tmp_path)
     evil = getattr_checkpoint(tmp_path / "evil.pth", target)
-    with torch_serialization_guard() as guard, pytest.raises(Exception) as refused:
+    with torch_serialization_guard() as guard, pytest.raises(Exception) as refused:  # noqa: PT011 - the type is asserted after the payload check
         LOAD_PATHS[load_path](two_images, evil, tmp_path)
     assert target.untouched(), "the checkpoint's code ran"
     assert not guard["replaced"], "the pickle replaced a torch.serialization helper"
@@ -130,15 +133,18 @@ def test_control_the_payload_runs_when_getattr_is_allowed_or_pickle_is_free(tmp_
     (tmp_path / "a").mkdir()
     target = Target.in_folder(tmp_path / "a")
     evil = getattr_checkpoint(tmp_path / "a" / "evil.pth", target)
-    with torch_serialization_guard() as guard:
-        with torch.serialization.safe_globals(allowed_before), pytest.raises(Exception, match="Weights only load"):
-            torch.load(evil, map_location="cpu")  # "refused"... after the code ran
+    with (
+        torch_serialization_guard() as guard,
+        torch.serialization.safe_globals(allowed_before),
+        pytest.raises(Exception, match="Weights only load"),
+    ):
+        torch.load(evil, map_location="cpu")  # "refused"... after the code ran
     assert target.hit() and guard["replaced"]
 
     (tmp_path / "b").mkdir()
     target = Target.in_folder(tmp_path / "b")
     evil = getattr_checkpoint(tmp_path / "b" / "evil.pth", target)
-    with torch_serialization_guard(), pytest.raises(Exception):
+    with torch_serialization_guard(), pytest.raises(Exception):  # noqa: B017, PT011 - whatever torch raises after the code ran
         torch.load(evil, map_location="cpu", weights_only=False)  # stdlib pickle + torch's persistent_load
     assert target.hit()
 
@@ -220,11 +226,11 @@ def test_the_convert_command_every_refusal_names_runs(tmp_path: Path) -> None:
     root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(root / "src"), str(root)])}
     command = [sys.executable, *CONVERT_COMMAND.split()[1:4]]  # python -m wsss_mmseg.checkpoints convert
-    helped = subprocess.run([*command[:-1], "--help"], capture_output=True, text=True, env=env, timeout=300)
+    helped = subprocess.run([*command[:-1], "--help"], capture_output=True, text=True, env=env, timeout=300, check=False)
     assert helped.returncode == 0 and "usage: python -m wsss_mmseg.checkpoints" in helped.stdout, helped.stderr[-2000:]
 
     old, new = legacy_checkpoint(tmp_path / "iter_2.pth"), tmp_path / "plain.pth"
-    converted = subprocess.run([*command, str(old), str(new)], capture_output=True, text=True, env=env, timeout=300)
+    converted = subprocess.run([*command, str(old), str(new)], capture_output=True, text=True, env=env, timeout=300, check=False)
     assert converted.returncode == 0 and f"wrote {new}" in converted.stdout, converted.stderr[-2000:]
     restored = from_plain(load_plain_checkpoint(str(new)))["message_hub"]["log_scalars"]["train/loss"]
     np.testing.assert_array_equal(restored._log_history, [0.75, 0.5])

@@ -11,17 +11,20 @@ import torch.nn.functional as F
 
 pytest.importorskip("mmseg")
 
-import wsss_mmseg  # noqa: E402  (installs the ops shim and registers the modules)
-from mmengine.config import Config  # noqa: E402
-from mmengine.optim import build_optim_wrapper  # noqa: E402
-from mmengine.registry import init_default_scope  # noqa: E402
-from mmengine.structures import PixelData  # noqa: E402
-from mmseg.registry import DATASETS, MODELS  # noqa: E402
-from mmseg.structures import SegDataSample  # noqa: E402
-from PIL import Image  # noqa: E402
+import wsss_mmseg  # first: its mmcv.ops shim goes in before mmengine and mmseg are imported
 
-from wsss.losses import confidence_guided_cross_entropy  # noqa: E402
-from wsss_mmseg.ops_shim import MmcvOpUnavailableError, shim_installed  # noqa: E402
+# isort: split
+
+from mmengine.config import Config
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import init_default_scope
+from mmengine.structures import PixelData
+from mmseg.registry import DATASETS, MODELS
+from mmseg.structures import SegDataSample
+from PIL import Image
+
+from wsss.losses import confidence_guided_cross_entropy
+from wsss_mmseg.ops_shim import MmcvOpUnavailableError, shim_installed
 
 TINY_CONFIG = wsss_mmseg.CONFIG_DIR / "deeplabv2_tiny_cpu.py"
 FULL_CONFIG = wsss_mmseg.CONFIG_DIR / "deeplabv2_r101_voc_pseudo.py"

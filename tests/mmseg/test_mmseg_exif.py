@@ -14,13 +14,16 @@ import pytest
 
 pytest.importorskip("mmseg")
 
-import wsss_mmseg  # noqa: E402
-from mmengine.dataset import Compose  # noqa: E402
-from mmengine.registry import init_default_scope  # noqa: E402
-from PIL import Image  # noqa: E402
+import wsss_mmseg  # first: its mmcv.ops shim goes in before mmengine and mmseg are imported
 
-from wsss.imaging import EXIF_ORIENTATION_TAG, exif_orientation, load_rgb  # noqa: E402
-from wsss_mmseg.training import build_train_config, score_segmenter, train_segmenter  # noqa: E402
+# isort: split
+
+from mmengine.dataset import Compose
+from mmengine.registry import init_default_scope
+from PIL import Image
+
+from wsss.imaging import EXIF_ORIENTATION_TAG, exif_orientation, load_rgb
+from wsss_mmseg.training import build_train_config, score_segmenter, train_segmenter
 
 TINY_CONFIG = wsss_mmseg.CONFIG_DIR / "deeplabv2_tiny_cpu.py"
 CLASSES = ("background", "left", "top")

@@ -12,15 +12,18 @@ import torch
 
 pytest.importorskip("mmseg")
 
-import wsss_mmseg  # noqa: E402
-from mmengine.config import Config  # noqa: E402
-from mmengine.dataset import pseudo_collate  # noqa: E402
-from mmengine.optim import build_optim_wrapper  # noqa: E402
-from mmengine.registry import init_default_scope  # noqa: E402
-from mmseg.registry import DATASETS, MODELS  # noqa: E402
-from PIL import Image  # noqa: E402
+import wsss_mmseg  # first: its mmcv.ops shim goes in before mmengine and mmseg are imported
 
-from wsss_mmseg.training import build_train_config, evaluate_segmenter, train_segmenter  # noqa: E402
+# isort: split
+
+from mmengine.config import Config
+from mmengine.dataset import pseudo_collate
+from mmengine.optim import build_optim_wrapper
+from mmengine.registry import init_default_scope
+from mmseg.registry import DATASETS, MODELS
+from PIL import Image
+
+from wsss_mmseg.training import build_train_config, evaluate_segmenter, train_segmenter
 
 TINY_CONFIG = wsss_mmseg.CONFIG_DIR / "deeplabv2_tiny_cpu.py"
 CLASSES = ("background", "square", "disc")
@@ -199,7 +202,7 @@ def test_multi_scale_training_supervises_every_scale_and_their_max(synthetic_dat
     model = MODELS.build(cfg.model)
     inputs = torch.randn(2, 3, 64, 64)
     logits = model.scale_logits(inputs)
-    assert len(logits) == 4 and all(l.shape == logits[0].shape for l in logits)
+    assert len(logits) == 4 and all(scale.shape == logits[0].shape for scale in logits)
     torch.testing.assert_close(logits[3], torch.stack(logits[:3]).amax(dim=0))
     last = train_segmenter(cfg)
     scalars = _logged_scalars(tmp_path)

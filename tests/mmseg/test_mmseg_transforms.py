@@ -9,12 +9,15 @@ import pytest
 
 pytest.importorskip("mmseg")
 
-import wsss_mmseg  # noqa: E402,F401  (registers the transforms)
-from mmengine.dataset import Compose  # noqa: E402
-from mmengine.registry import init_default_scope  # noqa: E402
-from PIL import Image  # noqa: E402
+import wsss_mmseg  # noqa: F401  (registers the transforms; first: its mmcv.ops shim goes in before mmseg)
 
-from wsss_mmseg.transforms import read_confidence_map  # noqa: E402
+# isort: split
+
+from mmengine.dataset import Compose
+from mmengine.registry import init_default_scope
+from PIL import Image
+
+from wsss_mmseg.transforms import read_confidence_map
 
 HEIGHT, WIDTH, CROP = 48, 60, 32
 

@@ -21,9 +21,9 @@ import torch
 
 pytest.importorskip("mmseg")
 
-from tests.mmseg.test_mmseg_training import CLASSES, TINY_CONFIG, synthetic_data  # noqa: E402,F401  (fixture)
-from wsss_mmseg.distributed import configure_launcher, parameters_digest  # noqa: E402
-from wsss_mmseg.train_cli import build_config, parse_args  # noqa: E402
+from tests.mmseg.test_mmseg_training import CLASSES, TINY_CONFIG, synthetic_data  # noqa: F401  (fixture)
+from wsss_mmseg.distributed import configure_launcher, parameters_digest
+from wsss_mmseg.train_cli import build_config, parse_args
 
 DIGESTS = re.compile(r"replica check after iteration (\d+): parameters sha256 per rank \[([^\]]*)\]")
 BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
@@ -50,10 +50,10 @@ def _torchrun(arguments: list[str], timeout: float = 300) -> str:
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         output, _ = process.communicate(timeout=timeout)
-    except subprocess.TimeoutExpired:
+    except subprocess.TimeoutExpired as error:
         os.killpg(process.pid, signal.SIGKILL)
         output, _ = process.communicate()
-        raise AssertionError(f"torchrun did not finish in {timeout} s:\n{output[-4000:]}")
+        raise AssertionError(f"torchrun did not finish in {timeout} s:\n{output[-4000:]}") from error
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)

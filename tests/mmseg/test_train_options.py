@@ -8,12 +8,12 @@ import pytest
 
 pytest.importorskip("mmseg")
 
-from mmengine.config import Config  # noqa: E402
+from mmengine.config import Config
 
-from tests.mmseg.test_mmseg_training import CLASSES, TINY_CONFIG, synthetic_data  # noqa: E402,F401  (fixture)
-from wsss.plots import training_curve_rows  # noqa: E402
-from wsss_mmseg.train_cli import build_config, parse_args  # noqa: E402
-from wsss_mmseg.training import ValidationData, build_train_config, enable_amp, train_segmenter  # noqa: E402
+from tests.mmseg.test_mmseg_training import CLASSES, TINY_CONFIG, synthetic_data  # noqa: F401  (fixture)
+from wsss.plots import training_curve_rows
+from wsss_mmseg.train_cli import build_config, parse_args
+from wsss_mmseg.training import ValidationData, build_train_config, enable_amp, train_segmenter
 
 
 def _argv(root: Path, work_dir: Path) -> list[str]:

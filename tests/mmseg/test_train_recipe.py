@@ -12,12 +12,12 @@ import pytest
 
 pytest.importorskip("mmseg")
 
-from tasks.train import train_config  # noqa: E402
-from tests.params_edit import read_params, with_values  # noqa: E402
-from wsss.catalog import ArtifactLayout  # noqa: E402
-from wsss.datasets import ImageRecord, Manifest  # noqa: E402
-from wsss.params import Params  # noqa: E402
-from wsss_mmseg.recipe import effective_recipe  # noqa: E402
+from tasks.train import train_config
+from tests.params_edit import read_params, with_values
+from wsss.catalog import ArtifactLayout
+from wsss.datasets import ImageRecord, Manifest
+from wsss.params import Params
+from wsss_mmseg.recipe import effective_recipe
 
 ROOT = Path(__file__).resolve().parents[2]
 R101 = "src/wsss_mmseg/configs/deeplabv2_r101_voc_pseudo.py"

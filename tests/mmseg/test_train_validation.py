@@ -20,14 +20,14 @@ from PIL import Image
 
 pytest.importorskip("mmseg")
 
-from tasks.train import validation_data  # noqa: E402
-from tests.mmseg.test_mmseg_training import TINY_CONFIG  # noqa: E402
-from wsss.catalog import ArtifactLayout  # noqa: E402
-from wsss.datasets import ImageRecord, Manifest, file_sha256  # noqa: E402
-from wsss.params import Params  # noqa: E402
-from wsss.plots import training_curve_rows  # noqa: E402
-from wsss.training import validation_subset  # noqa: E402
-from wsss_mmseg.training import build_train_config, train_segmenter  # noqa: E402
+from tasks.train import validation_data
+from tests.mmseg.test_mmseg_training import TINY_CONFIG
+from wsss.catalog import ArtifactLayout
+from wsss.datasets import ImageRecord, Manifest, file_sha256
+from wsss.params import Params
+from wsss.plots import training_curve_rows
+from wsss.training import validation_subset
+from wsss_mmseg.training import build_train_config, train_segmenter
 
 CLASSES = ("square", "disc")
 IMAGES = 5
@@ -117,15 +117,15 @@ def test_the_dumped_config_shows_the_effective_values_only(trained: dict[str, An
     dumped = (trained["work_dir"] / TINY_CONFIG.name).read_text()
     (log,) = sorted(trained["work_dir"].glob("*/*.log"))
     for text in (dumped, log.read_text()):
-        assert not re.search(r"^(max_iters|num_classes|crop_size|train_pipeline) = ", text, re.M)
+        assert not re.search(r"^(max_iters|num_classes|crop_size|train_pipeline) = ", text, re.MULTILINE)
         assert re.search(r"max_iters=2,", text) and re.search(r"num_classes=3,", text)
 
 
 def test_evaluate_runs_the_model_once_per_image_for_both_crf_variants(
     trained: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import wsss_mmseg.inference as inference
     from tasks.evaluate import score_model
+    from wsss_mmseg import inference
     from wsss_mmseg.training import score_segmenter_on
 
     repo = tmp_path / "repo"

@@ -21,10 +21,10 @@ from prefect.logging.handlers import APILogWorker
 from prefect.settings import PREFECT_API_URL, temporary_settings
 from prefect.utilities.asyncutils import run_coro_as_sync
 
+from benchmarks.common import stop_process
 from tests.params_edit import edit_params, write_params
 from tests.pipeline.relabel_data import PAIR, make_dataset, relabel_params
 from tests.pipeline.repos import ROOT, copy_repo, golden, make_pipeline_repo, pipeline_env, pipeline_test_params, run
-from benchmarks.common import stop_process
 
 
 def free_port() -> int:

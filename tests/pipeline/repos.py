@@ -49,7 +49,7 @@ def pipeline_env(repo: Path, api_url: str | None = None) -> dict[str, str]:
 
 
 def run(command: list[str], repo: Path, env: dict[str, str], timeout: int = 900) -> subprocess.CompletedProcess:
-    result = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, timeout=timeout)
+    result = subprocess.run(command, cwd=repo, env=env, capture_output=True, text=True, check=False, timeout=timeout)
     if result.returncode != 0:
         raise AssertionError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}")
     return result

@@ -80,10 +80,10 @@ def store_contents(store: Path) -> tuple[dict, dict]:
 
 def assert_equal_items(left: dict, right: dict, skip: set[str] = frozenset()) -> None:
     assert left.keys() == right.keys()
-    for key in left:
+    for key, value_left in left.items():
         if key[-1].lstrip("@") in skip:
             continue
-        value_left, value_right = left[key], right[key]
+        value_right = right[key]
         if isinstance(value_left, np.ndarray):
             assert value_left.dtype == value_right.dtype and np.array_equal(value_left, value_right), key
         else:

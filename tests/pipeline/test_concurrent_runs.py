@@ -55,7 +55,7 @@ def test_second_run_is_refused_while_the_first_holds_the_artifacts(repo: tuple[P
         owner = wait_for_lock_owner(path, first.pid)
         os.killpg(first.pid, signal.SIGSTOP)  # the first run is now mid-way, holding the lock
         second = subprocess.run([sys.executable, "-m", "flows.prepare", "sample"], cwd=path, env=env,
-                                capture_output=True, text=True, timeout=300)
+                                capture_output=True, text=True, timeout=300, check=False)
         assert second.returncode == 2
         assert "another pipeline run is using artifacts" in second.stderr
         assert f"pid {first.pid} on {owner['hostname']}, started {owner['started_at']}" in second.stderr

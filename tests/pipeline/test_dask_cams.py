@@ -10,9 +10,8 @@ import numpy as np
 import pytest
 
 from tests.params_edit import write_params
-from tests.pipeline.repos import ROOT
 from tests.pipeline.relabel_data import make_dataset, relabel_params
-
+from tests.pipeline.repos import ROOT
 
 
 def read_all(path: Path) -> tuple[dict, dict]:

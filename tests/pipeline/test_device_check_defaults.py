@@ -40,11 +40,11 @@ def test_part_zero_stores_what_the_cams_and_refine_stages_store(tmp_path: Path) 
     from benchmarks.device_check_stages import StageImage, use_extractor
     from tasks.cams import run_cams
     from tasks.prepare import run_prepare
-    from wsss.stage_inputs import read_manifest
     from tasks.refine import run_refine
     from wsss.catalog import ArtifactLayout
     from wsss.clip import load_clip
     from wsss.params import load_params
+    from wsss.stage_inputs import read_manifest
 
     make_repo(tmp_path)
     params = load_params(tmp_path / "params.yaml")

@@ -11,9 +11,9 @@ from __future__ import annotations
 import json
 import re
 import sys
-from pathlib import Path
 
 import pytest
+import yaml
 
 from tests.in_process import wsss_cli
 from tests.params_edit import edit_params, read_params

@@ -76,7 +76,7 @@ def plots_repo(destination: Path) -> Path:
 
 def chart_report(page: Path) -> tuple[str, list[dict]]:
     dom = dump_dom(page.as_uri(), timeout=180)
-    found = re.search(r'<pre id="wsss-chart-report"[^>]*>(.*?)</pre>', dom, re.S)
+    found = re.search(r'<pre id="wsss-chart-report"[^>]*>(.*?)</pre>', dom, re.DOTALL)
     assert found, "no chart report in the rendered page (chart library not loaded?)"
     return dom, json.loads(html.unescape(found.group(1)))
 

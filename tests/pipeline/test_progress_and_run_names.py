@@ -36,7 +36,7 @@ def test_progress_artifact_reaches_intermediate_values_on_uneven_shards(harness,
     published: list[float] = []
     real_update = tasks.progress.update_progress_artifact
 
-    def spy(artifact_id, progress, description=None):  # noqa: ANN001, ANN202
+    def spy(artifact_id, progress, description=None):
         published.append(progress)
         return real_update(artifact_id, progress, description)
 
@@ -128,7 +128,7 @@ def test_stage_runs_are_named_and_tagged(harness, workdir: Path, monkeypatch: py
     monkeypatch.setenv("DVC_EXP_NAME", "bold-yawl")
     ids: list[str] = []
 
-    def sample_and_remember(args) -> None:  # noqa: ANN001
+    def sample_and_remember(args) -> None:
         state = sample_flow(args.params, return_state=True)
         ids.append(str(state.state_details.flow_run_id))
 
@@ -157,7 +157,7 @@ def test_a_stage_run_under_a_parent_flow_run_is_its_subflow_run(harness, workdir
     monkeypatch.setenv(PARENT_FLOW_RUN_ENV, str(parent_run.id))
     ids: list[str] = []
 
-    def sample_and_remember(args) -> None:  # noqa: ANN001
+    def sample_and_remember(args) -> None:
         ids.append(str(sample_flow(args.params, return_state=True).state_details.flow_run_id))
 
     assert run_stage({"sample": sample_and_remember}, ["--params", "params.yaml"]) == 0

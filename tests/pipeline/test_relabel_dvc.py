@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.params_edit import write_params
-from tests.pipeline.repos import make_pipeline_repo, pipeline_env, run
 from tests.pipeline.relabel_data import make_dataset, relabel_params, write_photo, write_tags
+from tests.pipeline.repos import make_pipeline_repo, pipeline_env, run
 from wsss.io.shard_assignment import stable_shard_index
 
 SHARDS = 4

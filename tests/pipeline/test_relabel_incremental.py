@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from tests.params_edit import edit_params, with_values, write_params
-from tests.pipeline.repos import ROOT
 from tests.pipeline.relabel_data import DATASET, make_dataset, relabel_params, write_photo, write_tags
+from tests.pipeline.repos import ROOT
 from wsss.io.shard_assignment import stable_shard_index
 from wsss.lineage import image_lineage
 
@@ -126,7 +126,7 @@ def test_an_image_that_vanishes_mid_run_is_reported_and_the_rest_is_relabeled(
     kept = photo.read_bytes()
     original = tasks.cams.run_cams  # relabel finds it through the stage table
 
-    def vanish_then_run(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def vanish_then_run(*args, **kwargs):
         photo.unlink()
         return original(*args, **kwargs)
 
@@ -156,8 +156,7 @@ def test_the_first_relabel_run_after_a_repro_counts_against_the_stores(tmp_path:
 
     monkeypatch.chdir(tmp_path)
     params_yaml = relabel_params(4)
-    params_yaml["relabel"]["retrain_share"] = 0.5
-    (tmp_path / "params.yaml").write_text(yaml.safe_dump(params_yaml, sort_keys=False))
+    write_params(tmp_path, with_values(params_yaml, {"relabel.retrain_share": 0.5}))
     tags = make_dataset(tmp_path, ["astro_a", "cat_a", "rocket_a"])
     params = load_params("params.yaml")
     layout = ArtifactLayout.for_params(params)

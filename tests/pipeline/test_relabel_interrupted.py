@@ -19,15 +19,15 @@ import shutil
 import subprocess
 import sys
 import urllib.request
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from tests.params_edit import write_params
-from tests.pipeline.repos import copy_repo, golden, make_pipeline_repo, pipeline_env, run
 from tests.pipeline.relabel_data import make_dataset, relabel_params, tags_of, write_tags
+from tests.pipeline.repos import copy_repo, golden, make_pipeline_repo, pipeline_env, run
 from wsss.io import CamStore
 
 pytestmark = pytest.mark.slow
@@ -79,7 +79,7 @@ def relabel(repo: Path, env: dict[str, str]) -> None:
 
 def killed_relabel(repo: Path, env: dict[str, str], point: str, signal_number: int) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-c", KILLER, point, str(signal_number)], cwd=repo, env=env,
-                          capture_output=True, text=True, timeout=900, start_new_session=True)
+                          capture_output=True, text=True, timeout=900, start_new_session=True, check=False)
 
 
 def restore(repo: Path, snapshot: Path) -> None:
@@ -172,7 +172,7 @@ def test_sigterm_marks_the_run_crashed_releases_the_locks_and_the_rerun_converge
     repo, env, snapshot, reference, _ = setup
     restore(repo, snapshot)
     change_two_images(repo)
-    started = datetime.now(timezone.utc).isoformat()
+    started = datetime.now(UTC).isoformat()
     stopped = killed_relabel(repo, env, "mid-pseudo", 15)
     assert stopped.returncode == 143, stopped.stderr[-3000:]
     assert [line for line in stopped.stderr.splitlines() if line.startswith("error:")] == [

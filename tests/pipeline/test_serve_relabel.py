@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.params_edit import write_params
 from tasks.run_names import params_digest
-from tests.pipeline.repos import ROOT, pipeline_env
+from tests.params_edit import write_params
 from tests.pipeline.relabel_data import make_dataset, relabel_params, write_photo, write_tags
+from tests.pipeline.repos import ROOT, pipeline_env
 from wsss.params import load_params
 
 
@@ -64,7 +64,7 @@ def test_served_flow_relabels_an_added_image_on_schedule(prefect_server: str, tm
     env = pipeline_env(repo, prefect_server)
     env["PYTHONPATH"] = f"{ROOT / 'src'}{os.pathsep}{ROOT}"
     env["PREFECT_RUNNER_POLL_FREQUENCY"] = "2"
-    log = open(tmp_path / "serve.log", "w")
+    log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 - the server's stdout; closed once the server is stopped
     process = subprocess.Popen(
         [sys.executable, "-m", "flows.relabel", "serve", "--interval", "5", "--name", "test"],
         cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,

@@ -20,10 +20,9 @@ from pathlib import Path
 import pytest
 import yaml
 
-from tests.pipeline.conftest import make_pipeline_repo, pipeline_env, run
+from tests.pipeline.conftest import make_pipeline_repo, pipeline_env
 from tests.pipeline.relabel_data import make_dataset, relabel_params
 from wsss.stages import STAGE_NAMES
-
 
 
 def loop_env(repo: Path) -> dict[str, str]:
@@ -36,7 +35,7 @@ def loop_env(repo: Path) -> dict[str, str]:
 
 def wsss(args: list[str], repo: Path, env: dict[str, str], timeout: int = 1800) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "wsss.cli", *args], cwd=repo, env=env, capture_output=True, text=True,
-                          timeout=timeout)
+                          check=False, timeout=timeout)
 
 
 def subflow_runs(database: Path) -> tuple[str, list[str]]:
@@ -64,14 +63,14 @@ def test_wsss_run_on_a_fresh_clone_with_a_folder_dataset_and_no_prefect_server(t
     assert re.findall(r"Running stage '([^']+)'", output) == list(STAGE_NAMES)
     assert "database is locked" not in output and "Traceback" not in output
     ui = re.search(r"Prefect UI: (http://127\.0\.0\.1:\d+)", output).group(1)
-    with pytest.raises(OSError):  # the command's server stopped with it
+    with pytest.raises(OSError, match=r"refused|timed out|reset"):  # the command's server stopped with it
         urllib.request.urlopen(f"{ui}/api/health", timeout=3)
     parent, children = subflow_runs(repo / ".prefect/prefect.db")
     assert parent.startswith("run | photos | ")
-    assert sorted(name.split(" | ")[0] for name in children) == sorted(list(STAGE_NAMES))
+    assert sorted(name.split(" | ")[0] for name in children) == sorted(STAGE_NAMES)
     record = json.loads((repo / ".wsss/runs.jsonl").read_text().splitlines()[-1])
     assert record["outcome"] == "completed" and record["flow_run_name"] == parent
-    assert set(record["stages"]) == set(list(STAGE_NAMES)) and set(record["stages"].values()) == {"Completed"}
+    assert set(record["stages"]) == set(STAGE_NAMES) and set(record["stages"].values()) == {"Completed"}
 
     status = wsss(["status"], repo, env, timeout=300)
     assert status.returncode == 0 and status.stdout.startswith("Pipeline (dvc status): up to date"), status.stdout
@@ -109,7 +108,7 @@ def test_the_server_a_command_starts_tells_its_ui_where_the_api_is(tmp_path: Pat
     from wsss.loop.prefect_server import free_port, local_server, loop_environment
 
     port = free_port()
-    with local_server(loop_environment(tmp_path), tmp_path / "server.log", port=port) as api_url:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/ui-settings", timeout=10) as response:
-            settings = json.load(response)
+    with (local_server(loop_environment(tmp_path), tmp_path / "server.log", port=port) as api_url,
+          urllib.request.urlopen(f"http://127.0.0.1:{port}/ui-settings", timeout=10) as response):
+        settings = json.load(response)
     assert api_url == f"http://127.0.0.1:{port}/api" and settings["api_url"] == api_url

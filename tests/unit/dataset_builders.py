@@ -95,7 +95,7 @@ def write_coco_set(root: Path, split: str = "val2014") -> dict[str, np.ndarray]:
         200: f"COCO_{split}_000000000200.jpg",  # no annotations: skipped, as CLIP-ES does
     }
     (root / split).mkdir(parents=True, exist_ok=True)
-    for seed, (image_id, file_name) in enumerate(names.items()):
+    for seed, file_name in enumerate(names.values()):
         Image.fromarray(photo(seed)).save(root / split / file_name, quality=95)
     expected = {Path(name).stem: np.zeros((HEIGHT, WIDTH), dtype=np.uint8) for name in names.values()}
     annotations = []

@@ -84,14 +84,14 @@ def test_benchmarks_are_a_package_that_never_reaches_into_tests_or_edits_the_pat
         imported = [module for module, _ in top_level_imports(path)]
         imported += [node.module or "" for node in ast.walk(ast.parse(text)) if isinstance(node, ast.ImportFrom)]
         assert not [m for m in imported if m == "tests" or m.startswith("tests.")], f"{path.name} imports from tests/"
-        if re.search(r"^if __name__ == \"__main__\":", text, re.M):
+        if re.search(r"^if __name__ == \"__main__\":", text, re.MULTILINE):
             assert "json_option(parser)" in text, f"{path.name} has no --json (benchmarks.common.json_option)"
 
 
 def test_core_imports_no_orchestrator() -> None:
     for path in python_files("src/wsss"):
         for module, _ in top_level_imports(path):
-            assert not module.split(".")[0] in ("prefect", "prefect_dask", "dvc", "mmseg", "mmengine", "mmcv"), (path, module)
+            assert module.split(".")[0] not in ("prefect", "prefect_dask", "dvc", "mmseg", "mmengine", "mmcv"), (path, module)
 
 
 def test_no_import_cycle_and_no_private_names_across_modules() -> None:

@@ -8,9 +8,9 @@ the file and the reason for each, and keep every usable image, whatever its mode
 from __future__ import annotations
 
 import io
-import re
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -75,7 +75,7 @@ GOOD_FILES = {
     "float32.tif": lambda: encoded(Image.fromarray(np.linspace(0, 1, 48 * 32, dtype=np.float32).reshape(32, 48), mode="F"), "TIFF"),
 }
 BAD_FILES = {
-    "truncated.jpg": lambda: truncated_jpeg(),
+    "truncated.jpg": truncated_jpeg,
     "corrupt.png": corrupt_png,
     "empty.jpg": lambda: b"",
     "not_an_image.jpg": lambda: b"name,tags\nthis is a CSV file, not a JPEG\n",
@@ -274,7 +274,7 @@ def test_reliability_settings_ranges() -> None:
 
 
 @pytest.fixture(scope="module")
-def extractor():  # noqa: ANN201 - the type lives behind a torch import
+def extractor():  # a ClipEsCamExtractor (unannotated: the type lives behind a torch import)
     from wsss.cam import CamSettings, ClipEsCamExtractor
     from wsss.clip import ClipSource, load_clip
     from wsss.text import voc_vocabulary
@@ -285,7 +285,7 @@ def extractor():  # noqa: ANN201 - the type lives behind a torch import
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["one.png", "ten.png", "exif_rotated.jpg", "png16.png"])
-def test_unusual_images_go_through_the_cam_extractor(name: str, corpus: tuple[Path, list[str], FailureReport], extractor) -> None:  # noqa: ANN001
+def test_unusual_images_go_through_the_cam_extractor(name: str, corpus: tuple[Path, list[str], FailureReport], extractor) -> None:
     """Tiny images get one 16x16 token; EXIF-rotated maps use the raw pixel grid, like its GT mask."""
     root, _, _ = corpus
     image = load_rgb(root / "images" / name)

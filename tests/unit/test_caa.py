@@ -200,7 +200,7 @@ def test_refine_images_equals_refine_image_one_by_one() -> None:
     gradcams = torch.rand(len(counts), 3, *grid, generator=generator).pow(3)
     gradcams[1:, :] *= torch.arange(1, 4).view(3, 1, 1, 1) / 3  # maps of differing peaks
     batched = refine_images(gradcams, attention, counts, sizes)
-    for b, (count, size) in enumerate(zip(counts, sizes)):
+    for b, (count, size) in enumerate(zip(counts, sizes, strict=True)):
         alone = refine_image(gradcams[b, :count].clone(), attention[b].clone(), size)
         assert batched[b].shape == (count, *size)
         torch.testing.assert_close(batched[b], alone, atol=0, rtol=0)

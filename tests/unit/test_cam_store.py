@@ -130,19 +130,17 @@ def test_identical_writes_are_byte_identical(tmp_path: Path) -> None:
 
 def test_exception_inside_writer_leaves_nothing(tmp_path: Path) -> None:
     path = shard_path(tmp_path, 0)
-    with pytest.raises(RuntimeError, match="stage crashed"):
-        with ShardWriter(path, {}) as writer:
-            writer.add("a", arrays_for(0), IMAGE_ATTRS)
-            assert list(tmp_path.iterdir()) == []  # the shard is built in memory until complete
-            raise RuntimeError("stage crashed")
+    with pytest.raises(RuntimeError, match="stage crashed"), ShardWriter(path, {}) as writer:
+        writer.add("a", arrays_for(0), IMAGE_ATTRS)
+        assert list(tmp_path.iterdir()) == []  # the shard is built in memory until complete
+        raise RuntimeError("stage crashed")
     assert list(tmp_path.iterdir()) == []
     # A failed rewrite keeps the previous complete shard untouched.
     write_shard(path, ["a"])
     digest = sha256(path)
-    with pytest.raises(StoreError, match="sorted order"):
-        with ShardWriter(path, {}) as writer:
-            writer.add("b", arrays_for(0), IMAGE_ATTRS)
-            writer.add("a", arrays_for(1), IMAGE_ATTRS)
+    with pytest.raises(StoreError, match="sorted order"), ShardWriter(path, {}) as writer:
+        writer.add("b", arrays_for(0), IMAGE_ATTRS)
+        writer.add("a", arrays_for(1), IMAGE_ATTRS)
     assert sha256(path) == digest and sorted(p.name for p in tmp_path.iterdir()) == ["shard-00000.h5"]
 
 
@@ -161,12 +159,11 @@ def test_refused_add_keeps_the_shard_consistent(tmp_path: Path, monkeypatch: pyt
 
     # A write that fails half-way leaves an image the shard cannot account for: no shard at all.
     monkeypatch.setattr("wsss.io.shard_writer.write_attrs", failing_write)
-    with pytest.raises(StoreError, match="not written because writing 'd' failed"):
-        with ShardWriter(shard_path(tmp_path, 1), {}) as writer:
-            with pytest.raises(StoreError, match=r"shard-00001\.h5: image 'd': not stored: OSError: disk full"):
-                writer.add("d", arrays_for(0), {})
-            with pytest.raises(StoreError, match="no more images accepted"):
-                writer.add("e", arrays_for(0), {})
+    with pytest.raises(StoreError, match="not written because writing 'd' failed"), ShardWriter(shard_path(tmp_path, 1), {}) as writer:
+        with pytest.raises(StoreError, match=r"shard-00001\.h5: image 'd': not stored: OSError: disk full"):
+            writer.add("d", arrays_for(0), {})
+        with pytest.raises(StoreError, match="no more images accepted"):
+            writer.add("e", arrays_for(0), {})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shard-00000.h5"]
 
 
@@ -216,15 +213,14 @@ def test_corruption_anywhere_never_escapes_without_the_file_name(tmp_path: Path)
         for image_id in ("a", "b"):
             try:
                 store.read(image_id)
-            except StoreError as error:
-                assert "shard-00000.h5" in str(error), offset
+            except StoreError as error:  # a damaged read may also succeed: only a refusal is checked
+                assert "shard-00000.h5" in str(error), offset  # noqa: PT017
 
 
 @pytest.mark.parametrize("image_id", ["", ".", "a/b", "..", "x..y", "a\x00b", "x" * 256, 7])
 def test_bad_image_ids_rejected(tmp_path: Path, image_id: Any) -> None:
-    with pytest.raises(StoreError, match="image id"):
-        with ShardWriter(shard_path(tmp_path, 0), {}) as writer:
-            writer.add(image_id, arrays_for(0), {})
+    with pytest.raises(StoreError, match="image id"), ShardWriter(shard_path(tmp_path, 0), {}) as writer:
+        writer.add(image_id, arrays_for(0), {})
     with pytest.raises(StoreError):
         assign_shards([image_id], 2)
     assert list(tmp_path.iterdir()) == []
@@ -237,10 +233,9 @@ def test_long_and_unicode_ids_accepted(tmp_path: Path) -> None:
 
 
 def test_duplicate_id_rejected(tmp_path: Path) -> None:
-    with pytest.raises(StoreError, match="duplicate image id: 'a'"):
-        with ShardWriter(shard_path(tmp_path, 0), {}) as writer:
-            writer.add("a", arrays_for(0), {})
-            writer.add("a", arrays_for(1), {})
+    with pytest.raises(StoreError, match="duplicate image id: 'a'"), ShardWriter(shard_path(tmp_path, 0), {}) as writer:
+        writer.add("a", arrays_for(0), {})
+        writer.add("a", arrays_for(1), {})
 
 
 def test_non_hdf5_file_rejected_with_its_name(tmp_path: Path) -> None:
@@ -301,9 +296,8 @@ def test_iter_images_in_sorted_order_across_shards(tmp_path: Path) -> None:
 
 def test_bad_values_rejected_before_anything_is_kept(tmp_path: Path) -> None:
     path = shard_path(tmp_path, 0)
-    with pytest.raises(StoreError, match="overflow"):
-        with ShardWriter(path, {}) as writer:
-            writer.add("a", {"refined": np.full((1, 2, 2), 1e6, np.float32)}, {})
+    with pytest.raises(StoreError, match="overflow"), ShardWriter(path, {}) as writer:
+        writer.add("a", {"refined": np.full((1, 2, 2), 1e6, np.float32)}, {})
     with pytest.raises(StoreError, match="reserved"):
         ShardWriter(path, {"num_images": 3})
     with pytest.raises(StoreError, match="limit"):

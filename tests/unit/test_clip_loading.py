@@ -19,7 +19,6 @@ from tests.conftest import openai_format_state_dict
 from wsss.clip import ClipSource, ClipVisionTower, file_sha256, load_clip
 from wsss.errors import CheckpointError
 
-
 TINY = "wsss-test-tiny-ViT"
 """open_clip config name of `tiny_clip` (registered by the `tiny_config` fixture): OpenAI-format
 weights must match the architecture `clip.model_name` names."""

@@ -128,8 +128,8 @@ def test_load_voc_bad_xml(voc_root: Path) -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        '<?xml version="1.0"?>\n<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;">]>'
-        "<annotation><object><name>&lol2;</name></object></annotation>",
+        ('<?xml version="1.0"?>\n<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;">]>'
+         "<annotation><object><name>&lol2;</name></object></annotation>"),
         '<!DOCTYPE annotation SYSTEM "file:///etc/passwd"><annotation/>',
         "<annotation><!ENTITY x 'y'></annotation>",
     ],

@@ -15,10 +15,10 @@ import pytest
 import torch
 from PIL import Image
 
-from wsss.reference_clip_es import reference_cams, reference_text
 from wsss.cam import CamSettings, ClipEsCamExtractor
 from wsss.clip import ClipSource, LoadedClip, load_clip
 from wsss.pseudo import make_pseudo_label
+from wsss.reference_clip_es import reference_cams, reference_text
 from wsss.text import REFERENCE_TEMPLATE, voc_vocabulary
 
 
@@ -100,7 +100,7 @@ def test_batch_of_same_size_images_equals_one_by_one(photos, clip) -> None:
     single = ClipEsCamExtractor(clip, voc_vocabulary(), CamSettings(batch_size=1))
     prepared = [(batched.prepare(img), tags) for img, tags in items_tags]
     together = batched.extract_batch(prepared)
-    for (img, tags), result in zip(items_tags, together):
+    for (img, tags), result in zip(items_tags, together, strict=True):
         alone = single.extract(img, tags)
         np.testing.assert_array_equal(result.class_ids, alone.class_ids)
         assert np.abs(result.gradcam - alone.gradcam).max() < 1e-5
@@ -138,7 +138,7 @@ def test_a_batch_crosses_to_the_host_once_per_output(photos, clip, monkeypatch) 
     small = image.resize((96, 64))
     images = [small, small.transpose(Image.FLIP_LEFT_RIGHT), small.transpose(Image.FLIP_TOP_BOTTOM)]
     extractor = ClipEsCamExtractor(clip, voc_vocabulary(), CamSettings(batch_size=3))
-    items = [(extractor.prepare(img), tags) for img, tags in zip(images, ([7, 17], [7], [4, 14, 8]))]
+    items = [(extractor.prepare(img), tags) for img, tags in zip(images, ([7, 17], [7], [4, 14, 8]), strict=True)]
     copies = []
     original = torch.Tensor.cpu
 

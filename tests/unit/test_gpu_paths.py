@@ -13,9 +13,9 @@ import open_clip
 import pytest
 import torch
 
-from wsss.reference_clip_es import reference_cams, reference_text
 from wsss.cam import CamSettings, ClipEsCamExtractor
 from wsss.clip import ClipSource, LoadedClip, load_clip
+from wsss.reference_clip_es import reference_cams, reference_text
 from wsss.text import REFERENCE_TEMPLATE, voc_vocabulary
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")]

@@ -76,7 +76,7 @@ def sixteen_bit_case(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[P
     return root, manifest
 
 
-def stage_params(root: Path):  # noqa: ANN201
+def stage_params(root: Path):
     """Params of a pipeline run on the VOC tree at `root` (model scored without CRF)."""
     from wsss.params import Params
 
@@ -84,27 +84,27 @@ def stage_params(root: Path):  # noqa: ANN201
                                 "train": {"test_crf": False}})  # fmt: skip
 
 
-def model_scores(monkeypatch: pytest.MonkeyPatch, root: Path, manifest: Manifest):  # noqa: ANN201
+def model_scores(monkeypatch: pytest.MonkeyPatch, root: Path, manifest: Manifest):
     """The evaluate stage's model metric with a stub network predicting class 1 everywhere."""
     pytest.importorskip("mmseg")
     import torch
 
-    import wsss_mmseg.inference as inference
-    import wsss_mmseg.training as training
     from tasks.evaluate import score_model
     from wsss.catalog import ArtifactLayout
+    from wsss_mmseg import inference, training
 
     monkeypatch.setattr(training, "load_segmenter", lambda *args, **kwargs: None)
-    monkeypatch.setattr(inference, "predict_logits_batch", lambda model, images, scales: torch.tensor([0.0, 1.0, 0.0])[None, :, None, None].expand(len(images), 3, *images[0].shape[:2]))
+    monkeypatch.setattr(inference, "predict_logits_batch",
+                        lambda model, images, scales: torch.tensor([0.0, 1.0, 0.0])[None, :, None, None].expand(len(images), 3, *images[0].shape[:2]))
     (score,) = score_model(stage_params(root), ArtifactLayout(), manifest.records).values()
     return score
 
 
 def test_every_reader_of_ground_truth_counts_the_same_pixels(sixteen_bit_case, monkeypatch: pytest.MonkeyPatch) -> None:
     """Map metrics, relabel metrics and the model metric read one 16-bit GT identically (one reader)."""
-    from wsss.stage_inputs import ground_truth_files
     from tasks.relabel import score_pseudo_masks
     from wsss.catalog import ArtifactLayout
+    from wsss.stage_inputs import ground_truth_files
 
     root, manifest = sixteen_bit_case
     (record,) = manifest.records
@@ -120,9 +120,9 @@ def test_every_reader_of_ground_truth_counts_the_same_pixels(sixteen_bit_case, m
 
 def test_a_value_outside_the_classes_stops_every_reader_naming_the_file(sixteen_bit_case, monkeypatch: pytest.MonkeyPatch) -> None:
     """GT changed after prepare to hold 271: no reader wraps it to 15 or drops it; each names the file."""
-    from wsss.stage_inputs import ground_truth_files
     from tasks.relabel import score_pseudo_masks
     from wsss.catalog import ArtifactLayout
+    from wsss.stage_inputs import ground_truth_files
 
     root, manifest = sixteen_bit_case
     labels16(271).save(root / "SegmentationClass/img.png")
@@ -186,8 +186,8 @@ def test_derived_ground_truth_needs_its_folder(tmp_path: Path) -> None:
 
 def test_load_dataset_applies_each_kinds_ground_truth_default(tmp_path: Path) -> None:
     """VOC: SegmentationClass when present (absent is fine); folder: none unless named; tags_from only for VOC."""
-    from wsss.datasets.settings import DataSettings
     from wsss.datasets import load_dataset
+    from wsss.datasets.settings import DataSettings
     from wsss.errors import ConfigError
 
     write_voc_masks_only(tmp_path / "voc")
@@ -200,7 +200,7 @@ def test_load_dataset_applies_each_kinds_ground_truth_default(tmp_path: Path) ->
     write_folder_set(tmp_path / "folder")
     folder = load_dataset("folder", tmp_path / "folder", CLASSES, images_dir="images", tags_file="tags.csv")
     assert [r.ground_truth_path for r in folder.records] == [None, None]
-    with pytest.raises(ConfigError, match="data.tags_from: ground_truth is only available for VOC layouts"):
+    with pytest.raises(ConfigError, match=r"data\.tags_from: ground_truth is only available for VOC layouts"):
         DataSettings(kind="folder", tags_from="ground_truth")
-    with pytest.raises(ConfigError, match="data.tags_from must be one of"):
+    with pytest.raises(ConfigError, match=r"data\.tags_from must be one of"):
         DataSettings(tags_from="xml")

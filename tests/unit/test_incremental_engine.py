@@ -13,8 +13,7 @@ import pytest
 from wsss.catalog import PseudoLayout
 from wsss.errors import ArtifactWriteError, ImageError
 from wsss.incremental import ImageOutput, array_digest, content_key, run_sharded, shard_plan
-from wsss.io import CamStore
-from wsss.io import atomic
+from wsss.io import CamStore, atomic
 from wsss.io.atomic import TEMPORARY_PREFIX, write_bytes_atomic
 from wsss.io.pseudo_store import PseudoMaskStore
 from wsss.pseudo.labels import PseudoLabel
@@ -120,7 +119,7 @@ class Maps:
         return ImageOutput({"m": np.full((2, 3), len(image_id), dtype=np.float32)}, {"source": image_id}, {"m": "float32"})
 
 
-def run(tmp_path: Path, keys: dict[str, str], compute: Maps):  # noqa: ANN201
+def run(tmp_path: Path, keys: dict[str, str], compute: Maps):
     plan = shard_plan(list(keys), 2)
     return run_sharded(plan, keys, tmp_path / "store", tmp_path / "scratch", {"stage": "t"}, compute,
                        compression="gzip", copied_arrays=("m",))
@@ -146,7 +145,7 @@ def test_a_codec_change_rewrites_shards_by_copying_without_computing(tmp_path: P
 
     from wsss.incremental import key_identity
 
-    def run_with(codec: str, compute: Maps):  # noqa: ANN202
+    def run_with(codec: str, compute: Maps):
         attrs = {"stage": "t", "params": {"store": {"compression": codec, "gradcam_dtype": "float32"}}, "params_sha256": codec}
         keys = {i: content_key(key_identity(attrs), image=i) for i in ("a", "b", "c")}
         return keys, run_sharded(shard_plan(list(keys), 2), keys, tmp_path / "store", tmp_path / "scratch", attrs, compute,

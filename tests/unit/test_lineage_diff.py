@@ -17,7 +17,7 @@ from wsss.lineage_diff import mask_diff
 
 
 def cache_put(cache: Path, content: bytes, suffix: str = "") -> str:
-    md5 = hashlib.md5(content).hexdigest() + suffix
+    md5 = hashlib.md5(content, usedforsecurity=False).hexdigest() + suffix
     path = cache / "files" / "md5" / md5[:2] / md5[2:]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(content)

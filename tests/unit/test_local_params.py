@@ -35,7 +35,7 @@ def test_a_bad_override_is_refused_naming_the_file(tmp_path: Path) -> None:
     params = tmp_path / "params.yaml"
     params.write_text((ROOT / "params.yaml").read_text())
     (tmp_path / "params.local.yaml").write_text("- not a mapping\n")
-    with pytest.raises(ConfigError, match="params.local.yaml: expected a mapping"):
+    with pytest.raises(ConfigError, match=r"params\.local\.yaml: expected a mapping"):
         load_params(params)
     (tmp_path / "params.local.yaml").write_text("cam:\n  box_treshold: 0.5\n")
     with pytest.raises(ConfigError, match=r"params.yaml \(\+ params.local.yaml\): unknown key\(s\) cam.box_treshold"):

@@ -42,7 +42,8 @@ def test_a_reference_run_states_facts_without_warnings() -> None:
     card = render_model_card(facts(record(), {"model": "ViT-B-16", "weights": "sha256:" + "9" * 64}, FEW_SCORED_IMAGES))
     assert "Limits" not in card and "RANDOM" not in card and "NO IMAGENET" not in card
     for fact in ("deeplabv2_r101_voc_pseudo.py", "20000 iterations", "ResNet-101", "ASPPV2Head", "weights/resnet101.pth",
-                 "10582 training images", "`" + "ab" * 32 + "`", "sha256:" + "9" * 64, "'crf': True", "Human-corrected masks used: 1 (2007_000032); stale (not used): 1",
+                 "10582 training images", "`" + "ab" * 32 + "`", "sha256:" + "9" * 64, "'crf': True",
+                 "Human-corrected masks used: 1 (2007_000032); stale (not used): 1",
                  "`model.scales=1,0.75.crf=on`", "`pseudo.crf=on`", "commit `0123abc`", "`84623b62`", "0 background, 1 cat, 2 dog"):
         assert fact in card, fact
     miou = float(card.split("`model.scales=1,0.75.crf=on` | ")[1].split(" |")[0])

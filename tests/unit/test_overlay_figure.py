@@ -41,7 +41,7 @@ def test_class_palette_is_the_palette_of_the_mask_pngs() -> None:
     with Image.open(io.BytesIO(palette_png_bytes(np.zeros((2, 2), np.uint8)))) as mask:
         png_palette = np.asarray(mask.getpalette()[: 3 * 4], np.uint8).reshape(4, 3)
     np.testing.assert_array_equal(class_palette(4), png_palette)
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="holds 1 to 255 labels, got 256"):
         class_palette(256)
 
 

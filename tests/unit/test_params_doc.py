@@ -14,8 +14,8 @@ from wsss.params_doc import (
     commented_params,
     main,
     markdown_table,
-    param_docs,
     page_with_table,
+    param_docs,
     yaml_keys,
 )
 

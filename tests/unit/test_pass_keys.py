@@ -7,12 +7,9 @@ DVC reused stale learned CAMs. Both passes now go through the same attribute and
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
-import tasks.cams as cams
-import tasks.refine as refine
+from tasks import cams, refine
 from tests.params_edit import read_params, with_values
 from wsss.catalog import ArtifactLayout
 from wsss.datasets import ImageRecord, Manifest

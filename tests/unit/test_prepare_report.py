@@ -59,8 +59,8 @@ def test_ground_truth_without_background_is_warned_with_the_suggestion(tmp_path:
     assert details["ground_truth"] == {"masks": 2, "with_background": 2, "warning": None}
 
     for relative, labels in (("kitten.png", masks["kitten"]), ("sub/puppy.png", masks["puppy"])):
-        labels = np.where(labels == 0, 2, labels).astype(np.uint8)  # every pixel a class or void
-        Image.fromarray(labels).save(tmp_path / "data/pets/masks" / relative)
+        no_background = np.where(labels == 0, 2, labels).astype(np.uint8)  # every pixel a class or void
+        Image.fromarray(no_background).save(tmp_path / "data/pets/masks" / relative)
     details, layout = prepare(tmp_path, monkeypatch, FOLDER, {"names": ["cat", "dog"]})
     census = read_manifest_meta(layout)["ground_truth"]
     assert census["masks"] == 2 and census["with_background"] == 0 and census == details["ground_truth"]

@@ -79,7 +79,7 @@ def test_null_is_the_presets_value_only_for_keys_a_preset_fixes() -> None:
     raw = shipped()
     assert raw["caa"]["box_threshold"] is None  # shipped: "the preset's value"
     raw["caa"]["sinkhorn_rounds"] = None
-    with pytest.raises(ConfigError, match="caa.sinkhorn_rounds must be int"):
+    with pytest.raises(ConfigError, match=r"caa\.sinkhorn_rounds must be int"):
         Params.from_mapping(raw)
 
 

@@ -18,7 +18,6 @@ from wsss.prompts.learning import (
     BackgroundPrompts,
     LearnPromptsSettings,
     cosine_learning_rate,
-    scaled_learning_rate,
     encode_context_prompts,
     freeze,
     learned_background_embeddings,
@@ -27,6 +26,7 @@ from wsss.prompts.learning import (
     prompt_learning_loss,
     prompt_tokens,
     refinement_penalty,
+    scaled_learning_rate,
     train_background_prompts,
 )
 
@@ -138,7 +138,8 @@ def test_training_refuses_an_unfrozen_clip() -> None:
     prompts = BackgroundPrompts(1, 2, 64, 0.02, 0)
     with pytest.raises(ConfigError, match="frozen"):
         train_background_prompts(
-            model, prompt_tokens(tokenizer, "a photo of", 2), prompts, torch.ones(1, 32), torch.zeros(1, dtype=torch.long), torch.ones(1, 32), settings
+            model, prompt_tokens(tokenizer, "a photo of", 2), prompts, torch.ones(1, 32), torch.zeros(1, dtype=torch.long),
+            torch.ones(1, 32), settings,
         )
 
 

@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from wsss.evaluation import background_comparison_rows, metrics_document, with_learned_background
 from wsss.errors import StoreError
+from wsss.evaluation import background_comparison_rows, metrics_document, with_learned_background
 from wsss.metrics import ConfusionAccumulator
 from wsss.prompts.learned_file import load_learned_prompts, save_learned_prompts
 
@@ -25,10 +25,10 @@ def test_round_trip_keeps_tensors_and_lineage(tmp_path: Path) -> None:
 
 
 def test_missing_and_corrupt_files_name_the_file(tmp_path: Path) -> None:
-    with pytest.raises(StoreError, match="p.safetensors.*learn_prompts"):
+    with pytest.raises(StoreError, match=r"p\.safetensors.*learn_prompts"):
         load_learned_prompts(tmp_path / "p.safetensors")
     (tmp_path / "bad.safetensors").write_bytes(b"not a safetensors file")
-    with pytest.raises(StoreError, match="bad.safetensors: cannot read"):
+    with pytest.raises(StoreError, match=r"bad\.safetensors: cannot read"):
         load_learned_prompts(tmp_path / "bad.safetensors")
     with pytest.raises(StoreError, match="lack tensors"):
         save_learned_prompts(tmp_path / "x.safetensors", {"context": torch.zeros(1)}, {})

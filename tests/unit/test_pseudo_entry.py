@@ -19,6 +19,8 @@ from wsss.io import ShardWriter, atomic, shard_path
 from wsss.io.pseudo_store import PseudoMaskStore
 from wsss.params import Params
 
+ROOT = Path(__file__).resolve().parents[2]
+
 LONG_ID = "i" * 250  # a legal id: `<id>.png` is 254 characters
 
 
@@ -95,7 +97,7 @@ def test_a_full_disk_stops_the_stage_with_one_error_and_loses_nothing(setup: tup
     message = str(raised.value)
     assert "No space left on device" in message and "\n" not in message and LONG_ID in message
     assert {p.name for p in layout.pseudo.folder("masks").iterdir()} == set(before)  # every mask still there
-    assert not [p for p in layout.pseudo.root.rglob(".tmp-*")]
+    assert not list(layout.pseudo.root.rglob(".tmp-*"))
     monkeypatch.undo()
     assert run_pseudo(params, layout).computed == (LONG_ID,)  # b was complete under its new key
     assert store.reusable_row("b", "x") is None and len(list(layout.pseudo.folder("keys").iterdir())) == 2
@@ -141,7 +143,7 @@ def test_a_mask_row_and_png_are_what_the_previous_formulas_gave() -> None:
     label = PseudoLabel(labels, rng.random((37, 53), dtype=np.float32), labels)
     values, counts = np.unique(labels, return_counts=True)
     row = mask_row("x", label, ["cat"], "0" * 64, 255)
-    assert row["label_pixels"] == {str(int(v)): int(c) for v, c in zip(values, counts)}
+    assert row["label_pixels"] == {str(int(v)): int(c) for v, c in zip(values, counts, strict=False)}
     assert list(row["label_pixels"]) == ["0", "4", "9", "255"]
     image = Image.frombytes("P", (53, 37), labels.tobytes())
     image.putpalette(voc_palette().flatten().tolist())

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wsss.pseudo.labels import _in_unit_interval
 from wsss.pseudo import (
     PseudoLabel,
     background_score,
@@ -13,6 +12,7 @@ from wsss.pseudo import (
     make_pseudo_label,
     scores_with_background,
 )
+from wsss.pseudo.labels import _in_unit_interval
 
 # Two tags (VOC class ids 4 = bottle and 14 = person) on a 2x2 image.
 CAM_BOTTLE = [[0.2, 0.9], [0.5, 0.0]]

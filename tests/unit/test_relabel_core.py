@@ -104,15 +104,15 @@ def test_runner_and_relabel_sections_are_validated() -> None:
         build_section(RunnerSettings, None, "runner")
     settings = build_section(RunnerSettings, {"kind": "sequential", "workers": 3}, "runner").with_overrides({"kind": "dask", "address": None})
     assert (settings.kind, settings.workers, settings.address) == ("dask", 3, None)
-    with pytest.raises(ConfigError, match="runner.kind"):
+    with pytest.raises(ConfigError, match=r"runner\.kind"):
         build_section(RunnerSettings, {"kind": "ray"}, "runner")
-    with pytest.raises(ConfigError, match="runner.wokers"):
+    with pytest.raises(ConfigError, match=r"runner\.wokers"):
         build_section(RunnerSettings, {"wokers": 2}, "runner")
-    with pytest.raises(ConfigError, match="runner.workers"):
+    with pytest.raises(ConfigError, match=r"runner\.workers"):
         RunnerSettings().with_overrides({"workers": 0})
     assert build_section(RelabelSettings, {"cron": "0 3 * * *", "retrain_share": 0.3}, "relabel").retrain_share == 0.3
-    with pytest.raises(ConfigError, match="relabel.cron"):
+    with pytest.raises(ConfigError, match=r"relabel\.cron"):
         build_section(RelabelSettings, {"cron": "nightly"}, "relabel")
-    with pytest.raises(ConfigError, match="relabel.retrain_share"):
+    with pytest.raises(ConfigError, match=r"relabel\.retrain_share"):
         build_section(RelabelSettings, {"retrain_share": 1.5}, "relabel")
     assert RelabelSettings(retrain_share=0.1).retrains(0.2) and not RelabelSettings().retrains(1.0)

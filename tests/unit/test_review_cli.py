@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tests.in_process import wsss_cli as run
 from benchmarks.review_tree import HEIGHT, WIDTH, build_tree
+from tests.in_process import wsss_cli as run
 from wsss.lineage import format_lineage, image_lineage
 from wsss.viz import voc_palette
 

@@ -7,7 +7,7 @@ import hashlib
 import io
 import json
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +22,7 @@ from wsss.viz import voc_palette
 
 CLASS_NAMES = ["background", "cat", "dog"]
 IMAGES = {"a": ImageSpec("a", 6, 4, "aa" * 32), "b": ImageSpec("b", 6, 4, "bb" * 32)}
-WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+WHEN = datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC)
 
 
 def labels(value: int = 1) -> np.ndarray:
@@ -91,7 +91,8 @@ def test_one_bad_file_refuses_the_whole_import(tmp_path: Path) -> None:
 
 
 def test_coco_rle_import_matches_categories_by_name(tmp_path: Path) -> None:
-    images = [ExportImage("a", "JPEGImages/a.jpg", 6, 4, lambda: labels(2)), ExportImage("b", "JPEGImages/b.jpg", 6, 4, lambda: np.zeros((4, 6), np.uint8))]
+    images = [ExportImage("a", "JPEGImages/a.jpg", 6, 4, lambda: labels(2)),
+              ExportImage("b", "JPEGImages/b.jpg", 6, 4, lambda: np.zeros((4, 6), np.uint8))]
     document = coco_document(images, CLASS_NAMES)
     # An annotation tool numbers categories its own way: ids change, names stay.
     for category in document["categories"]:
@@ -116,7 +117,7 @@ def test_reimport_keeps_the_previous_version_and_tampering_is_detected(tmp_path:
     write_png(tmp_path / "a.png", labels(1))
     import_corrections(tmp_path / "a.png", store, IMAGES, CLASS_NAMES, now=WHEN)
     write_png(tmp_path / "a.png", labels(2))
-    import_corrections(tmp_path / "a.png", store, IMAGES, CLASS_NAMES, now=datetime(2026, 2, 1, tzinfo=timezone.utc))
+    import_corrections(tmp_path / "a.png", store, IMAGES, CLASS_NAMES, now=datetime(2026, 2, 1, tzinfo=UTC))
     history = sorted(p.name for p in (tmp_path / "c" / "history" / "a").iterdir())
     assert history == ["2026-02-01T000000Z.json", "2026-02-01T000000Z.png"]
     np.testing.assert_array_equal(store.read_mask(store.get("a"), len(CLASS_NAMES)), labels(2))
@@ -179,8 +180,8 @@ def test_corrections_are_a_dvc_input_of_train_and_review_never_an_output() -> No
     for name, stage in stages.items():
         for out in stage.get("outs", []) + stage.get("metrics", []) + stage.get("plots", []):
             path = next(iter(out)) if isinstance(out, dict) else out
-            out, store = Path(path), Path("corrections")
-            assert out != store and store not in out.parents and out not in store.parents, (name, path)
+            output, store = Path(path), Path("corrections")
+            assert output != store and store not in output.parents and output not in store.parents, (name, path)
     assert (Path(__file__).resolve().parents[2] / "corrections" / "README.md").is_file()  # the dep exists in a fresh clone
 
 

@@ -88,7 +88,7 @@ def test_marked_reviewed_images_leave_the_queue_until_their_mask_changes(tmp_pat
     code, out, err = run(["review", "--root", str(tmp_path), "--unmark-reviewed", "img05", "--worst", "1"], capsys)
     assert code == 0 and "took back 1 review mark(s)" in err and listed(out) == ["img05"]
     assert "img05" not in json.loads((tmp_path / "reviewed.json").read_text())["images"]
-    assert [row["state"] for row in triage(tmp_path)][0] == "to review"  # a mark change rewrites the report
+    assert next(row["state"] for row in triage(tmp_path)) == "to review"  # a mark change rewrites the report
 
 
 def test_bad_marks_stop_in_one_line_before_anything_is_written(tmp_path: Path, capsys) -> None:

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from benchmarks.review_tree import build_tree
-from wsss.review.build import build_review
 from wsss.pseudo.settings import PseudoSettings
+from wsss.review.build import build_review
 from wsss.review.records import ReviewRecord, RunSummary
 from wsss.review.report import record_file, write_report
 from wsss.review.sources import PipelineOutputs
@@ -27,7 +27,7 @@ def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def js_payload(path: Path) -> list:
-    call = re.fullmatch(r"REVIEW\.\w+\((.*)\);\n", path.read_text(), re.S)
+    call = re.fullmatch(r"REVIEW\.\w+\((.*)\);\n", path.read_text(), re.DOTALL)
     assert call, path
     return json.loads(f"[{call.group(1)}]")
 

@@ -69,7 +69,7 @@ def test_torchscript_setstate_payload_runs_no_code(tmp_path: Path) -> None:
     """OpenAI's ViT-B-16.pt is a TorchScript archive; a crafted one runs its `__setstate__` on torch.jit.load."""
     target = Target.in_folder(tmp_path)
     path = setstate_torchscript_archive(tmp_path / "ViT-B-16.pt", target)
-    with pytest.raises(Exception) as refused:
+    with pytest.raises(Exception) as refused:  # noqa: PT011 - the type is asserted after the payload check
         load_clip(ClipSource(checkpoint=path))
     assert target.untouched(), "the archive's TorchScript ran"
     assert refused.type is CheckpointError
@@ -87,7 +87,7 @@ def test_torchscript_object_state_is_never_handed_to_code(tmp_path: Path) -> Non
         for info in source.infolist():
             if "/code/" not in info.filename:
                 archive.writestr(info.filename.replace("crafted/", "ViT-B-16/"), source.read(info))
-    with pytest.raises(Exception) as refused:
+    with pytest.raises(Exception) as refused:  # noqa: PT011 - the type is asserted after the payload check
         load_clip(ClipSource(checkpoint=path))
     assert target.untouched(), "the archive's TorchScript ran"
     assert refused.type is CheckpointError
@@ -109,7 +109,9 @@ def test_mmseg_checkpoint_loading_refuses_code(tmp_path: Path, monkeypatch: pyte
     The getattr payload against every mmengine load path: tests/mmseg/test_mmseg_checkpoints.py.
     """
     pytest.importorskip("mmseg")
-    import wsss_mmseg  # noqa: F401  (routes mmengine's local loader through the plain loader)
+    import wsss_mmseg  # noqa: F401  (first: routes mmengine's local loader through the plain loader)
+
+    # isort: split
     from mmengine.runner.checkpoint import _load_checkpoint
 
     marker = tmp_path / "pwned"

@@ -28,7 +28,7 @@ RANK_TAGS = [[0, 1], [2]]  # the second image has one tag and is skipped
 
 def fake_class_text(template: str) -> torch.Tensor:
     """(C, E) embeddings chosen by the template's first word."""
-    return {"even": EVEN, "sharp": SHARP}[template.split()[0]]
+    return {"even": EVEN, "sharp": SHARP}[template.split(maxsplit=1)[0]]
 
 
 def test_sharpness_by_hand_ddof1() -> None:
@@ -64,7 +64,7 @@ def test_sharpness_of_equal_scores_is_zero() -> None:
 
 def test_sharpness_rejects_mismatched_rows() -> None:
     """One probability row per tag set is required."""
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match=r"expected \(2, C\) probabilities"):
         sharpness_of_scores(PROBABILITIES, TAG_SETS[:2])
 
 

@@ -1,9 +1,9 @@
 """A full disk while a shard is written: one StoreError naming the shard, no partial file, nothing published lost.
 
 Two ways: ENOSPC injected at the write, flush (fsync) and rename points of `ShardWriter` and of
-the publishing copy (both through `wsss.io.atomic`, the one atomic-write helper); and a real full disk, a 256 kB tmpfs mounted in a private mount namespace
-(`unshare`), where h5py used to leave HDF5 with data it could not flush and the process died with
-a segmentation fault on exit.
+the publishing copy (both through `wsss.io.atomic`, the one atomic-write helper); and a real full
+disk, a 256 kB tmpfs mounted in a private mount namespace (`unshare`), where h5py used to leave
+HDF5 with data it could not flush and the process died with a segmentation fault on exit.
 """
 
 from __future__ import annotations
@@ -24,8 +24,7 @@ import numpy as np
 import pytest
 
 from wsss.errors import StoreError
-from wsss.io import CamStore, ShardWriter, shard_path
-from wsss.io import atomic, shard_writer
+from wsss.io import CamStore, ShardWriter, atomic, shard_path, shard_writer
 
 ATTENTION = (np.arange(48 * 48, dtype=np.float32).reshape(48, 48) % 64) / 64.0
 
@@ -68,10 +67,9 @@ def published_store(directory: Path) -> tuple[Path, str]:
 def test_disk_full_while_writing_a_shard(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, point: str) -> None:
     path, digest = published_store(tmp_path)
     monkeypatch.setattr(atomic, "os", faulty_os(point))
-    with pytest.raises(StoreError) as raised:
-        with ShardWriter(path, {"run": "second"}) as writer:
-            for index in range(4):
-                writer.add(f"img{index}", {"attention": ATTENTION + index}, {})
+    with pytest.raises(StoreError) as raised, ShardWriter(path, {"run": "second"}) as writer:
+        for index in range(4):
+            writer.add(f"img{index}", {"attention": ATTENTION + index}, {})
     message = str(raised.value)
     assert message.startswith(f"{path}: shard not written, nothing published: the disk is full"), message
     assert "No space left on device" in message and raised.value.__cause__ is None  # one error, no chained trace
@@ -132,10 +130,11 @@ def test_real_full_disk_gives_one_error_and_no_crash(tmp_path: Path) -> None:
         unshare, "--mount", "--map-root-user", "sh", "-c",
         'mount -t tmpfs -o size=256k tmpfs "$1" && exec "$2" "$3" "$1"', "sh", str(mount), sys.executable, str(script),
     ]  # fmt: skip
-    probe = subprocess.run([unshare, "--mount", "--map-root-user", "sh", "-c", f'mount -t tmpfs -o size=4k tmpfs "{mount}"'], capture_output=True)
+    probe = subprocess.run([unshare, "--mount", "--map-root-user", "sh", "-c", f'mount -t tmpfs -o size=4k tmpfs "{mount}"'],
+                           capture_output=True, check=False)
     if probe.returncode != 0:
         pytest.skip(f"cannot mount a private tmpfs here: {probe.stderr.decode().strip()}")
-    result = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)
     assert result.returncode == 0, (result.returncode, result.stdout, result.stderr[-2000:])  # -11 was the segfault
     lines = result.stdout.splitlines()
     shard = mount / "shard-00000.h5"

@@ -64,22 +64,23 @@ def test_a_failed_background_write_is_raised_and_leaves_no_shard(tmp_path: Path)
         old.add("kept", maps(0), {})
     digest = hashlib.sha256(path.read_bytes()).hexdigest()
     bad = {"attention": np.full((4, 4), 1e6, np.float32)}  # overflows float16: refused by the worker
-    with pytest.raises(StoreError, match=r"image 'b': array 'attention': values overflow float16"):
-        with BackgroundShardWriter(ShardWriter(path, {"run": "new"}), max_pending=1) as writer:
-            writer.add("a", maps(1), {})
-            writer.add("b", bad, {})
-            for index in range(20):  # the error surfaces at a later add or at the end of the block
-                writer.add(f"c{index:02d}", maps(index), {})
+    with (
+        pytest.raises(StoreError, match=r"image 'b': array 'attention': values overflow float16"),
+        BackgroundShardWriter(ShardWriter(path, {"run": "new"}), max_pending=1) as writer,
+    ):
+        writer.add("a", maps(1), {})
+        writer.add("b", bad, {})
+        for index in range(20):  # the error surfaces at a later add or at the end of the block
+            writer.add(f"c{index:02d}", maps(index), {})
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shard-00000.h5"]
     assert hashlib.sha256(path.read_bytes()).hexdigest() == digest
 
 
 def test_an_error_in_the_caller_discards_the_shard_and_stops_the_worker(tmp_path: Path) -> None:
     writer = BackgroundShardWriter(ShardWriter(shard_path(tmp_path, 0), {}))
-    with pytest.raises(RuntimeError, match="model crashed"):
-        with writer:
-            writer.add("a", maps(0), {})
-            raise RuntimeError("model crashed")
+    with pytest.raises(RuntimeError, match="model crashed"), writer:
+        writer.add("a", maps(0), {})
+        raise RuntimeError("model crashed")
     assert list(tmp_path.iterdir()) == [] and not writer._thread.is_alive()
     with pytest.raises(StoreError, match="outside its `with` block"):
         writer.add("b", maps(1), {})

@@ -44,7 +44,7 @@ def checkout(tmp_path: Path) -> Path:
 def run(repo: Path, *command: str, **env: str) -> tuple[subprocess.CompletedProcess, list[str]]:
     bin_dir = repo.parent / "bin"
     environment = {"PATH": str(bin_dir), "HOME": str(repo.parent), "TMPDIR": str(repo.parent), **env}
-    result = subprocess.run(command, cwd=repo, env=environment, capture_output=True, text=True, timeout=60)
+    result = subprocess.run(command, cwd=repo, env=environment, capture_output=True, text=True, check=False, timeout=60)
     recorded = repo / ".venv/args"
     return result, recorded.read_text().splitlines() if recorded.is_file() else []
 

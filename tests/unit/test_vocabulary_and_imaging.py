@@ -23,7 +23,7 @@ def test_voc_vocabulary_sizes_and_synonyms() -> None:
     assert vocab.num_classes == 20
     assert len(vocab.class_names) == len(vocab.prompt_names) == 20
     assert len(vocab.background_words) == 25
-    prompts = dict(zip(vocab.class_names, vocab.prompt_names))
+    prompts = dict(zip(vocab.class_names, vocab.prompt_names, strict=True))
     assert prompts["bird"] == "bird avian"
     assert prompts["chair"] == "chair seat"
     assert prompts["person"] == "person with clothes,people,human"
@@ -42,7 +42,7 @@ def test_coco_vocabulary_sizes_and_quirks() -> None:
     assert "keyboard" not in vocab.background_words
     assert "sign" not in vocab.background_words
     assert "keyboard" in vocab.class_names
-    prompts = dict(zip(vocab.class_names, vocab.prompt_names))
+    prompts = dict(zip(vocab.class_names, vocab.prompt_names, strict=True))
     assert prompts["snowboard"] == "sknowboard"
     assert prompts["tie"] == "necktie"
     assert prompts["baseball glove"] == "glove"

@@ -6,8 +6,8 @@ import pytest
 
 from wsss.errors import ConfigError
 from wsss.settings import build_section
-from wsss.text.classes import ClassesSettings
 from wsss.text import vocabulary as vocab
+from wsss.text.classes import ClassesSettings
 from wsss.text.vocabulary import (
     COCO_BACKGROUND_WORDS,
     COCO_CLASS_NAMES,
@@ -17,6 +17,7 @@ from wsss.text.vocabulary import (
     ClassVocabulary,
     coco_vocabulary,
 )
+
 
 def vocabulary_from_mapping(section: dict) -> ClassVocabulary:
     """The vocabulary a params.yaml `classes` section builds (the params builder's road)."""
@@ -64,7 +65,7 @@ def test_coco_preset_maps_official_names_and_params_can_extend_the_table() -> No
     assert vocabulary.class_names == COCO_CLASS_NAMES and vocabulary.background_words == COCO_BACKGROUND_WORDS
     with pytest.raises(ConfigError, match=r"classes: dataset name 'telly' maps to 'tv set', which is not a class name"):
         vocabulary_from_mapping({"preset": "coco", "dataset_names": {"telly": "tv set"}})
-    with pytest.raises(ConfigError, match="classes.preset cannot be combined"):
+    with pytest.raises(ConfigError, match=r"classes\.preset cannot be combined"):
         vocabulary_from_mapping({"preset": "coco", "background": ["sky"]})
 
 

@@ -137,7 +137,7 @@ def refine_images(
     masks = torch.from_numpy(box_masks(cams, tag_counts, settings.box_threshold)).to(gradcams.device)
     return [
         resize_maps(refine_with_affinity(gradcams[b, :count], transitions[b], masks[b, :count], settings.affinity_power), size)
-        for b, (count, size) in enumerate(zip(tag_counts, output_sizes))
+        for b, (count, size) in enumerate(zip(tag_counts, output_sizes, strict=True))
     ]
 
 

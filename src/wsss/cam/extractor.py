@@ -18,7 +18,6 @@ import torch.nn.functional as F
 from PIL import Image
 
 from wsss.cam.caa import refine_images
-from wsss.cam.last_block import channel_weights, forward_last_block, supports_closed_form
 from wsss.cam.gradcam import (
     channel_weights_through_linear,
     gradcam_from_weights,
@@ -26,6 +25,7 @@ from wsss.cam.gradcam import (
     tag_gradients,
     tag_probabilities,
 )
+from wsss.cam.last_block import channel_weights, forward_last_block, supports_closed_form
 from wsss.cam.settings import CaaSettings, CamSettings
 from wsss.clip.loading import LoadedClip
 from wsss.clip.vision import ClipVisionTower, TowerState
@@ -34,7 +34,6 @@ from wsss.imaging import clip_input_size, clip_pixels, to_rgb
 from wsss.io.shared_arrays import shared
 from wsss.text.encoder import PromptEmbeddingCache
 from wsss.text.vocabulary import ClassVocabulary
-
 
 LEARNED_BACKGROUND_MODES = ("add", "replace")
 
@@ -176,7 +175,7 @@ class ClipEsCamExtractor:
             for start in range(0, len(indices), step):
                 chunk = indices[start : start + step]
                 batch = [(items[i][0], self._check_tags(items[i][1])) for i in chunk]
-                for index, result in zip(chunk, self._extract_same_size(batch, refine)):
+                for index, result in zip(chunk, self._extract_same_size(batch, refine), strict=True):
                     results[index] = result
         return [r for r in results if r is not None]
 

@@ -25,12 +25,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from wsss.clip.vision import attention_from_qkv, layer_norm_fp32
+
+if TYPE_CHECKING:
+    from wsss.open_clip_types import ResidualAttentionBlock
 
 
 @dataclass
@@ -55,7 +59,7 @@ class LastBlockForward:
     pooled: torch.Tensor  # (B, E) image feature
 
 
-def supports_closed_form(block: nn.Module) -> bool:
+def supports_closed_form(block: ResidualAttentionBlock) -> bool:
     """True for blocks whose backward `channel_weights` implements."""
     activation = getattr(getattr(block, "mlp", None), "gelu", None)
     quick = type(activation).__name__ == "QuickGELU"
@@ -90,7 +94,7 @@ def _activation_derivative(activation: nn.Module, hidden: torch.Tensor) -> torch
     return cdf + hidden * torch.exp(-0.5 * hidden * hidden) / math.sqrt(2 * math.pi)
 
 
-def forward_last_block(block: nn.Module, tokens: torch.Tensor, ln_post: nn.Module, proj: torch.Tensor) -> LastBlockForward:
+def forward_last_block(block: ResidualAttentionBlock, tokens: torch.Tensor, ln_post: nn.LayerNorm, proj: torch.Tensor) -> LastBlockForward:
     """Run the last block and CLIP-ES pooling without autograd, keeping what the backward needs.
 
     Shape: tokens `(B, L, D)`.
@@ -130,8 +134,8 @@ def forward_last_block(block: nn.Module, tokens: torch.Tensor, ln_post: nn.Modul
 
 
 def channel_weights(
-    block: nn.Module,
-    ln_post: nn.Module,
+    block: ResidualAttentionBlock,
+    ln_post: nn.LayerNorm,
     proj: torch.Tensor,
     cache: LastBlockForward,
     feature_grads: torch.Tensor,

@@ -15,7 +15,8 @@ from typing import Any
 
 import torch
 
-from wsss.cam.caa import CaaSettings, refine_image
+from wsss.cam.caa import refine_image
+from wsss.cam.settings import CaaSettings
 from wsss.devices import torch_device
 from wsss.errors import StoreError
 from wsss.incremental import ImageOutput

@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from wsss.cam.extractor import CamResult, ClipEsCamExtractor, PreparedImage, prepare_image, size_bucket
 from wsss.datasets import safe_join
@@ -83,8 +83,8 @@ def stream_cams(
     depth = batch_size + PREFETCH_AHEAD + decode_workers - 1
     loaded = prefetch(items, load, depth=depth, workers=decode_workers, pool=pool) if overlap else ((i, load(i)) for i in items)
     window = max(1, BUCKET_WINDOW_BATCHES * batch_size)
-    waiting: deque[list] = deque()  # [item, result or None] in input order
-    buckets: dict[tuple[int, ...], list[tuple[list, LoadedImage]]] = {}
+    waiting: deque[list[Any]] = deque()  # [item, result or None] in input order
+    buckets: dict[tuple[int, ...], list[tuple[list[Any], LoadedImage]]] = {}
 
     def run(bucket: tuple[int, ...]) -> None:
         members = buckets.pop(bucket)
@@ -103,9 +103,9 @@ def stream_cams(
 
     try:
         for item, image in loaded:
-            entry = [item, image if isinstance(image, Exception) else None]
+            entry: list[Any] = [item, image if isinstance(image, Exception) else None]
             waiting.append(entry)
-            if entry[1] is None:
+            if not isinstance(image, Exception):
                 bucket = size_bucket(image[0])
                 buckets.setdefault(bucket, []).append((entry, image))
                 if len(buckets[bucket]) == batch_size:

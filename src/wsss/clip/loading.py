@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
 import open_clip
 import torch
@@ -36,7 +36,11 @@ from wsss.clip.weights import (
 from wsss.datasets.records import file_sha256
 from wsss.errors import CheckpointError
 
+if TYPE_CHECKING:
+    from wsss.open_clip_types import ClipModel
+
 Precision = Literal["fp32", "fp16", "bf16"]
+ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
 _PRECISION_DTYPES: dict[str, torch.dtype] = {
     "fp32": torch.float32,
@@ -56,7 +60,7 @@ OPENAI_PUBLISHED_SHA256 = {
 class LoadedClip:
     """A CLIP model ready for inference, with the identity of its weights for lineage."""
 
-    model: nn.Module
+    model: ClipModel
     tokenizer: Any
     model_name: str
     weights: str
@@ -108,7 +112,7 @@ class LayerNormFp32(nn.LayerNorm):
         return layer_norm_fp32(self, x)
 
 
-def cast_for_inference(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+def cast_for_inference(model: ModuleT, dtype: torch.dtype) -> ModuleT:
     """Cast matmul weights to `dtype`, keeping LayerNorms, embeddings and logit scale in fp32.
 
     This is what OpenAI's `convert_weights` does for the reference's fp16 GPU runs; the
@@ -196,7 +200,7 @@ def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str]:
     container = "state_dict"
     if "state_dict" in payload and isinstance(payload["state_dict"], dict):
         payload, container = payload["state_dict"], "open_clip_train"
-    state_dict = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in payload.items()}
+    state_dict = {k.removeprefix("module."): v for k, v in payload.items()}
     if not all(isinstance(v, torch.Tensor) for v in state_dict.values()):
         raise CheckpointError(f"{path}: state dict holds non-tensor values")
     return state_dict, container
@@ -222,7 +226,7 @@ def _check_architecture(path: Path, state_dict: dict[str, torch.Tensor], model_n
         )
 
 
-def _build_from_openai_state_dict(path: Path, state_dict: dict[str, torch.Tensor], model_name: str) -> nn.Module:
+def _build_from_openai_state_dict(path: Path, state_dict: dict[str, torch.Tensor], model_name: str) -> ClipModel:
     if "visual.proj" not in state_dict:
         raise CheckpointError(
             f"{path}: not an OpenAI CLIP ViT state dict (no 'visual.proj'); "

@@ -136,7 +136,7 @@ def _pickle_globals(data_pkl: bytes) -> set[tuple[str, str]]:
             if opcode.name == "GLOBAL":
                 module, name = str(argument).split(" ", 1)
                 found.add((module, name))
-    except Exception as error:  # a parse error of any kind: genops builds no objects
+    except Exception as error:  # noqa: BLE001 - a parse error of any kind: genops builds no objects
         raise CheckpointError(f"data.pkl is not a valid pickle ({type(error).__name__}: {error})") from None
     return found
 

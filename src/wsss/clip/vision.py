@@ -17,12 +17,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from wsss.errors import CheckpointError
+
+if TYPE_CHECKING:
+    from wsss.open_clip_types import ResidualAttentionBlock, VisionTransformer
 
 
 @dataclass
@@ -82,11 +86,11 @@ class ClipVisionTower:
             positional embeddings (reference-exact mode keeps it on).
     """
 
-    def __init__(self, visual: nn.Module, round_pos_embed_to_fp16: bool = True) -> None:
+    def __init__(self, visual: VisionTransformer, round_pos_embed_to_fp16: bool = True) -> None:
         _check_supported(visual)
         self.visual = visual
         self.round_pos_embed_to_fp16 = round_pos_embed_to_fp16
-        self.blocks: list[nn.Module] = list(visual.transformer.resblocks)
+        self.blocks: list[ResidualAttentionBlock] = list(visual.transformer.resblocks)
         patch = visual.conv1.kernel_size
         if patch[0] != patch[1]:
             raise CheckpointError(f"non-square patches {patch} are not supported")
@@ -189,7 +193,7 @@ class ClipVisionTower:
             state = TowerState(self.embed(pixels), None, 0)
             return self.run_blocks(state, 0, self.num_blocks, collect_from=self.num_blocks).tokens
 
-    def _block(self, block: nn.Module, x: torch.Tensor, need_attention: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def _block(self, block: ResidualAttentionBlock, x: torch.Tensor, need_attention: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
         attended, attention = _attention(block.attn, layer_norm_fp32(block.ln_1, x), need_attention)
         x = x + block.ls_1(attended)
         x = x + block.ls_2(block.mlp(layer_norm_fp32(block.ln_2, x)))
@@ -253,7 +257,7 @@ def attention_from_qkv(mha: nn.MultiheadAttention, qkv: torch.Tensor) -> Attenti
     return AttentionParts(q, k, v, probs, head_out, out)
 
 
-def _check_supported(visual: nn.Module) -> None:
+def _check_supported(visual: VisionTransformer) -> None:
     """Refuse towers whose forward this runner would silently get wrong."""
     required = ("conv1", "class_embedding", "positional_embedding", "ln_pre", "transformer", "ln_post", "proj")
     missing = [name for name in required if getattr(visual, name, None) is None]

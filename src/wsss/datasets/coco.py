@@ -292,7 +292,7 @@ def _coco_record(
     expected = coco.sizes[coco_id]
     # Width/height in the JSON are optional, but when present they must describe the file,
     # otherwise masks and annotations would not line up with the pixels.
-    if expected != (None, None) and expected != (record.width, record.height):
+    if expected not in ((None, None), (record.width, record.height)):
         raise DatasetError(
             f"{json_path}: image {coco_id} ({record.image_path}) is {record.width}x{record.height} "
             f"in its header but {expected[0]!r}x{expected[1]!r} in the JSON"

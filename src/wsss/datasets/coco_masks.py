@@ -173,7 +173,8 @@ def semantic_label_map(
     Raises:
         ValueError: naming the annotation (by its `id`, else its position) whose segmentation is malformed.
     """
-    instances, crowds = [], []
+    instances: list[tuple[int, int, int, Any]] = []
+    crowds: list[tuple[int, int, int, Any]] = []
     for position, (annotation, label) in enumerate(zip(annotations, labels, strict=True)):
         try:
             rle = instance_rle(annotation.get("segmentation"), height, width)

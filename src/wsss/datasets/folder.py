@@ -141,8 +141,7 @@ def load_folder(
                 raise DatasetError(f"{tags_path}: {where}: {error}") from None
             failures.add(image, f"{tags_path}: {where}", str(error))
             continue
-        tags = unique_in_order(renamed.get(tag, tag) for tag in tags)
-        entries.append((PurePosixPath(image).stem, image, tags, where))
+        entries.append((PurePosixPath(image).stem, image, unique_in_order(renamed.get(tag, tag) for tag in tags), where))
     if failures is None:
         check_unique_ids((image_id for image_id, *_ in entries), str(tags_path))
     else:

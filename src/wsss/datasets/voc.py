@@ -13,9 +13,9 @@ Tags come from one of two sources (`tags_from`):
 
 from __future__ import annotations
 
-import xml.etree.ElementTree as ElementTree
 from collections.abc import Mapping, Sequence
 from pathlib import Path
+from xml.etree import ElementTree
 
 from wsss.datasets.ground_truth import (
     check_ground_truth_dir,
@@ -33,7 +33,6 @@ from wsss.datasets.records import (
     safe_join,
     unique_in_order,
     validate_image_id,
-    validate_relative_path,
 )
 from wsss.errors import DatasetError
 from wsss.failures import FailureReport
@@ -62,7 +61,7 @@ def parse_xml_file(path: Path) -> ElementTree.Element:
     for marker in _FORBIDDEN_XML_MARKERS:
         if marker in upper:
             raise DatasetError(f"{path}: {marker} declarations are refused (entity expansion risk)")
-    parser = ElementTree.XMLParser(target=_NoDoctypeTreeBuilder())
+    parser = ElementTree.XMLParser(target=_NoDoctypeTreeBuilder())  # noqa: S314 - DTDs and entities are refused above and by the builder
     try:
         parser.feed(text)
         return parser.close()

@@ -2,7 +2,8 @@
 
 Pure functions over arrays; the `evaluate` stage reads the stores and calls them, and so can a
 notebook. Every number lands under a key `<artifact>.<variant>` (metrics.json nests them by
-split; `dvc metrics show` prints one per artifact, `wsss.evaluation.headline`): `cam_raw.alpha=a` and `cam_refined.alpha=a` for each background exponent,
+split; `dvc metrics show` prints one per artifact, `wsss.evaluation.headline`): `cam_raw.alpha=a` and `cam_refined.alpha=a`
+for each background exponent,
 `pseudo.crf=on|off` (the labels before the confidence filter), `pseudo_confident_pixels.crf=...`
 (only the pixels the trainer learns from), `model.scales=...crf=on|off`, and the same keys
 with `.background=learned` for the SemPLeS second pass.
@@ -19,7 +20,8 @@ import numpy as np
 from wsss.evaluation.settings import EvaluateSettings
 from wsss.metrics import ConfusionAccumulator, SegmentationScores
 from wsss.pseudo.labels import labels_from_scores, scores_with_background
-from wsss.pseudo.step import PseudoSettings, pseudo_label
+from wsss.pseudo.settings import PseudoSettings
+from wsss.pseudo.step import pseudo_label
 
 LEARNED_SUFFIX = ".background=learned"
 

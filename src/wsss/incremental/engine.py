@@ -52,10 +52,10 @@ from wsss.incremental.keys import (
 from wsss.io import CamStore, ShardWriter, assign_shards, shard_path
 from wsss.io.atomic import remove_leftover_temporaries
 from wsss.io.pipelining import BackgroundShardWriter, image_processes, prefetch
-from wsss.io.shard_encoding import EncodedImage, encode_image
-from wsss.io.shared_arrays import MIN_SHARED_BYTES, shared
 from wsss.io.shard_assignment import assign_shards_by_hash
+from wsss.io.shard_encoding import EncodedImage, encode_image
 from wsss.io.shard_writer import publish_move, storage_array
+from wsss.io.shared_arrays import MIN_SHARED_BYTES, shared
 from wsss.provenance import sha256_of
 from wsss.stage_result import StageResult
 
@@ -337,7 +337,9 @@ def run_sharded(
     report = report or SilentReport()
     report.start(sum(len(ids) for ids in plan.values()))
     previous = stored_keys(output)
-    futures, untouched, kept = [], [], []
+    futures: list[Any] = []
+    untouched: list[str] = []
+    kept: list[str] = []
     for index, ids in plan.items():
         expected = {i: keys[i] for i in ids}
         if shard_is_current(shard_path(output, index), expected, previous) and records_params(shard_path(output, index), root_attrs):

@@ -203,7 +203,7 @@ def add_image_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--max-failed-share", type=float, help="exit 2 when more images fail (default: reliability.max_failed_share)")
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the predict, segment and export-model subcommands to the `wsss` parser."""
     predict = commands.add_parser("predict", help="segment new images with the trained model (as evaluate runs it)")
     add_image_arguments(predict)

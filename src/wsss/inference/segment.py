@@ -93,7 +93,7 @@ def segment_images(
                 try:
                     _pseudo_outputs(images[name], cams, refined, params, out, request, identity)
                     written += 1
-                except Exception as error:  # recorded with its traceback in the log; the rest goes on
+                except Exception as error:  # noqa: BLE001 - recorded with its traceback in the log; the rest goes on
                     record_failure(failures, logger, name, str(images[name].path), error)
                 advance(1)
     return {"images": len(images), "written": written, "clip": identity, "random_weights": weights_are_random(identity)}
@@ -107,7 +107,7 @@ def _cams_shard(
     def load(image: ImageInput) -> Any:
         try:
             prepared = extractor.prepare(load_rgb(image.path, params.reliability.max_image_pixels))
-        except Exception as error:  # the stage's per-image failures (decode, size) and anything unexpected
+        except Exception as error:  # noqa: BLE001 - the stage's per-image failures (decode, size) and anything unexpected
             return error
         return prepared, [extractor.vocabulary.class_id(tag) for tag in tags[image.name]]
 
@@ -136,7 +136,7 @@ def _refined_shard(
         for name in names:
             try:
                 output = refine(name)
-            except Exception as error:
+            except Exception as error:  # noqa: BLE001 - an image that fails is recorded with its traceback; the rest go on
                 record_failure(failures, logger, name, name, error)
                 advance(1)
                 continue

@@ -16,7 +16,7 @@ import os
 import secrets
 import shutil
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
@@ -86,10 +86,8 @@ class AtomicFile:
 
     def discard(self) -> None:
         """Remove the temporary file (a failed removal must not hide the error being reported)."""
-        try:
+        with suppress(OSError):
             self.temporary.unlink(missing_ok=True)
-        except OSError:
-            pass
 
 
 def write_error(path: Path, error: OSError) -> ArtifactWriteError:

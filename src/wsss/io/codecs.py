@@ -33,8 +33,8 @@ STORE_FILTERS = {
     h5py.h5z.FILTER_SHUFFLE: "shuffle",
     h5py.h5z.FILTER_FLETCHER32: "fletcher32",
     h5py.h5z.FILTER_LZF: "lzf",
-    hdf5plugin.ZSTD_ID: "zstd",
-    hdf5plugin.BLOSC2_ID: "blosc2",
+    hdf5plugin.Zstd.filter_id: "zstd",
+    hdf5plugin.Blosc2.filter_id: "blosc2",
 }
 
 
@@ -66,9 +66,11 @@ def dataset_filters(name: str, level: int | None) -> dict[str, Any]:
     elif name == "lzf":
         options = {"compression": "lzf", "shuffle": True}
     elif name == "zstd":
+        assert level is not None  # codec_level gives every codec with levels an int
         options = {**hdf5plugin.Zstd(clevel=level), "shuffle": True}
     elif name == "blosc2-zstd":
         # Blosc2 shuffles bytes itself; HDF5's shuffle filter would only repeat that work.
+        assert level is not None
         options = dict(hdf5plugin.Blosc2(cname="zstd", clevel=level, filters=hdf5plugin.Blosc2.SHUFFLE))
     else:
         options = {}

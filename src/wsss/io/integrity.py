@@ -118,7 +118,7 @@ def _check_layout_and_filters(dataset: h5py.Dataset, where: str) -> None:
         raise StoreError(f"{where}: uses HDF5 filters {unknown} that the store never writes; refused")
     if _FLETCHER32 not in filters:
         raise StoreError(f"{where}: has no fletcher32 checksum, so damage could not be detected; refused")
-    expected = math.prod(math.ceil(size / chunk) for size, chunk in zip(dataset.shape, dataset.chunks))
+    expected = math.prod(math.ceil(size / chunk) for size, chunk in zip(dataset.shape, dataset.chunks, strict=True))
     stored = dataset.id.get_num_chunks()
     if stored != expected:
         raise StoreError(

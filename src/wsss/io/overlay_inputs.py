@@ -15,7 +15,9 @@ RANDOM_INIT_PREFIX = "random-init"
 
 def weights_are_random(clip_identity: Mapping[str, Any] | None) -> bool:
     """True when a recorded CLIP identity (`LoadedClip.identity()`) says the weights were random."""
-    return bool(clip_identity) and str(clip_identity.get("weights", "")).startswith(RANDOM_INIT_PREFIX)
+    if not clip_identity:
+        return False
+    return str(clip_identity.get("weights", "")).startswith(RANDOM_INIT_PREFIX)
 
 
 def stored_overlay_inputs(

@@ -121,7 +121,7 @@ class BackgroundShardWriter:
                     self.writer.add_encoded(image_id, pending.result() if isinstance(pending, Future) else pending)
                 else:
                     self.writer.add(*item)
-            except BaseException as error:  # handed to the caller's thread
+            except BaseException as error:  # noqa: BLE001 (handed to the caller's thread, raised there)
                 self._error = error
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Sequence
+from itertools import pairwise
 
 from wsss.errors import StoreError
 from wsss.io.attributes import validate_name
@@ -28,7 +29,7 @@ def assign_shards(image_ids: Sequence[str], images_per_shard: int) -> dict[int, 
     if images_per_shard < 1:
         raise StoreError(f"images_per_shard must be >= 1, got {images_per_shard}")
     ordered = sorted(validate_name(image_id) for image_id in image_ids)
-    duplicates = sorted({a for a, b in zip(ordered, ordered[1:]) if a == b})
+    duplicates = sorted({a for a, b in pairwise(ordered) if a == b})
     if duplicates:
         raise StoreError(f"duplicate image ids: {duplicates[:5]}")
     shards: dict[int, list[str]] = {}
@@ -53,7 +54,7 @@ def assign_shards_by_hash(image_ids: Iterable[str], shard_count: int) -> dict[in
         shards appear, in increasing index order.
     """
     ordered = sorted(image_ids)
-    duplicates = sorted({a for a, b in zip(ordered, ordered[1:]) if a == b})
+    duplicates = sorted({a for a, b in pairwise(ordered) if a == b})
     if duplicates:
         raise StoreError(f"duplicate image ids: {duplicates[:5]}")
     shards: dict[int, list[str]] = {}

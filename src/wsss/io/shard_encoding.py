@@ -120,7 +120,7 @@ def encode_image(
             dataset = scratch.create_dataset(array_name, data=data, **options)
             dataset.id.flush()  # the chunks leave HDF5's chunk cache through the filters
             chunk_shape = options["chunks"]
-            offsets = itertools.product(*(range(0, size, step) for size, step in zip(data.shape, chunk_shape)))
+            offsets = itertools.product(*(range(0, size, step) for size, step in zip(data.shape, chunk_shape, strict=False)))
             chunks = tuple((offset, *dataset.id.read_direct_chunk(offset)) for offset in offsets)
             encoded.append(EncodedArray(array_name, data.shape, data.dtype.str, chunks))
     return EncodedImage(tuple(encoded), encoded_attrs, codec, level)

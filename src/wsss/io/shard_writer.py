@@ -5,9 +5,9 @@ compressed losslessly by the chosen codec, fletcher32 on every chunk) and attrib
 attributes hold the run's provenance plus `schema_version`, `shard_index`, `num_images`,
 `image_ids` and `codec`. The shard is assembled in memory (HDF5's core driver, about 0.55 MB per
 image with the default codec) and written in one go through the one atomic-write helper
-(`wsss.io.atomic`: a short temporary name beside it, fsync, rename): HDF5 itself never writes to disk, so a full disk is one clear error from a plain write (HDF5
-left with unflushable data crashed the process on exit), no partial file stays behind and the
-previous shard is never touched. The same inputs give byte-identical files.
+(`wsss.io.atomic`: a short temporary name beside it, fsync, rename): HDF5 itself never writes to
+disk, so a full disk is one clear error from a plain write (HDF5 left with unflushable data crashed
+the process on exit), no partial file stays behind and the previous shard is never touched. The same inputs give byte-identical files.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import json
 import math
 import re
 from collections.abc import Callable, Mapping
+from contextlib import suppress
 from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
@@ -232,7 +233,7 @@ class ShardWriter:
             self._file = None
             self._pending = AtomicFile(self.path)
             self._pending.write(image)
-        except Exception as error:
+        except Exception as error:  # noqa: BLE001 - h5py raises many types: any of them means nothing was published (StoreError)
             self._discard()
             raise StoreError(f"{self.path}: shard not written, nothing published: {_reason(error)}") from None
         try:
@@ -244,10 +245,8 @@ class ShardWriter:
 
     def _discard(self) -> None:
         if self._file is not None:
-            try:
+            with suppress(OSError, RuntimeError):  # an in-memory file; a failed close must not mask the original error
                 self._file.close()
-            except (OSError, RuntimeError):
-                pass  # an in-memory file; a failed close must not mask the original error
             self._file = None
         if self._pending is not None:
             self._pending.discard()

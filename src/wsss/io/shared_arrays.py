@@ -23,7 +23,7 @@ import numpy as np
 
 # Arrays below this travel pickled: a file's setup costs more than copying them.
 MIN_SHARED_BYTES = 256 * 1024
-SHARED_MEMORY = Path("/dev/shm")
+SHARED_MEMORY = Path("/dev/shm")  # noqa: S108 (files named by this process, opened exclusively)
 PREFIX = "wsss-"
 _NAMES = itertools.count()
 

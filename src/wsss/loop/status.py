@@ -19,7 +19,7 @@ from wsss.bounded_parsing import ParseError, loads_json
 from wsss.catalog import ArtifactLayout
 from wsss.errors import LoopError
 from wsss.loop.prefect_server import loop_environment
-from wsss.loop.records import loop_runs, local_params_changed
+from wsss.loop.records import local_params_changed, loop_runs
 from wsss.stages import STAGE_NAMES, in_pipeline_order, upstream_of
 
 
@@ -70,7 +70,7 @@ def downstream_of(stages: Sequence[str]) -> tuple[str, ...]:
 
 
 def duration(seconds: float) -> str:
-    seconds = int(round(seconds))
+    seconds = round(seconds)
     return f"{seconds // 60} min {seconds % 60:02d} s" if seconds >= 60 else f"{seconds} s"
 
 

@@ -156,10 +156,7 @@ def confidence_guided_cross_entropy(
     weights = valid.float()
     if confidence is not None:
         confidence = confidence.to(device=logits.device, dtype=torch.float32)
-        if mode == "hard":
-            weights = weights * (confidence >= threshold).float()
-        else:
-            weights = weights * confidence.clamp(0.0, 1.0)
+        weights = weights * ((confidence >= threshold).float() if mode == "hard" else confidence.clamp(0.0, 1.0))
     if pixel_weight is not None:
         weights = weights * pixel_weight.to(device=logits.device, dtype=torch.float32)
 

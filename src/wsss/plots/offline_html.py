@@ -139,7 +139,7 @@ def write_offline_template(path: Path) -> Path:
     """
     import vl_convert
 
-    bundle = vl_convert.javascript_bundle(vl_version=VEGA_LITE_VERSION)
+    bundle = vl_convert.javascript_bundle(vl_version=VEGA_LITE_VERSION)  # type: ignore[call-arg]  # the stub requires `snippet`; the function defaults it (None: the default snippet)
     page = offline_template(bundle, library_versions())
     write_text_atomic(path, page)
     return path

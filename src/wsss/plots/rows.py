@@ -8,7 +8,6 @@ carry that step and a rank (`order`) so a chart can put them in pipeline order.
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any

@@ -20,7 +20,6 @@ from wsss.imaging import CLIP_MEAN, CLIP_STD
 from wsss.prompts.decode import nearest_words, report_markdown
 from wsss.prompts.learning import (
     BackgroundPrompts,
-    LearnPromptsSettings,
     TrainingRecord,
     check_text_tower,
     learned_background_embeddings,
@@ -29,6 +28,7 @@ from wsss.prompts.learning import (
     prompt_tokens,
     train_background_prompts,
 )
+from wsss.prompts.settings import LearnPromptsSettings
 from wsss.text import ClassVocabulary, PromptEmbeddingCache
 
 FEATURE_BATCH = 32  # (image, tag) pairs per frozen image-encoder call
@@ -36,7 +36,7 @@ FEATURE_BATCH = 32  # (image, tag) pairs per frozen image-encoder call
 
 def square_pixels(image: Image.Image, size: int) -> torch.Tensor:
     """`(3, size, size)` in [0, 1], bicubic (the whole image, squashed like SemPLeS's 224 crops)."""
-    resized = image.resize((size, size), Image.BICUBIC)
+    resized = image.resize((size, size), Image.Resampling.BICUBIC)
     return torch.from_numpy(np.asarray(resized, dtype=np.float32) / 255).permute(2, 0, 1)
 
 
@@ -49,7 +49,7 @@ def masks_from_labels(labels: np.ndarray, class_ids: Sequence[int], size: int) -
 
 def masks_from_refined(refined: np.ndarray, class_ids: Sequence[int], size: int) -> Iterator[tuple[int, torch.Tensor]]:
     """M_k at CLIP size: the soft refined map of each tag (SemPLeS's own choice)."""
-    for class_id, cam in zip(class_ids, refined):
+    for class_id, cam in zip(class_ids, refined, strict=True):
         yield int(class_id), mask_at_clip_size(torch.from_numpy(np.asarray(cam, dtype=np.float32)), size)
 
 
@@ -57,7 +57,10 @@ def background_features(
     clip: LoadedClip, pairs: Iterable[tuple[torch.Tensor, int, torch.Tensor]]
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Frozen E_I(X_b) of every (pixels, class id, mask) pair: `(S, E)` features and `(S,)` class ids."""
-    features, ids, pixels_batch, masks_batch = [], [], [], []
+    features: list[torch.Tensor] = []
+    ids: list[int] = []
+    pixels_batch: list[torch.Tensor] = []
+    masks_batch: list[torch.Tensor] = []
 
     def flush() -> None:
         if pixels_batch:

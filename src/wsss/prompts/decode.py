@@ -75,7 +75,7 @@ def report_markdown(decoded: Sequence[NearestWords], prefix: str, summary: dict[
     lines += ["", "## Top words per context token", ""]
     for entry in decoded:
         lines.append(f"### {entry.class_name}")
-        for index, (words, sims) in enumerate(zip(entry.words, entry.similarities)):
-            lines.append(f"{index}. " + ", ".join(f"{w} ({s:.3f})" for w, s in zip(words, sims)))
+        for index, (words, sims) in enumerate(zip(entry.words, entry.similarities, strict=True)):
+            lines.append(f"{index}. " + ", ".join(f"{w} ({s:.3f})" for w, s in zip(words, sims, strict=True)))
         lines.append("")
     return "\n".join(lines) + "\n"

@@ -18,7 +18,7 @@ import math
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
@@ -26,6 +26,9 @@ from torch import nn
 
 from wsss.errors import ConfigError
 from wsss.prompts.settings import LearnPromptsSettings
+
+if TYPE_CHECKING:
+    from wsss.open_clip_types import ClipModel
 
 SIM_MIN, SIM_MAX = 1e-4, 0.9999
 MASK_EPS = 1e-4  # SemPLeS's min-max epsilon of the 224x224 masks
@@ -71,7 +74,7 @@ def refinement_penalty(foreground_features: torch.Tensor, prompt_features: torch
     return -torch.log(1 - clamped_similarity(foreground_features, prompt_features))
 
 
-def freeze(model: nn.Module) -> nn.Module:
+def freeze(model: ClipModel) -> ClipModel:
     """Eval mode, no parameter gradients: only the prompts may train."""
     return model.eval().requires_grad_(False)
 
@@ -108,7 +111,7 @@ def prompt_tokens(tokenizer: Any, prefix: str, context_tokens: int) -> PromptTok
     return PromptTokens(ids[: eot + 1].clone(), positions, eot)
 
 
-def check_text_tower(model: nn.Module) -> None:
+def check_text_tower(model: ClipModel) -> None:
     """Prompt learning runs CLIP's own text tower step by step; other towers are refused."""
     needed = ("token_embedding", "positional_embedding", "transformer", "ln_final", "text_projection", "attn_mask")
     missing = [name for name in needed if getattr(model, name, None) is None]
@@ -118,7 +121,7 @@ def check_text_tower(model: nn.Module) -> None:
         )
 
 
-def encode_context_prompts(model: nn.Module, tokens: PromptTokens, context: torch.Tensor) -> torch.Tensor:
+def encode_context_prompts(model: ClipModel, tokens: PromptTokens, context: torch.Tensor) -> torch.Tensor:
     """E_T of prompts whose placeholder embeddings are replaced by learned contexts.
 
     The steps of open_clip 3.3's `CLIP.encode_text`: token embedding, + positional embedding,
@@ -159,13 +162,13 @@ class BackgroundPrompts(nn.Module):
         initial = torch.rand(num_classes, context_tokens, width, generator=generator) * init_scale
         self.context = nn.Parameter(initial)
 
-    def forward(self, model: nn.Module, tokens: PromptTokens, class_ids: torch.Tensor) -> torch.Tensor:
+    def forward(self, model: ClipModel, tokens: PromptTokens, class_ids: torch.Tensor) -> torch.Tensor:
         """E_T(p_k) for each class id. Shape: `(P,)` -> `(P, E)`."""
         return encode_context_prompts(model, tokens, self.context[class_ids.to(self.context.device)])
 
 
 def masked_background_features(
-    model: nn.Module, pixels: torch.Tensor, masks: torch.Tensor, mean: Sequence[float], std: Sequence[float]
+    model: ClipModel, pixels: torch.Tensor, masks: torch.Tensor, mean: Sequence[float], std: Sequence[float]
 ) -> torch.Tensor:
     """Frozen E_I of `X_b = (1 - M) * X`, normalised, without gradients.
 
@@ -223,7 +226,7 @@ def total_steps(pairs: int, settings: LearnPromptsSettings) -> int:
 
 
 def train_background_prompts(
-    model: nn.Module,
+    model: ClipModel,
     tokens: PromptTokens,
     prompts: BackgroundPrompts,
     background_features: torch.Tensor,
@@ -283,7 +286,7 @@ def train_background_prompts(
     return record
 
 
-def learned_background_embeddings(model: nn.Module, tokens: PromptTokens, prompts: BackgroundPrompts) -> torch.Tensor:
+def learned_background_embeddings(model: ClipModel, tokens: PromptTokens, prompts: BackgroundPrompts) -> torch.Tensor:
     """`(C, E)` L2-normalised E_T(p_k) of every class, without gradients."""
     with torch.no_grad():
         ids = torch.arange(prompts.context.shape[0])

@@ -43,8 +43,8 @@ def sharpness_of_scores(probabilities: torch.Tensor, tag_sets: Sequence[Sequence
     if probabilities.ndim != 2 or probabilities.shape[0] != len(tag_sets):
         raise ValueError(f"expected ({len(tag_sets)}, C) probabilities, got {tuple(probabilities.shape)}")
     total, used = 0.0, 0
-    for row, tags in zip(probabilities, tag_sets):
-        unique = sorted(set(int(t) for t in tags))
+    for row, tags in zip(probabilities, tag_sets, strict=True):
+        unique = sorted({int(t) for t in tags})
         if len(unique) < 2:
             continue
         scores = row[unique].double()

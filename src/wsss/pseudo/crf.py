@@ -75,8 +75,8 @@ def reference_crf_image(rgb: np.ndarray) -> np.ndarray:
 
 def _import_pydensecrf() -> tuple[ModuleType, ModuleType]:
     try:
-        import pydensecrf.densecrf as densecrf
         import pydensecrf.utils as densecrf_utils
+        from pydensecrf import densecrf
     except ImportError as error:
         raise ImportError(
             "The dense CRF needs pydensecrf: install it with `pip install pydensecrf2==1.1` "

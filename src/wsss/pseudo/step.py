@@ -7,7 +7,6 @@ number was computed from is always made the same way.
 
 from __future__ import annotations
 
-
 import numpy as np
 
 from wsss.pseudo.crf import crf_posterior_for_cams

@@ -33,7 +33,7 @@ def encode_rle(values: np.ndarray) -> list[int]:
         raise ValueError(f"{values.size} values do not fit rle-pack's 32-bit count")
     bits = [f"{values.size:032b}", f"{WORD_SIZE - 1:05b}", *(f"{size - 1:04b}" for size in RLE_SIZES)]
     longest = 1 << RLE_SIZES[-1]
-    for length, value in zip(*_runs(values)):
+    for length, value in zip(*_runs(values), strict=True):
         word = f"{int(value):08b}"
         remaining = int(length)
         while remaining > 0:

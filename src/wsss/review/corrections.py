@@ -21,9 +21,8 @@ import json
 import shutil
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
@@ -205,7 +204,7 @@ def read_coco_corrections(
         if not painted.any():  # only empty shapes: as good as no annotation, not an all-background mask
             notes.append(f"{where}: its annotations paint no pixel (empty masks, or polygons of fewer than 3 points), skipped")
             continue
-        overlaps = (f"{overlap} pixels covered by more than one annotation (the later annotation wins)",) if overlap else ()
+        overlaps: tuple[str, ...] = (f"{overlap} pixels covered by more than one annotation (the later annotation wins)",) if overlap else ()
         overlaps += (f"annotation(s) {empty} paint no pixel (empty, or polygons of fewer than 3 points)",) if empty else ()
         parsed.append(ParsedCorrection(spec.image_id, labels, _display(path, relative_to), digest, "coco", overlaps))
     return parsed, notes
@@ -256,8 +255,8 @@ def read_corrections(
     if problems:
         raise CorrectionError("corrections refused, nothing was imported:\n  " + "\n  ".join(problems))
     if not parsed:
-        skipped = "".join(f"\n  {note}" for note in notes[:10])
-        raise CorrectionError(f"{source}: no corrected masks found (expected <image_id>.png files or a COCO JSON){skipped}")
+        listed = "".join(f"\n  {note}" for note in notes[:10])
+        raise CorrectionError(f"{source}: no corrected masks found (expected <image_id>.png files or a COCO JSON){listed}")
     return parsed, notes
 
 
@@ -346,7 +345,7 @@ class CorrectionStore:
 
     def add(self, items: Iterable[ParsedCorrection], images: Mapping[str, ImageSpec], now: datetime | None = None) -> list[CorrectionRecord]:
         """Store corrections (mask first, then record; earlier versions go to history/)."""
-        stamp = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
         written = []
         for item in items:
             spec = images[item.image_id]

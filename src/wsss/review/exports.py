@@ -30,8 +30,8 @@ from PIL import Image
 
 from wsss.errors import WsssError
 from wsss.io.atomic import atomic_path, write_bytes_atomic
-from wsss.review.brush_rle import mask_to_rle
 from wsss.palette import palette_png_bytes, voc_palette
+from wsss.review.brush_rle import mask_to_rle
 from wsss.review.corrections import IGNORE_NAME
 
 FORMATS = ("coco", "cvat", "labelstudio", "png")
@@ -57,12 +57,12 @@ def _checked(image: ExportImage) -> np.ndarray:
     return labels
 
 
-def label_table(class_names: Sequence[str], ignore_index: int = 255) -> list[tuple[int, str, tuple[int, int, int]]]:
+def label_table(class_names: Sequence[str], ignore_index: int = 255) -> list[tuple[int, str, tuple[int, ...]]]:
     """(label value, name, RGB colour) for background, every class and the ignore label."""
     palette = voc_palette()
     values = [*range(len(class_names)), ignore_index]
     names = [*class_names, IGNORE_NAME]
-    return [(value, name, tuple(int(c) for c in palette[value])) for value, name in zip(values, names)]
+    return [(value, name, tuple(int(c) for c in palette[value])) for value, name in zip(values, names, strict=True)]
 
 
 def labelmap_txt(class_names: Sequence[str], ignore_index: int = 255) -> str:
@@ -150,7 +150,8 @@ def labelstudio_config(class_names: Sequence[str], ignore_index: int = 255) -> s
         f'    <Label value={quoteattr(name)} background="#{r:02x}{g:02x}{b:02x}"/>'
         for value, name, (r, g, b) in label_table(class_names, ignore_index) if value != 0
     )
-    return f'<View>\n  <Image name="image" value="$image" zoom="true"/>\n  <BrushLabels name="tag" toName="image">\n{labels}\n  </BrushLabels>\n</View>\n'
+    return (f'<View>\n  <Image name="image" value="$image" zoom="true"/>\n  <BrushLabels name="tag" toName="image">\n'
+            f"{labels}\n  </BrushLabels>\n</View>\n")
 
 
 def labelstudio_tasks(

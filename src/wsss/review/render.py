@@ -108,7 +108,8 @@ def render_panels(
     Shape:
         rgb: `(H, W, 3)` uint8; cams: `(K, H, W)`; mask, confidence, ground_truth, corrected: `(H, W)`.
     """
-    shape = panel_shape(*rgb.shape[:2], max_side)
+    height, width = rgb.shape[:2]
+    shape = panel_shape(height, width, max_side)
     small = resize_rgb(rgb, shape)
     names: dict[str, str | list[str]] = {}
 
@@ -135,7 +136,7 @@ def legend_entries(labels: Sequence[int], class_names: Sequence[str], ignore_ind
     """(label, name, CSS colour) for the labels given, in label order (ignore last)."""
     palette = voc_palette()
     entries = []
-    for label in sorted(set(int(v) for v in labels), key=lambda v: (v == ignore_index, v)):
+    for label in sorted({int(v) for v in labels}, key=lambda v: (v == ignore_index, v)):
         name = "ignored" if label == ignore_index else class_names[label] if label < len(class_names) else f"label {label}"
         r, g, b = (int(c) for c in palette[label])
         entries.append((label, name, f"#{r:02x}{g:02x}{b:02x}"))

@@ -134,6 +134,9 @@ def _nav(current: str, run: RunSummary) -> str:
     return warning + f'<nav class="top"><span class="brand">{html.escape(run.title)}</span>{items}</nav>\n'
 
 
+ORIGINS = '<option value="">any</option><option value="pseudo">pseudo</option><option value="human-corrected">human-corrected</option>'
+
+
 def index_html(run: RunSummary) -> str:
     """The image page: controls, status line, rows (filled by review.js), pager."""
     sorts = "".join(f'<option value="{key}">{html.escape(text)}</option>' for key, text in SORTS.items())
@@ -145,8 +148,10 @@ def index_html(run: RunSummary) -> str:
 <label>Class <select name="cls">{classes}</select></label>
 <label>Triage <input name="tmin" size="4" placeholder="min"> – <input name="tmax" size="4" placeholder="max"></label>
 <label>IoU <input name="imin" size="4" placeholder="min"> – <input name="imax" size="4" placeholder="max"></label>
-<label>Mask <select name="origin"><option value="">any</option><option value="pseudo">pseudo</option><option value="human-corrected">human-corrected</option></select></label>
-<label>Queue <select name="state"><option value="">all images</option><option value="queue">to review</option><option value="done">corrected or reviewed</option></select></label>
+<label>Mask <select name="origin"><option value="">any</option><option value="pseudo">pseudo</option>
+<option value="human-corrected">human-corrected</option></select></label>
+<label>Queue <select name="state"><option value="">all images</option><option value="queue">to review</option>
+<option value="done">corrected or reviewed</option></select></label>
 <label>Id <input name="q" size="12" placeholder="contains"></label>
 <button type="submit">Apply</button> <button type="button" id="reset">Reset</button>
 </form>"""

@@ -20,7 +20,7 @@ import json
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +97,7 @@ class ReviewedStore:
         unknown = [i for i in ids if i not in current]
         if unknown:
             raise ReviewedError(f"--mark-reviewed: no image with a pseudo mask is called {', '.join(map(repr, unknown))}")
-        stamp = (now or datetime.now(timezone.utc)).strftime("%Y-%m-%dT%H:%M:%SZ")
+        stamp = (now or datetime.now(UTC)).strftime("%Y-%m-%dT%H:%M:%SZ")
         marks = self.read()
         added = [ReviewMark(i, *current[i], stamp) for i in ids]
         marks.update({mark.image_id: mark for mark in added})

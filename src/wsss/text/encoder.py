@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from wsss.text.templates import check_template
+
+if TYPE_CHECKING:
+    from wsss.open_clip_types import ClipModel
 
 
 class PromptEmbeddingCache:
@@ -24,7 +27,7 @@ class PromptEmbeddingCache:
         device: where token ids are sent.
     """
 
-    def __init__(self, model: nn.Module, tokenizer: Any, device: torch.device | str) -> None:
+    def __init__(self, model: ClipModel, tokenizer: Any, device: torch.device | str) -> None:
         self.model = model
         self.tokenizer = tokenizer
         self.device = torch.device(device)
@@ -67,7 +70,7 @@ class PromptEmbeddingCache:
             with torch.no_grad():
                 features = F.normalize(self._encode(self.tokenizer(sentences).to(self.device)).float(), dim=-1)
             per_name = features.view(len(missing), len(key_templates), -1).mean(dim=1)
-            for name, embedding in zip(missing, F.normalize(per_name, dim=-1)):
+            for name, embedding in zip(missing, F.normalize(per_name, dim=-1), strict=True):
                 self._cache[(key_templates, name)] = embedding
         if not names:
             return torch.empty(0, 0, device=self.device)

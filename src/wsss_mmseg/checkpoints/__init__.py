@@ -65,12 +65,12 @@ _CONVERT_HINT = (
 )
 
 
-def _map_container(value: Mapping | list | tuple, convert: Callable[[Any, Any], Any]) -> Any:
+def _map_container(value: Mapping[Any, Any] | list[Any] | tuple[Any, ...], convert: Callable[[Any, Any], Any]) -> Any:
     """``value`` with ``convert(key, item)`` applied to its items; the very same object when
     nothing changed (a model state dict keeps its ``_metadata``, which load_state_dict reads)."""
     pairs = list(value.items()) if isinstance(value, Mapping) else list(enumerate(value))
     converted = [(key, convert(key, item)) for key, item in pairs]
-    if all(new is old for (_, new), (_, old) in zip(converted, pairs)):
+    if all(new is old for (_, new), (_, old) in zip(converted, pairs, strict=True)):
         return value
     if isinstance(value, Mapping):
         return OrderedDict(converted) if isinstance(value, OrderedDict) else dict(converted)
@@ -143,13 +143,13 @@ class PlainCheckpointHook(Hook):
 
     priority = "LOWEST"
 
-    def before_save_checkpoint(self, runner: Any, checkpoint: dict) -> None:
+    def before_save_checkpoint(self, runner: Any, checkpoint: dict[str, Any]) -> None:
         """Replace the checkpoint's content, in place, by its plain form."""
         plain = to_plain(checkpoint)
         checkpoint.clear()
         checkpoint.update(plain)
 
-    def after_load_checkpoint(self, runner: Any, checkpoint: dict) -> None:
+    def after_load_checkpoint(self, runner: Any, checkpoint: dict[str, Any]) -> None:
         """Rebuild the message hub's ``HistoryBuffer`` objects (and numpy arrays) in place."""
         rebuilt = from_plain(checkpoint)
         checkpoint.clear()
