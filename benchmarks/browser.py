@@ -16,8 +16,17 @@ from typing import Any
 
 from benchmarks.common import stop_process
 
-FLAGS = ("--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", "--no-first-run", "--hide-scrollbars", "--mute-audio")
+FLAGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--hide-scrollbars",
+    "--mute-audio",
+)
 
 
 def chromium() -> str | None:
@@ -30,8 +39,9 @@ def _run(arguments: list[str], timeout: int) -> subprocess.CompletedProcess:
     if executable is None:
         raise RuntimeError("chromium is not installed (Debian: apt-get install chromium)")
     with tempfile.TemporaryDirectory(prefix="wsss-chromium-") as profile:
-        return subprocess.run([executable, *FLAGS, f"--user-data-dir={profile}", *arguments],
-                              capture_output=True, text=True, timeout=timeout, check=False)
+        return subprocess.run(
+            [executable, *FLAGS, f"--user-data-dir={profile}", *arguments], capture_output=True, text=True, timeout=timeout, check=False
+        )
 
 
 def dump_dom(url: str, budget_ms: int = 15000, window: tuple[int, int] = (1400, 1000), timeout: int = 120) -> str:
@@ -45,8 +55,7 @@ def dump_dom(url: str, budget_ms: int = 15000, window: tuple[int, int] = (1400, 
 def screenshot(url: str, path: Path, window: tuple[int, int] = (1400, 1100), budget_ms: int = 15000, timeout: int = 120) -> Path:
     """A PNG of the page as rendered after `budget_ms` of virtual time."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    result = _run([f"--window-size={window[0]},{window[1]}", f"--virtual-time-budget={budget_ms}",
-                   f"--screenshot={path.resolve()}", url], timeout)
+    result = _run([f"--window-size={window[0]},{window[1]}", f"--virtual-time-budget={budget_ms}", f"--screenshot={path.resolve()}", url], timeout)
     if result.returncode != 0 or not path.is_file():
         raise RuntimeError(f"chromium --screenshot {url} failed ({result.returncode}): {result.stderr[-2000:]}")
     return path
@@ -87,9 +96,11 @@ def devtools(window: tuple[int, int] = (1400, 1000)) -> Iterator[DevTools]:
     if executable is None:
         raise RuntimeError("chromium is not installed (Debian: apt-get install chromium)")
     with tempfile.TemporaryDirectory(prefix="wsss-chromium-") as profile:
-        process = subprocess.Popen([executable, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0",
-                                    f"--window-size={window[0]},{window[1]}", "about:blank"],
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        process = subprocess.Popen(
+            [executable, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-port=0", f"--window-size={window[0]},{window[1]}", "about:blank"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
         try:
             port_file = Path(profile) / "DevToolsActivePort"
             deadline = time.monotonic() + 60

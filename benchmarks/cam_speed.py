@@ -159,7 +159,10 @@ def main() -> None:
     figures: dict[str, object] = {"torch": torch.__version__, "threads": args.threads, "cpu_fp32": cpu_report(args.repeats)}
     child = subprocess.run(
         [sys.executable, "-m", "benchmarks.cam_speed", "--large-only", "--threads", str(args.threads)],
-        capture_output=True, text=True, check=True, cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
     )
     figures["large_photo"] = json.loads(child.stdout.strip().splitlines()[-1])
     print(f"4000x3000 photo: {figures['large_photo']}")

@@ -34,8 +34,7 @@ COMMANDS = {
 
 def seconds(tree: Path, arguments: list[str]) -> float | None:
     env = dict(os.environ, PYTHONPATH=f"{tree / 'src'}{os.pathsep}{tree}", HF_HUB_OFFLINE="1")
-    elapsed, result = timed(lambda: subprocess.run([sys.executable, *arguments], cwd=tree, env=env, capture_output=True,
-                                                   check=False, timeout=600))
+    elapsed, result = timed(lambda: subprocess.run([sys.executable, *arguments], cwd=tree, env=env, capture_output=True, check=False, timeout=600))
     return elapsed if result.returncode == 0 else None
 
 
@@ -60,8 +59,9 @@ def main() -> None:
             summary[str(tree)][name] = round(statistics.median(done), 3) if len(done) == len(values) else "missing"
             print(f"{tree.name:>12s}  {name:34s} {summary[str(tree)][name]}{' s' if done else ''}")
     print(f"load average (1 min) at start {load:.2f}, at end {os.getloadavg()[0]:.2f}")
-    write_json(args.json, {"median_s": summary, "runs": runs, "repeats": args.repeats,
-                           "load_average_1min": [round(load, 2), round(os.getloadavg()[0], 2)]})
+    write_json(
+        args.json, {"median_s": summary, "runs": runs, "repeats": args.repeats, "load_average_1min": [round(load, 2), round(os.getloadavg()[0], 2)]}
+    )
 
 
 if __name__ == "__main__":

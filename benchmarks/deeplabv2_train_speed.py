@@ -101,7 +101,7 @@ def main() -> int:
         wall, _ = timed(lambda: train_segmenter(cfg))
         rows = logged_iterations(Path(temp) / "work")
 
-    measured = rows[args.warmup:] or rows
+    measured = rows[args.warmup :] or rows
     seconds = statistics.median(row["time"] for row in measured)
     data_seconds = statistics.median(row.get("data_time", 0.0) for row in measured)
     if torch.cuda.is_available():

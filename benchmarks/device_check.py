@@ -48,16 +48,7 @@ import torch
 
 from benchmarks.common import json_option, voc_like_images, write_json
 from benchmarks.device_check_defaults import DefaultExtractor, default_path_vs_reference, default_stages_end_to_end, shipped_params
-from benchmarks.device_check_parts import (
-    CPU,
-    GPU,
-    StageExtractor,
-    build_clips,
-    cam_caa_throughput,
-    deeplab_training,
-    fp16_vs_fp32,
-    stages_end_to_end,
-)
+from benchmarks.device_check_parts import CPU, GPU, StageExtractor, build_clips, cam_caa_throughput, deeplab_training, fp16_vs_fp32, stages_end_to_end
 from benchmarks.device_check_table import format_table
 
 CPU_PROFILE_IMAGE_PROCESSES = 2
@@ -109,8 +100,9 @@ def run_part(figures: dict[str, Any], key: str, deadline: float, function: Calla
     figures["seconds"][key] = round(time.perf_counter() - started, 1)
 
 
-def stage_defaults(params: Any, clip: Any, clip32: Any, stage_set: list, voc_set: list, reference_images: int,
-                   args: argparse.Namespace) -> dict[str, Any]:
+def stage_defaults(
+    params: Any, clip: Any, clip32: Any, stage_set: list, voc_set: list, reference_images: int, args: argparse.Namespace
+) -> dict[str, Any]:
     """Part 0: (a) the stages end to end with the defaults, (b) the default path vs the reference loop."""
     with tempfile.TemporaryDirectory(prefix="device-check-defaults-") as temp:
         stages = default_stages_end_to_end(params, clip, stage_set, Path(temp), DefaultExtractor(params, args.clip_checkpoint, args.sharpen))
@@ -145,8 +137,12 @@ def main() -> int:
         defaults = shipped_params(device, profile.throughput_precision)
         if not on_gpu:  # the CPU profile only shows that it works: it runs the GPU layout's image processes too
             defaults = defaults.replace(runner=replace(defaults.runner, image_processes=CPU_PROFILE_IMAGE_PROCESSES))
-        run_part(figures, "0_defaults", deadline, lambda: stage_defaults(defaults, stage_clip, clip32, stage_set, sets["voc_500x375"],
-                                                                        profile.reference_images, args))
+        run_part(
+            figures,
+            "0_defaults",
+            deadline,
+            lambda: stage_defaults(defaults, stage_clip, clip32, stage_set, sets["voc_500x375"], profile.reference_images, args),
+        )
     if "1" in args.parts:
         run_part(figures, "1_cam_caa", deadline, lambda: cam_caa_throughput(clip16, clip32, sets, profile))
     compare = voc_like_images(profile.compare_images, mix=True, scale=profile.scale, seed=3)
@@ -158,8 +154,12 @@ def main() -> int:
         run_part(figures, "3_stages", deadline, lambda: stages_end_to_end(stage_clip, stage_set, profile, stage_deadline, factory))
     hard_end = deadline + 120.0  # the device runs one command for at most 600 s, wheel install included
     if "4" in args.parts:
-        run_part(figures, "4_deeplabv2", deadline,
-                 lambda: deeplab_training(profile, max(30.0, min(profile.train_timeout_s, hard_end - time.perf_counter()))))
+        run_part(
+            figures,
+            "4_deeplabv2",
+            deadline,
+            lambda: deeplab_training(profile, max(30.0, min(profile.train_timeout_s, hard_end - time.perf_counter()))),
+        )
     figures["seconds_total"] = round(time.perf_counter() - started, 1)
     table = format_table(figures, on_gpu and profile.name == "gpu")
     print("\n" + table, flush=True)

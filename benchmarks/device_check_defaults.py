@@ -31,13 +31,7 @@ import torch
 
 from benchmarks.common import TaggedImage, timed, write_jpegs
 from benchmarks.device_check_parts import ROOT, build_clips, reference_loop
-from benchmarks.device_check_stages import (
-    ShardPool,
-    StageImage,
-    process_extractor,
-    stage_images,
-    use_extractor,
-)
+from benchmarks.device_check_stages import ShardPool, StageImage, process_extractor, stage_images, use_extractor
 from wsss.bounded_parsing import load_yaml
 from wsss.cam import ClipEsCamExtractor
 from wsss.cam.refine_stored import REFINE_OVERLAP_IO, RefineStored
@@ -60,8 +54,9 @@ def shipped_params(device: str, precision: str) -> Params:
     return resolve_auto(params.replace(clip=replace(params.clip, device=device, precision=precision)))
 
 
-def default_extractor(params: Params, clip: LoadedClip, vocabulary: ClassVocabulary | None = None,
-                      template: str = REFERENCE_TEMPLATE) -> ClipEsCamExtractor:
+def default_extractor(
+    params: Params, clip: LoadedClip, vocabulary: ClassVocabulary | None = None, template: str = REFERENCE_TEMPLATE
+) -> ClipEsCamExtractor:
     """The extractor the cams stage builds from `params` (`tasks/clip_model.py::cam_extractor`); VOC
     classes unless `vocabulary` is given, `template` in place of the one the prompts stage selects."""
     return ClipEsCamExtractor(clip, vocabulary or voc_vocabulary(), replace(params.cam, templates=(template,)), params.caa)
@@ -103,8 +98,9 @@ class DefaultCams:
         items = [(i, self.records[i].path, list(self.records[i].class_ids)) for i in image_ids]
         pool = image_processes(runner.image_processes) if runner.image_processes else None
         workers = runner.image_processes or runner.decode_workers
-        for (image_id, _, _), result in stream_cams(extractor, items, PrepareFile.of(extractor, self.root), self.params.cam.batch_size,
-                                                    overlap, workers, pool):
+        for (image_id, _, _), result in stream_cams(
+            extractor, items, PrepareFile.of(extractor, self.root), self.params.cam.batch_size, overlap, workers, pool
+        ):
             if isinstance(result, Exception):
                 yield image_id, result
                 continue
@@ -134,8 +130,7 @@ def _keys(ids: Sequence[str], stage: str) -> dict[str, str]:
     return {i: hashlib.sha256(f"{stage}:{i}".encode()).hexdigest() for i in ids}
 
 
-def run_default_stages(params: Params, root: Path, records: Sequence[StageImage], workdir: Path,
-                       pool: ShardPool | None = None) -> dict[str, float]:
+def run_default_stages(params: Params, root: Path, records: Sequence[StageImage], workdir: Path, pool: ShardPool | None = None) -> dict[str, float]:
     """cams then refine through the engine as the stage entries call it; seconds per stage.
     Shards run in this process, or on `pool`'s processes (`runner.kind: dask`)."""
     submit = run_now if pool is None else (lambda job, compute: pool.executor.submit(write_shard, job, compute))
@@ -145,18 +140,38 @@ def run_default_stages(params: Params, root: Path, records: Sequence[StageImage]
     started = time.perf_counter()
     keys = _keys(list(by_id), "cams")
     plan = shard_plan(list(keys), params.store.images_per_shard, params.store.shard_count)
-    run_sharded(plan, keys, cams, workdir / "scratch-cams", {"stage": "cams"}, DefaultCams(params, root, by_id),
-                compression=params.store.compression, copied_arrays=("gradcam", "attention"),
-                overlap=params.runner.overlap_io, processes=params.runner.image_processes, submit=submit)
+    run_sharded(
+        plan,
+        keys,
+        cams,
+        workdir / "scratch-cams",
+        {"stage": "cams"},
+        DefaultCams(params, root, by_id),
+        compression=params.store.compression,
+        copied_arrays=("gradcam", "attention"),
+        overlap=params.runner.overlap_io,
+        processes=params.runner.image_processes,
+        submit=submit,
+    )
     synchronize()
     cams_seconds = time.perf_counter() - started
     started = time.perf_counter()
     store = CamStore(cams)
     plan = {int(store.root_attrs(p)["shard_index"]): list(store.root_attrs(p)["image_ids"]) for p in store.shards}
     keys = _keys([i for ids in plan.values() for i in ids], "refine")
-    run_sharded(plan, keys, refined, workdir / "scratch-refine", {"stage": "refine"}, RefineStored(cams, params.caa),
-                compression=params.store.compression, copied_arrays=("refined",), overlap=REFINE_OVERLAP_IO,
-                processes=params.runner.image_processes, submit=submit)
+    run_sharded(
+        plan,
+        keys,
+        refined,
+        workdir / "scratch-refine",
+        {"stage": "refine"},
+        RefineStored(cams, params.caa),
+        compression=params.store.compression,
+        copied_arrays=("refined",),
+        overlap=REFINE_OVERLAP_IO,
+        processes=params.runner.image_processes,
+        submit=submit,
+    )
     synchronize()
     return {"cams_seconds": cams_seconds, "refine_seconds": time.perf_counter() - started}
 
@@ -175,8 +190,9 @@ def warm_image_processes(count: int) -> float:
     return round(seconds, 2)
 
 
-def default_stages_end_to_end(params: Params, clip: LoadedClip, images: list[TaggedImage], workdir: Path,
-                              make_extractor: DefaultExtractor) -> dict[str, Any]:
+def default_stages_end_to_end(
+    params: Params, clip: LoadedClip, images: list[TaggedImage], workdir: Path, make_extractor: DefaultExtractor
+) -> dict[str, Any]:
     """(a): the JPEGs written, then cams + refine with the defaults; images/s of both together."""
     root = workdir / "images"
     records = stage_images(root, write_jpegs(images, root), {i.image_id: i.class_ids for i in images}, voc_vocabulary().class_names)
@@ -203,8 +219,9 @@ def default_stages_end_to_end(params: Params, clip: LoadedClip, images: list[Tag
     }
 
 
-def default_path_vs_reference(params: Params, clip: LoadedClip, clip32: LoadedClip, images: list[TaggedImage],
-                              reference_images: int) -> dict[str, Any]:
+def default_path_vs_reference(
+    params: Params, clip: LoadedClip, clip32: LoadedClip, images: list[TaggedImage], reference_images: int
+) -> dict[str, Any]:
     """(b): CAM+CAA images/s of the default extractor (network-ready inputs to numpy results) and
     of the reference's one-image loop on the same device (its first `reference_images` images)."""
     extractor = default_extractor(params, clip)
@@ -213,5 +230,11 @@ def default_path_vs_reference(params: Params, clip: LoadedClip, clip32: LoadedCl
     seconds, _ = timed(lambda: extractor.extract_batch(prepared))
     ours = round(len(prepared) / seconds, 1)
     reference = reference_loop(clip32, images[:reference_images])
-    return {"images": len(images), "batch_size": params.cam.batch_size, "clip": f"{params.clip.device} {params.clip.precision}",
-            "images_per_s": ours, "reference": reference, "ratio": round(ours / reference["images_per_s"], 2)}
+    return {
+        "images": len(images),
+        "batch_size": params.cam.batch_size,
+        "clip": f"{params.clip.device} {params.clip.precision}",
+        "images_per_s": ours,
+        "reference": reference,
+        "ratio": round(ours / reference["images_per_s"], 2),
+    }

@@ -69,12 +69,42 @@ class Profile:
     cams_processes: int  # part 3's parallel cams: processes sharing the GPU (runner.kind: dask)
 
 
-GPU = Profile("gpu", 1.0, 128, 256, (1, 16, 32, 64), 32, 48, 500, 32,
-              ("--iters", "45", "--warmup", "5", "--batch", "10", "--crop", "321", "--images", "40", "--workers", "8"),
-              420, 240, "fp16", 6, 8, 4)
-CPU = Profile("cpu", 0.3, 2, 3, (1, 2), 2, 2, 4, 2,
-              ("--iters", "1", "--warmup", "1", "--batch", "2", "--crop", "129", "--images", "4", "--workers", "0"),
-              1800, 900, "fp32", 2, 2, 2)
+GPU = Profile(
+    "gpu",
+    1.0,
+    128,
+    256,
+    (1, 16, 32, 64),
+    32,
+    48,
+    500,
+    32,
+    ("--iters", "45", "--warmup", "5", "--batch", "10", "--crop", "321", "--images", "40", "--workers", "8"),
+    420,
+    240,
+    "fp16",
+    6,
+    8,
+    4,
+)
+CPU = Profile(
+    "cpu",
+    0.3,
+    2,
+    3,
+    (1, 2),
+    2,
+    2,
+    4,
+    2,
+    ("--iters", "1", "--warmup", "1", "--batch", "2", "--crop", "129", "--images", "4", "--workers", "0"),
+    1800,
+    900,
+    "fp32",
+    2,
+    2,
+    2,
+)
 
 
 def build_clips(device: str, checkpoint: Path | None, sharpen: float) -> tuple[LoadedClip, LoadedClip]:
@@ -249,7 +279,8 @@ def fp16_vs_fp32(clip16: LoadedClip, clip32: LoadedClip, images: list[TaggedImag
     report["raw_label_agreement"] = sum(int((a == b).sum()) for (_, a), (_, b) in zip(labels[:half], labels[half:], strict=True)) / pixels
     report["crf"] = use_crf
     report["pseudo_path"] = (
-        "float16 refined maps -> " + ("dense CRF (pydensecrf)" if use_crf else "NO CRF (pydensecrf missing)")
+        "float16 refined maps -> "
+        + ("dense CRF (pydensecrf)" if use_crf else "NO CRF (pydensecrf missing)")
         + f" -> labels; confidence threshold {settings.confidence_threshold}"
     )
     return report
@@ -268,8 +299,9 @@ def deeplab_training(profile: Profile, timeout: float) -> dict[str, Any]:
     return report
 
 
-def stages_end_to_end(clip: LoadedClip, images: list[TaggedImage], profile: Profile, deadline: float,
-                      make_extractor: StageExtractor) -> dict[str, Any]:
+def stages_end_to_end(
+    clip: LoadedClip, images: list[TaggedImage], profile: Profile, deadline: float, make_extractor: StageExtractor
+) -> dict[str, Any]:
     """Part 3: JPEGs on disk through the cams and refine stages (`device_check_stages`): at the
     profile's batch with the other settings as shipped (part 0 has the true defaults), without the
     I/O overlap, and settings for a GPU machine (more decode threads with CAA on the GPU; refine
@@ -281,11 +313,23 @@ def stages_end_to_end(clip: LoadedClip, images: list[TaggedImage], profile: Prof
         records = stage_images(root, paths, {i.image_id: i.class_ids for i in images}, vocabulary.class_names)
         extractor = ClipEsCamExtractor(clip, vocabulary, CamSettings(batch_size=profile.stage_batch))
         runner = RunnerSettings()
-        report = cams_then_refine(extractor, records, root, Path(temp) / "stores", deadline=deadline,
-                                  overlap=runner.overlap_io, decode_workers=runner.decode_workers)
+        report = cams_then_refine(
+            extractor, records, root, Path(temp) / "stores", deadline=deadline, overlap=runner.overlap_io, decode_workers=runner.decode_workers
+        )
         records = records[: report["images"]]
-        fields = ("images", "images_per_s", "cams_images_per_s", "refine_images_per_s", "decode_workers", "caa_device", "refine_processes",
-                  "images_per_shard", "cams_seconds", "cams_breakdown_s", "cams_processes")
+        fields = (
+            "images",
+            "images_per_s",
+            "cams_images_per_s",
+            "refine_images_per_s",
+            "decode_workers",
+            "caa_device",
+            "refine_processes",
+            "images_per_shard",
+            "cams_seconds",
+            "cams_breakdown_s",
+            "cams_processes",
+        )
 
         def variant(name: str, **settings: Any) -> None:
             figures = cams_then_refine(extractor, records, root, Path(temp) / name, **settings)
@@ -301,6 +345,5 @@ def stages_end_to_end(clip: LoadedClip, images: list[TaggedImage], profile: Prof
         with ShardPool(profile.refine_processes) as pool:
             variant("refine_processes", decode_workers=profile.decode_workers, pool=pool, store=small_shards)
             with ShardPool(profile.cams_processes, make_extractor) as cams_pool:
-                variant("both_processes", decode_workers=max(1, profile.decode_workers // 2), pool=pool, cams_pool=cams_pool,
-                        store=small_shards)
+                variant("both_processes", decode_workers=max(1, profile.decode_workers // 2), pool=pool, cams_pool=cams_pool, store=small_shards)
         return report

@@ -156,12 +156,12 @@ class ShardPool:
     `make_extractor` every worker holds the CLIP extractor (all on the same GPU) and can write CAM
     shards: each process decodes, compresses and writes its own (one HDF5 writer per process)."""
 
-    def __init__(self, workers: int, make_extractor: Callable[[], ClipEsCamExtractor] | None = None,
-                 threads: int | None = None) -> None:
+    def __init__(self, workers: int, make_extractor: Callable[[], ClipEsCamExtractor] | None = None, threads: int | None = None) -> None:
         self.workers = workers
         threads = threads or max(1, (os.cpu_count() or 1) // workers)
-        self.executor = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("spawn"),
-                                            initializer=_start_worker, initargs=(threads, make_extractor))
+        self.executor = ProcessPoolExecutor(
+            workers, mp_context=multiprocessing.get_context("spawn"), initializer=_start_worker, initargs=(threads, make_extractor)
+        )
         list(self.executor.map(_limit_threads, [threads] * workers))
 
     def __enter__(self) -> ShardPool:
@@ -223,8 +223,7 @@ def refine_one_shard(cam_dir: Path, shard: Path, output: Path, settings: CaaSett
 
 
 def write_refined_shards(
-    cam_dir: Path, output: Path, settings: CaaSettings, compression: str | None, overlap: bool = True,
-    pool: ShardPool | None = None,
+    cam_dir: Path, output: Path, settings: CaaSettings, compression: str | None, overlap: bool = True, pool: ShardPool | None = None
 ) -> int:
     """The refine stage: CAA of every stored image to full resolution, same shard indices; returns
     images. With `overlap` each shard is written by a `BackgroundShardWriter`, as the stage does;

@@ -38,17 +38,36 @@ def default_rows(part: dict[str, Any], on_gpu: bool) -> list[tuple[str, str, str
     layout = stages["layout"]
     processes = "stage process" if layout["processes"] <= 1 else f"{layout['processes']} worker processes"
     rows = [
-        (f"0 cams+refine end to end, stage defaults, {stages['images']} images", f"{stages['images_per_s']} img/s",
-         f">= {TARGET_STAGE_IMAGES_PER_S:.0f} img/s", verdict(stages["images_per_s"], TARGET_STAGE_IMAGES_PER_S, on_gpu)),
-        (f"0   clip {layout['clip']}, batch {layout['cam.batch_size']}, {processes}, {layout['cores']} cores: "
-         + (f"{layout['runner.image_processes']} image processes (started in {stages.get('image_processes_start_seconds')} s)"
-            if layout.get("runner.image_processes") else f"{layout['runner.decode_workers']} decode threads")
-         + f", caa.device {layout['caa.device']}, {layout['store.compression']}; cams / refine",
-         f"{stages['cams_images_per_s']} / {stages['refine_images_per_s']} img/s", "", ""),
-        (f"0 CAM+CAA default path (batch {cam_caa['batch_size']}) / reference one-image loop ({cam_caa['reference']['precision']})",
-         f"{cam_caa['images_per_s']} / {cam_caa['reference']['images_per_s']} img/s", "", ""),
-        ("0 ratio: default path / reference loop, same device", f"{cam_caa['ratio']}x", f">= {TARGET_SPEEDUP:.0f}x",
-         verdict(cam_caa["ratio"], TARGET_SPEEDUP, on_gpu)),
+        (
+            f"0 cams+refine end to end, stage defaults, {stages['images']} images",
+            f"{stages['images_per_s']} img/s",
+            f">= {TARGET_STAGE_IMAGES_PER_S:.0f} img/s",
+            verdict(stages["images_per_s"], TARGET_STAGE_IMAGES_PER_S, on_gpu),
+        ),
+        (
+            f"0   clip {layout['clip']}, batch {layout['cam.batch_size']}, {processes}, {layout['cores']} cores: "
+            + (
+                f"{layout['runner.image_processes']} image processes (started in {stages.get('image_processes_start_seconds')} s)"
+                if layout.get("runner.image_processes")
+                else f"{layout['runner.decode_workers']} decode threads"
+            )
+            + f", caa.device {layout['caa.device']}, {layout['store.compression']}; cams / refine",
+            f"{stages['cams_images_per_s']} / {stages['refine_images_per_s']} img/s",
+            "",
+            "",
+        ),
+        (
+            f"0 CAM+CAA default path (batch {cam_caa['batch_size']}) / reference one-image loop ({cam_caa['reference']['precision']})",
+            f"{cam_caa['images_per_s']} / {cam_caa['reference']['images_per_s']} img/s",
+            "",
+            "",
+        ),
+        (
+            "0 ratio: default path / reference loop, same device",
+            f"{cam_caa['ratio']}x",
+            f">= {TARGET_SPEEDUP:.0f}x",
+            verdict(cam_caa["ratio"], TARGET_SPEEDUP, on_gpu),
+        ),
     ]
     return rows
 
@@ -67,61 +86,119 @@ def table_rows(figures: dict[str, Any], on_gpu: bool) -> list[tuple[str, str, st
                 ips = row["images_per_s"]
                 target = f">= {TARGET_IMAGES_PER_S:.0f} img/s" if name == "voc_500x375" else ""
                 memory = f" ({row['peak_cuda_mib']} MiB)" if row["peak_cuda_mib"] is not None else ""
-                rows.append((f"1 CAM+CAA {part['precision']} {name} batch {batch}", f"{ips} img/s{memory}",
-                             target, verdict(ips, TARGET_IMAGES_PER_S, on_gpu) if target else ""))
+                rows.append(
+                    (
+                        f"1 CAM+CAA {part['precision']} {name} batch {batch}",
+                        f"{ips} img/s{memory}",
+                        target,
+                        verdict(ips, TARGET_IMAGES_PER_S, on_gpu) if target else "",
+                    )
+                )
             cam_only = data["cam_only"]
             rows.append((f"1   {name}: CAM only, no CAA, batch {cam_only['batch']}", f"{cam_only['images_per_s']} img/s", "", ""))
             rows.append((f"1   {name}: prepare (resize+normalise), one thread", f"{data['prepare_ms_per_image_one_thread']} ms/img", "", ""))
         reference = part["reference"]
         rows.append((f"1 reference procedure, one image at a time, {reference['precision']}", f"{reference['images_per_s']} img/s", "", ""))
         speedup = part["speedup_best_batch_vs_reference"]
-        rows.append(("1 speed-up: best batch / reference (500x375)", f"{speedup}x", f">= {TARGET_SPEEDUP:.0f}x",
-                     verdict(speedup, TARGET_SPEEDUP, on_gpu)))
+        rows.append(
+            ("1 speed-up: best batch / reference (500x375)", f"{speedup}x", f">= {TARGET_SPEEDUP:.0f}x", verdict(speedup, TARGET_SPEEDUP, on_gpu))
+        )
     part = figures.get("2_fp16_vs_fp32", {})
     if "refined_max_abs" in part:
         max_abs = part["refined_max_abs"]
-        rows.append((f"2 fp16 vs fp32, {part['images']} images: max |refined diff|", f"{max_abs:.2e}", f"<= {TARGET_MAX_ABS:.0e}",
-                     ("met" if max_abs <= TARGET_MAX_ABS else "MISSED") if on_gpu else "n/a on CPU"))
-        rows.append(("2   images whose box masks differ / max diff elsewhere",
-                     f"{part['images_with_different_box_masks']} / {part['refined_max_abs_where_boxes_agree']:.2e}", "", ""))
-        rows.append(("2   pixels over the target / gradcam max diff / last-block logit max",
-                     (f"{100 * part['refined_pixel_fraction_over_target']:.3f} % / {part['gradcam_max_abs']:.2e} / "
-                      f"{part['last_block_attention_logit_max']}"), "", ""))
-        rows.append((f"2 pseudo-mask pixel agreement ({'CRF' if part['crf'] else 'NO CRF: pydensecrf missing'})",
-                     f"{100 * part['pseudo_agreement']:.3f} %", f">= {100 * TARGET_AGREEMENT:.1f} %",
-                     verdict(part["pseudo_agreement"], TARGET_AGREEMENT, on_gpu)))
+        rows.append(
+            (
+                f"2 fp16 vs fp32, {part['images']} images: max |refined diff|",
+                f"{max_abs:.2e}",
+                f"<= {TARGET_MAX_ABS:.0e}",
+                ("met" if max_abs <= TARGET_MAX_ABS else "MISSED") if on_gpu else "n/a on CPU",
+            )
+        )
+        rows.append(
+            (
+                "2   images whose box masks differ / max diff elsewhere",
+                f"{part['images_with_different_box_masks']} / {part['refined_max_abs_where_boxes_agree']:.2e}",
+                "",
+                "",
+            )
+        )
+        rows.append(
+            (
+                "2   pixels over the target / gradcam max diff / last-block logit max",
+                (
+                    f"{100 * part['refined_pixel_fraction_over_target']:.3f} % / {part['gradcam_max_abs']:.2e} / "
+                    f"{part['last_block_attention_logit_max']}"
+                ),
+                "",
+                "",
+            )
+        )
+        rows.append(
+            (
+                f"2 pseudo-mask pixel agreement ({'CRF' if part['crf'] else 'NO CRF: pydensecrf missing'})",
+                f"{100 * part['pseudo_agreement']:.3f} %",
+                f">= {100 * TARGET_AGREEMENT:.1f} %",
+                verdict(part["pseudo_agreement"], TARGET_AGREEMENT, on_gpu),
+            )
+        )
     else:
         rows.append(_failure("2 fp16 vs fp32", part))
     part = figures.get("3_stages", {})
     if "images_per_s" in part:
-        rows.append((f"3 cams+refine end to end, {part['images']} images, batch {part['batch_size']}, {part['compression']}",
-                     f"{part['images_per_s']} img/s", f">= {TARGET_STAGE_IMAGES_PER_S:.0f} img/s",
-                     verdict(part["images_per_s"], TARGET_STAGE_IMAGES_PER_S, on_gpu)))
-        rows.append(((f"3   batch {part['batch_size']}, the rest as shipped: decode_workers {part['decode_workers']}, "
-                      f"caa.device {part['caa_device']}; cams / refine alone"),
-                     f"{part['cams_images_per_s']} / {part['refine_images_per_s']} img/s", "", ""))
+        rows.append(
+            (
+                f"3 cams+refine end to end, {part['images']} images, batch {part['batch_size']}, {part['compression']}",
+                f"{part['images_per_s']} img/s",
+                f">= {TARGET_STAGE_IMAGES_PER_S:.0f} img/s",
+                verdict(part["images_per_s"], TARGET_STAGE_IMAGES_PER_S, on_gpu),
+            )
+        )
+        rows.append(
+            (
+                (
+                    f"3   batch {part['batch_size']}, the rest as shipped: decode_workers {part['decode_workers']}, "
+                    f"caa.device {part['caa_device']}; cams / refine alone"
+                ),
+                f"{part['cams_images_per_s']} / {part['refine_images_per_s']} img/s",
+                "",
+                "",
+            )
+        )
         labels = {
             "without_overlap": lambda v: "without runner.overlap_io",
             "caa_on_device": lambda v: f"decode_workers {v['decode_workers']}, caa.device {v['caa_device']}",
             "cams_uncompressed": lambda v: f"decode_workers {v['decode_workers']}, store.compression none",
-            "refine_processes": lambda v: (f"decode_workers {v['decode_workers']}, refine on {v['refine_processes']} processes, "
-                                           f"{v['images_per_shard']} img/shard"),
-            "both_processes": lambda v: (f"cams on {v['cams_processes']} processes (decode_workers {v['decode_workers']}), "
-                                         f"refine on {v['refine_processes']}, {v['images_per_shard']} img/shard"),
+            "refine_processes": lambda v: (
+                f"decode_workers {v['decode_workers']}, refine on {v['refine_processes']} processes, {v['images_per_shard']} img/shard"
+            ),
+            "both_processes": lambda v: (
+                f"cams on {v['cams_processes']} processes (decode_workers {v['decode_workers']}), "
+                f"refine on {v['refine_processes']}, {v['images_per_shard']} img/shard"
+            ),
         }
         for key, label in labels.items():
             if key in part:
                 v = part[key]
-                rows.append((f"3   {label(v)} (all / cams / refine)",
-                             f"{v['images_per_s']} / {v['cams_images_per_s']} / {v['refine_images_per_s']} img/s",
-                             f">= {TARGET_STAGE_IMAGES_PER_S:.0f} img/s" if key != "without_overlap" else "",
-                             verdict(v["images_per_s"], TARGET_STAGE_IMAGES_PER_S, on_gpu) if key != "without_overlap" else ""))
+                rows.append(
+                    (
+                        f"3   {label(v)} (all / cams / refine)",
+                        f"{v['images_per_s']} / {v['cams_images_per_s']} / {v['refine_images_per_s']} img/s",
+                        f">= {TARGET_STAGE_IMAGES_PER_S:.0f} img/s" if key != "without_overlap" else "",
+                        verdict(v["images_per_s"], TARGET_STAGE_IMAGES_PER_S, on_gpu) if key != "without_overlap" else "",
+                    )
+                )
     else:
         rows.append(_failure("3 cams+refine end to end", part))
     part = figures.get("4_deeplabv2", {})
     if "iterations_per_second" in part:
-        rows.append((f"4 DeepLabV2-R101 CGL, batch {part['batch']}, crop {part['crop']}, {part['iterations_timed']} timed it",
-                     f"{part['iterations_per_second']} it/s", "", ""))
+        rows.append(
+            (
+                f"4 DeepLabV2-R101 CGL, batch {part['batch']}, crop {part['crop']}, {part['iterations_timed']} timed it",
+                f"{part['iterations_per_second']} it/s",
+                "",
+                "",
+            )
+        )
         rows.append(("4   peak memory", str(part["memory"]), "", ""))
     else:
         rows.append(_failure("4 DeepLabV2-R101", part))
@@ -130,8 +207,10 @@ def table_rows(figures: dict[str, Any], on_gpu: bool) -> list[tuple[str, str, st
 
 def format_table(figures: dict[str, Any], on_gpu: bool) -> str:
     env = figures["environment"]
-    header = (f"GPU check ({figures['profile']} profile) on {env['device']}, torch {env['torch']}, CUDA {env['cuda']}, "
-              f"Python {env['python']}, {env['cpu_count']} CPUs; weights: {figures['weights']}")
+    header = (
+        f"GPU check ({figures['profile']} profile) on {env['device']}, torch {env['torch']}, CUDA {env['cuda']}, "
+        f"Python {env['python']}, {env['cpu_count']} CPUs; weights: {figures['weights']}"
+    )
     rows = [("quantity", "value", "target (H100)", "verdict"), *table_rows(figures, on_gpu)]
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     lines = [header, "-" * len(header)]

@@ -44,8 +44,17 @@ def main() -> None:
         stati.append(run([*dvc, "status"], args.root, env)[0])
     print(f"dvc repro, nothing changed: median {statistics.median(repro):.2f} s (runs: {', '.join(f'{s:.2f}' for s in repro)}); target < 10 s")
     print(f"dvc status: median {statistics.median(stati):.2f} s")
-    write_json(args.json, {"root": str(args.root.resolve()), "noop_repro_s": repro, "noop_repro_median_s": statistics.median(repro), "target_s": 10,
-                           "status_s": [status_s, *stati], "status_median_s": statistics.median(stati)})
+    write_json(
+        args.json,
+        {
+            "root": str(args.root.resolve()),
+            "noop_repro_s": repro,
+            "noop_repro_median_s": statistics.median(repro),
+            "target_s": 10,
+            "status_s": [status_s, *stati],
+            "status_median_s": statistics.median(stati),
+        },
+    )
 
 
 if __name__ == "__main__":

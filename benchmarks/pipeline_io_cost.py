@@ -307,10 +307,16 @@ def report(figures: dict[str, Any]) -> None:
                 cams_total = table["cams: decode"] + table["cams: prepare (resize + normalise, clip_pixels)"] + table[f"cams: HDF5 write [{codec}]"]
                 refine_total = sum(table[f"refine: {step} [{codec}]"] for step in ("read", "CAA", "HDF5 write"))
                 totals.append((cams_total, refine_total))
-            figures[kind].setdefault("totals_ms", {})[codec] = {"cams_median": round(totals[0][0], 2), "cams_min": round(totals[1][0], 2),
-                                                                "refine_median": round(totals[0][1], 2), "refine_min": round(totals[1][1], 2)}
-            print(f"  {codec:12s} {sizes['cams_bytes_per_image'] / 1e6:11.3f}  {sizes['refined_bytes_per_image'] / 1e6:14.3f}"
-                  f"  {totals[0][0]:12.2f} / {totals[1][0]:6.2f}  {totals[0][1]:15.2f} / {totals[1][1]:6.2f}")
+            figures[kind].setdefault("totals_ms", {})[codec] = {
+                "cams_median": round(totals[0][0], 2),
+                "cams_min": round(totals[1][0], 2),
+                "refine_median": round(totals[0][1], 2),
+                "refine_min": round(totals[1][1], 2),
+            }
+            print(
+                f"  {codec:12s} {sizes['cams_bytes_per_image'] / 1e6:11.3f}  {sizes['refined_bytes_per_image'] / 1e6:14.3f}"
+                f"  {totals[0][0]:12.2f} / {totals[1][0]:6.2f}  {totals[0][1]:15.2f} / {totals[1][1]:6.2f}"
+            )
     print("\n-- cams loop ceiling (images/s, wall, model replaced by a wait) --")
     for key, value in figures.get("ceiling_images_per_s", {}).items():
         print(f"  {key:62s} {value:7.1f}")

@@ -80,8 +80,17 @@ class CamsWithoutModel:
 
 
 def cam_results(outputs: list[dict[str, Any]]) -> list[CamResult]:
-    return [CamResult(np.asarray(o["attrs"]["class_ids"]), tuple(o["attrs"]["original_size"]), tuple(o["attrs"]["grid"]),
-                      o["gradcam"], o["attention"], np.asarray(o["attrs"]["tag_probabilities"])) for o in outputs]
+    return [
+        CamResult(
+            np.asarray(o["attrs"]["class_ids"]),
+            tuple(o["attrs"]["original_size"]),
+            tuple(o["attrs"]["grid"]),
+            o["gradcam"],
+            o["attention"],
+            np.asarray(o["attrs"]["tag_probabilities"]),
+        )
+        for o in outputs
+    ]
 
 
 def pool_pids() -> list[int]:
@@ -131,21 +140,42 @@ def run_layout(paths: list[Path], outputs: list[dict[str, Any]], processes: int,
         pids = pool_pids()
         stage_cpu, pool_cpu, started = own_cpu_seconds(), cpu_seconds(pids), time.perf_counter()
         if stage == "cams":
-            run_sharded(shard_plan(ids, count), keys, store, work / f"scratch-{stage}-{processes}", {"stage": stage}, compute,
-                        compression="zstd", copied_arrays=("gradcam", "attention"), overlap=True, processes=processes)
+            run_sharded(
+                shard_plan(ids, count),
+                keys,
+                store,
+                work / f"scratch-{stage}-{processes}",
+                {"stage": stage},
+                compute,
+                compression="zstd",
+                copied_arrays=("gradcam", "attention"),
+                overlap=True,
+                processes=processes,
+            )
         else:
-            run_sharded({0: ids}, keys, store, work / f"scratch-{stage}-{processes}", {"stage": stage},
-                        RefineStored(work / f"cams-{processes}", CaaSettings()), compression="zstd", copied_arrays=("refined",),
-                        overlap=REFINE_OVERLAP_IO, processes=processes)
+            run_sharded(
+                {0: ids},
+                keys,
+                store,
+                work / f"scratch-{stage}-{processes}",
+                {"stage": stage},
+                RefineStored(work / f"cams-{processes}", CaaSettings()),
+                compression="zstd",
+                copied_arrays=("refined",),
+                overlap=REFINE_OVERLAP_IO,
+                processes=processes,
+            )
         wall = time.perf_counter() - started
-        figures[stage] = {"stage_process_ms": (own_cpu_seconds() - stage_cpu) * 1e3 / count,
-                          "image_processes_ms": (cpu_seconds(pids) - pool_cpu) * 1e3 / count,
-                          "images_per_s_wall": count / wall, "digest": digest(store)}
+        figures[stage] = {
+            "stage_process_ms": (own_cpu_seconds() - stage_cpu) * 1e3 / count,
+            "image_processes_ms": (cpu_seconds(pids) - pool_cpu) * 1e3 / count,
+            "images_per_s_wall": count / wall,
+            "digest": digest(store),
+        }
     return figures
 
 
-def measure_layouts(paths: list[Path], outputs: list[dict[str, Any]], rounds: int, work: Path, processes: int = 2,
-                    count: int = 48) -> dict[str, Any]:
+def measure_layouts(paths: list[Path], outputs: list[dict[str, Any]], rounds: int, work: Path, processes: int = 2, count: int = 48) -> dict[str, Any]:
     """Medians over `rounds` of each layout, the layouts interleaved in every round."""
     image_processes(processes).map(abs, range(4 * processes))  # spawn and import before the clock
     list(image_processes(processes).map(_import_stage_modules, range(4 * processes)))
@@ -157,12 +187,17 @@ def measure_layouts(paths: list[Path], outputs: list[dict[str, Any]], rounds: in
                 samples.setdefault(f"{layout} image processes", []).append(result)
     figures: dict[str, Any] = {}
     for layout, runs in samples.items():
-        figures[layout] = {stage: {key: round(statistics.median(run[stage][key] for run in runs), 2)
-                                   for key in ("stage_process_ms", "image_processes_ms", "images_per_s_wall")}
-                           for stage in ("cams", "refine")}
+        figures[layout] = {
+            stage: {
+                key: round(statistics.median(run[stage][key] for run in runs), 2)
+                for key in ("stage_process_ms", "image_processes_ms", "images_per_s_wall")
+            }
+            for stage in ("cams", "refine")
+        }
         for stage in ("cams", "refine"):
             figures[layout][stage]["same_bytes_as_in_process"] = all(
-                run[stage]["digest"] == here[stage]["digest"] for run, here in zip(runs, samples["0 image processes"], strict=True))
+                run[stage]["digest"] == here[stage]["digest"] for run, here in zip(runs, samples["0 image processes"], strict=True)
+            )
     return figures
 
 
@@ -178,5 +213,7 @@ def report_layouts(figures: dict[str, Any]) -> None:
     for layout, stages in figures.items():
         for stage, values in stages.items():
             total = values["stage_process_ms"] + values["image_processes_ms"]
-            print(f"  {layout:22s} {stage:7s} {values['stage_process_ms']:14.2f} {values['image_processes_ms']:16.2f}"
-                  f" {total:8.2f} {values['images_per_s_wall']:14.1f}  {values['same_bytes_as_in_process']}")
+            print(
+                f"  {layout:22s} {stage:7s} {values['stage_process_ms']:14.2f} {values['image_processes_ms']:16.2f}"
+                f" {total:8.2f} {values['images_per_s_wall']:14.1f}  {values['same_bytes_as_in_process']}"
+            )

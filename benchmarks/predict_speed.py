@@ -62,8 +62,17 @@ def random_model(config: Path, folder: Path) -> TrainedModel:
     network = MODELS.build(cfg.model)
     checkpoint = folder / "model.pth"
     torch.save({"state_dict": network.state_dict(), "meta": {}}, checkpoint)
-    record = ModelRecord(checkpoint=str(checkpoint), trained_iterations=0, num_images=0, class_names=[f"c{i}" for i in range(NUM_CLASSES)],
-                         input_manifest_sha256="", pseudo_params=None, pseudo_flow_run_id=None, params={"config": str(config)}, flow_run_id=None)
+    record = ModelRecord(
+        checkpoint=str(checkpoint),
+        trained_iterations=0,
+        num_images=0,
+        class_names=[f"c{i}" for i in range(NUM_CLASSES)],
+        input_manifest_sha256="",
+        pseudo_params=None,
+        pseudo_flow_run_id=None,
+        params={"config": str(config)},
+        flow_run_id=None,
+    )
     record.write(folder / "model.json")
     return TrainedModel.at(checkpoint, folder / "model.json")
 
@@ -78,8 +87,9 @@ def photos(size: int, count: int) -> list[np.ndarray]:
 def network_speed(model: TrainedModel, images: list[np.ndarray], batch: int, device: str) -> dict[str, float]:
     network = load_segmenter(model.config, model.checkpoint, num_classes=NUM_CLASSES, device=device)
     predict_batch(network, images[:batch])  # warm-up
-    seconds = [timed(lambda start=start: predict_batch(network, images[start:start + batch]))[0]
-               for start in range(0, len(images) - batch + 1, batch)]
+    seconds = [
+        timed(lambda start=start: predict_batch(network, images[start : start + batch]))[0] for start in range(0, len(images) - batch + 1, batch)
+    ]
     per_batch = statistics.median(seconds)
     return {"batch": batch, "batches_timed": len(seconds), "seconds_per_batch": round(per_batch, 4), "images_per_s": round(batch / per_batch, 2)}
 
@@ -94,8 +104,12 @@ def command_speed(model: TrainedModel, images: list[np.ndarray], batch: int, dev
     options = PredictOptions(batch_size=batch, device=device)
     run_predict(model, inputs[:batch], OutputFolder(folder / "warmup", "predict"), options, FailureReport("predict"))
     summary = run_predict(model, inputs, OutputFolder(folder / f"out-{batch}", "predict"), options, FailureReport("predict"))
-    return {"batch": batch, "images": summary["written"], "seconds": summary["seconds"],
-            "images_per_s": round(summary["written"] / summary["seconds"], 2)}
+    return {
+        "batch": batch,
+        "images": summary["written"],
+        "seconds": summary["seconds"],
+        "images_per_s": round(summary["written"] / summary["seconds"], 2),
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -110,9 +124,16 @@ def main(argv: list[str] | None = None) -> int:
     crop = recipe_crop(config)
     load = os.getloadavg()
     figures: dict[str, Any] = {
-        "config": str(config), "crop": crop, "device": args.device, "torch_threads": torch.get_num_threads(),
-        "cpu": platform.processor() or platform.machine(), "cpu_count": os.cpu_count(), "load_average_before": [round(v, 2) for v in load],
-        "gpu": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None, "network": [], "command": [],
+        "config": str(config),
+        "crop": crop,
+        "device": args.device,
+        "torch_threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "load_average_before": [round(v, 2) for v in load],
+        "gpu": torch.cuda.get_device_name(0) if args.device.startswith("cuda") else None,
+        "network": [],
+        "command": [],
     }
     images = photos(crop, args.images)
     with tempfile.TemporaryDirectory() as scratch:
@@ -121,12 +142,16 @@ def main(argv: list[str] | None = None) -> int:
             figures["network"].append(network_speed(model, images, batch, args.device))
             figures["command"].append(command_speed(model, images, batch, args.device, Path(scratch)))
     figures["load_average_after"] = [round(v, 2) for v in os.getloadavg()]
-    print(f"wsss predict speed: {config.name}, crop {crop}, {args.device} ({figures['gpu'] or figures['cpu']}, "
-          f"{figures['torch_threads']} torch threads), load average {figures['load_average_before']} -> {figures['load_average_after']}")
+    print(
+        f"wsss predict speed: {config.name}, crop {crop}, {args.device} ({figures['gpu'] or figures['cpu']}, "
+        f"{figures['torch_threads']} torch threads), load average {figures['load_average_before']} -> {figures['load_average_after']}"
+    )
     for network, command in zip(figures["network"], figures["command"], strict=True):
-        print(f"  batch {network['batch']:>3}: network {network['images_per_s']:8.2f} images/s "
-              f"({network['seconds_per_batch']:.3f} s/batch, median of {network['batches_timed']}); "
-              f"command (decode + predict + PNG) {command['images_per_s']:8.2f} images/s over {command['images']} images")
+        print(
+            f"  batch {network['batch']:>3}: network {network['images_per_s']:8.2f} images/s "
+            f"({network['seconds_per_batch']:.3f} s/batch, median of {network['batches_timed']}); "
+            f"command (decode + predict + PNG) {command['images_per_s']:8.2f} images/s over {command['images']} images"
+        )
     write_json(args.json, figures)
     return 0
 

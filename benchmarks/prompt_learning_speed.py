@@ -22,14 +22,7 @@ import torch
 
 from benchmarks.common import json_option, timed, write_json
 from wsss.imaging import CLIP_MEAN, CLIP_STD
-from wsss.prompts.learning import (
-    BackgroundPrompts,
-    LearnPromptsSettings,
-    freeze,
-    masked_background_features,
-    prompt_tokens,
-    train_background_prompts,
-)
+from wsss.prompts.learning import BackgroundPrompts, LearnPromptsSettings, freeze, masked_background_features, prompt_tokens, train_background_prompts
 
 
 def measure(device: str, steps: int, classes: int, batch: int, context_tokens: int) -> dict[str, float | str]:

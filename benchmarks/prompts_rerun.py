@@ -34,8 +34,29 @@ from benchmarks.common import json_option, timed, voc_like_images, write_json
 from wsss.loop.prefect_server import local_server, loop_environment
 
 ROOT = Path(__file__).resolve().parents[1]
-MSRC_CLASSES = ("building", "grass", "tree", "cow", "sheep", "sky", "aeroplane", "water", "face", "car", "bicycle",
-                "flower", "sign", "bird", "book", "chair", "road", "cat", "dog", "body", "boat")
+MSRC_CLASSES = (
+    "building",
+    "grass",
+    "tree",
+    "cow",
+    "sheep",
+    "sky",
+    "aeroplane",
+    "water",
+    "face",
+    "car",
+    "bicycle",
+    "flower",
+    "sign",
+    "bird",
+    "book",
+    "chair",
+    "road",
+    "cat",
+    "dog",
+    "body",
+    "boat",
+)
 RUNS = ("first run", "no-change rerun", "rerun after adding an image")
 
 
@@ -85,8 +106,9 @@ def make_repo(tree: Path, repo: Path, dataset: str, mode: str, images: int) -> N
 
 def stage(tree: Path, repo: Path, env: dict[str, str], *arguments: str) -> float:
     stage_env = {**env, "PYTHONPATH": f"{tree / 'src'}{os.pathsep}{tree}"}
-    seconds, result = timed(lambda: subprocess.run([sys.executable, "-m", *arguments], cwd=repo, env=stage_env,
-                                                   capture_output=True, text=True, check=False, timeout=3600))
+    seconds, result = timed(
+        lambda: subprocess.run([sys.executable, "-m", *arguments], cwd=repo, env=stage_env, capture_output=True, text=True, check=False, timeout=3600)
+    )
     if result.returncode != 0:
         raise SystemExit(f"{' '.join(arguments)} failed in {repo}:\n{result.stderr[-3000:]}")
     return seconds
@@ -95,8 +117,12 @@ def stage(tree: Path, repo: Path, env: dict[str, str], *arguments: str) -> float
 def recorded(repo: Path) -> dict[str, Any]:
     scores = yaml.safe_load((repo / "artifacts/prompts/scores.json").read_text())
     count = lambda name: len(list((repo / "artifacts/prompts" / name).glob("*.npy")))  # noqa: E731
-    return {"ranked": bool(scores.get("ranking")), "templates_ranked": len(scores.get("ranking") or []),
-            "image_features_stored": count("features"), "text_embeddings_stored": count("text_features")}
+    return {
+        "ranked": bool(scores.get("ranking")),
+        "templates_ranked": len(scores.get("ranking") or []),
+        "image_features_stored": count("features"),
+        "text_embeddings_stored": count("text_features"),
+    }
 
 
 def measure(tree: Path, dataset: str, mode: str, images: int, env: dict[str, str], workdir: Path) -> dict[str, Any]:
@@ -134,8 +160,7 @@ def main() -> None:
             env = {**env, "PREFECT_API_URL": api_url}
             for tree in trees:
                 figures["trees"][str(tree)] = {
-                    f"{dataset} {mode}": measure(tree, dataset, mode, args.images, env, workdir)
-                    for dataset in args.datasets for mode in args.modes
+                    f"{dataset} {mode}": measure(tree, dataset, mode, args.images, env, workdir) for dataset in args.datasets for mode in args.modes
                 }
     figures["load_average_at_end"] = [round(v, 2) for v in os.getloadavg()]
     write_json(args.json, figures)

@@ -89,14 +89,28 @@ def main() -> None:
     incremental_s, incremental = timed(lambda: relabel_flow("params.yaml"))
     assert incremental["counts"]["added"] == 1 and len(incremental["cams"]["computed"]) == 1, incremental["counts"]
     print(f"workspace: {work}")
-    print(f"full relabel of {args.images} images: {full_s:.1f} s wall (flow steps: "
-          + ", ".join(f"{k} {v:.1f}" for k, v in full["durations"].items()) + ")")
-    print("incremental relabel of 1 new image: "
-          f"{incremental_s:.1f} s wall (flow steps: " + ", ".join(f"{k} {v:.1f}" for k, v in incremental["durations"].items()) + ")")
+    print(
+        f"full relabel of {args.images} images: {full_s:.1f} s wall (flow steps: "
+        + ", ".join(f"{k} {v:.1f}" for k, v in full["durations"].items())
+        + ")"
+    )
+    print(
+        "incremental relabel of 1 new image: "
+        f"{incremental_s:.1f} s wall (flow steps: " + ", ".join(f"{k} {v:.1f}" for k, v in incremental["durations"].items()) + ")"
+    )
     print(f"ratio incremental / full: {incremental_s / full_s:.3f}")
-    write_json(json_path, {"images": args.images, "workspace": str(work), "full_s": full_s, "full_steps_s": full["durations"],
-                           "incremental_s": incremental_s, "incremental_steps_s": incremental["durations"],
-                           "ratio": incremental_s / full_s})
+    write_json(
+        json_path,
+        {
+            "images": args.images,
+            "workspace": str(work),
+            "full_s": full_s,
+            "full_steps_s": full["durations"],
+            "incremental_s": incremental_s,
+            "incremental_steps_s": incremental["durations"],
+            "ratio": incremental_s / full_s,
+        },
+    )
 
 
 if __name__ == "__main__":

@@ -68,8 +68,17 @@ def build(root: Path, count: int, jobs: int) -> tuple[Path, float]:
     if (root / "artifacts" / "review" / "index.html").is_file():  # --keep: reuse the report built before
         return root / "artifacts" / "review" / "index.html", float("nan")
     rng = np.random.default_rng(0)
-    images = [FakeImage(f"img{i:06d}", (CLASSES[i % 3],), (round(float(rng.uniform(0.05, 0.95)), 2),), int(rng.integers(0, 12)),
-                        int(rng.integers(0, 6)), with_gt=i % 3 == 0) for i in range(count)]
+    images = [
+        FakeImage(
+            f"img{i:06d}",
+            (CLASSES[i % 3],),
+            (round(float(rng.uniform(0.05, 0.95)), 2),),
+            int(rng.integers(0, 12)),
+            int(rng.integers(0, 6)),
+            with_gt=i % 3 == 0,
+        )
+        for i in range(count)
+    ]
     photos = photo_source((360, 480))
     build_tree(root, images, size=(360, 480), photo=lambda i: photos[i % len(photos)])
     seconds, _ = timed(lambda: build_review(PipelineOutputs.at(root), root / "artifacts" / "review", jobs=jobs))
@@ -93,8 +102,10 @@ def enlarge(index: Path, root: Path, factor: int) -> Path:
             link.symlink_to(folder / "img", target_is_directory=True)
         for record in result.records:
             original = panels[record.image_id]
-            moved = {key: [f"img{copy}/" + v.split("/", 1)[1] for v in value] if isinstance(value, list)
-                     else f"img{copy}/" + value.split("/", 1)[1] for key, value in original.panels.items()}
+            moved = {
+                key: [f"img{copy}/" + v.split("/", 1)[1] for v in value] if isinstance(value, list) else f"img{copy}/" + value.split("/", 1)[1]
+                for key, value in original.panels.items()
+            }
             records.append(replace(original, image_id=f"{record.image_id}-{copy}", panels=moved))
     run = summarise(outputs, records, None, f"x{factor}")
     return write_report(records, run, target)

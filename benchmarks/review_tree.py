@@ -53,14 +53,12 @@ def default_images(count: int = 6) -> list[FakeImage]:
     images = []
     for index in range(count):
         tag = CLASSES[index % len(CLASSES)]
-        images.append(FakeImage(f"img{index:02d}", (tag,), (round(0.95 - 0.15 * index, 2),), 2 * index, index,
-                                with_gt=index != count - 1))
+        images.append(FakeImage(f"img{index:02d}", (tag,), (round(0.95 - 0.15 * index, 2),), 2 * index, index, with_gt=index != count - 1))
     return images
 
 
 def build_tree(
-    root: Path, images: list[FakeImage] | None = None, size: tuple[int, int] = (HEIGHT, WIDTH),
-    photo: Callable[[int], np.ndarray] | None = None,
+    root: Path, images: list[FakeImage] | None = None, size: tuple[int, int] = (HEIGHT, WIDTH), photo: Callable[[int], np.ndarray] | None = None
 ) -> dict[str, np.ndarray]:
     """Write the tree under `root`; returns each image's pseudo mask.
 
@@ -111,26 +109,56 @@ def build_tree(
     (prepare / "manifest.json").write_text(manifest.to_json())
     (prepare / "manifest.meta.json").write_text(json.dumps({"kind": "folder", "root": "data/fake", "num_images": len(records)}))
     code = {"git_commit": "c0ffee", "git_dirty": False}
-    cams_attrs = {"stage": "cams", "params": {"cam": {}}, "params_sha256": "cd" * 32, "flow_run_id": "flow-cams-1",
-                  "code_version": code, "clip": {"model_name": "ViT-B-16", "weights": "random-init (test)"},
-                  "template": "a clean origami {}."}
-    refine_attrs = {"stage": "refine", "params": {"caa": {}}, "params_sha256": "ab" * 32, "flow_run_id": "flow-refine-1",
-                    "code_version": code, "upstream_cams": {"clip": cams_attrs["clip"], "template": cams_attrs["template"]}}
+    cams_attrs = {
+        "stage": "cams",
+        "params": {"cam": {}},
+        "params_sha256": "cd" * 32,
+        "flow_run_id": "flow-cams-1",
+        "code_version": code,
+        "clip": {"model_name": "ViT-B-16", "weights": "random-init (test)"},
+        "template": "a clean origami {}.",
+    }
+    refine_attrs = {
+        "stage": "refine",
+        "params": {"caa": {}},
+        "params_sha256": "ab" * 32,
+        "flow_run_id": "flow-refine-1",
+        "code_version": code,
+        "upstream_cams": {"clip": cams_attrs["clip"], "template": cams_attrs["template"]},
+    }
     rows = sorted(refined_rows, key=lambda row: row[0].image_id)
     with ShardWriter(shard_path(root / "artifacts" / "cams", 0), cams_attrs) as writer:
         for image, _, sha, label in rows:
-            writer.add(image.image_id, {"gradcam": np.zeros((1, 2, 2), np.float32)}, {
-                "class_ids": [label - 1], "tags": list(image.tags), "tag_probabilities": list(image.probabilities),
-                "source_sha256": sha, "source_path": f"JPEGImages/{image.image_id}.png", "original_size": [height, width],
-            })
+            writer.add(
+                image.image_id,
+                {"gradcam": np.zeros((1, 2, 2), np.float32)},
+                {
+                    "class_ids": [label - 1],
+                    "tags": list(image.tags),
+                    "tag_probabilities": list(image.probabilities),
+                    "source_sha256": sha,
+                    "source_path": f"JPEGImages/{image.image_id}.png",
+                    "original_size": [height, width],
+                },
+            )
     with ShardWriter(shard_path(root / "artifacts" / "refined", 0), refine_attrs) as writer:
         for image, cam, sha, label in rows:
-            writer.add(image.image_id, {"refined": cam}, {
-                "class_ids": [label - 1], "tags": list(image.tags), "source_sha256": sha,
-                "source_path": f"JPEGImages/{image.image_id}.png", "original_size": [height, width],
-            })
-    summary = {"params": {"background_alpha": 1.0, "crf": True, "confidence_threshold": 0.95, "ignore_index": 255},
-               "flow_run_id": "flow-pseudo-1", "input_manifest_sha256": "00" * 32,
-               "images": [{"image_id": image.image_id} for image in images]}
+            writer.add(
+                image.image_id,
+                {"refined": cam},
+                {
+                    "class_ids": [label - 1],
+                    "tags": list(image.tags),
+                    "source_sha256": sha,
+                    "source_path": f"JPEGImages/{image.image_id}.png",
+                    "original_size": [height, width],
+                },
+            )
+    summary = {
+        "params": {"background_alpha": 1.0, "crf": True, "confidence_threshold": 0.95, "ignore_index": 255},
+        "flow_run_id": "flow-pseudo-1",
+        "input_manifest_sha256": "00" * 32,
+        "images": [{"image_id": image.image_id} for image in images],
+    }
     (root / "artifacts" / "pseudo" / "summary.json").write_text(json.dumps(summary))
     return masks

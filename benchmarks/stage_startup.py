@@ -41,14 +41,22 @@ def environment(tree: Path) -> dict[str, str]:
 
 
 def wall_seconds(tree: Path, arguments: list[str]) -> float:
-    return timed(lambda: subprocess.run([sys.executable, *arguments], cwd=tree, env=environment(tree), capture_output=True,
-                                        check=True, timeout=600))[0]
+    return timed(lambda: subprocess.run([sys.executable, *arguments], cwd=tree, env=environment(tree), capture_output=True, check=True, timeout=600))[
+        0
+    ]
 
 
 def import_time(tree: Path) -> dict[str, object]:
     """`-X importtime` of wsss.params: cumulative microseconds of the top module, heavy modules seen."""
-    result = subprocess.run([sys.executable, "-X", "importtime", "-c", "import wsss.params"], cwd=tree, env=environment(tree),
-                            capture_output=True, text=True, check=True, timeout=600)
+    result = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import wsss.params"],
+        cwd=tree,
+        env=environment(tree),
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=600,
+    )
     rows = [re.match(r"import time:\s+(\d+) \|\s+(\d+) \|(\s*)(\S+)", line) for line in result.stderr.splitlines()]
     rows = [row for row in rows if row]
     total = next(int(row[2]) for row in rows if row[4] == "wsss.params")
@@ -84,8 +92,10 @@ def main() -> None:
         print(f"{tree} ({args.repeats} runs each, medians; min in brackets)")
         for name, values in times.items():
             print(f"  {name:<26} {statistics.median(values):6.2f} s  [{min(values):.2f}]")
-        print(f"  {'importtime wsss.params':<26} {summary[str(tree)]['importtime wsss.params median_s']:6.2f} s  "
-              f"heavy modules: {', '.join(summary[str(tree)]['torch/open_clip imported by wsss.params']) or 'none'}")
+        print(
+            f"  {'importtime wsss.params':<26} {summary[str(tree)]['importtime wsss.params median_s']:6.2f} s  "
+            f"heavy modules: {', '.join(summary[str(tree)]['torch/open_clip imported by wsss.params']) or 'none'}"
+        )
     write_json(args.json, {"python": sys.executable, "repeats": args.repeats, "summary": summary, "runs": runs, "importtime": importtime})
 
 

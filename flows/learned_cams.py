@@ -27,8 +27,11 @@ def learned_cams_flow(params_path: str = "params.yaml", runner: dict[str, Any] |
     result = run_learned_cams(params, layout)
     if result.details["enabled"]:
         learned = layout.learned()
-        link_written_files("wsss-learned-cams-files", [layout.pass_status, learned.cams, learned.refined, learned.pseudo.root],
-                           "Files written by this learned_cams run")
+        link_written_files(
+            "wsss-learned-cams-files",
+            [layout.pass_status, learned.cams, learned.refined, learned.pseudo.root],
+            "Files written by this learned_cams run",
+        )
     return dict(result.details)
 
 

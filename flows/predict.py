@@ -24,26 +24,47 @@ from wsss.params import load_params
 
 
 @flow(name="wsss-predict", flow_run_name=stage_run_name("predict"))
-def predict_flow(params_path: str = "params.yaml", inputs: list[str] | None = None, out: str = "outputs/predict",
-                 crf: bool = False, overlays: bool = False, device: str = "cpu", batch_size: int = 1) -> dict[str, Any]:
+def predict_flow(
+    params_path: str = "params.yaml",
+    inputs: list[str] | None = None,
+    out: str = "outputs/predict",
+    crf: bool = False,
+    overlays: bool = False,
+    device: str = "cpu",
+    batch_size: int = 1,
+) -> dict[str, Any]:
     """Label PNGs (+ overlays) of the images matched by `inputs` (files, folders, globs)."""
-    result = run_predict_images(load_params(params_path), inputs=tuple(inputs or ()), out=out, crf=crf, overlays=overlays,
-                                device=device, batch_size=batch_size)
+    result = run_predict_images(
+        load_params(params_path), inputs=tuple(inputs or ()), out=out, crf=crf, overlays=overlays, device=device, batch_size=batch_size
+    )
     link_written_files("wsss-predict-files", result["written_files"], f"Label maps written by this predict run ({result['line']})")
     return result
 
 
 def flow_parameters(args: argparse.Namespace) -> dict[str, Any]:
-    return {"params_path": args.params, "inputs": args.input, "out": args.out, "crf": args.crf, "overlays": args.overlays,
-            "device": args.device, "batch_size": args.batch_size}
+    return {
+        "params_path": args.params,
+        "inputs": args.input,
+        "out": args.out,
+        "crf": args.crf,
+        "overlays": args.overlays,
+        "device": args.device,
+        "batch_size": args.batch_size,
+    }
 
 
 def serve(args: argparse.Namespace) -> None:
     """Serve the flow as deployment `wsss-predict/<name>` on the schedule (blocks until stopped)."""
     if args.cron is None and args.interval is None:
         raise SystemExit("error: give --cron or --interval")
-    predict_flow.serve(name=args.name, cron=args.cron, interval=args.interval, parameters=flow_parameters(args),
-                       description="Segment new images with the trained model", limit=1)
+    predict_flow.serve(
+        name=args.name,
+        cron=args.cron,
+        interval=args.interval,
+        parameters=flow_parameters(args),
+        description="Segment new images with the trained model",
+        limit=1,
+    )
 
 
 def options(parser: argparse.ArgumentParser) -> None:
@@ -59,5 +80,6 @@ def options(parser: argparse.ArgumentParser) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(run_stage({"run": lambda args: predict_flow(**flow_parameters(args)), "serve": serve},
-                       lock=False, extra=options, stage="predict"))  # reads the model, writes outside artifacts/: no lock
+    sys.exit(
+        run_stage({"run": lambda args: predict_flow(**flow_parameters(args)), "serve": serve}, lock=False, extra=options, stage="predict")
+    )  # reads the model, writes outside artifacts/: no lock

@@ -24,8 +24,11 @@ def pseudo_flow(params_path: str = "params.yaml") -> dict[str, Any]:
     progress = Progress("wsss-pseudo-progress", "Pseudo masks written", "pseudo")
     result = run_pseudo(params, layout, progress)
     progress.finish(f"{len(result.removed)} removed" if result.removed else "")
-    link_written_files("wsss-pseudo-files", [layout.pseudo.summary, *layout.pseudo.output_folders()],
-                       f"Files written by this pseudo run ({len(result.computed)} images)")
+    link_written_files(
+        "wsss-pseudo-files",
+        [layout.pseudo.summary, *layout.pseudo.output_folders()],
+        f"Files written by this pseudo run ({len(result.computed)} images)",
+    )
     return result.as_dict()
 
 

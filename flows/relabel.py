@@ -59,15 +59,27 @@ def serve(args: argparse.Namespace) -> None:
     if cron is None and interval is None:
         raise SystemExit("error: give --cron or --interval (or set relabel.cron / relabel.interval_seconds)")
     keep_scheduled_runs_named(f"{relabel_flow.name}/{args.name}", run_name("relabel", params))
-    relabel_flow.serve(name=args.name, cron=cron, interval=interval,
-                       parameters={"params_path": args.params, "runner": runner_overrides(args)},
-                       description="Incremental relabeling of new or changed images",
-                       limit=1)  # runs write the same artifacts: a run due while one is going waits for it
+    relabel_flow.serve(
+        name=args.name,
+        cron=cron,
+        interval=interval,
+        parameters={"params_path": args.params, "runner": runner_overrides(args)},
+        description="Incremental relabeling of new or changed images",
+        limit=1,
+    )  # runs write the same artifacts: a run due while one is going waits for it
 
 
 if __name__ == "__main__":
-    sys.exit(run_stage({
-        "run": lambda args: relabel_flow(args.params, runner_overrides(args)),
-        "serve": serve,
-    # relabel_flow takes the locks per run; a serving process must not hold them
-    }, lock=False, runner=True, extra=relabel_serve_arguments, stage="relabel"))
+    sys.exit(
+        run_stage(
+            {
+                "run": lambda args: relabel_flow(args.params, runner_overrides(args)),
+                "serve": serve,
+                # relabel_flow takes the locks per run; a serving process must not hold them
+            },
+            lock=False,
+            runner=True,
+            extra=relabel_serve_arguments,
+            stage="relabel",
+        )
+    )

@@ -26,5 +26,4 @@ def repro_flow(params_path: str = "params.yaml", targets: list[str] | None = Non
 
 if __name__ == "__main__":
     # No run lock here: each stage process DVC starts takes it.
-    sys.exit(run_stage({"run": lambda args: repro_flow(args.params, args.targets, args.force)},
-                       lock=False, extra=repro_arguments, stage="run"))
+    sys.exit(run_stage({"run": lambda args: repro_flow(args.params, args.targets, args.force)}, lock=False, extra=repro_arguments, stage="run"))

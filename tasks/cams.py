@@ -54,8 +54,7 @@ class ExtractorSpec:
     learned: LearnedBackground | None = None
 
     def cache_key(self) -> str:
-        identity = (self.params.clip, self.params.classes, self.params.cam, self.params.caa, self.class_names,
-                    self.template, self.learned)
+        identity = (self.params.clip, self.params.classes, self.params.cam, self.params.caa, self.class_names, self.template, self.learned)
         return hashlib.sha256(pickle.dumps(identity)).hexdigest()
 
 
@@ -100,8 +99,7 @@ class ExtractImage:
         `runner.image_processes`; an unreadable image yields its error."""
         extractor = worker_extractor(self.spec)
         runner = self.spec.params.runner
-        items = [(i, self.records[i].image_path, [extractor.vocabulary.class_id(tag) for tag in self.records[i].tags])
-                 for i in image_ids]
+        items = [(i, self.records[i].image_path, [extractor.vocabulary.class_id(tag) for tag in self.records[i].tags]) for i in image_ids]
         pool = image_processes(runner.image_processes) if runner.image_processes else None
         load = PrepareFile.of(extractor, self.dataset_root)
         workers = runner.image_processes or runner.decode_workers
@@ -117,25 +115,35 @@ def learned_background(params: Params, layout: ArtifactLayout) -> tuple[LearnedB
     """The learned background prompts of the second pass, and the SHA-256 of their file."""
     learned = load_learned_prompts(layout.learned_prompts)
     if learned.class_names != list(params.vocabulary.class_names):
-        raise StoreError(f"{layout.learned_prompts}: learned for classes {learned.class_names[:5]}..., "
-                         f"params name {list(params.vocabulary.class_names)[:5]}...")
+        raise StoreError(
+            f"{layout.learned_prompts}: learned for classes {learned.class_names[:5]}..., params name {list(params.vocabulary.class_names)[:5]}..."
+        )
     settings = params.learn_prompts
     background = LearnedBackground(learned.background_text, settings.background_mode, settings.lambda_refine if settings.rescore else None)
     return background, file_sha256(layout.learned_prompts)
 
 
 def cam_attributes(
-    params: Params, layout: ArtifactLayout, manifest: Manifest, clip_identity: Mapping[str, Any], template: str,
-    learned_prompts_sha256: str | None = None, run_id: str | None = None,
+    params: Params,
+    layout: ArtifactLayout,
+    manifest: Manifest,
+    clip_identity: Mapping[str, Any],
+    template: str,
+    learned_prompts_sha256: str | None = None,
+    run_id: str | None = None,
 ) -> dict[str, Any]:
     """Root attributes of a pass's CAM store; their run-independent part is every image's key identity."""
     vocabulary, learned = params.vocabulary, layout.pass_name is not None
     settings = params.learn_prompts
-    extra: dict[str, Any] = {
-        "learned_prompts_sha256": learned_prompts_sha256,
-        "background_mode": settings.background_mode,
-        "rescore_weight": settings.lambda_refine if settings.rescore else None,
-    } if learned else {}
+    extra: dict[str, Any] = (
+        {
+            "learned_prompts_sha256": learned_prompts_sha256,
+            "background_mode": settings.background_mode,
+            "rescore_weight": settings.lambda_refine if settings.rescore else None,
+        }
+        if learned
+        else {}
+    )
     return stage_attributes(
         STAGE_NAMES[layout.pass_name],
         params.sections(*stage("cams").params, *(("learn_prompts",) if learned else ())),
@@ -170,11 +178,18 @@ def run_cams(params: Params, layout: ArtifactLayout, report: StageReport | None 
     plan = shard_plan(list(keys), params.store.images_per_shard, params.store.shard_count)
     with shard_submit(params.runner, STAGE_NAMES[layout.pass_name]) as submit:
         summary = run_sharded(
-            plan, keys, layout.cams, layout.scratch(scratch_name(STAGE_NAMES[layout.pass_name], attributes, keys)), attributes,
+            plan,
+            keys,
+            layout.cams,
+            layout.scratch(scratch_name(STAGE_NAMES[layout.pass_name], attributes, keys)),
+            attributes,
             ExtractImage(spec, params.dataset_root, {r.image_id: r for r in manifest.records}),
-            compression=params.store.compression, copied_arrays=("gradcam", "attention"), overlap=params.runner.overlap_io,
-            processes=params.runner.image_processes, submit=submit, report=report,
+            compression=params.store.compression,
+            copied_arrays=("gradcam", "attention"),
+            overlap=params.runner.overlap_io,
+            processes=params.runner.image_processes,
+            submit=submit,
+            report=report,
         )
-    settle_failures(STAGE_NAMES[layout.pass_name], summary.failed, len(keys), params.reliability.max_failed_share,
-                    layout.stage_failures(layout.cams))
+    settle_failures(STAGE_NAMES[layout.pass_name], summary.failed, len(keys), params.reliability.max_failed_share, layout.stage_failures(layout.cams))
     return summary.result(STAGE_NAMES[layout.pass_name])

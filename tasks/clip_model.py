@@ -43,7 +43,9 @@ def cam_extractor(
 ) -> ClipEsCamExtractor:
     """The extractor of a pass for a dataset's classes (`learned`: SemPLeS background prompts of the second pass)."""
     check_classes(params, class_names)
-    options = {} if learned is None else {
-        "learned_background": learned.embeddings, "background_mode": learned.mode, "rescore_weight": learned.rescore_weight
-    }
+    options = (
+        {}
+        if learned is None
+        else {"learned_background": learned.embeddings, "background_mode": learned.mode, "rescore_weight": learned.rescore_weight}
+    )
     return ClipEsCamExtractor(clip, params.vocabulary, replace(params.cam, templates=templates), params.caa, **options)

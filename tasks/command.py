@@ -102,8 +102,7 @@ def run_stage(
         return EXIT_ERROR
     except (Terminated, TerminationSignal, KeyboardInterrupt) as stop:
         name = "SIGINT" if isinstance(stop, KeyboardInterrupt) else "SIGTERM"
-        print(f"error: stopped by {name}; the Prefect flow run (if one had started) is marked crashed, locks released",
-              file=sys.stderr)
+        print(f"error: stopped by {name}; the Prefect flow run (if one had started) is marked crashed, locks released", file=sys.stderr)
         return EXIT_INTERRUPTED if isinstance(stop, KeyboardInterrupt) else EXIT_TERMINATED
     finally:
         signal.signal(signal.SIGTERM, previous)

@@ -49,15 +49,20 @@ def score_pass(params: Params, layout: ArtifactLayout, records: Sequence[ImageRe
     progress.start(len(records))
     for record in records:
         maps = refined.read(record.image_id, ["refined"], keep_dtype=True)
-        protocol.score_image(scores, protocol.ImageMaps(
-            ground_truth=truth.read(record, params.vocabulary.num_classes),
-            gradcam=cams.read(record.image_id, ["gradcam"]).arrays["gradcam"],
-            refined=maps.arrays["refined"],
-            class_ids=np.asarray(maps.attrs["class_ids"], dtype=np.int64),
-            stage_raw_labels=masks.labels(record.image_id, raw=True),
-            stage_labels=masks.labels(record.image_id),
-            rgb=lambda record=record: np.asarray(load_rgb(safe_join(params.dataset_root, record.image_path))),
-        ), params.pseudo, params.evaluate.background_alphas)
+        protocol.score_image(
+            scores,
+            protocol.ImageMaps(
+                ground_truth=truth.read(record, params.vocabulary.num_classes),
+                gradcam=cams.read(record.image_id, ["gradcam"]).arrays["gradcam"],
+                refined=maps.arrays["refined"],
+                class_ids=np.asarray(maps.attrs["class_ids"], dtype=np.int64),
+                stage_raw_labels=masks.labels(record.image_id, raw=True),
+                stage_labels=masks.labels(record.image_id),
+                rgb=lambda record=record: np.asarray(load_rgb(safe_join(params.dataset_root, record.image_path))),
+            ),
+            params.pseudo,
+            params.evaluate.background_alphas,
+        )
         progress.tick(1, "scored")
     progress.finish()
     return scores.scores()
@@ -82,12 +87,20 @@ def score_model(params: Params, layout: ArtifactLayout, records: Sequence[ImageR
     words = " and ".join(f"crf={'on' if with_crf else 'off'}" for _, with_crf in variants)
     progress = Progress("wsss-evaluate-model-progress", f"Images scored by the trained model ({words})", "evaluate model")
     progress.start(len(samples))
-    scored = named_step("evaluate model", partial(
-        score_segmenter_variants, Path(settings.config).resolve(), layout.model, samples,
-        class_names=["background", *params.vocabulary.class_names], scales=settings.test_scales, device=settings.device,
-        crfs=[params.pseudo.crf_params if with_crf else None for _, with_crf in variants],
-        on_image=lambda _path: progress.tick(1, "scored"),
-    ))
+    scored = named_step(
+        "evaluate model",
+        partial(
+            score_segmenter_variants,
+            Path(settings.config).resolve(),
+            layout.model,
+            samples,
+            class_names=["background", *params.vocabulary.class_names],
+            scales=settings.test_scales,
+            device=settings.device,
+            crfs=[params.pseudo.crf_params if with_crf else None for _, with_crf in variants],
+            on_image=lambda _path: progress.tick(1, "scored"),
+        ),
+    )
     progress.finish()
     return {key: score for (key, _), score in zip(variants, scored, strict=True)}
 
@@ -102,7 +115,11 @@ def write_overlays(params: Params, layout: ArtifactLayout, records: Sequence[Ima
     for record in records:
         rgb = np.asarray(load_rgb(safe_join(params.dataset_root, record.image_path)))
         inputs = stored_overlay_inputs(
-            record.image_id, rgb, refined, params.vocabulary.class_names, cams=cams,
+            record.image_id,
+            rgb,
+            refined,
+            params.vocabulary.class_names,
+            cams=cams,
             pseudo_labels=masks.labels(record.image_id) if masks.has_mask(record.image_id) else None,
             ground_truth=truth.read(record, params.vocabulary.num_classes) if record.ground_truth_path else None,
         )
@@ -123,9 +140,16 @@ def write_card(params: Params, layout: ArtifactLayout, scores: dict[str, Segment
     cams = CamStore(layout.cams) if layout.cams.is_dir() else None
     root = cams.root_attrs(cams.shards[0]) if cams and cams.shards else {}
     facts = ModelCardFacts(
-        record=record, clip_identity=root.get("clip"), template=root.get("template"),
-        dataset=params.section_dict("data"), scores=scores, split=params.data.split, scored_images=scored_images,
-        code_version=code_version(), params_digest=params_digest(params), evaluation_flow_run_id=flow_run_id(),
+        record=record,
+        clip_identity=root.get("clip"),
+        template=root.get("template"),
+        dataset=params.section_dict("data"),
+        scores=scores,
+        split=params.data.split,
+        scored_images=scored_images,
+        code_version=code_version(),
+        params_digest=params_digest(params),
+        evaluation_flow_run_id=flow_run_id(),
     )
     return write_model_card(layout.model_card, facts)
 
@@ -150,8 +174,9 @@ def run_evaluate(params: Params, layout: ArtifactLayout) -> StageResult:
     write_json_atomic(layout.pipeline_miou, pipeline_miou_rows(scores))
     chosen, not_found = protocol.overlay_choice(params.evaluate, [r.image_id for r in manifest.records])
     if not_found and in_flow():  # also recorded in evaluation_run.json
-        get_run_logger().warning("evaluate.overlay_ids: %d id(s) name no image of the manifest, not drawn: %s",
-                                 len(not_found), ", ".join(not_found[:20]))
+        get_run_logger().warning(
+            "evaluate.overlay_ids: %d id(s) name no image of the manifest, not drawn: %s", len(not_found), ", ".join(not_found[:20])
+        )
     overlays = named_step("evaluate overlays", partial(write_overlays, params, layout, [r for r in manifest.records if r.image_id in set(chosen)]))
     card = [write_card(params, layout, scores, len(with_gt))]
     # metrics.json stays numbers only (dvc metrics); who computed them goes next to it for lineage.
@@ -165,8 +190,14 @@ def run_evaluate(params: Params, layout: ArtifactLayout) -> StageResult:
         overlay_ids_not_found=not_found,
     ).write(layout.evaluation_run)
     written = (layout.metrics, layout.metrics_headline, layout.evaluation_run, layout.per_class_iou, layout.pipeline_miou, *card, *overlays)
-    return StageResult("evaluate", tuple(r.image_id for r in with_gt), written=tuple(str(p) for p in written), details={
-        "metrics": document, "summary_rows": protocol.summary_rows(scores),
-        "comparison_rows": protocol.background_comparison_rows(scores),
-        "protocol": protocol.protocol_markdown(split, len(with_gt), params.pseudo, params.evaluate),
-    })
+    return StageResult(
+        "evaluate",
+        tuple(r.image_id for r in with_gt),
+        written=tuple(str(p) for p in written),
+        details={
+            "metrics": document,
+            "summary_rows": protocol.summary_rows(scores),
+            "comparison_rows": protocol.background_comparison_rows(scores),
+            "protocol": protocol.protocol_markdown(split, len(with_gt), params.pseudo, params.evaluate),
+        },
+    )

@@ -54,10 +54,12 @@ def training_pairs(params: Params, layout: ArtifactLayout, manifest: Manifest) -
 
 def step_reporter(progress: Progress, total: int) -> Callable[[int, Any], None]:
     """Progress per optimiser step; the loss in a log line every 10 steps."""
+
     def on_step(step: int, loss: Any) -> None:
         progress.reach(step + 1, total, "trained")
         if step % 10 == 0 and in_flow():
             get_run_logger().info("step %d: L_prompt %.4f (match %.4f, push %.4f)", step, float(loss.total), float(loss.match), float(loss.push))
+
     return on_step
 
 

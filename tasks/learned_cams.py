@@ -47,5 +47,12 @@ def run_learned_cams(params: Params, layout: ArtifactLayout) -> StageResult:
         "learned_prompts_sha256": file_sha256(layout.learned_prompts),
     }
     write_json_atomic(layout.pass_status, status)
-    return StageResult("learned_cams", last.computed, last.reused, last.failed, last.removed,
-                       (str(layout.pass_status), *(p for r in results.values() for p in r.written)), status)
+    return StageResult(
+        "learned_cams",
+        last.computed,
+        last.reused,
+        last.failed,
+        last.removed,
+        (str(layout.pass_status), *(p for r in results.values() for p in r.written)),
+        status,
+    )

@@ -42,7 +42,8 @@ def under_parent_flow_run() -> Iterator[None]:
     client = get_client(sync_client=True)
     with client:
         flow_run = client.read_flow_run(parent)
-        with ThreadPoolTaskRunner() as runner, FlowRunContext(
-            flow_run=flow_run, client=client, task_runner=runner, result_store=get_result_store(), detached=True,
+        with (
+            ThreadPoolTaskRunner() as runner,
+            FlowRunContext(flow_run=flow_run, client=client, task_runner=runner, result_store=get_result_store(), detached=True),
         ):
             yield

@@ -62,13 +62,21 @@ def run_prepare(params: Params, layout: ArtifactLayout) -> StageResult:
     write_text_atomic(layout.ground_truth_about, GROUND_TRUTH_ABOUT)  # never empty: DVC warns about an empty output
     manifest = build_manifest(params.data, params.vocabulary, layout, failures)
     # Every GT mask is checked (mode, values, size) by the one GT reader; failed images leave the manifest.
-    manifest = validate_images(manifest, Path(params.data.root), params.reliability.max_image_pixels, failures,
-                               layout.ground_truth, census)
+    manifest = validate_images(manifest, Path(params.data.root), params.reliability.max_image_pixels, failures, layout.ground_truth, census)
     write_text_atomic(layout.manifest, manifest.to_json())
     digest = manifest_sha256(manifest)
-    write_json_atomic(layout.manifest_meta, {"root": params.data.root, "kind": params.data.kind, "dataset": params.data.dataset_name,
-                                             "sha256": digest, "num_images": len(manifest.records),
-                                             "ground_truth": census.to_dict(), "params": params.sections(*stage("prepare").params)})
+    write_json_atomic(
+        layout.manifest_meta,
+        {
+            "root": params.data.root,
+            "kind": params.data.kind,
+            "dataset": params.data.dataset_name,
+            "sha256": digest,
+            "num_images": len(manifest.records),
+            "ground_truth": census.to_dict(),
+            "params": params.sections(*stage("prepare").params),
+        },
+    )
     total = len(manifest.records) + len(failures.failed_images())
     write_json_atomic(layout.prepare_failures, failures.to_dict(total, params.reliability.max_failed_share))
     counts = f"{params.data.dataset_name}: {failures.counts_line(len(manifest.records))}"
@@ -81,7 +89,8 @@ def run_prepare(params: Params, layout: ArtifactLayout) -> StageResult:
             logger.warning("%s", census.warning())
     failures.check(total, params.reliability.max_failed_share, str(layout.prepare_failures))
     return StageResult(
-        "prepare", tuple(r.image_id for r in manifest.records),
+        "prepare",
+        tuple(r.image_id for r in manifest.records),
         failed={f.image: f.reason for f in failures.failures},
         written=tuple(str(p) for p in (layout.manifest, layout.manifest_meta, layout.prepare_failures)),
         details={"manifest_sha256": digest, "counts": counts, "ground_truth": census.to_dict()},

@@ -71,9 +71,18 @@ class Progress:
     """
 
     def __init__(
-        self, key: str, description: str, label: str | None = None, unit: str = "image", *,
-        artifact_every_s: float = 3.0, log_every_s: float = 20.0, log_every_share: float = 0.05, min_log_gap_s: float = 1.0,
-        clock: Callable[[], float] = time.monotonic, bar: bool | None = None,
+        self,
+        key: str,
+        description: str,
+        label: str | None = None,
+        unit: str = "image",
+        *,
+        artifact_every_s: float = 3.0,
+        log_every_s: float = 20.0,
+        log_every_share: float = 0.05,
+        min_log_gap_s: float = 1.0,
+        clock: Callable[[], float] = time.monotonic,
+        bar: bool | None = None,
     ) -> None:
         self.key, self.description, self.unit = key, description, unit
         self.label = label or key.removeprefix("wsss-").removesuffix("-progress")
@@ -95,8 +104,15 @@ class Progress:
         self._logged_done, self._published, self._active = 0, 0.0, True
         self._close_bar()
         # disable=None: no bar unless stderr is a terminal (DVC, CI, pipes get only log lines).
-        self._bar = tqdm(total=self.total, desc=self.label, unit=self.unit, file=sys.stderr, leave=False,
-                         disable=None if self.show_bar is None else not self.show_bar, dynamic_ncols=True)
+        self._bar = tqdm(
+            total=self.total,
+            desc=self.label,
+            unit=self.unit,
+            file=sys.stderr,
+            leave=False,
+            disable=None if self.show_bar is None else not self.show_bar,
+            dynamic_ncols=True,
+        )
         if FlowRunContext.get() is not None:
             self.artifact = create_progress_artifact(0.0, key=self.key, description=self.description)
         run_logger().info("%s: %d %s to go through", self.label, self.total, self._units(self.total))
@@ -138,8 +154,16 @@ class Progress:
         elapsed = now - (now if self._started is None else self._started)
         counts = ", ".join(f"{n} {OUTCOME_WORDS.get(o, o)}" for o, n in self.counts.items() if o != "done")
         rate = f" ({self.done / elapsed:.2f} {self.unit}/s)" if elapsed > 0 and self.done else ""
-        run_logger().info("%s: %d %s%s%s in %.1f s%s", self.label, self.done, self._units(self.done),
-                          f", {counts}" if counts else "", f", {detail}" if detail else "", elapsed, rate)
+        run_logger().info(
+            "%s: %d %s%s%s in %.1f s%s",
+            self.label,
+            self.done,
+            self._units(self.done),
+            f", {counts}" if counts else "",
+            f", {detail}" if detail else "",
+            elapsed,
+            rate,
+        )
 
     # -- internals -----------------------------------------------------------------------------
     def _units(self, count: int) -> str:
@@ -166,8 +190,17 @@ class Progress:
         rate = self.done / elapsed if elapsed > 0 else 0.0
         left = self.total - self.done
         eta = f", ETA {duration_text(left / rate)}" if rate > 0 and left > 0 else ""
-        run_logger().info("%s: %d/%d %s (%.0f %%), %.2f %s/s%s", self.label, self.done, self.total,
-                          self._units(self.total), min(percent, 100.0), rate, self.unit, eta)
+        run_logger().info(
+            "%s: %d/%d %s (%.0f %%), %.2f %s/s%s",
+            self.label,
+            self.done,
+            self.total,
+            self._units(self.total),
+            min(percent, 100.0),
+            rate,
+            self.unit,
+            eta,
+        )
         self._logged_at, self._logged_done = now, self.done
 
     def _close_bar(self) -> None:

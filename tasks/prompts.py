@@ -81,9 +81,13 @@ def run_prompts(params: Params, layout: ArtifactLayout) -> StageResult:
     write_json_atomic(layout.vocabulary, vocabulary_document(params.vocabulary, scores["selected"], notes))
     for line in background_note_lines(notes):
         run_logger().warning("%s", line)
-    return StageResult("prompts", tuple(sorted(i for i, o in outcomes.items() if o == "embedded")),
-                       tuple(sorted(i for i, o in outcomes.items() if o == "reused")),
-                       written=(str(layout.prompt_scores), str(layout.vocabulary)), details=scores)
+    return StageResult(
+        "prompts",
+        tuple(sorted(i for i, o in outcomes.items() if o == "embedded")),
+        tuple(sorted(i for i, o in outcomes.items() if o == "reused")),
+        written=(str(layout.prompt_scores), str(layout.vocabulary)),
+        details=scores,
+    )
 
 
 def rank_candidates(
@@ -97,16 +101,14 @@ def rank_candidates(
     images.start(len(multi))
     features = cached_image_features(params, layout, clip, extractor, multi, images, outcomes)
     images.finish()
-    texts = Progress("wsss-prompts-text-progress", "Class prompts through CLIP's text tower, per template", "prompts text",
-                     unit="template")
+    texts = Progress("wsss-prompts-text-progress", "Class prompts through CLIP's text tower, per template", "prompts text", unit="template")
     texts.start(len(candidates))
     class_text = cached_text_features(params, layout, clip, extractor, candidates, texts)
     tag_sets = [[extractor.vocabulary.class_id(t) for t in r.tags] for r in multi]
     scored = rank_templates(features, tag_sets, candidates, class_text.__getitem__, extractor.logit_scale, settings.ddof)
     texts.finish(f"{len(candidates)} templates ranked")
     return [
-        {"rank": i + 1, "template": s.template, "sharpness": s.sharpness, "num_images": s.num_images,
-         "mean_tag_probability": s.mean_tag_probability}
+        {"rank": i + 1, "template": s.template, "sharpness": s.sharpness, "num_images": s.num_images, "mean_tag_probability": s.mean_tag_probability}
         for i, s in enumerate(scored)
     ]
 
@@ -115,8 +117,7 @@ def feature_identity(params: Params, clip: LoadedClip) -> dict[str, Any]:
     """What every stored feature of the stage is computed from besides its own input: the stage's
     params (the one key rule: of its own section only `prompts.pooling` counts), the weights and
     the code that computes it (stage table)."""
-    return key_identity({"params": params.sections(*stage("prompts").params), "clip": clip.identity(),
-                         "code": code_digest("prompts")})
+    return key_identity({"params": params.sections(*stage("prompts").params), "clip": clip.identity(), "code": code_digest("prompts")})
 
 
 def cached_image_features(

@@ -149,18 +149,27 @@ def run_pseudo(params: Params, layout: ArtifactLayout, report: StageReport | Non
             computed.append(job.image_id)
     store.keep_only(rows)
     old_ids = previous.image_flow_run_ids if previous else {}
-    store.write_summary(PseudoSummary(
-        params=params.section_dict("pseudo"),
-        input_manifest_sha256=manifest_sha256(read_manifest(layout)),
-        flow_run_id=run_id,
-        images=[rows[i] for i in sorted(rows)],
-        image_flow_run_ids={i: run_id if i in computed else old_ids.get(i, previous.flow_run_id if previous else None) for i in sorted(rows)},
-        learned_prompts_sha256=_learned_prompts_sha256(refined) if layout.pass_name else None,
-    ))
+    store.write_summary(
+        PseudoSummary(
+            params=params.section_dict("pseudo"),
+            input_manifest_sha256=manifest_sha256(read_manifest(layout)),
+            flow_run_id=run_id,
+            images=[rows[i] for i in sorted(rows)],
+            image_flow_run_ids={i: run_id if i in computed else old_ids.get(i, previous.flow_run_id if previous else None) for i in sorted(rows)},
+            learned_prompts_sha256=_learned_prompts_sha256(refined) if layout.pass_name else None,
+        )
+    )
     settle_failures("pseudo", failed, len(keys), params.reliability.max_failed_share, layout.stage_failures(layout.pseudo.root))
     written = [str(p) for i in computed for p in layout.pseudo.outputs(i).values()] + [str(layout.pseudo.summary)]
-    return StageResult("learned_pseudo" if layout.pass_name else "pseudo", tuple(computed), tuple(reused), failed,
-                       tuple(removed), tuple(written), {"archived": archived})
+    return StageResult(
+        "learned_pseudo" if layout.pass_name else "pseudo",
+        tuple(computed),
+        tuple(reused),
+        failed,
+        tuple(removed),
+        tuple(written),
+        {"archived": archived},
+    )
 
 
 def _learned_prompts_sha256(refined: CamStore) -> str | None:

@@ -15,14 +15,7 @@ from tasks.shards import shard_submit
 from wsss.cam.refine_stored import REFINE_OVERLAP_IO, RefineStored
 from wsss.catalog import ArtifactLayout
 from wsss.datasets import file_sha256
-from wsss.incremental import (
-    StageReport,
-    content_key,
-    key_identity,
-    run_sharded,
-    scratch_name,
-    stored_keys,
-)
+from wsss.incremental import StageReport, content_key, key_identity, run_sharded, scratch_name, stored_keys
 from wsss.io import CamStore
 from wsss.machine_layout import layout_record, resolve_auto
 from wsss.params import Params
@@ -68,8 +61,17 @@ def run_refine(params: Params, layout: ArtifactLayout, report: StageReport | Non
             keys[image_id] = content_key(identity, cams_key=cam_keys[image_id].key or f"file:{file_sha256(path)}")
     with shard_submit(params.runner, STAGE_NAMES[layout.pass_name]) as submit:
         summary = run_sharded(
-            plan, keys, layout.refined, layout.scratch(scratch_name(STAGE_NAMES[layout.pass_name], attributes, keys)), attributes,
-            RefineStored(layout.cams, params.caa), compression=params.store.compression, copied_arrays=("refined",),
-            overlap=REFINE_OVERLAP_IO, processes=params.runner.image_processes, submit=submit, report=report,
+            plan,
+            keys,
+            layout.refined,
+            layout.scratch(scratch_name(STAGE_NAMES[layout.pass_name], attributes, keys)),
+            attributes,
+            RefineStored(layout.cams, params.caa),
+            compression=params.store.compression,
+            copied_arrays=("refined",),
+            overlap=REFINE_OVERLAP_IO,
+            processes=params.runner.image_processes,
+            submit=submit,
+            report=report,
         )
     return summary.result(STAGE_NAMES[layout.pass_name])

@@ -84,8 +84,11 @@ def record_run(record: RunRecord, layout: ArtifactLayout, manifest: Manifest) ->
     """Append the run to the JSONL log, then remember the manifest it completed (the images it
     could not read are left out, so the next run counts them as added again)."""
     append_run_log(layout.run_log, record)
-    table([{"run": record.run_stamp, **record.counts, **{f"{k}_s": round(v, 2) for k, v in record.durations.items()},
-            "retrained": record.retrained}], "wsss-relabel-run", f"Relabel run {record.run_stamp}")
+    table(
+        [{"run": record.run_stamp, **record.counts, **{f"{k}_s": round(v, 2) for k, v in record.durations.items()}, "retrained": record.retrained}],
+        "wsss-relabel-run",
+        f"Relabel run {record.run_stamp}",
+    )
     completed = replace(manifest, records=tuple(r for r in manifest.records if r.image_id not in set(record.failed)))
     write_text_atomic(layout.last_manifest, completed.to_json())
 
@@ -110,8 +113,11 @@ def run_relabel(params: Params, layout: ArtifactLayout) -> StageResult:
     run_id = flow_run_id()
     stamp, lap = run_stamp(run_id), Laps()
     history = layout.history(stamp)
-    reports = {step: Progress(f"wsss-relabel-{step}-progress", f"Relabel run {stamp}: {step}", f"relabel {step}")
-               for step in relabel_steps() if step in SHARDED_WITH_PROGRESS}
+    reports = {
+        step: Progress(f"wsss-relabel-{step}-progress", f"Relabel run {stamp}: {step}", f"relabel {step}")
+        for step in relabel_steps()
+        if step in SHARDED_WITH_PROGRESS
+    }
     results: dict[str, StageResult] = {}
     # What earlier runs (`dvc repro`) labelled, read before this run's pseudo step rewrites it.
     stored = {} if layout.last_manifest.is_file() else PseudoMaskStore(layout.pseudo).stored_rows()
@@ -137,16 +143,30 @@ def run_relabel(params: Params, layout: ArtifactLayout) -> StageResult:
     durations = {**lap.durations, "total": sum(lap.durations.values())}
     archived = list(pseudo.details["archived"])
     record = RunRecord(
-        run_stamp=stamp, flow_run_id=run_id, counts=diff.counts(), durations=durations,
-        relabeled=list(pseudo.computed), removed=list(diff.removed), retrained=retrain, manifest_sha256=manifest_sha256(manifest),
+        run_stamp=stamp,
+        flow_run_id=run_id,
+        counts=diff.counts(),
+        durations=durations,
+        relabeled=list(pseudo.computed),
+        removed=list(diff.removed),
+        retrained=retrain,
+        manifest_sha256=manifest_sha256(manifest),
         history_dir=str(history) if archived else None,
-        written=[p for name in SHARDED_WITH_PROGRESS for p in results[name].written], failed=sorted(failed),
+        written=[p for name in SHARDED_WITH_PROGRESS for p in results[name].written],
+        failed=sorted(failed),
     )
     record_run(record, layout, manifest)
     details = {
-        "counts": diff.counts(), "reasons": {k: list(v) for k, v in diff.reasons.items()}, "cams": results["cams"].as_dict(),
-        "refine": results["refine"].as_dict(), "pseudo": list(pseudo.computed), "archived": archived,
-        "metrics": metrics, "retrained": retrain, "durations": durations, "run_stamp": stamp,
+        "counts": diff.counts(),
+        "reasons": {k: list(v) for k, v in diff.reasons.items()},
+        "cams": results["cams"].as_dict(),
+        "refine": results["refine"].as_dict(),
+        "pseudo": list(pseudo.computed),
+        "archived": archived,
+        "metrics": metrics,
+        "retrained": retrain,
+        "durations": durations,
+        "run_stamp": stamp,
         "review": review.details["counts"],
     }
     return StageResult("relabel", pseudo.computed, pseudo.reused, failed, tuple(diff.removed), tuple(record.written), details)

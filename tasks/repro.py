@@ -56,11 +56,20 @@ def run_dvc_repro(targets: Sequence[str], force: bool) -> dict[str, Any]:
     code = subprocess.run(command, env=env, check=False).returncode
     stages = subflow_states(context.flow_run.id)
     outcome = COMPLETED if code == 0 else FAILED
-    record_loop_run(ArtifactLayout(), LoopRun(
-        started=started.strftime("%Y-%m-%d %H:%M UTC"), seconds=round(time.monotonic() - clock, 1), targets=list(targets),
-        force=force, outcome=outcome, stages=stages, flow_run_id=str(context.flow_run.id), flow_run_name=context.flow_run.name,
-        params_local_sha256=local_params_digest(Path.cwd()),
-    ))
+    record_loop_run(
+        ArtifactLayout(),
+        LoopRun(
+            started=started.strftime("%Y-%m-%d %H:%M UTC"),
+            seconds=round(time.monotonic() - clock, 1),
+            targets=list(targets),
+            force=force,
+            outcome=outcome,
+            stages=stages,
+            flow_run_id=str(context.flow_run.id),
+            flow_run_name=context.flow_run.name,
+            params_local_sha256=local_params_digest(Path.cwd()),
+        ),
+    )
     table([{"stage": name, "state": state} for name, state in stages.items()], "wsss-run-stages", "Stage flow runs of this run")
     if code != 0:
         failed = [name for name, state in stages.items() if state.lower() != "completed"]

@@ -24,15 +24,27 @@ def run_review(layout: ArtifactLayout, jobs: int | None = None) -> StageResult:
     processes (default: up to 4). `details`: `counts` and `worst` (the images to look at first)."""
     workers = jobs if jobs is not None else min(4, os.cpu_count() or 1)
     progress = Progress("wsss-review-progress", "Images analysed for the review report", "review")
-    result = build_review(PipelineOutputs(layout), layout.review, jobs=workers,
-                          progress=lambda done, total: progress.reach(done, total, "analysed"))
+    result = build_review(PipelineOutputs(layout), layout.review, jobs=workers, progress=lambda done, total: progress.reach(done, total, "analysed"))
     progress.finish(f"report {layout.review / 'index.html'}")
     queue = [r for r in result.records if r.state == "to review"]  # corrected and reviewed images left the queue
-    worst = [{"rank": rank + 1, "image": r.image_id, "triage": r.triage_score, "iou": r.iou, "mask": r.origin}
-             for rank, r in enumerate(queue[:WORST_IN_ARTIFACT])]
+    worst = [
+        {"rank": rank + 1, "image": r.image_id, "triage": r.triage_score, "iou": r.iou, "mask": r.origin}
+        for rank, r in enumerate(queue[:WORST_IN_ARTIFACT])
+    ]
     run = result.run
-    counts = {"index_html": str(result.index_html), "images": run.num_images, "with_ground_truth": run.num_with_ground_truth,
-              "to_review": len(queue), "corrected": run.num_corrected, "reviewed": run.num_reviewed,
-              "stale_corrections": len(run.stale_corrections), "triage_spearman": run.triage_spearman}
-    return StageResult("review", tuple(r.image_id for r in result.records),
-                       written=tuple(str(layout.review / name) for name in REPORT_FILES), details={"counts": counts, "worst": worst})
+    counts = {
+        "index_html": str(result.index_html),
+        "images": run.num_images,
+        "with_ground_truth": run.num_with_ground_truth,
+        "to_review": len(queue),
+        "corrected": run.num_corrected,
+        "reviewed": run.num_reviewed,
+        "stale_corrections": len(run.stale_corrections),
+        "triage_spearman": run.triage_spearman,
+    }
+    return StageResult(
+        "review",
+        tuple(r.image_id for r in result.records),
+        written=tuple(str(layout.review / name) for name in REPORT_FILES),
+        details={"counts": counts, "worst": worst},
+    )

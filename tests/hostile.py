@@ -56,5 +56,6 @@ def run_bounded(code: str, extra_memory: int = 512 * 2**20, timeout: int = 120) 
             resource.setrlimit(resource.RLIMIT_AS, (ceiling, ceiling))
     """)
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), str(ROOT)])}
-    return subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True,
-                          env=env, timeout=timeout, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", prelude + textwrap.dedent(code)], capture_output=True, text=True, env=env, timeout=timeout, check=False
+    )

@@ -37,8 +37,7 @@ class Target:
 
     def python_code(self) -> str:
         return (
-            f"open({str(self.marker)!r}, 'w').write('code ran');"
-            f"handle = open({str(self.victim)!r}, 'r+b'); handle.write(b'XXXXXXXX'); handle.close()"
+            f"open({str(self.marker)!r}, 'w').write('code ran');handle = open({str(self.victim)!r}, 'r+b'); handle.write(b'XXXXXXXX'); handle.close()"
         )
 
     def untouched(self) -> bool:

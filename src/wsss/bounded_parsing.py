@@ -165,8 +165,7 @@ def _refuse_repeated_yaml_keys(loader: yaml.SafeLoader, root: yaml.Node, source:
             line = key_node.start_mark.line + 1
             if key in lines:
                 raise ParseError(
-                    f"{source}: key {dotted!r} appears twice (lines {lines[key]} and {line}); "
-                    "the second would silently replace the first: keep one"
+                    f"{source}: key {dotted!r} appears twice (lines {lines[key]} and {line}); the second would silently replace the first: keep one"
                 )
             lines[key] = line
             stack.append((value_node, dotted))
@@ -174,8 +173,12 @@ def _refuse_repeated_yaml_keys(loader: yaml.SafeLoader, root: yaml.Node, source:
 
 def decode_text(data: bytes, source: str) -> str:
     """UTF-8 bytes as text (a UTF-8 byte-order mark dropped); ParseError naming `source` otherwise."""
-    for bom, name in ((codecs.BOM_UTF32_LE, "UTF-32"), (codecs.BOM_UTF32_BE, "UTF-32"),
-                      (codecs.BOM_UTF16_LE, "UTF-16"), (codecs.BOM_UTF16_BE, "UTF-16")):
+    for bom, name in (
+        (codecs.BOM_UTF32_LE, "UTF-32"),
+        (codecs.BOM_UTF32_BE, "UTF-32"),
+        (codecs.BOM_UTF16_LE, "UTF-16"),
+        (codecs.BOM_UTF16_BE, "UTF-16"),
+    ):
         if data.startswith(bom):
             raise ParseError(f"{source}: the file is {name} text; save it as UTF-8")
     try:

@@ -331,20 +331,45 @@ class ArtifactLayout:
             "refine": {"deps": [main.cams], "outs": [main.refined]},
             "pseudo": {"deps": [main.refined], "outs": [main.pseudo.root]},
             "review": {
-                "deps": [self.prepare, self.ground_truth, self.prompt_scores, main.cams, main.refined, main.pseudo.root,
-                         self.corrections, self.reviewed],
+                "deps": [
+                    self.prepare,
+                    self.ground_truth,
+                    self.prompt_scores,
+                    main.cams,
+                    main.refined,
+                    main.pseudo.root,
+                    self.corrections,
+                    self.reviewed,
+                ],
                 "outs": [self.review],
             },
             # train's outputs are named file by file: the model card beside them is evaluate's.
-            "train": {"deps": [self.prepare, self.ground_truth, main.pseudo.root, self.corrections],
-                      "outs": [self.model, self.model_record, self.train_log, self.train_curves]},
+            "train": {
+                "deps": [self.prepare, self.ground_truth, main.pseudo.root, self.corrections],
+                "outs": [self.model, self.model_record, self.train_log, self.train_curves],
+            },
             "learn_prompts": {"deps": [self.prepare, main.pseudo.root, main.refined], "outs": [self.learn_prompts]},
             "learned_cams": {"deps": [self.learn_prompts, self.prepare, self.prompt_scores], "outs": [learned.pass_root]},
             "evaluate": {
-                "deps": [self.prepare, self.ground_truth, main.cams, main.refined, main.pseudo.root, self.model, self.model_record,
-                         learned.pass_root],
-                "outs": [self.evaluation_run, self.model_card, self.metrics, self.metrics_headline, self.pipeline_miou,
-                         self.per_class_iou, self.overlays],
+                "deps": [
+                    self.prepare,
+                    self.ground_truth,
+                    main.cams,
+                    main.refined,
+                    main.pseudo.root,
+                    self.model,
+                    self.model_record,
+                    learned.pass_root,
+                ],
+                "outs": [
+                    self.evaluation_run,
+                    self.model_card,
+                    self.metrics,
+                    self.metrics_headline,
+                    self.pipeline_miou,
+                    self.per_class_iou,
+                    self.overlays,
+                ],
             },
         }
 

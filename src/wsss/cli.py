@@ -70,23 +70,32 @@ def run_demo(args: argparse.Namespace) -> int:
         refined = result.refined.astype(np.float16)  # as the pipeline stores them
         pseudo = pseudo_label(sample.rgb, refined, result.class_ids, settings)
         write_bytes_atomic(out / f"{sample.image_id}_mask.png", palette_png_bytes(pseudo.labels))
-        figure = overlay_figure(OverlayInputs(
-            rgb=sample.rgb, maps=result.refined, tags=list(sample.tags), class_names=vocabulary.class_names,
-            probabilities=[float(p) for p in result.tag_probabilities], pseudo_labels=pseudo.labels,
-            ground_truth=sample.ground_truth, random_weights=random_weights,
-            title=f"{sample.image_id}  |  CLIP weights: {clip.identity()['weights']}",
-        ))
+        figure = overlay_figure(
+            OverlayInputs(
+                rgb=sample.rgb,
+                maps=result.refined,
+                tags=list(sample.tags),
+                class_names=vocabulary.class_names,
+                probabilities=[float(p) for p in result.tag_probabilities],
+                pseudo_labels=pseudo.labels,
+                ground_truth=sample.ground_truth,
+                random_weights=random_weights,
+                title=f"{sample.image_id}  |  CLIP weights: {clip.identity()['weights']}",
+            )
+        )
         write_bytes_atomic(out / f"{sample.image_id}_overlay.png", png_bytes(figure))
-        images.append({
-            "image_id": sample.image_id,
-            "source": sample.source,
-            "tags": list(sample.tags),
-            "size": list(result.original_size),
-            "token_grid": list(result.grid),
-            "tag_probabilities": [round(float(p), 6) for p in result.tag_probabilities],
-            "cam_seconds": round(cam_seconds, 3),
-            "ignored_fraction": round(float((pseudo.labels == settings.ignore_index).mean()), 4),
-        })
+        images.append(
+            {
+                "image_id": sample.image_id,
+                "source": sample.source,
+                "tags": list(sample.tags),
+                "size": list(result.original_size),
+                "token_grid": list(result.grid),
+                "tag_probabilities": [round(float(p), 6) for p in result.tag_probabilities],
+                "cam_seconds": round(cam_seconds, 3),
+                "ignored_fraction": round(float((pseudo.labels == settings.ignore_index).mean()), 4),
+            }
+        )
         if sample.ground_truth is not None:
             cam_scores.update(sample.ground_truth, pseudo_label(None, refined, result.class_ids, argmax_only).labels)
             mask_scores.update(sample.ground_truth, pseudo.raw_labels)
@@ -133,14 +142,12 @@ def run_inspect(args: argparse.Namespace) -> int:
     if not rows:
         raise WsssError(f"{path}: no shard files found")
     for row in rows:
-        print(f"{row['file']}: {row.get('images', '?')} images, {row.get('size_bytes', 0) / 1e6:.2f} MB, "
-              f"compression={row.get('compression')}")
+        print(f"{row['file']}: {row.get('images', '?')} images, {row.get('size_bytes', 0) / 1e6:.2f} MB, compression={row.get('compression')}")
         if "error" in row:
             print(f"  ERROR: {row['error']}")
             continue
         for name, info in (row.get("datasets") or {}).items():
-            print(f"  {name:10s} shape={info.get('shape')} dtype={info.get('dtype')} chunks={info.get('chunks')} "
-                  f"fletcher32={info.get('fletcher32')}")
+            print(f"  {name:10s} shape={info.get('shape')} dtype={info.get('dtype')} chunks={info.get('chunks')} fletcher32={info.get('fletcher32')}")
         attrs = CamStore(directory).root_attrs(directory / row["file"])
         for key in ("stage", "params_sha256", "template", "input_manifest_sha256", "flow_run_id"):
             if key in attrs:
@@ -183,9 +190,13 @@ def run_overlay(args: argparse.Namespace) -> int:
         truth = GroundTruthFiles(dataset_root, layout.ground_truth).read(record, len(manifest.class_names))
     masks = PseudoMaskStore(layout.pseudo)
     inputs = stored_overlay_inputs(
-        args.image_id, rgb, CamStore(layout.refined), manifest.class_names,
+        args.image_id,
+        rgb,
+        CamStore(layout.refined),
+        manifest.class_names,
         cams=CamStore(layout.cams) if layout.cams.is_dir() else None,
-        pseudo_labels=masks.labels(args.image_id) if masks.has_mask(args.image_id) else None, ground_truth=truth,
+        pseudo_labels=masks.labels(args.image_id) if masks.has_mask(args.image_id) else None,
+        ground_truth=truth,
     )
     out = Path(args.out or f"{args.image_id}_overlay.png")
     write_bytes_atomic(out, png_bytes(overlay_figure(inputs)))
@@ -209,8 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     lineage = commands.add_parser("lineage", help="how one image's maps and mask were produced")
     lineage.add_argument("image_id", nargs="?", help="the image (its id in the manifest)")
-    lineage.add_argument("--diff", nargs=2, metavar=("REV_A", "REV_B"),
-                         help="images whose pseudo mask changed between two git/DVC revisions, and why")
+    lineage.add_argument(
+        "--diff", nargs=2, metavar=("REV_A", "REV_B"), help="images whose pseudo mask changed between two git/DVC revisions, and why"
+    )
     lineage.add_argument("--cache", help="DVC cache directory for --diff (default: <root>/.dvc/cache)")
     lineage.add_argument("--root", default=".", help="pipeline repository (default: .)")
     lineage.add_argument("--json", action="store_true", help="machine-readable output")

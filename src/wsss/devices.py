@@ -34,8 +34,7 @@ def torch_device(value: str, key: str) -> torch.device:
             raise ConfigError(f"{key} is {value!r} but torch sees no CUDA device here (set {key}: cpu)")
         if device.index is not None and device.index >= count:
             raise ConfigError(
-                f"{key} is {value!r} but torch sees {count} CUDA device(s) here, cuda:0 to cuda:{count - 1} "
-                f"(set {key}: cuda:0, or cpu)"
+                f"{key} is {value!r} but torch sees {count} CUDA device(s) here, cuda:0 to cuda:{count - 1} (set {key}: cuda:0, or cpu)"
             )
     if device.type == "mps" and not torch.backends.mps.is_available():
         raise ConfigError(f"{key} is {value!r} but torch sees no MPS device here (set {key}: cpu)")

@@ -80,12 +80,12 @@ def rewrite_stage(block: list[str], entry: Stage, repo: Path) -> list[str]:
     block = [f"    cmd: {wanted['cmd']}" if KEY_LINE.match(line) and line.startswith("    cmd:") else line for line in block]
     deps = _list_span(block, "deps")
     if deps:
-        kept = [line for line in block[deps[0] + 1:deps[1]] if not ((item := ITEM_LINE.match(line)) and is_code(item["item"]))]
-        block = [*block[:deps[0] + 1], *kept, *(f"      - {dep}" for dep in wanted["code"]), *block[deps[1]:]]
+        kept = [line for line in block[deps[0] + 1 : deps[1]] if not ((item := ITEM_LINE.match(line)) and is_code(item["item"]))]
+        block = [*block[: deps[0] + 1], *kept, *(f"      - {dep}" for dep in wanted["code"]), *block[deps[1] :]]
     params = _list_span(block, "params")
     lines = ["    params:", *(f"      - {key}" for key in wanted["params"])] if wanted["params"] else []
     if params:
-        block = [*block[:params[0]], *lines, *block[params[1]:]]
+        block = [*block[: params[0]], *lines, *block[params[1] :]]
     elif lines:
         after = (deps and _list_span(block, "deps")[1]) or 1  # type: ignore[index]
         block = [*block[:after], *lines, *block[after:]]

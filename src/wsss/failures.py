@@ -26,12 +26,8 @@ class ReliabilitySettings:
 
     SECTION: ClassVar[str] = "reliability"
 
-    max_failed_share: float = setting(
-        0.05, "a stage fails when more than this share of its images failed (0: any, 1: never)", ge=0.0, le=1.0
-    )
-    max_image_pixels: int = setting(
-        DEFAULT_MAX_IMAGE_PIXELS, "larger images (header size, before decoding) are refused", ge=1, le=10_000_000_000
-    )
+    max_failed_share: float = setting(0.05, "a stage fails when more than this share of its images failed (0: any, 1: never)", ge=0.0, le=1.0)
+    max_image_pixels: int = setting(DEFAULT_MAX_IMAGE_PIXELS, "larger images (header size, before decoding) are refused", ge=1, le=10_000_000_000)
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -79,8 +75,7 @@ class FailureReport:
         """`128 read, 126 kept, 2 skipped (no annotations), 0 failed`: what happened to every image read."""
         failed, skipped = len(self.failed_images()), sum(self.skipped.values())
         reasons = ", ".join(f"{count} {reason}" if len(self.skipped) > 1 else reason for reason, count in self.skipped.items())
-        return (f"{kept + failed + skipped} read, {kept} kept, {skipped} skipped" + (f" ({reasons})" if skipped else "")
-                + f", {failed} failed")
+        return f"{kept + failed + skipped} read, {kept} kept, {skipped} skipped" + (f" ({reasons})" if skipped else "") + f", {failed} failed"
 
     def failed_images(self) -> set[str]:
         return {failure.image for failure in self.failures}
@@ -98,9 +93,7 @@ class FailureReport:
             "failed_share": round(self.failed_share(total), 6),
             "max_failed_share": max_failed_share,
             "images_skipped": dict(self.skipped),
-            "failures": [
-                {"image": failure.image, "file": failure.file, "reason": failure.reason} for failure in self.failures
-            ],
+            "failures": [{"image": failure.image, "file": failure.file, "reason": failure.reason} for failure in self.failures],
         }
 
     def check(self, total: int, max_failed_share: float, report_path: str) -> None:

@@ -68,11 +68,17 @@ def _store_facts(store_dir: Path, image_id: str) -> dict[str, Any] | None:
     attrs = store.root_attrs(stored.shard)
     upstream = attrs.get("upstream_cams") or {}
     return {
-        "artifact": str(stored.shard), "image_attrs": dict(stored.attrs), "stage_params": attrs.get("params"),
-        "params_sha256": attrs.get("params_sha256"), "clip": attrs.get("clip") or upstream.get("clip"),
-        "template": attrs.get("template") or upstream.get("template"), "code_version": attrs.get("code_version"),
-        "library_versions": attrs.get("library_versions"), "input_manifest_sha256": attrs.get("input_manifest_sha256"),
-        "input_sha256": stored.attrs.get("source_sha256"), "content_key": stored.attrs.get("content_key"),
+        "artifact": str(stored.shard),
+        "image_attrs": dict(stored.attrs),
+        "stage_params": attrs.get("params"),
+        "params_sha256": attrs.get("params_sha256"),
+        "clip": attrs.get("clip") or upstream.get("clip"),
+        "template": attrs.get("template") or upstream.get("template"),
+        "code_version": attrs.get("code_version"),
+        "library_versions": attrs.get("library_versions"),
+        "input_manifest_sha256": attrs.get("input_manifest_sha256"),
+        "input_sha256": stored.attrs.get("source_sha256"),
+        "content_key": stored.attrs.get("content_key"),
         "flow_run_id": attrs.get("flow_run_id"),
     }
 
@@ -82,35 +88,55 @@ def _pseudo_facts(layout: ArtifactLayout, image_id: str) -> dict[str, Any] | Non
     row = summary.row(image_id) if summary else None
     if summary is None or row is None:
         return None
-    return {"artifact": str(layout.pseudo.output(PseudoLayout.MASKS, image_id)), "summary": row, "stage_params": {"pseudo": summary.params},
-            "flow_run_id": summary.image_flow_run_id(image_id), "input_sha256": row.get("source_sha256"),
-            "input_manifest_sha256": summary.input_manifest_sha256}
+    return {
+        "artifact": str(layout.pseudo.output(PseudoLayout.MASKS, image_id)),
+        "summary": row,
+        "stage_params": {"pseudo": summary.params},
+        "flow_run_id": summary.image_flow_run_id(image_id),
+        "input_sha256": row.get("source_sha256"),
+        "input_manifest_sha256": summary.input_manifest_sha256,
+    }
 
 
 def _train_facts(layout: ArtifactLayout) -> dict[str, Any] | None:
     model = ModelRecord.read(layout.model_record)
     if model is None:
         return None
-    return {"artifact": model.checkpoint, "stage_params": {"train": model.params}, "recipe": model.recipe,
-            "flow_run_id": model.flow_run_id, "trained_on_manifest": model.input_manifest_sha256,
-            "input_manifest_sha256": model.input_manifest_sha256}
+    return {
+        "artifact": model.checkpoint,
+        "stage_params": {"train": model.params},
+        "recipe": model.recipe,
+        "flow_run_id": model.flow_run_id,
+        "trained_on_manifest": model.input_manifest_sha256,
+        "input_manifest_sha256": model.input_manifest_sha256,
+    }
 
 
 def _evaluate_facts(layout: ArtifactLayout, image_id: str) -> dict[str, Any]:
     run = EvaluationRun.read(layout.evaluation_run)
-    return {"artifact": str(layout.metrics), "scored": bool(run and image_id in run.scored_images),
-            "flow_run_id": run.flow_run_id if run else None, "code_version": run.code_version if run else None,
-            "stage_params": run.params if run else None, "model": run.model if run else None,
-            "input_manifest_sha256": run.input_manifest_sha256 if run else None}
+    return {
+        "artifact": str(layout.metrics),
+        "scored": bool(run and image_id in run.scored_images),
+        "flow_run_id": run.flow_run_id if run else None,
+        "code_version": run.code_version if run else None,
+        "stage_params": run.params if run else None,
+        "model": run.model if run else None,
+        "input_manifest_sha256": run.input_manifest_sha256 if run else None,
+    }
 
 
 def _stage_facts(layout: ArtifactLayout, record: ImageRecord, digest: str, has_evaluate: bool) -> dict[str, dict[str, Any]]:
     image_id = record.image_id
     meta = read_manifest_meta(layout)
     stages: dict[str, dict[str, Any] | None] = {
-        "prepare": {"artifact": str(layout.manifest), "dataset": recorded_dataset_name(meta), "manifest_sha256": digest,
-                    "input_sha256": record.sha256,
-                    "record": asdict(record) | {"tags": list(record.tags)}, "stage_params": meta.get("params")},
+        "prepare": {
+            "artifact": str(layout.manifest),
+            "dataset": recorded_dataset_name(meta),
+            "manifest_sha256": digest,
+            "input_sha256": record.sha256,
+            "record": asdict(record) | {"tags": list(record.tags)},
+            "stage_params": meta.get("params"),
+        },
         "cams": _store_facts(layout.cams, image_id),
         "refine": _store_facts(layout.refined, image_id),
         "pseudo": _pseudo_facts(layout, image_id),
@@ -119,8 +145,13 @@ def _stage_facts(layout: ArtifactLayout, record: ImageRecord, digest: str, has_e
     }
     if layout.prompt_scores.is_file():
         scores = read_json_file(layout.prompt_scores)
-        stages["prompts"] = {"artifact": str(layout.prompt_scores), "selected_template": scores.get("selected"),
-                             "pinned": scores.get("pinned"), "clip": scores.get("clip"), "stage_params": scores.get("params")}
+        stages["prompts"] = {
+            "artifact": str(layout.prompt_scores),
+            "selected_template": scores.get("selected"),
+            "pinned": scores.get("pinned"),
+            "clip": scores.get("clip"),
+            "stage_params": scores.get("params"),
+        }
     return {name: stages[name] for name in STAGE_NAMES if stages.get(name)}  # type: ignore[misc]
 
 
@@ -129,8 +160,7 @@ def _add_dvc_and_params(facts: dict[str, Any], entry: dict[str, Any] | None, cur
     artifact recorded differ from today's."""
     if entry:
         facts["dvc_lock"] = {key: entry.get(key) for key in ("cmd", "deps", "outs")}
-        facts["code_deps"] = {d.get("path"): d.get("md5") for d in entry.get("deps") or []
-                              if str(d.get("path", "")).startswith(CODE_FOLDERS)}
+        facts["code_deps"] = {d.get("path"): d.get("md5") for d in entry.get("deps") or [] if str(d.get("path", "")).startswith(CODE_FOLDERS)}
     recorded = facts.get("stage_params")
     if isinstance(recorded, dict):
         facts["params_differ_from_current"] = differing_keys(recorded, {k: current.get(k) for k in recorded}, recorded_only=True)
@@ -189,9 +219,21 @@ def format_lineage(lineage: dict[str, Any]) -> str:
 
 
 def _format_facts(stage: str, facts: dict[str, Any]) -> list[str]:
-    lines = [f"  {key}: {facts[key]}" for key in ("dataset", "manifest_sha256", "selected_template", "template", "params_sha256",
-                                                  "input_sha256", "content_key", "input_manifest_sha256", "flow_run_id")
-             if facts.get(key)]
+    lines = [
+        f"  {key}: {facts[key]}"
+        for key in (
+            "dataset",
+            "manifest_sha256",
+            "selected_template",
+            "template",
+            "params_sha256",
+            "input_sha256",
+            "content_key",
+            "input_manifest_sha256",
+            "flow_run_id",
+        )
+        if facts.get(key)
+    ]
     if clip := facts.get("clip"):
         lines.append(f"  model: {clip.get('model_name')} weights={clip.get('weights')} sha256={clip.get('checkpoint_sha256')}")
     if code := facts.get("code_version"):

@@ -123,8 +123,12 @@ def mask_diff(root: Path | str, revision_a: str, revision_b: str, cache: Path | 
             reasons += [f"input {key} changed" for key in ("sha256", "tags") if old[key] != new[key]]
         reasons += upstream if status == "changed" else [f"image {status} {'to' if status == 'added' else 'from'} the dataset"]
         changed[image_id] = {"status": status, "reasons": reasons or ["no recorded input or params change (nondeterminism?)"]}
-    return {"revisions": [revision_a, revision_b], "stage_changes": changes, "changed": changed,
-            "unchanged": len(set(masks_a) & set(masks_b)) - sum(1 for c in changed.values() if c["status"] == "changed")}
+    return {
+        "revisions": [revision_a, revision_b],
+        "stage_changes": changes,
+        "changed": changed,
+        "unchanged": len(set(masks_a) & set(masks_b)) - sum(1 for c in changed.values() if c["status"] == "changed"),
+    }
 
 
 def format_mask_diff(diff: dict[str, Any]) -> str:

@@ -60,10 +60,7 @@ def read_params_file(path: Path, what: str = "params") -> dict[str, Any]:
         raise ConfigError(f"{path}: expected a mapping at the top level, got {type(values).__name__}")
     for key, value in values.items():
         if value is None:
-            raise ConfigError(
-                f"{path}: section {key!r} is null; a section is a mapping of its keys (delete the line, or give "
-                "the keys to set)"
-            )
+            raise ConfigError(f"{path}: section {key!r} is null; a section is a mapping of its keys (delete the line, or give the keys to set)")
     return values
 
 

@@ -73,11 +73,7 @@ class Params:
         default_preset = factory().preset  # no `classes`: the sample's
         mapping = with_preset_values(mapping, default_preset if classes is None else _preset_of(classes))
         hints = typing.get_type_hints(cls)
-        built = {
-            name: build_section(hints[name], value, name)
-            for name, value in mapping.items()
-            if not (name == "classes" and value is None)
-        }
+        built = {name: build_section(hints[name], value, name) for name, value in mapping.items() if not (name == "classes" and value is None)}
         return cls(**built)
 
     def section_dict(self, name: str) -> dict[str, Any]:
@@ -136,6 +132,7 @@ def load_params(path: Path | str, runner: Mapping[str, Any] | None = None) -> Pa
     records is what it ran with.
     """
     from wsss.machine_layout import resolve_auto  # it reads Params: imported when params are loaded
+
     path = Path(path)
     mapping = read_params_mapping(path)
     local = local_params_path(path)

@@ -122,8 +122,11 @@ def section_docs() -> dict[str, str]:
     for name, kind in type_hints(Params).items():
         docs[name] = summary(kind)
         for field in dataclasses.fields(kind):
-            nested = [a for a in (type_hints(kind)[field.name], *typing.get_args(type_hints(kind)[field.name]))
-                      if isinstance(a, type) and dataclasses.is_dataclass(a)]
+            nested = [
+                a
+                for a in (type_hints(kind)[field.name], *typing.get_args(type_hints(kind)[field.name]))
+                if isinstance(a, type) and dataclasses.is_dataclass(a)
+            ]
             if nested:
                 docs[f"{name}.{field.name}"] = field.metadata.get("doc") or summary(nested[0])
     return docs
@@ -146,7 +149,7 @@ def page_with_table(page: str) -> str:
     start, end = page.find(TABLE_START), page.find(TABLE_END)
     if start < 0 or end < start:
         raise ValueError(f"no parameter table markers ({TABLE_START} ... {TABLE_END})")
-    return page[:start] + markdown_table() + page[end + len(TABLE_END):]
+    return page[:start] + markdown_table() + page[end + len(TABLE_END) :]
 
 
 def comment_for(key: str, docs: dict[str, ParamDoc], sections: dict[str, str]) -> str | None:

@@ -24,7 +24,7 @@ PRESET_PROTOCOL: Mapping[str, Mapping[str, Any]] = {
         "learn_prompts.lambda_prompt": 0.01,  # SemPLeS on COCO: lambda_p
         "learn_prompts.lr": 0.01,
         "learn_prompts.lambda_refine": 0.2,  # lambda_r
-    },
+    }
 }
 
 

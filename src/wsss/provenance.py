@@ -29,10 +29,9 @@ def sha256_of(value: Any) -> str:
 
 def code_version(directory: Path | str = ".") -> dict[str, Any]:
     """Git commit of `directory` and whether tracked files differ from it ("unknown" outside git)."""
+
     def git(*args: str) -> str:
-        return subprocess.run(
-            ["git", *args], cwd=directory, capture_output=True, text=True, check=True, timeout=30
-        ).stdout.strip()
+        return subprocess.run(["git", *args], cwd=directory, capture_output=True, text=True, check=True, timeout=30).stdout.strip()
 
     try:
         commit = git("rev-parse", "HEAD")
@@ -53,13 +52,7 @@ def library_versions(names: tuple[str, ...] = ("torch", "open_clip_torch", "nump
     return versions
 
 
-def stage_attributes(
-    stage: str,
-    params: Mapping[str, Any],
-    input_manifest_sha256: str,
-    repo_dir: Path | str = ".",
-    **extra: Any,
-) -> dict[str, Any]:
+def stage_attributes(stage: str, params: Mapping[str, Any], input_manifest_sha256: str, repo_dir: Path | str = ".", **extra: Any) -> dict[str, Any]:
     """Root attributes every artifact of a stage carries."""
     return {
         "stage": stage,

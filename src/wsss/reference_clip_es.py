@@ -95,11 +95,7 @@ def _block_with_weights(block: ResidualAttentionBlock, x: torch.Tensor) -> tuple
 
 
 def reference_cams(
-    model: ClipModel,
-    image: Image.Image,
-    tag_text: torch.Tensor,
-    background_text: torch.Tensor,
-    threshold: float = 0.4,
+    model: ClipModel, image: Image.Image, tag_text: torch.Tensor, background_text: torch.Tensor, threshold: float = 0.4
 ) -> dict[str, np.ndarray]:
     """Grad-CAMs `(K, h, w)` and refined maps `(K, H, W)` for one image, the reference way."""
     visual = model.visual

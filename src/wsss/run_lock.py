@@ -50,10 +50,7 @@ def parse_owner(text: str) -> dict[str, Any] | None:
 def describe_owner(owner: dict[str, Any] | None) -> str:
     if owner is None:
         return "an owner that has not written its record yet"
-    return (
-        f"pid {owner.get('pid')} on {owner.get('hostname')}, started {owner.get('started_at')} "
-        f"({owner.get('command')})"
-    )
+    return f"pid {owner.get('pid')} on {owner.get('hostname')}, started {owner.get('started_at')} ({owner.get('command')})"
 
 
 @dataclass(frozen=True)
@@ -95,10 +92,7 @@ def run_lock(directory: Path | str) -> Iterator[HeldLock]:
             fcntl.flock(descriptor, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             current = parse_owner(_read_descriptor(descriptor))
-            raise RunLockedError(
-                f"{path}: another pipeline run is using {directory}: {describe_owner(current)}; "
-                "wait for it to finish"
-            ) from None
+            raise RunLockedError(f"{path}: another pipeline run is using {directory}: {describe_owner(current)}; wait for it to finish") from None
         previous = parse_owner(_read_descriptor(descriptor))
         owner = owner_record()
         # Only a dead process leaves a record behind while the lock is free.

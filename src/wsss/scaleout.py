@@ -21,24 +21,30 @@ class RunnerSettings:
 
     kind: Literal["sequential", "dask"] = setting("sequential", "one shard after the other in the stage process, or Dask", identity=False)
     address: str | None = setting(
-        None, "scheduler of an existing Dask cluster (tcp://host:8786); null starts a LocalCluster for the run",
+        None,
+        "scheduler of an existing Dask cluster (tcp://host:8786); null starts a LocalCluster for the run",
         check=lambda value: None if "://" in value else "must be a scheduler address like tcp://host:8786",
         identity=False,
     )
-    workers: int = setting(2, "worker processes of that LocalCluster (one thread each: torch uses the cores)", ge=1, le=1024,
-                          identity=False)
+    workers: int = setting(2, "worker processes of that LocalCluster (one thread each: torch uses the cores)", ge=1, le=1024, identity=False)
     overlap_io: bool = setting(
-        True, "cams: decode the next images and compress/write shards on threads while the model runs (same stored values)",
-        identity=False,
+        True, "cams: decode the next images and compress/write shards on threads while the model runs (same stored values)", identity=False
     )
     decode_workers: int | Auto = setting(
-        AUTO, "threads decoding and resizing the next images with overlap_io; auto: 2, with CLIP on CUDA up to 6 "
-        "(same stored values)", ge=1, le=64, identity=False,
+        AUTO,
+        "threads decoding and resizing the next images with overlap_io; auto: 2, with CLIP on CUDA up to 6 (same stored values)",
+        ge=1,
+        le=64,
+        identity=False,
     )
     image_processes: int | Auto = setting(
-        AUTO, "cams/refine: processes beside the stage process that decode and compress (cams) or read, refine and "
+        AUTO,
+        "cams/refine: processes beside the stage process that decode and compress (cams) or read, refine and "
         "compress (refine) each shard's images; 0 = in the stage process; auto: 0, with CLIP on CUDA the cores less 2 "
-        "(at most 8) (same stored values)", ge=0, le=256, identity=False,
+        "(at most 8) (same stored values)",
+        ge=0,
+        le=256,
+        identity=False,
     )
 
     def __post_init__(self) -> None:

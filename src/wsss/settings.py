@@ -57,8 +57,7 @@ def setting(
     params.yaml key; `identity=False` a key that never changes an output kept under a reuse key
     (how many processes, the codec, the shard layout): the one rule of what enters a reuse key
     (`wsss.incremental.keys.key_identity`)."""
-    metadata = {"doc": doc, "ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "check": check, "param": param,
-                "identity": identity}
+    metadata = {"doc": doc, "ge": ge, "gt": gt, "le": le, "lt": lt, "choices": choices, "check": check, "param": param, "identity": identity}
     if isinstance(default, (list, dict, set)):
         frozen = dict(default) if isinstance(default, dict) else tuple(default)
         return dataclasses.field(default_factory=lambda: frozen, metadata=metadata)
@@ -187,8 +186,10 @@ def range_problem(value: float, metadata: Mapping[str, Any]) -> str | None:
     low, high = metadata.get("ge"), metadata.get("le")
     low_open, high_open = metadata.get("gt"), metadata.get("lt")
     inside = (
-        (low is None or value >= low) and (low_open is None or value > low_open)
-        and (high is None or value <= high) and (high_open is None or value < high_open)
+        (low is None or value >= low)
+        and (low_open is None or value > low_open)
+        and (high is None or value <= high)
+        and (high_open is None or value < high_open)
     )
     if inside and math.isfinite(value):
         return None

@@ -145,8 +145,9 @@ def compress_to_folders(files: set[str], repo: Path) -> list[str]:
     (and that holds no other file type DVC would also hash) written as the folder."""
     chosen: list[str] = []
     covered: set[str] = set()
-    folders = sorted({str(Path(f).parent) for f in files} | {str(p) for f in files for p in Path(f).parents if str(p) != "."},
-                     key=lambda f: (f.count("/"), f))
+    folders = sorted(
+        {str(Path(f).parent) for f in files} | {str(p) for f in files for p in Path(f).parents if str(p) != "."}, key=lambda f: (f.count("/"), f)
+    )
     for folder in folders:
         if any(folder == c or folder.startswith(c + "/") for c in covered):
             continue

@@ -49,6 +49,11 @@ class StageResult:
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready: the fields, then the details at the same level (what a flow returns)."""
         return {
-            "stage": self.stage, "computed": list(self.computed), "reused": list(self.reused), "failed": dict(self.failed),
-            "removed": list(self.removed), "written": [str(p) for p in self.written], **self.details,
+            "stage": self.stage,
+            "computed": list(self.computed),
+            "reused": list(self.reused),
+            "failed": dict(self.failed),
+            "removed": list(self.removed),
+            "written": [str(p) for p in self.written],
+            **self.details,
         }

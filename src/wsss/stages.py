@@ -65,24 +65,43 @@ TRAIN_CONFIG = ("${train.config}", "src/wsss_mmseg/configs")  # the recipe file 
 STAGES: tuple[Stage, ...] = (
     Stage("sample", "flows.prepare", "tasks.prepare:run_sample"),
     # prepare's reuse keys: the label maps it rasterises from a COCO instances JSON
-    Stage("prepare", "flows.prepare", "tasks.prepare:run_prepare", computes=("wsss.datasets.coco_masks",),
-          params=("data", "classes", "reliability")),
-    Stage("prompts", "flows.prompts", "tasks.prompts:run_prompts", computes=("wsss.cam.extractor",),
-          params=("clip", "classes", "prompts", "cam")),
-    Stage("cams", "flows.cams", "tasks.cams:run_cams", computes=("wsss.cam.extractor", "wsss.cam.streaming", "wsss.cam.stored_output"),
-          params=("clip", "classes", "cam", "store")),
+    Stage("prepare", "flows.prepare", "tasks.prepare:run_prepare", computes=("wsss.datasets.coco_masks",), params=("data", "classes", "reliability")),
+    Stage("prompts", "flows.prompts", "tasks.prompts:run_prompts", computes=("wsss.cam.extractor",), params=("clip", "classes", "prompts", "cam")),
+    Stage(
+        "cams",
+        "flows.cams",
+        "tasks.cams:run_cams",
+        computes=("wsss.cam.extractor", "wsss.cam.streaming", "wsss.cam.stored_output"),
+        params=("clip", "classes", "cam", "store"),
+    ),
     Stage("refine", "flows.refine", "tasks.refine:run_refine", computes=("wsss.cam.refine_stored",), params=("caa", "store")),
-    Stage("pseudo", "flows.pseudo", "tasks.pseudo:run_pseudo", computes=("wsss.pseudo.step", "wsss.io.pseudo_store", "wsss.imaging"),
-          params=("pseudo",)),
+    Stage(
+        "pseudo", "flows.pseudo", "tasks.pseudo:run_pseudo", computes=("wsss.pseudo.step", "wsss.io.pseudo_store", "wsss.imaging"), params=("pseudo",)
+    ),
     Stage("review", "flows.review", "tasks.review:run_review", data=("src/wsss/review/static",)),
-    Stage("train", "flows.train", "tasks.train:run_train",
-          computes=("wsss_mmseg.training", "wsss_mmseg.recipe", "wsss.review.training_labels"), params=("train",),
-          data=TRAIN_CONFIG),
+    Stage(
+        "train",
+        "flows.train",
+        "tasks.train:run_train",
+        computes=("wsss_mmseg.training", "wsss_mmseg.recipe", "wsss.review.training_labels"),
+        params=("train",),
+        data=TRAIN_CONFIG,
+    ),
     Stage("learn_prompts", "flows.learn_prompts", "tasks.learn_prompts:run_learn_prompts", params=("clip", "classes", "learn_prompts")),
-    Stage("learned_cams", "flows.learned_cams", "tasks.learned_cams:run_learned_cams",
-          params=("clip", "classes", "cam", "store", "caa", "pseudo", "learn_prompts"), runs=("cams", "refine", "pseudo")),
-    Stage("evaluate", "flows.evaluate", "tasks.evaluate:run_evaluate",
-          params=("evaluate", "pseudo", "train.test_scales", "train.test_crf", "train.config", "train.device"), data=TRAIN_CONFIG),
+    Stage(
+        "learned_cams",
+        "flows.learned_cams",
+        "tasks.learned_cams:run_learned_cams",
+        params=("clip", "classes", "cam", "store", "caa", "pseudo", "learn_prompts"),
+        runs=("cams", "refine", "pseudo"),
+    ),
+    Stage(
+        "evaluate",
+        "flows.evaluate",
+        "tasks.evaluate:run_evaluate",
+        params=("evaluate", "pseudo", "train.test_scales", "train.test_crf", "train.config", "train.device"),
+        data=TRAIN_CONFIG,
+    ),
 )
 
 STAGE_NAMES: tuple[str, ...] = tuple(stage.name for stage in STAGES)
@@ -114,8 +133,7 @@ def upstream_of(name: str) -> tuple[str, ...]:
     paths = ArtifactLayout().dvc_stages()
 
     def reads(reader: str, writer: str) -> bool:
-        return any(dep == out or out in dep.parents or dep in out.parents
-                   for dep in paths[reader]["deps"] for out in paths[writer]["outs"])
+        return any(dep == out or out in dep.parents or dep in out.parents for dep in paths[reader]["deps"] for out in paths[writer]["outs"])
 
     found: set[str] = set()
     todo = [name]

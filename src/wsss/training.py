@@ -38,16 +38,21 @@ class TrainSettings:
     seed: int | None = setting(None, "global seed; null = the config's", ge=0, le=2**32 - 1)
     init_checkpoint: str | None = setting(None, "local backbone weights (ImageNet/COCO init cannot be downloaded here)")
     use_confidence: bool = setting(True, "feed the confidence maps to the CGL loss (else only the 255-encoding)")
-    checkpoint_interval: int | None = setting(
-        None, "iterations between checkpoints (the resume points); null = the config's", ge=1, le=10_000_000
-    )
+    checkpoint_interval: int | None = setting(None, "iterations between checkpoints (the resume points); null = the config's", ge=1, le=10_000_000)
     val_max_images: int = setting(
-        100, "images with ground truth scored by the validation during training (the mIoU curve): an evenly spaced "
-        "subset in image-id order when more have ground truth; 0 = no validation", ge=0, le=10_000_000, identity=False,
+        100,
+        "images with ground truth scored by the validation during training (the mIoU curve): an evenly spaced "
+        "subset in image-id order when more have ground truth; 0 = no validation",
+        ge=0,
+        le=10_000_000,
+        identity=False,
     )
     val_interval: int | None = setting(
-        None, "iterations between validations during training (the last iteration is always validated); "
-        "null = the checkpoint interval", ge=1, le=10_000_000, identity=False,
+        None,
+        "iterations between validations during training (the last iteration is always validated); null = the checkpoint interval",
+        ge=1,
+        le=10_000_000,
+        identity=False,
     )
     msc_training: bool = setting(False, "deeplab-pytorch's multi-scale training (losses at 1, 0.75, 0.5 and their max)")
     test_scales: tuple[float, ...] = setting((1.0,), "scales fused (max) at evaluation", gt=0.0, le=8.0)

@@ -30,11 +30,7 @@ from wsss_mmseg.datasets import PseudoMaskDataset  # noqa: E402
 from wsss_mmseg.heads import ASPPV2Head  # noqa: E402
 from wsss_mmseg.losses import ConfidenceGuidedCELoss, ConfidenceLossMixin  # noqa: E402
 from wsss_mmseg.segmentors import MultiScaleEncoderDecoder  # noqa: E402
-from wsss_mmseg.transforms import (  # noqa: E402
-    LoadConfidenceMap,
-    LoadImageAsStored,
-    PackSegInputsWithConfidence,
-)
+from wsss_mmseg.transforms import LoadConfidenceMap, LoadImageAsStored, PackSegInputsWithConfidence  # noqa: E402
 from wsss_mmseg.validation import WsssIoUMetric  # noqa: E402
 
 use_plain_checkpoint_loader()

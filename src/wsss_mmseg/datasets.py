@@ -71,21 +71,13 @@ class PseudoMaskDataset(BaseSegDataset):
     ) -> None:
         metainfo = kwargs.get("metainfo") or {}
         if not metainfo.get("classes"):
-            raise ValueError(
-                "PseudoMaskDataset needs metainfo=dict(classes=[...]) (background first)"
-            )
+            raise ValueError("PseudoMaskDataset needs metainfo=dict(classes=[...]) (background first)")
         prefix = dict(data_prefix or dict(img_path="", seg_map_path=""))
         # mmengine joins every prefix with data_root and rejects non-strings: drop an unset one.
         if not prefix.get("confidence_path"):
             prefix.pop("confidence_path", None)
         self.confidence_suffix = confidence_suffix
-        super().__init__(
-            ann_file=ann_file,
-            img_suffix=img_suffix,
-            seg_map_suffix=seg_map_suffix,
-            data_prefix=prefix,
-            **kwargs,
-        )
+        super().__init__(ann_file=ann_file, img_suffix=img_suffix, seg_map_suffix=seg_map_suffix, data_prefix=prefix, **kwargs)
 
     def _image_ids(self, img_dir: str) -> list[str]:
         if self.ann_file and not osp.isdir(self.ann_file):
@@ -93,9 +85,7 @@ class PseudoMaskDataset(BaseSegDataset):
                 raise FileNotFoundError(f"split file {self.ann_file} does not exist")
             lines = mmengine.list_from_file(self.ann_file, backend_args=self.backend_args)
             return read_split_ids(lines)
-        names = mmengine.fileio.list_dir_or_file(
-            dir_path=img_dir, list_dir=False, suffix=self.img_suffix, recursive=True
-        )
+        names = mmengine.fileio.list_dir_or_file(dir_path=img_dir, list_dir=False, suffix=self.img_suffix, recursive=True)
         return sorted(name[: -len(self.img_suffix)] for name in names)
 
     def load_data_list(self) -> list[dict[str, Any]]:

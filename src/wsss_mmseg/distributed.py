@@ -46,14 +46,19 @@ def configure_launcher(cfg: Any, launcher: str) -> Any:
                 cfg.model[part].norm_cfg = dict(type="SyncBN", requires_grad=True)
         return cfg
     if launcher != "pytorch":
-        raise ValueError(f"--launcher {launcher} needs CUDA on this host; without it, start the processes with "
-                         "torchrun and --launcher pytorch (gloo)")
+        raise ValueError(
+            f"--launcher {launcher} needs CUDA on this host; without it, start the processes with torchrun and --launcher pytorch (gloo)"
+        )
     dist_cfg = dict(cfg.get("env_cfg", {}).get("dist_cfg", {}))
     dist_cfg["backend"] = "gloo"
     cfg.env_cfg = dict(cfg.get("env_cfg", {}), dist_cfg=dist_cfg)
     if cfg.get("model_wrapper_cfg") is None:
-        cfg.model_wrapper_cfg = dict(type="MMDistributedDataParallel", device_ids=None, broadcast_buffers=False,
-                                     find_unused_parameters=cfg.get("find_unused_parameters", False))
+        cfg.model_wrapper_cfg = dict(
+            type="MMDistributedDataParallel",
+            device_ids=None,
+            broadcast_buffers=False,
+            find_unused_parameters=cfg.get("find_unused_parameters", False),
+        )
     return cfg
 
 

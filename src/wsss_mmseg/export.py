@@ -119,8 +119,17 @@ def export_onnx(model: TrainedModel, destination: Path, example_size: Sequence[i
     with tempfile.TemporaryDirectory() as scratch:
         raw = Path(scratch) / "model.onnx"
         with torch.no_grad():
-            torch.onnx.export(wrapper, (example,), str(raw), dynamo=False, opset_version=OPSET, input_names=[INPUT],
-                              output_names=[OUTPUT], dynamic_axes={INPUT: axes, OUTPUT: axes}, do_constant_folding=True)
+            torch.onnx.export(
+                wrapper,
+                (example,),
+                str(raw),
+                dynamo=False,
+                opset_version=OPSET,
+                input_names=[INPUT],
+                output_names=[OUTPUT],
+                dynamic_axes={INPUT: axes, OUTPUT: axes},
+                do_constant_folding=True,
+            )
         proto = onnx.load(str(raw))
         for key, value in export_metadata(model, wrapper).items():
             entry = proto.metadata_props.add()
@@ -137,7 +146,7 @@ def read_metadata(path: Path) -> dict[str, Any]:
     import onnx
 
     entries = onnx.load(str(path), load_external_data=False).metadata_props
-    return {e.key[len(METADATA_PREFIX):]: json.loads(e.value) for e in entries if e.key.startswith(METADATA_PREFIX)}
+    return {e.key[len(METADATA_PREFIX) :]: json.loads(e.value) for e in entries if e.key.startswith(METADATA_PREFIX)}
 
 
 @dataclass(frozen=True)
@@ -165,7 +174,14 @@ def check_export(path: Path, model: TrainedModel, photos: Sequence[tuple[str, np
         (exported,) = session.run([OUTPUT], {INPUT: rgb.transpose(2, 0, 1)[None].astype(np.float32)})
         difference = float(np.abs(exported[0] - reference).max())
         same = int((exported[0].argmax(0) == reference.argmax(0)).sum())
-        rows.append({"image": name, "size": list(rgb.shape[:2]), "max_abs_logit_diff": difference,
-                     "max_abs_logit": float(np.abs(reference).max()), "label_agreement": same / reference[0].size})
+        rows.append(
+            {
+                "image": name,
+                "size": list(rgb.shape[:2]),
+                "max_abs_logit_diff": difference,
+                "max_abs_logit": float(np.abs(reference).max()),
+                "label_agreement": same / reference[0].size,
+            }
+        )
         worst, agree, pixels = max(worst, difference), agree + same, pixels + reference[0].size
     return ExportCheck(worst, agree / pixels if pixels else 1.0, rows)

@@ -49,13 +49,7 @@ class ASPPV2Head(ConfidenceLossMixin, BaseDecodeHead):
         Output: ``(B, num_classes, h, w)``.
     """
 
-    def __init__(
-        self,
-        in_channels: int,
-        num_classes: int,
-        dilations: Sequence[int] = (6, 12, 18, 24),
-        **kwargs: object,
-    ) -> None:
+    def __init__(self, in_channels: int, num_classes: int, dilations: Sequence[int] = (6, 12, 18, 24), **kwargs: object) -> None:
         if float(kwargs.pop("dropout_ratio", 0.0)) != 0.0:  # type: ignore[arg-type]
             raise ValueError("ASPPV2Head has no dropout (DeepLabV2); dropout_ratio must be 0")
         if kwargs.get("input_transform") is not None:
@@ -75,12 +69,7 @@ class ASPPV2Head(ConfidenceLossMixin, BaseDecodeHead):
         # parameter would break DDP (unused-parameter error) and the optimiser's groups.
         delattr(self, "conv_seg")
         self.dilations = tuple(int(rate) for rate in dilations)
-        branches = [
-            nn.Conv2d(
-                in_channels, self.out_channels, 3, padding=rate, dilation=rate, bias=True
-            )
-            for rate in self.dilations
-        ]
+        branches = [nn.Conv2d(in_channels, self.out_channels, 3, padding=rate, dilation=rate, bias=True) for rate in self.dilations]
         self.aspp_branches = nn.ModuleList(branches)
         for branch in branches:
             nn.init.normal_(branch.weight, mean=0.0, std=0.01)

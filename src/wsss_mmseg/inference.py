@@ -39,9 +39,7 @@ __all__ = ["Prediction", "load_segmenter", "predict_batch", "predict_image", "pr
 PathLike = str | Path
 
 
-def load_segmenter(
-    config_path: PathLike, checkpoint: PathLike, *, num_classes: int, device: str = "cpu"
-) -> torch.nn.Module:
+def load_segmenter(config_path: PathLike, checkpoint: PathLike, *, num_classes: int, device: str = "cpu") -> torch.nn.Module:
     """Build the config's model with ``num_classes`` outputs and load a checkpoint into it.
 
     Args:

@@ -55,9 +55,7 @@ class ConfidenceGuidedCELoss(nn.Module):
     ) -> None:
         super().__init__()
         if not loss_name.startswith("loss_"):
-            raise ValueError(
-                f"loss_name must start with 'loss_' to be optimised, got {loss_name!r}"
-            )
+            raise ValueError(f"loss_name must start with 'loss_' to be optimised, got {loss_name!r}")
         if mode not in ("hard", "soft"):
             raise ValueError(f"mode must be 'hard' or 'soft', got {mode!r}")
         self.threshold = float(threshold)
@@ -66,9 +64,7 @@ class ConfidenceGuidedCELoss(nn.Module):
         self.loss_weight = float(loss_weight)
         self._loss_name = loss_name
         self.class_weight: Tensor | None
-        weight_tensor = (
-            None if class_weight is None else torch.tensor(class_weight, dtype=torch.float32)
-        )
+        weight_tensor = None if class_weight is None else torch.tensor(class_weight, dtype=torch.float32)
         self.register_buffer("class_weight", weight_tensor, persistent=False)
 
     def forward(
@@ -112,9 +108,7 @@ class ConfidenceGuidedCELoss(nn.Module):
         return self._loss_name
 
 
-def stack_confidence_maps(
-    batch_data_samples: Sequence[SegDataSample], label_size: tuple[int, int]
-) -> Tensor | None:
+def stack_confidence_maps(batch_data_samples: Sequence[SegDataSample], label_size: tuple[int, int]) -> Tensor | None:
     """Stack ``data_sample.gt_confidence_map`` of a batch to the (padded) label size.
 
     mmseg's data preprocessor pads labels bottom/right to the batch size (value 255) but
@@ -145,9 +139,7 @@ def stack_confidence_maps(
             confidence = confidence[0]
         map_height, map_width = confidence.shape
         if map_height > height or map_width > width:
-            raise ValueError(
-                f"confidence map {tuple(confidence.shape)} is larger than its labels {label_size}"
-            )
+            raise ValueError(f"confidence map {tuple(confidence.shape)} is larger than its labels {label_size}")
         maps.append(F.pad(confidence, (0, width - map_width, 0, height - map_height), value=0.0))
     return torch.stack(maps, dim=0)
 
@@ -196,9 +188,7 @@ class ConfidenceLossMixin:
         for loss_module in loss_modules:
             accepts_confidence = getattr(loss_module, "accepts_confidence", False)
             extra = {"confidence": confidence} if accepts_confidence else {}
-            value = loss_module(
-                seg_logits, seg_label, weight=seg_weight, ignore_index=ignore_index, **extra
-            )
+            value = loss_module(seg_logits, seg_label, weight=seg_weight, ignore_index=ignore_index, **extra)
             name = loss_module.loss_name
             losses[name] = losses[name] + value if name in losses else value
         losses["acc_seg"] = accuracy(seg_logits, seg_label, ignore_index=ignore_index)

@@ -91,9 +91,7 @@ def _load_point_sample_module() -> types.ModuleType:
 
 
 def _make_ops_module(point_sample_module: types.ModuleType) -> types.ModuleType:
-    ops = types.ModuleType(
-        "mmcv.ops", "Minimal mmcv.ops installed by wsss_mmseg.ops_shim (mmcv-lite, no _ext)."
-    )
+    ops = types.ModuleType("mmcv.ops", "Minimal mmcv.ops installed by wsss_mmseg.ops_shim (mmcv-lite, no _ext).")
     # A package-like module so `import mmcv.ops.point_sample` also resolves through sys.modules.
     ops.__path__ = []
     ops.__spec__ = importlib.machinery.ModuleSpec("mmcv.ops", loader=None, is_package=True)

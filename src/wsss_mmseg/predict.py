@@ -80,11 +80,17 @@ def final_labels(prediction: Prediction, options: PredictOptions) -> np.ndarray:
 
 def overlay(name: str, rgb: np.ndarray, prediction: Prediction, labels: np.ndarray, model: TrainedModel) -> np.ndarray:
     """Image | confidence heat map | prediction, with the legend of the labels present."""
-    return overlay_figure(OverlayInputs(
-        rgb=rgb, maps=[prediction.confidence], tags=["confidence"], class_names=model.class_names[1:],
-        pseudo_labels=labels, mask_caption="prediction",
-        title=f"{name}  |  model {model.checkpoint.name} ({Path(str(model.record.params.get('config'))).name})",
-    ))
+    return overlay_figure(
+        OverlayInputs(
+            rgb=rgb,
+            maps=[prediction.confidence],
+            tags=["confidence"],
+            class_names=model.class_names[1:],
+            pseudo_labels=labels,
+            mask_caption="prediction",
+            title=f"{name}  |  model {model.checkpoint.name} ({Path(str(model.record.params.get('config'))).name})",
+        )
+    )
 
 
 def run_predict(
@@ -105,6 +111,7 @@ def run_predict(
     decoded = prefetch(images, decode, depth=options.batch_size + DECODE_AHEAD, workers=1)
     try:
         with progress_bar(len(images), "predict") as advance:
+
             def usable() -> Iterator[tuple[ImageInput, np.ndarray]]:
                 for image, result in decoded:
                     if isinstance(result, Exception):
@@ -123,8 +130,13 @@ def run_predict(
 
 
 def _predict_and_write(
-    batch: list[tuple[ImageInput, np.ndarray]], network: torch.nn.Module, model: TrainedModel, out: OutputFolder,
-    options: PredictOptions, failures: FailureReport, logger: Any,
+    batch: list[tuple[ImageInput, np.ndarray]],
+    network: torch.nn.Module,
+    model: TrainedModel,
+    out: OutputFolder,
+    options: PredictOptions,
+    failures: FailureReport,
+    logger: Any,
 ) -> int:
     """One forward over a batch of one size, then every image's files; returns how many were written."""
     try:

@@ -32,10 +32,21 @@ def model_description(cfg: Config) -> dict[str, Any]:
     preprocessor = model.data_preprocessor
     return {
         "segmentor": str(model.type),
-        "backbone": {"type": str(backbone.type), "depth": backbone.get("depth"), "strides": list(backbone.get("strides") or []),
-                     "dilations": list(backbone.get("dilations") or []), "norm": str((backbone.get("norm_cfg") or {}).get("type"))},
-        "decode_head": {"type": str(head.type), "in_channels": head.get("in_channels"), "dilations": list(head.get("dilations") or []),
-                        "num_classes": int(head.num_classes), "loss": str((head.get("loss_decode") or {}).get("type"))},
-        "mean": [float(v) for v in preprocessor.mean], "std": [float(v) for v in preprocessor.std],
+        "backbone": {
+            "type": str(backbone.type),
+            "depth": backbone.get("depth"),
+            "strides": list(backbone.get("strides") or []),
+            "dilations": list(backbone.get("dilations") or []),
+            "norm": str((backbone.get("norm_cfg") or {}).get("type")),
+        },
+        "decode_head": {
+            "type": str(head.type),
+            "in_channels": head.get("in_channels"),
+            "dilations": list(head.get("dilations") or []),
+            "num_classes": int(head.num_classes),
+            "loss": str((head.get("loss_decode") or {}).get("type")),
+        },
+        "mean": [float(v) for v in preprocessor.mean],
+        "std": [float(v) for v in preprocessor.std],
         "bgr_to_rgb": bool(preprocessor.get("bgr_to_rgb", False)),
     }

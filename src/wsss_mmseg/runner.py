@@ -25,8 +25,13 @@ __all__ = ["RUNNER_KEYS", "QuietRunner", "without_helper_variables"]
 # the file already copied into the sections; after an override it is stale, and the config dump
 # (train.log, `<work_dir>/<config>.py`) showed it next to the effective value.
 RUNNER_KEYS = frozenset(inspect.signature(Runner.__init__).parameters) - {"self", "cfg"} | {
-    "model_wrapper_cfg", "sync_bn", "find_unused_parameters", "activation_checkpointing", "efficient_conv_bn_eval",
-    "compile", "custom_imports",
+    "model_wrapper_cfg",
+    "sync_bn",
+    "find_unused_parameters",
+    "activation_checkpointing",
+    "efficient_conv_bn_eval",
+    "compile",
+    "custom_imports",
 }
 
 

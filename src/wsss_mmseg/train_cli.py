@@ -23,8 +23,7 @@ from wsss_mmseg.training import build_train_config, enable_amp, train_segmenter
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="python -m wsss_mmseg.train_cli", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(prog="python -m wsss_mmseg.train_cli", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("config", type=Path)
     parser.add_argument("--work-dir", type=Path, required=True)
     parser.add_argument("--data-root", type=Path, default=Path("."))
@@ -44,7 +43,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--launcher", choices=["none", "pytorch", "slurm", "mpi"], default="none")
     parser.add_argument("--amp", action="store_true", help="automatic mixed precision (mmengine AmpOptimWrapper)")
     parser.add_argument(
-        "--cfg-options", nargs="+", action=DictAction, metavar="KEY=VALUE",
+        "--cfg-options",
+        nargs="+",
+        action=DictAction,
+        metavar="KEY=VALUE",
         help="override config keys (merged last): xxx=yyy, a list as key=a,b or key=[a,b], a tuple as key=(a,b)",
     )
     return parser.parse_args(argv)
@@ -53,10 +55,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def build_config(args: argparse.Namespace) -> Config:
     """The training config from the command line: file, paths, overrides, --cfg-options, --amp, launcher."""
     cfg = build_train_config(
-        args.config, args.work_dir, data_root=args.data_root, image_dir=args.image_dir, mask_dir=args.mask_dir,
-        confidence_dir=args.confidence_dir, split_file=args.split_file, class_names=args.classes.split(","),
-        img_suffix=args.img_suffix, max_iters=args.max_iters, batch_size=args.batch_size, crop_size=args.crop_size,
-        lr=args.lr, seed=args.seed, init_checkpoint=args.init_checkpoint, resume=args.resume,
+        args.config,
+        args.work_dir,
+        data_root=args.data_root,
+        image_dir=args.image_dir,
+        mask_dir=args.mask_dir,
+        confidence_dir=args.confidence_dir,
+        split_file=args.split_file,
+        class_names=args.classes.split(","),
+        img_suffix=args.img_suffix,
+        max_iters=args.max_iters,
+        batch_size=args.batch_size,
+        crop_size=args.crop_size,
+        lr=args.lr,
+        seed=args.seed,
+        init_checkpoint=args.init_checkpoint,
+        resume=args.resume,
         cfg_options=args.cfg_options,
     )
     if args.amp:

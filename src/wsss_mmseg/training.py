@@ -34,8 +34,15 @@ from wsss_mmseg.transforms import use_stored_orientation
 from wsss_mmseg.validation import ValidationData, set_validation
 
 __all__ = [
-    "ValidationData", "build_train_config", "enable_amp", "evaluate_segmenter", "load_segmenter", "predict_logits",
-    "score_segmenter_on", "score_segmenter_variants", "train_segmenter",
+    "ValidationData",
+    "build_train_config",
+    "enable_amp",
+    "evaluate_segmenter",
+    "load_segmenter",
+    "predict_logits",
+    "score_segmenter_on",
+    "score_segmenter_variants",
+    "train_segmenter",
 ]
 
 PathLike = str | Path
@@ -126,14 +133,9 @@ def build_train_config(
     dataset = cfg.train_dataloader.dataset
     dataset.data_root = str(data_root)
     dataset.ann_file = split_file
-    dataset.data_prefix = dict(
-        img_path=image_dir, seg_map_path=mask_dir, confidence_path=confidence_dir
-    )
+    dataset.data_prefix = dict(img_path=image_dir, seg_map_path=mask_dir, confidence_path=confidence_dir)
     dataset.pipeline = use_stored_orientation(dataset.pipeline)  # one decoding rule (no EXIF rotation)
-    dataset.metainfo = dict(
-        classes=tuple(class_names),
-        palette=[list(map(int, color)) for color in palette] if palette is not None else None,
-    )
+    dataset.metainfo = dict(classes=tuple(class_names), palette=[list(map(int, color)) for color in palette] if palette is not None else None)
     if dataset.metainfo["palette"] is None:
         del dataset.metainfo["palette"]  # mmseg then draws a fixed-seed palette
     if img_suffix is not None:
@@ -268,15 +270,10 @@ def score_segmenter(
     ids = read_split_ids(Path(split_file).read_text().splitlines())
     foreground = len(class_names) - 1
     samples = [
-        (
-            Path(image_dir) / f"{image_id}{img_suffix}",
-            partial(read_label_map, Path(gt_dir) / f"{image_id}{gt_suffix}", foreground),
-        )
+        (Path(image_dir) / f"{image_id}{img_suffix}", partial(read_label_map, Path(gt_dir) / f"{image_id}{gt_suffix}", foreground))
         for image_id in ids
     ]
-    return score_segmenter_on(
-        config_path, checkpoint, samples, class_names=class_names, scales=scales, device=device, crf=crf
-    )
+    return score_segmenter_on(config_path, checkpoint, samples, class_names=class_names, scales=scales, device=device, crf=crf)
 
 
 def score_segmenter_on(
@@ -296,8 +293,9 @@ def score_segmenter_on(
     GT reader of `wsss.datasets` so the model is scored on exactly the pixels the maps are;
     `on_image` is told each image once it is scored (progress).
     """
-    return score_segmenter_variants(config_path, checkpoint, samples, class_names=class_names, scales=scales,
-                                    device=device, crfs=(crf,), on_image=on_image)[0]
+    return score_segmenter_variants(
+        config_path, checkpoint, samples, class_names=class_names, scales=scales, device=device, crfs=(crf,), on_image=on_image
+    )[0]
 
 
 def score_segmenter_variants(

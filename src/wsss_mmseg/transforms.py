@@ -33,13 +33,7 @@ from PIL import Image
 
 from wsss.imaging import load_rgb
 
-__all__ = [
-    "LoadConfidenceMap",
-    "LoadImageAsStored",
-    "PackSegInputsWithConfidence",
-    "read_confidence_map",
-    "use_stored_orientation",
-]
+__all__ = ["LoadConfidenceMap", "LoadImageAsStored", "PackSegInputsWithConfidence", "read_confidence_map", "use_stored_orientation"]
 
 CONFIDENCE_KEY = "gt_confidence_map"
 
@@ -77,9 +71,7 @@ def read_confidence_map(path: str | Path) -> np.ndarray:
     elif suffix == ".png":
         with Image.open(path) as image:
             if image.mode != "L":
-                raise ValueError(
-                    f"{path}: confidence PNG must be 8-bit grayscale, got mode {image.mode}"
-                )
+                raise ValueError(f"{path}: confidence PNG must be 8-bit grayscale, got mode {image.mode}")
             confidence = np.asarray(image, dtype=np.float32) / 255.0
     else:
         raise ValueError(f"{path}: confidence maps must be .npy or .png")
@@ -156,10 +148,7 @@ class LoadConfidenceMap(BaseTransform):
         confidence = read_confidence_map(path)
         mask = results.get("gt_seg_map")
         if mask is not None and mask.shape[:2] != confidence.shape:
-            raise ValueError(
-                f"confidence map {path} has shape {confidence.shape}, its mask "
-                f"{results.get('seg_map_path')} has {mask.shape[:2]}"
-            )
+            raise ValueError(f"confidence map {path} has shape {confidence.shape}, its mask {results.get('seg_map_path')} has {mask.shape[:2]}")
         results[CONFIDENCE_KEY] = confidence
         seg_fields = results.setdefault("seg_fields", [])
         if CONFIDENCE_KEY not in seg_fields:

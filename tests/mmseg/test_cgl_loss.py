@@ -49,9 +49,7 @@ def test_class_balanced_gives_each_present_class_equal_share() -> None:
     # hard confidence leaves one pixel per class
     assert _loss(confidence=CONFIDENCE, balanced=True) == pytest.approx((CE_P0 + CE_P2) / 2, rel=1e-6)
     soft_class1 = (0.5 * CE_P1 + 0.96 * CE_P2) / (0.5 + 0.96)
-    assert _loss(confidence=CONFIDENCE, mode="soft", balanced=True) == pytest.approx(
-        (CE_P0 + soft_class1) / 2, rel=1e-6
-    )
+    assert _loss(confidence=CONFIDENCE, mode="soft", balanced=True) == pytest.approx((CE_P0 + soft_class1) / 2, rel=1e-6)
 
 
 def test_class_weight_matches_torch_weighted_mean() -> None:

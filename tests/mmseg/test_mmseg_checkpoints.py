@@ -53,8 +53,16 @@ def two_images(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _config(root: Path, work_dir: Path, **overrides: object):
     return build_train_config(
-        TINY_CONFIG, work_dir, data_root=root, image_dir="images", mask_dir="masks", split_file="train.txt",
-        class_names=CLASSES, img_suffix=".png", seed=0, **{"max_iters": 1, **overrides},
+        TINY_CONFIG,
+        work_dir,
+        data_root=root,
+        image_dir="images",
+        mask_dir="masks",
+        split_file="train.txt",
+        class_names=CLASSES,
+        img_suffix=".png",
+        seed=0,
+        **{"max_iters": 1, **overrides},
     )
 
 
@@ -77,8 +85,9 @@ def _via_load_from(root: Path, evil: Path, tmp: Path) -> None:
 
 
 def _via_evaluate(root: Path, evil: Path, tmp: Path) -> None:
-    score_segmenter(TINY_CONFIG, evil, image_dir=root / "images", gt_dir=root / "masks",
-                    split_file=root / "train.txt", class_names=CLASSES, img_suffix=".png")
+    score_segmenter(
+        TINY_CONFIG, evil, image_dir=root / "images", gt_dir=root / "masks", split_file=root / "train.txt", class_names=CLASSES, img_suffix=".png"
+    )
 
 
 def _via_predict_and_export(root: Path, evil: Path, tmp: Path) -> None:
@@ -87,8 +96,17 @@ def _via_predict_and_export(root: Path, evil: Path, tmp: Path) -> None:
     from wsss.io.records import ModelRecord
     from wsss_mmseg.inference import load_segmenter
 
-    ModelRecord(checkpoint=str(evil), trained_iterations=1, num_images=2, class_names=list(CLASSES), input_manifest_sha256="",
-                pseudo_params=None, pseudo_flow_run_id=None, params={"config": str(TINY_CONFIG)}, flow_run_id=None).write(tmp / "model.json")
+    ModelRecord(
+        checkpoint=str(evil),
+        trained_iterations=1,
+        num_images=2,
+        class_names=list(CLASSES),
+        input_manifest_sha256="",
+        pseudo_params=None,
+        pseudo_flow_run_id=None,
+        params={"config": str(TINY_CONFIG)},
+        flow_run_id=None,
+    ).write(tmp / "model.json")
     model = TrainedModel.at(evil, tmp / "model.json")
     load_segmenter(model.config, model.checkpoint, num_classes=len(model.class_names))
 
@@ -133,11 +151,7 @@ def test_control_the_payload_runs_when_getattr_is_allowed_or_pickle_is_free(tmp_
     (tmp_path / "a").mkdir()
     target = Target.in_folder(tmp_path / "a")
     evil = getattr_checkpoint(tmp_path / "a" / "evil.pth", target)
-    with (
-        torch_serialization_guard() as guard,
-        torch.serialization.safe_globals(allowed_before),
-        pytest.raises(Exception, match="Weights only load"),
-    ):
+    with torch_serialization_guard() as guard, torch.serialization.safe_globals(allowed_before), pytest.raises(Exception, match="Weights only load"):
         torch.load(evil, map_location="cpu")  # "refused"... after the code ran
     assert target.hit() and guard["replaced"]
 
@@ -158,8 +172,7 @@ def test_plain_form_round_trips_message_hub_numpy_and_state_dict_metadata() -> N
     checkpoint = {
         "meta": {"iter": 2, "epoch": 0, "palette": np.array([[1, 2, 3]], np.uint8)},
         "state_dict": state_dict,
-        "message_hub": {"log_scalars": OrderedDict({"train/loss": buffer}),
-                        "runtime_info": OrderedDict(eta=np.float64(3.5), iter=np.int64(7))},
+        "message_hub": {"log_scalars": OrderedDict({"train/loss": buffer}), "runtime_info": OrderedDict(eta=np.float64(3.5), iter=np.int64(7))},
     }
     plain = to_plain(checkpoint)
     assert plain["state_dict"] is state_dict  # nothing to convert: the very object, _metadata kept
@@ -184,17 +197,33 @@ def test_saved_checkpoint_is_plain_data_and_evaluates(two_images: Path, tmp_path
     assert not {getattr, HistoryBuffer} & set(torch.serialization.get_safe_globals())
     checkpoint = torch.load(last, map_location="cpu", weights_only=True)
     assert checkpoint["meta"]["iter"] == 1
-    scores = score_segmenter(TINY_CONFIG, last, image_dir=two_images / "images", gt_dir=two_images / "masks",
-                             split_file=two_images / "train.txt", class_names=CLASSES, img_suffix=".png")
+    scores = score_segmenter(
+        TINY_CONFIG,
+        last,
+        image_dir=two_images / "images",
+        gt_dir=two_images / "masks",
+        split_file=two_images / "train.txt",
+        class_names=CLASSES,
+        img_suffix=".png",
+    )
     assert 0.0 <= scores.mean_iou <= 1.0
 
 
 def legacy_checkpoint(path: Path) -> Path:
     """What mmengine wrote before: HistoryBuffer objects (methods pickled via getattr) and numpy scalars."""
     buffer = HistoryBuffer([0.75, 0.5], [1, 1])
-    torch.save({"meta": {"iter": 2}, "state_dict": OrderedDict(w=torch.ones(2)),
-                "message_hub": {"log_scalars": OrderedDict({"train/loss": buffer}),
-                                "runtime_info": OrderedDict(eta=np.float64(1.25)), "resumed_keys": {}}}, path)
+    torch.save(
+        {
+            "meta": {"iter": 2},
+            "state_dict": OrderedDict(w=torch.ones(2)),
+            "message_hub": {
+                "log_scalars": OrderedDict({"train/loss": buffer}),
+                "runtime_info": OrderedDict(eta=np.float64(1.25)),
+                "resumed_keys": {},
+            },
+        },
+        path,
+    )
     return path
 
 
@@ -234,7 +263,6 @@ def test_the_convert_command_every_refusal_names_runs(tmp_path: Path) -> None:
     assert converted.returncode == 0 and f"wrote {new}" in converted.stdout, converted.stderr[-2000:]
     restored = from_plain(load_plain_checkpoint(str(new)))["message_hub"]["log_scalars"]["train/loss"]
     np.testing.assert_array_equal(restored._log_history, [0.75, 0.5])
-
 
 
 def test_the_convert_command_refuses_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

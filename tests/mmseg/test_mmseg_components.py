@@ -119,12 +119,7 @@ def _sample(label: torch.Tensor, confidence: torch.Tensor | None) -> SegDataSamp
 
 def test_head_loss_passes_confidence_and_pads_it_like_the_labels() -> None:
     head = MODELS.build(
-        dict(
-            type="ASPPV2Head",
-            in_channels=8,
-            num_classes=3,
-            loss_decode=dict(type="ConfidenceGuidedCELoss", threshold=0.9, loss_name="loss_cgl"),
-        )
+        dict(type="ASPPV2Head", in_channels=8, num_classes=3, loss_decode=dict(type="ConfidenceGuidedCELoss", threshold=0.9, loss_name="loss_cgl"))
     )
     generator = torch.Generator().manual_seed(0)
     logits = torch.randn(2, 3, 4, 4, generator=generator)
@@ -150,9 +145,7 @@ def test_head_loss_passes_confidence_and_pads_it_like_the_labels() -> None:
     # A sample without a map counts with confidence 1 (hard labels) beside one with a map.
     mixed = head.loss_by_feat(logits, [_sample(labels[0], confidence[0]), _sample(labels[1], None)])
     mixed_confidence = torch.stack([confidence[0], torch.ones(16, 16)])
-    torch.testing.assert_close(
-        mixed["loss_cgl"], confidence_guided_cross_entropy(upsampled, labels, mixed_confidence, threshold=0.9)
-    )
+    torch.testing.assert_close(mixed["loss_cgl"], confidence_guided_cross_entropy(upsampled, labels, mixed_confidence, threshold=0.9))
 
 
 def test_loss_wrapper_contract() -> None:
@@ -225,15 +218,8 @@ def test_pseudo_mask_dataset_any_class_list_and_optional_confidence(tmp_path: Pa
     _write_dataset(tmp_path, ids, with_confidence=True)
     (tmp_path / "split.txt").write_text("2007_000032 0 14\n2007_000039\n\n")  # COCO-style extra tokens
     classes = tuple(f"class{i}" for i in range(23))
-    common = dict(
-        type="PseudoMaskDataset",
-        data_root=str(tmp_path),
-        ann_file="split.txt",
-        metainfo=dict(classes=classes),
-    )
-    dataset = DATASETS.build(
-        dict(common, data_prefix=dict(img_path="images", seg_map_path="masks", confidence_path="conf"))
-    )
+    common = dict(type="PseudoMaskDataset", data_root=str(tmp_path), ann_file="split.txt", metainfo=dict(classes=classes))
+    dataset = DATASETS.build(dict(common, data_prefix=dict(img_path="images", seg_map_path="masks", confidence_path="conf")))
     assert len(dataset) == 2 and dataset.metainfo["classes"] == classes
     assert len(dataset.metainfo["palette"]) == 23
     info = dataset.get_data_info(0)

@@ -56,8 +56,17 @@ def exif_photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def _config(root: Path, work_dir: Path, **overrides: object):
     return build_train_config(
-        TINY_CONFIG, work_dir, data_root=root, image_dir="images", mask_dir="masks", confidence_dir="confidence",
-        split_file="train.txt", class_names=CLASSES, img_suffix=".jpg", seed=0, **overrides,
+        TINY_CONFIG,
+        work_dir,
+        data_root=root,
+        image_dir="images",
+        mask_dir="masks",
+        confidence_dir="confidence",
+        split_file="train.txt",
+        class_names=CLASSES,
+        img_suffix=".jpg",
+        seed=0,
+        **overrides,
     )
 
 
@@ -68,8 +77,9 @@ def test_training_pipeline_decodes_the_stored_pixel_grid(exif_photos: Path, tmp_
     init_default_scope("mmseg")
     cfg = _config(exif_photos, tmp_path)
     loading = Compose(cfg.train_dataloader.dataset.pipeline[:2])  # the configured image + mask loading
-    results = loading(dict(img_path=str(path), seg_map_path=str(exif_photos / "masks" / f"exif{orientation}.png"),
-                           reduce_zero_label=False, seg_fields=[]))
+    results = loading(
+        dict(img_path=str(path), seg_map_path=str(exif_photos / "masks" / f"exif{orientation}.png"), reduce_zero_label=False, seg_fields=[])
+    )
     expected = np.asarray(load_rgb(path))[..., ::-1]  # BGR, as mmcv's loader hands images on
     assert results["img"].shape[:2] == results["gt_seg_map"].shape == (HEIGHT, WIDTH)
     np.testing.assert_array_equal(results["img"], expected)
@@ -92,6 +102,13 @@ def test_a_config_naming_mmcvs_loader_still_decodes_the_stored_grid(exif_photos:
 
 def test_exif_photos_train_and_evaluate_on_the_grid_of_their_masks(exif_photos: Path, tmp_path: Path) -> None:
     last = train_segmenter(_config(exif_photos, tmp_path, max_iters=2, batch_size=2))
-    scores = score_segmenter(TINY_CONFIG, last, image_dir=exif_photos / "images", gt_dir=exif_photos / "masks",
-                             split_file=exif_photos / "train.txt", class_names=CLASSES, img_suffix=".jpg")
+    scores = score_segmenter(
+        TINY_CONFIG,
+        last,
+        image_dir=exif_photos / "images",
+        gt_dir=exif_photos / "masks",
+        split_file=exif_photos / "train.txt",
+        class_names=CLASSES,
+        img_suffix=".jpg",
+    )
     assert scores.num_pixels == 2 * HEIGHT * WIDTH  # every GT pixel scored: prediction and GT share the grid

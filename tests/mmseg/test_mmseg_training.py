@@ -181,9 +181,27 @@ def test_command_line_training_single_process(synthetic_data: Path, tmp_path: Pa
     from wsss_mmseg.train_cli import main, parse_args
 
     argv = [
-        str(TINY_CONFIG), "--work-dir", str(tmp_path), "--data-root", str(synthetic_data), "--image-dir", "images",
-        "--mask-dir", "masks", "--confidence-dir", "confidence", "--split-file", "train.txt",
-        "--classes", ",".join(CLASSES), "--img-suffix", ".png", "--max-iters", "1", "--seed", "0",
+        str(TINY_CONFIG),
+        "--work-dir",
+        str(tmp_path),
+        "--data-root",
+        str(synthetic_data),
+        "--image-dir",
+        "images",
+        "--mask-dir",
+        "masks",
+        "--confidence-dir",
+        "confidence",
+        "--split-file",
+        "train.txt",
+        "--classes",
+        ",".join(CLASSES),
+        "--img-suffix",
+        ".png",
+        "--max-iters",
+        "1",
+        "--seed",
+        "0",
     ]
     assert parse_args([*argv, "--launcher", "pytorch"]).launcher == "pytorch"
     assert main(argv) == 0

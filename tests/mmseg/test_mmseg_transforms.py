@@ -43,11 +43,7 @@ def _write_sample(root: Path, confidence_format: str) -> dict:
         path = root / "confidence.png"
         Image.fromarray(((rows * WIDTH + cols) % 256).astype(np.uint8), mode="L").save(path)
     return dict(
-        img_path=str(root / "image.png"),
-        seg_map_path=str(root / "mask.png"),
-        confidence_path=str(path),
-        reduce_zero_label=False,
-        seg_fields=[],
+        img_path=str(root / "image.png"), seg_map_path=str(root / "mask.png"), confidence_path=str(path), reduce_zero_label=False, seg_fields=[]
     )
 
 

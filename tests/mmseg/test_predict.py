@@ -54,7 +54,7 @@ def evaluated_predictions(monkeypatch: pytest.MonkeyPatch, root: Path) -> dict[s
     records = [r for r in read_manifest(layout).records if r.ground_truth_path]
     keys = list(score_model(params, layout, records))
     assert keys == ["model.scales=1,0.75.crf=off", "model.scales=1,0.75.crf=on"]
-    return {"crf=off": captured[: len(records)], "crf=on": captured[len(records):]}
+    return {"crf=off": captured[: len(records)], "crf=on": captured[len(records) :]}
 
 
 def test_predict_gives_the_labels_evaluate_scored(trained_sample: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -88,8 +88,7 @@ def test_batches_overlays_confidence_and_ignored_pixels(trained_sample: Path, tm
     assert confidence.dtype == np.float16 and confidence.shape == one.shape == (300, 451)
     assert 255 not in one
     threshold = float(np.median(confidence))
-    assert predict(trained_sample, tmp_path / "two", str(photos / "*.jpg"), "--batch-size", "2", "--overlays",
-                   "--ignore-below", str(threshold)) == 0
+    assert predict(trained_sample, tmp_path / "two", str(photos / "*.jpg"), "--batch-size", "2", "--overlays", "--ignore-below", str(threshold)) == 0
     two = labels_of(tmp_path / "two/labels/b.png")
     low, high = confidence < threshold - 1e-3, confidence > threshold + 1e-3  # clear of float16 rounding
     assert low.sum() > 1000 and high.sum() > 1000
@@ -170,8 +169,9 @@ def test_the_command_line_contract(trained_sample: Path, tmp_path: Path) -> None
     """The console command as a person runs it: exit 0 and one summary line; a usage error exits 2."""
     wsss = [sys.executable, "-m", "wsss.cli", "predict"]
     image = str(trained_sample / "data/sample/JPEGImages/chelsea.jpg")
-    good = subprocess.run([*wsss, image, "--root", str(trained_sample), "--out", str(tmp_path / "out")],
-                          capture_output=True, text=True, timeout=600, check=False)
+    good = subprocess.run(
+        [*wsss, image, "--root", str(trained_sample), "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=600, check=False
+    )
     assert good.returncode == 0, good.stderr[-2000:]
     assert good.stdout.startswith("predict: 1 of 1 images") and "Warning" not in good.stderr
     bad = subprocess.run([*wsss, image, "--batch-size", "0"], capture_output=True, text=True, timeout=600, check=False)

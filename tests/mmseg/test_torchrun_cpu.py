@@ -31,9 +31,27 @@ BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 
 def _argv(root: Path, work_dir: Path) -> list[str]:
     return [
-        str(TINY_CONFIG), "--work-dir", str(work_dir), "--data-root", str(root), "--image-dir", "images",
-        "--mask-dir", "masks", "--confidence-dir", "confidence", "--split-file", "train.txt",
-        "--classes", ",".join(CLASSES), "--img-suffix", ".png", "--seed", "0", "--batch-size", "1",
+        str(TINY_CONFIG),
+        "--work-dir",
+        str(work_dir),
+        "--data-root",
+        str(root),
+        "--image-dir",
+        "images",
+        "--mask-dir",
+        "masks",
+        "--confidence-dir",
+        "confidence",
+        "--split-file",
+        "train.txt",
+        "--classes",
+        ",".join(CLASSES),
+        "--img-suffix",
+        ".png",
+        "--seed",
+        "0",
+        "--batch-size",
+        "1",
     ]
 
 
@@ -45,8 +63,16 @@ def _free_port() -> int:
 
 def _torchrun(arguments: list[str], timeout: float = 300) -> str:
     """The documented command with 2 processes; its whole process group is killed on a timeout."""
-    command = [str(Path(sys.executable).with_name("torchrun")), "--nproc_per_node=2", f"--master_port={_free_port()}",
-               "-m", "wsss_mmseg.train_cli", *arguments, "--launcher", "pytorch"]
+    command = [
+        str(Path(sys.executable).with_name("torchrun")),
+        "--nproc_per_node=2",
+        f"--master_port={_free_port()}",
+        "-m",
+        "wsss_mmseg.train_cli",
+        *arguments,
+        "--launcher",
+        "pytorch",
+    ]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         output, _ = process.communicate(timeout=timeout)
@@ -63,7 +89,7 @@ def _torchrun(arguments: list[str], timeout: float = 300) -> str:
 
 
 def _rank_digests(output: str) -> tuple[int, list[str]]:
-    (iteration, digests), = {(int(i), d) for i, d in DIGESTS.findall(output)}  # rank 0's line (console and log)
+    ((iteration, digests),) = {(int(i), d) for i, d in DIGESTS.findall(output)}  # rank 0's line (console and log)
     return iteration, [d.strip(" '") for d in digests.split(",")]
 
 
@@ -75,8 +101,9 @@ def _checkpoint_parameters_digest(path: Path) -> str:
 @pytest.mark.slow
 def test_two_cpu_processes_train_identical_replicas_and_resume(synthetic_data: Path, tmp_path: Path) -> None:
     # 2 of 4 scheduled iterations (the schedule's end stays 4, as for an interrupted run), then resume.
-    first = _torchrun([*_argv(synthetic_data, tmp_path), "--max-iters", "4", "--cfg-options", "train_cfg.max_iters=2",
-                       "default_hooks.checkpoint.interval=2"])
+    first = _torchrun(
+        [*_argv(synthetic_data, tmp_path), "--max-iters", "4", "--cfg-options", "train_cfg.max_iters=2", "default_hooks.checkpoint.interval=2"]
+    )
     assert "Distributed training: True" in first
     iteration, digests = _rank_digests(first)
     assert iteration == 2 and len(digests) == 2 and digests[0] == digests[1]
@@ -104,8 +131,7 @@ def test_the_launcher_keeps_nccl_and_syncbn_where_cuda_is(synthetic_data: Path, 
     assert cfg.get("model_wrapper_cfg") is None  # mmengine's DDP on the process's GPU
 
 
-def test_the_launcher_on_a_host_without_cuda_uses_gloo_and_plain_bn(synthetic_data: Path, tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_launcher_on_a_host_without_cuda_uses_gloo_and_plain_bn(synthetic_data: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     recipe = TINY_CONFIG.with_name("deeplabv2_r101_voc_pseudo.py")
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     cfg = build_config(parse_args([str(recipe), *_argv(synthetic_data, tmp_path)[1:], "--launcher", "pytorch"]))

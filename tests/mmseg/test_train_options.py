@@ -18,18 +18,40 @@ from wsss_mmseg.training import ValidationData, build_train_config, enable_amp, 
 
 def _argv(root: Path, work_dir: Path) -> list[str]:
     return [
-        str(TINY_CONFIG), "--work-dir", str(work_dir), "--data-root", str(root), "--image-dir", "images",
-        "--mask-dir", "masks", "--confidence-dir", "confidence", "--split-file", "train.txt",
-        "--classes", ",".join(CLASSES), "--img-suffix", ".png", "--max-iters", "3",
+        str(TINY_CONFIG),
+        "--work-dir",
+        str(work_dir),
+        "--data-root",
+        str(root),
+        "--image-dir",
+        "images",
+        "--mask-dir",
+        "masks",
+        "--confidence-dir",
+        "confidence",
+        "--split-file",
+        "train.txt",
+        "--classes",
+        ",".join(CLASSES),
+        "--img-suffix",
+        ".png",
+        "--max-iters",
+        "3",
     ]
 
 
 def test_cfg_options_are_merged_last(synthetic_data: Path, tmp_path: Path) -> None:
-    args = parse_args([
-        *_argv(synthetic_data, tmp_path), "--cfg-options", "default_hooks.logger.interval=7",
-        "model.decode_head.loss_decode.balanced=True", "optim_wrapper.optimizer.momentum=0.5",
-        "model.decode_head.dilations=(3,6,9,12)", "train_cfg.max_iters=5",
-    ])
+    args = parse_args(
+        [
+            *_argv(synthetic_data, tmp_path),
+            "--cfg-options",
+            "default_hooks.logger.interval=7",
+            "model.decode_head.loss_decode.balanced=True",
+            "optim_wrapper.optimizer.momentum=0.5",
+            "model.decode_head.dilations=(3,6,9,12)",
+            "train_cfg.max_iters=5",
+        ]
+    )
     cfg: Config = build_config(args)
     assert cfg.default_hooks.logger.interval == 7
     assert cfg.model.decode_head.loss_decode.balanced is True
@@ -51,9 +73,21 @@ def test_amp_switches_to_the_amp_optimizer_wrapper(synthetic_data: Path, tmp_pat
 
 def test_validation_during_training_gives_miou_curves(synthetic_data: Path, tmp_path: Path) -> None:
     validation = ValidationData(image_dir="images", gt_dir="masks", split_file="train.txt", interval=2)
-    cfg = build_train_config(TINY_CONFIG, tmp_path, data_root=synthetic_data, image_dir="images", mask_dir="masks",
-                             confidence_dir="confidence", split_file="train.txt", class_names=CLASSES,
-                             img_suffix=".png", seed=0, max_iters=3, batch_size=2, validation=validation)
+    cfg = build_train_config(
+        TINY_CONFIG,
+        tmp_path,
+        data_root=synthetic_data,
+        image_dir="images",
+        mask_dir="masks",
+        confidence_dir="confidence",
+        split_file="train.txt",
+        class_names=CLASSES,
+        img_suffix=".png",
+        seed=0,
+        max_iters=3,
+        batch_size=2,
+        validation=validation,
+    )
     assert cfg.val_evaluator.type == "WsssIoUMetric" and cfg.train_cfg.val_interval == 2
     train_segmenter(cfg)
     logs = [path.read_text() for path in sorted(tmp_path.glob("*/vis_data/scalars.json"))]

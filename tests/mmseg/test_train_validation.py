@@ -50,14 +50,24 @@ def _dataset(root: Path) -> Manifest:
         image_id = f"img{index}"
         Image.fromarray(image).save(root / "images" / f"{image_id}.png")
         Image.fromarray(mask).save(root / "masks" / f"{image_id}.png")
-        records.append(ImageRecord(image_id, f"images/{image_id}.png", (CLASSES[index % 2],), f"masks/{image_id}.png",
-                                   file_sha256(root / "images" / f"{image_id}.png"), width, height))
+        records.append(
+            ImageRecord(
+                image_id,
+                f"images/{image_id}.png",
+                (CLASSES[index % 2],),
+                f"masks/{image_id}.png",
+                file_sha256(root / "images" / f"{image_id}.png"),
+                width,
+                height,
+            )
+        )
     return Manifest("shapes", tuple(records), CLASSES)
 
 
 def _params(**train: Any) -> Params:
-    return Params.from_mapping({"data": {"kind": "voc", "root": "data"}, "classes": {"names": list(CLASSES)},
-                                "train": {"config": str(TINY_CONFIG), **train}})
+    return Params.from_mapping(
+        {"data": {"kind": "voc", "root": "data"}, "classes": {"names": list(CLASSES)}, "train": {"config": str(TINY_CONFIG), **train}}
+    )
 
 
 @pytest.fixture(scope="module")
@@ -71,14 +81,32 @@ def trained(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         work_dir.mkdir()
         validation = validation_data(params, ArtifactLayout(), manifest, work_dir)
         (work_dir / "split.txt").write_text("".join(f"{r.image_id}\n" for r in manifest.records))
-        cfg = build_train_config(TINY_CONFIG, work_dir, data_root=repo / "data", image_dir="images", mask_dir="masks",
-                                 split_file=str(work_dir / "split.txt"), class_names=("background", *CLASSES),
-                                 img_suffix=".png", seed=0, max_iters=2, batch_size=2, validation=validation)
+        cfg = build_train_config(
+            TINY_CONFIG,
+            work_dir,
+            data_root=repo / "data",
+            image_dir="images",
+            mask_dir="masks",
+            split_file=str(work_dir / "split.txt"),
+            class_names=("background", *CLASSES),
+            img_suffix=".png",
+            seed=0,
+            max_iters=2,
+            batch_size=2,
+            validation=validation,
+        )
         console = io.StringIO()
         with contextlib.redirect_stdout(console):  # mmengine's console handler binds sys.stdout when the Runner starts
             checkpoint = train_segmenter(cfg, quiet_console=True)  # as the train stage runs it
-    return {"repo": repo, "manifest": manifest, "params": params, "validation": validation, "work_dir": work_dir,
-            "checkpoint": checkpoint, "console": console.getvalue()}
+    return {
+        "repo": repo,
+        "manifest": manifest,
+        "params": params,
+        "validation": validation,
+        "work_dir": work_dir,
+        "checkpoint": checkpoint,
+        "console": console.getvalue(),
+    }
 
 
 def test_an_evenly_spaced_subset_in_id_order() -> None:
@@ -142,8 +170,7 @@ def test_evaluate_runs_the_model_once_per_image_for_both_crf_variants(
     assert sorted(scores) == ["model.scales=1.crf=off", "model.scales=1.crf=on"]
     assert len(forwards) == IMAGES  # was 2 x IMAGES: a full pass per CRF variant
 
-    samples = [(repo / "data" / r.image_path, lambda r=r: np.asarray(Image.open(repo / "data" / r.ground_truth_path)))
-               for r in records]
+    samples = [(repo / "data" / r.image_path, lambda r=r: np.asarray(Image.open(repo / "data" / r.ground_truth_path))) for r in records]
     for key, crf in (("model.scales=1.crf=off", None), ("model.scales=1.crf=on", params.pseudo.crf_params)):
         alone = score_segmenter_on(TINY_CONFIG, layout.model, samples, class_names=("background", *CLASSES), crf=crf)
         assert scores[key].to_dict() == alone.to_dict()

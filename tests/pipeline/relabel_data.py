@@ -30,10 +30,19 @@ PHOTOS: dict[str, tuple[str, tuple[int, int, int], tuple[str, ...]]] = {
 
 def relabel_params(shard_count: int = 16) -> dict:
     """Test params on the folder dataset: random CLIP, 224 px, the pinned template, hashed shards."""
-    return with_values(pipeline_test_params(), {
-        "data.kind": "folder", "data.root": str(DATASET), "data.images_dir": "images", "data.tags_file": "tags.csv",
-        "data.ground_truth_dir": None, "prompts.candidates": [], "pseudo.crf": False, "store.shard_count": shard_count,
-    })
+    return with_values(
+        pipeline_test_params(),
+        {
+            "data.kind": "folder",
+            "data.root": str(DATASET),
+            "data.images_dir": "images",
+            "data.tags_file": "tags.csv",
+            "data.ground_truth_dir": None,
+            "prompts.candidates": [],
+            "pseudo.crf": False,
+            "store.shard_count": shard_count,
+        },
+    )
 
 
 def write_photo(root: Path, image_id: str) -> None:

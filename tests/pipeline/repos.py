@@ -39,8 +39,13 @@ def pipeline_env(repo: Path, api_url: str | None = None) -> dict[str, str]:
     env = dict(os.environ)
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["PYTHONPATH"] = f"{repo / 'src'}{os.pathsep}{repo}"
-    env.update(HF_HUB_OFFLINE="1", DVC_NO_ANALYTICS="1", PREFECT_SERVER_ANALYTICS_ENABLED="false",
-               PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120", PREFECT_HOME=str(repo / ".prefect"))
+    env.update(
+        HF_HUB_OFFLINE="1",
+        DVC_NO_ANALYTICS="1",
+        PREFECT_SERVER_ANALYTICS_ENABLED="false",
+        PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS="120",
+        PREFECT_HOME=str(repo / ".prefect"),
+    )
     if api_url:
         env["PREFECT_API_URL"] = api_url
     if "PYTEST_XDIST_WORKER_COUNT" in os.environ:
@@ -66,8 +71,14 @@ def make_pipeline_repo(destination: Path) -> Path:
             shutil.copy2(source, destination / name)
     write_params(destination, pipeline_test_params())
     env = pipeline_env(destination)
-    for command in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"], ["git", "config", "user.name", "t"],
-                    [sys.executable, "-m", "dvc", "init", "-q"], ["git", "add", "-A"], ["git", "commit", "-qm", "init"]):
+    for command in (
+        ["git", "init", "-q"],
+        ["git", "config", "user.email", "t@example.com"],
+        ["git", "config", "user.name", "t"],
+        [sys.executable, "-m", "dvc", "init", "-q"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "init"],
+    ):
         run(command, destination, env)
     return destination
 
@@ -102,8 +113,7 @@ def copy_repo(source: Path, destination: Path) -> Path:
     """A copy of a (golden) repository: work tree, .git, DVC state, file times kept; the DVC cache
     (content-addressed files DVC never changes in place) is hard-linked, not copied."""
     cache = Path(".dvc") / "cache"
-    shutil.copytree(source, destination, symlinks=True,
-                    ignore=lambda folder, names: ["cache"] if Path(folder) == source / cache.parent else [])
+    shutil.copytree(source, destination, symlinks=True, ignore=lambda folder, names: ["cache"] if Path(folder) == source / cache.parent else [])
     if (source / cache).is_dir():
         shutil.copytree(source / cache, destination / cache, copy_function=os.link)
     return destination

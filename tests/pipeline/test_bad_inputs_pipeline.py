@@ -26,16 +26,21 @@ def mixed(workdir: Path) -> Path:
 
 
 def prepare_with_share(path: Path, share: object, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch) -> tuple[int, str, str]:
-    edit_params(path, {"data": {"kind": "folder", "root": "data/mixed", "images_dir": "images", "tags_file": "tags.json",
-                                "ground_truth_dir": None},
-                       "classes": {"names": ["cat", "dog"], "background": ["ground", "sky"]},
-                       "reliability": {"max_failed_share": share}})
+    edit_params(
+        path,
+        {
+            "data": {"kind": "folder", "root": "data/mixed", "images_dir": "images", "tags_file": "tags.json", "ground_truth_dir": None},
+            "classes": {"names": ["cat", "dog"], "background": ["ground", "sky"]},
+            "reliability": {"max_failed_share": share},
+        },
+    )
     return stage_main("flows.prepare", ["prepare"], capsys, monkeypatch)
 
 
 @pytest.mark.parametrize("share", [0.6, 0.3])
-def test_prepare_reports_bad_images_and_fails_only_above_the_share(harness, mixed: Path, share: float, capsys: pytest.CaptureFixture,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_prepare_reports_bad_images_and_fails_only_above_the_share(
+    harness, mixed: Path, share: float, capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     returncode, _, stderr = prepare_with_share(mixed, share, capsys, monkeypatch)
     report = json.loads((mixed / "artifacts/prepare/failures.json").read_text())
     failed = len({image for image, _ in EXPECTED_FAILURES.values()})

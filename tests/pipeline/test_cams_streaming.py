@@ -38,10 +38,21 @@ def make_repo(root: Path) -> None:
         Image.fromarray(getattr(skdata, name)()[..., :3]).resize(size, Image.BICUBIC).save(images / f"{image_id}.jpg", quality=90)
     lines = ["image,tags", *(f"{i}.jpg,{';'.join(tags)}" for i, (_, _, tags) in sorted(PHOTOS.items()))]
     (root / "data/photos/tags.csv").write_text("\n".join(lines) + "\n")
-    write_params(root, with_values(pipeline_test_params(), {
-        "data.kind": "folder", "data.root": str(root / "data/photos"), "data.images_dir": "images", "data.tags_file": "tags.csv",
-        "data.ground_truth_dir": None, "prompts.candidates": [], "store.images_per_shard": 3,
-    }))
+    write_params(
+        root,
+        with_values(
+            pipeline_test_params(),
+            {
+                "data.kind": "folder",
+                "data.root": str(root / "data/photos"),
+                "data.images_dir": "images",
+                "data.tags_file": "tags.csv",
+                "data.ground_truth_dir": None,
+                "prompts.candidates": [],
+                "store.images_per_shard": 3,
+            },
+        ),
+    )
 
 
 def store_name(overlap: bool, batch_size: int, processes: int = 0) -> str:
@@ -55,8 +66,10 @@ def run_cams_with(root: Path, overlap: bool, batch_size: int, processes: int = 0
     from wsss.params import load_params
 
     params = load_params(root / "params.yaml")
-    params = params.replace(runner=params.runner.with_overrides({"overlap_io": overlap, "image_processes": processes}),
-                            cam=params.cam.__class__(**{**params.section_dict("cam"), "batch_size": batch_size}))
+    params = params.replace(
+        runner=params.runner.with_overrides({"overlap_io": overlap, "image_processes": processes}),
+        cam=params.cam.__class__(**{**params.section_dict("cam"), "batch_size": batch_size}),
+    )
     layout = ArtifactLayout.for_params(params, root)
     summary = run_cams(params, layout)
     assert summary.computed == tuple(sorted(PHOTOS)) and not summary.failed
@@ -131,8 +144,14 @@ def stored_bytes(store: Path) -> dict:
                 stored[image_id] = {k: bytes(v) if isinstance(v, bytes) else repr(v) for k, v in group.attrs.items()}
                 for name, dataset in group.items():
                     offsets = [dataset.id.get_chunk_info(i).chunk_offset for i in range(dataset.id.get_num_chunks())]
-                    stored[image_id, name] = (dataset.dtype.str, dataset.shape, dataset.chunks, dataset.compression_opts,
-                                              dataset.fletcher32, [dataset.id.read_direct_chunk(o) for o in offsets])
+                    stored[image_id, name] = (
+                        dataset.dtype.str,
+                        dataset.shape,
+                        dataset.chunks,
+                        dataset.compression_opts,
+                        dataset.fletcher32,
+                        [dataset.id.read_direct_chunk(o) for o in offsets],
+                    )
     return stored
 
 
@@ -159,10 +178,12 @@ def test_batches_of_three_store_what_one_by_one_stores(stores) -> None:
     batch_dependent = {"params", "params_sha256", "content_key", "tag_probabilities"}
     assert roots_single.keys() == roots_batched.keys()
     for name in roots_single:
-        assert {k: v for k, v in roots_single[name].items() if k not in batch_dependent} == \
-               {k: v for k, v in roots_batched[name].items() if k not in batch_dependent}
-    assert_equal_items({k: v for k, v in single.items() if k[1] != "gradcam"},
-                       {k: v for k, v in batched.items() if k[1] != "gradcam"}, skip=batch_dependent)
+        assert {k: v for k, v in roots_single[name].items() if k not in batch_dependent} == {
+            k: v for k, v in roots_batched[name].items() if k not in batch_dependent
+        }
+    assert_equal_items(
+        {k: v for k, v in single.items() if k[1] != "gradcam"}, {k: v for k, v in batched.items() if k[1] != "gradcam"}, skip=batch_dependent
+    )
     for key in single:
         if key[1] in ("gradcam", "@tag_probabilities") and len(key) == 2:
             assert np.abs(np.asarray(single[key]) - np.asarray(batched[key])).max() < 1e-5, key

@@ -24,8 +24,15 @@ LOCK = Path("artifacts/.wsss-run.lock")
 
 
 def start(stage: list[str], repo: Path, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "flows.prepare", *stage], cwd=repo, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    return subprocess.Popen(
+        [sys.executable, "-m", "flows.prepare", *stage],
+        cwd=repo,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
 
 
 def wait_for_lock_owner(repo: Path, pid: int, timeout: float = 120) -> dict:
@@ -54,8 +61,9 @@ def test_second_run_is_refused_while_the_first_holds_the_artifacts(repo: tuple[P
     try:
         owner = wait_for_lock_owner(path, first.pid)
         os.killpg(first.pid, signal.SIGSTOP)  # the first run is now mid-way, holding the lock
-        second = subprocess.run([sys.executable, "-m", "flows.prepare", "sample"], cwd=path, env=env,
-                                capture_output=True, text=True, timeout=300, check=False)
+        second = subprocess.run(
+            [sys.executable, "-m", "flows.prepare", "sample"], cwd=path, env=env, capture_output=True, text=True, timeout=300, check=False
+        )
         assert second.returncode == 2
         assert "another pipeline run is using artifacts" in second.stderr
         assert f"pid {first.pid} on {owner['hostname']}, started {owner['started_at']}" in second.stderr

@@ -103,14 +103,19 @@ def dask_cluster(repo: Path, base: Path, names: tuple[str, ...] = ("worker-a", "
         folder.mkdir(parents=True)
         logs[name] = base / f"{name}.log"
         with open(logs[name], "w") as log:
-            processes[name] = subprocess.Popen(command, cwd=folder, env=dict(env, PREFECT_HOME=str(folder / ".prefect")),
-                                               stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+            processes[name] = subprocess.Popen(
+                command,
+                cwd=folder,
+                env=dict(env, PREFECT_HOME=str(folder / ".prefect")),
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
 
     try:
         start("scheduler", [DASK, "scheduler", "--host", "127.0.0.1", "--port", str(port), "--no-dashboard"])
         for name in names:
-            start(name, [DASK, "worker", address, "--nworkers", "1", "--nthreads", "1", "--host", "127.0.0.1",
-                         "--no-dashboard", "--name", name])
+            start(name, [DASK, "worker", address, "--nworkers", "1", "--nthreads", "1", "--host", "127.0.0.1", "--no-dashboard", "--name", name])
         deadline = time.monotonic() + 180
         while sum("Register worker addr" in line for line in _lines(logs["scheduler"])) < len(names):
             assert time.monotonic() < deadline, "the Dask workers did not register within 180 s"
@@ -176,8 +181,9 @@ def test_a_worker_killed_mid_shard_hands_its_shard_to_the_other(sample: Sample, 
     shutil.rmtree(sample.repo / ".wsss-scratch", ignore_errors=True)
     with dask_cluster(sample.repo, tmp_path) as cluster:
         with open(tmp_path / "stage.log", "w") as log:
-            stage = subprocess.Popen(_stage("cams", cluster.address), cwd=sample.repo, env=env, stdout=log,
-                                     stderr=subprocess.STDOUT, start_new_session=True)
+            stage = subprocess.Popen(
+                _stage("cams", cluster.address), cwd=sample.repo, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
+            )
         try:
             deadline = time.monotonic() + 400
             victim = None
@@ -194,7 +200,10 @@ def test_a_worker_killed_mid_shard_hands_its_shard_to_the_other(sample: Sample, 
     assert stage.returncode == 0, (tmp_path / "stage.log").read_text()[-4000:]
     assert "Remove worker addr" in scheduler_log and f"name: {victim}" in scheduler_log
     assert sorted(line.split("'")[1] for line in survivor_log.splitlines() if "Finished in state Completed()" in line) == [
-        "cams shard 0", "cams shard 1", "cams shard 2"]
+        "cams shard 0",
+        "cams shard 1",
+        "cams shard 2",
+    ]
     assert_same_store(sample.reference / "cams", sample.repo / STORES["cams"])
     flow_run_id = read_all(sample.repo / STORES["cams"] / "shard-00000.h5")[1]["/"]["flow_run_id"].decode()
     runs = _task_runs(prefect_server, flow_run_id)

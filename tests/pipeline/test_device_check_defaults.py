@@ -58,8 +58,10 @@ def test_part_zero_stores_what_the_cams_and_refine_stages_store(tmp_path: Path) 
     clip = load_clip(params.clip.source(), params.clip.device, params.clip.precision)
     use_extractor(default_extractor(params, clip, params.vocabulary, params.prompts.pin))
     vocabulary = params.vocabulary
-    records = [StageImage(r.image_id, r.image_path, tuple(vocabulary.class_id(t) for t in r.tags), tuple(r.tags), r.sha256)
-               for r in read_manifest(layout).records]
+    records = [
+        StageImage(r.image_id, r.image_path, tuple(vocabulary.class_id(t) for t in r.tags), tuple(r.tags), r.sha256)
+        for r in read_manifest(layout).records
+    ]
     run_default_stages(params, params.dataset_root, records, tmp_path / "check")
     assert default_layout(params)["processes"] == 1 and params.store.images_per_shard == 3
 

@@ -25,8 +25,7 @@ DVC_LOCK = Path(".dvc/tmp/lock")
 
 
 def start(command: list[str], repo: Path, env: dict[str, str]) -> subprocess.Popen:
-    return subprocess.Popen(command, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    return subprocess.Popen(command, cwd=repo, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
 
 
 def wait_for_dvc_lock_owner(repo: Path, pid: int, process: subprocess.Popen, timeout: float = 300) -> None:
@@ -54,8 +53,9 @@ def test_dvc_repro_during_a_relabel_is_refused_before_deleting_anything(repo: tu
         wait_for_dvc_lock_owner(path, relabel.pid, relabel)
         os.killpg(relabel.pid, signal.SIGSTOP)  # mid-run, holding both locks
         manifest = (path / "artifacts/prepare/manifest.json").read_bytes()
-        repro = subprocess.run([sys.executable, "-m", "dvc", "repro", "prepare"], cwd=path, env=env, capture_output=True,
-                               text=True, timeout=300, check=False)
+        repro = subprocess.run(
+            [sys.executable, "-m", "dvc", "repro", "prepare"], cwd=path, env=env, capture_output=True, text=True, timeout=300, check=False
+        )
         assert repro.returncode != 0 and "Unable to acquire lock" in repro.stdout + repro.stderr
         assert (path / "artifacts/prepare/manifest.json").read_bytes() == manifest  # nothing deleted
     finally:
@@ -73,8 +73,9 @@ def test_a_relabel_during_dvc_repro_is_refused_and_dvc_loses_nothing(repo: tuple
         wait_for_dvc_lock_owner(path, repro.pid, repro)
         os.killpg(repro.pid, signal.SIGSTOP)  # DVC holds its repository lock
         runs_before = (path / "artifacts/relabel/runs.jsonl").read_text()
-        relabel = subprocess.run([sys.executable, "-m", "flows.relabel", "run"], cwd=path, env=env, capture_output=True,
-                                 text=True, timeout=600, check=False)
+        relabel = subprocess.run(
+            [sys.executable, "-m", "flows.relabel", "run"], cwd=path, env=env, capture_output=True, text=True, timeout=600, check=False
+        )
         assert relabel.returncode == 2, relabel.stderr[-3000:]
         errors = [line for line in relabel.stderr.splitlines() if line.startswith("error:")]
         assert len(errors) == 1, relabel.stderr[-3000:]

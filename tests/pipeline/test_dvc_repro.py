@@ -106,7 +106,8 @@ def test_lineage_answers_for_every_image(sample_repo, capsys: pytest.CaptureFixt
         assert lineage["problems"] == []
         # Random weights came from params.local.yaml: every artifact recorded them, nothing differs.
         assert {stage: facts["params_differ_from_current"] for stage, facts in lineage["stages"].items()} == {
-            stage: [] for stage in lineage["stages"]}
+            stage: [] for stage in lineage["stages"]
+        }
 
 
 def test_status_is_clean_and_a_second_repro_skips_everything(sample_repo) -> None:
@@ -132,8 +133,16 @@ def test_switching_learned_prompts_on_reruns_only_what_depends_on_them(sample_re
     path, env = sample_repo
     artifacts = path / "artifacts"
     assert json.loads((artifacts / "learn_prompts" / "status.json").read_text())["enabled"] is False
-    edit_params(path, {"learn_prompts.enabled": True, "learn_prompts.context_tokens": 4, "learn_prompts.max_steps": 6,
-                       "learn_prompts.batch_size": 4, "learn_prompts.rescore": True})
+    edit_params(
+        path,
+        {
+            "learn_prompts.enabled": True,
+            "learn_prompts.context_tokens": 4,
+            "learn_prompts.max_steps": 6,
+            "learn_prompts.batch_size": 4,
+            "learn_prompts.rescore": True,
+        },
+    )
     result = run([sys.executable, "-m", "dvc", "repro"], path, env)
     assert ran_stages(result.stdout) == ["learn_prompts", "learned_cams", "evaluate"]
     status = json.loads((artifacts / "learn_prompts" / "status.json").read_text())

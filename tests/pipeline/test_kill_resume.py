@@ -59,8 +59,7 @@ def timed_run(stage: str, repo: Path, env: dict[str, str]) -> float:
 def run_and_kill(stage: str, repo: Path, env: dict[str, str], delay: float) -> float | None:
     """Start the stage, SIGKILL its whole process group after `delay` s; None, or how long it ran when it ended first."""
     started = time.monotonic()
-    process = subprocess.Popen(stage_command(stage), cwd=repo, env=env, stdout=subprocess.DEVNULL,
-                               stderr=subprocess.DEVNULL, start_new_session=True)
+    process = subprocess.Popen(stage_command(stage), cwd=repo, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     try:
         process.wait(timeout=delay)
         return time.monotonic() - started
@@ -140,9 +139,7 @@ def test_cams_killed_at_random_points_resumes_to_the_uninterrupted_result(repo: 
 
 def pseudo_outputs(directory: Path) -> dict[str, bytes]:
     return {
-        str(path.relative_to(directory)): path.read_bytes()
-        for path in sorted(directory.rglob("*"))
-        if path.is_file() and path.name != "summary.json"
+        str(path.relative_to(directory)): path.read_bytes() for path in sorted(directory.rglob("*")) if path.is_file() and path.name != "summary.json"
     }
 
 

@@ -42,18 +42,24 @@ def repo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]
         (path / "fixtures" / Path(name).name).write_text(json.dumps(content, indent=1))
     copy = "; ".join(f"shutil.copy('fixtures/{Path(n).name}', '{n}')" for n in written)
     stage = {
-        "cmd": f'python -c "import os, shutil; os.makedirs(\'artifacts\', exist_ok=True); {copy}"',
-        "deps": ["src/code.py", "data/image.txt"], "params": ["train"],
+        "cmd": f"python -c \"import os, shutil; os.makedirs('artifacts', exist_ok=True); {copy}\"",
+        "deps": ["src/code.py", "data/image.txt"],
+        "params": ["train"],
         # The project's own declaration of what evaluate writes as metrics and as plain JSON outputs.
-        "outs": [entry for entry in project["outs"] if str(next(iter(entry)) if isinstance(entry, dict) else entry)
-                 .startswith("artifacts/metrics")],
+        "outs": [entry for entry in project["outs"] if str(next(iter(entry)) if isinstance(entry, dict) else entry).startswith("artifacts/metrics")],
         "metrics": project["metrics"],
     }
     (path / "dvc.yaml").write_text(yaml.safe_dump({"stages": {"evaluate": stage}}, sort_keys=False))
     env = pipeline_env(path)
-    for command in (["git", "init", "-q"], ["git", "config", "user.email", "t@example.com"], ["git", "config", "user.name", "t"],
-                    [sys.executable, "-m", "dvc", "init", "-q"], [sys.executable, "-m", "dvc", "repro", "-q"],
-                    ["git", "add", "-A"], ["git", "commit", "-qm", "evaluate"]):
+    for command in (
+        ["git", "init", "-q"],
+        ["git", "config", "user.email", "t@example.com"],
+        ["git", "config", "user.name", "t"],
+        [sys.executable, "-m", "dvc", "init", "-q"],
+        [sys.executable, "-m", "dvc", "repro", "-q"],
+        ["git", "add", "-A"],
+        ["git", "commit", "-qm", "evaluate"],
+    ):
         run(command, path, env)
     return path, env, {"metric_files": metric_files, "headline": head}
 
@@ -64,8 +70,7 @@ def test_dvc_metrics_show_prints_one_miou_per_artifact(repo) -> None:
     shown = run([sys.executable, "-m", "dvc", "metrics", "show"], path, env).stdout
     assert max(len(line) for line in shown.splitlines()) < 200, shown  # was ~1,100 characters
     header = shown.splitlines()[0].split()
-    assert header[1:] == ["num_images_with_ground_truth", "train.cam_raw.miou", "train.cam_refined.miou", "train.model.miou",
-                          "train.pseudo.miou"]
+    assert header[1:] == ["num_images_with_ground_truth", "train.cam_raw.miou", "train.cam_refined.miou", "train.model.miou", "train.pseudo.miou"]
     assert "num_pixels" not in shown and "pixel_accuracy" not in shown
     # The full table stays beside it, for whoever asks for it.
     full = run([sys.executable, "-m", "dvc", "metrics", "show", "artifacts/metrics.json"], path, env).stdout
@@ -76,8 +81,7 @@ def test_the_documented_dvc_exp_show_drop_regex_drops_what_it_says(repo) -> None
     path, env, _ = repo
     (line,) = [line for line in (ROOT / "docs/stages.md").read_text().splitlines() if line.startswith("dvc exp show")]
     command = [part for part in shlex.split(line) if part != "--only-changed"]  # one revision: every column is "unchanged"
-    result = subprocess.run([sys.executable, "-m", *command, "--csv"], cwd=path, env=env, capture_output=True, text=True,
-                            timeout=120, check=True)
+    result = subprocess.run([sys.executable, "-m", *command, "--csv"], cwd=path, env=env, capture_output=True, text=True, timeout=120, check=True)
     columns = result.stdout.splitlines()[0].split(",")
     assert not [c for c in columns if re.match(r"(src|data|artifacts|flows|tasks|corrections)/|Created", c)], columns
     assert not [c for c in columns if "num_pixels" in c or "pixel_accuracy" in c], columns

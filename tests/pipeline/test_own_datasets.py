@@ -126,8 +126,7 @@ def run_through_evaluate(workdir: Path, data: dict, classes: dict) -> dict:
 def test_folder_set_with_ground_truth_pngs_runs_and_scores(harness, workdir: Path) -> None:
     expected = write_folder_set(workdir / "data/folder")
     edit_params(workdir, {"prompts.pin": None})
-    data = {"kind": "folder", "root": "data/folder", "images_dir": "images", "tags_file": "tags.csv",
-            "ground_truth_dir": "masks"}
+    data = {"kind": "folder", "root": "data/folder", "images_dir": "images", "tags_file": "tags.csv", "ground_truth_dir": "masks"}
     metrics = run_through_evaluate(workdir, data, {"names": ["cat", "dog"]})
     assert metrics["num_images_with_ground_truth"] == 2
     assert metrics["train"]["cam_refined"]["alpha=1"]["num_pixels"] == scored_pixels(expected, 3)
@@ -157,7 +156,12 @@ def test_a_background_word_equal_to_a_class_stops_prepare_naming_it(harness, wor
     from wsss.errors import ConfigError
 
     write_folder_set(workdir / "data/folder")
-    edit_params(workdir, {"data": {"kind": "folder", "root": "data/folder", "images_dir": "images", "tags_file": "tags.csv"},
-                          "classes": {"names": ["cat", "dog", "grass"], "background": ["sky", "grass"]}})
+    edit_params(
+        workdir,
+        {
+            "data": {"kind": "folder", "root": "data/folder", "images_dir": "images", "tags_file": "tags.csv"},
+            "classes": {"names": ["cat", "dog", "grass"], "background": ["sky", "grass"]},
+        },
+    )
     with pytest.raises(ConfigError, match=r"classes: background word 'grass' is also class 'grass'"):
         prepare_flow("params.yaml")

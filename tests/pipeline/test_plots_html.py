@@ -26,8 +26,17 @@ from wsss.metrics import ConfusionAccumulator
 from wsss.plots import per_class_iou_rows, pipeline_miou_rows
 
 CLASSES = ("bottle", "chair", "person")
-ARTIFACTS = ("cam_raw.alpha=1", "cam_raw.alpha=2", "cam_refined.alpha=1", "cam_refined.alpha=2", "pseudo.crf=off",
-             "pseudo.crf=on", "pseudo_confident_pixels.crf=on", "model.scales=1.crf=off", "model.scales=1.crf=on")
+ARTIFACTS = (
+    "cam_raw.alpha=1",
+    "cam_raw.alpha=2",
+    "cam_refined.alpha=1",
+    "cam_refined.alpha=2",
+    "pseudo.crf=off",
+    "pseudo.crf=on",
+    "pseudo_confident_pixels.crf=on",
+    "model.scales=1.crf=off",
+    "model.scales=1.crf=on",
+)
 
 
 def sample_scores() -> dict:

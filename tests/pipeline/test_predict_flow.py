@@ -11,9 +11,7 @@ pytest.importorskip("mmseg")
 pytestmark = pytest.mark.slow  # the session's trained model and one Prefect flow run
 
 
-def test_the_flow_predicts_what_the_command_predicts(
-    trained_sample: Path, harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_the_flow_predicts_what_the_command_predicts(trained_sample: Path, harness: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     from flows.predict import predict_flow
     from wsss.cli import main
 

@@ -190,5 +190,6 @@ def test_artifact_files_are_repository_relative_code_or_served_links(tmp_path: P
     assert file_reference("/elsewhere/x.json") == "`/elsewhere/x.json`"
     monkeypatch.setenv("WSSS_ARTIFACTS_URL", "http://127.0.0.1:8000/")
     assert file_reference("artifacts/plots/overlays/a b.png") == (
-        "[`artifacts/plots/overlays/a b.png`](http://127.0.0.1:8000/artifacts/plots/overlays/a%20b.png)")
+        "[`artifacts/plots/overlays/a b.png`](http://127.0.0.1:8000/artifacts/plots/overlays/a%20b.png)"
+    )
     assert "file://" not in file_reference(tmp_path / "artifacts/metrics.json")

@@ -33,11 +33,21 @@ def write_dataset(root: Path, ids: list[str]) -> None:
 
 def prompts_params(tmp_path: Path, **prompts: object) -> Path:
     """The test params for the folder dataset under `tmp_path`, with `prompts` values."""
-    return write_params(tmp_path, with_values(pipeline_test_params(), {
-        "data.kind": "folder", "data.root": str(tmp_path / "data/photos"), "data.images_dir": "images",
-        "data.tags_file": "tags.csv", "data.ground_truth_dir": None,
-        "prompts.candidates": ["a photo of a {}.", "itap of a {}."], **{f"prompts.{k}": v for k, v in prompts.items()},
-    }))
+    return write_params(
+        tmp_path,
+        with_values(
+            pipeline_test_params(),
+            {
+                "data.kind": "folder",
+                "data.root": str(tmp_path / "data/photos"),
+                "data.images_dir": "images",
+                "data.tags_file": "tags.csv",
+                "data.ground_truth_dir": None,
+                "prompts.candidates": ["a photo of a {}.", "itap of a {}."],
+                **{f"prompts.{k}": v for k, v in prompts.items()},
+            },
+        ),
+    )
 
 
 def prepared(tmp_path: Path, params_file: Path, ids: list[str]):  # type: ignore[no-untyped-def]
@@ -78,9 +88,13 @@ def test_a_run_after_adding_an_image_embeds_only_that_image_and_no_text(tmp_path
         embedded.clear()
         texts.clear()
         scores = run_prompts(loaded, layout).details
-        return {"scores": scores, "embedded": sum(embedded), "texts": len(texts),
-                "features": sorted(p.name for p in layout.prompt_features.iterdir()),
-                "text_features": sorted(p.name for p in layout.prompt_text_features.iterdir())}
+        return {
+            "scores": scores,
+            "embedded": sum(embedded),
+            "texts": len(texts),
+            "features": sorted(p.name for p in layout.prompt_features.iterdir()),
+            "text_features": sorted(p.name for p in layout.prompt_text_features.iterdir()),
+        }
 
     first = run(["a", "b", "c"])
     assert first["embedded"] == 3 and len(first["features"]) == 3

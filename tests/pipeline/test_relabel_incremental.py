@@ -111,9 +111,7 @@ def test_add_two_change_one_remove_one_recomputes_only_those(harness, tmp_path: 
 
 
 @pytest.mark.slow
-def test_an_image_that_vanishes_mid_run_is_reported_and_the_rest_is_relabeled(
-    harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_an_image_that_vanishes_mid_run_is_reported_and_the_rest_is_relabeled(harness, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The file disappears after `prepare` listed it: the run goes on without it (its failure report
     names it), and the next run, with the file back, relabels it."""
     import tasks.cams
@@ -165,8 +163,11 @@ def test_the_first_relabel_run_after_a_repro_counts_against_the_stores(tmp_path:
     assert not layout.last_manifest.exists()
 
     retrained: list[str] = []
-    monkeypatch.setattr(tasks.relabel, "stage_entry", lambda name: (lambda *args, **kwargs: retrained.append(name))
-                        if name in tasks.relabel.RETRAIN else stage_entry(name))
+    monkeypatch.setattr(
+        tasks.relabel,
+        "stage_entry",
+        lambda name: (lambda *args, **kwargs: retrained.append(name)) if name in tasks.relabel.RETRAIN else stage_entry(name),
+    )
     write_tags(tmp_path, {**tags, "cat_a": ("cat", "person")})
     first = run_relabel(params, layout).details
     assert first["counts"] == {"added": 0, "changed": 1, "removed": 0, "unchanged": 2}

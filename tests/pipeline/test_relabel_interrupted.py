@@ -78,8 +78,16 @@ def relabel(repo: Path, env: dict[str, str]) -> None:
 
 
 def killed_relabel(repo: Path, env: dict[str, str], point: str, signal_number: int) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-c", KILLER, point, str(signal_number)], cwd=repo, env=env,
-                          capture_output=True, text=True, timeout=900, start_new_session=True, check=False)
+    return subprocess.run(
+        [sys.executable, "-c", KILLER, point, str(signal_number)],
+        cwd=repo,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        start_new_session=True,
+        check=False,
+    )
 
 
 def restore(repo: Path, snapshot: Path) -> None:
@@ -101,8 +109,10 @@ def outputs(repo: Path) -> dict[str, object]:
             found[f"{sub}/{path.name}"] = path.read_bytes()
     for store in ("cams", "refined"):
         for image_id, stored in CamStore(repo / "artifacts" / store).iter_images(keep_dtype=True):
-            found[f"{store}/{image_id}"] = (json.dumps(stored.attrs, sort_keys=True, default=lambda a: np.asarray(a).tolist()),
-                                            {k: (a.dtype.str, a.tobytes()) for k, a in stored.arrays.items()})
+            found[f"{store}/{image_id}"] = (
+                json.dumps(stored.attrs, sort_keys=True, default=lambda a: np.asarray(a).tolist()),
+                {k: (a.dtype.str, a.tobytes()) for k, a in stored.arrays.items()},
+            )
     return found
 
 
@@ -137,12 +147,15 @@ def setup(relabel_runs: Path, tmp_path: Path, prefect_server: str) -> tuple[Path
     return repo, pipeline_env(repo, prefect_server), relabel_runs / "snapshot", outputs(repo), last_run(repo)
 
 
-@pytest.mark.parametrize(("point", "rerun_relabels"), [
-    ("after-cams-publish", ["cat_a", "rocket_a"]),
-    ("after-refine-publish", ["cat_a", "rocket_a"]),
-    ("mid-pseudo", ["rocket_a"]),  # cat_a's mask was complete (under its new key) when the run died
-    ("before-run-log", []),  # everything was published; only the log and the last manifest were not
-])
+@pytest.mark.parametrize(
+    ("point", "rerun_relabels"),
+    [
+        ("after-cams-publish", ["cat_a", "rocket_a"]),
+        ("after-refine-publish", ["cat_a", "rocket_a"]),
+        ("mid-pseudo", ["rocket_a"]),  # cat_a's mask was complete (under its new key) when the run died
+        ("before-run-log", []),  # everything was published; only the log and the last manifest were not
+    ],
+)
 def test_sigkill_at_each_publish_point_converges_to_the_uninterrupted_outputs(setup, point: str, rerun_relabels: list[str]) -> None:
     repo, env, snapshot, reference, reference_run = setup
     restore(repo, snapshot)
@@ -161,8 +174,7 @@ def test_sigkill_at_each_publish_point_converges_to_the_uninterrupted_outputs(se
 
 def flow_runs(api_url: str, name: str, after: str) -> list[dict]:
     """Runs of the flow `name` started after the ISO time `after` (runs SIGKILLed by other tests stay RUNNING)."""
-    body = json.dumps({"flows": {"name": {"any_": [name]}}, "flow_runs": {"start_time": {"after_": after}},
-                       "sort": "START_TIME_DESC"}).encode()
+    body = json.dumps({"flows": {"name": {"any_": [name]}}, "flow_runs": {"start_time": {"after_": after}}, "sort": "START_TIME_DESC"}).encode()
     request = urllib.request.Request(f"{api_url}/flow_runs/filter", data=body, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.load(response)
@@ -176,7 +188,8 @@ def test_sigterm_marks_the_run_crashed_releases_the_locks_and_the_rerun_converge
     stopped = killed_relabel(repo, env, "mid-pseudo", 15)
     assert stopped.returncode == 143, stopped.stderr[-3000:]
     assert [line for line in stopped.stderr.splitlines() if line.startswith("error:")] == [
-        "error: stopped by SIGTERM; the Prefect flow run (if one had started) is marked crashed, locks released"]
+        "error: stopped by SIGTERM; the Prefect flow run (if one had started) is marked crashed, locks released"
+    ]
     assert (repo / "artifacts/.wsss-run.lock").read_text() == ""  # released, not left to a takeover
     assert [r["state_type"] for r in flow_runs(prefect_server, "wsss-relabel", started)] == ["CRASHED"]
     relabel(repo, env)

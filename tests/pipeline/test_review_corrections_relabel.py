@@ -24,8 +24,9 @@ def tree_hashes(folder: Path) -> dict[str, str]:
 
 
 @pytest.mark.slow
-def test_relabel_keeps_the_correction_and_the_retrain_uses_it(relabeled_pair: tuple[Path, dict[str, str]], capsys: pytest.CaptureFixture,
-                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+def test_relabel_keeps_the_correction_and_the_retrain_uses_it(
+    relabeled_pair: tuple[Path, dict[str, str]], capsys: pytest.CaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
     repo, env = relabeled_pair  # after a first relabel run
     monkeypatch.chdir(repo)  # for the in-process `wsss` commands
     tags = tags_of(PAIR)

@@ -28,8 +28,7 @@ def test_closing_report_survives_long_lineage_output_20_times(tmp_path: Path) ->
     _stub(bin_dir / "dvc", "print('Path                  train.pseudo.crf=on.miou')\n")
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     for attempt in range(20):
-        result = subprocess.run(["bash", "scripts/sample_report.sh"], cwd=repo, env=env, capture_output=True, text=True,
-                                timeout=120, check=False)
+        result = subprocess.run(["bash", "scripts/sample_report.sh"], cwd=repo, env=env, capture_output=True, text=True, timeout=120, check=False)
         assert result.returncode == 0, f"try {attempt}: exit {result.returncode}\n{result.stderr[-2000:]}"
         lines = [line for line in result.stdout.splitlines() if line.startswith("lineage line")]
         assert lines == [f"lineage line {i}" for i in range(20)]

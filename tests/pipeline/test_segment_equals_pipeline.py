@@ -65,8 +65,22 @@ def test_segment_equals_the_pipeline_on_the_same_images(pipeline_run: Path, tmp_
     from wsss.cli import main
 
     root, out = pipeline_run, tmp_path / "segmented"
-    assert main(["segment", str(root / "data/photos/images"), "--tags-file", str(root / "data/photos/tags.csv"),
-                 "--params", str(root / "params.yaml"), "--out", str(out), "--hdf5"]) == 0
+    assert (
+        main(
+            [
+                "segment",
+                str(root / "data/photos/images"),
+                "--tags-file",
+                str(root / "data/photos/tags.csv"),
+                "--params",
+                str(root / "params.yaml"),
+                "--out",
+                str(out),
+                "--hdf5",
+            ]
+        )
+        == 0
+    )
     for image_id in PHOTOS:
         for store, name in (("cams", "gradcam"), ("cams", "attention"), ("refined", "refined")):
             ours, theirs = stored(out / store, image_id, name), stored(root / "artifacts" / store, image_id, name)
@@ -90,8 +104,22 @@ def test_bad_photos_are_reported_and_the_rest_is_segmented(pipeline_run: Path, t
     (photos / "truncated.jpg").write_bytes(good[: len(good) // 3])
     (photos / "unreadable.png").write_bytes(b"\x00not an image" * 40)
     out = tmp_path / "out"
-    code = main(["segment", str(photos), "--tags", "cat", "--params", str(pipeline_run / "params.yaml"), "--out", str(out),
-                 "--max-failed-share", "1", "--no-crf", "--no-overlays"])
+    code = main(
+        [
+            "segment",
+            str(photos),
+            "--tags",
+            "cat",
+            "--params",
+            str(pipeline_run / "params.yaml"),
+            "--out",
+            str(out),
+            "--max-failed-share",
+            "1",
+            "--no-crf",
+            "--no-overlays",
+        ]
+    )
     assert code == 0
     assert "Traceback" not in capsys.readouterr().err
     assert sorted(p.name for p in (out / "masks").iterdir()) == ["good.png"]
@@ -105,8 +133,11 @@ def test_the_command_line_contract(tmp_path: Path) -> None:
     wsss = [sys.executable, "-m", "wsss.cli", "segment"]
     image = tmp_path / "x.png"
     Image.new("RGB", (20, 20)).save(image)
-    for arguments, message in (([str(image)], "give the tags"), ([str(image), "--tags", "kitten"], "unknown tag 'kitten'"),
-                               ([str(image), "--tags", "cat", "--class-names", "a,a"], "--class-names")):
+    for arguments, message in (
+        ([str(image)], "give the tags"),
+        ([str(image), "--tags", "kitten"], "unknown tag 'kitten'"),
+        ([str(image), "--tags", "cat", "--class-names", "a,a"], "--class-names"),
+    ):
         result = subprocess.run([*wsss, *arguments, "--out", str(tmp_path / "out")], capture_output=True, text=True, timeout=300, check=False)
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr, result.stderr
         assert len(result.stderr.strip().splitlines()) == 1, result.stderr

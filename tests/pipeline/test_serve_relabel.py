@@ -67,7 +67,11 @@ def test_served_flow_relabels_an_added_image_on_schedule(prefect_server: str, tm
     log = open(tmp_path / "serve.log", "w")  # noqa: SIM115 - the server's stdout; closed once the server is stopped
     process = subprocess.Popen(
         [sys.executable, "-m", "flows.relabel", "serve", "--interval", "5", "--name", "test"],
-        cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        cwd=repo,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         wait_for(lambda: len(logged_runs(repo)) >= 1, 300, process, "the first scheduled run")
@@ -78,15 +82,18 @@ def test_served_flow_relabels_an_added_image_on_schedule(prefect_server: str, tm
         added_run = next(run for run in logged_runs(repo) if run["counts"]["added"] == 1)
         assert added_run["relabeled"] == ["rocket_a"]
         assert (repo / "artifacts/pseudo/masks/rocket_a.png").is_file()
-        wait_for(lambda: added_run["flow_run_id"] in {r["id"] for r in completed_runs(prefect_server, "test")}, 120, process,
-                 "the relabel run to be COMPLETED on the server")
+        wait_for(
+            lambda: added_run["flow_run_id"] in {r["id"] for r in completed_runs(prefect_server, "test")},
+            120,
+            process,
+            "the relabel run to be COMPLETED on the server",
+        )
         # Scheduled runs were created under random names ("adorable-hippo") and renamed only when
         # they started; the serving process names them as they are scheduled.
         name = f"relabel | photos | {params_digest(load_params(repo / 'params.yaml'))}"
         assert {run["name"] for run in completed_runs(prefect_server, "test")} == {name}
         upcoming = lambda: deployment_runs(prefect_server, "test", ("SCHEDULED",))  # noqa: E731
-        wait_for(lambda: upcoming() and {run["name"] for run in upcoming()} == {name}, 60, process,
-                 f"every scheduled run to be named {name!r}")
+        wait_for(lambda: upcoming() and {run["name"] for run in upcoming()} == {name}, 60, process, f"every scheduled run to be named {name!r}")
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         try:

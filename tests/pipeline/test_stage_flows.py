@@ -34,15 +34,14 @@ def test_missing_weights_stop_the_stage_naming_the_param(harness, workdir: Path)
 
     sample_flow("params.yaml")
     prepare_flow("params.yaml")
-    edit_params(workdir, {"clip.random_init": False, "clip.pretrained": "openai", "clip.allow_download": False,
-                          "prompts.pin": None})  # a pinned template is not ranked: no CLIP at all
+    edit_params(
+        workdir, {"clip.random_init": False, "clip.pretrained": "openai", "clip.allow_download": False, "prompts.pin": None}
+    )  # a pinned template is not ranked: no CLIP at all
     with pytest.raises(CheckpointError, match=r"clip\.checkpoint"):
         prompts_flow("params.yaml")
 
 
-def test_a_stage_process_without_weights_says_so_in_one_line_and_logs_the_traceback(
-    harness, prefect_server: str, workdir: Path
-) -> None:
+def test_a_stage_process_without_weights_says_so_in_one_line_and_logs_the_traceback(harness, prefect_server: str, workdir: Path) -> None:
     """The expected no-weights case: no traceback and no `ERROR:root:Failed to download weights` on
     the console (it was ~60 lines of four chained tracebacks), one line with what to do and where
     the traceback went, exit 2."""
@@ -53,8 +52,7 @@ def test_a_stage_process_without_weights_says_so_in_one_line_and_logs_the_traceb
     edit_params(workdir / "params.yaml", "clip", random_init=False, pretrained="openai")
     edit_params(workdir / "params.yaml", "prompts", pin=None)
     env = dict(pipeline_env(workdir, prefect_server), PYTHONPATH=f"{ROOT / 'src'}{os.pathsep}{ROOT}")
-    result = subprocess.run([sys.executable, "-m", "flows.prompts"], cwd=workdir, env=env, capture_output=True, text=True,
-                            check=False, timeout=600)
+    result = subprocess.run([sys.executable, "-m", "flows.prompts"], cwd=workdir, env=env, capture_output=True, text=True, check=False, timeout=600)
     assert result.returncode == 2, result.stderr[-3000:]
     console = result.stdout + result.stderr
     assert "Traceback" not in console and "Failed to download weights" not in console, console[-3000:]

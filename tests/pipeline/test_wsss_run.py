@@ -34,16 +34,16 @@ def loop_env(repo: Path) -> dict[str, str]:
 
 
 def wsss(args: list[str], repo: Path, env: dict[str, str], timeout: int = 1800) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "wsss.cli", *args], cwd=repo, env=env, capture_output=True, text=True,
-                          check=False, timeout=timeout)
+    return subprocess.run([sys.executable, "-m", "wsss.cli", *args], cwd=repo, env=env, capture_output=True, text=True, check=False, timeout=timeout)
 
 
 def subflow_runs(database: Path) -> tuple[str, list[str]]:
     """(the parent run's name, its subflow runs' names), from the server's own database."""
     with sqlite3.connect(database) as db:
         parent_id, parent_name = db.execute("SELECT id, name FROM flow_run WHERE name LIKE 'run | %'").fetchone()
-        children = db.execute("SELECT f.name FROM flow_run f JOIN task_run t ON f.parent_task_run_id = t.id "
-                              "WHERE t.flow_run_id = ?", (parent_id,)).fetchall()
+        children = db.execute(
+            "SELECT f.name FROM flow_run f JOIN task_run t ON f.parent_task_run_id = t.id WHERE t.flow_run_id = ?", (parent_id,)
+        ).fetchall()
     return parent_name, sorted(name for (name,) in children)
 
 
@@ -108,7 +108,9 @@ def test_the_server_a_command_starts_tells_its_ui_where_the_api_is(tmp_path: Pat
     from wsss.loop.prefect_server import free_port, local_server, loop_environment
 
     port = free_port()
-    with (local_server(loop_environment(tmp_path), tmp_path / "server.log", port=port) as api_url,
-          urllib.request.urlopen(f"http://127.0.0.1:{port}/ui-settings", timeout=10) as response):
+    with (
+        local_server(loop_environment(tmp_path), tmp_path / "server.log", port=port) as api_url,
+        urllib.request.urlopen(f"http://127.0.0.1:{port}/ui-settings", timeout=10) as response,
+    ):
         settings = json.load(response)
     assert api_url == f"http://127.0.0.1:{port}/api" and settings["api_url"] == api_url

@@ -78,8 +78,15 @@ def uncompressed_rle(mask: np.ndarray) -> dict:
 
 
 def _annotation(ann_id: int, image_id: int, category_id: int, segmentation: object, crowd: int = 0) -> dict:
-    return {"id": ann_id, "image_id": image_id, "category_id": category_id, "segmentation": segmentation,
-            "area": 0.0, "bbox": [0.0, 0.0, 1.0, 1.0], "iscrowd": crowd}
+    return {
+        "id": ann_id,
+        "image_id": image_id,
+        "category_id": category_id,
+        "segmentation": segmentation,
+        "area": 0.0,
+        "bbox": [0.0, 0.0, 1.0, 1.0],
+        "iscrowd": crowd,
+    }
 
 
 def write_coco_set(root: Path, split: str = "val2014") -> dict[str, np.ndarray]:

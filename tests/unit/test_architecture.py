@@ -38,8 +38,11 @@ def top_level_imports(path: Path) -> Iterator[tuple[str, list[str]]]:
                 yield alias.name, []
 
 
-FLOW_CORE_IMPORTS = ("from wsss.params import load_params", "from wsss.catalog import ArtifactLayout",
-                     "from wsss.stages import STAGES, Stage")  # the last: the pipeline flow runs the stage table
+FLOW_CORE_IMPORTS = (
+    "from wsss.params import load_params",
+    "from wsss.catalog import ArtifactLayout",
+    "from wsss.stages import STAGES, Stage",
+)  # the last: the pipeline flow runs the stage table
 
 
 def test_flows_import_only_typed_params_the_layout_and_the_stage_table_from_the_core() -> None:
@@ -56,8 +59,12 @@ def test_no_stage_entry_imports_another() -> None:
     entries = {stage.entry_module for stage in STAGES} | {"tasks.relabel"}
     for module in sorted(entries):
         path = ROOT / (module.replace(".", "/") + ".py")
-        imported = {name for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, (ast.Import, ast.ImportFrom))
-                    for name in ([node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names])}
+        imported = {
+            name
+            for node in ast.walk(ast.parse(path.read_text()))
+            if isinstance(node, (ast.Import, ast.ImportFrom))
+            for name in ([node.module] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names])
+        }
         assert not (imported & entries) - {module}, (module, sorted(imported & entries))
 
 

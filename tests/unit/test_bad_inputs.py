@@ -54,7 +54,7 @@ def truncated_jpeg() -> bytes:
 def corrupt_png() -> bytes:
     data = bytearray(encoded(Image.fromarray(photo(seed=3)), "PNG"))
     start = data.index(b"IDAT") + 8
-    data[start:start + 40] = bytes(40)  # zlib stream destroyed, CRC wrong
+    data[start : start + 40] = bytes(40)  # zlib stream destroyed, CRC wrong
     return bytes(data)
 
 
@@ -218,9 +218,7 @@ def voc_tree(root: Path, masks: dict[str, tuple[int, int]], images: dict[str, by
     (root / "ImageSets/Segmentation/train.txt").write_text("\n".join(images) + "\n")
     for image_id, data in images.items():
         (root / f"JPEGImages/{image_id}.jpg").write_bytes(data)
-        (root / f"Annotations/{image_id}.xml").write_text(
-            "<annotation><object><name>cat</name></object></annotation>"
-        )
+        (root / f"Annotations/{image_id}.xml").write_text("<annotation><object><name>cat</name></object></annotation>")
         width, height = masks[image_id]
         Image.fromarray(np.zeros((height, width), np.uint8)).save(root / f"SegmentationClass/{image_id}.png")
 
@@ -300,8 +298,7 @@ def test_coco_per_image_problems_are_reported_not_raised(tmp_path: Path) -> None
     (tmp_path / "images").mkdir()
     (tmp_path / "images/good.jpg").write_bytes(encoded(Image.fromarray(photo()), "JPEG"))
     (tmp_path / "images/wrong_size.jpg").write_bytes(encoded(Image.fromarray(photo()), "JPEG"))
-    images = [("good.jpg", 48, 32, 1), ("missing.jpg", 48, 32, 1), ("../up.jpg", 48, 32, 1),
-              ("wrong_size.jpg", 10, 10, 1), ("zebra.jpg", 48, 32, 2)]
+    images = [("good.jpg", 48, 32, 1), ("missing.jpg", 48, 32, 1), ("../up.jpg", 48, 32, 1), ("wrong_size.jpg", 10, 10, 1), ("zebra.jpg", 48, 32, 2)]
     data = {
         "images": [{"id": i, "file_name": name, "width": w, "height": h} for i, (name, w, h, _) in enumerate(images)],
         "annotations": [{"id": i, "image_id": i, "category_id": cat} for i, (*_, cat) in enumerate(images)],
@@ -333,9 +330,14 @@ def partial_coco(root: Path, extra_annotations: list[dict], images: int = 2) -> 
 
 def test_coco_annotations_that_refer_to_nothing_are_reported_and_the_rest_kept(tmp_path: Path) -> None:
     """One annotation naming an unknown image id or category id used to stop the whole prepare (exit 2, nothing kept)."""
-    partial_coco(tmp_path, [{"id": 90, "image_id": 999, "category_id": 1},    # no such image
-                            {"id": 91, "image_id": 1, "category_id": 77},     # no such category: img1's tags incomplete
-                            {"id": 92, "image_id": "0", "category_id": 1}])   # not an integer id
+    partial_coco(
+        tmp_path,
+        [
+            {"id": 90, "image_id": 999, "category_id": 1},  # no such image
+            {"id": 91, "image_id": 1, "category_id": 77},  # no such category: img1's tags incomplete
+            {"id": 92, "image_id": "0", "category_id": 1},
+        ],
+    )  # not an integer id
     failures = FailureReport("prepare")
     manifest = load_coco(tmp_path, "instances.json", "images", CLASSES, failures=failures)
     assert [record.image_id for record in manifest.records] == ["img0"]

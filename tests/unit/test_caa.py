@@ -16,27 +16,13 @@ ATTENTION = torch.tensor([[1.0, 2.0], [3.0, 4.0]], dtype=torch.float64)
 ONE_ROUND = torch.tensor([[3 / 7, 4 / 7], [9 / 17, 8 / 17]], dtype=torch.float64)
 
 # Symmetric, doubly stochastic "chain" transition on a 2x2 token grid (row-major tokens 0..3).
-CHAIN = torch.tensor(
-    [
-        [0.5, 0.5, 0.0, 0.0],
-        [0.5, 0.0, 0.5, 0.0],
-        [0.0, 0.5, 0.0, 0.5],
-        [0.0, 0.0, 0.5, 0.5],
-    ]
-)
+CHAIN = torch.tensor([[0.5, 0.5, 0.0, 0.0], [0.5, 0.0, 0.5, 0.0], [0.0, 0.5, 0.0, 0.5], [0.0, 0.0, 0.5, 0.5]])
 # CHAIN @ CHAIN, row by row (row i = sum_j CHAIN[i, j] * CHAIN[j]):
 #   row0 = .5*r0 + .5*r1 = [.5, .25, .25, 0]
 #   row1 = .5*r0 + .5*r2 = [.25, .5, 0, .25]
 #   row2 = .5*r1 + .5*r3 = [.25, 0, .5, .25]
 #   row3 = .5*r2 + .5*r3 = [0, .25, .25, .5]
-CHAIN_SQUARED = torch.tensor(
-    [
-        [0.5, 0.25, 0.25, 0.0],
-        [0.25, 0.5, 0.0, 0.25],
-        [0.25, 0.0, 0.5, 0.25],
-        [0.0, 0.25, 0.25, 0.5],
-    ]
-)
+CHAIN_SQUARED = torch.tensor([[0.5, 0.25, 0.25, 0.0], [0.25, 0.5, 0.0, 0.25], [0.25, 0.0, 0.5, 0.25], [0.0, 0.25, 0.25, 0.5]])
 
 
 def reference_refine(transition: torch.Tensor, cam: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -149,14 +135,7 @@ def test_refine_with_affinity_by_hand() -> None:
 def test_refine_masks_columns_of_non_symmetric_transition() -> None:
     """With a non-symmetric T the mask applies to source tokens (columns) and T is not transposed."""
     # Shift: (T v)[i] = v[i+1], 0 past the end; so (T^2 v)[i] = v[i+2] -> [v2, v3, 0, 0].
-    shift = torch.tensor(
-        [
-            [0.0, 1.0, 0.0, 0.0],
-            [0.0, 0.0, 1.0, 0.0],
-            [0.0, 0.0, 0.0, 1.0],
-            [0.0, 0.0, 0.0, 0.0],
-        ]
-    )
+    shift = torch.tensor([[0.0, 1.0, 0.0, 0.0], [0.0, 0.0, 1.0, 0.0], [0.0, 0.0, 0.0, 1.0], [0.0, 0.0, 0.0, 0.0]])
     cams = torch.tensor([[[1.0, 0.5], [0.2, 0.7]]])
     masks = torch.tensor([[[False, True], [True, False]]])
     # masked flat [0, .5, .2, 0] -> T^2 gives [.2, 0, 0, 0] -> min-max [1, 0, 0, 0]

@@ -132,8 +132,11 @@ def test_vit_b32_weights_are_refused_as_vit_b16(tmp_path: Path) -> None:
     weights = openai_format_state_dict(open_clip.create_model("ViT-B-32-quickgelu", pretrained=None))
     assert architecture_of_openai_state_dict(weights) == architecture_of_config("ViT-B-32")  # read right
     torch.save(weights, path)
-    with pytest.raises(CheckpointError, match=r"ViT-B-32\.pt: the weights are a ViT patch 32.*'ViT-B-16' is a ViT patch 16"
-                       r".*differs in patch_size"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"ViT-B-32\.pt: the weights are a ViT patch 32.*'ViT-B-16' is a ViT patch 16"
+        r".*differs in patch_size",
+    ):
         load_clip(ClipSource(model_name="ViT-B-16", checkpoint=path))
 
 

@@ -114,8 +114,16 @@ def test_official_coco_json_loads_with_the_preset_and_masks_become_ground_truth(
     vocabulary = coco_vocabulary()
     derived = tmp_path / "derived"
     failures = FailureReport("prepare")
-    manifest = load_dataset("coco", root, vocabulary.class_names, rename=vocabulary.rename, instances_json=JSON,
-                            images_dir="val2014", derived_ground_truth=derived, failures=failures)
+    manifest = load_dataset(
+        "coco",
+        root,
+        vocabulary.class_names,
+        rename=vocabulary.rename,
+        instances_json=JSON,
+        images_dir="val2014",
+        derived_ground_truth=derived,
+        failures=failures,
+    )
     assert failures.failures == []
     assert [r.image_id for r in manifest.records] == sorted(expected)
     tags = {r.image_id: r.tags for r in manifest.records}
@@ -139,8 +147,7 @@ def test_derived_ground_truth_is_cached_by_content(coco_set, tmp_path: Path) -> 
     derived = tmp_path / "derived"
 
     def load() -> dict[str, str]:
-        manifest = load_coco(root, JSON, "val2014", vocabulary.class_names, category_to_class=vocabulary.rename,
-                             derived_ground_truth=derived)
+        manifest = load_coco(root, JSON, "val2014", vocabulary.class_names, category_to_class=vocabulary.rename, derived_ground_truth=derived)
         return {r.image_id: r.ground_truth_path for r in manifest.records}
 
     first = load()
@@ -165,8 +172,15 @@ def test_malformed_segmentation_costs_one_image_naming_the_annotation(coco_set, 
     (root / JSON).write_text(json.dumps(data))
     vocabulary = coco_vocabulary()
     failures = FailureReport("prepare")
-    manifest = load_coco(root, JSON, "val2014", vocabulary.class_names, category_to_class=vocabulary.rename,
-                         derived_ground_truth=tmp_path / "derived", failures=failures)
+    manifest = load_coco(
+        root,
+        JSON,
+        "val2014",
+        vocabulary.class_names,
+        category_to_class=vocabulary.rename,
+        derived_ground_truth=tmp_path / "derived",
+        failures=failures,
+    )
     assert [r.image_id for r in manifest.records] == sorted(set(expected) - {"COCO_val2014_000000000073"})
     (failure,) = failures.failures
     assert failure.image == "COCO_val2014_000000000073" and failure.file.endswith("instances_val2014.json")
@@ -180,16 +194,22 @@ def test_partly_segmented_image_is_refused_and_box_only_sets_get_no_ground_truth
     del data["annotations"][0]["segmentation"]
     (root / JSON).write_text(json.dumps(data))
     failures = FailureReport("prepare")
-    load_coco(root, JSON, "val2014", vocabulary.class_names, category_to_class=vocabulary.rename,
-              derived_ground_truth=tmp_path / "derived", failures=failures)
-    assert [(f.image, "annotation(s) [1] have no 'segmentation'" in f.reason) for f in failures.failures] == [
-        ("COCO_val2014_000000000042", True)
-    ]
+    load_coco(
+        root,
+        JSON,
+        "val2014",
+        vocabulary.class_names,
+        category_to_class=vocabulary.rename,
+        derived_ground_truth=tmp_path / "derived",
+        failures=failures,
+    )
+    assert [(f.image, "annotation(s) [1] have no 'segmentation'" in f.reason) for f in failures.failures] == [("COCO_val2014_000000000042", True)]
     for entry in data["annotations"]:
         entry.pop("segmentation", None)
     (root / JSON).write_text(json.dumps(data))
-    manifest = load_coco(root, JSON, "val2014", vocabulary.class_names, category_to_class=vocabulary.rename,
-                         derived_ground_truth=tmp_path / "derived")
+    manifest = load_coco(
+        root, JSON, "val2014", vocabulary.class_names, category_to_class=vocabulary.rename, derived_ground_truth=tmp_path / "derived"
+    )
     assert len(manifest.records) == 3 and all(r.ground_truth_path is None for r in manifest.records)
 
 
@@ -220,8 +240,9 @@ def test_custom_coco_format_set_maps_its_names_from_params(tmp_path: Path) -> No
         "dataset_names": {"person": "human", "dog": "hound", "motorcycle": "moped", "airplane": "plane",
                           "couch": "settee", "potted plant": "plant", "dining table": "table", "tv": "screen"},
     }, "classes").vocabulary()  # fmt: skip
-    manifest = load_coco(root, JSON, "val2014", vocabulary.class_names, category_to_class=vocabulary.rename,
-                         derived_ground_truth=tmp_path / "derived")
+    manifest = load_coco(
+        root, JSON, "val2014", vocabulary.class_names, category_to_class=vocabulary.rename, derived_ground_truth=tmp_path / "derived"
+    )
     assert manifest.records[0].tags == ("human", "hound", "moped")
     with Image.open(tmp_path / "derived" / manifest.records[0].ground_truth_path) as handle:
         assert set(np.unique(np.asarray(handle)).tolist()) == {0, 1, 2, 3}

@@ -183,15 +183,21 @@ def test_params_fuzz_every_numeric_key(key: str, annotation: object, field: typi
         load_params(path)
 
 
-def test_config_errors_stop_the_stage_before_any_work_with_one_line(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                                    capsys: pytest.CaptureFixture) -> None:
+def test_config_errors_stop_the_stage_before_any_work_with_one_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture
+) -> None:
     """`python -m flows.<stage>` with a poisoned value: exit 2, one line on stderr, the flow never called."""
     from tasks.command import run_stage
 
     monkeypatch.chdir(tmp_path)
     called = []
-    for key, value in (("pseudo.crf_params.bilateral_srgb", 0), ("train.lr", float("nan")), ("store.shard_count", True),
-                       ("evaluate.background_alphas", [float("nan")]), ("pseudo.crf_params.iterations", -1)):
+    for key, value in (
+        ("pseudo.crf_params.bilateral_srgb", 0),
+        ("train.lr", float("nan")),
+        ("store.shard_count", True),
+        ("evaluate.background_alphas", [float("nan")]),
+        ("pseudo.crf_params.iterations", -1),
+    ):
         write_params("params.yaml", with_values(read_params(), {key: value}))
         assert run_stage({"x": called.append}, []) == 2
         error = capsys.readouterr().err

@@ -33,8 +33,7 @@ def test_reference_image_quirk_on_hand_picked_pixels() -> None:
 
 
 @pytest.mark.skipif(
-    platform.machine().lower() not in {"x86_64", "amd64"},
-    reason="numpy's out-of-range float -> uint8 cast is only known to wrap like this on x86",
+    platform.machine().lower() not in {"x86_64", "amd64"}, reason="numpy's out-of-range float -> uint8 cast is only known to wrap like this on x86"
 )
 def test_reference_image_quirk_matches_numpy_cast_the_reference_ran() -> None:
     # The reference did `image -= mean_bgr; image.astype(np.uint8)` on a float32 BGR image.

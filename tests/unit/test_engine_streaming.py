@@ -43,8 +43,17 @@ class StreamedMaps(Maps):
 
 def run(output: Path, compute: Maps, overlap: bool, keys: dict[str, str] | None = None) -> dict:
     keys = keys or {i: f"key-{i}" for i in IDS}
-    summary = run_sharded(shard_plan(list(keys), 4), keys, output, output.parent / f"{output.name}-scratch", {"stage": "t"},
-                          compute, compression="zstd", copied_arrays=("maps",), overlap=overlap)
+    summary = run_sharded(
+        shard_plan(list(keys), 4),
+        keys,
+        output,
+        output.parent / f"{output.name}-scratch",
+        {"stage": "t"},
+        compute,
+        compression="zstd",
+        copied_arrays=("maps",),
+        overlap=overlap,
+    )
     return summary.as_dict()
 
 

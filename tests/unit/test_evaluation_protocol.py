@@ -19,16 +19,30 @@ def image_maps() -> ImageMaps:
     refined = np.zeros((1, 4, 4), dtype=np.float16)
     refined[0, :, :2] = 0.9
     stage = np.array([[1, 1, 0, 255]] * 4, dtype=np.uint8)
-    return ImageMaps(ground_truth, np.full((1, 2, 2), 0.5, np.float32), refined, np.array([0]),
-                     np.where(stage == 255, 0, stage).astype(np.uint8), stage, rgb=lambda: np.zeros((4, 4, 3), np.uint8))
+    return ImageMaps(
+        ground_truth,
+        np.full((1, 2, 2), 0.5, np.float32),
+        refined,
+        np.array([0]),
+        np.where(stage == 255, 0, stage).astype(np.uint8),
+        stage,
+        rgb=lambda: np.zeros((4, 4, 3), np.uint8),
+    )
 
 
 def test_every_protocol_key_is_scored_once_per_image() -> None:
     scores = ProtocolScores(num_classes=2)
     score_image(scores, image_maps(), PseudoSettings(crf=False), alphas=(1.0, 2.0))
     result = scores.scores()
-    assert sorted(result) == ["cam_raw.alpha=1", "cam_raw.alpha=2", "cam_refined.alpha=1", "cam_refined.alpha=2",
-                              "pseudo.crf=off", "pseudo.crf=on", "pseudo_confident_pixels.crf=off"]
+    assert sorted(result) == [
+        "cam_raw.alpha=1",
+        "cam_raw.alpha=2",
+        "cam_refined.alpha=1",
+        "cam_refined.alpha=2",
+        "pseudo.crf=off",
+        "pseudo.crf=on",
+        "pseudo_confident_pixels.crf=off",
+    ]
     assert result["cam_refined.alpha=1"].mean_iou == 1.0  # 0.9 beats (1 - 0.9); 0 loses to 1
     assert result["pseudo.crf=off"].mean_iou == 1.0  # the stage's raw labels, as written
     # Only confident pixels count: the ignored column is left out, not scored as a miss.
@@ -42,10 +56,10 @@ def test_model_keys_name_scales_and_crf() -> None:
 
 def test_semples_masks_come_from_labels_or_refined_maps() -> None:
     labels = np.array([[0, 3], [3, 255]], dtype=np.uint8)  # class id 2 is label 3
-    (class_id, mask), = masks_from_labels(labels, [2], size=4)
+    ((class_id, mask),) = masks_from_labels(labels, [2], size=4)
     assert class_id == 2 and mask.shape == (4, 4) and abs(float(mask.max()) - 1) < 1e-3 and float(mask.min()) == 0.0
     refined = np.stack([np.eye(2, dtype=np.float16)])
-    (class_id, soft), = masks_from_refined(refined, [5], size=4)
+    ((class_id, soft),) = masks_from_refined(refined, [5], size=4)
     assert class_id == 5 and soft.shape == (4, 4) and torch.all((soft >= 0) & (soft <= 1))
 
 

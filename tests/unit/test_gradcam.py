@@ -15,13 +15,7 @@ HEAD = torch.tensor([[1.0, -0.5, 0.25], [0.5, 2.0, -1.0]], dtype=torch.float64) 
 
 def tokens() -> torch.Tensor:
     """Leaf (B=2, L=3, D=2) tensor with fixed values."""
-    values = torch.tensor(
-        [
-            [[0.1, 0.2], [0.3, -0.4], [0.5, 0.0]],
-            [[-0.2, 0.1], [0.0, 0.3], [0.4, -0.1]],
-        ],
-        dtype=torch.float64,
-    )
+    values = torch.tensor([[[0.1, 0.2], [0.3, -0.4], [0.5, 0.0]], [[-0.2, 0.1], [0.0, 0.3], [0.4, -0.1]]], dtype=torch.float64)
     return values.requires_grad_(True)
 
 
@@ -104,12 +98,7 @@ def test_tag_probabilities_padding_and_softmax() -> None:
 def test_tag_probabilities_rows_per_image() -> None:
     """Each image uses its own rows and its own padding; valid probabilities sum to 1."""
     image = torch.tensor([[1.0, 0.0], [0.0, 3.0]])
-    text = torch.tensor(
-        [
-            [[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]],
-            [[0.0, 1.0], [1.0, 0.0], [0.0, 1.0]],
-        ]
-    )
+    text = torch.tensor([[[1.0, 0.0], [0.0, 1.0], [0.0, 1.0]], [[0.0, 1.0], [1.0, 0.0], [0.0, 1.0]]])
     valid = torch.tensor([[True, True, True], [True, True, False]])
     result = tag_probabilities(image, text, valid, logit_scale=2.0)
     # image 0: logits [2, 0, 0] -> [e^2, 1, 1] / (e^2 + 2)

@@ -94,8 +94,11 @@ def model_scores(monkeypatch: pytest.MonkeyPatch, root: Path, manifest: Manifest
     from wsss_mmseg import inference, training
 
     monkeypatch.setattr(training, "load_segmenter", lambda *args, **kwargs: None)
-    monkeypatch.setattr(inference, "predict_logits_batch",
-                        lambda model, images, scales: torch.tensor([0.0, 1.0, 0.0])[None, :, None, None].expand(len(images), 3, *images[0].shape[:2]))
+    monkeypatch.setattr(
+        inference,
+        "predict_logits_batch",
+        lambda model, images, scales: torch.tensor([0.0, 1.0, 0.0])[None, :, None, None].expand(len(images), 3, *images[0].shape[:2]),
+    )
     (score,) = score_model(stage_params(root), ArtifactLayout(), manifest.records).values()
     return score
 

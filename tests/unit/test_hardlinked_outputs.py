@@ -44,8 +44,17 @@ def test_a_sharded_stage_replaces_hardlinked_shards(tmp_path: Path) -> None:
     keys = {f"img{i}": f"k{i}" for i in range(6)}
 
     def run(keys: dict[str, str]) -> dict:
-        return run_sharded(shard_plan(list(keys), 100, shard_count=2), keys, store, tmp_path / "scratch", {"stage": "t"},
-                           maps, compression="zstd", copied_arrays=("maps",), overlap=True).as_dict()
+        return run_sharded(
+            shard_plan(list(keys), 100, shard_count=2),
+            keys,
+            store,
+            tmp_path / "scratch",
+            {"stage": "t"},
+            maps,
+            compression="zstd",
+            copied_arrays=("maps",),
+            overlap=True,
+        ).as_dict()
 
     run(keys)
     digests = link_into_cache(store, tmp_path / "cache")

@@ -103,7 +103,11 @@ def test_pseudo_store_keeps_only_listed_images_and_archives(tmp_path: Path) -> N
     removed = store.keep_only(["a"])
     assert sorted(p.name for p in removed) == sorted(["b.png", "b.png", "b.npy", "b.json", "c.png.partial", f"{TEMPORARY_PREFIX}0123"])
     assert sorted(p.relative_to(tmp_path / "pseudo").as_posix() for p in (tmp_path / "pseudo").rglob("*") if p.is_file()) == [
-        "confidence/a.npy", "keys/a.json", "masks/a.png", "raw/a.png"]
+        "confidence/a.npy",
+        "keys/a.json",
+        "masks/a.png",
+        "raw/a.png",
+    ]
 
 
 class Maps:
@@ -121,8 +125,7 @@ class Maps:
 
 def run(tmp_path: Path, keys: dict[str, str], compute: Maps):
     plan = shard_plan(list(keys), 2)
-    return run_sharded(plan, keys, tmp_path / "store", tmp_path / "scratch", {"stage": "t"}, compute,
-                       compression="gzip", copied_arrays=("m",))
+    return run_sharded(plan, keys, tmp_path / "store", tmp_path / "scratch", {"stage": "t"}, compute, compression="gzip", copied_arrays=("m",))
 
 
 def test_engine_recomputes_only_changed_images_and_leaves_current_shards(tmp_path: Path) -> None:
@@ -148,8 +151,9 @@ def test_a_codec_change_rewrites_shards_by_copying_without_computing(tmp_path: P
     def run_with(codec: str, compute: Maps):
         attrs = {"stage": "t", "params": {"store": {"compression": codec, "gradcam_dtype": "float32"}}, "params_sha256": codec}
         keys = {i: content_key(key_identity(attrs), image=i) for i in ("a", "b", "c")}
-        return keys, run_sharded(shard_plan(list(keys), 2), keys, tmp_path / "store", tmp_path / "scratch", attrs, compute,
-                                 compression=codec, copied_arrays=("m",))
+        return keys, run_sharded(
+            shard_plan(list(keys), 2), keys, tmp_path / "store", tmp_path / "scratch", attrs, compute, compression=codec, copied_arrays=("m",)
+        )
 
     first_keys, _ = run_with("gzip", Maps())
     before = CamStore(tmp_path / "store").read("a", ["m"]).arrays["m"]

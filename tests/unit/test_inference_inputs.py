@@ -26,13 +26,17 @@ def test_folders_globs_and_file_lists_in_order_without_repeats(tmp_path: Path) -
     images = collect_images([str(tmp_path), str(tmp_path / "deep/**/*.JPG")], tmp_path / "list.txt", failures)
     # the folder (images only, sorted, not recursive), the recursive glob, the list (a.png is already there)
     assert [(i.name, i.path.relative_to(tmp_path).as_posix()) for i in images] == [
-        ("a", "a.png"), ("b", "b.jpg"), ("d", "deep/deeper/d.JPG"), ("c", "deep/c.jpg")]
+        ("a", "a.png"),
+        ("b", "b.jpg"),
+        ("d", "deep/deeper/d.JPG"),
+        ("c", "deep/c.jpg"),
+    ]
     assert not failures.failures
 
 
 def test_colliding_and_unusable_names_fail_alone(tmp_path: Path) -> None:
     touch(tmp_path / "one/cat.jpg")
-    touch(tmp_path / "two/cat.png")   # same output name
+    touch(tmp_path / "two/cat.png")  # same output name
     touch(tmp_path / "two/Cat.jpeg")  # the same name on macOS/Windows
     touch(tmp_path / "two/dog.jpg")
     (tmp_path / "list.txt").write_text("bad\x00name.jpg\n" + "x" * 5000 + ".jpg\n")
@@ -61,5 +65,6 @@ def test_usage_errors_name_the_argument(tmp_path: Path, arguments: list[str], fi
     (tmp_path / "empty").mkdir()
     (tmp_path / "latin1.txt").write_bytes("caf\xe9.jpg\n".encode("latin-1"))
     with pytest.raises(DatasetError, match=message):
-        collect_images([a.format(root=tmp_path) for a in arguments], Path(file_list.format(root=tmp_path)) if file_list else None,
-                       FailureReport("predict"))
+        collect_images(
+            [a.format(root=tmp_path) for a in arguments], Path(file_list.format(root=tmp_path)) if file_list else None, FailureReport("predict")
+        )

@@ -31,12 +31,18 @@ def commit_revision(repo: Path, masks: dict[str, bytes], records: list[dict], bo
     prepare_dir = cache_put(cache, json.dumps([{"relpath": "manifest.json", "md5": manifest}]).encode(), ".dir")
     listing = [{"relpath": f"masks/{name}", "md5": cache_put(cache, data)} for name, data in sorted(masks.items())]
     pseudo_dir = cache_put(cache, json.dumps(listing).encode(), ".dir")
-    lock = {"schema": "2.0", "stages": {
-        "prepare": {"cmd": "python -m flows.prepare prepare", "outs": [{"path": "artifacts/prepare", "md5": prepare_dir}]},
-        "refine": {"cmd": "python -m flows.refine", "params": {"params.yaml": {"caa": {"box_threshold": box_threshold}}},
-                   "deps": [{"path": "artifacts/cams", "md5": "c" * 32 + ".dir"}, {"path": "src/wsss/cam/caa.py", "md5": "d" * 32}]},
-        "pseudo": {"cmd": "python -m flows.pseudo", "outs": [{"path": "artifacts/pseudo", "md5": pseudo_dir}]},
-    }}
+    lock = {
+        "schema": "2.0",
+        "stages": {
+            "prepare": {"cmd": "python -m flows.prepare prepare", "outs": [{"path": "artifacts/prepare", "md5": prepare_dir}]},
+            "refine": {
+                "cmd": "python -m flows.refine",
+                "params": {"params.yaml": {"caa": {"box_threshold": box_threshold}}},
+                "deps": [{"path": "artifacts/cams", "md5": "c" * 32 + ".dir"}, {"path": "src/wsss/cam/caa.py", "md5": "d" * 32}],
+            },
+            "pseudo": {"cmd": "python -m flows.pseudo", "outs": [{"path": "artifacts/pseudo", "md5": pseudo_dir}]},
+        },
+    }
     (repo / "dvc.lock").write_text(yaml.safe_dump(lock))
     subprocess.run(["git", "add", "dvc.lock"], cwd=repo, check=True)
     subprocess.run(["git", "-c", "user.email=t@t", "-c", "user.name=t", "commit", "-qm", message], cwd=repo, check=True)

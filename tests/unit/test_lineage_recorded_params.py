@@ -17,8 +17,10 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def dvc_lock_as_dvc_writes_it(params_yaml: dict) -> str:
     """Per stage, the params DVC tracks, read from params.yaml alone (DVC does not know params.local.yaml)."""
-    stages = {name: {"cmd": f"python -m flows.{name}", "params": {"params.yaml": {section: params_yaml[section] for section in sections}}}
-              for name, sections in (("prepare", ("data", "classes", "reliability")), ("prompts", ("clip", "classes", "prompts", "cam")))}
+    stages = {
+        name: {"cmd": f"python -m flows.{name}", "params": {"params.yaml": {section: params_yaml[section] for section in sections}}}
+        for name, sections in (("prepare", ("data", "classes", "reliability")), ("prompts", ("clip", "classes", "prompts", "cam")))
+    }
     return yaml.safe_dump({"schema": "2.0", "stages": stages})
 
 

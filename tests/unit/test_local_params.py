@@ -16,8 +16,7 @@ ROOT = Path(__file__).resolve().parents[2]
 
 def test_merge_keeps_sibling_keys() -> None:
     base = {"clip": {"random_init": False, "seed": 0}, "cam": {"max_side": 1024}}
-    assert merge_params(base, {"clip": {"random_init": True}}) == {
-        "clip": {"random_init": True, "seed": 0}, "cam": {"max_side": 1024}}
+    assert merge_params(base, {"clip": {"random_init": True}}) == {"clip": {"random_init": True, "seed": 0}, "cam": {"max_side": 1024}}
     assert base["clip"]["random_init"] is False  # the input is not modified
 
 
@@ -109,8 +108,11 @@ def test_a_huge_params_file_is_refused_before_it_is_read(tmp_path: Path) -> None
     params = shipped_params(tmp_path)
     with open(tmp_path / "params.local.yaml", "wb") as handle:
         handle.truncate(40 * 2**20)
-    with pytest.raises(ConfigError, match=r"params\.local\.yaml: cannot read params overrides \(the file is 40\.0 MB, "
-                                          r"the limit for this kind of file is 0\.5 MB\)"):
+    with pytest.raises(
+        ConfigError,
+        match=r"params\.local\.yaml: cannot read params overrides \(the file is 40\.0 MB, "
+        r"the limit for this kind of file is 0\.5 MB\)",
+    ):
         load_params(params)
     params.write_text("clip:\n  seed: 1\n" + "# padding\n" * 60_000)
     (tmp_path / "params.local.yaml").unlink()

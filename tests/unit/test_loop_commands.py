@@ -21,8 +21,7 @@ def dead_api_url() -> str:
     return f"http://127.0.0.1:{free_port()}/api"  # nothing listens there
 
 
-def test_run_outside_the_repository_says_where_to_run_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
-                                                         capsys: pytest.CaptureFixture) -> None:
+def test_run_outside_the_repository_says_where_to_run_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture) -> None:
     monkeypatch.chdir(tmp_path)
     assert main(["run"]) == 2
     err = capsys.readouterr().err
@@ -52,10 +51,17 @@ def test_serve_without_a_server_that_answers_is_one_line_before_anything_starts(
 def test_status_reasons_read_as_phrases_and_name_what_follows() -> None:
     from wsss.loop.status import change_reasons, downstream_of
 
-    entries = [{"changed deps": {"data/photos": "modified", "params.yaml": {"cam.max_side": "modified"}}},
-               {"changed outs": {"artifacts/cams": "deleted"}}, "always changed"]
-    assert change_reasons(entries) == ["deps: data/photos modified", "params.yaml: cam.max_side modified",
-                                       "outs: artifacts/cams deleted", "always changed"]
+    entries = [
+        {"changed deps": {"data/photos": "modified", "params.yaml": {"cam.max_side": "modified"}}},
+        {"changed outs": {"artifacts/cams": "deleted"}},
+        "always changed",
+    ]
+    assert change_reasons(entries) == [
+        "deps: data/photos modified",
+        "params.yaml: cam.max_side modified",
+        "outs: artifacts/cams deleted",
+        "always changed",
+    ]
     assert downstream_of(["refine"]) == ("pseudo", "review", "train", "learn_prompts", "learned_cams", "evaluate")
 
 
@@ -78,10 +84,14 @@ def test_a_changed_params_local_yaml_is_noticed_against_the_last_completed_run(t
 def test_metrics_prints_the_headline_rows_in_pipeline_order(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     from wsss.evaluation.headline import headline_rows
 
-    document = {"train": {"model": {"scales=1.crf=off": {"miou": 0.5, "pixel_accuracy": 0.8, "num_pixels": 10}},
-                          "cam_raw": {"alpha=1": {"miou": 0.25, "pixel_accuracy": 0.7, "num_pixels": 10}},
-                          "pseudo": {"crf=on": {"miou": None, "pixel_accuracy": None, "num_pixels": 0}}},
-                "num_images_with_ground_truth": 1}
+    document = {
+        "train": {
+            "model": {"scales=1.crf=off": {"miou": 0.5, "pixel_accuracy": 0.8, "num_pixels": 10}},
+            "cam_raw": {"alpha=1": {"miou": 0.25, "pixel_accuracy": 0.7, "num_pixels": 10}},
+            "pseudo": {"crf=on": {"miou": None, "pixel_accuracy": None, "num_pixels": 0}},
+        },
+        "num_images_with_ground_truth": 1,
+    }
     assert [(r.step, r.artifact) for r in headline_rows(document)] == [("CAM", "cam_raw"), ("pseudo", "pseudo"), ("model", "model")]
     assert main(["metrics", "--root", str(tmp_path)]) == 2
     assert "no metrics yet" in capsys.readouterr().err

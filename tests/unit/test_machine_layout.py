@@ -42,20 +42,22 @@ def test_the_shipped_params_say_auto_where_the_machine_decides() -> None:
     assert layout_of(params) == (AUTO,) * 5
 
 
-@pytest.mark.parametrize(("device", "cores", "expected"), [
-    ("cpu", 2, (1, "cpu", 2, 0, 2)),  # this project's machine: the layout it always had (pseudo.jobs was 2)
-    ("cpu", 16, (1, "cpu", 2, 0, 16)),  # CLIP on the CPU: torch uses the cores, no extra processes
-    ("cuda", 16, (32, "cpu", 6, 8, 16)),  # a GPU host: batches, decode threads, 8 image processes (CAA on them)
-    ("cuda:1", 3, (32, "cuda:1", 2, 0, 3)),  # too few cores for processes: CAA on the CLIP device
-    ("cuda", 64, (32, "cpu", 6, 8, 64)),
-])
+@pytest.mark.parametrize(
+    ("device", "cores", "expected"),
+    [
+        ("cpu", 2, (1, "cpu", 2, 0, 2)),  # this project's machine: the layout it always had (pseudo.jobs was 2)
+        ("cpu", 16, (1, "cpu", 2, 0, 16)),  # CLIP on the CPU: torch uses the cores, no extra processes
+        ("cuda", 16, (32, "cpu", 6, 8, 16)),  # a GPU host: batches, decode threads, 8 image processes (CAA on them)
+        ("cuda:1", 3, (32, "cuda:1", 2, 0, 3)),  # too few cores for processes: CAA on the CLIP device
+        ("cuda", 64, (32, "cpu", 6, 8, 64)),
+    ],
+)
 def test_auto_values_follow_the_cores_and_the_clip_device(device: str, cores: int, expected: tuple) -> None:
     assert layout_of(resolve_auto(on(device), Machine(cores))) == expected
 
 
 def test_explicit_values_are_kept() -> None:
-    params = on("cuda", cam={"batch_size": 4}, caa={"device": "cuda"}, runner={"decode_workers": 3, "image_processes": 0},
-                pseudo={"jobs": 1})
+    params = on("cuda", cam={"batch_size": 4}, caa={"device": "cuda"}, runner={"decode_workers": 3, "image_processes": 0}, pseudo={"jobs": 1})
     assert layout_of(resolve_auto(params, Machine(16))) == (4, "cuda", 3, 0, 1)
 
 
@@ -72,8 +74,10 @@ def test_loaded_params_hold_no_auto(tmp_path: Path) -> None:
     assert layout_of(params) == layout_of(resolve_auto(Params.from_mapping(shipped())))
 
 
-@pytest.mark.parametrize(("key", "value"), [("cam.batch_size", "AUTO"), ("cam.batch_size", "2"), ("runner.image_processes", -1),
-                                            ("caa.device", "gpu"), ("pseudo.jobs", "all")])
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [("cam.batch_size", "AUTO"), ("cam.batch_size", "2"), ("runner.image_processes", -1), ("caa.device", "gpu"), ("pseudo.jobs", "all")],
+)
 def test_anything_else_is_refused_naming_the_key(key: str, value: object) -> None:
     raw = shipped()
     section, name = key.split(".")

@@ -23,8 +23,7 @@ def _inputs(**changes) -> OverlayInputs:
     pseudo[20:60, 20:60], pseudo[70:110, 90:150], pseudo[:5] = 1, 2, 255
     truth = np.zeros((height, width), np.uint8)
     truth[20:60, 20:60] = 1
-    values = dict(rgb=rgb, maps=maps, tags=["alpha", "beta"], class_names=CLASSES, probabilities=[0.9, 0.1],
-                  pseudo_labels=pseudo, ground_truth=truth)
+    values = dict(rgb=rgb, maps=maps, tags=["alpha", "beta"], class_names=CLASSES, probabilities=[0.9, 0.1], pseudo_labels=pseudo, ground_truth=truth)
     values.update(changes)
     return OverlayInputs(**values)
 

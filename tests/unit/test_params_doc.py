@@ -8,16 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from wsss.params_doc import (
-    TABLE_END,
-    TABLE_START,
-    commented_params,
-    main,
-    markdown_table,
-    page_with_table,
-    param_docs,
-    yaml_keys,
-)
+from wsss.params_doc import TABLE_END, TABLE_START, commented_params, main, markdown_table, page_with_table, param_docs, yaml_keys
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -46,8 +37,10 @@ def test_generated_comments_replace_stale_ones_and_keep_values_and_hand_comments
     commented = commented_params(text)
     assert "outdated" not in commented and "wrong" not in commented
     assert "# my note\n" in commented and "  box_threshold: 0.7  # COCO\n" in commented
-    assert ("  #: contour threshold as a fraction of the CAM max (0.4 VOC, 0.7 COCO) (float; range [0, 1]); "
-            "null = the value classes.preset fixes (coco 0.7), else 0.4\n") in commented
+    assert (
+        "  #: contour threshold as a fraction of the CAM max (0.4 VOC, 0.7 COCO) (float; range [0, 1]); "
+        "null = the value classes.preset fixes (coco 0.7), else 0.4\n"
+    ) in commented
     assert yaml.safe_load(commented) == yaml.safe_load(text)
     assert commented_params(commented) == commented
 

@@ -25,8 +25,7 @@ def params() -> Params:
 
 
 def manifest(params: Params) -> Manifest:
-    records = (ImageRecord("a", "images/a.jpg", ("cat",), None, "1" * 64, 8, 8),
-               ImageRecord("b", "images/b.jpg", ("person",), None, "2" * 64, 8, 8))
+    records = (ImageRecord("a", "images/a.jpg", ("cat",), None, "1" * 64, 8, 8), ImageRecord("b", "images/b.jpg", ("person",), None, "2" * 64, 8, 8))
     return Manifest("m", records, tuple(params.vocabulary.class_names))
 
 
@@ -38,8 +37,10 @@ def keys_of_both_passes(params: Params) -> dict[str, dict[str, str]]:
         cam_keys = record_keys(manifest(params).records, key_identity(cam_attrs))
         refine_attrs = refine.refine_attributes(params, pass_layout, cam_attrs)
         identity = {k: v for k, v in key_identity(refine_attrs).items() if k != "upstream_cams"}
-        found[name] = {**{f"cams/{i}": k for i, k in cam_keys.items()},
-                       **{f"refine/{i}": content_key(identity, cams_key=k) for i, k in cam_keys.items()}}
+        found[name] = {
+            **{f"cams/{i}": k for i, k in cam_keys.items()},
+            **{f"refine/{i}": content_key(identity, cams_key=k) for i, k in cam_keys.items()},
+        }
     return found
 
 
@@ -72,13 +73,17 @@ def test_how_a_run_goes_is_not_part_of_any_key_and_what_it_computes_is(params: P
     from wsss.settings import build_section
 
     def keys(changed: dict) -> tuple:
-        edited = params.replace(**{name: build_section(type(getattr(params, name)), {**params.section_dict(name), **values}, name)
-                                   for name, values in changed.items()})
+        edited = params.replace(
+            **{name: build_section(type(getattr(params, name)), {**params.section_dict(name), **values}, name) for name, values in changed.items()}
+        )
         return keys_of_both_passes(edited)["main"], pseudo_identity(edited)
 
     base = keys({})
-    for how in ({"store": {"compression": "lzf", "images_per_shard": 7, "shard_count": 3}}, {"pseudo": {"jobs": 9}},
-                {"runner": {"kind": "dask", "workers": 5, "overlap_io": False, "decode_workers": 7}}):
+    for how in (
+        {"store": {"compression": "lzf", "images_per_shard": 7, "shard_count": 3}},
+        {"pseudo": {"jobs": 9}},
+        {"runner": {"kind": "dask", "workers": 5, "overlap_io": False, "decode_workers": 7}},
+    ):
         assert keys(how) == base, how
     assert keys({"store": {"attention_dtype": "float32"}})[0] != base[0]
     changed_caa = keys({"caa": {"sinkhorn_rounds": 4}})[0]

@@ -16,8 +16,7 @@ from wsss.catalog import ArtifactLayout
 from wsss.params import Params
 from wsss.stage_inputs import read_manifest_meta, recorded_dataset_name
 
-COCO = {"kind": "coco", "root": "data/coco128", "split": "val2014", "instances_json": "annotations/instances_val2014.json",
-        "images_dir": "val2014"}
+COCO = {"kind": "coco", "root": "data/coco128", "split": "val2014", "instances_json": "annotations/instances_val2014.json", "images_dir": "val2014"}
 FOLDER = {"kind": "folder", "root": "data/pets", "images_dir": "images", "tags_file": "tags.csv", "ground_truth_dir": "masks"}
 
 

@@ -34,8 +34,13 @@ def coco_params(tmp_path: Path, **sections: dict) -> Path:
     """The shipped params.yaml with only the dataset and `classes.preset: coco` changed (the README's COCO example)."""
     write_coco_set(tmp_path / "coco")
     params = shipped()
-    params["data"] = {"kind": "coco", "root": str(tmp_path / "coco"), "split": "val2014",
-                      "instances_json": "annotations/instances_val2014.json", "images_dir": "val2014"}
+    params["data"] = {
+        "kind": "coco",
+        "root": str(tmp_path / "coco"),
+        "split": "val2014",
+        "instances_json": "annotations/instances_val2014.json",
+        "images_dir": "val2014",
+    }
     params["classes"] = {"preset": "coco"}
     for name, values in sections.items():
         params[name].update(values)

@@ -138,8 +138,13 @@ def test_training_refuses_an_unfrozen_clip() -> None:
     prompts = BackgroundPrompts(1, 2, 64, 0.02, 0)
     with pytest.raises(ConfigError, match="frozen"):
         train_background_prompts(
-            model, prompt_tokens(tokenizer, "a photo of", 2), prompts, torch.ones(1, 32), torch.zeros(1, dtype=torch.long),
-            torch.ones(1, 32), settings,
+            model,
+            prompt_tokens(tokenizer, "a photo of", 2),
+            prompts,
+            torch.ones(1, 32),
+            torch.zeros(1, dtype=torch.long),
+            torch.ones(1, 32),
+            settings,
         )
 
 

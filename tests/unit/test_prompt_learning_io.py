@@ -48,8 +48,14 @@ def test_learned_scores_sit_next_to_the_fixed_ones() -> None:
     assert set(document["cam_refined"]) == {"alpha=1", "alpha=1.background=learned"}
     assert document["cam_refined"]["alpha=1.background=learned"]["miou"] == 1.0
     rows = background_comparison_rows(both)
-    assert rows == [{"artifact": "cam_refined.alpha=1", "fixed": round(float(fixed["cam_refined.alpha=1"].mean_iou), 4), "learned": 1.0,
-                     "delta": round(1.0 - float(fixed["cam_refined.alpha=1"].mean_iou), 4)}]
+    assert rows == [
+        {
+            "artifact": "cam_refined.alpha=1",
+            "fixed": round(float(fixed["cam_refined.alpha=1"].mean_iou), 4),
+            "learned": 1.0,
+            "delta": round(1.0 - float(fixed["cam_refined.alpha=1"].mean_iou), 4),
+        }
+    ]
 
 
 @pytest.mark.parametrize(("value", "name"), [(float("nan"), "background_text"), (float("inf"), "context"), (-float("inf"), "class_text")])

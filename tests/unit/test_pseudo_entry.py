@@ -29,9 +29,18 @@ def write_refined(layout: ArtifactLayout, keys: dict[str, str]) -> None:
     with ShardWriter(shard_path(layout.refined, 0), {"stage": "refine"}) as writer:
         for image_id in sorted(keys):
             maps = rng.random((1, 6, 7)).astype(np.float16)
-            writer.add(image_id, {"refined": maps}, {"class_ids": [7], "tags": ["cat"], "original_size": [6, 7],
-                                                     "source_path": f"{image_id[:8]}.jpg", "source_sha256": "0" * 64,
-                                                     "content_key": keys[image_id]})
+            writer.add(
+                image_id,
+                {"refined": maps},
+                {
+                    "class_ids": [7],
+                    "tags": ["cat"],
+                    "original_size": [6, 7],
+                    "source_path": f"{image_id[:8]}.jpg",
+                    "source_sha256": "0" * 64,
+                    "content_key": keys[image_id],
+                },
+            )
 
 
 @pytest.fixture
@@ -83,8 +92,7 @@ class FullDiskAfter:
         return os.open(path, flags, *args)
 
 
-def test_a_full_disk_stops_the_stage_with_one_error_and_loses_nothing(setup: tuple[Params, ArtifactLayout],
-                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_full_disk_stops_the_stage_with_one_error_and_loses_nothing(setup: tuple[Params, ArtifactLayout], monkeypatch: pytest.MonkeyPatch) -> None:
     params, layout = setup
     write_refined(layout, {LONG_ID: "k1", "b": "k1"})
     run_pseudo(params, layout)

@@ -5,13 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from wsss.pseudo import (
-    PseudoLabel,
-    background_score,
-    labels_from_scores,
-    make_pseudo_label,
-    scores_with_background,
-)
+from wsss.pseudo import PseudoLabel, background_score, labels_from_scores, make_pseudo_label, scores_with_background
 from wsss.pseudo.labels import _in_unit_interval
 
 # Two tags (VOC class ids 4 = bottle and 14 = person) on a 2x2 image.
@@ -175,8 +169,12 @@ def test_the_background_score_with_alpha_1_equals_numpy_float16_bit_for_bit() ->
     values = every_float16()
     unit = values[(values >= 0) & (values <= 1)]
     rng = np.random.default_rng(0)
-    stacks = [unit.reshape(1, 1, -1), np.stack([unit, rng.permutation(unit)])[:, None, :],
-              rng.random((3, 64, 64)).astype(np.float16), np.zeros((2, 4, 4), np.float16)]
+    stacks = [
+        unit.reshape(1, 1, -1),
+        np.stack([unit, rng.permutation(unit)])[:, None, :],
+        rng.random((3, 64, 64)).astype(np.float16),
+        np.zeros((2, 4, 4), np.float16),
+    ]
     for cams in stacks:
         reference = np.power(1 - np.max(cams, axis=0, keepdims=True), 1.0)
         assert reference.dtype == np.float16

@@ -31,10 +31,20 @@ def cam_dir(tmp_path: Path) -> Path:
     with ShardWriter(shard_path(directory, 0), {"stage": "cams"}) as writer:
         for index, tags in enumerate(((3,), (8, 15))):
             gradcam = rng.random((len(tags), *GRID)).astype(np.float16)
-            attrs = {"class_ids": list(tags), "tags": [f"t{t}" for t in tags], "original_size": [45 + index, 61],
-                     "grid": list(GRID), "source_path": f"img{index}.jpg", "source_sha256": "0" * 64}
-            writer.add(f"img{index}", {"gradcam": gradcam, "attention": peaked_attention(rng, GRID[0] * GRID[1])}, attrs,
-                       {"gradcam": np.float16, "attention": np.float16})
+            attrs = {
+                "class_ids": list(tags),
+                "tags": [f"t{t}" for t in tags],
+                "original_size": [45 + index, 61],
+                "grid": list(GRID),
+                "source_path": f"img{index}.jpg",
+                "source_sha256": "0" * 64,
+            }
+            writer.add(
+                f"img{index}",
+                {"gradcam": gradcam, "attention": peaked_attention(rng, GRID[0] * GRID[1])},
+                attrs,
+                {"gradcam": np.float16, "attention": np.float16},
+            )
     return directory
 
 
@@ -79,10 +89,13 @@ def test_caa_on_cuda_equals_caa_on_the_cpu(cam_dir: Path) -> None:
         torch.backends.cuda.matmul.allow_tf32 = previous
 
 
-@pytest.mark.parametrize(("cuda_devices", "reason"), [
-    (0, r"is 'cuda:7' but torch sees no CUDA device here \(set {key}: cpu\)"),
-    (1, r"is 'cuda:7' but torch sees 1 CUDA device\(s\) here, cuda:0 to cuda:0 \(set {key}: cuda:0, or cpu\)"),
-])
+@pytest.mark.parametrize(
+    ("cuda_devices", "reason"),
+    [
+        (0, r"is 'cuda:7' but torch sees no CUDA device here \(set {key}: cpu\)"),
+        (1, r"is 'cuda:7' but torch sees 1 CUDA device\(s\) here, cuda:0 to cuda:0 \(set {key}: cuda:0, or cpu\)"),
+    ],
+)
 def test_a_device_this_machine_lacks_is_refused_naming_the_key_before_clip_loads(
     monkeypatch: pytest.MonkeyPatch, cam_dir: Path, cuda_devices: int, reason: str
 ) -> None:

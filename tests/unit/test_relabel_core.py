@@ -59,7 +59,10 @@ def test_stored_keys_decide_which_shards_and_images_are_reused(tmp_path: Path) -
     one = write(tmp_path, 1, {"c": "kc"})
     previous = stored_keys(tmp_path)
     assert {i: (s.shard.name, s.key) for i, s in previous.items()} == {
-        "a": ("shard-00000.h5", "ka"), "b": ("shard-00000.h5", "kb"), "c": ("shard-00001.h5", "kc")}
+        "a": ("shard-00000.h5", "ka"),
+        "b": ("shard-00000.h5", "kb"),
+        "c": ("shard-00001.h5", "kc"),
+    }
     assert shard_is_current(zero, {"a": "ka", "b": "kb"}, previous)
     assert not shard_is_current(zero, {"a": "ka", "b": "new"}, previous)
     assert not shard_is_current(zero, {"a": "ka"}, previous)  # b was removed from this shard

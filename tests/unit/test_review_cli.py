@@ -75,8 +75,10 @@ def test_a_bad_correction_exits_2_naming_the_file(tmp_path: Path, capsys: pytest
 
 def test_registering_the_commands_imports_nothing_heavy() -> None:
     """`wsss --help` builds the parser: the review commands must not pull numpy, PIL or the package's modules."""
-    code = ("import argparse, sys; from wsss.review.cli import register; register(argparse.ArgumentParser().add_subparsers()); "
-            "print(sorted(m for m in sys.modules if m.startswith(('wsss', 'numpy', 'PIL'))))")
+    code = (
+        "import argparse, sys; from wsss.review.cli import register; register(argparse.ArgumentParser().add_subparsers()); "
+        "print(sorted(m for m in sys.modules if m.startswith(('wsss', 'numpy', 'PIL'))))"
+    )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "['wsss', 'wsss.errors', 'wsss.review', 'wsss.review.cli']"
 

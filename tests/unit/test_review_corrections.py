@@ -91,8 +91,10 @@ def test_one_bad_file_refuses_the_whole_import(tmp_path: Path) -> None:
 
 
 def test_coco_rle_import_matches_categories_by_name(tmp_path: Path) -> None:
-    images = [ExportImage("a", "JPEGImages/a.jpg", 6, 4, lambda: labels(2)),
-              ExportImage("b", "JPEGImages/b.jpg", 6, 4, lambda: np.zeros((4, 6), np.uint8))]
+    images = [
+        ExportImage("a", "JPEGImages/a.jpg", 6, 4, lambda: labels(2)),
+        ExportImage("b", "JPEGImages/b.jpg", 6, 4, lambda: np.zeros((4, 6), np.uint8)),
+    ]
     document = coco_document(images, CLASS_NAMES)
     # An annotation tool numbers categories its own way: ids change, names stay.
     for category in document["categories"]:
@@ -212,34 +214,44 @@ def coco_file(path: Path, segmentation: object, spec: ImageSpec = BIG) -> Path:
 HOSTILE_IMPORTS = {
     "polygon of 1e12 coordinates": (
         lambda folder: coco_file(folder / "c.json", [[0, 0, 1e12, 0, 1e12, 1e12, 0, 1e12]]),
-        r"annotation 7: a polygon has coordinates that are not finite or far outside the 512x512 image"),
+        r"annotation 7: a polygon has coordinates that are not finite or far outside the 512x512 image",
+    ),
     "polygon with NaN coordinates": (
         lambda folder: coco_file(folder / "c.json", [[0, 0, float("nan"), 0, 10, 10, 0, 10]]),
-        r"annotation 7: a polygon has coordinates that are not finite"),
+        r"annotation 7: a polygon has coordinates that are not finite",
+    ),
     "RLE declaring 200000x200000": (
         lambda folder: coco_file(folder / "c.json", {"size": [200000, 200000], "counts": "0" + "1" * 20}),
-        r"annotation 7: RLE size \[200000, 200000\] is not the image's \[height, width\] = \[512, 512\]"),
+        r"annotation 7: RLE size \[200000, 200000\] is not the image's \[height, width\] = \[512, 512\]",
+    ),
     "RLE counts of 2**64": (
         lambda folder: coco_file(folder / "c.json", {"size": [512, 512], "counts": [2**64]}),
-        r"annotation 7: RLE runs cover 18446744073709551616 pixels, the image has 262144"),
+        r"annotation 7: RLE runs cover 18446744073709551616 pixels, the image has 262144",
+    ),
     "RLE covering 5 of 262,144 pixels": (
         lambda folder: coco_file(folder / "c.json", {"size": [512, 512], "counts": [2, 3]}),
-        r"annotation 7: RLE runs cover 5 pixels, the image has 262144"),
+        r"annotation 7: RLE runs cover 5 pixels, the image has 262144",
+    ),
     "polygon zigzagging 12,000 times across the image": (  # pycocotools would need ~1 GB for its outline
         lambda folder: coco_file(folder / "c.json", [[float(v) for i in range(12_000) for v in (511 * (i % 2), i / 24)]]),
-        r"annotation 7: the polygons' outline is \d+ pixels long, more than 256 times the 512x512 image's width \+ height"),
+        r"annotation 7: the polygons' outline is \d+ pixels long, more than 256 times the 512x512 image's width \+ height",
+    ),
     "RLE string holding a 25,000-bit run": (
         lambda folder: coco_file(folder / "c.json", {"size": [512, 512], "counts": "o" * 5000 + "0"}),
-        r"annotation 7: a run length at 13 has more than 64 bits"),
+        r"annotation 7: a run length at 13 has more than 64 bits",
+    ),
     "image size as a string": (
         lambda folder: coco_file(folder / "c.json", [[0, 0, 9, 0, 9, 9]], ImageSpec("big", "512", 512, "")),  # type: ignore[arg-type]
-        r"image 'big\.jpg': is '512'x512 in the file but 512x512 in the manifest"),
+        r"image 'big\.jpg': is '512'x512 in the file but 512x512 in the manifest",
+    ),
     "1 GiB decompression-bomb PNG": (
         lambda folder: _bytes(folder / "big.png", bomb_png(32768, 32768)),
-        r"big\.png: cannot be decoded \(DecompressionBombError"),
+        r"big\.png: cannot be decoded \(DecompressionBombError",
+    ),
     "100 Mpx PNG under PIL's own limit": (
         lambda folder: _bytes(folder / "big.png", bomb_png(10000, 10000)),
-        r"big\.png: is 10000x10000 but its image is 512x512"),
+        r"big\.png: is 10000x10000 but its image is 512x512",
+    ),
 }
 
 
@@ -253,7 +265,8 @@ def test_a_hostile_correction_is_refused_naming_the_file_before_decoding(tmp_pat
     make, reason = HOSTILE_IMPORTS[case]
     source = make(tmp_path)
     store = tmp_path / "corrections"
-    result = run_bounded(f"""
+    result = run_bounded(
+        f"""
         from pathlib import Path
         from wsss.review.corrections import CorrectionError, CorrectionStore, ImageSpec, import_corrections
         images = {{"big": ImageSpec("big", 512, 512, "dd" * 32)}}
@@ -263,7 +276,9 @@ def test_a_hostile_correction_is_refused_naming_the_file_before_decoding(tmp_pat
             print("IMPORTED")
         except CorrectionError as error:
             print(error)
-    """, extra_memory=256 * 2**20)
+    """,
+        extra_memory=256 * 2**20,
+    )
     assert result.returncode == 0, (case, result.returncode, result.stderr[-2000:])
     assert "corrections refused, nothing was imported" in result.stdout and re.search(reason, result.stdout), result.stdout
     assert str(source) in result.stdout and "Traceback" not in result.stderr
@@ -292,12 +307,18 @@ def png_bytes_of(array: np.ndarray) -> bytes:
 
 
 STORE_DAMAGE = {
-    "labels 40 and 200": (lambda: png_bytes_of(np.where(labels(1) == 1, 40, 200).astype(np.uint8)), {},
-                          r"c/masks/a\.png: mask has values outside 0\.\.2 and 255 \(40, 200;"),
+    "labels 40 and 200": (
+        lambda: png_bytes_of(np.where(labels(1) == 1, 40, 200).astype(np.uint8)),
+        {},
+        r"c/masks/a\.png: mask has values outside 0\.\.2 and 255 \(40, 200;",
+    ),
     "decompression bomb": (lambda: bomb_png(32768, 32768), {}, r"c/masks/a\.png: cannot be decoded \(DecompressionBombError"),
     "a mask of another size": (lambda: png_bytes_of(np.zeros((40, 60), np.uint8)), {}, r"c/masks/a\.png: is 60x40 but its image is 6x4"),
-    "a record pointing outside the store": (lambda: png_bytes_of(labels(1)), {"mask_file": "../../outside.png"},
-                                            r"records/a\.json: mask_file '\.\./\.\./outside\.png' is not 'masks/a\.png'"),
+    "a record pointing outside the store": (
+        lambda: png_bytes_of(labels(1)),
+        {"mask_file": "../../outside.png"},
+        r"records/a\.json: mask_file '\.\./\.\./outside\.png' is not 'masks/a\.png'",
+    ),
 }
 
 

@@ -140,9 +140,9 @@ def test_in_the_browser_the_queue_comes_first_and_the_corrected_panel_has_its_le
     dom = dump_dom(index, window=(1400, 6000))
     ids = re.findall(r'<article class="row" data-id="([^"]+)"', dom)
     assert ids == ["img05", "img03", "img02", "img01", "img00", "img04"]
-    corrected = dom[dom.index('data-id="img04"'):]
+    corrected = dom[dom.index('data-id="img04"') :]
     assert "human-corrected mask (used for training) · IoU 1.000" in corrected
-    caption = corrected[corrected.index("human-corrected mask (used for training)"):]
+    caption = corrected[corrected.index("human-corrected mask (used for training)") :]
     assert re.search(r'<li data-label="2">', caption[: caption.index("</figure>")])
     assert "5 to review" in dom and RANDOM_WEIGHTS_WARNING.split(":")[0] in dom
     queue = dump_dom(index + "#state=done", window=(1400, 3000))

@@ -67,15 +67,30 @@ def test_run_page_has_the_chart_protocol_and_counts(report: Path) -> None:
 
 
 def fake_records(count: int) -> list[ReviewRecord]:
-    return [ReviewRecord(f"image{i:06d}", 500, 375, ["cat"], [0.5], [1], [0, 1], None, 0.5, {"tag_doubt": 0.0}, None, 0.1, 0.9,
-                         panels={"photo": "p.webp", "maps": ["m.webp"], "mask": "k.webp", "confidence": "c.webp"})
-            for i in range(count)]
+    return [
+        ReviewRecord(
+            f"image{i:06d}",
+            500,
+            375,
+            ["cat"],
+            [0.5],
+            [1],
+            [0, 1],
+            None,
+            0.5,
+            {"tag_doubt": 0.0},
+            None,
+            0.1,
+            0.9,
+            panels={"photo": "p.webp", "maps": ["m.webp"], "mask": "k.webp", "confidence": "c.webp"},
+        )
+        for i in range(count)
+    ]
 
 
 def test_first_page_weight_does_not_grow_with_the_number_of_images(tmp_path: Path) -> None:
     def first_page_bytes(count: int) -> int:
-        run = RunSummary("t", ["background", "cat"], 255, count, 0, 0, [], {}, None, None, PseudoSettings(), {},
-                         {"tag_doubt": 1.0})
+        run = RunSummary("t", ["background", "cat"], 255, count, 0, 0, [], {}, None, None, PseudoSettings(), {}, {"tag_doubt": 1.0})
         folder = tmp_path / str(count)
         write_report(fake_records(count), run, folder, page_size=20)
         loaded = [folder / "index.html", folder / "static" / "review.js", folder / "static" / "review.css", folder / "data" / "meta.js"]

@@ -7,16 +7,7 @@ import math
 import numpy as np
 import pytest
 
-from wsss.review.triage import (
-    TriageTerms,
-    crf_disagreement,
-    image_iou,
-    normalised_entropy,
-    spearman,
-    tag_doubt,
-    triage_score,
-    triage_terms,
-)
+from wsss.review.triage import TriageTerms, crf_disagreement, image_iou, normalised_entropy, spearman, tag_doubt, triage_score, triage_terms
 
 
 def test_tag_doubt_compares_the_weakest_tag_with_an_even_split() -> None:
@@ -58,9 +49,9 @@ def test_triage_terms_and_score_on_a_hand_built_image() -> None:
     crf[:2, :2] = 1  # arg-max is background everywhere (ties go to background): 4 of 16 differ
     confidence = np.full((4, 4), 0.8, dtype=np.float32)
     terms = triage_terms(tag_probabilities=[0.7], confidence=confidence, labels=labels, crf_labels=crf, cams=cams, class_ids=[0])
-    assert terms.as_dict() == pytest.approx({
-        "tag_doubt": 0.3, "low_confidence": 0.2, "ignored_share": 0.25, "crf_disagreement": 0.25, "map_entropy": 0.5,
-    })
+    assert terms.as_dict() == pytest.approx(
+        {"tag_doubt": 0.3, "low_confidence": 0.2, "ignored_share": 0.25, "crf_disagreement": 0.25, "map_entropy": 0.5}
+    )
     assert triage_score(terms) == pytest.approx(1 - (0.3 + 0.2 + 0.25 + 0.25 + 0.5) / 5)
     only_tags = {"tag_doubt": 1.0}
     assert triage_score(terms, only_tags) == pytest.approx(0.7)

@@ -18,12 +18,7 @@ import pytest
 import torch
 import yaml
 
-from tests.malicious_files import (
-    Target,
-    getattr_torchscript_archive,
-    setstate_torchscript_archive,
-    torch_serialization_guard,
-)
+from tests.malicious_files import Target, getattr_torchscript_archive, setstate_torchscript_archive, torch_serialization_guard
 from wsss.clip import ClipSource, load_clip
 from wsss.datasets import Manifest
 from wsss.errors import CheckpointError, ConfigError, DatasetError
@@ -147,25 +142,24 @@ def test_params_yaml_with_python_tags_is_refused(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
-    ("image_path", "reason"),
-    [("../outside.jpg", "'..' component"), ("/etc/passwd", "is absolute"), ("a/../../b.jpg", "'..' component")],
+    ("image_path", "reason"), [("../outside.jpg", "'..' component"), ("/etc/passwd", "is absolute"), ("a/../../b.jpg", "'..' component")]
 )
 def test_manifest_paths_cannot_escape_the_dataset_root(image_path: str, reason: str) -> None:
-    record = {"image_id": "x", "image_path": image_path, "tags": ["cat"], "ground_truth_path": None,
-              "sha256": "0" * 64, "width": 1, "height": 1}
-    text = json.dumps({"format": "wsss.datasets.manifest", "version": 1, "name": "m", "class_names": ["cat"],
-                       "records": [record]})
+    record = {"image_id": "x", "image_path": image_path, "tags": ["cat"], "ground_truth_path": None, "sha256": "0" * 64, "width": 1, "height": 1}
+    text = json.dumps({"format": "wsss.datasets.manifest", "version": 1, "name": "m", "class_names": ["cat"], "records": [record]})
     with pytest.raises(DatasetError, match=rf"manifest.json: record 0: .*{reason}"):
         Manifest.from_json(text, "manifest.json")
 
 
-@pytest.mark.parametrize(("value", "reason"), [
-    ("[" * 100_000 + "]" * 100_000, "JSON nested deeper than 64 levels"),  # RecursionError in json.loads
-    ("[" * 200 + "]" * 200, "nested deeper than 64 levels"),  # parses, but deeper than anything we write
-    ('"' + "x" * (2 << 20) + '"', "more than the limit of 1048576"),
-])
-def test_learned_prompts_with_hostile_metadata_are_refused_naming_the_file(tmp_path: Path, value: str,
-                                                                           reason: str) -> None:
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("[" * 100_000 + "]" * 100_000, "JSON nested deeper than 64 levels"),  # RecursionError in json.loads
+        ("[" * 200 + "]" * 200, "nested deeper than 64 levels"),  # parses, but deeper than anything we write
+        ('"' + "x" * (2 << 20) + '"', "more than the limit of 1048576"),
+    ],
+)
+def test_learned_prompts_with_hostile_metadata_are_refused_naming_the_file(tmp_path: Path, value: str, reason: str) -> None:
     from safetensors.torch import save_file
 
     from wsss.errors import StoreError

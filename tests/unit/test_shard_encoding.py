@@ -24,11 +24,18 @@ def images() -> list[tuple[str, dict, dict, dict | None]]:
     attention = (attention / attention.sum(axis=1, keepdims=True)).astype(np.float32)
     rows = MAX_CHUNK_BYTES // (2 * 700) + 3
     return [
-        ("a", {"gradcam": rng.random((2, 6, 8), dtype=np.float32), "attention": attention},
-         {"class_ids": [3, 7], "tags": ["cat", "dog"], "original_size": [45, 61], "source_path": "a.jpg", "content_key": "k" * 64},
-         {"gradcam": np.float32, "attention": np.float16}),
-        ("b", {"refined": rng.random((1, 45, 61), dtype=np.float32), "ids": np.arange(5, dtype=np.int64), "none": np.zeros((0, 4))},
-         {"tags": [], "note": None, "score": np.float32(0.5)}, None),
+        (
+            "a",
+            {"gradcam": rng.random((2, 6, 8), dtype=np.float32), "attention": attention},
+            {"class_ids": [3, 7], "tags": ["cat", "dog"], "original_size": [45, 61], "source_path": "a.jpg", "content_key": "k" * 64},
+            {"gradcam": np.float32, "attention": np.float16},
+        ),
+        (
+            "b",
+            {"refined": rng.random((1, 45, 61), dtype=np.float32), "ids": np.arange(5, dtype=np.int64), "none": np.zeros((0, 4))},
+            {"tags": [], "note": None, "score": np.float32(0.5)},
+            None,
+        ),
         ("c", {"big": rng.random((rows, 700)).astype(np.float16)}, {}, None),
     ]
 
@@ -38,8 +45,8 @@ def write(path: Path, codec: str, encoded: bool) -> bytes:
         for image_id, arrays, attrs, dtypes in images():
             if encoded:
                 # As it travels from a worker process: pickled.
-                entry = pickle.loads(pickle.dumps(  # noqa: S301 (bytes this test just made)
-                    encode_image(image_id, arrays, attrs, dtypes, codec)))
+                pickled = pickle.dumps(encode_image(image_id, arrays, attrs, dtypes, codec))
+                entry = pickle.loads(pickled)  # noqa: S301 (bytes this test just made)
                 writer.add_encoded(image_id, entry)
             else:
                 writer.add(image_id, arrays, attrs, dtypes)
@@ -59,8 +66,10 @@ def test_encoded_images_give_the_shard_add_writes_byte_for_byte(tmp_path: Path, 
 def test_an_encoded_image_is_refused_by_a_shard_of_another_codec(tmp_path: Path) -> None:
     image_id, arrays, attrs, dtypes = images()[0]
     entry = encode_image(image_id, arrays, attrs, dtypes, "gzip")
-    with (pytest.raises(StoreError, match="encoded with gzip 4, the shard is zstd 1"),
-          ShardWriter(shard_path(tmp_path, 0), {}, compression="zstd") as writer):
+    with (
+        pytest.raises(StoreError, match="encoded with gzip 4, the shard is zstd 1"),
+        ShardWriter(shard_path(tmp_path, 0), {}, compression="zstd") as writer,
+    ):
         writer.add_encoded(image_id, entry)
     assert not shard_path(tmp_path, 0).exists()
 

@@ -91,9 +91,7 @@ def test_rank_templates_prefers_even_scores() -> None:
 
 def test_rank_templates_normalises_features() -> None:
     """Unnormalised image and text features give the same ranking values as unit ones."""
-    scaled = rank_templates(
-        3 * IMAGES, RANK_TAGS, ["sharp {}."], lambda t: 5 * fake_class_text(t), logit_scale=1.0
-    )
+    scaled = rank_templates(3 * IMAGES, RANK_TAGS, ["sharp {}."], lambda t: 5 * fake_class_text(t), logit_scale=1.0)
     unit = rank_templates(IMAGES, RANK_TAGS, ["sharp {}."], fake_class_text, logit_scale=1.0)
     assert scaled[0].sharpness == pytest.approx(unit[0].sharpness, abs=1e-6)
 

@@ -136,11 +136,14 @@ def test_the_static_closure_holds_every_module_an_import_really_loads() -> None:
     """What the import walker misses (a dynamic import, a lazily exported name) would be code that
     neither keys nor DVC follow: import every flow and computing module for real and compare."""
     modules = sorted({e.flow for e in STAGES} | {m for e in STAGES for m in e.computes} | {"flows.relabel", "flows.pipeline"})
-    script = (f"import importlib, json, sys\nfor m in {modules!r}: importlib.import_module(m)\n"
-              "print(json.dumps(sorted(getattr(m, '__file__', None) or '' for n, m in list(sys.modules.items())"
-              " if n.split('.')[0] in ('wsss', 'wsss_mmseg', 'tasks', 'flows'))))")
+    script = (
+        f"import importlib, json, sys\nfor m in {modules!r}: importlib.import_module(m)\n"
+        "print(json.dumps(sorted(getattr(m, '__file__', None) or '' for n, m in list(sys.modules.items())"
+        " if n.split('.')[0] in ('wsss', 'wsss_mmseg', 'tasks', 'flows'))))"
+    )
     env = {"PYTHONPATH": f"{SRC}:{ROOT}", "PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"}
-    loaded = json.loads(subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True,
-                                       check=True, timeout=600).stdout)
+    loaded = json.loads(
+        subprocess.run([sys.executable, "-c", script], cwd=ROOT, env=env, capture_output=True, text=True, check=True, timeout=600).stdout
+    )
     static = {str(p) for p in import_closure(modules, repository_roots(ROOT))}
     assert sorted(set(loaded) - static - {""}) == []

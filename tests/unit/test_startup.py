@@ -17,8 +17,21 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 HEAVY = ("torch", "open_clip", "mmseg", "mmengine")
 # The flows (and so the stage processes) of every stage that does not run CLIP, and the CLI.
-TORCH_FREE = ("wsss.params", "wsss.params_doc", "wsss.cli", "flows.prepare", "flows.pseudo", "flows.review", "flows.train",
-              "flows.evaluate", "flows.learn_prompts", "flows.learned_cams", "flows.relabel", "flows.pipeline", "flows.repro")
+TORCH_FREE = (
+    "wsss.params",
+    "wsss.params_doc",
+    "wsss.cli",
+    "flows.prepare",
+    "flows.pseudo",
+    "flows.review",
+    "flows.train",
+    "flows.evaluate",
+    "flows.learn_prompts",
+    "flows.learned_cams",
+    "flows.relabel",
+    "flows.pipeline",
+    "flows.repro",
+)
 
 
 def heavy_modules_after_importing(module: str) -> list[str]:
@@ -50,6 +63,7 @@ def test_a_stage_process_without_a_prefect_set_up_uses_the_repositorys_own_prefe
     assert result.returncode == 0, result.stderr[-2000:]
     assert Path(result.stdout.strip()) == tmp_path / ".prefect"
     mine = tmp_path / "elsewhere"
-    result = subprocess.run([sys.executable, "-c", script], cwd=tmp_path, env={**env, "PREFECT_HOME": str(mine)},
-                            capture_output=True, text=True, check=False, timeout=300)
+    result = subprocess.run(
+        [sys.executable, "-c", script], cwd=tmp_path, env={**env, "PREFECT_HOME": str(mine)}, capture_output=True, text=True, check=False, timeout=300
+    )
     assert Path(result.stdout.strip()) == mine, result.stderr[-2000:]

@@ -26,11 +26,7 @@ def peaked_maps(seed: int) -> dict[str, np.ndarray]:
     logits = rng.normal(0.0, 6.0, (96, 96)).astype(np.float32)
     attention = np.exp(logits - logits.max(axis=1, keepdims=True))
     attention /= attention.sum(axis=1, keepdims=True)
-    return {
-        "attention": attention,
-        "gradcam": rng.random((2, 8, 12)).astype(np.float32),
-        "refined": rng.random((2, 60, 80)).astype(np.float32) ** 3,
-    }
+    return {"attention": attention, "gradcam": rng.random((2, 8, 12)).astype(np.float32), "refined": rng.random((2, 60, 80)).astype(np.float32) ** 3}
 
 
 def flip_bytes(path: Path, offset: int, count: int = 16) -> None:
@@ -73,9 +69,7 @@ def test_fast_float16_cast_equals_numpy_for_every_kind_of_float32() -> None:
         fast = storage_array("test", "x", finite, np.float16)
         np.testing.assert_array_equal(fast.view(np.uint16), finite.astype(np.float16).view(np.uint16))
     special = np.array([np.inf, -np.inf, np.nan, 0.0, -0.0, 65504.0, 65519.9], np.float32)
-    np.testing.assert_array_equal(
-        storage_array("test", "x", special, np.float16).view(np.uint16), special.astype(np.float16).view(np.uint16)
-    )
+    np.testing.assert_array_equal(storage_array("test", "x", special, np.float16).view(np.uint16), special.astype(np.float16).view(np.uint16))
     with pytest.raises(StoreError, match="overflow"):
         storage_array("test", "x", np.array([1.0, 65520.0], np.float32), np.float16)
 

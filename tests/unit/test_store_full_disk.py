@@ -130,8 +130,9 @@ def test_real_full_disk_gives_one_error_and_no_crash(tmp_path: Path) -> None:
         unshare, "--mount", "--map-root-user", "sh", "-c",
         'mount -t tmpfs -o size=256k tmpfs "$1" && exec "$2" "$3" "$1"', "sh", str(mount), sys.executable, str(script),
     ]  # fmt: skip
-    probe = subprocess.run([unshare, "--mount", "--map-root-user", "sh", "-c", f'mount -t tmpfs -o size=4k tmpfs "{mount}"'],
-                           capture_output=True, check=False)
+    probe = subprocess.run(
+        [unshare, "--mount", "--map-root-user", "sh", "-c", f'mount -t tmpfs -o size=4k tmpfs "{mount}"'], capture_output=True, check=False
+    )
     if probe.returncode != 0:
         pytest.skip(f"cannot mount a private tmpfs here: {probe.stderr.decode().strip()}")
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, check=False)

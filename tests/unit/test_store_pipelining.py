@@ -20,9 +20,7 @@ def maps(seed: int) -> dict[str, np.ndarray]:
     return {"attention": rng.random((24, 24)).astype(np.float32), "gradcam": rng.random((1, 4, 6)).astype(np.float32)}
 
 
-def test_background_writer_keeps_order_and_values_and_runs_on_its_own_thread(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_background_writer_keeps_order_and_values_and_runs_on_its_own_thread(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     gate, threads = threading.Event(), set()
     original = ShardWriter.add
 
@@ -159,8 +157,9 @@ class CountingExtractor:
         return [2 * image.value for image, _ in images]
 
 
-def stream_values(sizes: list[str], batch_size: int, decode_workers: int = 1, unreadable: int | None = None,
-                  delays: list[float] | None = None) -> tuple[list, CountingExtractor]:
+def stream_values(
+    sizes: list[str], batch_size: int, decode_workers: int = 1, unreadable: int | None = None, delays: list[float] | None = None
+) -> tuple[list, CountingExtractor]:
     import time
 
     from wsss.cam.streaming import stream_cams

@@ -100,9 +100,7 @@ def huge_declared_shape(handle: h5py.File, tmp_path: Path) -> None:
     # The shard stays a few kB; reading it used to allocate 18.6 GiB (37 GiB as float32).
     del handle["images/b/attention"]
     shape = (100_000, 100_000)
-    handle["images/b"].create_dataset(
-        "attention", shape=shape, dtype=np.float16, chunks=chunk_shape(shape, 2), fletcher32=True, compression="gzip"
-    )
+    handle["images/b"].create_dataset("attention", shape=shape, dtype=np.float16, chunks=chunk_shape(shape, 2), fletcher32=True, compression="gzip")
 
 
 TAMPERING: dict[str, tuple[Callable[[h5py.File, Path], None], str]] = {
@@ -120,9 +118,7 @@ TAMPERING: dict[str, tuple[Callable[[h5py.File, Path], None], str]] = {
 
 
 @pytest.mark.parametrize("case", sorted(TAMPERING))
-def test_tampered_shard_is_refused_by_read_verify_and_inspect(
-    tmp_path: Path, case: str, capsys: pytest.CaptureFixture[str]
-) -> None:
+def test_tampered_shard_is_refused_by_read_verify_and_inspect(tmp_path: Path, case: str, capsys: pytest.CaptureFixture[str]) -> None:
     tamper, reason = TAMPERING[case]
     store_dir = tmp_path / "cams"
     path = write_store(store_dir)
@@ -154,7 +150,6 @@ def test_array_larger_than_the_memory_limit_is_refused(tmp_path: Path) -> None:
         store.read("a", ["attention"])
     assert CamStore(tmp_path, max_array_bytes=864).read("a", ["attention"]).arrays["attention"].shape == (12, 12)
     assert len(CamStore(tmp_path, max_array_bytes=200).verify()) == 3
-
 
 
 def flipped_image_ids(handle: h5py.File) -> None:

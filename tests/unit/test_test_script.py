@@ -88,10 +88,13 @@ def test_a_missing_chromium_is_installed_with_apt_get(checkout: Path) -> None:
     bin_dir, calls, package = checkout.parent / "bin", checkout.parent / "apt-calls", checkout.parent / "chromium-package"
     stub(package, "#!/bin/sh\necho 'Chromium 156.0 stub'\n")
     # apt-get records its calls; `install -y -qq chromium` puts a chromium on PATH.
-    stub(bin_dir / "apt-get", f"""#!/bin/sh
+    stub(
+        bin_dir / "apt-get",
+        f"""#!/bin/sh
 echo "$@" >> {calls}
 case "$*" in *install*chromium*) cp {package} {bin_dir}/chromium;; esac
-""")
+""",
+    )
     result, _ = run(checkout, "bash", "scripts/test.sh", "--fast")
     assert result.returncode == 0, result.stderr
     assert calls.read_text().splitlines() == ["update -qq", "install -y -qq chromium"]

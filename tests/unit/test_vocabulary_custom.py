@@ -79,14 +79,34 @@ def test_the_resolved_vocabulary_shows_every_prompt() -> None:
     assert tv["dataset_names"] == ["tv"] and tv["prompt"] == "a clean origami tvmonitor screen."
     assert len(document["classes"]) == 80 and document["ignore_label"] == 255 and document["background_label"] == 0
     assert [b["prompt"] for b in document["background_words"]][:2] == ["a clean origami ground.", "a clean origami land."]
-    assert [(entry["word"], entry["class"]) for entry in document["background_words_dropped"]] == [
-        ("keyboard", "keyboard"), ("sign", "stop sign")]
+    assert [(entry["word"], entry["class"]) for entry in document["background_words_dropped"]] == [("keyboard", "keyboard"), ("sign", "stop sign")]
     assert vocab.vocabulary_document(coco_vocabulary(), None)["classes"][0]["prompt"] is None
 
 
 # MSRC's 21 classes: stuff classes (building, grass, road, sky, ...) next to objects.
-MSRC = ["building", "grass", "tree", "cow", "sheep", "sky", "aeroplane", "water", "face", "car", "bicycle", "flower",
-        "sign", "bird", "book", "chair", "road", "cat", "dog", "body", "boat"]
+MSRC = [
+    "building",
+    "grass",
+    "tree",
+    "cow",
+    "sheep",
+    "sky",
+    "aeroplane",
+    "water",
+    "face",
+    "car",
+    "bicycle",
+    "flower",
+    "sign",
+    "bird",
+    "book",
+    "chair",
+    "road",
+    "cat",
+    "dog",
+    "body",
+    "boat",
+]
 
 
 def test_stuff_classes_say_which_background_words_they_drop_and_which_near_synonyms_stay() -> None:
@@ -94,15 +114,22 @@ def test_stuff_classes_say_which_background_words_they_drop_and_which_near_synon
     house, street and cloud stayed next to water, building, road and sky, unmentioned."""
     settings = build_section(ClassesSettings, {"names": MSRC}, "classes")
     notes = vocab.background_word_notes(settings.vocabulary(), settings.background_derived)
-    assert {(n["word"], n["class"]) for n in notes["dropped"]} == {
-        (w, w) for w in ("building", "grass", "road", "sign", "sky", "tree", "water")}
+    assert {(n["word"], n["class"]) for n in notes["dropped"]} == {(w, w) for w in ("building", "grass", "road", "sign", "sky", "tree", "water")}
     assert {(n["word"], n["class"]) for n in notes["near_synonyms"]} == {
-        ("lake", "water"), ("river", "water"), ("sea", "water"), ("ocean", "water"), ("house", "building"),
-        ("street", "road"), ("cloud", "sky")}
+        ("lake", "water"),
+        ("river", "water"),
+        ("sea", "water"),
+        ("ocean", "water"),
+        ("house", "building"),
+        ("street", "road"),
+        ("cloud", "sky"),
+    }
     lines = vocab.background_note_lines(notes)
     assert any(line.startswith("classes: background word 'water' dropped: it is class 'water'") for line in lines)
-    assert any(line.startswith("classes: background word 'lake' kept, but a near-synonym of 'water' (class 'water')")
-               for line in lines) and len(lines) == 14
+    assert (
+        any(line.startswith("classes: background word 'lake' kept, but a near-synonym of 'water' (class 'water')") for line in lines)
+        and len(lines) == 14
+    )
     document = vocab.vocabulary_document(settings.vocabulary(), REFERENCE_TEMPLATE, notes)
     assert document["background_words_dropped"] == notes["dropped"]
     assert document["background_near_synonyms"] == notes["near_synonyms"]

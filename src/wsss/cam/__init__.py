@@ -8,14 +8,7 @@ from wsss.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
     from wsss.cam.boxes import box_mask, contour_boxes
-    from wsss.cam.caa import (
-        affinity_transition,
-        propagate,
-        refine_image,
-        refine_with_affinity,
-        resize_maps,
-        sinkhorn_normalize,
-    )
+    from wsss.cam.caa import affinity_transition, propagate, refine_image, refine_with_affinity, resize_maps, sinkhorn_normalize
     from wsss.cam.extractor import CamResult, ClipEsCamExtractor, PreparedImage
     from wsss.cam.gradcam import gradcam_from_gradients, minmax_normalize, tag_gradients, tag_probabilities
     from wsss.cam.settings import CaaSettings, CamSettings

@@ -60,12 +60,7 @@ def propagate(transition: torch.Tensor, masked_cams: torch.Tensor, power: int = 
     return result
 
 
-def refine_with_affinity(
-    cams: torch.Tensor,
-    transition: torch.Tensor,
-    box_masks: torch.Tensor,
-    power: int = 2,
-) -> torch.Tensor:
+def refine_with_affinity(cams: torch.Tensor, transition: torch.Tensor, box_masks: torch.Tensor, power: int = 2) -> torch.Tensor:
     """Refine one image's class maps with the affinity, at token resolution.
 
     Args:
@@ -141,11 +136,6 @@ def refine_images(
     ]
 
 
-def refine_image(
-    gradcam: torch.Tensor,
-    attention: torch.Tensor,
-    output_size: tuple[int, int],
-    settings: CaaSettings | None = None,
-) -> torch.Tensor:
+def refine_image(gradcam: torch.Tensor, attention: torch.Tensor, output_size: tuple[int, int], settings: CaaSettings | None = None) -> torch.Tensor:
     """CAA for one image: `(K, h, w)` Grad-CAMs + `(h*w, h*w)` attention -> `(K, H, W)` refined maps."""
     return refine_images(gradcam[None], attention[None], [gradcam.shape[0]], [output_size], settings)[0]

@@ -18,13 +18,7 @@ import torch.nn.functional as F
 from PIL import Image
 
 from wsss.cam.caa import refine_images
-from wsss.cam.gradcam import (
-    channel_weights_through_linear,
-    gradcam_from_weights,
-    rescore_with_background_prompts,
-    tag_gradients,
-    tag_probabilities,
-)
+from wsss.cam.gradcam import channel_weights_through_linear, gradcam_from_weights, rescore_with_background_prompts, tag_gradients, tag_probabilities
 from wsss.cam.last_block import channel_weights, forward_last_block, supports_closed_form
 from wsss.cam.settings import CaaSettings, CamSettings
 from wsss.clip.loading import LoadedClip
@@ -137,9 +131,7 @@ class ClipEsCamExtractor:
         self.caa = caa or CaaSettings()
         self.tower = ClipVisionTower(clip.model.visual, self.settings.round_pos_embed_to_fp16)
         if self.settings.affinity_layers > self.tower.num_blocks:
-            raise ConfigError(
-                f"affinity_layers={self.settings.affinity_layers} exceeds the model's {self.tower.num_blocks} blocks"
-            )
+            raise ConfigError(f"affinity_layers={self.settings.affinity_layers} exceeds the model's {self.tower.num_blocks} blocks")
         self.device = self.tower.device
         self._closed_form = self.settings.backward == "closed_form" and supports_closed_form(self.tower.blocks[-1])
         self.prompts = PromptEmbeddingCache(clip.model, clip.tokenizer, self.device)
@@ -162,9 +154,7 @@ class ClipEsCamExtractor:
         prepared = image if isinstance(image, PreparedImage) else self.prepare(image)
         return self.extract_batch([(prepared, class_ids)], refine=refine)[0]
 
-    def extract_batch(
-        self, items: Sequence[tuple[PreparedImage, Sequence[int]]], refine: bool = True
-    ) -> list[CamResult]:
+    def extract_batch(self, items: Sequence[tuple[PreparedImage, Sequence[int]]], refine: bool = True) -> list[CamResult]:
         """CAMs for many images; batches are formed within equal input sizes, order is kept."""
         buckets: dict[tuple[int, ...], list[int]] = defaultdict(list)
         for index, (prepared, _) in enumerate(items):
@@ -201,9 +191,7 @@ class ClipEsCamExtractor:
             raise ConfigError(f"class ids {bad} are outside 0..{self.vocabulary.num_classes - 1}")
         return ids
 
-    def _check_learned(
-        self, learned: torch.Tensor | None, mode: str, rescore_weight: float | None
-    ) -> torch.Tensor | None:
+    def _check_learned(self, learned: torch.Tensor | None, mode: str, rescore_weight: float | None) -> torch.Tensor | None:
         if mode not in LEARNED_BACKGROUND_MODES:
             raise ConfigError(f"background_mode must be one of {LEARNED_BACKGROUND_MODES}, got {mode!r}")
         if learned is None:
@@ -310,10 +298,7 @@ class ClipEsCamExtractor:
         index, tags_valid = self._tag_slots(tag_sets)
         background = self._background_text
         slot_valid = tags_valid[..., None]
-        blocks = [
-            torch.where(slot_valid, self._class_text[index], 0.0),
-            background.expand(len(tag_sets), *background.shape),
-        ]
+        blocks = [torch.where(slot_valid, self._class_text[index], 0.0), background.expand(len(tag_sets), *background.shape)]
         valid = [tags_valid, tags_valid.new_ones(len(tag_sets), background.shape[0])]
         if self._learned_background is not None:
             blocks.append(torch.where(slot_valid, self._learned_background[index], 0.0))

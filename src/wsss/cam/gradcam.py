@@ -31,12 +31,7 @@ def minmax_normalize(maps: torch.Tensor, eps: float = MINMAX_EPS) -> torch.Tenso
     return scaled.view_as(maps)
 
 
-def tag_probabilities(
-    image_features: torch.Tensor,
-    text_features: torch.Tensor,
-    valid_rows: torch.Tensor,
-    logit_scale: float,
-) -> torch.Tensor:
+def tag_probabilities(image_features: torch.Tensor, text_features: torch.Tensor, valid_rows: torch.Tensor, logit_scale: float) -> torch.Tensor:
     """Label-restricted softmax over each image's own prompt rows.
 
     Args:
@@ -56,12 +51,7 @@ def tag_probabilities(
     return logits.softmax(dim=-1)
 
 
-def tag_gradients(
-    probabilities: torch.Tensor,
-    leaf: torch.Tensor,
-    tag_counts: Sequence[int],
-    batched: bool = True,
-) -> torch.Tensor:
+def tag_gradients(probabilities: torch.Tensor, leaf: torch.Tensor, tag_counts: Sequence[int], batched: bool = True) -> torch.Tensor:
     """Gradients of each tag's probability w.r.t. a leaf tensor of the graph.
 
     Args:

@@ -134,11 +134,7 @@ def forward_last_block(block: ResidualAttentionBlock, tokens: torch.Tensor, ln_p
 
 
 def channel_weights(
-    block: ResidualAttentionBlock,
-    ln_post: nn.LayerNorm,
-    proj: torch.Tensor,
-    cache: LastBlockForward,
-    feature_grads: torch.Tensor,
+    block: ResidualAttentionBlock, ln_post: nn.LayerNorm, proj: torch.Tensor, cache: LastBlockForward, feature_grads: torch.Tensor
 ) -> torch.Tensor:
     """Grad-CAM channel weights `mean_{i>=1} d s / d ln1_i` for each tag slot.
 

@@ -23,12 +23,9 @@ class CamSettings:
     SECTION: ClassVar[str] = "cam"
 
     templates: tuple[str, ...] = setting((REFERENCE_TEMPLATE,), "prompt templates, set by the caller", param=False)
-    affinity_layers: int = setting(
-        8, "final blocks whose attention is averaged into the stored affinity (extraction, not CAA)", ge=1, le=64
-    )
+    affinity_layers: int = setting(8, "final blocks whose attention is averaged into the stored affinity (extraction, not CAA)", ge=1, le=64)
     max_side: int | None = setting(
-        1024, "longer side of the network input; larger photos are downscaled, maps returned full size; null = never",
-        ge=16, le=16384,
+        1024, "longer side of the network input; larger photos are downscaled, maps returned full size; null = never", ge=16, le=16384
     )
     backward: Literal["closed_form", "autograd_batched", "autograd_per_tag"] = setting(
         "closed_form", "tag gradients: analytic last-block backward, one batched autograd VJP, or one backward per tag"
@@ -38,8 +35,7 @@ class CamSettings:
         True, "explicit attention in every block (bit-identical to the reference); false: fused kernel where maps are unused"
     )
     batch_size: int | Auto = setting(
-        1, "images per forward within a size bucket; auto (as shipped): 32 with CLIP on CUDA, else 1 (recorded resolved)",
-        ge=1, le=4096,
+        1, "images per forward within a size bucket; auto (as shipped): 32 with CLIP on CUDA, else 1 (recorded resolved)", ge=1, le=4096
     )
 
     def __post_init__(self) -> None:
@@ -58,7 +54,8 @@ class CaaSettings:
     sinkhorn_rounds: int = setting(3, "column/row normalisation rounds of the affinity", ge=1, le=100)
     affinity_power: int = setting(2, "exponent of the transition matrix (the reference squares it once)", ge=1, le=16)
     device: str = setting(
-        "cpu", "torch device of the refine stage's CAA: cpu, or cuda for the affinity products (box masks stay on the host); "
+        "cpu",
+        "torch device of the refine stage's CAA: cpu, or cuda for the affinity products (box masks stay on the host); "
         "auto (as shipped): clip.device when it is CUDA and refine runs in the stage process, else cpu (recorded resolved)",
         check=lambda value: None if re.fullmatch(rf"cpu|cuda(:\d+)?|{AUTO}", value) else "must be cpu, cuda, cuda:N or auto",
     )

@@ -42,18 +42,13 @@ if TYPE_CHECKING:
 Precision = Literal["fp32", "fp16", "bf16"]
 ModuleT = TypeVar("ModuleT", bound=nn.Module)
 
-_PRECISION_DTYPES: dict[str, torch.dtype] = {
-    "fp32": torch.float32,
-    "fp16": torch.float16,
-    "bf16": torch.bfloat16,
-}
+_PRECISION_DTYPES: dict[str, torch.dtype] = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 OPENAI_PUBLISHED_SHA256 = {
     "5806e77cd80f8b59890b7e101eabd078d9fb84e6937f9e85e4ecb61988df416f": "openai/ViT-B-16.pt",
     "40d365715913c9da98579312b702a82c18be219cc2a73407c4526f58eba950af": "openai/ViT-B-32.pt",
 }
 """SHA-256 digests OpenAI publishes in its download URLs (clip/clip.py); a match is recorded."""
-
 
 
 @dataclass
@@ -69,12 +64,7 @@ class LoadedClip:
 
     def identity(self) -> dict[str, str | None]:
         """What produced the maps: recorded in every artifact's attributes."""
-        return {
-            "model_name": self.model_name,
-            "weights": self.weights,
-            "checkpoint_sha256": self.checkpoint_sha256,
-            **self.details,
-        }
+        return {"model_name": self.model_name, "weights": self.weights, "checkpoint_sha256": self.checkpoint_sha256, **self.details}
 
 
 def load_clip(source: ClipSource, device: str | torch.device = "cpu", precision: Precision = "fp32") -> LoadedClip:
@@ -192,8 +182,7 @@ def _read_state_dict(path: Path) -> tuple[dict[str, torch.Tensor], str]:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as error:
         raise CheckpointError(
-            f"{path}: not a weights-only PyTorch checkpoint ({type(error).__name__}: {error}); "
-            "only tensors are loaded from user files"
+            f"{path}: not a weights-only PyTorch checkpoint ({type(error).__name__}: {error}); only tensors are loaded from user files"
         ) from error
     if not isinstance(payload, dict):
         raise CheckpointError(f"{path}: expected a state dict, found {type(payload).__name__}")
@@ -229,8 +218,7 @@ def _check_architecture(path: Path, state_dict: dict[str, torch.Tensor], model_n
 def _build_from_openai_state_dict(path: Path, state_dict: dict[str, torch.Tensor], model_name: str) -> ClipModel:
     if "visual.proj" not in state_dict:
         raise CheckpointError(
-            f"{path}: not an OpenAI CLIP ViT state dict (no 'visual.proj'); "
-            "set clip.checkpoint_format: open_clip for open_clip checkpoints"
+            f"{path}: not an OpenAI CLIP ViT state dict (no 'visual.proj'); set clip.checkpoint_format: open_clip for open_clip checkpoints"
         )
     _check_architecture(path, state_dict, model_name)
     try:

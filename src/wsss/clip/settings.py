@@ -64,8 +64,7 @@ class ClipSettings:
     sha256: str | None = setting(None, "expected SHA-256 of `checkpoint`; a mismatch is an error", check=_sha256_problem)
     random_init: bool = setting(False, "random weights (seeded) for tests and smoke runs; must be asked for")
     seed: int = setting(0, "seed of the random initialisation", ge=0, le=2**32 - 1)
-    allow_download: bool = setting(True, "let open_clip fetch `pretrained` from its hub (else the local cache only)",
-                                  identity=False)
+    allow_download: bool = setting(True, "let open_clip fetch `pretrained` from its hub (else the local cache only)", identity=False)
     device: str = setting("cpu", "torch device of CLIP", check=_device_problem)
     precision: Literal["fp32", "fp16", "bf16"] = setting("fp32", "inference precision")
 

@@ -88,8 +88,7 @@ def read_torchscript_weights(path: Path) -> dict[str, torch.Tensor]:
         raise CheckpointError(f"{path}: {error}") from None
     except pickle.UnpicklingError as error:
         raise CheckpointError(
-            f"{path}: TorchScript archive holds more than modules and tensors ({_weights_only_reason(error)}); "
-            "nothing from it was run"
+            f"{path}: TorchScript archive holds more than modules and tensors ({_weights_only_reason(error)}); nothing from it was run"
         ) from None
     except (zipfile.BadZipFile, OSError, RuntimeError, EOFError, ValueError) as error:
         reason = f"{type(error).__name__}: {error}"
@@ -177,9 +176,7 @@ def _flatten(root: ScriptObjectRecord, path: Path) -> dict[str, torch.Tensor]:
         prefix, record, depth = pending.pop()
         visited += 1
         if visited > MAX_OBJECTS or depth > MAX_DEPTH:
-            raise CheckpointError(
-                f"{path}: TorchScript module tree is larger than {MAX_OBJECTS} objects or {MAX_DEPTH} levels"
-            )
+            raise CheckpointError(f"{path}: TorchScript module tree is larger than {MAX_OBJECTS} objects or {MAX_DEPTH} levels")
         for name, value in getattr(record, "attributes", {}).items():  # no BUILD: no attributes
             if not isinstance(name, str):
                 continue

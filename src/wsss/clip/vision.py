@@ -140,9 +140,7 @@ class ClipVisionTower:
         x = x + self.positional_embedding(height // self.patch_size, width // self.patch_size)
         return layer_norm_fp32(visual.ln_pre, x)
 
-    def run_blocks(
-        self, state: TowerState, start: int, stop: int, collect_from: int, explicit_from: int | None = None
-    ) -> TowerState:
+    def run_blocks(self, state: TowerState, start: int, stop: int, collect_from: int, explicit_from: int | None = None) -> TowerState:
         """Run blocks `start..stop-1`; sum the head-averaged attention of blocks >= collect_from.
 
         Blocks >= `explicit_from` (default: `collect_from`) form attention probabilities

@@ -69,8 +69,11 @@ def existing_checkpoint(source: ClipSource) -> Path:
 def pretrained_problem(source: ClipSource, error: Exception) -> str:
     """One sentence: what could not be loaded, why, and how to provide weights (the library's
     chained errors stay on the exception's cause, for log files)."""
-    why = ("not in the local cache, and downloads are off (clip.allow_download: false or HF_HUB_OFFLINE)"
-           if not source.allow_download or hub_is_offline() else f"{type(error).__name__}: {error}")
+    why = (
+        "not in the local cache, and downloads are off (clip.allow_download: false or HF_HUB_OFFLINE)"
+        if not source.allow_download or hub_is_offline()
+        else f"{type(error).__name__}: {error}"
+    )
     return f"could not load pretrained weights {source.pretrained!r} for {source.model_name!r}: {why}. {HOW_TO_PROVIDE_WEIGHTS}"
 
 
@@ -87,8 +90,7 @@ def quiet_open_clip_download_error() -> Iterator[None]:
     do, so that one log line is dropped (other records pass)."""
 
     def keep(record: logging.LogRecord) -> bool:
-        return not (record.name == "root" and "open_clip" in record.pathname
-                    and record.getMessage().startswith("Failed to download weights"))
+        return not (record.name == "root" and "open_clip" in record.pathname and record.getMessage().startswith("Failed to download weights"))
 
     root = logging.getLogger()
     root.addFilter(keep)

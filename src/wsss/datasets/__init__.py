@@ -18,15 +18,7 @@ if TYPE_CHECKING:
     from wsss.datasets.folder import load_folder
     from wsss.datasets.ground_truth import GroundTruthFiles, read_label_map
     from wsss.datasets.loading import DATASET_KINDS, load_dataset
-    from wsss.datasets.records import (
-        ImageRecord,
-        Manifest,
-        file_sha256,
-        manifest_sha256,
-        safe_join,
-        validate_image_id,
-        validate_relative_path,
-    )
+    from wsss.datasets.records import ImageRecord, Manifest, file_sha256, manifest_sha256, safe_join, validate_image_id, validate_relative_path
     from wsss.datasets.sample import SAMPLE_CLASS_NAMES, materialize_sample
     from wsss.datasets.voc import load_voc
     from wsss.text.vocabulary import COCO_DATASET_NAMES as COCO_TO_CLIPES_NAMES

@@ -93,9 +93,7 @@ class CocoIndex:
     refused: dict[int, str] = field(default_factory=dict)
 
 
-def index_instances(
-    data: Any, path: Path, category_to_class: Mapping[str, str] | None = None, failures: FailureReport | None = None,
-) -> CocoIndex:
+def index_instances(data: Any, path: Path, category_to_class: Mapping[str, str] | None = None, failures: FailureReport | None = None) -> CocoIndex:
     """Index a parsed instances JSON (categories renamed through `category_to_class`).
 
     With `failures`, an annotation that names an unknown (or no integer) image id is recorded
@@ -130,8 +128,7 @@ def index_instances(
         except DatasetError as error:
             if failures is None:
                 raise
-            failures.add(f"{what} (id {entry.get('id') if isinstance(entry, dict) else None})", str(path),
-                         f"{error}; the annotation is left out")
+            failures.add(f"{what} (id {entry.get('id') if isinstance(entry, dict) else None})", str(path), f"{error}; the annotation is left out")
             continue
         try:
             category_id = _int_field(entry, "category_id", path, what)
@@ -152,9 +149,7 @@ def index_instances(
     return coco
 
 
-def coco_image_tags(
-    data: Any, path: Path, category_to_class: Mapping[str, str] | None = None
-) -> tuple[dict[int, str], dict[int, tuple[str, ...]]]:
+def coco_image_tags(data: Any, path: Path, category_to_class: Mapping[str, str] | None = None) -> tuple[dict[int, str], dict[int, tuple[str, ...]]]:
     """File names by COCO image id, and tags (renamed) of the images that have annotations."""
     coco = index_instances(data, path, category_to_class)
     return coco.file_names, coco.tags
@@ -253,15 +248,10 @@ def _usable_images(coco: CocoIndex, json_path: Path, failures: FailureReport | N
     if failures is None:
         check_unique_ids(stems, str(json_path))
     repeated = {stem for stem, count in Counter(stems).items() if count > 1}
-    refused = {
-        position: collision_reason(stem, earlier)
-        for position, stem, earlier in colliding_ids(stems)
-        if stem not in repeated
-    }
+    refused = {position: collision_reason(stem, earlier) for position, stem, earlier in colliding_ids(stems) if stem not in repeated}
     kept_ids, kept_stems = [], []
     for position, (coco_id, stem) in enumerate(zip(usable, stems, strict=True)):
-        reason = (f"duplicate image id {stem!r} ({coco.file_names[coco_id]})" if stem in repeated
-                  else refused.get(position))
+        reason = f"duplicate image id {stem!r} ({coco.file_names[coco_id]})" if stem in repeated else refused.get(position)
         if reason is None:
             kept_ids.append(coco_id)
             kept_stems.append(stem)
@@ -333,10 +323,7 @@ class _DerivedMasks:
                 raise DatasetError(f"{self.json_path}: image {coco_id}: {error}") from None
             write_label_map(path, label_map)
         self.used.add(file_name)
-        return ImageRecord(
-            record.image_id, record.image_path, record.tags, file_name, record.sha256, record.width, record.height,
-            "derived",
-        )
+        return ImageRecord(record.image_id, record.image_path, record.tags, file_name, record.sha256, record.width, record.height, "derived")
 
     def remove_unused(self) -> None:
         """Delete cached maps of keys this run did not use (changed annotations, removed images)."""

@@ -101,9 +101,7 @@ def _checked_polygons(segmentation: list[Any], height: int, width: int) -> list[
             raise ValueError(f"a polygon has an odd number of coordinates ({len(ring)})")
         xs, ys = ring[0::2], ring[1::2]
         # Far-away vertices make the rasteriser allocate per pixel of edge length; real ones are on the image.
-        if not all(math.isfinite(v) and -width <= v <= 2 * width for v in xs) or not all(
-            math.isfinite(v) and -height <= v <= 2 * height for v in ys
-        ):
+        if not all(math.isfinite(v) and -width <= v <= 2 * width for v in xs) or not all(math.isfinite(v) and -height <= v <= 2 * height for v in ys):
             raise ValueError(f"a polygon has coordinates that are not finite or far outside the {width}x{height} image")
         if len(ring) >= _MIN_POLYGON_NUMBERS:
             rings.append([float(v) for v in ring])
@@ -122,9 +120,7 @@ def _decode(rles: list[dict[str, Any]]) -> np.ndarray:
     """`mask_utils.decode` of several RLEs as one `(n, W, H)` C-ordered view (pycocotools returns
     `(H, W, n)` in Fortran order; transposing is free), without its NumPy-2 deprecation noise."""
     with warnings.catch_warnings():
-        warnings.filterwarnings(
-            "ignore", message=r".*__array__ implementation doesn't accept a copy keyword", category=DeprecationWarning
-        )
+        warnings.filterwarnings("ignore", message=r".*__array__ implementation doesn't accept a copy keyword", category=DeprecationWarning)
         return mask_utils.decode(rles).transpose(2, 1, 0).view(bool)
 
 
@@ -156,9 +152,7 @@ def instance_mask(segmentation: Any, height: int, width: int) -> np.ndarray:
     return np.ascontiguousarray(_decode([rle])[0].T, dtype=np.uint8)
 
 
-def semantic_label_map(
-    annotations: Sequence[Mapping[str, Any]], labels: Sequence[int], height: int, width: int
-) -> np.ndarray:
+def semantic_label_map(annotations: Sequence[Mapping[str, Any]], labels: Sequence[int], height: int, width: int) -> np.ndarray:
     """One image's label map from its annotations (the overlap and crowd rule of the module doc).
 
     Args:

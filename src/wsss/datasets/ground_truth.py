@@ -31,10 +31,7 @@ from wsss.errors import DatasetError
 
 IGNORE_LABEL = 255
 GROUND_TRUTH_MODES: tuple[str, ...] = ("P", "L", "I;16", "I;16L", "I;16B", "I")
-ENCODING_HELP = (
-    "label maps must be palette (mode P) or single-channel index PNGs with 0 = background, "
-    "class index + 1 for each class, 255 = ignore"
-)
+ENCODING_HELP = "label maps must be palette (mode P) or single-channel index PNGs with 0 = background, class index + 1 for each class, 255 = ignore"
 
 
 def read_label_pixels(
@@ -105,10 +102,7 @@ def label_values_problem(labels: np.ndarray, num_classes: int, ignore_label: int
         return None
     values = np.unique(wide[bad])
     shown = ", ".join(str(int(value)) for value in values[:8]) + (", ..." if len(values) > 8 else "")
-    return (
-        f"has values outside 0..{num_classes} and {ignore_label} ({shown}; {int(bad.sum())} pixels) "
-        f"for {num_classes} classes; {ENCODING_HELP}"
-    )
+    return f"has values outside 0..{num_classes} and {ignore_label} ({shown}; {int(bad.sum())} pixels) for {num_classes} classes; {ENCODING_HELP}"
 
 
 def read_label_map(path: Path, num_classes: int) -> np.ndarray:
@@ -151,9 +145,7 @@ def check_ground_truth_dir(root: Path, ground_truth_dir: str | None) -> str | No
     return ground_truth_dir
 
 
-def existing_ground_truth(
-    root: Path, ground_truth_dir: str | None, image_id: str, stem_path: str | None = None
-) -> str | None:
+def existing_ground_truth(root: Path, ground_truth_dir: str | None, image_id: str, stem_path: str | None = None) -> str | None:
     """`<ground_truth_dir>/<stem_path or image_id>.png` relative to `root` when that file exists, else None."""
     if ground_truth_dir is None:
         return None
@@ -186,8 +178,7 @@ class GroundTruthFiles:
         if record.ground_truth_root == "derived":
             if self.derived_root is None:
                 raise DatasetError(
-                    f"image {record.image_id!r}: derived ground truth {record.ground_truth_path} "
-                    "but no folder of derived label maps was given"
+                    f"image {record.image_id!r}: derived ground truth {record.ground_truth_path} but no folder of derived label maps was given"
                 )
             return safe_join(self.derived_root, record.ground_truth_path)
         return safe_join(self.dataset_root, record.ground_truth_path)

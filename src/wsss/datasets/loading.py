@@ -66,9 +66,7 @@ def load_dataset(
     if kind in ("sample", "voc"):
         if ground_truth_dir is None and (root / VOC_GROUND_TRUTH_DIR).is_dir():
             ground_truth_dir = VOC_GROUND_TRUTH_DIR
-        return load_voc(
-            root, split, class_names, ground_truth_dir, tags_from=tags_from, rename=rename, failures=failures
-        )
+        return load_voc(root, split, class_names, ground_truth_dir, tags_from=tags_from, rename=rename, failures=failures)
     if kind == "coco":
         if not instances_json or not images_dir:
             raise ConfigError("data.instances_json and data.images_dir are required for COCO")

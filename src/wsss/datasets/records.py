@@ -178,9 +178,7 @@ def read_text(path: Path, what: str) -> str:
         raise DatasetError(f"{path}: cannot read {what} ({error.strerror or error})") from error
 
 
-def parse_json(
-    text: str, source: str, object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None
-) -> Any:
+def parse_json(text: str, source: str, object_pairs_hook: Callable[[list[tuple[str, Any]]], Any] | None = None) -> Any:
     """JSON of a dataset file (`wsss.bounded_parsing.loads_json`: bounded nesting) whose errors name
     `source` with line and column.
 
@@ -225,10 +223,7 @@ class ImageRecord:
         if self.ground_truth_path is not None:
             validate_relative_path(self.ground_truth_path, f"ground-truth path of {self.image_id!r}")
         if self.ground_truth_root not in GROUND_TRUTH_ROOTS:
-            raise DatasetError(
-                f"{self.image_path}: ground_truth_root must be one of {GROUND_TRUTH_ROOTS}, "
-                f"got {self.ground_truth_root!r}"
-            )
+            raise DatasetError(f"{self.image_path}: ground_truth_root must be one of {GROUND_TRUTH_ROOTS}, got {self.ground_truth_root!r}")
         tags = tuple(self.tags) if isinstance(self.tags, (list, tuple)) else self.tags
         if not isinstance(tags, tuple) or not all(isinstance(tag, str) and tag for tag in tags):
             raise DatasetError(f"{self.image_path}: tags must be a sequence of non-empty strings, got {self.tags!r}")
@@ -265,12 +260,7 @@ def unique_in_order(items: Iterable[str]) -> tuple[str, ...]:
 
 
 def make_record(
-    root: Path,
-    image_id: str,
-    image_path: str,
-    tags: Sequence[str],
-    ground_truth_path: str | None,
-    ground_truth_root: str = "dataset",
+    root: Path, image_id: str, image_path: str, tags: Sequence[str], ground_truth_path: str | None, ground_truth_root: str = "dataset"
 ) -> ImageRecord:
     """Record for a file under `root`: size from its header, SHA-256 of its bytes.
 
@@ -283,9 +273,7 @@ def make_record(
     if not absolute.is_file():
         raise DatasetError(f"{absolute}: image file not found (image {image_id!r})")
     width, height = image_header_size(absolute)
-    return ImageRecord(
-        image_id, image_path, tuple(tags), ground_truth_path, file_sha256(absolute), width, height, ground_truth_root
-    )
+    return ImageRecord(image_id, image_path, tuple(tags), ground_truth_path, file_sha256(absolute), width, height, ground_truth_root)
 
 
 @dataclass(frozen=True)
@@ -347,8 +335,7 @@ class Manifest:
         _expect_keys(data, {"format", "version", "name", "class_names", "records"}, source, "manifest")
         if data["format"] != MANIFEST_FORMAT or data["version"] not in _READABLE_VERSIONS:
             raise DatasetError(
-                f"{source}: not a {MANIFEST_FORMAT} version {MANIFEST_VERSION} file "
-                f"(format {data['format']!r}, version {data['version']!r})"
+                f"{source}: not a {MANIFEST_FORMAT} version {MANIFEST_VERSION} file (format {data['format']!r}, version {data['version']!r})"
             )
         if not isinstance(data["class_names"], list) or not isinstance(data["records"], list):
             raise DatasetError(f"{source}: 'class_names' and 'records' must be lists")

@@ -30,9 +30,7 @@ JPEG_QUALITY = 95
 def _jpeg_bytes(rgb: np.ndarray) -> bytes:
     """Baseline JPEG at quality 95 with no metadata (PIL adds no timestamp)."""
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(
-        buffer, format="JPEG", quality=JPEG_QUALITY, optimize=False, progressive=False
-    )
+    Image.fromarray(np.ascontiguousarray(rgb, dtype=np.uint8)).save(buffer, format="JPEG", quality=JPEG_QUALITY, optimize=False, progressive=False)
     return buffer.getvalue()
 
 
@@ -90,10 +88,7 @@ def materialize_sample(destination: Path) -> Manifest:
         image_path = f"JPEGImages/{image_id}.jpg"
         _write_file(destination / image_path, jpeg)
         has_truth = sample.ground_truth is not None
-        _write_file(
-            destination / f"Annotations/{image_id}.xml",
-            _annotation_bytes(image_id, width, height, sample.tags, has_truth),
-        )
+        _write_file(destination / f"Annotations/{image_id}.xml", _annotation_bytes(image_id, width, height, sample.tags, has_truth))
         ground_truth_path = f"SegmentationClass/{image_id}.png"
         if sample.ground_truth is not None:
             _write_file(destination / ground_truth_path, palette_png_bytes(sample.ground_truth))

@@ -38,9 +38,7 @@ class DataSettings:
     instances_json: str | None = setting(None, "COCO instances file under root")
     images_dir: str | None = setting(None, "COCO or folder datasets: image folder under root")
     tags_file: str | None = setting(None, "folder datasets: CSV (`image,tags` with `;`) or JSON under root")
-    tags_from: Literal["annotations", "ground_truth"] = setting(
-        "annotations", "VOC tags from the `annotations` XML or from the `ground_truth` masks"
-    )
+    tags_from: Literal["annotations", "ground_truth"] = setting("annotations", "VOC tags from the `annotations` XML or from the `ground_truth` masks")
 
     @property
     def dataset_name(self) -> str:

@@ -41,18 +41,18 @@ class GroundTruthCensus:
         """The line `prepare` logs and records when the ground truth has no background, else None."""
         if not self.no_background:
             return None
-        return (f"ground truth has no background: none of the {self.masks} masks has a pixel labelled 0 (every pixel is a "
-                "class or void), so every pixel the pipeline labels background is wrong by construction; if the classes "
-                "cover the whole scene, set classes.background: [] (no background words) and consider listing the "
-                "scene's classes")
+        return (
+            f"ground truth has no background: none of the {self.masks} masks has a pixel labelled 0 (every pixel is a "
+            "class or void), so every pixel the pipeline labels background is wrong by construction; if the classes "
+            "cover the whole scene, set classes.background: [] (no background words) and consider listing the "
+            "scene's classes"
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {"masks": self.masks, "with_background": self.with_background, "warning": self.warning()}
 
 
-def ground_truth_problem(
-    record: ImageRecord, files: GroundTruthFiles, num_classes: int, census: GroundTruthCensus | None = None
-) -> str | None:
+def ground_truth_problem(record: ImageRecord, files: GroundTruthFiles, num_classes: int, census: GroundTruthCensus | None = None) -> str | None:
     """Why the record's ground-truth mask is unusable, or None when it is fine (or absent).
 
     The mask must be a palette or single-channel image with values 0..num_classes or 255, of

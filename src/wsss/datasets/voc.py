@@ -17,23 +17,9 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from xml.etree import ElementTree
 
-from wsss.datasets.ground_truth import (
-    check_ground_truth_dir,
-    existing_ground_truth,
-    read_label_map,
-    tags_from_label_map,
-)
+from wsss.datasets.ground_truth import check_ground_truth_dir, existing_ground_truth, read_label_map, tags_from_label_map
 from wsss.datasets.ids import colliding_ids, collision_reason
-from wsss.datasets.records import (
-    Manifest,
-    check_tags,
-    check_unique_ids,
-    make_record,
-    read_text,
-    safe_join,
-    unique_in_order,
-    validate_image_id,
-)
+from wsss.datasets.records import Manifest, check_tags, check_unique_ids, make_record, read_text, safe_join, unique_in_order, validate_image_id
 from wsss.errors import DatasetError
 from wsss.failures import FailureReport
 
@@ -167,9 +153,7 @@ def load_voc(
         raise DatasetError("tags_from 'ground_truth' needs a ground_truth_dir of label PNGs")
     check_ground_truth_dir(root, ground_truth_dir)
     image_ids = read_split_ids(root, split)
-    refused = {
-        position: collision_reason(image_id, earlier) for position, image_id, earlier in colliding_ids(image_ids)
-    }
+    refused = {position: collision_reason(image_id, earlier) for position, image_id, earlier in colliding_ids(image_ids)}
     renamed = dict(rename or {})
     records = []
     for position, image_id in enumerate(image_ids):
@@ -186,9 +170,7 @@ def load_voc(
                 check_tags(image_id, tags, class_names, str(annotation_path))
             else:
                 if ground_truth is None:
-                    raise DatasetError(
-                        f"{root / source}: no ground-truth mask to take the tags from (tags_from: ground_truth)"
-                    )
+                    raise DatasetError(f"{root / source}: no ground-truth mask to take the tags from (tags_from: ground_truth)")
                 tags = tags_from_label_map(read_label_map(safe_join(root, ground_truth), len(class_names)), class_names)
             records.append(make_record(root, image_id, f"JPEGImages/{image_id}.jpg", tags, ground_truth))
         except DatasetError as error:

@@ -56,9 +56,15 @@ def _choose(artifact: str, variants: Mapping[str, Any], pseudo_variant: str | No
 def _split_headline(artifacts: Mapping[str, Any]) -> dict[str, dict[str, float | None]]:
     out: dict[str, dict[str, float | None]] = {}
     for suffix, name_suffix in (("", ""), (LEARNED_SUFFIX, "_learned")):
-        passes = {artifact: {variant[: len(variant) - len(suffix)]: entry for variant, entry in variants.items()
-                             if (variant.endswith(suffix) if suffix else not variant.endswith(LEARNED_SUFFIX))}
-                  for artifact, variants in artifacts.items() if isinstance(variants, Mapping)}
+        passes = {
+            artifact: {
+                variant[: len(variant) - len(suffix)]: entry
+                for variant, entry in variants.items()
+                if (variant.endswith(suffix) if suffix else not variant.endswith(LEARNED_SUFFIX))
+            }
+            for artifact, variants in artifacts.items()
+            if isinstance(variants, Mapping)
+        }
         confident = passes.get("pseudo_confident_pixels") or {}
         pseudo_variant = next(iter(confident), None)  # the stage's own CRF setting
         for artifact in ("cam_raw", "cam_refined", "pseudo", "model"):
@@ -100,8 +106,17 @@ def headline_rows(document: Mapping[str, Any]) -> list[HeadlineRow]:
             continue
         for artifact, variants in artifacts.items():
             for variant, scores in (variants or {}).items():
-                rows.append(HeadlineRow(split, artifact, variant, artifact_step(artifact)[1], scores.get("miou"),
-                                        scores.get("pixel_accuracy"), int(scores.get("num_pixels") or 0)))
+                rows.append(
+                    HeadlineRow(
+                        split,
+                        artifact,
+                        variant,
+                        artifact_step(artifact)[1],
+                        scores.get("miou"),
+                        scores.get("pixel_accuracy"),
+                        int(scores.get("num_pixels") or 0),
+                    )
+                )
     return sorted(rows, key=lambda r: (r.split, artifact_step(r.artifact)[0], r.artifact, r.variant))
 
 

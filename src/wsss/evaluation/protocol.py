@@ -97,9 +97,7 @@ def score_image(scores: ProtocolScores, maps: ImageMaps, pseudo: PseudoSettings,
     rgb = maps.rgb() if other.needs_image(ids) else None
     scores.update(f"pseudo.crf={crf_word(other.crf)}", gt, pseudo_label(rgb, maps.refined, ids, other).raw_labels)
     kept = maps.stage_labels != pseudo.ignore_index
-    scores.update(
-        f"pseudo_confident_pixels.crf={crf_word(pseudo.crf)}", np.where(kept, gt, 255).astype(np.uint8), maps.stage_labels
-    )
+    scores.update(f"pseudo_confident_pixels.crf={crf_word(pseudo.crf)}", np.where(kept, gt, 255).astype(np.uint8), maps.stage_labels)
 
 
 def model_keys(test_scales: Sequence[float], test_crf: bool) -> list[tuple[str, bool]]:
@@ -124,12 +122,14 @@ def background_comparison_rows(scores: dict[str, SegmentationScores]) -> list[di
         if not key.endswith(LEARNED_SUFFIX) or key[: -len(LEARNED_SUFFIX)] not in scores:
             continue
         fixed = scores[key[: -len(LEARNED_SUFFIX)]].mean_iou
-        rows.append({
-            "artifact": key[: -len(LEARNED_SUFFIX)],
-            "fixed": round(float(fixed), 4),
-            "learned": round(float(learned.mean_iou), 4),
-            "delta": round(float(learned.mean_iou - fixed), 4),
-        })
+        rows.append(
+            {
+                "artifact": key[: -len(LEARNED_SUFFIX)],
+                "fixed": round(float(fixed), 4),
+                "learned": round(float(learned.mean_iou), 4),
+                "delta": round(float(learned.mean_iou - fixed), 4),
+            }
+        )
     return rows
 
 

@@ -19,8 +19,6 @@ if TYPE_CHECKING:
         Submit,
         run_now,
         run_sharded,
-        scratch_name,
-        shard_plan,
         write_shard,
     )
     from wsss.incremental.keys import (
@@ -36,6 +34,7 @@ if TYPE_CHECKING:
         stale_shards,
         stored_keys,
     )
+    from wsss.incremental.shard_files import scratch_name, shard_plan
 
 __all__ = [
     "CONTENT_KEY_ATTR",

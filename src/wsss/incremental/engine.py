@@ -30,7 +30,6 @@ the same bytes (tests/unit/test_engine_processes.py).
 from __future__ import annotations
 
 import functools
-import shutil
 from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
@@ -40,23 +39,13 @@ from typing import Any, Protocol
 import numpy as np
 
 from wsss.errors import DatasetError, ImageError, StoreError
-from wsss.incremental.keys import (
-    CONTENT_KEY_ATTR,
-    PARAMS_ATTR,
-    reusable_ids,
-    shard_is_current,
-    stage_identity,
-    stale_shards,
-    stored_keys,
-)
-from wsss.io import CamStore, ShardWriter, assign_shards, shard_path
-from wsss.io.atomic import remove_leftover_temporaries
+from wsss.incremental.keys import CONTENT_KEY_ATTR, reusable_ids, shard_is_current, stored_keys
+from wsss.incremental.shard_files import publish, records_params
+from wsss.io import CamStore, ShardWriter, shard_path
 from wsss.io.pipelining import BackgroundShardWriter, image_processes, prefetch
-from wsss.io.shard_assignment import assign_shards_by_hash
 from wsss.io.shard_encoding import EncodedImage, encode_image
-from wsss.io.shard_writer import publish_move, storage_array
+from wsss.io.shard_writer import storage_array
 from wsss.io.shared_arrays import MIN_SHARED_BYTES, shared
-from wsss.provenance import sha256_of
 from wsss.stage_result import StageResult
 
 # Per-image problems that cost the image, not the run.
@@ -167,13 +156,24 @@ class StageSummary:
     kept: tuple[str, ...] = ()  # images of the untouched shards
 
     def as_dict(self) -> dict[str, Any]:
-        return {"written": list(self.written), "untouched": list(self.untouched), "computed": list(self.computed),
-                "copied": list(self.copied), "failed": dict(self.failed)}
+        return {
+            "written": list(self.written),
+            "untouched": list(self.untouched),
+            "computed": list(self.computed),
+            "copied": list(self.copied),
+            "failed": dict(self.failed),
+        }
 
     def result(self, stage: str) -> StageResult:
         """The stage entry's result: reused = copied into a new shard or kept in an untouched one."""
-        return StageResult(stage, self.computed, tuple(sorted((*self.copied, *self.kept))), dict(self.failed),
-                           written=self.written, details={"copied": list(self.copied), "untouched": list(self.untouched)})
+        return StageResult(
+            stage,
+            self.computed,
+            tuple(sorted((*self.copied, *self.kept))),
+            dict(self.failed),
+            written=self.written,
+            details={"copied": list(self.copied), "untouched": list(self.untouched)},
+        )
 
 
 def _finished_scratch_shard(path: Path, image_ids: Sequence[str]) -> bool:
@@ -232,7 +232,7 @@ def _computed_here(image_ids: Sequence[str], compute: ImageCompute, overlap: boo
     streamed when the callback can."""
     stream = getattr(compute, "stream", None)
     if stream is not None:
-        for (expected, (image_id, output)) in zip(image_ids, stream(image_ids, overlap), strict=True):
+        for expected, (image_id, output) in zip(image_ids, stream(image_ids, overlap), strict=True):
             if image_id != expected:
                 raise StoreError(f"streamed output for {image_id!r} where {expected!r} was due")
             yield output
@@ -270,8 +270,12 @@ def _portable(image_id: str, output: ImageOutput) -> dict[str, Any]:
     storage dtype here (the cast `add` makes; half the bytes of float32 attention to move) and
     moved through shared memory."""
     dtypes = output.dtypes or {}
-    return {name: shared(storage_array(f"image {image_id!r}: array", name, array, dtypes.get(name)))
-            if np.asarray(array).nbytes >= MIN_SHARED_BYTES else array for name, array in output.arrays.items()}
+    return {
+        name: shared(storage_array(f"image {image_id!r}: array", name, array, dtypes.get(name)))
+        if np.asarray(array).nbytes >= MIN_SHARED_BYTES
+        else array
+        for name, array in output.arrays.items()
+    }
 
 
 def compute_encoded(compute: ImageCompute, compression: str, images: Sequence[tuple[str, str]]) -> list[EncodedImage | Exception]:
@@ -291,16 +295,6 @@ def compute_encoded(compute: ImageCompute, compression: str, images: Sequence[tu
         if close is not None:
             close()
     return results
-
-
-def shard_plan(image_ids: Sequence[str], images_per_shard: int, shard_count: int | None = None) -> dict[int, list[str]]:
-    """Shard index -> its ids in sorted order: by stable hash with `shard_count`, else by sorted position."""
-    return assign_shards_by_hash(image_ids, shard_count) if shard_count else assign_shards(image_ids, images_per_shard)
-
-
-def scratch_name(stage: str, root_attrs: Mapping[str, Any], keys: Mapping[str, str]) -> str:
-    """The scratch folder of a run: stage + everything its shards' content depends on."""
-    return f"{stage}-{sha256_of({'identity': stage_identity(root_attrs), 'keys': dict(keys)})[:16]}"
 
 
 def run_sharded(
@@ -347,8 +341,17 @@ def run_sharded(
             kept.extend(ids)
             report.advance(ids, "untouched")
             continue
-        job = ShardJob(index, expected, reusable_ids(expected, previous), shard_path(scratch, index), dict(root_attrs),
-                       compression, tuple(copied_arrays), overlap, processes)
+        job = ShardJob(
+            index,
+            expected,
+            reusable_ids(expected, previous),
+            shard_path(scratch, index),
+            dict(root_attrs),
+            compression,
+            tuple(copied_arrays),
+            overlap,
+            processes,
+        )
         narrow = getattr(compute, "for_images", None)
         futures.append(submit(job, narrow(ids) if narrow else compute))
     outcomes = []
@@ -366,27 +369,3 @@ def run_sharded(
         failed={i: reason for o in outcomes for i, reason in sorted(o.failed.items())},
         kept=tuple(sorted(kept)),
     )
-
-
-def records_params(path: Path, root_attrs: Mapping[str, Any]) -> bool:
-    """Whether a shard recorded the params this run records (false for an unreadable shard)."""
-    try:
-        return CamStore(path.parent).root_attrs(path).get(PARAMS_ATTR) == root_attrs.get(PARAMS_ATTR)
-    except StoreError:
-        return False
-
-
-def publish(outcomes: Sequence[ShardOutcome], output: Path, untouched: Sequence[str], scratch: Path) -> list[Path]:
-    """Move finished scratch shards into the store; delete every other shard file (removed images, or
-    a shard whose images all failed this time) and leftovers of interrupted copies; drop scratch."""
-    output.mkdir(parents=True, exist_ok=True)
-    published = []
-    for outcome in outcomes:
-        if outcome.path is not None:
-            # A full disk: one StoreError naming the shard; the previous shard stays, nothing partial.
-            published.append(publish_move(outcome.path, output / outcome.path.name))
-    for stale in stale_shards(output, [*published, *(output / name for name in untouched)]):
-        stale.unlink()
-    remove_leftover_temporaries([output])
-    shutil.rmtree(scratch, ignore_errors=True)
-    return published

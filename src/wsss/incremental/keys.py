@@ -50,8 +50,9 @@ def stage_identity(root_attrs: Mapping[str, Any]) -> dict[str, Any]:
 @cache
 def not_identity_keys() -> frozenset[str]:
     """Dotted params keys declared `identity=False` (read once from the section classes)."""
-    return frozenset(key for name, kind in type_hints(Params).items() for key, _, field in iter_keys(kind, name)
-                     if not field.metadata.get("identity", True))
+    return frozenset(
+        key for name, kind in type_hints(Params).items() for key, _, field in iter_keys(kind, name) if not field.metadata.get("identity", True)
+    )
 
 
 def identity_params(sections: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
@@ -112,18 +113,19 @@ def stored_keys(store_dir: Path, *, strict: bool = False) -> dict[str, StoredKey
         try:
             with h5py.File(path, "r") as handle:
                 images = handle.get("images")
-                entries = {
-                    image_id: _key_of(images[image_id].attrs.get(CONTENT_KEY_ATTR)) for image_id in (images or {})
-                }
+                entries = {image_id: _key_of(images[image_id].attrs.get(CONTENT_KEY_ATTR)) for image_id in (images or {})}
                 listed = from_attr(handle.attrs["image_ids"]) if strict else None
         except (OSError, KeyError, ValueError, RuntimeError, TypeError) as error:
             if strict:
-                raise StoreError(f"{path}: cannot read its images' content keys, shard damaged? ({error}); "
-                                 f"`wsss inspect {store_dir} --verify` lists what is wrong") from None
+                raise StoreError(
+                    f"{path}: cannot read its images' content keys, shard damaged? ({error}); `wsss inspect {store_dir} --verify` lists what is wrong"
+                ) from None
             continue
         if strict and (not isinstance(listed, list) or sorted(map(str, listed)) != sorted(entries)):
-            raise StoreError(f"{path}: its image_ids attribute does not list the {len(entries)} images it holds; "
-                             f"`wsss inspect {store_dir} --verify` lists what is wrong")
+            raise StoreError(
+                f"{path}: its image_ids attribute does not list the {len(entries)} images it holds; "
+                f"`wsss inspect {store_dir} --verify` lists what is wrong"
+            )
         for image_id, key in entries.items():
             if image_id in found:
                 raise StoreError(f"{path}: image {image_id!r} is also in {found[image_id].shard}")
@@ -156,7 +158,4 @@ def stale_shards(store_dir: Path, planned: Sequence[Path]) -> list[Path]:
 
 def record_keys(records: Iterable[Any], identity: Mapping[str, Any]) -> dict[str, str]:
     """Content key of each manifest record (`ImageRecord`) under a stage identity."""
-    return {
-        r.image_id: content_key(identity, sha256=r.sha256, tags=list(r.tags), image_path=r.image_path)
-        for r in records
-    }
+    return {r.image_id: content_key(identity, sha256=r.sha256, tags=list(r.tags), image_path=r.image_path) for r in records}

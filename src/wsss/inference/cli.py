@@ -56,8 +56,22 @@ def run_predict(args: argparse.Namespace) -> int:
     """The trained segmenter on new images: label PNGs (+ confidence, overlays), failures.json."""
     from wsss.inference.predict_request import PredictRequest, predict_images
 
-    fields = ("inputs", "out", "file_list", "root", "model", "record", "scales", "crf", "ignore_below", "confidence",
-              "overlays", "batch_size", "device", "max_failed_share")
+    fields = (
+        "inputs",
+        "out",
+        "file_list",
+        "root",
+        "model",
+        "record",
+        "scales",
+        "crf",
+        "ignore_below",
+        "confidence",
+        "overlays",
+        "batch_size",
+        "device",
+        "max_failed_share",
+    )
     predict_images(PredictRequest(**{name: getattr(args, name) for name in fields}), command_params(args))
     return 0
 
@@ -95,13 +109,17 @@ def run_export_model(args: argparse.Namespace) -> int:
     export.export_onnx(model, destination, example_size=tuple(crop))
     check = export.check_export(destination, model, photos)
     for row in check.images:
-        print(f"  {row['image']} {row['size'][0]}x{row['size'][1]}: max |logit diff| {row['max_abs_logit_diff']:.2e} "
-              f"(logits up to {row['max_abs_logit']:.1f}), labels agree on {row['label_agreement']:.4%}")
+        print(
+            f"  {row['image']} {row['size'][0]}x{row['size'][1]}: max |logit diff| {row['max_abs_logit_diff']:.2e} "
+            f"(logits up to {row['max_abs_logit']:.1f}), labels agree on {row['label_agreement']:.4%}"
+        )
     verdict = "ok" if check.within() else "FAILED"
-    print(f"exported {destination} ({destination.stat().st_size / 1e6:.1f} MB, {len(model.class_names)} classes); "
-          f"onnxruntime vs PyTorch on {len(photos)} photos: max |logit diff| {check.max_abs_logit_diff:.2e} "
-          f"(tolerance {export.LOGIT_TOLERANCE:g}), labels agree on {check.label_agreement:.4%} "
-          f"(at least {export.MIN_LABEL_AGREEMENT:.1%}): {verdict}")
+    print(
+        f"exported {destination} ({destination.stat().st_size / 1e6:.1f} MB, {len(model.class_names)} classes); "
+        f"onnxruntime vs PyTorch on {len(photos)} photos: max |logit diff| {check.max_abs_logit_diff:.2e} "
+        f"(tolerance {export.LOGIT_TOLERANCE:g}), labels agree on {check.label_agreement:.4%} "
+        f"(at least {export.MIN_LABEL_AGREEMENT:.1%}): {verdict}"
+    )
     return 0 if check.within() else 1
 
 
@@ -187,10 +205,12 @@ def run_segment(args: argparse.Namespace) -> int:
     request = SegmentRequest(images, tags, template, keep_stores=args.hdf5, overlays=not args.no_overlays)
     with progress_bar(len(images), "segment") as advance:
         summary = segment_images(request, params, clip, out, failures, advance)
-    print(f"segment: {summary['written']} of {total} images -> {out.root}/masks (template {template!r}, "
-          f"crf {'on' if params.pseudo.crf else 'off'}{', stores in cams/ and refined/' if args.hdf5 else ''})"
-          + ("; RANDOM CLIP WEIGHTS: the masks are not meaningful" if summary["random_weights"] else "")
-          + (f"; {len(failures.failures)} failed, see {out.failures}" if failures.failures else ""))
+    print(
+        f"segment: {summary['written']} of {total} images -> {out.root}/masks (template {template!r}, "
+        f"crf {'on' if params.pseudo.crf else 'off'}{', stores in cams/ and refined/' if args.hdf5 else ''})"
+        + ("; RANDOM CLIP WEIGHTS: the masks are not meaningful" if summary["random_weights"] else "")
+        + (f"; {len(failures.failures)} failed, see {out.failures}" if failures.failures else "")
+    )
     out.settle(failures, total, max_failed_share)
     return 0
 
@@ -212,8 +232,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     predict.add_argument("--record", help="its model.json (default: beside the checkpoint)")
     predict.add_argument("--scales", type=float_list, help="test scales fused by max, first 1 (default: the model's train.test_scales)")
     predict.add_argument("--crf", action="store_true", help="dense CRF on the softmax (pseudo.crf_params), as evaluate's crf=on")
-    predict.add_argument("--ignore-below", type=float, metavar="CONFIDENCE",
-                         help="label pixels less confident than this pseudo.ignore_index (255); default: none")
+    predict.add_argument(
+        "--ignore-below", type=float, metavar="CONFIDENCE", help="label pixels less confident than this pseudo.ignore_index (255); default: none"
+    )
     predict.add_argument("--confidence", action="store_true", help="also write confidence/<name>.npy (float16)")
     predict.add_argument("--overlays", action="store_true", help="also write overlays/<name>.png (image | confidence | prediction)")
     predict.add_argument("--batch-size", type=positive_int(4096), default=1, help="images of one size per forward (default: 1)")
@@ -244,4 +265,3 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     export.add_argument("--record", help="its model.json (default: beside the checkpoint)")
     export.add_argument("--check-images", nargs="+", help="photos to compare on (default: the sample's four photos)")
     export.set_defaults(handler=run_export_model)
-

@@ -59,8 +59,10 @@ def resolve_weights(args: argparse.Namespace, params: Params) -> tuple[LoadedCli
         source = replace(source, random_init=True)
         return (
             load_clip(source, device, precision),
-            ("RANDOM INITIALISATION: no CLIP weights were found, so the maps below are not meaningful "
-             "(pass --checkpoint PATH/TO/ViT-B-16.pt for real CAMs)"),
+            (
+                "RANDOM INITIALISATION: no CLIP weights were found, so the maps below are not meaningful "
+                "(pass --checkpoint PATH/TO/ViT-B-16.pt for real CAMs)"
+            ),
         )
 
 

@@ -110,8 +110,11 @@ def collect_images(arguments: Sequence[str], file_list: Path | None, failures: F
             continue
         earlier = names.setdefault(id_collision_key(name), (name, path))
         if earlier[1] != path:
-            reason = (f"its outputs would overwrite those of {earlier[1]} (same name {name!r})" if earlier[0] == name
-                      else collision_reason(name, earlier[0]))
+            reason = (
+                f"its outputs would overwrite those of {earlier[1]} (same name {name!r})"
+                if earlier[0] == name
+                else collision_reason(name, earlier[0])
+            )
             failures.add(str(path), str(path), reason)
             continue
         images.append(ImageInput(name, path))

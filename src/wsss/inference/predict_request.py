@@ -70,9 +70,14 @@ def predict_images(request: PredictRequest, params: Params) -> dict[str, Any]:
     out.logger()  # from here on, library warnings go to the log, not over the summary
     predict = mmseg_module("predict")
     options = predict.PredictOptions(
-        scales=scales, crf=params.pseudo.crf_params if request.crf else None, ignore_below=request.ignore_below,
-        ignore_index=params.pseudo.ignore_index, confidence=request.confidence, overlays=request.overlays,
-        batch_size=request.batch_size, device=predict.check_device(request.device),
+        scales=scales,
+        crf=params.pseudo.crf_params if request.crf else None,
+        ignore_below=request.ignore_below,
+        ignore_index=params.pseudo.ignore_index,
+        confidence=request.confidence,
+        overlays=request.overlays,
+        batch_size=request.batch_size,
+        device=predict.check_device(request.device),
         max_image_pixels=params.reliability.max_image_pixels,
     )
     summary = predict.run_predict(model, images, out, options, failures)
@@ -80,7 +85,8 @@ def predict_images(request: PredictRequest, params: Params) -> dict[str, Any]:
     summary["line"] = (
         f"predict: {summary['written']} of {total} images -> {out.root}/labels in {summary['seconds']:.1f} s "
         f"(scales {','.join(f'{s:g}' for s in scales)}, crf {'on' if request.crf else 'off'}, {request.device}, "
-        f"batch {request.batch_size})" + (f"; {len(failures.failures)} failed, see {out.failures}" if failures.failures else ""))
+        f"batch {request.batch_size})" + (f"; {len(failures.failures)} failed, see {out.failures}" if failures.failures else "")
+    )
     print(summary["line"])
     out.settle(failures, total, share)
     return summary

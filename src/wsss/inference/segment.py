@@ -62,7 +62,11 @@ class SegmentRequest:
 
 
 def segment_images(
-    request: SegmentRequest, params: Params, clip: LoadedClip, out: OutputFolder, failures: FailureReport,
+    request: SegmentRequest,
+    params: Params,
+    clip: LoadedClip,
+    out: OutputFolder,
+    failures: FailureReport,
     advance: Callable[[int], None] = lambda _: None,
 ) -> dict[str, Any]:
     """Run cams -> refine -> pseudo on every image into `out`; failures go to `failures`."""
@@ -73,9 +77,17 @@ def segment_images(
     images = {image.name: image for image in request.images}
     identity = clip.identity()
     sections = params.sections("clip", "classes", "cam", "store")
-    cam_attrs = stage_attributes("cams", sections, "", clip=dict(identity), template=request.template,
-                                 class_names=list(vocabulary.class_names), prompt_names=list(vocabulary.prompt_names),
-                                 background_words=list(vocabulary.background_words), dataset_root="")
+    cam_attrs = stage_attributes(
+        "cams",
+        sections,
+        "",
+        clip=dict(identity),
+        template=request.template,
+        class_names=list(vocabulary.class_names),
+        prompt_names=list(vocabulary.prompt_names),
+        background_words=list(vocabulary.background_words),
+        dataset_root="",
+    )
     refined_attrs = stage_attributes("refine", params.sections("caa", "store"), "", upstream_cams={"clip": dict(identity)})
     written = 0
     with tempfile.TemporaryDirectory(prefix="wsss-segment-") as scratch:
@@ -85,8 +97,9 @@ def segment_images(
             for stale in set(folder.glob("shard-*.h5")) - {shard_path(folder, index) for index in plan}:
                 stale.unlink()
         for index, names in sorted(plan.items()):
-            kept = _cams_shard(extractor, [images[n] for n in names], request.tags, params, stores / CAMS, index, cam_attrs,
-                               failures, logger, advance)
+            kept = _cams_shard(
+                extractor, [images[n] for n in names], request.tags, params, stores / CAMS, index, cam_attrs, failures, logger, advance
+            )
             kept = _refined_shard(kept, params, stores, index, refined_attrs, failures, logger, advance)
             cams, refined = CamStore(stores / CAMS), CamStore(stores / REFINED)
             for name in kept:
@@ -100,10 +113,19 @@ def segment_images(
 
 
 def _cams_shard(
-    extractor: ClipEsCamExtractor, images: list[ImageInput], tags: Mapping[str, tuple[str, ...]], params: Params,
-    folder: Path, index: int, attrs: dict[str, Any], failures: FailureReport, logger: Any, advance: Callable[[int], None],
+    extractor: ClipEsCamExtractor,
+    images: list[ImageInput],
+    tags: Mapping[str, tuple[str, ...]],
+    params: Params,
+    folder: Path,
+    index: int,
+    attrs: dict[str, Any],
+    failures: FailureReport,
+    logger: Any,
+    advance: Callable[[int], None],
 ) -> list[str]:
     """The cams stage's loop over one shard's images into `folder`; returns the names stored."""
+
     def load(image: ImageInput) -> Any:
         try:
             prepared = extractor.prepare(load_rgb(image.path, params.reliability.max_image_pixels))
@@ -126,8 +148,14 @@ def _cams_shard(
 
 
 def _refined_shard(
-    names: list[str], params: Params, stores: Path, index: int, attrs: dict[str, Any], failures: FailureReport,
-    logger: Any, advance: Callable[[int], None],
+    names: list[str],
+    params: Params,
+    stores: Path,
+    index: int,
+    attrs: dict[str, Any],
+    failures: FailureReport,
+    logger: Any,
+    advance: Callable[[int], None],
 ) -> list[str]:
     """The refine stage's per-image callback over one CAM shard into the refined shard; returns the names stored."""
     refine = RefineStored(stores / CAMS, params.caa)
@@ -146,8 +174,7 @@ def _refined_shard(
 
 
 def _pseudo_outputs(
-    image: ImageInput, cams: CamStore, refined: CamStore, params: Params, out: OutputFolder, request: SegmentRequest,
-    identity: Mapping[str, Any],
+    image: ImageInput, cams: CamStore, refined: CamStore, params: Params, out: OutputFolder, request: SegmentRequest, identity: Mapping[str, Any]
 ) -> None:
     """The pseudo stage's step on the stored refined maps: mask, raw labels, confidence (+ overlay: the
     photo, each tag's refined map with its CLIP probability from the CAM store, the mask)."""
@@ -163,9 +190,19 @@ def _pseudo_outputs(
     out.write_confidence(PseudoLayout.CONFIDENCE, image.name, label.confidence)
     if request.overlays:
         probabilities = cams.read(image.name, []).attrs.get("tag_probabilities")
-        out.write_image(OVERLAYS, image.name, overlay_figure(OverlayInputs(
-            rgb=rgb, maps=maps, tags=list(stored.attrs["tags"]), class_names=params.vocabulary.class_names,
-            probabilities=probabilities, pseudo_labels=label.labels, random_weights=weights_are_random(identity),
-            title=f"{image.name}  |  CLIP weights: {identity.get('weights', '')}",
-        )))
-
+        out.write_image(
+            OVERLAYS,
+            image.name,
+            overlay_figure(
+                OverlayInputs(
+                    rgb=rgb,
+                    maps=maps,
+                    tags=list(stored.attrs["tags"]),
+                    class_names=params.vocabulary.class_names,
+                    probabilities=probabilities,
+                    pseudo_labels=label.labels,
+                    random_weights=weights_are_random(identity),
+                    title=f"{image.name}  |  CLIP weights: {identity.get('weights', '')}",
+                )
+            ),
+        )

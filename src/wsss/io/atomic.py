@@ -80,9 +80,7 @@ class AtomicFile:
             try:
                 _fsync(self.path.parent)  # makes the rename itself durable
             except OSError as error:
-                raise ArtifactWriteError(
-                    f"{self.path}: written, but its directory could not be synced ({error.strerror or error})"
-                ) from error
+                raise ArtifactWriteError(f"{self.path}: written, but its directory could not be synced ({error.strerror or error})") from error
 
     def discard(self) -> None:
         """Remove the temporary file (a failed removal must not hide the error being reported)."""

@@ -97,14 +97,7 @@ def shard_image_ids(handle: h5py.File, path: Path) -> list[str]:
     return image_ids
 
 
-def _read_image(
-    handle: h5py.File,
-    path: Path,
-    image_id: str,
-    names: Sequence[str] | None,
-    keep_dtype: bool,
-    max_bytes: int | None,
-) -> StoredImage:
+def _read_image(handle: h5py.File, path: Path, image_id: str, names: Sequence[str] | None, keep_dtype: bool, max_bytes: int | None) -> StoredImage:
     where = f"{path}: image {image_id!r}"
     names = [names] if isinstance(names, str) else names
     try:
@@ -221,9 +214,7 @@ class CamStore:
         with open_shard(path) as handle:
             return _read_image(handle, path, image_id, names, keep_dtype, self._memory_limit())
 
-    def iter_images(
-        self, names: Sequence[str] | None = None, *, keep_dtype: bool = False
-    ) -> Iterator[tuple[str, StoredImage]]:
+    def iter_images(self, names: Sequence[str] | None = None, *, keep_dtype: bool = False) -> Iterator[tuple[str, StoredImage]]:
         """Yield `(image_id, StoredImage)` in sorted id order, opening each shard once per run of ids."""
         index = self._index()
         for path, run in itertools.groupby(sorted(index), key=index.__getitem__):
@@ -281,4 +272,3 @@ class CamStore:
                 except StoreError as error:
                     problems.append(str(error))
         return problems
-

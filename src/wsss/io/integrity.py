@@ -97,8 +97,7 @@ def _check_dtype_and_size(dataset: h5py.Dataset, where: str, read_bytes_per_item
     needed = items * (dtype.itemsize + (read_bytes_per_item or 0))
     if max_bytes is not None and needed > max_bytes:
         raise StoreError(
-            f"{where}: declares shape {dataset.shape} {dtype}, {_gib(needed)} to read, more than the "
-            f"{_gib(max_bytes)} of memory available; refused"
+            f"{where}: declares shape {dataset.shape} {dtype}, {_gib(needed)} to read, more than the {_gib(max_bytes)} of memory available; refused"
         )
 
 
@@ -122,8 +121,7 @@ def _check_layout_and_filters(dataset: h5py.Dataset, where: str) -> None:
     stored = dataset.id.get_num_chunks()
     if stored != expected:
         raise StoreError(
-            f"{where}: holds {stored} of the {expected} chunks its shape {dataset.shape} needs "
-            "(missing chunks would read as zeros); refused"
+            f"{where}: holds {stored} of the {expected} chunks its shape {dataset.shape} needs (missing chunks would read as zeros); refused"
         )
 
 

@@ -71,11 +71,7 @@ class BackgroundShardWriter:
         return self
 
     def add(
-        self,
-        image_id: str,
-        arrays: Mapping[str, np.ndarray],
-        attrs: Mapping[str, Any],
-        dtypes: Mapping[str, np.dtype | type | str] | None = None,
+        self, image_id: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any], dtypes: Mapping[str, np.dtype | type | str] | None = None
     ) -> None:
         """Queue one image for `ShardWriter.add` (same arguments); raises an earlier write's error."""
         if not self._thread.is_alive():
@@ -125,9 +121,7 @@ class BackgroundShardWriter:
                 self._error = error
 
 
-def prefetch(
-    items: Iterable[T], load: Callable[[T], R], depth: int = 4, workers: int = 1, pool: Executor | None = None
-) -> Iterator[tuple[T, R]]:
+def prefetch(items: Iterable[T], load: Callable[[T], R], depth: int = 4, workers: int = 1, pool: Executor | None = None) -> Iterator[tuple[T, R]]:
     """Yield `(item, load(item))` in input order while the next `depth` items load on threads (or on
     `pool`'s processes: `load` and the items are then pickled, e.g. `image_processes(n)`).
 

@@ -26,14 +26,14 @@ class StoreSettings:
 
     SECTION: ClassVar[str] = "store"
 
-    images_per_shard: int = setting(500, "images per shard file (by sorted id) when shard_count is null", ge=1, le=1_000_000,
-                                   identity=False)
+    images_per_shard: int = setting(500, "images per shard file (by sorted id) when shard_count is null", ge=1, le=1_000_000, identity=False)
     shard_count: int | None = setting(
-        None, "stable shards instead: sha256(id) % shard_count, so an added image rewrites only its shard", ge=1, le=1_000_000,
-        identity=False,
+        None, "stable shards instead: sha256(id) % shard_count, so an added image rewrites only its shard", ge=1, le=1_000_000, identity=False
     )
     compression: str = setting(
-        DEFAULT_COMPRESSION, "lossless shard codec: zstd (shuffle + Zstandard), blosc2-zstd, gzip, lzf or none", choices=STORE_COMPRESSIONS,
+        DEFAULT_COMPRESSION,
+        "lossless shard codec: zstd (shuffle + Zstandard), blosc2-zstd, gzip, lzf or none",
+        choices=STORE_COMPRESSIONS,
         identity=False,
     )
     gradcam_dtype: str = setting("float32", "storage dtype of the Grad-CAM maps", choices=MAP_DTYPES)

@@ -46,8 +46,9 @@ class EncodedArray:
         if self.empty is not None:
             group.create_dataset(self.name, data=self.empty, **dataset_options(self.shape, self.empty.dtype, filters))
             return
-        dataset = group.create_dataset(self.name, shape=self.shape, dtype=np.dtype(self.dtype),
-                                       **dataset_options(self.shape, np.dtype(self.dtype), filters))
+        dataset = group.create_dataset(
+            self.name, shape=self.shape, dtype=np.dtype(self.dtype), **dataset_options(self.shape, np.dtype(self.dtype), filters)
+        )
         for offset, mask, data in self.chunks:
             dataset.id.write_direct_chunk(offset, data, mask)
 
@@ -74,8 +75,10 @@ class EncodedImage:
         # Back from an image process: every chunk in one shared-memory segment (wsss.io.shared_arrays).
         chunks = [data for array in self.arrays for _, _, data in array.chunks]
         packed = np.frombuffer(b"".join(chunks), dtype=np.uint8) if chunks else np.zeros(0, np.uint8)
-        layout = [(array.name, array.shape, array.dtype, [(offset, mask, len(data)) for offset, mask, data in array.chunks], array.empty)
-                  for array in self.arrays]
+        layout = [
+            (array.name, array.shape, array.dtype, [(offset, mask, len(data)) for offset, mask, data in array.chunks], array.empty)
+            for array in self.arrays
+        ]
         return _unpacked, (shared(packed), layout, self.attrs, self.codec, self.level)
 
 

@@ -129,9 +129,7 @@ class ShardWriter:
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             # The partial path only names the in-memory file; nothing is created on disk yet.
-            self._file = h5py.File(
-                self.partial_path, "w", driver="core", backing_store=False, block_size=CORE_BLOCK_BYTES, libver=LIBVER
-            )
+            self._file = h5py.File(self.partial_path, "w", driver="core", backing_store=False, block_size=CORE_BLOCK_BYTES, libver=LIBVER)
             self._file.create_group("images", track_times=False)
         except (OSError, RuntimeError, ValueError) as error:
             self._discard()
@@ -139,11 +137,7 @@ class ShardWriter:
         return self
 
     def add(
-        self,
-        image_id: str,
-        arrays: Mapping[str, np.ndarray],
-        attrs: Mapping[str, Any],
-        dtypes: Mapping[str, np.dtype | type | str] | None = None,
+        self, image_id: str, arrays: Mapping[str, np.ndarray], attrs: Mapping[str, Any], dtypes: Mapping[str, np.dtype | type | str] | None = None
     ) -> None:
         """Store one image's arrays and attributes.
 
@@ -176,6 +170,7 @@ class ShardWriter:
         where = self._accept(image_id)
         if (encoded.codec, encoded.level) != (self.codec, self.level):
             raise StoreError(f"{where}: encoded with {encoded.codec} {encoded.level}, the shard is {self.codec} {self.level}")
+
         def create_arrays(group: h5py.Group) -> None:
             for array in encoded.arrays:
                 array.write_into(group, self._filters)

@@ -50,8 +50,7 @@ def _mapped(path: str, shape: tuple[int, ...], dtype: str) -> np.ndarray:
     descriptor = os.open(path, os.O_RDONLY)
     try:
         # Private and writable: torch may take it as it is; writes would copy the page, never reach the file.
-        mapping = mmap.mmap(descriptor, os.fstat(descriptor).st_size, flags=mmap.MAP_PRIVATE,
-                            prot=mmap.PROT_READ | mmap.PROT_WRITE)
+        mapping = mmap.mmap(descriptor, os.fstat(descriptor).st_size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ | mmap.PROT_WRITE)
     finally:
         os.close(descriptor)
         os.unlink(path)

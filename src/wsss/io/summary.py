@@ -35,8 +35,10 @@ def summarize(directory: str | Path) -> list[dict[str, Any]]:
                     datasets[name] = {key: _plain(getattr(dataset, key)) for key in PROPERTIES}
                 summary.update(images=len(image_ids), datasets=datasets, root_attr_keys=sorted(handle.attrs))
                 codec = from_attr(handle.attrs["codec"]) if "codec" in handle.attrs else None
-                summary["compression"] = codec.get("name") if isinstance(codec, dict) else next(
-                    (d["compression"] or "none" for d in datasets.values() if d["chunks"]), None
+                summary["compression"] = (
+                    codec.get("name")
+                    if isinstance(codec, dict)
+                    else next((d["compression"] or "none" for d in datasets.values() if d["chunks"]), None)
                 )
         except StoreError as error:
             summary["error"] = str(error)

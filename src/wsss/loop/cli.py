@@ -55,32 +55,46 @@ def _handler(name: str) -> Any:
 def register(commands: Any) -> None:
     """Add run, relabel, serve, status and metrics to the `wsss` subcommands."""
     run = commands.add_parser(
-        "run", help="run the pipeline (dvc repro) under one Prefect server and one parent flow run",
+        "run",
+        help="run the pipeline (dvc repro) under one Prefect server and one parent flow run",
         description="Run the DVC pipeline (every stage, or STAGE and what it needs) with a private Prefect home "
-                    "(.prefect/), one local Prefect server unless PREFECT_API_URL names one, and one parent flow run.")
-    run.add_argument("stages", nargs="*", type=stage_name, metavar="STAGE",
-                     help=f"stage(s) to bring up to date with what they depend on (default: all); one of {', '.join(STAGE_NAMES)}")
+        "(.prefect/), one local Prefect server unless PREFECT_API_URL names one, and one parent flow run.",
+    )
+    run.add_argument(
+        "stages",
+        nargs="*",
+        type=stage_name,
+        metavar="STAGE",
+        help=f"stage(s) to bring up to date with what they depend on (default: all); one of {', '.join(STAGE_NAMES)}",
+    )
     run.add_argument("--force", action="store_true", help="rerun the stages even when DVC sees no change (dvc repro --force)")
-    run.add_argument("--random-weights-if-missing", action="store_true",
-                     help="when no CLIP weights are found, run with random ones via params.local.yaml (the sample's smoke run; "
-                          "removed again once real weights are found)")
+    run.add_argument(
+        "--random-weights-if-missing",
+        action="store_true",
+        help="when no CLIP weights are found, run with random ones via params.local.yaml (the sample's smoke run; "
+        "removed again once real weights are found)",
+    )
     run.set_defaults(handler=_handler("run_pipeline"), **{LOG: "run"})
 
-    relabel = commands.add_parser("relabel", help="one incremental relabel run of new or changed images",
-                                  description="Relabel only what changed since the last run (python -m flows.relabel run), "
-                                              "with the same Prefect set-up as `wsss run`.")
+    relabel = commands.add_parser(
+        "relabel",
+        help="one incremental relabel run of new or changed images",
+        description="Relabel only what changed since the last run (python -m flows.relabel run), with the same Prefect set-up as `wsss run`.",
+    )
     relabel.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     relabel.set_defaults(handler=_handler("run_relabel"), **{LOG: "relabel"})
 
-    serve = commands.add_parser("serve", help="serve the relabel deployment on its schedule until stopped",
-                                description="Register deployment wsss-relabel/NAME and run its scheduled and manual runs. "
-                                            "Schedules need a server that stays up: the one PREFECT_API_URL names, else a "
-                                            "local one on --port for as long as this command runs.")
+    serve = commands.add_parser(
+        "serve",
+        help="serve the relabel deployment on its schedule until stopped",
+        description="Register deployment wsss-relabel/NAME and run its scheduled and manual runs. "
+        "Schedules need a server that stays up: the one PREFECT_API_URL names, else a "
+        "local one on --port for as long as this command runs.",
+    )
     serve.add_argument("--cron", help="cron schedule, e.g. '0 3 * * *' (default: relabel.cron)")
     serve.add_argument("--interval", type=int, help="seconds between runs (default: relabel.interval_seconds)")
     serve.add_argument("--name", default="relabel", help="deployment name (default: relabel)")
-    serve.add_argument("--port", type=int, default=4200,
-                       help="port of the local Prefect server when PREFECT_API_URL is unset (default: 4200)")
+    serve.add_argument("--port", type=int, default=4200, help="port of the local Prefect server when PREFECT_API_URL is unset (default: 4200)")
     serve.add_argument("--params", default="params.yaml", help="params file (default: params.yaml)")
     serve.set_defaults(handler=_handler("serve_relabel"), **{LOG: "serve"})
 

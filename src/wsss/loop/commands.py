@@ -73,8 +73,10 @@ def run_pipeline(args: argparse.Namespace) -> int:
     with prefect_api(loop_environment(root), layout.log_file("prefect-server")) as env:
         code = subprocess.run(command, cwd=root, env=env, check=False).returncode
     if code != 0:
-        print(f"error: the pipeline run failed (exit {code}); the failing stage said why above "
-              f"(tracebacks: {layout.log_file('<stage>')})", file=sys.stderr)
+        print(
+            f"error: the pipeline run failed (exit {code}); the failing stage said why above (tracebacks: {layout.log_file('<stage>')})",
+            file=sys.stderr,
+        )
         return 2
     say(f"pipeline finished in {time.monotonic() - started:.0f} s" + (f" with CLIP weights: {weights.weights}" if weights else ""))
     return 0
@@ -86,8 +88,7 @@ def run_relabel(args: argparse.Namespace) -> int:
     layout = ArtifactLayout(root)
     check_run_weights(root)
     with prefect_api(loop_environment(root), layout.log_file("prefect-server")) as env:
-        code = subprocess.run([sys.executable, "-m", "flows.relabel", "run", "--params", args.params], cwd=root, env=env,
-                              check=False).returncode
+        code = subprocess.run([sys.executable, "-m", "flows.relabel", "run", "--params", args.params], cwd=root, env=env, check=False).returncode
     return 0 if code == 0 else 2
 
 

@@ -73,8 +73,10 @@ def server_answers(api_url: str, timeout: float = 3.0) -> bool:
 
 
 def no_server_message(api_url: str) -> str:
-    return (f"no Prefect server answers at {api_url} (PREFECT_API_URL): start it (`prefect server start`), "
-            "or unset PREFECT_API_URL and the command starts one for its run")
+    return (
+        f"no Prefect server answers at {api_url} (PREFECT_API_URL): start it (`prefect server start`), "
+        "or unset PREFECT_API_URL and the command starts one for its run"
+    )
 
 
 @contextmanager
@@ -82,8 +84,10 @@ def local_server(env: Mapping[str, str], log: Path, port: int | None = None) -> 
     """`prefect server start` on 127.0.0.1 (a free port unless given) with `env`'s Prefect home,
     its output in `log`; yields the API URL once healthy, stops the server at the end."""
     if port and port_in_use(port):
-        raise LoopError(f"port {port} is taken: if a Prefect server runs there, set PREFECT_API_URL=http://127.0.0.1:{port}/api "
-                        "to use it, else choose another --port")
+        raise LoopError(
+            f"port {port} is taken: if a Prefect server runs there, set PREFECT_API_URL=http://127.0.0.1:{port}/api "
+            "to use it, else choose another --port"
+        )
     port = port or free_port()
     api_url = f"http://127.0.0.1:{port}/api"
     log.parent.mkdir(parents=True, exist_ok=True)
@@ -92,7 +96,11 @@ def local_server(env: Mapping[str, str], log: Path, port: int | None = None) -> 
     with open(log, "a", encoding="utf-8") as output:
         process = subprocess.Popen(  # its own session: a Ctrl-C for the run does not stop it before the runs report
             [sys.executable, "-m", "prefect", "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-            env=server_env, stdout=output, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+            env=server_env,
+            stdout=output,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            start_new_session=True,
         )
     try:
         deadline = time.monotonic() + STARTUP_TIMEOUT_S

@@ -27,8 +27,7 @@ def dvc_status(root: Path, targets: Sequence[str] = ()) -> dict[str, Any]:
     """`dvc status --json` (of `targets` and the stages they depend on, or of every stage)."""
     command = [sys.executable, "-m", "dvc", "status", "--json", *(["--with-deps", *targets] if targets else [])]
     try:
-        result = subprocess.run(command, cwd=root, env=loop_environment(root), capture_output=True, text=True, timeout=300,
-                                check=False)
+        result = subprocess.run(command, cwd=root, env=loop_environment(root), capture_output=True, text=True, timeout=300, check=False)
     except (OSError, subprocess.SubprocessError) as error:
         raise LoopError(f"`dvc status` could not run ({error})") from error
     if result.returncode != 0:
@@ -48,9 +47,9 @@ def change_reasons(entries: Sequence[Any]) -> list[str]:
         if isinstance(entry, str):  # "always changed", "changed checksum"
             reasons.append(entry)
             continue
-        for kind, changes in (entry.items() if isinstance(entry, Mapping) else ()):
+        for kind, changes in entry.items() if isinstance(entry, Mapping) else ():
             label = kind.removeprefix("changed ")
-            for path, what in (changes.items() if isinstance(changes, Mapping) else ()):
+            for path, what in changes.items() if isinstance(changes, Mapping) else ():
                 if isinstance(what, Mapping):  # params: key -> state
                     reasons.append(f"{path}: " + ", ".join(f"{key} {state}" for key, state in what.items()))
                 else:
@@ -92,11 +91,13 @@ def status_report(root: Path, layout: ArtifactLayout, relabel_runs: list[dict[st
     if after:
         lines.append(f"  then, when their outputs change: {', '.join(after)}")
     if local_params_changed(layout):
-        lines.append("params.local.yaml: changed since the last completed `wsss run` (DVC does not see it): "
-                     "`wsss run` reruns every stage")
+        lines.append("params.local.yaml: changed since the last completed `wsss run` (DVC does not see it): `wsss run` reruns every stage")
     runs = loop_runs(layout)
-    lines.append(f"Last runs (wsss run, newest first; {len(runs)} logged in {layout.loop_runs.relative_to(layout.repo)}):"
-                 if runs else "Last runs: none logged by `wsss run` yet")
+    lines.append(
+        f"Last runs (wsss run, newest first; {len(runs)} logged in {layout.loop_runs.relative_to(layout.repo)}):"
+        if runs
+        else "Last runs: none logged by `wsss run` yet"
+    )
     lines += [run_line(run) for run in reversed(runs[-last:])]
     if relabel_runs:
         latest = relabel_runs[-1]

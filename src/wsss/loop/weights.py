@@ -75,7 +75,10 @@ def _write_local(path: Path, local: dict[str, Any]) -> None:
     if local == current:
         return
     if local:
-        write_text_atomic(path, "# Written by `wsss run --random-weights-if-missing` (untracked): merged over params.yaml "
-                                "by every stage.\n" + yaml.safe_dump(local, sort_keys=False))
+        write_text_atomic(
+            path,
+            "# Written by `wsss run --random-weights-if-missing` (untracked): merged over params.yaml "
+            "by every stage.\n" + yaml.safe_dump(local, sort_keys=False),
+        )
     else:
         path.unlink(missing_ok=True)

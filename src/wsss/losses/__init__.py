@@ -7,11 +7,7 @@ from typing import TYPE_CHECKING
 from wsss.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
-    from wsss.losses.cgl import (
-        ConfidenceGuidedCrossEntropy,
-        ConfidenceMode,
-        confidence_guided_cross_entropy,
-    )
+    from wsss.losses.cgl import ConfidenceGuidedCrossEntropy, ConfidenceMode, confidence_guided_cross_entropy
 
 __all__ = ["ConfidenceGuidedCrossEntropy", "ConfidenceMode", "confidence_guided_cross_entropy"]
 

@@ -33,32 +33,20 @@ ConfidenceMode = Literal["hard", "soft"]
 
 
 def _check_inputs(
-    logits: Tensor,
-    labels: Tensor,
-    confidence: Tensor | None,
-    class_weight: Tensor | None,
-    pixel_weight: Tensor | None,
-    mode: str,
+    logits: Tensor, labels: Tensor, confidence: Tensor | None, class_weight: Tensor | None, pixel_weight: Tensor | None, mode: str
 ) -> None:
     if logits.ndim != 4:
         raise ValueError(f"logits must be (B, C, H, W), got shape {tuple(logits.shape)}")
     batch, num_classes, height, width = logits.shape
     if labels.shape != (batch, height, width):
-        raise ValueError(
-            f"labels must be (B, H, W) = {(batch, height, width)}, got {tuple(labels.shape)}"
-        )
+        raise ValueError(f"labels must be (B, H, W) = {(batch, height, width)}, got {tuple(labels.shape)}")
     if labels.dtype not in (torch.int64, torch.int32, torch.int16, torch.uint8):
         raise ValueError(f"labels must be an integer tensor, got {labels.dtype}")
     for name, tensor in (("confidence", confidence), ("pixel_weight", pixel_weight)):
         if tensor is not None and tensor.shape != labels.shape:
-            raise ValueError(
-                f"{name} must have the labels' shape {tuple(labels.shape)}, "
-                f"got {tuple(tensor.shape)}"
-            )
+            raise ValueError(f"{name} must have the labels' shape {tuple(labels.shape)}, got {tuple(tensor.shape)}")
     if class_weight is not None and class_weight.shape != (num_classes,):
-        raise ValueError(
-            f"class_weight must have shape ({num_classes},), got {tuple(class_weight.shape)}"
-        )
+        raise ValueError(f"class_weight must have shape ({num_classes},), got {tuple(class_weight.shape)}")
     if mode not in ("hard", "soft"):
         raise ValueError(f"mode must be 'hard' or 'soft', got {mode!r}")
 
@@ -144,10 +132,7 @@ def confidence_guided_cross_entropy(
     valid = labels != ignore_index
     if bool(((labels < 0) | (labels >= num_classes))[valid].any()):
         bad = torch.unique(labels[valid & ((labels < 0) | (labels >= num_classes))])
-        raise ValueError(
-            f"labels {bad.tolist()} are outside [0, {num_classes}) and not "
-            f"ignore_index={ignore_index}"
-        )
+        raise ValueError(f"labels {bad.tolist()} are outside [0, {num_classes}) and not ignore_index={ignore_index}")
 
     # CE in float32 even under autocast: log-softmax of fp16 logits loses the small losses.
     safe_labels = torch.where(valid, labels, torch.zeros_like(labels))

@@ -21,12 +21,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = [
-    "ConfusionAccumulator",
-    "SegmentationScores",
-    "confusion_matrix",
-    "scores_from_confusion",
-]
+__all__ = ["ConfusionAccumulator", "SegmentationScores", "confusion_matrix", "scores_from_confusion"]
 
 
 def _check_pair(gt: np.ndarray, pred: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -145,10 +140,7 @@ class SegmentationScores:
             "frequency_weighted_iou": _json_float(self.frequency_weighted_iou),
             "num_pixels": int(self.num_pixels),
             "num_ignored_predictions": int(np.sum(self.ignored_predictions)),
-            "per_class_iou": {
-                str(name): _json_float(value)
-                for name, value in zip(class_names, self.per_class_iou, strict=True)
-            },
+            "per_class_iou": {str(name): _json_float(value) for name, value in zip(class_names, self.per_class_iou, strict=True)},
         }
 
 
@@ -163,9 +155,7 @@ def _nanmean(values: np.ndarray) -> float:
     return float(finite.mean()) if finite.size else float("nan")
 
 
-def scores_from_confusion(
-    matrix: np.ndarray, ignored_predictions: np.ndarray | None = None
-) -> SegmentationScores:
+def scores_from_confusion(matrix: np.ndarray, ignored_predictions: np.ndarray | None = None) -> SegmentationScores:
     """Compute segmentation scores from a confusion matrix.
 
     ``IoU_c = H_cc / (row_c + col_c - H_cc)`` where ``row_c`` includes the pixels of class
@@ -194,10 +184,7 @@ def scores_from_confusion(
         ignored_predictions = np.zeros(num_classes, dtype=np.int64)
     ignored_predictions = np.asarray(ignored_predictions)
     if ignored_predictions.shape != (num_classes,):
-        raise ValueError(
-            f"ignored_predictions must have shape ({num_classes},), "
-            f"got {ignored_predictions.shape}"
-        )
+        raise ValueError(f"ignored_predictions must have shape ({num_classes},), got {ignored_predictions.shape}")
 
     hits = np.diag(matrix).astype(np.float64)
     row_sum = matrix.sum(axis=1).astype(np.float64) + ignored_predictions

@@ -11,20 +11,8 @@ from typing import TYPE_CHECKING
 from wsss.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
-    from wsss.plots.rows import (
-        PIPELINE_STEPS,
-        artifact_step,
-        per_class_iou_rows,
-        pipeline_miou_rows,
-        training_curve_rows,
-    )
+    from wsss.plots.rows import PIPELINE_STEPS, artifact_step, per_class_iou_rows, pipeline_miou_rows, training_curve_rows
 
-__all__ = [
-    "PIPELINE_STEPS",
-    "artifact_step",
-    "per_class_iou_rows",
-    "pipeline_miou_rows",
-    "training_curve_rows",
-]
+__all__ = ["PIPELINE_STEPS", "artifact_step", "per_class_iou_rows", "pipeline_miou_rows", "training_curve_rows"]
 
 __getattr__, __dir__ = lazy_exports(__name__, __file__)

@@ -113,8 +113,10 @@ def library_versions() -> str:
     import vl_convert
 
     version = getattr(vl_convert, "__version__", "?")
-    return (f"vl-convert-python {version}: vega {vl_convert.get_vega_version()}, vega-lite {VEGA_LITE_VERSION}, "
-            f"vega-embed {vl_convert.get_vega_embed_version()}")
+    return (
+        f"vl-convert-python {version}: vega {vl_convert.get_vega_version()}, vega-lite {VEGA_LITE_VERSION}, "
+        f"vega-embed {vl_convert.get_vega_embed_version()}"
+    )
 
 
 def offline_template(bundle: str, versions: str) -> str:
@@ -146,15 +148,15 @@ def write_offline_template(path: Path) -> Path:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m wsss.plots.offline_html", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m wsss.plots.offline_html", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("output", type=Path, nargs="?", default=Path(".dvc/plots/offline.html"))
     args = parser.parse_args(argv)
     try:
         written = write_offline_template(args.output)
     except ModuleNotFoundError:
-        print("error: vl-convert-python is not installed (it is pinned in requirements.lock; run scripts/setup.sh)",
-              file=sys.stderr)
+        print("error: vl-convert-python is not installed (it is pinned in requirements.lock; run scripts/setup.sh)", file=sys.stderr)
         return 2
     print(f"wrote {written} ({library_versions()})")
     return 0

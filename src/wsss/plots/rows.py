@@ -65,8 +65,7 @@ def per_class_iou_rows(scores: Mapping[str, SegmentationScores], class_names: Se
         step = artifact_step(key)[1]
         for index, iou in enumerate(per_class):
             if _finite(iou):
-                rows.append({"artifact": key, "step": step, "order": order, "class": names[index],
-                             "class_index": index, "iou": round(float(iou), 6)})
+                rows.append({"artifact": key, "step": step, "order": order, "class": names[index], "class_index": index, "iou": round(float(iou), 6)})
     return rows
 
 
@@ -83,9 +82,15 @@ def pipeline_miou_rows(scores: Mapping[str, SegmentationScores]) -> list[dict[st
         if not _finite(score.mean_iou):
             continue
         accuracy = score.pixel_accuracy
-        rows.append({"artifact": key, "step": artifact_step(key)[1], "order": order,
-                     "miou": round(float(score.mean_iou), 6),
-                     "pixel_accuracy": round(float(accuracy), 6) if _finite(accuracy) else None})
+        rows.append(
+            {
+                "artifact": key,
+                "step": artifact_step(key)[1],
+                "order": order,
+                "miou": round(float(score.mean_iou), 6),
+                "pixel_accuracy": round(float(accuracy), 6) if _finite(accuracy) else None,
+            }
+        )
     return rows
 
 
@@ -137,6 +142,5 @@ def training_curve_rows(scalar_logs: Iterable[str]) -> tuple[list[dict[str, Any]
         elif "miou" in record or "mIoU" in record:
             step = int(record.get("step", record.get("iter", 0)))
             miou = float(record["miou"]) if "miou" in record else float(record["mIoU"]) / 100.0
-            val[step] = {"iter": step, "miou": round(miou, 6),
-                         **({"images": int(record["num_images"])} if "num_images" in record else {})}
+            val[step] = {"iter": step, "miou": round(miou, 6), **({"images": int(record["num_images"])} if "num_images" in record else {})}
     return [train[step] for step in sorted(train)], [val[step] for step in sorted(val)]

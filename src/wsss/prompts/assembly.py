@@ -53,9 +53,7 @@ def masks_from_refined(refined: np.ndarray, class_ids: Sequence[int], size: int)
         yield int(class_id), mask_at_clip_size(torch.from_numpy(np.asarray(cam, dtype=np.float32)), size)
 
 
-def background_features(
-    clip: LoadedClip, pairs: Iterable[tuple[torch.Tensor, int, torch.Tensor]]
-) -> tuple[torch.Tensor, torch.Tensor]:
+def background_features(clip: LoadedClip, pairs: Iterable[tuple[torch.Tensor, int, torch.Tensor]]) -> tuple[torch.Tensor, torch.Tensor]:
     """Frozen E_I(X_b) of every (pixels, class id, mask) pair: `(S, E)` features and `(S,)` class ids."""
     features: list[torch.Tensor] = []
     ids: list[int] = []
@@ -64,9 +62,7 @@ def background_features(
 
     def flush() -> None:
         if pixels_batch:
-            features.append(masked_background_features(
-                clip.model, torch.stack(pixels_batch), torch.stack(masks_batch), CLIP_MEAN, CLIP_STD
-            ).cpu())
+            features.append(masked_background_features(clip.model, torch.stack(pixels_batch), torch.stack(masks_batch), CLIP_MEAN, CLIP_STD).cpu())
             pixels_batch.clear()
             masks_batch.clear()
 
@@ -121,8 +117,9 @@ def training_summary(record: TrainingRecord, pairs: int, device: str) -> dict[st
     }
 
 
-def prompts_report(clip: LoadedClip, tensors: Mapping[str, torch.Tensor], class_names: Sequence[str],
-                   settings: LearnPromptsSettings, summary: Mapping[str, Any]) -> str:
+def prompts_report(
+    clip: LoadedClip, tensors: Mapping[str, torch.Tensor], class_names: Sequence[str], settings: LearnPromptsSettings, summary: Mapping[str, Any]
+) -> str:
     """report.md: the nearest vocabulary words of every learned context token."""
     embedding = clip.model.token_embedding.weight.detach().cpu()
     decoded = nearest_words(tensors["context"], embedding, clip.tokenizer, class_names, settings.report_top_k)

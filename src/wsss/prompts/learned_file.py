@@ -59,9 +59,7 @@ def load_learned_prompts(path: Path) -> LearnedPrompts:
         tensors = load_file(str(path))
         with safe_open(str(path), framework="pt") as handle:
             metadata = handle.metadata() or {}
-        attributes = {
-            key: loads_json(value, f"metadata {key!r}", max_chars=MAX_METADATA_CHARS) for key, value in metadata.items()
-        }
+        attributes = {key: loads_json(value, f"metadata {key!r}", max_chars=MAX_METADATA_CHARS) for key, value in metadata.items()}
     except (SafetensorError, OSError, ValueError) as error:  # ParseError is a ValueError
         raise StoreError(f"{path}: cannot read learned prompts ({error})") from error
     missing = [name for name in TENSORS if name not in tensors]

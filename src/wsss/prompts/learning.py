@@ -104,8 +104,7 @@ def prompt_tokens(tokenizer: Any, prefix: str, context_tokens: int) -> PromptTok
     if len(positions) != context_tokens:
         # fewer slots than asked: the sentence was cut at CLIP's context length
         raise ConfigError(
-            f"learn_prompts: {prefix!r} + {context_tokens} context tokens does not fit CLIP's "
-            f"{len(ids)}-token context (found {len(positions)} slots)"
+            f"learn_prompts: {prefix!r} + {context_tokens} context tokens does not fit CLIP's {len(ids)}-token context (found {len(positions)} slots)"
         )
     eot = int(ids.argmax())
     return PromptTokens(ids[: eot + 1].clone(), positions, eot)
@@ -116,9 +115,7 @@ def check_text_tower(model: ClipModel) -> None:
     needed = ("token_embedding", "positional_embedding", "transformer", "ln_final", "text_projection", "attn_mask")
     missing = [name for name in needed if getattr(model, name, None) is None]
     if missing or getattr(model, "text_pool_type", "argmax") != "argmax":
-        raise ConfigError(
-            f"prompt learning needs an open_clip CLIP text tower with end-of-text pooling; missing {missing or 'argmax pooling'}"
-        )
+        raise ConfigError(f"prompt learning needs an open_clip CLIP text tower with end-of-text pooling; missing {missing or 'argmax pooling'}")
 
 
 def encode_context_prompts(model: ClipModel, tokens: PromptTokens, context: torch.Tensor) -> torch.Tensor:

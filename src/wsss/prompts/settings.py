@@ -41,22 +41,17 @@ class PromptSettings:
     SECTION: ClassVar[str] = "prompts"
 
     candidates: tuple[str, ...] = setting(
-        (), "templates to score; empty = the CLIP ImageNet templates + the reference's", check=template_problem,
-        identity=False,
+        (), "templates to score; empty = the CLIP ImageNet templates + the reference's", check=template_problem, identity=False
     )
     pin: str | None = setting(
-        "a clean origami {}.", "template used whatever the ranking (the reference's); null = the best-ranked",
-        check=template_problem,
-        identity=False,
+        "a clean origami {}.", "template used whatever the ranking (the reference's); null = the best-ranked", check=template_problem, identity=False
     )
     rank_when_pinned: bool = setting(
-        False, "rank the candidates even when `pin` is set (scores.json lists them; the pin stays selected)",
-        identity=False,
+        False, "rank the candidates even when `pin` is set (scores.json lists them; the pin stays selected)", identity=False
     )
     pooling: Literal["cls", "patch_mean"] = setting("cls", "image feature of the zero-shot scores")
     ddof: int = setting(1, "delta degrees of freedom of the variance in the sharpness", ge=0, le=1, identity=False)
-    max_images: int = setting(500, "at most this many multi-label images are scored (sorted ids)", ge=1, le=10_000_000,
-                             identity=False)
+    max_images: int = setting(500, "at most this many multi-label images are scored (sorted ids)", ge=1, le=10_000_000, identity=False)
 
     def __post_init__(self) -> None:
         check_fields(self)
@@ -68,8 +63,10 @@ class PromptSettings:
 
     def skipped_ranking_note(self) -> str:
         """Why a run did not rank, and how to get the scores (recorded in scores.json)."""
-        return ("ranking skipped: prompts.pin is set, so no score can change the selected template; "
-                "set prompts.rank_when_pinned: true for the scores (or prompts.pin: null to select by rank)")
+        return (
+            "ranking skipped: prompts.pin is set, so no score can change the selected template; "
+            "set prompts.rank_when_pinned: true for the scores (or prompts.pin: null to select by rank)"
+        )
 
 
 @dataclass(frozen=True)
@@ -97,9 +94,7 @@ class LearnPromptsSettings:
         "pseudo", "M_k: pixels the pseudo mask labels k (before the confidence filter), or the soft refined map"
     )
     seed: int = setting(0, "seed of the initialisation and the batch order", ge=0, le=2**32 - 1)
-    background_mode: Literal["add", "replace"] = setting(
-        "add", "second CAM pass: learned rows add to the fixed background words or replace them"
-    )
+    background_mode: Literal["add", "replace"] = setting("add", "second CAM pass: learned rows add to the fixed background words or replace them")
     rescore: bool = setting(False, "second CAM pass: re-score each Grad-CAM map with the prompt-guided refinement term")
     lambda_refine: float = setting(0.05, "lambda_r of that term (VOC 0.05, COCO 0.2)", ge=0.0, le=100.0)
     report_top_k: int = setting(5, "nearest vocabulary words listed per context token in the report", ge=1, le=1000)

@@ -7,20 +7,8 @@ from typing import TYPE_CHECKING
 from wsss.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
-    from wsss.pseudo.crf import (
-        DEFAULT_CRF_PARAMS,
-        REFERENCE_MEAN_BGR,
-        crf_posterior_for_cams,
-        dense_crf,
-        reference_crf_image,
-    )
-    from wsss.pseudo.labels import (
-        PseudoLabel,
-        background_score,
-        labels_from_scores,
-        make_pseudo_label,
-        scores_with_background,
-    )
+    from wsss.pseudo.crf import DEFAULT_CRF_PARAMS, REFERENCE_MEAN_BGR, crf_posterior_for_cams, dense_crf, reference_crf_image
+    from wsss.pseudo.labels import PseudoLabel, background_score, labels_from_scores, make_pseudo_label, scores_with_background
     from wsss.pseudo.settings import CrfParams, PseudoSettings
     from wsss.pseudo.step import pseudo_label
 

@@ -13,14 +13,7 @@ import numpy as np
 from wsss.pseudo.labels import scores_with_background
 from wsss.pseudo.settings import CrfParams
 
-__all__ = [
-    "DEFAULT_CRF_PARAMS",
-    "REFERENCE_MEAN_BGR",
-    "CrfParams",
-    "crf_posterior_for_cams",
-    "dense_crf",
-    "reference_crf_image",
-]
+__all__ = ["DEFAULT_CRF_PARAMS", "REFERENCE_MEAN_BGR", "CrfParams", "crf_posterior_for_cams", "dense_crf", "reference_crf_image"]
 
 # The Caffe ImageNet mean the reference subtracts before handing the image to the CRF.
 REFERENCE_MEAN_BGR: tuple[float, float, float] = (104.008, 116.669, 122.675)
@@ -79,15 +72,12 @@ def _import_pydensecrf() -> tuple[ModuleType, ModuleType]:
         from pydensecrf import densecrf
     except ImportError as error:
         raise ImportError(
-            "The dense CRF needs pydensecrf: install it with `pip install pydensecrf2==1.1` "
-            "or the package's `crf` extra (`pip install wsss[crf]`)."
+            "The dense CRF needs pydensecrf: install it with `pip install pydensecrf2==1.1` or the package's `crf` extra (`pip install wsss[crf]`)."
         ) from error
     return densecrf, densecrf_utils
 
 
-def dense_crf(
-    image: np.ndarray, probs: np.ndarray, params: CrfParams = DEFAULT_CRF_PARAMS
-) -> np.ndarray:
+def dense_crf(image: np.ndarray, probs: np.ndarray, params: CrfParams = DEFAULT_CRF_PARAMS) -> np.ndarray:
     """Run a fully connected CRF over per-pixel class probabilities.
 
     The unary is ``-log(clip(probs, 1e-5, 1))`` computed in the dtype of ``probs``: the
@@ -116,9 +106,7 @@ def dense_crf(
         raise ValueError(f"probs must be a (C, H, W) array with C >= 1, got shape {shape}")
     num_classes, height, width = probs.shape
     if image.shape[:2] != (height, width):
-        raise ValueError(
-            f"image size {image.shape[:2]} does not match probs size {(height, width)}"
-        )
+        raise ValueError(f"image size {image.shape[:2]} does not match probs size {(height, width)}")
     if int(params.iterations) < 0:
         raise ValueError(f"iterations must be >= 0, got {params.iterations}")
 
@@ -139,11 +127,7 @@ def dense_crf(
 
 
 def crf_posterior_for_cams(
-    rgb_image: np.ndarray,
-    cams: np.ndarray,
-    *,
-    params: CrfParams = DEFAULT_CRF_PARAMS,
-    reference_image_quirk: bool = True,
+    rgb_image: np.ndarray, cams: np.ndarray, *, params: CrfParams = DEFAULT_CRF_PARAMS, reference_image_quirk: bool = True
 ) -> np.ndarray:
     """Dense-CRF posterior for refined CAMs, built the way the reference builds it.
 
@@ -175,8 +159,6 @@ def crf_posterior_for_cams(
     _check_rgb_image(rgb_image, "rgb_image")
     probs = scores_with_background(cams, alpha=1.0)
     if rgb_image.shape[:2] != probs.shape[1:]:
-        raise ValueError(
-            f"rgb_image size {rgb_image.shape[:2]} does not match cams size {probs.shape[1:]}"
-        )
+        raise ValueError(f"rgb_image size {rgb_image.shape[:2]} does not match cams size {probs.shape[1:]}")
     image = reference_crf_image(rgb_image) if reference_image_quirk else rgb_image
     return dense_crf(image, probs, params)

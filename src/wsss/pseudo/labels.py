@@ -16,13 +16,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = [
-    "PseudoLabel",
-    "background_score",
-    "labels_from_scores",
-    "make_pseudo_label",
-    "scores_with_background",
-]
+__all__ = ["PseudoLabel", "background_score", "labels_from_scores", "make_pseudo_label", "scores_with_background"]
 
 # Labels are stored as uint8 and class c becomes label c + 1, so c must stay below 255.
 _MAX_CLASS_ID = 254
@@ -69,10 +63,7 @@ def _check_cams(cams: np.ndarray) -> None:
         raise ValueError(f"cams must be a floating-point array, got dtype {cams.dtype}")
     if cams.size and not _in_unit_interval(cams):
         # Values above 1 make (1 - max) negative, which a fractional alpha turns into NaN.
-        raise ValueError(
-            "cams values must lie in [0, 1] (and not be NaN), "
-            f"got min {np.nanmin(cams)} and max {np.nanmax(cams)}"
-        )
+        raise ValueError(f"cams values must lie in [0, 1] (and not be NaN), got min {np.nanmin(cams)} and max {np.nanmax(cams)}")
 
 
 def _check_alpha(alpha: float) -> float:
@@ -89,15 +80,9 @@ def _check_class_ids(class_ids: np.ndarray, num_maps: int) -> np.ndarray:
     if ids.size and not np.issubdtype(ids.dtype, np.integer):
         raise ValueError(f"class_ids must be integers, got dtype {ids.dtype}")
     if len(ids) != num_maps:
-        raise ValueError(
-            f"class_ids has {len(ids)} entries but there are {num_maps} CAM channels; "
-            "they must match one to one"
-        )
+        raise ValueError(f"class_ids has {len(ids)} entries but there are {num_maps} CAM channels; they must match one to one")
     if ids.size and (ids.min() < 0 or ids.max() > _MAX_CLASS_ID):
-        raise ValueError(
-            f"class_ids must lie in [0, {_MAX_CLASS_ID}] so that class + 1 fits a uint8 label, "
-            f"got min {ids.min()} and max {ids.max()}"
-        )
+        raise ValueError(f"class_ids must lie in [0, {_MAX_CLASS_ID}] so that class + 1 fits a uint8 label, got min {ids.min()} and max {ids.max()}")
     return ids.astype(np.int64)
 
 
@@ -246,9 +231,7 @@ def make_pseudo_label(
         if not 0 <= int(ignore_index) <= 255:
             raise ValueError(f"ignore_index must fit a uint8 label, got {ignore_index}")
         if int(ignore_index) in keys:
-            raise ValueError(
-                f"ignore_index {ignore_index} collides with a label in use ({keys.tolist()})"
-            )
+            raise ValueError(f"ignore_index {ignore_index} collides with a label in use ({keys.tolist()})")
 
     height, width = cams.shape[1:]
     if cams.shape[0] == 0 and posterior is None:

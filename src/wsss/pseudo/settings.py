@@ -40,13 +40,12 @@ class PseudoSettings:
     background_alpha: float = setting(1.0, "exponent of the background score `(1 - max cam)^alpha`", gt=0.0, le=100.0)
     crf: bool = setting(True, "run the dense CRF")
     crf_reference_image_quirk: bool = setting(True, "feed the CRF the reference's wrapped, mean-subtracted uint8 image")
-    confidence_threshold: float | None = setting(
-        0.95, "pixels with a lower confidence become `ignore_index`; null keeps every pixel", ge=0.0, le=1.0
-    )
+    confidence_threshold: float | None = setting(0.95, "pixels with a lower confidence become `ignore_index`; null keeps every pixel", ge=0.0, le=1.0)
     ignore_index: int = setting(255, "label of ignored pixels", ge=0, le=255)
     crf_params: CrfParams = setting(CrfParams(), "dense CRF parameters")
-    jobs: int | Auto = setting(AUTO, "worker processes of the pseudo stage (the CRF is CPU-bound); auto: every usable core",
-                               ge=1, le=1024, identity=False)
+    jobs: int | Auto = setting(
+        AUTO, "worker processes of the pseudo stage (the CRF is CPU-bound); auto: every usable core", ge=1, le=1024, identity=False
+    )
 
     def __post_init__(self) -> None:
         check_fields(self)

@@ -30,9 +30,7 @@ def pseudo_label(rgb: np.ndarray | None, cams: np.ndarray, class_ids: np.ndarray
     if settings.needs_image(class_ids):
         if rgb is None:
             raise ValueError("pseudo_label: the dense CRF needs the RGB image")
-        posterior = crf_posterior_for_cams(
-            rgb, cams, params=settings.crf_params, reference_image_quirk=settings.crf_reference_image_quirk
-        )
+        posterior = crf_posterior_for_cams(rgb, cams, params=settings.crf_params, reference_image_quirk=settings.crf_reference_image_quirk)
     return make_pseudo_label(
         cams,
         class_ids,

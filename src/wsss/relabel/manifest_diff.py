@@ -47,8 +47,7 @@ def stored_fingerprints(rows: Mapping[str, Mapping[str, Any]]) -> dict[str, dict
     """The fingerprints the pseudo-mask store's rows (`PseudoMaskStore.stored_rows`) record: the
     image bytes and tags each mask was made from (no path: a moved file with the same bytes and
     tags is unchanged)."""
-    return {image_id: {"sha256": row.get("source_sha256"), "tags": sorted(row.get("tags") or ())}
-            for image_id, row in rows.items()}
+    return {image_id: {"sha256": row.get("source_sha256"), "tags": sorted(row.get("tags") or ())} for image_id, row in rows.items()}
 
 
 def diff_manifests(previous: Manifest | None, current: Manifest) -> ManifestDiff:

@@ -33,8 +33,7 @@ class RelabelSettings:
         None, "retrain (train + evaluate) when (added + changed + removed) / images exceeds this; null = never", ge=0.0, le=1.0
     )
     state_dir: str = setting(
-        "artifacts/relabel", "last run's manifest, the JSONL run log and history/<run stamp>/ (replaced masks)",
-        check=_inside_repository_problem,
+        "artifacts/relabel", "last run's manifest, the JSONL run log and history/<run stamp>/ (replaced masks)", check=_inside_repository_problem
     )
 
     def __post_init__(self) -> None:

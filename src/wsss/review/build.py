@@ -35,9 +35,7 @@ def run_lineage(outputs: PipelineOutputs, records: Sequence[ReviewRecord]) -> di
     return {key: first.get(key) for key in ("model", "template", "params_sha256", "code_version", "flow_run_ids")}
 
 
-def summarise(
-    outputs: PipelineOutputs, records: Sequence[ReviewRecord], confusion: np.ndarray | None, title: str
-) -> RunSummary:
+def summarise(outputs: PipelineOutputs, records: Sequence[ReviewRecord], confusion: np.ndarray | None, title: str) -> RunSummary:
     """Counts, per-class IoU of the pseudo masks where GT exists, and the triage/IoU correlation."""
     names = outputs.class_names
     per_class: dict[str, float] = {}

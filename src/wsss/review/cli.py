@@ -31,8 +31,11 @@ def mark_reviewed(args: argparse.Namespace, outputs: Any) -> None:
     """`--mark-reviewed` / `--unmark-reviewed`: every id checked before `reviewed.json` is written."""
     if args.mark_reviewed:
         marked = outputs.reviewed.mark(args.mark_reviewed, outputs.review_facts(args.mark_reviewed))
-        print(f"marked {len(marked)} image(s) reviewed in {outputs.reviewed.path}: they leave the worst-first queue "
-              "while image and pseudo mask stay as they are (commit the file)", file=sys.stderr)
+        print(
+            f"marked {len(marked)} image(s) reviewed in {outputs.reviewed.path}: they leave the worst-first queue "
+            "while image and pseudo mask stay as they are (commit the file)",
+            file=sys.stderr,
+        )
     if args.unmark_reviewed:
         removed = outputs.reviewed.unmark(args.unmark_reviewed)
         print(f"took back {len(removed)} review mark(s) in {outputs.reviewed.path}: back in the queue", file=sys.stderr)
@@ -50,8 +53,15 @@ def run_review(args: argparse.Namespace) -> int:
     result = build_review(outputs, out, jobs=args.jobs, max_side=args.max_side, progress=None if args.json else _progress)
     worst = [r for r in result.records if r.state == "to review"][: args.worst] if args.worst else []
     if args.json:
-        print(json.dumps([{"rank": rank + 1, **{k: getattr(r, k) for k in ("image_id", "triage_score", "triage_terms", "iou", "origin", "state")}}
-                          for rank, r in enumerate(worst)], indent=1))
+        print(
+            json.dumps(
+                [
+                    {"rank": rank + 1, **{k: getattr(r, k) for k in ("image_id", "triage_score", "triage_terms", "iou", "origin", "state")}}
+                    for rank, r in enumerate(worst)
+                ],
+                indent=1,
+            )
+        )
     else:
         if worst:
             print(f"{'rank':>4}  {'triage':>6}  {'IoU':>5}  {'ignored':>7}  image")
@@ -79,19 +89,25 @@ def run_export(args: argparse.Namespace) -> int:
     for image_id in outputs.image_ids():
         record = outputs.records[image_id]
         if args.masks == "pseudo":
+
             def load(i: str = image_id) -> Any:
                 return outputs.pseudo_mask(i)
+
             origin = "pseudo"
         else:
             origin = "human-corrected" if outputs.usable_correction(image_id) else "pseudo"
 
             def load(i: str = image_id) -> Any:
                 return outputs.training_mask(i)[0]
+
         images.append(ExportImage(image_id, record.image_path, record.width, record.height, load, origin))
     written = export_masks(args.format, images, outputs.class_names, out, outputs.pseudo.ignore_index, args.image_url_prefix)
     corrected = sum(image.origin == "human-corrected" for image in images)
-    print(f"exported {len(images)} masks ({corrected} human-corrected) as {args.format}: "
-          + ", ".join(str(p) for p in written[:3]) + (f" (+{len(written) - 3} more)" if len(written) > 3 else ""))
+    print(
+        f"exported {len(images)} masks ({corrected} human-corrected) as {args.format}: "
+        + ", ".join(str(p) for p in written[:3])
+        + (f" (+{len(written) - 3} more)" if len(written) > 3 else "")
+    )
     return 0
 
 
@@ -101,15 +117,16 @@ def run_import(args: argparse.Namespace) -> int:
 
     outputs = _outputs(args)
     records, notes = import_corrections(
-        Path(args.source), outputs.corrections, outputs.image_specs, outputs.class_names, outputs.ignore_index,
-        relative_to=Path(args.root),
+        Path(args.source), outputs.corrections, outputs.image_specs, outputs.class_names, outputs.ignore_index, relative_to=Path(args.root)
     )
     for note in notes:
         print(f"note: {note}", file=sys.stderr)
     for record in records:
         print(f"{record.image_id}: {record.describe()} -> {outputs.corrections.directory / record.mask_file}")
-    print(f"imported {len(records)} correction(s) into {outputs.corrections.directory}; training uses them from the next "
-          "`dvc repro` / relabel retrain (commit the folder: `git add` or `dvc add`)")
+    print(
+        f"imported {len(records)} correction(s) into {outputs.corrections.directory}; training uses them from the next "
+        "`dvc repro` / relabel retrain (commit the folder: `git add` or `dvc add`)"
+    )
     if records and not args.no_report:
         refresh_report(args)
     return 0
@@ -130,6 +147,7 @@ def refresh_report(args: argparse.Namespace) -> None:
 
 def register(commands: argparse._SubParsersAction) -> None:
     """Add the review, export and import-corrections subcommands to the `wsss` parser."""
+
     def common(parser: argparse.ArgumentParser) -> None:
         parser.add_argument("--root", default=".", help="pipeline repository (default: .)")
         parser.add_argument("--corrections", default="corrections", help="corrections store, relative to --root (default: corrections)")
@@ -141,8 +159,13 @@ def register(commands: argparse._SubParsersAction) -> None:
     review.add_argument("--json", action="store_true", help="print --worst as JSON")
     review.add_argument("--jobs", type=int, default=1, help="worker processes (default: 1)")
     review.add_argument("--max-side", type=int, default=320, help="longer side of the report's panels in pixels")
-    review.add_argument("--mark-reviewed", nargs="+", default=[], metavar="ID",
-                        help="record in reviewed.json that these images' masks were looked at and accepted: they leave the queue")
+    review.add_argument(
+        "--mark-reviewed",
+        nargs="+",
+        default=[],
+        metavar="ID",
+        help="record in reviewed.json that these images' masks were looked at and accepted: they leave the queue",
+    )
     review.add_argument("--unmark-reviewed", nargs="+", default=[], metavar="ID", help="take such marks back")
     review.set_defaults(handler=run_review)
 
@@ -150,10 +173,15 @@ def register(commands: argparse._SubParsersAction) -> None:
     common(export)
     export.add_argument("--format", required=True, choices=FORMAT_CHOICES, help="what to write: " + ", ".join(FORMAT_CHOICES))
     export.add_argument("--out", help="output folder (default: artifacts/export/<format>)")
-    export.add_argument("--masks", choices=("training", "pseudo"), default="training",
-                        help="training: human corrections where they fit, else pseudo (default); pseudo: pseudo masks only")
-    export.add_argument("--image-url-prefix", default="/data/local-files/?d=",
-                        help="Label Studio: prefix of each image's path relative to the dataset root")
+    export.add_argument(
+        "--masks",
+        choices=("training", "pseudo"),
+        default="training",
+        help="training: human corrections where they fit, else pseudo (default); pseudo: pseudo masks only",
+    )
+    export.add_argument(
+        "--image-url-prefix", default="/data/local-files/?d=", help="Label Studio: prefix of each image's path relative to the dataset root"
+    )
     export.set_defaults(handler=run_export)
 
     importer = commands.add_parser("import-corrections", help="store corrected masks (PNG or COCO RLE) for training")

@@ -58,8 +58,14 @@ def analyse(job: CollectJob, outputs: PipelineOutputs | None = None) -> Collecte
     class_ids = [int(c) for c in attrs.get("class_ids", [])]
     probabilities = outputs.tag_probabilities(image_id)
     terms = triage_terms(
-        tag_probabilities=probabilities, confidence=confidence, labels=mask, crf_labels=crf_labels, cams=cams,
-        class_ids=class_ids, alpha=pseudo.alpha, ignore_index=pseudo.ignore_index,
+        tag_probabilities=probabilities,
+        confidence=confidence,
+        labels=mask,
+        crf_labels=crf_labels,
+        cams=cams,
+        class_ids=class_ids,
+        alpha=pseudo.alpha,
+        ignore_index=pseudo.ignore_index,
     )
     ground_truth = outputs.ground_truth(image_id)
     num_classes = len(outputs.class_names)
@@ -78,11 +84,18 @@ def analyse(job: CollectJob, outputs: PipelineOutputs | None = None) -> Collecte
     if job.panel_dir is not None:
         folder = f"img/{job.position // IMAGES_PER_FOLDER:03d}"
         names = render_panels(
-            job.panel_dir / folder, f"{job.position:06d}", outputs.photo(image_id), cams.astype(np.float32), mask,
-            confidence, ground_truth, corrected, pseudo.ignore_index, job.max_side,
+            job.panel_dir / folder,
+            f"{job.position:06d}",
+            outputs.photo(image_id),
+            cams.astype(np.float32),
+            mask,
+            confidence,
+            ground_truth,
+            corrected,
+            pseudo.ignore_index,
+            job.max_side,
         )
-        panels = {key: [f"{folder}/{n}" for n in value] if isinstance(value, list) else f"{folder}/{value}"
-                  for key, value in names.items()}
+        panels = {key: [f"{folder}/{n}" for n in value] if isinstance(value, list) else f"{folder}/{value}" for key, value in names.items()}
     record = outputs.records[image_id]
     lineage = outputs.lineage(image_id)
     return Collected(

@@ -108,7 +108,7 @@ def _checked_labels(where: str, labels: np.ndarray, num_classes: int, ignore_ind
 
 
 def decode_mask(
-    path: Path, data: bytes, spec: ImageSpec, num_classes: int, ignore_index: int, modes: Sequence[str] = (*GROUND_TRUTH_MODES, *COLOUR_MODES),
+    path: Path, data: bytes, spec: ImageSpec, num_classes: int, ignore_index: int, modes: Sequence[str] = (*GROUND_TRUTH_MODES, *COLOUR_MODES)
 ) -> np.ndarray:
     """A mask PNG's labels `(H, W)` uint8, read as `prepare` reads ground truth: mode and size checked on
     the header before decoding (a decompression bomb is refused unread), values 0..C-1 or the ignore index.
@@ -136,8 +136,7 @@ def _display(path: Path, relative_to: Path | None) -> str:
 
 
 def read_png_correction(
-    path: Path, images: Mapping[str, ImageSpec], class_names: Sequence[str], ignore_index: int = 255,
-    relative_to: Path | None = None,
+    path: Path, images: Mapping[str, ImageSpec], class_names: Sequence[str], ignore_index: int = 255, relative_to: Path | None = None
 ) -> ParsedCorrection:
     """A corrected mask `<image_id>.png`, validated against the image's size and the class range."""
     spec = images.get(path.stem)
@@ -152,8 +151,7 @@ def read_png_correction(
 
 
 def read_coco_corrections(
-    path: Path, images: Mapping[str, ImageSpec], class_names: Sequence[str], ignore_index: int = 255,
-    relative_to: Path | None = None,
+    path: Path, images: Mapping[str, ImageSpec], class_names: Sequence[str], ignore_index: int = 255, relative_to: Path | None = None
 ) -> tuple[list[ParsedCorrection], list[str]]:
     """Corrected masks (and notes on skipped images) from a COCO JSON file (RLE or polygons).
 
@@ -211,8 +209,7 @@ def read_coco_corrections(
 
 
 def read_corrections(
-    source: Path, images: Mapping[str, ImageSpec], class_names: Sequence[str], ignore_index: int = 255,
-    relative_to: Path | None = None,
+    source: Path, images: Mapping[str, ImageSpec], class_names: Sequence[str], ignore_index: int = 255, relative_to: Path | None = None
 ) -> tuple[list[ParsedCorrection], list[str]]:
     """Every corrected mask in a PNG file, a COCO JSON file or a folder of them (recursively).
 
@@ -332,8 +329,10 @@ class CorrectionStore:
         """
         path = self.mask_path(record.image_id)
         if record.mask_file != path.relative_to(self.directory).as_posix():
-            raise CorrectionError(f"{self.record_path(record.image_id)}: mask_file {record.mask_file!r} is not "
-                                  f"{path.relative_to(self.directory).as_posix()!r}; refused (the store reads nothing else)")
+            raise CorrectionError(
+                f"{self.record_path(record.image_id)}: mask_file {record.mask_file!r} is not "
+                f"{path.relative_to(self.directory).as_posix()!r}; refused (the store reads nothing else)"
+            )
         try:
             data = self._inside(path).read_bytes()
         except OSError as error:
@@ -357,9 +356,16 @@ class CorrectionStore:
                 self._archive(item.image_id, stamp)
             write_bytes_atomic(mask_path, png)
             record = CorrectionRecord(
-                image_id=item.image_id, mask_file=f"{MASKS}/{item.image_id}.png", mask_sha256=sha256_bytes(png),
-                source_file=item.source_file, source_sha256=item.source_sha256, source_format=item.source_format,
-                imported_at=stamp, image_sha256=spec.sha256, width=spec.width, height=spec.height,
+                image_id=item.image_id,
+                mask_file=f"{MASKS}/{item.image_id}.png",
+                mask_sha256=sha256_bytes(png),
+                source_file=item.source_file,
+                source_sha256=item.source_sha256,
+                source_format=item.source_format,
+                imported_at=stamp,
+                image_sha256=spec.sha256,
+                width=spec.width,
+                height=spec.height,
                 labels=[int(v) for v in np.unique(item.labels)],
             )
             write_bytes_atomic(record_path, (json.dumps(asdict(record), indent=1, sort_keys=True) + "\n").encode())
@@ -376,8 +382,13 @@ class CorrectionStore:
 
 
 def import_corrections(
-    source: Path, store: CorrectionStore, images: Mapping[str, ImageSpec], class_names: Sequence[str],
-    ignore_index: int = 255, relative_to: Path | None = None, now: datetime | None = None,
+    source: Path,
+    store: CorrectionStore,
+    images: Mapping[str, ImageSpec],
+    class_names: Sequence[str],
+    ignore_index: int = 255,
+    relative_to: Path | None = None,
+    now: datetime | None = None,
 ) -> tuple[list[CorrectionRecord], list[str]]:
     """Validate every corrected mask under `source`, then store them all. Returns records and notes."""
     parsed, notes = read_corrections(source, images, class_names, ignore_index, relative_to)

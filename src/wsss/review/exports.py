@@ -78,7 +78,8 @@ def coco_document(images: Iterable[ExportImage], class_names: Sequence[str], ign
 
     categories = [
         {"id": value, "name": name, "supercategory": IGNORE_NAME if value == ignore_index else "object"}
-        for value, name, _ in label_table(class_names, ignore_index) if value != 0
+        for value, name, _ in label_table(class_names, ignore_index)
+        if value != 0
     ]
     document: dict[str, Any] = {
         "info": {"description": "wsss masks (label value = category id; background not annotated)", "version": "1.0"},
@@ -90,23 +91,33 @@ def coco_document(images: Iterable[ExportImage], class_names: Sequence[str], ign
     known = {c["id"] for c in categories}
     for number, image in enumerate(images, start=1):
         labels = _checked(image)
-        document["images"].append({"id": number, "file_name": image.file_name, "width": image.width,
-                                   "height": image.height, "wsss_image_id": image.image_id, "wsss_origin": image.origin})
+        document["images"].append(
+            {
+                "id": number,
+                "file_name": image.file_name,
+                "width": image.width,
+                "height": image.height,
+                "wsss_image_id": image.image_id,
+                "wsss_origin": image.origin,
+            }
+        )
         for value in (int(v) for v in np.unique(labels)):
             if value == 0:
                 continue
             if value not in known:
                 raise ValueError(f"mask of {image.image_id!r} holds label {value}, which is not a category")
             rle = mask_utils.encode(np.asfortranarray(labels == value, dtype=np.uint8))
-            document["annotations"].append({
-                "id": len(document["annotations"]) + 1,
-                "image_id": number,
-                "category_id": value,
-                "segmentation": {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")},
-                "area": int(mask_utils.area(rle)),
-                "bbox": [float(v) for v in mask_utils.toBbox(rle)],
-                "iscrowd": int(value == ignore_index),
-            })
+            document["annotations"].append(
+                {
+                    "id": len(document["annotations"]) + 1,
+                    "image_id": number,
+                    "category_id": value,
+                    "segmentation": {"size": [int(s) for s in rle["size"]], "counts": rle["counts"].decode("ascii")},
+                    "area": int(mask_utils.area(rle)),
+                    "bbox": [float(v) for v in mask_utils.toBbox(rle)],
+                    "iscrowd": int(value == ignore_index),
+                }
+            )
     return document
 
 
@@ -148,15 +159,17 @@ def labelstudio_config(class_names: Sequence[str], ignore_index: int = 255) -> s
     """Labeling config of a Label Studio project the tasks import into (BrushLabels `tag` on `image`)."""
     labels = "\n".join(
         f'    <Label value={quoteattr(name)} background="#{r:02x}{g:02x}{b:02x}"/>'
-        for value, name, (r, g, b) in label_table(class_names, ignore_index) if value != 0
+        for value, name, (r, g, b) in label_table(class_names, ignore_index)
+        if value != 0
     )
-    return (f'<View>\n  <Image name="image" value="$image" zoom="true"/>\n  <BrushLabels name="tag" toName="image">\n'
-            f"{labels}\n  </BrushLabels>\n</View>\n")
+    return (
+        f'<View>\n  <Image name="image" value="$image" zoom="true"/>\n  <BrushLabels name="tag" toName="image">\n'
+        f"{labels}\n  </BrushLabels>\n</View>\n"
+    )
 
 
 def labelstudio_tasks(
-    images: Iterable[ExportImage], class_names: Sequence[str], image_url_prefix: str = "/data/local-files/?d=",
-    ignore_index: int = 255,
+    images: Iterable[ExportImage], class_names: Sequence[str], image_url_prefix: str = "/data/local-files/?d=", ignore_index: int = 255
 ) -> list[dict[str, Any]]:
     """One Label Studio task per image with its mask as a `brushlabels` prediction per label."""
     names = {value: name for value, name, _ in label_table(class_names, ignore_index)}
@@ -169,20 +182,24 @@ def labelstudio_tasks(
                 continue
             if value not in names:
                 raise ValueError(f"mask of {image.image_id!r} holds label {value}, which has no name")
-            results.append({
-                "id": f"{image.image_id}-{value}",
-                "type": "brushlabels",
-                "from_name": "tag",
-                "to_name": "image",
-                "original_width": image.width,
-                "original_height": image.height,
-                "image_rotation": 0,
-                "value": {"format": "rle", "rle": mask_to_rle(labels == value), "brushlabels": [names[value]]},
-            })
-        tasks.append({
-            "data": {"image": image_url_prefix + image.file_name, "wsss_image_id": image.image_id},
-            "predictions": [{"model_version": f"wsss-{image.origin}", "result": results}],
-        })
+            results.append(
+                {
+                    "id": f"{image.image_id}-{value}",
+                    "type": "brushlabels",
+                    "from_name": "tag",
+                    "to_name": "image",
+                    "original_width": image.width,
+                    "original_height": image.height,
+                    "image_rotation": 0,
+                    "value": {"format": "rle", "rle": mask_to_rle(labels == value), "brushlabels": [names[value]]},
+                }
+            )
+        tasks.append(
+            {
+                "data": {"image": image_url_prefix + image.file_name, "wsss_image_id": image.image_id},
+                "predictions": [{"model_version": f"wsss-{image.origin}", "result": results}],
+            }
+        )
     return tasks
 
 
@@ -202,7 +219,11 @@ def export_folder(output: Path) -> Path:
 
 
 def export_masks(
-    kind: str, images: Sequence[ExportImage], class_names: Sequence[str], output: Path, ignore_index: int = 255,
+    kind: str,
+    images: Sequence[ExportImage],
+    class_names: Sequence[str],
+    output: Path,
+    ignore_index: int = 255,
     image_url_prefix: str = "/data/local-files/?d=",
 ) -> list[Path]:
     """Write `images` in format `kind` (one of FORMATS) under `output`; returns the files written."""

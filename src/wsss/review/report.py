@@ -76,8 +76,9 @@ def clean_report_folder(output: Path) -> None:
 def write_report(records: Sequence[ReviewRecord], run: RunSummary, output: Path, page_size: int = PAGE_SIZE) -> Path:
     """Write the report for `records` (any order; panels already under `output`). Returns index.html."""
     ordered = sorted(records, key=lambda r: r.queue_key)  # the queue first (worst first), then corrected / reviewed
-    colours = {label: colour for label, _, colour in legend_entries([*range(len(run.class_names)), run.ignore_index],
-                                                                     run.class_names, run.ignore_index)}
+    colours = {
+        label: colour for label, _, colour in legend_entries([*range(len(run.class_names)), run.ignore_index], run.class_names, run.ignore_index)
+    }
     meta = {
         "title": run.title,
         "total": len(ordered),
@@ -108,8 +109,18 @@ def write_report(records: Sequence[ReviewRecord], run: RunSummary, output: Path,
         "done": [int(r.state != "to review") for r in ordered],
     }
     _write(output / "data" / "index.js", _js("REVIEW.setIndex", columns))
-    triage = [{"rank": rank, "image_id": r.image_id, "triage_score": r.triage_score, "terms": r.triage_terms,
-               "iou": r.iou, "origin": r.origin, "state": r.state} for rank, r in enumerate(ordered)]
+    triage = [
+        {
+            "rank": rank,
+            "image_id": r.image_id,
+            "triage_score": r.triage_score,
+            "terms": r.triage_terms,
+            "iou": r.iou,
+            "origin": r.origin,
+            "state": r.state,
+        }
+        for rank, r in enumerate(ordered)
+    ]
     _write(output / "triage.json", (json.dumps({"weights": run.triage_weights, "images": triage}, indent=1) + "\n").encode())
     _write(output / "index.html", index_html(run).encode())
     _write(output / "run.html", run_html(run, [r for r in ordered if r.state == "to review"][:10]).encode())
@@ -117,13 +128,17 @@ def write_report(records: Sequence[ReviewRecord], run: RunSummary, output: Path,
 
 
 def _head(title: str) -> str:
-    return (f'<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html.escape(title)}</title>\n'
-            '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-            '<link rel="stylesheet" href="static/review.css">\n</head>\n')
+    return (
+        f'<!doctype html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{html.escape(title)}</title>\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        '<link rel="stylesheet" href="static/review.css">\n</head>\n'
+    )
 
 
-RANDOM_WEIGHTS_WARNING = ("RANDOM CLIP WEIGHTS - NOT MEANINGFUL: CLIP was randomly initialised (clip.random_init), so "
-                          "its maps, masks, scores and triage say nothing about the images")
+RANDOM_WEIGHTS_WARNING = (
+    "RANDOM CLIP WEIGHTS - NOT MEANINGFUL: CLIP was randomly initialised (clip.random_init), so "
+    "its maps, masks, scores and triage say nothing about the images"
+)
 
 
 def _nav(current: str, run: RunSummary) -> str:
@@ -155,11 +170,16 @@ def index_html(run: RunSummary) -> str:
 <label>Id <input name="q" size="12" placeholder="contains"></label>
 <button type="submit">Apply</button> <button type="button" id="reset">Reset</button>
 </form>"""
-    return (_head(f"{run.title}: images") + "<body>\n" + _nav("index.html", run) + controls
-            + '\n<p id="status" data-state="loading">Loading…</p>\n<div id="pager-top" class="pager"></div>\n'
-            '<main id="rows"></main>\n<div id="pager" class="pager"></div>\n'
-            '<noscript>This report needs JavaScript (no network access is used).</noscript>\n'
-            '<script src="static/review.js"></script>\n<script src="data/meta.js"></script>\n</body>\n</html>\n')
+    return (
+        _head(f"{run.title}: images")
+        + "<body>\n"
+        + _nav("index.html", run)
+        + controls
+        + '\n<p id="status" data-state="loading">Loading…</p>\n<div id="pager-top" class="pager"></div>\n'
+        '<main id="rows"></main>\n<div id="pager" class="pager"></div>\n'
+        "<noscript>This report needs JavaScript (no network access is used).</noscript>\n"
+        '<script src="static/review.js"></script>\n<script src="data/meta.js"></script>\n</body>\n</html>\n'
+    )
 
 
 def iou_chart_svg(per_class_iou: dict[str, float], colours: dict[str, str]) -> str:
@@ -172,15 +192,19 @@ def iou_chart_svg(per_class_iou: dict[str, float], colours: dict[str, str]) -> s
     parts = [f'<svg class="chart" role="img" aria-label="per-class IoU" width="{label_width + width + 60}" height="{height}">']
     for row, (name, iou) in enumerate(rows):
         y = row * bar_height
-        parts.append(f'<text x="{label_width - 6}" y="{y + 14}" text-anchor="end">{html.escape(name)}</text>'
-                     f'<rect x="{label_width}" y="{y + 3}" width="{max(1.0, width * iou):.1f}" height="{bar_height - 6}" '
-                     f'fill="{colours.get(name, "#888")}" stroke="#333" stroke-width="0.5"/>'
-                     f'<text x="{label_width + width * iou + 6:.1f}" y="{y + 14}">{iou:.3f}</text>')
+        parts.append(
+            f'<text x="{label_width - 6}" y="{y + 14}" text-anchor="end">{html.escape(name)}</text>'
+            f'<rect x="{label_width}" y="{y + 3}" width="{max(1.0, width * iou):.1f}" height="{bar_height - 6}" '
+            f'fill="{colours.get(name, "#888")}" stroke="#333" stroke-width="0.5"/>'
+            f'<text x="{label_width + width * iou + 6:.1f}" y="{y + 14}">{iou:.3f}</text>'
+        )
     axis_y = bar_height * len(rows) + 4
     for tick in (0, 0.25, 0.5, 0.75, 1.0):
         x = label_width + width * tick
-        parts.append(f'<line x1="{x}" y1="0" x2="{x}" y2="{axis_y}" stroke="#ccc" stroke-dasharray="2,2"/>'
-                     f'<text x="{x}" y="{axis_y + 14}" text-anchor="middle" class="tick">{tick:g}</text>')
+        parts.append(
+            f'<line x1="{x}" y1="0" x2="{x}" y2="{axis_y}" stroke="#ccc" stroke-dasharray="2,2"/>'
+            f'<text x="{x}" y="{axis_y + 14}" text-anchor="middle" class="tick">{tick:g}</text>'
+        )
     parts.append("</svg>")
     return "".join(parts)
 
@@ -198,17 +222,21 @@ def run_html(run: RunSummary, worst: Sequence[ReviewRecord]) -> str:
     """The run page: counts, per-class IoU chart, protocol, triage formula, lineage, legend."""
     entries = legend_entries([*range(len(run.class_names)), run.ignore_index], run.class_names, run.ignore_index)
     colours = {name: colour for _, name, colour in entries}
-    legend = "".join(f'<li><span class="swatch" style="background:{c}"></span>{label}: {html.escape(n)}</li>'
-                     for label, n, c in entries)
-    counts = _table([
-        ("images in the report", run.num_images), ("images with ground truth", run.num_with_ground_truth),
-        ("in the review queue (neither corrected nor marked reviewed)", run.num_images - run.num_corrected - run.num_reviewed),
-        ("human-corrected masks used by training", run.num_corrected), ("stale corrections (not used)", len(run.stale_corrections)),
-        ("marked reviewed (reviewed.json)", run.num_reviewed), ("stale review marks (back in the queue)", len(run.stale_marks)),
-        ("mIoU of the pseudo masks on images with GT", _fmt(run.mean_iou)),
-        ("Spearman(triage score, per-image IoU)", _fmt(run.triage_spearman)),
-        *((f"images whose mask has {name}", count) for name, count in run.label_counts.items()),
-    ])
+    legend = "".join(f'<li><span class="swatch" style="background:{c}"></span>{label}: {html.escape(n)}</li>' for label, n, c in entries)
+    counts = _table(
+        [
+            ("images in the report", run.num_images),
+            ("images with ground truth", run.num_with_ground_truth),
+            ("in the review queue (neither corrected nor marked reviewed)", run.num_images - run.num_corrected - run.num_reviewed),
+            ("human-corrected masks used by training", run.num_corrected),
+            ("stale corrections (not used)", len(run.stale_corrections)),
+            ("marked reviewed (reviewed.json)", run.num_reviewed),
+            ("stale review marks (back in the queue)", len(run.stale_marks)),
+            ("mIoU of the pseudo masks on images with GT", _fmt(run.mean_iou)),
+            ("Spearman(triage score, per-image IoU)", _fmt(run.triage_spearman)),
+            *((f"images whose mask has {name}", count) for name, count in run.label_counts.items()),
+        ]
+    )
     crf = "on" if run.pseudo.crf else "off"
     protocol = f"""<ul>
 <li>Scored: the pseudo labels <em>before</em> the confidence filter (<code>artifacts/pseudo/raw/</code>, dense CRF {crf}),
@@ -220,31 +248,44 @@ the same artifact as <code>pseudo.crf={crf}</code> in <code>metrics.json</code>.
 </ul>"""
     weights = ", ".join(f"{k} {v:g}" for k, v in run.triage_weights.items())
     triage_doc = html.escape((TRIAGE_DOC or "").split("\n\n", 1)[-1].strip())
-    worst_items = "".join(f'<li><a href="index.html#q={html.escape(r.image_id)}">{html.escape(r.image_id)}</a> '
-                          f'{r.triage_score:.3f}{"" if r.iou is None else f" (IoU {r.iou:.3f})"}</li>' for r in worst)
+    worst_items = "".join(
+        f'<li><a href="index.html#q={html.escape(r.image_id)}">{html.escape(r.image_id)}</a> '
+        f"{r.triage_score:.3f}{'' if r.iou is None else f' (IoU {r.iou:.3f})'}</li>"
+        for r in worst
+    )
     stale = "".join(f"<li>{html.escape(s['image_id'])}: {html.escape(s['reason'])}</li>" for s in run.stale_corrections)
     lineage = _table([(k, json.dumps(v, sort_keys=True) if isinstance(v, dict) else v) for k, v in run.lineage.items()])
-    return (_head(f"{run.title}: run") + "<body>\n" + _nav("run.html", run) + '<main class="run">\n'
-            + _dataset_notes(run) + f"<section><h2>Counts</h2>{counts}</section>\n"
-            f'<section><h2>Per-class IoU of the pseudo masks</h2>{iou_chart_svg(run.per_class_iou, colours)}</section>\n'
-            f"<section><h2>Evaluation protocol</h2>{protocol}</section>\n"
-            f"<section><h2>Triage score</h2><p>Weights: {html.escape(weights)}.</p><pre>{triage_doc}</pre>"
-            f"<h3>Worst first (the queue: neither corrected nor marked reviewed)</h3><ol>{worst_items}</ol></section>\n"
-            f'<section><h2>Class legend</h2><ul class="legend">{legend}</ul></section>\n'
-            f"<section><h2>Lineage of the run</h2>{lineage}</section>\n"
-            + (f"<section><h2>Stale corrections</h2><ul>{stale}</ul></section>\n" if stale else "")
-            + _stale_marks(run)
-            + "</main>\n</body>\n</html>\n")
+    return (
+        _head(f"{run.title}: run")
+        + "<body>\n"
+        + _nav("run.html", run)
+        + '<main class="run">\n'
+        + _dataset_notes(run)
+        + f"<section><h2>Counts</h2>{counts}</section>\n"
+        f"<section><h2>Per-class IoU of the pseudo masks</h2>{iou_chart_svg(run.per_class_iou, colours)}</section>\n"
+        f"<section><h2>Evaluation protocol</h2>{protocol}</section>\n"
+        f"<section><h2>Triage score</h2><p>Weights: {html.escape(weights)}.</p><pre>{triage_doc}</pre>"
+        f"<h3>Worst first (the queue: neither corrected nor marked reviewed)</h3><ol>{worst_items}</ol></section>\n"
+        f'<section><h2>Class legend</h2><ul class="legend">{legend}</ul></section>\n'
+        f"<section><h2>Lineage of the run</h2>{lineage}</section>\n"
+        + (f"<section><h2>Stale corrections</h2><ul>{stale}</ul></section>\n" if stale else "")
+        + _stale_marks(run)
+        + "</main>\n</body>\n</html>\n"
+    )
 
 
 def _dataset_notes(run: RunSummary) -> str:
     """What the dataset and its class list did to the method: ground truth without background,
     background words dropped for a class, near-synonyms kept (prepare's and prompts' warnings)."""
     items = [f'<li class="warning">{html.escape(run.ground_truth_warning)}</li>'] if run.ground_truth_warning else []
-    items += [f"<li>background word <b>{html.escape(n.get('word', ''))}</b> dropped: it {html.escape(n.get('reason', ''))}</li>"
-              for n in run.background_notes.get("dropped", [])]
-    items += [f"<li>background word <b>{html.escape(n.get('word', ''))}</b> {html.escape(n.get('reason', ''))}</li>"
-              for n in run.background_notes.get("near_synonyms", [])]
+    items += [
+        f"<li>background word <b>{html.escape(n.get('word', ''))}</b> dropped: it {html.escape(n.get('reason', ''))}</li>"
+        for n in run.background_notes.get("dropped", [])
+    ]
+    items += [
+        f"<li>background word <b>{html.escape(n.get('word', ''))}</b> {html.escape(n.get('reason', ''))}</li>"
+        for n in run.background_notes.get("near_synonyms", [])
+    ]
     if not items:
         return ""
     return f'<section class="notes"><h2>Dataset and classes</h2><ul>{"".join(items)}</ul></section>\n'

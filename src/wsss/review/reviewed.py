@@ -28,8 +28,10 @@ from wsss.bounded_parsing import MAX_RECORD_BYTES, ParseError, read_json_file
 from wsss.errors import WsssError
 from wsss.io.atomic import write_text_atomic
 
-ABOUT = ("Images a person reviewed and accepted (wsss review --mark-reviewed); they leave the worst-first "
-         "queue while the image and its pseudo mask are unchanged. Human input: commit it.")
+ABOUT = (
+    "Images a person reviewed and accepted (wsss review --mark-reviewed); they leave the worst-first "
+    "queue while the image and its pseudo mask are unchanged. Human input: commit it."
+)
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 
 
@@ -75,10 +77,11 @@ class ReviewedStore:
         for image_id, entry in images.items():
             fields = entry if isinstance(entry, dict) else {}
             values = [fields.get(key) for key in ("image_sha256", "mask_sha256", "time")]
-            if not (isinstance(image_id, str) and all(isinstance(v, str) for v in values)
-                    and all(_SHA256.fullmatch(v) for v in values[:2])):
-                raise ReviewedError(f"{self.path}: images.{image_id}: a mark needs image_sha256 and mask_sha256 "
-                                    "(64 hex digits) and time; remove the entry or mark the image again")
+            if not (isinstance(image_id, str) and all(isinstance(v, str) for v in values) and all(_SHA256.fullmatch(v) for v in values[:2])):
+                raise ReviewedError(
+                    f"{self.path}: images.{image_id}: a mark needs image_sha256 and mask_sha256 "
+                    "(64 hex digits) and time; remove the entry or mark the image again"
+                )
             marks[image_id] = ReviewMark(image_id, *values)
         return marks
 

@@ -221,8 +221,11 @@ class PipelineOutputs:
         """The background words the classes dropped and the near-synonyms kept (vocabulary.json)."""
         document = self._read_json(self.layout.vocabulary, required=False) or {}
         notes = {"dropped": document.get("background_words_dropped"), "near_synonyms": document.get("background_near_synonyms")}
-        return {key: [{k: str(v) for k, v in entry.items()} for entry in value if isinstance(entry, dict)]
-                for key, value in notes.items() if isinstance(value, list)}
+        return {
+            key: [{k: str(v) for k, v in entry.items()} for entry in value if isinstance(entry, dict)]
+            for key, value in notes.items()
+            if isinstance(value, list)
+        }
 
     def training_mask(self, image_id: str) -> tuple[np.ndarray, str]:
         """The mask training learns from and where it comes from (`human-corrected` or `pseudo`)."""
@@ -284,7 +287,9 @@ class PipelineOutputs:
         correction = self.correction_records.get(image_id)
         if correction is not None:
             facts["correction"] = {
-                "summary": correction.describe(), "mask_file": correction.mask_file, "mask_sha256": correction.mask_sha256,
+                "summary": correction.describe(),
+                "mask_file": correction.mask_file,
+                "mask_sha256": correction.mask_sha256,
                 "stale": next((e["reason"] for e in self.sorted_corrections[1] if e["image_id"] == image_id), None),
             }
         return facts

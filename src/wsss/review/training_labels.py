@@ -89,8 +89,11 @@ def sort_corrections(
         else:
             unused.append({"image_id": image_id, "reason": reason, "source_file": record.source_file})
     unused.extend(
-        {"image_id": path.stem, "reason": f"{path}: a mask without a record, never used (import it with "
-         "`wsss import-corrections`, or delete it)", "source_file": None}
+        {
+            "image_id": path.stem,
+            "reason": f"{path}: a mask without a record, never used (import it with `wsss import-corrections`, or delete it)",
+            "source_file": None,
+        }
         for path in store.masks_without_record()
     )
     return usable, sorted(unused, key=lambda entry: (entry["image_id"], entry["reason"]))
@@ -159,7 +162,7 @@ def stage_training_labels(
 
 
 def correction_lineage(
-    directory: Path | str, image_id: str, spec: ImageSpec | None = None, num_classes: int | None = None, ignore_index: int = 255,
+    directory: Path | str, image_id: str, spec: ImageSpec | None = None, num_classes: int | None = None, ignore_index: int = 255
 ) -> dict[str, Any] | None:
     """The lineage entry of a human-corrected mask, or None when the image has no correction.
 
@@ -177,10 +180,4 @@ def correction_lineage(
         stale = stale_reason(record, spec)
     else:
         stale = correction_problem(store, record, spec, num_classes, ignore_index)
-    return {
-        "status": "human-corrected",
-        "summary": record.describe(),
-        "artifact": str(store.mask_path(image_id)),
-        **asdict(record),
-        "stale": stale,
-    }
+    return {"status": "human-corrected", "summary": record.describe(), "artifact": str(store.mask_path(image_id)), **asdict(record), "stale": stale}

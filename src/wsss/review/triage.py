@@ -30,13 +30,7 @@ import numpy as np
 from wsss.metrics import ConfusionAccumulator
 from wsss.pseudo import labels_from_scores, scores_with_background
 
-DEFAULT_WEIGHTS: Mapping[str, float] = {
-    "tag_doubt": 1.0,
-    "low_confidence": 1.0,
-    "ignored_share": 1.0,
-    "crf_disagreement": 1.0,
-    "map_entropy": 1.0,
-}
+DEFAULT_WEIGHTS: Mapping[str, float] = {"tag_doubt": 1.0, "low_confidence": 1.0, "ignored_share": 1.0, "crf_disagreement": 1.0, "map_entropy": 1.0}
 # Entropy and disagreement are averages: a strided subsample of ~1 Mpx gives them to < 1e-3
 # at a fraction of the cost for very large photos.
 MAX_SAMPLED_PIXELS = 1 << 20

@@ -9,12 +9,7 @@ from wsss.lazy_exports import lazy_exports
 if TYPE_CHECKING:
     from wsss.text.encoder import PromptEmbeddingCache
     from wsss.text.templates import check_template, default_candidate_templates, imagenet_templates
-    from wsss.text.vocabulary import (
-        REFERENCE_TEMPLATE,
-        ClassVocabulary,
-        coco_vocabulary,
-        voc_vocabulary,
-    )
+    from wsss.text.vocabulary import REFERENCE_TEMPLATE, ClassVocabulary, coco_vocabulary, voc_vocabulary
 
 __all__ = [
     "REFERENCE_TEMPLATE",

@@ -9,14 +9,7 @@ from typing import Any, ClassVar, Literal
 
 from wsss.errors import ConfigError
 from wsss.settings import check_fields, setting
-from wsss.text.vocabulary import (
-    VOC_BACKGROUND_WORDS,
-    VOC_PROMPT_NAMES,
-    ClassVocabulary,
-    coco_vocabulary,
-    default_background_words,
-    voc_vocabulary,
-)
+from wsss.text.vocabulary import VOC_BACKGROUND_WORDS, VOC_PROMPT_NAMES, ClassVocabulary, coco_vocabulary, default_background_words, voc_vocabulary
 
 
 def sample_vocabulary() -> ClassVocabulary:

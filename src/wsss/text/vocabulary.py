@@ -160,9 +160,7 @@ class ClassVocabulary:
         pairs = sorted(dict(self.dataset_names).items())
         object.__setattr__(self, "dataset_names", tuple((str(alias), str(name)) for alias, name in pairs))
         if len(self.class_names) != len(self.prompt_names):
-            raise ConfigError(
-                f"{len(self.class_names)} class names but {len(self.prompt_names)} prompt names"
-            )
+            raise ConfigError(f"{len(self.class_names)} class names but {len(self.prompt_names)} prompt names")
         if len(set(self.class_names)) != len(self.class_names):
             raise ConfigError("class names must be unique")
         if not self.class_names:
@@ -215,10 +213,7 @@ class ClassVocabulary:
         if unknown:
             raise ConfigError(f"synonyms given for unknown classes: {unknown}")
         return cls(
-            tuple(class_names),
-            tuple(synonyms.get(name, name) for name in class_names),
-            tuple(background_words),
-            tuple((dataset_names or {}).items()),
+            tuple(class_names), tuple(synonyms.get(name, name) for name in class_names), tuple(background_words), tuple((dataset_names or {}).items())
         )
 
     @property
@@ -253,8 +248,11 @@ def coco_vocabulary() -> ClassVocabulary:
 def _class_terms_of(vocabulary: ClassVocabulary) -> list[tuple[str, str]]:
     """`(class name, term)` for every term of every class (name, synonyms, dataset names), normalised."""
     aliases = _aliases_by_class(dict(vocabulary.dataset_names))
-    return [(name, term) for name, prompt in zip(vocabulary.class_names, vocabulary.prompt_names, strict=True)
-            for term in class_terms(name, prompt, aliases.get(name, ()))]
+    return [
+        (name, term)
+        for name, prompt in zip(vocabulary.class_names, vocabulary.prompt_names, strict=True)
+        for term in class_terms(name, prompt, aliases.get(name, ()))
+    ]
 
 
 def background_word_notes(
@@ -270,11 +268,15 @@ def background_word_notes(
     for word in reference if derived else ():
         key = _normal(word)
         owner = next(((name, term) for name, term in terms if key == term), None) or next(
-            ((name, term) for name, term in terms if key in term.split()), None)
+            ((name, term) for name, term in terms if key in term.split()), None
+        )
         if key not in kept and owner is not None:
             name, term = owner
-            how = f"is class {name!r}" if term == _normal(name) and key == term else (
-                f"is {term!r}, a name of class {name!r}" if key == term else f"is a word of {term!r} (class {name!r})")
+            how = (
+                f"is class {name!r}"
+                if term == _normal(name) and key == term
+                else (f"is {term!r}, a name of class {name!r}" if key == term else f"is a word of {term!r} (class {name!r})")
+            )
             dropped.append({"word": word, "class": name, "reason": how})
     near = []
     for word in vocabulary.background_words:
@@ -283,22 +285,28 @@ def background_word_notes(
         for name, term in terms:
             match = next((part for part in (term, *term.split()) if part in group and part != key), None)
             if match is not None and not any(n["word"] == word and n["class"] == name for n in near):
-                near.append({"word": word, "class": name, "reason": (
-                    f"kept, but a near-synonym of {match!r} (class {name!r}): CLIP may give that class's pixels to "
-                    "background; list classes.background without it if it should not")})
+                near.append(
+                    {
+                        "word": word,
+                        "class": name,
+                        "reason": (
+                            f"kept, but a near-synonym of {match!r} (class {name!r}): CLIP may give that class's pixels to "
+                            "background; list classes.background without it if it should not"
+                        ),
+                    }
+                )
     return {"dropped": dropped, "near_synonyms": near}
 
 
 def background_note_lines(notes: dict[str, list[dict[str, str]]]) -> list[str]:
     """One log line per dropped word and per near-synonym (what the prompts stage logs)."""
-    return [f"classes: background word {n['word']!r} dropped: it {n['reason']} (as a background word it would keep "
-            "CLIP from ever labelling that class)" for n in notes["dropped"]] + [
-        f"classes: background word {n['word']!r} {n['reason']}" for n in notes["near_synonyms"]]
+    return [
+        f"classes: background word {n['word']!r} dropped: it {n['reason']} (as a background word it would keep CLIP from ever labelling that class)"
+        for n in notes["dropped"]
+    ] + [f"classes: background word {n['word']!r} {n['reason']}" for n in notes["near_synonyms"]]
 
 
-def vocabulary_document(
-    vocabulary: ClassVocabulary, template: str | None, notes: dict[str, list[dict[str, str]]] | None = None
-) -> dict[str, Any]:
+def vocabulary_document(vocabulary: ClassVocabulary, template: str | None, notes: dict[str, list[dict[str, str]]] | None = None) -> dict[str, Any]:
     """What CLIP is asked, as JSON-ready data: label values, names, synonyms, background words and,
     when the template is known, the exact prompt strings (`template.format(prompt name)`); the
     reference's background words the classes dropped and the near-synonyms kept (`notes`, from

@@ -119,9 +119,7 @@ def from_plain(value: Any) -> Any:
     if isinstance(value, Mapping) and TAG in value:
         kind, fields = value[TAG], {key: item for key, item in value.items() if key != TAG}
         if kind == "HistoryBuffer" and _has_tensors(fields, "log_history", "count_history"):
-            return HistoryBuffer(
-                fields["log_history"].numpy(), fields["count_history"].numpy(), int(fields.get("max_length", 1000000))
-            )
+            return HistoryBuffer(fields["log_history"].numpy(), fields["count_history"].numpy(), int(fields.get("max_length", 1000000)))
         if kind == "ndarray" and _has_tensors(fields, "data"):
             return fields["data"].numpy()
         raise ValueError(f"malformed plain-checkpoint entry {kind!r} with fields {sorted(map(str, fields))}")
@@ -160,8 +158,7 @@ def require_plain_checkpoints(cfg: Any) -> Any:
     """Add :class:`PlainCheckpointHook` to an mmengine config's ``custom_hooks`` (once)."""
     hooks = list(cfg.get("custom_hooks") or [])
     present = (
-        isinstance(hook, PlainCheckpointHook)
-        or (isinstance(hook, Mapping) and hook.get("type") in ("PlainCheckpointHook", PlainCheckpointHook))
+        isinstance(hook, PlainCheckpointHook) or (isinstance(hook, Mapping) and hook.get("type") in ("PlainCheckpointHook", PlainCheckpointHook))
         for hook in hooks
     )
     if not any(present):
@@ -235,20 +232,14 @@ def _numpy_globals() -> list[Callable[..., Any]]:
     """numpy's own pickle entry points and dtype classes (they build arrays, nothing else)."""
     core = getattr(np, "_core", None) or np.core  # numpy 2 moved core -> _core
     found: list[Any] = [core.multiarray._reconstruct, core.multiarray.scalar, np.ndarray, np.dtype]
-    found.extend(
-        getattr(np.dtypes, name)
-        for name in dir(np.dtypes)
-        if name.endswith("DType") and isinstance(getattr(np.dtypes, name), type)
-    )
+    found.extend(getattr(np.dtypes, name) for name in dir(np.dtypes) if name.endswith("DType") and isinstance(getattr(np.dtypes, name), type))
     return found
 
 
 @contextlib.contextmanager
 def _legacy_globals() -> Iterator[None]:
     names = "mmengine.logging.history_buffer.HistoryBuffer"
-    with torch.serialization.safe_globals(
-        [(_statistics_method_name, "builtins.getattr"), (_LegacyHistoryBuffer, names), *_numpy_globals()]
-    ):
+    with torch.serialization.safe_globals([(_statistics_method_name, "builtins.getattr"), (_LegacyHistoryBuffer, names), *_numpy_globals()]):
         yield
 
 

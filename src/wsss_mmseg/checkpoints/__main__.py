@@ -18,8 +18,9 @@ from wsss_mmseg import checkpoints
 
 def main(argv: list[str] | None = None) -> int:
     """Exit 0 after writing NEW; 2 with one line naming the file when OLD cannot be converted."""
-    parser = argparse.ArgumentParser(prog=checkpoints.CONVERT_COMMAND.split(" convert")[0], description=checkpoints.__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog=checkpoints.CONVERT_COMMAND.split(" convert")[0], description=checkpoints.__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     convert = commands.add_parser("convert", help="rewrite an older mmengine checkpoint as plain data")
     convert.add_argument("source", type=Path, help="the checkpoint written by an earlier version (OLD)")
