@@ -80,6 +80,32 @@ VOC_SIZE_MIX: tuple[tuple[tuple[int, int], float], ...] = (
     ((281, 500), 0.06),
     ((500, 333), 0.06),
 )
+# MSRC's 21 classes: stuff classes (building, grass, road, sky, ...) next to objects (a vocabulary
+# unlike VOC's, for the custom-class benchmark and tests).
+MSRC_CLASSES = (
+    "building",
+    "grass",
+    "tree",
+    "cow",
+    "sheep",
+    "sky",
+    "aeroplane",
+    "water",
+    "face",
+    "car",
+    "bicycle",
+    "flower",
+    "sign",
+    "bird",
+    "book",
+    "chair",
+    "road",
+    "cat",
+    "dog",
+    "body",
+    "boat",
+)
+
 VOC_SIZE = (375, 500)
 TAG_COUNT_MIX: tuple[tuple[int, float], ...] = ((1, 0.6), (2, 0.3), (3, 0.1))
 NUM_VOC_CLASSES = 20

@@ -30,33 +30,10 @@ from typing import Any
 import numpy as np
 import yaml
 
-from benchmarks.common import json_option, timed, voc_like_images, write_json
+from benchmarks.common import MSRC_CLASSES, json_option, timed, voc_like_images, write_json
 from wsss.loop.prefect_server import local_server, loop_environment
 
 ROOT = Path(__file__).resolve().parents[1]
-MSRC_CLASSES = (
-    "building",
-    "grass",
-    "tree",
-    "cow",
-    "sheep",
-    "sky",
-    "aeroplane",
-    "water",
-    "face",
-    "car",
-    "bicycle",
-    "flower",
-    "sign",
-    "bird",
-    "book",
-    "chair",
-    "road",
-    "cat",
-    "dog",
-    "body",
-    "boat",
-)
 RUNS = ("first run", "no-change rerun", "rerun after adding an image")
 
 

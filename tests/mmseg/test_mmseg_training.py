@@ -176,33 +176,21 @@ def test_local_backbone_checkpoint_initialises_the_backbone(synthetic_data: Path
     assert bool((model.backbone.conv1.weight == 0.125).all())
 
 
+def train_cli_argv(root: Path, work_dir: Path, *extra: str) -> list[str]:
+    """`wsss_mmseg.train_cli`'s arguments for the tiny config on the synthetic data under `root`."""
+    return [
+        str(TINY_CONFIG),
+        *("--work-dir", str(work_dir), "--data-root", str(root), "--image-dir", "images", "--mask-dir", "masks"),
+        *("--confidence-dir", "confidence", "--split-file", "train.txt", "--classes", ",".join(CLASSES), "--img-suffix", ".png"),
+        *extra,
+    ]
+
+
 def test_command_line_training_single_process(synthetic_data: Path, tmp_path: Path) -> None:
     """The launcher CLI (the DDP entry point under torchrun) trains in one process with --launcher none."""
     from wsss_mmseg.train_cli import main, parse_args
 
-    argv = [
-        str(TINY_CONFIG),
-        "--work-dir",
-        str(tmp_path),
-        "--data-root",
-        str(synthetic_data),
-        "--image-dir",
-        "images",
-        "--mask-dir",
-        "masks",
-        "--confidence-dir",
-        "confidence",
-        "--split-file",
-        "train.txt",
-        "--classes",
-        ",".join(CLASSES),
-        "--img-suffix",
-        ".png",
-        "--max-iters",
-        "1",
-        "--seed",
-        "0",
-    ]
+    argv = train_cli_argv(synthetic_data, tmp_path, "--max-iters", "1", "--seed", "0")
     assert parse_args([*argv, "--launcher", "pytorch"]).launcher == "pytorch"
     assert main(argv) == 0
     assert (tmp_path / "iter_1.pth").is_file()

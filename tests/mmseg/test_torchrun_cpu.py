@@ -21,7 +21,7 @@ import torch
 
 pytest.importorskip("mmseg")
 
-from tests.mmseg.test_mmseg_training import CLASSES, TINY_CONFIG, synthetic_data  # noqa: F401  (fixture)
+from tests.mmseg.test_mmseg_training import CLASSES, TINY_CONFIG, synthetic_data, train_cli_argv  # noqa: F401  (fixture)
 from wsss_mmseg.distributed import configure_launcher, parameters_digest
 from wsss_mmseg.train_cli import build_config, parse_args
 
@@ -30,29 +30,7 @@ BN_BUFFERS = ("running_mean", "running_var", "num_batches_tracked")
 
 
 def _argv(root: Path, work_dir: Path) -> list[str]:
-    return [
-        str(TINY_CONFIG),
-        "--work-dir",
-        str(work_dir),
-        "--data-root",
-        str(root),
-        "--image-dir",
-        "images",
-        "--mask-dir",
-        "masks",
-        "--confidence-dir",
-        "confidence",
-        "--split-file",
-        "train.txt",
-        "--classes",
-        ",".join(CLASSES),
-        "--img-suffix",
-        ".png",
-        "--seed",
-        "0",
-        "--batch-size",
-        "1",
-    ]
+    return train_cli_argv(root, work_dir, "--seed", "0", "--batch-size", "1")
 
 
 def _free_port() -> int:

@@ -10,34 +10,14 @@ pytest.importorskip("mmseg")
 
 from mmengine.config import Config
 
-from tests.mmseg.test_mmseg_training import CLASSES, TINY_CONFIG, synthetic_data  # noqa: F401  (fixture)
+from tests.mmseg.test_mmseg_training import CLASSES, TINY_CONFIG, synthetic_data, train_cli_argv  # noqa: F401  (fixture)
 from wsss.plots import training_curve_rows
 from wsss_mmseg.train_cli import build_config, parse_args
 from wsss_mmseg.training import ValidationData, build_train_config, enable_amp, train_segmenter
 
 
 def _argv(root: Path, work_dir: Path) -> list[str]:
-    return [
-        str(TINY_CONFIG),
-        "--work-dir",
-        str(work_dir),
-        "--data-root",
-        str(root),
-        "--image-dir",
-        "images",
-        "--mask-dir",
-        "masks",
-        "--confidence-dir",
-        "confidence",
-        "--split-file",
-        "train.txt",
-        "--classes",
-        ",".join(CLASSES),
-        "--img-suffix",
-        ".png",
-        "--max-iters",
-        "3",
-    ]
+    return train_cli_argv(root, work_dir, "--max-iters", "3")
 
 
 def test_cfg_options_are_merged_last(synthetic_data: Path, tmp_path: Path) -> None:

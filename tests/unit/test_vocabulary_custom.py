@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from benchmarks.common import MSRC_CLASSES
 from wsss.errors import ConfigError
 from wsss.settings import build_section
 from wsss.text import vocabulary as vocab
@@ -83,30 +84,7 @@ def test_the_resolved_vocabulary_shows_every_prompt() -> None:
     assert vocab.vocabulary_document(coco_vocabulary(), None)["classes"][0]["prompt"] is None
 
 
-# MSRC's 21 classes: stuff classes (building, grass, road, sky, ...) next to objects.
-MSRC = [
-    "building",
-    "grass",
-    "tree",
-    "cow",
-    "sheep",
-    "sky",
-    "aeroplane",
-    "water",
-    "face",
-    "car",
-    "bicycle",
-    "flower",
-    "sign",
-    "bird",
-    "book",
-    "chair",
-    "road",
-    "cat",
-    "dog",
-    "body",
-    "boat",
-]
+MSRC = list(MSRC_CLASSES)
 
 
 def test_stuff_classes_say_which_background_words_they_drop_and_which_near_synonyms_stay() -> None:
