@@ -22,6 +22,7 @@ from mmengine.dataset import Compose
 from mmengine.registry import init_default_scope
 from PIL import Image
 
+from tests.mmseg.test_mmseg_training import _data_args
 from wsss.imaging import EXIF_ORIENTATION_TAG, exif_orientation, load_rgb
 from wsss_mmseg.training import build_train_config, score_segmenter, train_segmenter
 
@@ -55,19 +56,7 @@ def exif_photos(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def _config(root: Path, work_dir: Path, **overrides: object):
-    return build_train_config(
-        TINY_CONFIG,
-        work_dir,
-        data_root=root,
-        image_dir="images",
-        mask_dir="masks",
-        confidence_dir="confidence",
-        split_file="train.txt",
-        class_names=CLASSES,
-        img_suffix=".jpg",
-        seed=0,
-        **overrides,
-    )
+    return build_train_config(TINY_CONFIG, work_dir, **_data_args(root, img_suffix=".jpg", class_names=CLASSES), **overrides)
 
 
 @pytest.mark.parametrize("orientation", [3, 6])

@@ -60,15 +60,16 @@ def synthetic_data(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-def _data_args(root: Path) -> dict:
+def _data_args(root: Path, img_suffix: str = ".png", class_names: tuple[str, ...] = CLASSES) -> dict:
+    """`build_train_config`'s data arguments for a synthetic data folder (images/, masks/, confidence/, train.txt)."""
     return dict(
         data_root=root,
         image_dir="images",
         mask_dir="masks",
         confidence_dir="confidence",
         split_file="train.txt",
-        class_names=CLASSES,
-        img_suffix=".png",
+        class_names=class_names,
+        img_suffix=img_suffix,
         seed=0,
     )
 

@@ -10,7 +10,7 @@ pytest.importorskip("mmseg")
 
 from mmengine.config import Config
 
-from tests.mmseg.test_mmseg_training import CLASSES, TINY_CONFIG, synthetic_data, train_cli_argv  # noqa: F401  (fixture)
+from tests.mmseg.test_mmseg_training import CLASSES, TINY_CONFIG, _data_args, synthetic_data, train_cli_argv  # noqa: F401  (fixture)
 from wsss.plots import training_curve_rows
 from wsss_mmseg.train_cli import build_config, parse_args
 from wsss_mmseg.training import ValidationData, build_train_config, enable_amp, train_segmenter
@@ -53,21 +53,7 @@ def test_amp_switches_to_the_amp_optimizer_wrapper(synthetic_data: Path, tmp_pat
 
 def test_validation_during_training_gives_miou_curves(synthetic_data: Path, tmp_path: Path) -> None:
     validation = ValidationData(image_dir="images", gt_dir="masks", split_file="train.txt", interval=2)
-    cfg = build_train_config(
-        TINY_CONFIG,
-        tmp_path,
-        data_root=synthetic_data,
-        image_dir="images",
-        mask_dir="masks",
-        confidence_dir="confidence",
-        split_file="train.txt",
-        class_names=CLASSES,
-        img_suffix=".png",
-        seed=0,
-        max_iters=3,
-        batch_size=2,
-        validation=validation,
-    )
+    cfg = build_train_config(TINY_CONFIG, tmp_path, **_data_args(synthetic_data), max_iters=3, batch_size=2, validation=validation)
     assert cfg.val_evaluator.type == "WsssIoUMetric" and cfg.train_cfg.val_interval == 2
     train_segmenter(cfg)
     logs = [path.read_text() for path in sorted(tmp_path.glob("*/vis_data/scalars.json"))]

@@ -52,19 +52,23 @@ def test_cams_on_two_dask_workers_equal_the_sequential_run(harness, tmp_path: Pa
     shutil.move(tmp_path / "artifacts/cams", tmp_path / "sequential")
     on_dask = cams_flow("params.yaml", {"kind": "dask", "workers": 2})
     assert len(sequential["computed"]) == len(on_dask["computed"]) == 6
-    names = sorted(p.name for p in (tmp_path / "sequential").glob("shard-*.h5"))
-    assert names == sorted(p.name for p in (tmp_path / "artifacts/cams").glob("shard-*.h5")) and len(names) > 1
+    assert_same_store(tmp_path / "sequential", tmp_path / "artifacts/cams")
+
+
+def assert_same_store(reference: Path, store: Path) -> None:
+    """The same shards (more than one): every dataset's values and stored chunk bytes, every attribute
+    but the root's flow-run id (which also enters the header checksum, so whole files differ) and
+    the run's layout (wsss.machine_layout.layout_record: its runner section says how each ran)."""
+    names = sorted(p.name for p in reference.glob("shard-*.h5"))
+    assert names == sorted(p.name for p in store.glob("shard-*.h5")) and len(names) > 1
     for name in names:
-        one, two = tmp_path / "sequential" / name, tmp_path / "artifacts/cams" / name
-        (data_one, attrs_one), (data_two, attrs_two) = read_all(one), read_all(two)
+        (data_one, attrs_one), (data_two, attrs_two) = read_all(reference / name), read_all(store / name)
         assert data_one.keys() == data_two.keys()
         for key in data_one:
             if key.endswith("#chunks"):
                 assert data_one[key] == data_two[key], key
             else:
                 assert data_one[key].dtype == data_two[key].dtype and np.array_equal(data_one[key], data_two[key]), key
-        # Everything but the flow-run id (which also enters the header checksum, so whole files differ).
         assert attrs_one["/"].pop("flow_run_id") != attrs_two["/"].pop("flow_run_id")
-        # The run's layout (wsss.machine_layout.layout_record: its runner section) says how each ran.
         assert attrs_one["/"].pop("layout") != attrs_two["/"].pop("layout")
         assert repr(attrs_one) == repr(attrs_two)

@@ -27,13 +27,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import pytest
 import yaml
 
 import wsss.io  # noqa: F401  (registers the stores' HDF5 filters: zstd)
 from tests.pipeline.conftest import free_port, make_pipeline_repo, pipeline_env, run
-from tests.pipeline.test_dask_cams import read_all
+from tests.pipeline.test_dask_cams import assert_same_store, read_all
 
 pytestmark = pytest.mark.slow
 
@@ -133,24 +132,6 @@ def _lines(path: Path) -> list[str]:
 
 def _stage(stage: str, address: str) -> list[str]:
     return [sys.executable, "-m", f"flows.{stage}", "--runner", "dask", "--dask-address", address]
-
-
-def assert_same_store(reference: Path, store: Path) -> None:
-    """Every dataset's values and stored chunk bytes, every attribute but the root's flow-run id."""
-    names = sorted(p.name for p in reference.glob("shard-*.h5"))
-    assert names == sorted(p.name for p in store.glob("shard-*.h5")) and len(names) == 3
-    for name in names:
-        (data_one, attrs_one), (data_two, attrs_two) = read_all(reference / name), read_all(store / name)
-        assert data_one.keys() == data_two.keys()
-        for key in data_one:
-            if key.endswith("#chunks"):
-                assert data_one[key] == data_two[key], key
-            else:
-                assert data_one[key].dtype == data_two[key].dtype and np.array_equal(data_one[key], data_two[key]), key
-        assert attrs_one["/"].pop("flow_run_id") != attrs_two["/"].pop("flow_run_id")
-        # The run's layout (wsss.machine_layout.layout_record: its runner section) says how each ran.
-        assert attrs_one["/"].pop("layout") != attrs_two["/"].pop("layout")
-        assert repr(attrs_one) == repr(attrs_two)
 
 
 def test_cams_and_refine_on_a_dask_cluster_equal_the_sequential_run(sample: Sample, tmp_path: Path) -> None:
