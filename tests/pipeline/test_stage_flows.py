@@ -49,8 +49,7 @@ def test_a_stage_process_without_weights_says_so_in_one_line_and_logs_the_traceb
 
     sample_flow("params.yaml")
     prepare_flow("params.yaml")
-    edit_params(workdir / "params.yaml", "clip", random_init=False, pretrained="openai")
-    edit_params(workdir / "params.yaml", "prompts", pin=None)
+    edit_params(workdir, {"clip.random_init": False, "clip.pretrained": "openai", "prompts.pin": None})
     env = dict(pipeline_env(workdir, prefect_server), PYTHONPATH=f"{ROOT / 'src'}{os.pathsep}{ROOT}")
     result = subprocess.run([sys.executable, "-m", "flows.prompts"], cwd=workdir, env=env, capture_output=True, text=True, check=False, timeout=600)
     assert result.returncode == 2, result.stderr[-3000:]
