@@ -32,7 +32,7 @@ from wsss.errors import StoreError
 from wsss.failures import settle_failures
 from wsss.incremental import ImageOutput, StageReport, key_identity, record_keys, run_sharded, scratch_name, shard_plan
 from wsss.io.pipelining import image_processes
-from wsss.machine_layout import layout_record, resolve_auto
+from wsss.machine_layout import layout_record, resolve_auto, resolved
 from wsss.params import Params
 from wsss.prompts.learned_file import load_learned_prompts
 from wsss.provenance import stage_attributes
@@ -98,12 +98,14 @@ class ExtractImage:
         the next images decoded when `overlap` on `runner.decode_workers` threads, or on the
         `runner.image_processes`; an unreadable image yields its error."""
         extractor = worker_extractor(self.spec)
-        runner = self.spec.params.runner
+        params = self.spec.params  # resolved by run_cams
+        processes = resolved(params.runner.image_processes, "runner.image_processes")
         items = [(i, self.records[i].image_path, [extractor.vocabulary.class_id(tag) for tag in self.records[i].tags]) for i in image_ids]
-        pool = image_processes(runner.image_processes) if runner.image_processes else None
+        pool = image_processes(processes) if processes else None
         load = PrepareFile.of(extractor, self.dataset_root)
-        workers = runner.image_processes or runner.decode_workers
-        for (image_id, _, _), result in stream_cams(extractor, items, load, self.spec.params.cam.batch_size, overlap, workers, pool):
+        workers = processes or resolved(params.runner.decode_workers, "runner.decode_workers")
+        batch_size = resolved(params.cam.batch_size, "cam.batch_size")
+        for (image_id, _, _), result in stream_cams(extractor, items, load, batch_size, overlap, workers, pool):
             yield image_id, result if isinstance(result, Exception) else self._output(image_id, result)
 
     def _output(self, image_id: str, result: CamResult) -> ImageOutput:
@@ -187,7 +189,7 @@ def run_cams(params: Params, layout: ArtifactLayout, report: StageReport | None 
             compression=params.store.compression,
             copied_arrays=("gradcam", "attention"),
             overlap=params.runner.overlap_io,
-            processes=params.runner.image_processes,
+            processes=resolved(params.runner.image_processes, "runner.image_processes"),
             submit=submit,
             report=report,
         )

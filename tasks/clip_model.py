@@ -43,9 +43,15 @@ def cam_extractor(
 ) -> ClipEsCamExtractor:
     """The extractor of a pass for a dataset's classes (`learned`: SemPLeS background prompts of the second pass)."""
     check_classes(params, class_names)
-    options = (
-        {}
-        if learned is None
-        else {"learned_background": learned.embeddings, "background_mode": learned.mode, "rescore_weight": learned.rescore_weight}
+    settings = replace(params.cam, templates=templates)
+    if learned is None:
+        return ClipEsCamExtractor(clip, params.vocabulary, settings, params.caa)
+    return ClipEsCamExtractor(
+        clip,
+        params.vocabulary,
+        settings,
+        params.caa,
+        learned_background=learned.embeddings,
+        background_mode=learned.mode,
+        rescore_weight=learned.rescore_weight,
     )
-    return ClipEsCamExtractor(clip, params.vocabulary, replace(params.cam, templates=templates), params.caa, **options)

@@ -39,6 +39,11 @@ from wsss.stages import stage
 from wsss.viz import overlay_figure
 
 
+def photo(root: Path, record: ImageRecord) -> np.ndarray:
+    """The image's RGB pixels (read only when a CRF variant needs them)."""
+    return np.asarray(load_rgb(safe_join(root, record.image_path)))
+
+
 def score_pass(params: Params, layout: ArtifactLayout, records: Sequence[ImageRecord]) -> dict[str, SegmentationScores]:
     """Every map and mask key of one pass (main or learned) over the images with ground truth."""
     scores = protocol.ProtocolScores(params.vocabulary.num_classes + 1)
@@ -58,7 +63,7 @@ def score_pass(params: Params, layout: ArtifactLayout, records: Sequence[ImageRe
                 class_ids=np.asarray(maps.attrs["class_ids"], dtype=np.int64),
                 stage_raw_labels=masks.labels(record.image_id, raw=True),
                 stage_labels=masks.labels(record.image_id),
-                rgb=lambda record=record: np.asarray(load_rgb(safe_join(params.dataset_root, record.image_path))),
+                rgb=partial(photo, params.dataset_root, record),
             ),
             params.pseudo,
             params.evaluate.background_alphas,

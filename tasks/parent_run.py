@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Any
 from uuid import UUID
 
 from prefect.client.orchestration import get_client
@@ -43,7 +44,7 @@ def under_parent_flow_run() -> Iterator[None]:
     with client:
         flow_run = client.read_flow_run(parent)
         with (
-            ThreadPoolTaskRunner() as runner,
+            ThreadPoolTaskRunner[Any]() as runner,
             FlowRunContext(flow_run=flow_run, client=client, task_runner=runner, result_store=get_result_store(), detached=True),
         ):
             yield

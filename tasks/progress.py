@@ -89,7 +89,8 @@ class Progress:
         self.artifact_every_s, self.log_every_s, self.log_every_share = artifact_every_s, log_every_s, log_every_share
         self.min_log_gap_s = min_log_gap_s  # share-triggered lines no closer than this (fast small runs)
         self.clock, self.show_bar = clock, bar
-        self.total, self.done, self.counts = 0, 0, {}
+        self.total, self.done = 0, 0
+        self.counts: dict[str, int] = {}  # outcome -> units
         self.artifact: UUID | None = None
         self._bar: Any = None
         self._started: float | None = None
@@ -114,7 +115,10 @@ class Progress:
             dynamic_ncols=True,
         )
         if FlowRunContext.get() is not None:
-            self.artifact = create_progress_artifact(0.0, key=self.key, description=self.description)
+            artifact = create_progress_artifact(0.0, key=self.key, description=self.description)
+            # Prefect's async_dispatch types the call `UUID | Coroutine`: from sync code (a stage) it is the UUID.
+            assert isinstance(artifact, UUID), "a progress artifact is created from sync code"
+            self.artifact = artifact
         run_logger().info("%s: %d %s to go through", self.label, self.total, self._units(self.total))
 
     def advance(self, image_ids: Sequence[str], outcome: str) -> None:

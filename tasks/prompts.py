@@ -61,7 +61,8 @@ def run_prompts(params: Params, layout: ArtifactLayout) -> StageResult:
         if multi:
             ranking = rank_candidates(params, layout, clip, multi, outcomes)
     best = ranking[0]["template"] if ranking else (REFERENCE_TEMPLATE if settings.ranks else None)
-    scores = {
+    selected: str | None = settings.pin or best
+    scores: dict[str, Any] = {
         "ranking": ranking,
         "ranked": bool(ranking),
         "num_multi_label_images": len(multi),
@@ -69,7 +70,7 @@ def run_prompts(params: Params, layout: ArtifactLayout) -> StageResult:
         "ddof": settings.ddof,
         "best": best,
         "pinned": settings.pin,
-        "selected": settings.pin or best,
+        "selected": selected,
         "note": note,
         "clip": clip_identity,
         "params": params.sections(*stage("prompts").params),
@@ -78,7 +79,7 @@ def run_prompts(params: Params, layout: ArtifactLayout) -> StageResult:
     # The final prompt strings (the selected template applied to every class and background word),
     # with the background words the classes dropped and the near-synonyms kept, each also logged.
     notes = background_word_notes(params.vocabulary, params.classes.background_derived)
-    write_json_atomic(layout.vocabulary, vocabulary_document(params.vocabulary, scores["selected"], notes))
+    write_json_atomic(layout.vocabulary, vocabulary_document(params.vocabulary, selected, notes))
     for line in background_note_lines(notes):
         run_logger().warning("%s", line)
     return StageResult(

@@ -27,7 +27,7 @@ from wsss.io import CamStore
 from wsss.io.cam_store import ShardReader
 from wsss.io.pseudo_store import PseudoMaskStore, mask_row
 from wsss.io.records import PseudoSummary
-from wsss.machine_layout import resolve_auto
+from wsss.machine_layout import resolve_auto, resolved
 from wsss.params import Params
 from wsss.pseudo import PseudoSettings, pseudo_label
 from wsss.stage_code import code_digest
@@ -141,7 +141,7 @@ def run_pseudo(params: Params, layout: ArtifactLayout, report: StageReport | Non
     archived = [str(p) for p in store.archive([*todo, *removed], archive_to)] if archive_to is not None else []
     jobs = [PseudoJob(i, keys[i], images[i].shard, params.dataset_root, layout.pseudo, settings, images[i].pixels) for i in todo]
     computed, failed = [], {}
-    for job, (outcome, value) in zip(jobs, _run_jobs(jobs, settings.jobs, report), strict=True):
+    for job, (outcome, value) in zip(jobs, _run_jobs(jobs, resolved(settings.jobs, "pseudo.jobs"), report), strict=True):
         if outcome == "failed":
             failed[job.image_id] = str(value)
         else:

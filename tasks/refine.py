@@ -17,7 +17,7 @@ from wsss.catalog import ArtifactLayout
 from wsss.datasets import file_sha256
 from wsss.incremental import StageReport, content_key, key_identity, run_sharded, scratch_name, stored_keys
 from wsss.io import CamStore
-from wsss.machine_layout import layout_record, resolve_auto
+from wsss.machine_layout import layout_record, resolve_auto, resolved
 from wsss.params import Params
 from wsss.provenance import stage_attributes
 from wsss.stage_code import code_digest
@@ -70,7 +70,7 @@ def run_refine(params: Params, layout: ArtifactLayout, report: StageReport | Non
             compression=params.store.compression,
             copied_arrays=("refined",),
             overlap=REFINE_OVERLAP_IO,
-            processes=params.runner.image_processes,
+            processes=resolved(params.runner.image_processes, "runner.image_processes"),
             submit=submit,
             report=report,
         )

@@ -124,9 +124,9 @@ def run_relabel(params: Params, layout: ArtifactLayout) -> StageResult:
     for step in relabel_steps():
         if step in ONCE and layout.prompt_scores.is_file():
             continue
-        report = [reports[step]] if step in reports else []
+        step_report = [reports[step]] if step in reports else []
         options = {"archive_to": history} if step == "pseudo" else {}  # replaced masks are kept in the run's history
-        results[step] = lap(step, partial(stage_entry(step), params, layout, *report, **options))
+        results[step] = lap(step, partial(stage_entry(step), params, layout, *step_report, **options))
     for report in reports.values():
         report.finish()
     manifest = read_manifest(layout)

@@ -34,10 +34,10 @@ def subflow_states(parent: UUID) -> dict[str, str]:
     """Stage -> final state name of each stage flow run under `parent`, in pipeline order."""
     with get_client(sync_client=True) as client:
         runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent])))
-    states = {}
+    states: dict[str, str] = {}
     for run in runs:
         stage = next((tag.removeprefix(STAGE_TAG) for tag in run.tags if tag.startswith(STAGE_TAG)), run.name)
-        states[stage] = run.state.name if run.state else "unknown"
+        states[stage] = run.state.name if run.state and run.state.name else "unknown"
     ordered = in_pipeline_order(list(states))
     return {**{name: states[name] for name in ordered}, **{k: v for k, v in states.items() if k not in ordered}}
 

@@ -55,7 +55,7 @@ def named_step(name: str, step: Callable[[], Result]) -> Result:
     outside a flow run, just call it."""
     if not in_flow():
         return step()
-    return task(step, name=name, task_run_name=name, cache_policy=NONE)()
+    return task(name=name, task_run_name=name, cache_policy=NONE)(step)()
 
 
 def markdown(key: str, text: str, description: str) -> None:

@@ -3,6 +3,7 @@ section, and what such a run publishes: the shard files and its closing line."""
 
 from __future__ import annotations
 
+import inspect
 import os
 import socket
 import threading
@@ -102,15 +103,17 @@ async def _send_queued_reports() -> None:
     from prefect.events.worker import EventsWorker
     from prefect.logging.handlers import APILogWorker
 
-    await APILogWorker.drain_all(timeout=30, at_exit=False)
-    await EventsWorker.drain_all(timeout=30, at_exit=False)
+    for worker in (APILogWorker, EventsWorker):
+        drained = worker.drain_all(timeout=30, at_exit=False)
+        if inspect.isawaitable(drained):  # always here, in a running loop (outside one it waits itself)
+            await drained
 
 
 def task_runner_for(settings: RunnerSettings) -> Any:
     """ThreadPoolTaskRunner(1) for `sequential`; DaskTaskRunner on `address`, or on a LocalCluster."""
     if settings.kind == "sequential":
         return ThreadPoolTaskRunner(max_workers=1)
-    from prefect_dask import DaskTaskRunner
+    from prefect_dask.task_runners import DaskTaskRunner
 
     if settings.address:
         return DaskTaskRunner(address=settings.address)

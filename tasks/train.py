@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Any
+from typing import Any, TypedDict
 
 from prefect import get_run_logger
 
@@ -34,6 +34,14 @@ from wsss.stage_inputs import ground_truth_files, read_manifest
 from wsss.stage_result import StageResult
 from wsss.stages import stage
 from wsss.training import common_image_dir, validation_subset
+
+
+class TrainingInputs(TypedDict):
+    """What the model was trained on: part of the resume key and of `model.json` (`ModelRecord`'s fields)."""
+
+    input_manifest_sha256: str
+    pseudo_params: dict[str, Any] | None
+    pseudo_flow_run_id: str | None
 
 
 def staged_labels(manifest: Manifest, layout: ArtifactLayout, work_root: Path) -> StagedLabels:
@@ -133,7 +141,7 @@ def record_images(manifest: Manifest) -> int:
     return sum(1 for r in manifest.records if r.tags)
 
 
-def resume_key(params: Params, lineage: dict[str, Any], corrections: dict[str, Any]) -> str:
+def resume_key(params: Params, lineage: TrainingInputs, corrections: dict[str, Any]) -> str:
     """The scratch work dir's key: an interrupted run resumes only a run of the same params, code
     (the stage table's training code) and inputs (the one key rule, as every reuse key)."""
     identity = key_identity({"params": params.sections(*stage("train").params), "code": code_digest("train")})
@@ -148,7 +156,7 @@ def run_train(params: Params, layout: ArtifactLayout) -> StageResult:
 
     manifest = read_manifest(layout)
     summary = PseudoMaskStore(layout.pseudo).read_summary()
-    lineage = {
+    lineage: TrainingInputs = {
         "input_manifest_sha256": manifest_sha256(manifest),
         "pseudo_params": summary.params if summary else None,
         "pseudo_flow_run_id": summary.flow_run_id if summary else None,

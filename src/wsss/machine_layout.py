@@ -30,7 +30,8 @@ import os
 from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING, Any
 
-from wsss.settings import AUTO
+from wsss.errors import ConfigError
+from wsss.settings import AUTO, Auto
 
 if TYPE_CHECKING:
     from wsss.params import Params
@@ -75,9 +76,7 @@ def resolve_auto(params: Params, machine: Machine | None = None) -> Params:
     caa_device = params.caa.device
     if caa_device == AUTO:
         caa_device = params.clip.device if gpu and processes == 0 else "cpu"
-    batch_size = params.cam.batch_size
-    if batch_size == AUTO:
-        batch_size = GPU_BATCH_SIZE if gpu else 1
+    batch_size = cam_batch_size(params.cam.batch_size, gpu)
     jobs = params.pseudo.jobs if params.pseudo.jobs != AUTO else machine.cores
     return params.replace(
         cam=replace(params.cam, batch_size=batch_size),
@@ -85,6 +84,25 @@ def resolve_auto(params: Params, machine: Machine | None = None) -> Params:
         runner=replace(runner, decode_workers=decode, image_processes=processes),
         pseudo=replace(params.pseudo, jobs=jobs),
     )
+
+
+def cam_batch_size(batch_size: int | Auto, gpu: bool) -> int:
+    """`cam.batch_size` resolved: `auto` is `GPU_BATCH_SIZE` with CLIP on CUDA, else 1; a number is kept.
+    (Also what an extractor built from unresolved settings runs with: `wsss.cam.ClipEsCamExtractor`.)"""
+    if isinstance(batch_size, str):
+        return GPU_BATCH_SIZE if gpu else 1
+    return batch_size
+
+
+def resolved(value: int | Auto, key: str) -> int:
+    """`value` of `key` after `resolve_auto` decided it, as the number it is.
+
+    Raises:
+        ConfigError: naming `key` when it still says `auto` (a caller skipped `resolve_auto`).
+    """
+    if isinstance(value, str):
+        raise ConfigError(f"{key} is still {value!r} here: wsss.machine_layout.resolve_auto decides it before it is used")
+    return value
 
 
 def layout_record(params: Params, machine: Machine | None = None) -> dict[str, Any]:

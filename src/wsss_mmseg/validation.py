@@ -46,7 +46,7 @@ class WsssIoUMetric(BaseMetric):
             accumulator.update(truth, prediction)
             self.results.append((accumulator.matrix, accumulator.ignored_predictions))
 
-    def compute_metrics(self, results: list) -> dict[str, float]:
+    def compute_metrics(self, results: list[tuple[np.ndarray, np.ndarray]]) -> dict[str, float]:
         """`miou` and `pixel_accuracy` over every processed image (one confusion matrix), and
         `num_images`: how many images the validation scored (the curve's `images`)."""
         matrix = np.sum([matrix for matrix, _ in results], axis=0)

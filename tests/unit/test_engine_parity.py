@@ -7,19 +7,25 @@ refined maps within 1e-3 and pseudo labels identical on >= 99.9 % of pixels.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 import open_clip
 import pytest
 import torch
+import yaml
 from PIL import Image
 
 from wsss.cam import CamSettings, ClipEsCamExtractor
 from wsss.clip import ClipSource, LoadedClip, load_clip
+from wsss.params import Params
 from wsss.pseudo import make_pseudo_label
 from wsss.reference_clip_es import reference_cams, reference_text
+from wsss.settings import AUTO
 from wsss.text import REFERENCE_TEMPLATE, voc_vocabulary
+
+ROOT = Path(__file__).resolve().parents[2]
 
 
 @pytest.fixture(scope="module")
@@ -150,3 +156,15 @@ def test_a_batch_crosses_to_the_host_once_per_output(photos, clip, monkeypatch) 
     results = extractor.extract_batch(items)
     assert len(results) == 3
     assert len(copies) <= 4 + len(items), copies
+
+
+def test_an_extractor_built_from_the_shipped_params_decides_its_batch_size(photos, clip) -> None:
+    """`cam.batch_size: auto` as shipped, read without `resolve_auto` (the public `Params.from_mapping`):
+    the extractor decides it for its model's device by the layout's rule (1 on the CPU) and runs."""
+    shipped = Params.from_mapping(yaml.safe_load((ROOT / "params.yaml").read_text()))
+    assert shipped.cam.batch_size == AUTO
+    extractor = ClipEsCamExtractor(clip, voc_vocabulary(), replace(shipped.cam, max_side=224), shipped.caa)
+    image, tags = photos["voc"]
+    result = extractor.extract(image, tags, refine=False)  # was: TypeError in range(0, n, "auto")
+    assert result.gradcam.shape[0] == len(set(tags))
+    assert extractor.batch_size == 1

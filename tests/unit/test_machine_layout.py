@@ -13,7 +13,7 @@ from wsss.catalog import ArtifactLayout
 from wsss.datasets import ImageRecord, Manifest
 from wsss.errors import ConfigError
 from wsss.incremental import key_identity
-from wsss.machine_layout import Machine, layout_record, resolve_auto
+from wsss.machine_layout import Machine, layout_record, resolve_auto, resolved
 from wsss.params import Params, load_params
 from wsss.settings import AUTO
 
@@ -113,3 +113,10 @@ def test_the_layout_is_recorded_but_enters_no_key() -> None:
     # What changes a value does enter the key: the CAA device (cuda on 3 cores, set to cuda on 16).
     assert key_identity(refine_small) == key_identity(refine_large)
     assert key_identity(refine_large) != key_identity(stage_attributes(resolve_auto(on("cuda"), Machine(16)))[1])
+
+
+def test_a_value_read_as_resolved_names_its_key_when_auto_slipped_through() -> None:
+    params = resolve_auto(Params.from_mapping(shipped()), Machine(2))
+    assert resolved(params.pseudo.jobs, "pseudo.jobs") == 2
+    with pytest.raises(ConfigError, match=r"^pseudo\.jobs is still 'auto' here: wsss\.machine_layout\.resolve_auto"):
+        resolved(Params.from_mapping(shipped()).pseudo.jobs, "pseudo.jobs")

@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -26,6 +27,7 @@ from wsss.clip.vision import ClipVisionTower, TowerState
 from wsss.errors import ConfigError
 from wsss.imaging import clip_input_size, clip_pixels, to_rgb
 from wsss.io.shared_arrays import shared
+from wsss.machine_layout import cam_batch_size
 from wsss.text.encoder import PromptEmbeddingCache
 from wsss.text.vocabulary import ClassVocabulary
 
@@ -54,7 +56,7 @@ class PreparedImage:
     pixels: torch.Tensor
     original_size: tuple[int, int]
 
-    def __reduce__(self) -> tuple:
+    def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         # From an image process through a shared-memory segment (wsss.io.shared_arrays), as a numpy array.
         return _prepared_from_array, (shared(self.pixels.numpy()), self.original_size)
 
@@ -104,7 +106,8 @@ class ClipEsCamExtractor:
     Args:
         clip: the loaded model (`wsss.clip.load_clip`).
         vocabulary: classes, prompt names and background words.
-        settings: extraction parameters.
+        settings: extraction parameters (`batch_size: auto` is decided for the model's device, as
+            `wsss.machine_layout.resolve_auto` decides it for `clip.device`).
         caa: refinement parameters used when `extract(..., refine=True)`.
         learned_background: `(C, E)` per-class learned background prompt embeddings (SemPLeS);
             for an image with tags Y the rows of Y join the softmax denominator. None = the
@@ -133,6 +136,8 @@ class ClipEsCamExtractor:
         if self.settings.affinity_layers > self.tower.num_blocks:
             raise ConfigError(f"affinity_layers={self.settings.affinity_layers} exceeds the model's {self.tower.num_blocks} blocks")
         self.device = self.tower.device
+        # `auto` (the shipped params read without `resolve_auto`) by the same rule, for this model's device.
+        self.batch_size = cam_batch_size(self.settings.batch_size, self.device.type == "cuda")
         self._closed_form = self.settings.backward == "closed_form" and supports_closed_form(self.tower.blocks[-1])
         self.prompts = PromptEmbeddingCache(clip.model, clip.tokenizer, self.device)
         self.logit_scale = float(clip.model.logit_scale.detach().float().exp())
@@ -160,7 +165,7 @@ class ClipEsCamExtractor:
         for index, (prepared, _) in enumerate(items):
             buckets[size_bucket(prepared)].append(index)
         results: list[CamResult | None] = [None] * len(items)
-        step = self.settings.batch_size
+        step = self.batch_size
         for indices in buckets.values():
             for start in range(0, len(indices), step):
                 chunk = indices[start : start + step]

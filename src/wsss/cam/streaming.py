@@ -14,7 +14,7 @@ next images there instead of on threads (the same pixels: the same code).
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Generator, Iterator, Sequence
 from concurrent.futures import Executor
 from dataclasses import dataclass
 from pathlib import Path
@@ -81,7 +81,10 @@ def stream_cams(
             picklable; `decode_workers` then says how many).
     """
     depth = batch_size + PREFETCH_AHEAD + decode_workers - 1
-    loaded = prefetch(items, load, depth=depth, workers=decode_workers, pool=pool) if overlap else ((i, load(i)) for i in items)
+    # A generator either way: closed when the consumer leaves early (stops the prefetch).
+    loaded: Generator[tuple[T, LoadedImage | Exception], None, None] = (
+        prefetch(items, load, depth=depth, workers=decode_workers, pool=pool) if overlap else ((i, load(i)) for i in items)
+    )
     window = max(1, BUCKET_WINDOW_BATCHES * batch_size)
     waiting: deque[list[Any]] = deque()  # [item, result or None] in input order
     buckets: dict[tuple[int, ...], list[tuple[list[Any], LoadedImage]]] = {}

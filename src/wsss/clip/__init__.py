@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING
 from wsss.lazy_exports import lazy_exports
 
 if TYPE_CHECKING:
-    from wsss.clip.loading import LoadedClip, cast_for_inference, file_sha256, load_clip
+    from wsss.clip.loading import LoadedClip, cast_for_inference, load_clip
     from wsss.clip.settings import ClipSource
     from wsss.clip.vision import ClipVisionTower, LastBlockOutput, TowerState, layer_norm_fp32
     from wsss.clip.weights import check_weights
+    from wsss.datasets.records import file_sha256
 
 __all__ = [
     "ClipSource",

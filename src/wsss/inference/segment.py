@@ -42,7 +42,7 @@ from wsss.inference.inputs import ImageInput
 from wsss.inference.outputs import OutputFolder, record_failure
 from wsss.io import CamStore, ShardWriter, shard_path
 from wsss.io.overlay_inputs import weights_are_random
-from wsss.machine_layout import resolve_auto
+from wsss.machine_layout import resolve_auto, resolved
 from wsss.params import Params
 from wsss.provenance import stage_attributes
 from wsss.viz import OverlayInputs, overlay_figure
@@ -134,9 +134,9 @@ def _cams_shard(
         return prepared, [extractor.vocabulary.class_id(tag) for tag in tags[image.name]]
 
     stored = []
-    runner = params.runner
+    batch_size, decode_workers = resolved(params.cam.batch_size, "cam.batch_size"), resolved(params.runner.decode_workers, "runner.decode_workers")
     with ShardWriter(shard_path(folder, index), attrs, compression=params.store.compression) as writer:
-        for image, result in stream_cams(extractor, images, load, params.cam.batch_size, runner.overlap_io, runner.decode_workers):
+        for image, result in stream_cams(extractor, images, load, batch_size, params.runner.overlap_io, decode_workers):
             if isinstance(result, Exception):
                 record_failure(failures, logger, image.name, str(image.path), result)
                 advance(1)

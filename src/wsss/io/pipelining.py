@@ -23,7 +23,7 @@ import multiprocessing
 import queue
 import threading
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Generator, Iterable, Mapping
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, ThreadPoolExecutor
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -121,7 +121,9 @@ class BackgroundShardWriter:
                 self._error = error
 
 
-def prefetch(items: Iterable[T], load: Callable[[T], R], depth: int = 4, workers: int = 1, pool: Executor | None = None) -> Iterator[tuple[T, R]]:
+def prefetch(
+    items: Iterable[T], load: Callable[[T], R], depth: int = 4, workers: int = 1, pool: Executor | None = None
+) -> Generator[tuple[T, R], None, None]:
     """Yield `(item, load(item))` in input order while the next `depth` items load on threads (or on
     `pool`'s processes: `load` and the items are then pickled, e.g. `image_processes(n)`).
 

@@ -37,7 +37,7 @@ class SharedArray:
     def __reduce__(self) -> tuple[Any, tuple[Any, ...]]:
         path = SHARED_MEMORY / f"{PREFIX}{os.getpid()}-{next(_NAMES)}"
         with open(path, "xb") as handle:  # tmpfs: the kernel copies the bytes into memory pages once
-            handle.write(memoryview(self.array).cast("B"))
+            handle.write(self.array.data.cast("B"))  # the buffer itself (contiguous above), no copy
         return _mapped, (str(path), self.array.shape, self.array.dtype.str)
 
 

@@ -115,7 +115,7 @@ def local_server(env: Mapping[str, str], log: Path, port: int | None = None) -> 
         stop_server(process)
 
 
-def stop_server(process: subprocess.Popen) -> None:
+def stop_server(process: subprocess.Popen[bytes]) -> None:
     """SIGTERM to the server's process group (uvicorn and its workers), SIGKILL after 30 s."""
     if process.poll() is not None:
         return

@@ -145,7 +145,7 @@ def refresh_report(args: argparse.Namespace) -> None:
     print(f"report refreshed: {result.index_html} ({result.run.num_corrected} human-corrected, out of the queue)")
 
 
-def register(commands: argparse._SubParsersAction) -> None:
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     """Add the review, export and import-corrections subcommands to the `wsss` parser."""
 
     def common(parser: argparse.ArgumentParser) -> None:

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard
 
 from wsss.bounded_parsing import MAX_RECORD_BYTES, ParseError, read_json_file
 from wsss.errors import WsssError
@@ -33,6 +33,10 @@ ABOUT = (
     "queue while the image and its pseudo mask are unchanged. Human input: commit it."
 )
 _SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def _is_sha256(value: object) -> TypeGuard[str]:
+    return isinstance(value, str) and _SHA256.fullmatch(value) is not None
 
 
 class ReviewedError(WsssError):
@@ -76,13 +80,13 @@ class ReviewedStore:
         marks = {}
         for image_id, entry in images.items():
             fields = entry if isinstance(entry, dict) else {}
-            values = [fields.get(key) for key in ("image_sha256", "mask_sha256", "time")]
-            if not (isinstance(image_id, str) and all(isinstance(v, str) for v in values) and all(_SHA256.fullmatch(v) for v in values[:2])):
+            image_sha256, mask_sha256, time = (fields.get(key) for key in ("image_sha256", "mask_sha256", "time"))
+            if not (_is_sha256(image_sha256) and _is_sha256(mask_sha256) and isinstance(time, str)):
                 raise ReviewedError(
                     f"{self.path}: images.{image_id}: a mark needs image_sha256 and mask_sha256 "
                     "(64 hex digits) and time; remove the entry or mark the image again"
                 )
-            marks[image_id] = ReviewMark(image_id, *values)
+            marks[image_id] = ReviewMark(image_id, image_sha256, mask_sha256, time)
         return marks
 
     def write(self, marks: Mapping[str, ReviewMark]) -> None:

@@ -264,7 +264,7 @@ def background_word_notes(
     share a `NEAR_SYNONYMS` group with a class term). Each entry: `word`, `class`, `reason`."""
     terms = _class_terms_of(vocabulary)
     kept = {_normal(word) for word in vocabulary.background_words}
-    dropped = []
+    dropped: list[dict[str, str]] = []
     for word in reference if derived else ():
         key = _normal(word)
         owner = next(((name, term) for name, term in terms if key == term), None) or next(
@@ -278,7 +278,7 @@ def background_word_notes(
                 else (f"is {term!r}, a name of class {name!r}" if key == term else f"is a word of {term!r} (class {name!r})")
             )
             dropped.append({"word": word, "class": name, "reason": how})
-    near = []
+    near: list[dict[str, str]] = []
     for word in vocabulary.background_words:
         key = _normal(word)
         group = next((set(g) for g in NEAR_SYNONYMS if key in g), set())
