@@ -35,8 +35,7 @@ from benchmarks.device_check_stages import ShardPool, StageImage, process_extrac
 from wsss.bounded_parsing import load_yaml
 from wsss.cam import ClipEsCamExtractor
 from wsss.cam.refine_stored import REFINE_OVERLAP_IO, RefineStored
-from wsss.cam.stored_output import cam_image_output
-from wsss.cam.streaming import PrepareFile, stream_cams
+from wsss.cam.stored_output import CamSource, stream_image_outputs
 from wsss.clip import LoadedClip
 from wsss.incremental import ImageOutput, run_now, run_sharded, shard_plan, write_shard
 from wsss.io import CamStore
@@ -94,18 +93,9 @@ class DefaultCams:
         return output
 
     def stream(self, image_ids: Sequence[str], overlap: bool) -> Iterator[tuple[str, ImageOutput | Exception]]:
-        extractor, store, runner = process_extractor(), self.params.store, self.params.runner
-        items = [(i, self.records[i].path, list(self.records[i].class_ids)) for i in image_ids]
-        pool = image_processes(runner.image_processes) if runner.image_processes else None
-        workers = runner.image_processes or runner.decode_workers
-        for (image_id, _, _), result in stream_cams(
-            extractor, items, PrepareFile.of(extractor, self.root), self.params.cam.batch_size, overlap, workers, pool
-        ):
-            if isinstance(result, Exception):
-                yield image_id, result
-                continue
-            record = self.records[image_id]
-            yield image_id, cam_image_output(result, record.tags, record.path, record.sha256, store)
+        params = self.params
+        images = [CamSource(i, self.records[i].path, self.records[i].tags, self.records[i].sha256) for i in image_ids]
+        yield from stream_image_outputs(process_extractor(), images, self.root, params.cam.batch_size, params.runner, params.store, overlap)
 
 
 def default_layout(params: Params) -> dict[str, Any]:

@@ -21,9 +21,8 @@ from tasks.clip_model import cam_extractor, load_stage_clip
 from tasks.runtime import flow_run_id
 from tasks.shards import shard_submit
 from wsss.cam import ClipEsCamExtractor
-from wsss.cam.extractor import CamResult, LearnedBackground
-from wsss.cam.stored_output import cam_image_output
-from wsss.cam.streaming import PrepareFile, stream_cams
+from wsss.cam.extractor import LearnedBackground
+from wsss.cam.stored_output import CamSource, stream_image_outputs
 from wsss.catalog import ArtifactLayout
 from wsss.clip import load_clip
 from wsss.datasets import ImageRecord, Manifest, file_sha256, manifest_sha256
@@ -31,7 +30,6 @@ from wsss.devices import torch_device
 from wsss.errors import StoreError
 from wsss.failures import settle_failures
 from wsss.incremental import ImageOutput, StageReport, key_identity, record_keys, run_sharded, scratch_name, shard_plan
-from wsss.io.pipelining import image_processes
 from wsss.machine_layout import layout_record, resolve_auto, resolved
 from wsss.params import Params
 from wsss.prompts.learned_file import load_learned_prompts
@@ -94,23 +92,12 @@ class ExtractImage:
         return output
 
     def stream(self, image_ids: Sequence[str], overlap: bool) -> Iterator[tuple[str, ImageOutput | Exception]]:
-        """Every image's output in order: `cam.batch_size` images per forward (by size bucket),
-        the next images decoded when `overlap` on `runner.decode_workers` threads, or on the
-        `runner.image_processes`; an unreadable image yields its error."""
-        extractor = worker_extractor(self.spec)
+        """Every image's output in order (`wsss.cam.stored_output.stream_image_outputs`)."""
         params = self.spec.params  # resolved by run_cams
-        processes = resolved(params.runner.image_processes, "runner.image_processes")
-        items = [(i, self.records[i].image_path, [extractor.vocabulary.class_id(tag) for tag in self.records[i].tags]) for i in image_ids]
-        pool = image_processes(processes) if processes else None
-        load = PrepareFile.of(extractor, self.dataset_root)
-        workers = processes or resolved(params.runner.decode_workers, "runner.decode_workers")
-        batch_size = resolved(params.cam.batch_size, "cam.batch_size")
-        for (image_id, _, _), result in stream_cams(extractor, items, load, batch_size, overlap, workers, pool):
-            yield image_id, result if isinstance(result, Exception) else self._output(image_id, result)
-
-    def _output(self, image_id: str, result: CamResult) -> ImageOutput:
-        record = self.records[image_id]
-        return cam_image_output(result, record.tags, record.image_path, record.sha256, self.spec.params.store)
+        images = [CamSource(i, self.records[i].image_path, tuple(self.records[i].tags), self.records[i].sha256) for i in image_ids]
+        yield from stream_image_outputs(
+            worker_extractor(self.spec), images, self.dataset_root, params.cam.batch_size, params.runner, params.store, overlap
+        )
 
 
 def learned_background(params: Params, layout: ArtifactLayout) -> tuple[LearnedBackground, str]:

@@ -8,11 +8,18 @@ rounding would move), attention at `store.attention_dtype` (float16, as the refe
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
-from wsss.cam.extractor import CamResult
+from wsss.cam.extractor import CamResult, ClipEsCamExtractor
+from wsss.cam.streaming import PrepareFile, stream_cams
 from wsss.incremental import ImageOutput
+from wsss.io.pipelining import image_processes
 from wsss.io.settings import StoreSettings
+from wsss.machine_layout import resolved
+from wsss.scaleout import RunnerSettings
+from wsss.settings import Auto
 
 
 def cam_image_output(result: CamResult, tags: Sequence[str], source_path: str, source_sha256: str, store: StoreSettings) -> ImageOutput:
@@ -31,3 +38,41 @@ def cam_image_output(result: CamResult, tags: Sequence[str], source_path: str, s
         },
         {"gradcam": store.gradcam_dtype, "attention": store.attention_dtype},
     )
+
+
+@dataclass(frozen=True)
+class CamSource:
+    """One image the cams stage extracts: its id, its file under the dataset root, its tags and the
+    file's SHA-256 (recorded as the entry's source)."""
+
+    image_id: str
+    path: str
+    tags: tuple[str, ...]
+    sha256: str
+
+
+def stream_image_outputs(
+    extractor: ClipEsCamExtractor,
+    images: Sequence[CamSource],
+    dataset_root: Path,
+    batch_size: int | Auto,
+    runner: RunnerSettings,
+    store: StoreSettings,
+    overlap: bool,
+) -> Iterator[tuple[str, ImageOutput | Exception]]:
+    """Every image's CAM-store entry in order (the engine's streaming callback): `batch_size`
+    images per forward (by size bucket), the next images decoded while the model runs when
+    `overlap`, on `runner.decode_workers` threads or the `runner.image_processes`; an unreadable
+    image yields its error. Layout values must be resolved (`wsss.machine_layout.resolve_auto`)."""
+    processes = resolved(runner.image_processes, "runner.image_processes")
+    workers = processes or resolved(runner.decode_workers, "runner.decode_workers")
+    pool = image_processes(processes) if processes else None
+    items = [(image.image_id, image.path, [extractor.vocabulary.class_id(tag) for tag in image.tags]) for image in images]
+    by_id = {image.image_id: image for image in images}
+    load = PrepareFile.of(extractor, dataset_root)
+    for (image_id, _, _), result in stream_cams(extractor, items, load, resolved(batch_size, "cam.batch_size"), overlap, workers, pool):
+        if isinstance(result, Exception):
+            yield image_id, result
+            continue
+        image = by_id[image_id]
+        yield image_id, cam_image_output(result, image.tags, image.path, image.sha256, store)
