@@ -2,7 +2,7 @@
 # Set up the venv (fast when already done), make sure Chromium is there for the browser tests,
 # then run the test suite offline.
 #
-#   bash scripts/test.sh                      # the full suite: what CI runs (.ci/run)
+#   bash scripts/test.sh                      # the full suite on parallel workers: what CI runs (.ci/run)
 #   bash scripts/test.sh --fast               # the fast selection: every test not marked `slow`
 #   bash scripts/test.sh tests/unit -x -k cam # your own pytest arguments instead of the default ones
 #   bash scripts/test.sh --fast tests/pipeline
@@ -20,7 +20,10 @@ if [ "${1:-}" = "--fast" ]; then
     selection=(-m "not slow")
 fi
 if [ "$#" -eq 0 ]; then
-    set -- tests -q --durations=30
+    # Parallel workers (pytest-xdist): one per core, at most 4 (docs/tests.md, "Parallel workers").
+    cores="$(nproc 2>/dev/null || echo 2)"
+    workers=$(( cores < 4 ? cores : 4 ))
+    set -- tests -q --durations=30 -n "${WSSS_TEST_WORKERS:-$workers}" --dist worksteal
 fi
 
 bash "$ROOT/scripts/setup.sh"
