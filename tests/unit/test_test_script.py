@@ -58,13 +58,19 @@ def test_the_readme_command_and_ci_run_the_same_full_suite(checkout: Path) -> No
     readme, by_readme = run(checkout, "bash", "scripts/test.sh")
     ci, by_ci = run(checkout, "bash", ".ci/run")
     assert readme.returncode == ci.returncode == 0, readme.stderr + ci.stderr
-    assert pytest_arguments(by_readme) == pytest_arguments(by_ci) == ["tests", "-q", "--durations=30"]
+    assert pytest_arguments(by_readme) == pytest_arguments(by_ci)
+    # One parallel worker per core, at most 4 (2 where the core count cannot be read).
+    *default, workers, dist, mode = pytest_arguments(by_readme)
+    assert default == ["tests", "-q", "--durations=30", "-n"] and [dist, mode] == ["--dist", "worksteal"]
+    assert 1 <= int(workers) <= 4
+    _, serial = run(checkout, "bash", "scripts/test.sh", WSSS_TEST_WORKERS="1")
+    assert pytest_arguments(serial) == ["tests", "-q", "--durations=30", "-n", "1", "--dist", "worksteal"]
 
 
 def test_fast_selects_the_tests_not_marked_slow(checkout: Path) -> None:
-    result, arguments = run(checkout, "bash", "scripts/test.sh", "--fast")
+    result, arguments = run(checkout, "bash", "scripts/test.sh", "--fast", WSSS_TEST_WORKERS="2")
     assert result.returncode == 0, result.stderr
-    assert pytest_arguments(arguments) == ["-m", "not slow", "tests", "-q", "--durations=30"]
+    assert pytest_arguments(arguments) == ["-m", "not slow", "tests", "-q", "--durations=30", "-n", "2", "--dist", "worksteal"]
     _, arguments = run(checkout, "bash", "scripts/test.sh", "--fast", "tests/pipeline", "-x")
     assert pytest_arguments(arguments) == ["-m", "not slow", "tests/pipeline", "-x"]
     _, arguments = run(checkout, "bash", "scripts/test.sh", "tests/unit", "-k", "cam")
