@@ -12,8 +12,8 @@ from wsss.cam import ClipEsCamExtractor
 from wsss.cam.extractor import LearnedBackground
 from wsss.clip import LoadedClip, load_clip
 from wsss.devices import torch_device
-from wsss.errors import ConfigError
 from wsss.params import Params
+from wsss.stage_inputs import check_classes
 
 
 def load_stage_clip(params: Params) -> LoadedClip:
@@ -26,16 +26,6 @@ def load_stage_clip(params: Params) -> LoadedClip:
         else:
             get_run_logger().info("CLIP weights: %s", loaded.identity())
     return loaded
-
-
-def check_classes(params: Params, class_names: Sequence[str]) -> None:
-    """The params' class list must be the manifest's (the dataset's)."""
-    ours, theirs = tuple(params.vocabulary.class_names), tuple(class_names)
-    if ours != theirs:
-        raise ConfigError(
-            f"classes in params ({len(ours)}: {', '.join(ours[:5])}, ...) differ from the dataset manifest's "
-            f"({len(theirs)}: {', '.join(theirs[:5])}, ...); set `classes` to the dataset's classes"
-        )
 
 
 def cam_extractor(

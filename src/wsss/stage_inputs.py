@@ -8,6 +8,7 @@ the stage that writes it.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from wsss.bounded_parsing import MAX_RECORD_BYTES, read_json_file, read_text_file
@@ -58,3 +59,13 @@ def ground_truth_files(params: Params, layout: ArtifactLayout) -> GroundTruthFil
     """The one GT reader of every stage: dataset masks under the data root, derived (COCO) masks in
     the catalog's folder (`manifest` records say which)."""
     return GroundTruthFiles(params.dataset_root, layout.ground_truth)
+
+
+def check_classes(params: Params, class_names: Sequence[str]) -> None:
+    """The params' class list must be the manifest's (the dataset's)."""
+    ours, theirs = tuple(params.vocabulary.class_names), tuple(class_names)
+    if ours != theirs:
+        raise ConfigError(
+            f"classes in params ({len(ours)}: {', '.join(ours[:5])}, ...) differ from the dataset manifest's "
+            f"({len(theirs)}: {', '.join(theirs[:5])}, ...); set `classes` to the dataset's classes"
+        )

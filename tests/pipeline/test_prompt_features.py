@@ -116,17 +116,17 @@ def test_a_run_after_adding_an_image_embeds_only_that_image_and_no_text(tmp_path
 def test_a_pinned_template_is_not_ranked_unless_asked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """With a pin the ranking cannot change the selection: no CLIP is loaded, scores.json says why
     and how to get the scores; `rank_when_pinned` ranks and still selects the pin."""
-    import tasks.prompts
+    import tasks.clip_model
     from tasks.prompts import run_prompts
 
     pin = "a clean origami {}."
     loaded, layout = prepared(tmp_path, prompts_params(tmp_path, pin=pin), ["a", "b", "c"])
-    original = tasks.prompts.load_stage_clip
+    original = tasks.clip_model.load_stage_clip
 
     def no_clip(params):  # type: ignore[no-untyped-def]
         raise AssertionError("CLIP loaded for a pinned template")
 
-    monkeypatch.setattr(tasks.prompts, "load_stage_clip", no_clip)
+    monkeypatch.setattr(tasks.clip_model, "load_stage_clip", no_clip)
     result = run_prompts(loaded, layout)
     scores = json.loads(layout.prompt_scores.read_text())
     assert scores == result.details
@@ -136,7 +136,7 @@ def test_a_pinned_template_is_not_ranked_unless_asked(tmp_path: Path, monkeypatc
     assert all(entry["prompt"].startswith("a clean origami ") for entry in vocabulary["classes"])
     assert result.computed == () and result.reused == ()
 
-    monkeypatch.setattr(tasks.prompts, "load_stage_clip", original)
+    monkeypatch.setattr(tasks.clip_model, "load_stage_clip", original)
     loaded, layout = prepared(tmp_path, prompts_params(tmp_path, pin=pin, rank_when_pinned=True), ["a", "b", "c"])
     scores = run_prompts(loaded, layout).details
     assert scores["ranked"] is True and len(scores["ranking"]) == 2 and scores["selected"] == pin

@@ -22,6 +22,7 @@ TORCH_FREE = (
     "wsss.params_doc",
     "wsss.cli",
     "flows.prepare",
+    "flows.prompts",  # ranking (CLIP) is imported only when it runs; a pinned template needs none
     "flows.pseudo",
     "flows.review",
     "flows.train",
