@@ -29,8 +29,9 @@ import yaml
 
 from benchmarks.common import json_option, stop_process, timed, voc_like_images, write_json
 from benchmarks.scale import log, make_repo, start_prefect_server, write_dataset
+from wsss.incremental.keys import RUN_SPECIFIC_ATTRS
 
-RUN_SPECIFIC = {"flow_run_id", "code_version", "input_manifest_sha256"}
+RUN_SPECIFIC = set(RUN_SPECIFIC_ATTRS)  # the run's own ids and its layout (how it ran), never the maps
 
 
 def stage(root: Path, env: dict[str, str], *args: str) -> float:
