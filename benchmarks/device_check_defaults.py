@@ -4,7 +4,7 @@
     stages get from the shipped `params.yaml`, where only `clip.device` (cuda where there is one)
     and `clip.precision` (fp16 on a GPU) are set, through the stages' engine
     (`wsss.incremental.run_sharded`: shard plan, scratch shards, publish copies) with the stages'
-    per-image work: `DefaultCams` below (what `tasks/cams.py::ExtractImage` does: `stream_cams`
+    per-image work: the stage's own callback, `wsss.cam.stored_output.CamImages` (`stream_cams`
     with the stage's batch size, decode threads or image processes and overlap, its attributes and
     dtypes) and the refine stage's own `RefineStored`. Everything that shapes the run (batch size,
     decode threads, image processes, overlap, CAA device, codec, shard plan, worker processes:
@@ -13,7 +13,7 @@
     of the defaults shows in this figure. The image processes are started before the clock (the
     seconds they took are printed beside), as a Dask pool is.
     The tasks/ entries themselves import Prefect, which the GPU machine does not have.
-    `tests/unit/test_device_check_defaults.py` checks that this path stores what the stage entries store.
+    `tests/pipeline/test_device_check_defaults.py` checks that this path stores what the stage entries store.
 (b) CAM+CAA images/s of the extractor those params build (its batch size, by size bucket) on
     500x375 images, against the reference's own one-image loop on the same device, and the ratio.
 """
@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -35,9 +35,9 @@ from benchmarks.device_check_stages import ShardPool, StageImage, process_extrac
 from wsss.bounded_parsing import load_yaml
 from wsss.cam import ClipEsCamExtractor
 from wsss.cam.refine_stored import REFINE_OVERLAP_IO, RefineStored
-from wsss.cam.stored_output import CamSource, stream_image_outputs
+from wsss.cam.stored_output import CamImages, CamSource
 from wsss.clip import LoadedClip
-from wsss.incremental import ImageOutput, run_now, run_sharded, shard_plan, write_shard
+from wsss.incremental import run_now, run_sharded, shard_plan, write_shard
 from wsss.io import CamStore
 from wsss.io.pipelining import image_processes
 from wsss.machine_layout import Machine, resolve_auto
@@ -72,30 +72,6 @@ class DefaultExtractor:
     def __call__(self) -> ClipEsCamExtractor:
         clip32, clip16 = build_clips(self.params.clip.device, self.checkpoint, self.sharpen)
         return default_extractor(self.params, clip16 if self.params.clip.precision == "fp16" else clip32)
-
-
-@dataclass(frozen=True)
-class DefaultCams:
-    """The cams stage's per-image callback for the engine (`tasks/cams.py::ExtractImage`), on the
-    extractor of this process (`use_extractor`, or a `ShardPool` worker's)."""
-
-    params: Params
-    root: Path
-    records: Mapping[str, StageImage]
-
-    def for_images(self, image_ids: Sequence[str]) -> DefaultCams:
-        return replace(self, records={i: self.records[i] for i in image_ids})
-
-    def __call__(self, image_id: str) -> ImageOutput:
-        output = next(self.stream([image_id], overlap=False))[1]
-        if isinstance(output, Exception):
-            raise output
-        return output
-
-    def stream(self, image_ids: Sequence[str], overlap: bool) -> Iterator[tuple[str, ImageOutput | Exception]]:
-        params = self.params
-        images = [CamSource(i, self.records[i].path, self.records[i].tags, self.records[i].sha256) for i in image_ids]
-        yield from stream_image_outputs(process_extractor(), images, self.root, params.cam.batch_size, params.runner, params.store, overlap)
 
 
 def default_layout(params: Params) -> dict[str, Any]:
@@ -136,7 +112,14 @@ def run_default_stages(params: Params, root: Path, records: Sequence[StageImage]
         cams,
         workdir / "scratch-cams",
         {"stage": "cams"},
-        DefaultCams(params, root, by_id),
+        CamImages(
+            process_extractor,
+            root,
+            {i: CamSource(i, r.path, r.tags, r.sha256) for i, r in by_id.items()},
+            params.cam.batch_size,
+            params.runner,
+            params.store,
+        ),
         compression=params.store.compression,
         copied_arrays=("gradcam", "attention"),
         overlap=params.runner.overlap_io,

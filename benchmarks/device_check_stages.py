@@ -185,7 +185,7 @@ def write_cam_shards(
 ) -> int:
     """The cams stage: Grad-CAM + mean attention of every image into shards; returns images written.
 
-    Through `wsss.cam.streaming.stream_cams`, as `tasks/cams.py::ExtractImage.stream` under the
+    Through `wsss.cam.streaming.stream_cams`, as `wsss.cam.stored_output.CamImages.stream` under the
     engine: full `batch_size` batches per size bucket; with `overlap` (`runner.overlap_io`, the
     stage's default) the next images are decoded on `decode_workers` threads and the shard is
     compressed and written by a `BackgroundShardWriter`. A `deadline` (perf_counter seconds) stops

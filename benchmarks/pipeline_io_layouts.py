@@ -52,7 +52,7 @@ class PrecomputedModel:
 
 @dataclass
 class CamsWithoutModel:
-    """The cams stage's streaming callback (`tasks/cams.py::ExtractImage.stream`) on precomputed outputs."""
+    """The cams stage's streaming callback (`wsss.cam.stored_output.CamImages.stream`) on precomputed outputs."""
 
     root: Path
     paths: dict[str, str]

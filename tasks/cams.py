@@ -12,9 +12,9 @@ from __future__ import annotations
 
 import hashlib
 import pickle
-from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, replace
-from pathlib import Path
+from collections.abc import Mapping
+from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 from tasks.clip_model import cam_extractor, load_stage_clip
@@ -22,14 +22,14 @@ from tasks.runtime import flow_run_id
 from tasks.shards import shard_submit
 from wsss.cam import ClipEsCamExtractor
 from wsss.cam.extractor import LearnedBackground
-from wsss.cam.stored_output import CamSource, stream_image_outputs
+from wsss.cam.stored_output import CamImages, CamSource
 from wsss.catalog import ArtifactLayout
 from wsss.clip import load_clip
-from wsss.datasets import ImageRecord, Manifest, file_sha256, manifest_sha256
+from wsss.datasets import Manifest, file_sha256, manifest_sha256
 from wsss.devices import torch_device
 from wsss.errors import StoreError
 from wsss.failures import settle_failures
-from wsss.incremental import ImageOutput, StageReport, key_identity, record_keys, run_sharded, scratch_name, shard_plan
+from wsss.incremental import StageReport, key_identity, record_keys, run_sharded, scratch_name, shard_plan
 from wsss.machine_layout import layout_record, resolve_auto, resolved
 from wsss.params import Params
 from wsss.prompts.learned_file import load_learned_prompts
@@ -71,33 +71,6 @@ def worker_extractor(spec: ExtractorSpec) -> ClipEsCamExtractor:
         clip = load_clip(spec.params.clip.source(), torch_device(spec.params.clip.device, "clip.device"), spec.params.clip.precision)
         remember_extractor(spec, cam_extractor(spec.params, clip, spec.class_names, (spec.template,), spec.learned))
     return _EXTRACTORS[key]
-
-
-@dataclass(frozen=True)
-class ExtractImage:
-    """The per-image callback of the engine: Grad-CAM + attention of one manifest image."""
-
-    spec: ExtractorSpec
-    dataset_root: Path
-    records: Mapping[str, ImageRecord]
-
-    def for_images(self, image_ids: Sequence[str]) -> ExtractImage:
-        """The same callback with only these images' records (what one shard job ships)."""
-        return replace(self, records={i: self.records[i] for i in image_ids})
-
-    def __call__(self, image_id: str) -> ImageOutput:
-        output = next(self.stream([image_id], overlap=False))[1]
-        if isinstance(output, Exception):
-            raise output
-        return output
-
-    def stream(self, image_ids: Sequence[str], overlap: bool) -> Iterator[tuple[str, ImageOutput | Exception]]:
-        """Every image's output in order (`wsss.cam.stored_output.stream_image_outputs`)."""
-        params = self.spec.params  # resolved by run_cams
-        images = [CamSource(i, self.records[i].image_path, tuple(self.records[i].tags), self.records[i].sha256) for i in image_ids]
-        yield from stream_image_outputs(
-            worker_extractor(self.spec), images, self.dataset_root, params.cam.batch_size, params.runner, params.store, overlap
-        )
 
 
 def learned_background(params: Params, layout: ArtifactLayout) -> tuple[LearnedBackground, str]:
@@ -172,7 +145,14 @@ def run_cams(params: Params, layout: ArtifactLayout, report: StageReport | None 
             layout.cams,
             layout.scratch(scratch_name(STAGE_NAMES[layout.pass_name], attributes, keys)),
             attributes,
-            ExtractImage(spec, params.dataset_root, {r.image_id: r for r in manifest.records}),
+            CamImages(
+                partial(worker_extractor, spec),
+                params.dataset_root,
+                {r.image_id: CamSource(r.image_id, r.image_path, tuple(r.tags), r.sha256) for r in manifest.records},
+                params.cam.batch_size,
+                params.runner,
+                params.store,
+            ),
             compression=params.store.compression,
             copied_arrays=("gradcam", "attention"),
             overlap=params.runner.overlap_io,

@@ -8,8 +8,8 @@ rounding would move), attention at `store.attention_dtype` (float16, as the refe
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from wsss.cam.extractor import CamResult, ClipEsCamExtractor
@@ -76,3 +76,33 @@ def stream_image_outputs(
             continue
         image = by_id[image_id]
         yield image_id, cam_image_output(result, image.tags, image.path, image.sha256, store)
+
+
+@dataclass(frozen=True)
+class CamImages:
+    """The cams stage's per-image callback for the engine (`wsss.incremental.run_sharded`): what
+    the stage and the GPU check's mirror of it both hand to the engine. Picklable when `extractor`
+    is (a module-level function, or a `functools.partial` of one), so a shard job can ship it to a
+    worker process, which builds or reuses its own extractor there."""
+
+    extractor: Callable[[], ClipEsCamExtractor]  # this process's extractor (built once per process)
+    dataset_root: Path
+    sources: Mapping[str, CamSource]
+    batch_size: int | Auto
+    runner: RunnerSettings
+    store: StoreSettings
+
+    def for_images(self, image_ids: Sequence[str]) -> CamImages:
+        """The same callback with only these images (what one shard job ships)."""
+        return replace(self, sources={i: self.sources[i] for i in image_ids})
+
+    def __call__(self, image_id: str) -> ImageOutput:
+        output = next(self.stream([image_id], overlap=False))[1]
+        if isinstance(output, Exception):
+            raise output
+        return output
+
+    def stream(self, image_ids: Sequence[str], overlap: bool) -> Iterator[tuple[str, ImageOutput | Exception]]:
+        """Every image's output in order (`stream_image_outputs`)."""
+        images = [self.sources[i] for i in image_ids]
+        yield from stream_image_outputs(self.extractor(), images, self.dataset_root, self.batch_size, self.runner, self.store, overlap)
