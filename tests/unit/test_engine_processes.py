@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.unit.test_engine_streaming import IDS, UNREADABLE, Maps, StreamedMaps
+from tests.unit.test_engine_streaming import IDS, UNREADABLE, Maps, StreamedMaps, run
 from wsss.cam import CaaSettings
 from wsss.cam.refine_stored import RefineStored
 from wsss.errors import StoreError
@@ -20,46 +20,29 @@ from wsss.io import CamStore, ShardWriter, shard_path
 PROCESSES = 2
 
 
-def run(output: Path, compute: object, processes: int, overlap: bool = False, copied: tuple[str, ...] = ("maps",)) -> dict:
-    keys = {i: f"key-{i}" for i in IDS}
-    summary = run_sharded(
-        shard_plan(list(keys), 4),
-        keys,
-        output,
-        output.parent / f"{output.name}-scratch",
-        {"stage": "t"},
-        compute,
-        compression="zstd",
-        copied_arrays=copied,
-        overlap=overlap,
-        processes=processes,
-    )
-    return {**summary.as_dict(), "written": [Path(p).name for p in summary.written]}
-
-
 def shard_bytes(store: Path) -> dict[str, bytes]:
     return {path.name: path.read_bytes() for path in sorted(store.glob("shard-*.h5"))}
 
 
 @pytest.mark.parametrize("overlap", [False, True])
 def test_a_plain_callback_on_image_processes_writes_the_same_shards(tmp_path: Path, overlap: bool) -> None:
-    here = run(tmp_path / "here", Maps(), 0)
-    there = run(tmp_path / "there", Maps(), PROCESSES, overlap)
+    here = run(tmp_path / "here", Maps(), processes=0)
+    there = run(tmp_path / "there", Maps(), overlap, processes=PROCESSES)
     assert there == here and here["failed"] == {UNREADABLE: f"{UNREADABLE}.jpg: cannot decode"}
     assert shard_bytes(tmp_path / "there") == shard_bytes(tmp_path / "here") and len(shard_bytes(tmp_path / "here")) == 2
 
 
 def test_a_streamed_callback_encoded_on_image_processes_writes_the_same_shards(tmp_path: Path) -> None:
-    here = run(tmp_path / "here", StreamedMaps(), 0, overlap=True)
+    here = run(tmp_path / "here", StreamedMaps(), processes=0, overlap=True)
     streamed = StreamedMaps()
-    there = run(tmp_path / "there", streamed, PROCESSES, overlap=True)
+    there = run(tmp_path / "there", streamed, processes=PROCESSES, overlap=True)
     assert there == here and streamed.calls == [(IDS[:4], True), (IDS[4:], True)]
     assert shard_bytes(tmp_path / "there") == shard_bytes(tmp_path / "here")
 
 
 def test_a_rewritten_shard_copies_its_unchanged_images_and_computes_the_rest_there(tmp_path: Path) -> None:
     keys = {i: f"key-{i}" for i in IDS}
-    run(tmp_path / "store", Maps(), PROCESSES)
+    run(tmp_path / "store", Maps(), processes=PROCESSES)
     changed = {**keys, "img01": "changed"}
     summary = run_sharded(
         shard_plan(list(changed), 4),
@@ -107,8 +90,8 @@ def test_refine_on_image_processes_writes_the_same_refined_shards(tmp_path: Path
     CAA on one torch thread and encodes; the refined maps are bit-identical to this process's."""
     cam_store(tmp_path / "cams")
     compute = RefineStored(tmp_path / "cams", CaaSettings())
-    here = run(tmp_path / "here", compute, 0, copied=("refined",))
-    there = run(tmp_path / "there", RefineStored(tmp_path / "cams", CaaSettings()), PROCESSES, copied=("refined",))
+    here = run(tmp_path / "here", compute, processes=0, copied=("refined",))
+    there = run(tmp_path / "there", RefineStored(tmp_path / "cams", CaaSettings()), processes=PROCESSES, copied=("refined",))
     assert there == here and here["computed"] == IDS
     assert shard_bytes(tmp_path / "there") == shard_bytes(tmp_path / "here")
 
@@ -131,8 +114,8 @@ class LargeStreamedMaps(StreamedMaps):
 
 
 def test_large_streamed_arrays_cast_here_and_moved_through_shared_memory_write_the_same_shards(tmp_path: Path) -> None:
-    here = run(tmp_path / "here", LargeStreamedMaps(), 0, overlap=True, copied=("maps", "attention"))
-    there = run(tmp_path / "there", LargeStreamedMaps(), PROCESSES, overlap=True, copied=("maps", "attention"))
+    here = run(tmp_path / "here", LargeStreamedMaps(), processes=0, overlap=True, copied=("maps", "attention"))
+    there = run(tmp_path / "there", LargeStreamedMaps(), processes=PROCESSES, overlap=True, copied=("maps", "attention"))
     assert there == here and shard_bytes(tmp_path / "there") == shard_bytes(tmp_path / "here")
     assert CamStore(tmp_path / "there").read("img05", keep_dtype=True).arrays["attention"].dtype == np.float16
     assert not list(Path("/dev/shm").glob(f"wsss-{os.getpid()}-*"))  # every segment was read and removed
@@ -144,7 +127,7 @@ def test_an_overflow_on_image_processes_stops_the_shard_as_in_this_process(tmp_p
     a StoreError naming the image, and no shard."""
     compute = LargeStreamedMaps(overflowing) if overflowing else OverflowingMaps()
     with pytest.raises(StoreError, match=r"img05.*overflow float16"):
-        run(tmp_path / "store", compute, PROCESSES, overlap=True)
+        run(tmp_path / "store", compute, processes=PROCESSES, overlap=True)
     assert not list((tmp_path / "store").glob("shard-*.h5"))
 
 

@@ -41,7 +41,10 @@ class StreamedMaps(Maps):
                 yield image_id, error
 
 
-def run(output: Path, compute: Maps, overlap: bool, keys: dict[str, str] | None = None) -> dict:
+def run(
+    output: Path, compute: object, overlap: bool = False, keys: dict[str, str] | None = None, processes: int = 0, copied: tuple[str, ...] = ("maps",)
+) -> dict:
+    """The engine over IDS (4 per shard) into `output`; the summary with shard file names."""
     keys = keys or {i: f"key-{i}" for i in IDS}
     summary = run_sharded(
         shard_plan(list(keys), 4),
@@ -51,10 +54,11 @@ def run(output: Path, compute: Maps, overlap: bool, keys: dict[str, str] | None 
         {"stage": "t"},
         compute,
         compression="zstd",
-        copied_arrays=("maps",),
+        copied_arrays=copied,
         overlap=overlap,
+        processes=processes,
     )
-    return summary.as_dict()
+    return {**summary.as_dict(), "written": [Path(p).name for p in summary.written]}
 
 
 @pytest.mark.parametrize("overlap", [False, True])
