@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -142,8 +143,13 @@ def test_cams_and_refine_on_a_dask_cluster_equal_the_sequential_run(sample: Samp
         worker_logs = [cluster.log(name) for name in cluster.workers]
     for stage, store in STORES.items():
         assert_same_store(sample.reference / stage, sample.repo / store)
+    # Every shard ran on the cluster's workers (how Dask spreads 3 shards over 2 workers depends on
+    # timing; the killed-worker test below shows a shard moving from one worker to the other).
+    for stage, store in STORES.items():
+        shards = len(list((sample.repo / store).glob("shard-*.h5")))
+        ran = set(re.findall(rf"Task run '({stage} shard[^']*)'", "\n".join(worker_logs)))
+        assert len(ran) >= shards == 3, (stage, sorted(ran))
     for text in worker_logs:
-        assert "Task run 'cams shard" in text and "Task run 'refine shard" in text  # both workers ran shards
         assert "Starting temporary server" not in text  # they reported to the stage's server
         assert "Error logging to API" not in text  # and sent everything before it stopped
     assert not list(tmp_path.glob("worker-*/.wsss-scratch")) and not list(tmp_path.glob("worker-*/artifacts"))

@@ -173,8 +173,10 @@ def test_sigkill_at_each_publish_point_converges_to_the_uninterrupted_outputs(se
 
 
 def flow_runs(api_url: str, name: str, after: str) -> list[dict]:
-    """Runs of the flow `name` started after the ISO time `after` (runs SIGKILLed by other tests stay RUNNING)."""
-    body = json.dumps({"flows": {"name": {"any_": [name]}}, "flow_runs": {"start_time": {"after_": after}}, "sort": "START_TIME_DESC"}).encode()
+    """Runs of the flow `name` a command started after the ISO time `after` (runs SIGKILLed by other
+    tests stay RUNNING; runs of a deployment another test served on the same server are not ours)."""
+    runs = {"start_time": {"after_": after}, "deployment_id": {"is_null_": True}}
+    body = json.dumps({"flows": {"name": {"any_": [name]}}, "flow_runs": runs, "sort": "START_TIME_DESC"}).encode()
     request = urllib.request.Request(f"{api_url}/flow_runs/filter", data=body, headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as response:
         return json.load(response)

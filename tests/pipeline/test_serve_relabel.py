@@ -34,6 +34,14 @@ def deployment_runs(api_url: str, deployment: str, states: tuple[str, ...] | Non
         return json.load(response)
 
 
+def delete_deployment(api_url: str, deployment: str) -> None:
+    """Remove the served deployment (and so its schedule and scheduled runs) from the session's server."""
+    with urllib.request.urlopen(f"{api_url}/deployments/name/wsss-relabel/{deployment}", timeout=10) as response:
+        deployment_id = json.load(response)["id"]
+    request = urllib.request.Request(f"{api_url}/deployments/{deployment_id}", method="DELETE")
+    urllib.request.urlopen(request, timeout=10).close()
+
+
 def completed_runs(api_url: str, deployment: str) -> list[dict]:
     return deployment_runs(api_url, deployment, ("COMPLETED",))
 
@@ -102,3 +110,4 @@ def test_served_flow_relabels_an_added_image_on_schedule(prefect_server: str, tm
             os.killpg(process.pid, signal.SIGKILL)
             process.wait(timeout=30)
         log.close()
+        delete_deployment(prefect_server, "test")  # the shared server's scheduler would go on adding runs
