@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 
 import h5py
+import hdf5plugin  # noqa: F401  (registers the stores' HDF5 filters: zstd)
 import numpy as np
 import pytest
 

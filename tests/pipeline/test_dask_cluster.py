@@ -28,11 +28,12 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+import hdf5plugin  # noqa: F401  (registers the stores' HDF5 filters: zstd)
 import pytest
 import yaml
 
-import wsss.io  # noqa: F401  (registers the stores' HDF5 filters: zstd)
 from tests.pipeline.conftest import free_port, make_pipeline_repo, pipeline_env, run
+from tests.pipeline.repos import copy_repo
 from tests.pipeline.test_dask_cams import assert_same_store, read_all
 
 pytestmark = pytest.mark.slow
@@ -136,17 +137,18 @@ def _stage(stage: str, address: str) -> list[str]:
 
 
 def test_cams_and_refine_on_a_dask_cluster_equal_the_sequential_run(sample: Sample, tmp_path: Path) -> None:
-    env = pipeline_env(sample.repo)  # no PREFECT_API_URL: the stage starts its temporary server
-    with dask_cluster(sample.repo, tmp_path) as cluster:
+    repo = copy_repo(sample.repo, tmp_path / "repo")  # its own copy: no store another test left behind is reused
+    env = pipeline_env(repo)  # no PREFECT_API_URL: the stage starts its temporary server
+    with dask_cluster(repo, tmp_path) as cluster:
         for stage in STORES:
-            run(_stage(stage, cluster.address), sample.repo, env)
+            run(_stage(stage, cluster.address), repo, env)
         worker_logs = [cluster.log(name) for name in cluster.workers]
     for stage, store in STORES.items():
-        assert_same_store(sample.reference / stage, sample.repo / store)
+        assert_same_store(sample.reference / stage, repo / store)
     # Every shard ran on the cluster's workers (how Dask spreads 3 shards over 2 workers depends on
     # timing; the killed-worker test below shows a shard moving from one worker to the other).
     for stage, store in STORES.items():
-        shards = len(list((sample.repo / store).glob("shard-*.h5")))
+        shards = len(list((repo / store).glob("shard-*.h5")))
         ran = set(re.findall(rf"Task run '({stage} shard[^']*)'", "\n".join(worker_logs)))
         assert len(ran) >= shards == 3, (stage, sorted(ran))
     for text in worker_logs:
@@ -163,14 +165,11 @@ def _task_runs(api_url: str, flow_run_id: str) -> list[dict]:
 
 
 def test_a_worker_killed_mid_shard_hands_its_shard_to_the_other(sample: Sample, prefect_server: str, tmp_path: Path) -> None:
-    env = pipeline_env(sample.repo, prefect_server)
-    shutil.rmtree(sample.repo / STORES["cams"], ignore_errors=True)
-    shutil.rmtree(sample.repo / ".wsss-scratch", ignore_errors=True)
-    with dask_cluster(sample.repo, tmp_path) as cluster:
+    repo = copy_repo(sample.repo, tmp_path / "repo")  # its own copy, without stores
+    env = pipeline_env(repo, prefect_server)
+    with dask_cluster(repo, tmp_path) as cluster:
         with open(tmp_path / "stage.log", "w") as log:
-            stage = subprocess.Popen(
-                _stage("cams", cluster.address), cwd=sample.repo, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
+            stage = subprocess.Popen(_stage("cams", cluster.address), cwd=repo, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             deadline = time.monotonic() + 400
             victim = None
@@ -191,7 +190,7 @@ def test_a_worker_killed_mid_shard_hands_its_shard_to_the_other(sample: Sample, 
         "cams shard 1",
         "cams shard 2",
     ]
-    assert_same_store(sample.reference / "cams", sample.repo / STORES["cams"])
-    flow_run_id = read_all(sample.repo / STORES["cams"] / "shard-00000.h5")[1]["/"]["flow_run_id"].decode()
+    assert_same_store(sample.reference / "cams", repo / STORES["cams"])
+    flow_run_id = read_all(repo / STORES["cams"] / "shard-00000.h5")[1]["/"]["flow_run_id"].decode()
     runs = _task_runs(prefect_server, flow_run_id)
     assert sorted((r["name"], r["state_type"]) for r in runs) == [(f"cams shard {i}", "COMPLETED") for i in range(3)]
