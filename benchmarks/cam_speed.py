@@ -26,19 +26,16 @@ import subprocess
 import sys
 from collections.abc import Callable
 from functools import partial
-from pathlib import Path
 
 import open_clip
 import torch
 from PIL import Image
 
-from benchmarks.common import json_option, timed, write_json
+from benchmarks.common import ROOT, json_option, timed, write_json
 from wsss.cam import CamSettings, ClipEsCamExtractor
 from wsss.clip import LoadedClip, cast_for_inference
 from wsss.reference_clip_es import reference_cams, reference_text
 from wsss.text import REFERENCE_TEMPLATE, voc_vocabulary
-
-ROOT = Path(__file__).resolve().parents[1]
 
 SIZES = {"voc_500x375": (375, 500), "square_513x513": (513, 513)}
 TAG_SETS = {1: [14], 2: [14, 8], 3: [14, 8, 4]}

@@ -18,9 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.common import json_option, timed, write_json
+from benchmarks.common import ROOT, json_option, timed, write_json
 
-ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = {
     "wsss --help": ["-m", "wsss.cli", "--help"],
     "wsss run --help": ["-m", "wsss.cli", "run", "--help"],

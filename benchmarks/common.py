@@ -53,11 +53,27 @@ def json_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", type=Path, metavar="PATH", help="also write the printed figures to this JSON file")
 
 
+ROOT = Path(__file__).resolve().parents[1]  # the repository (benchmarks/ sits at its top)
+
+
+def repository_relative(value: Any, root: Path = ROOT) -> Any:
+    """`value` with every string (and key) naming a path under `root` made relative to it (`root`
+    itself: "."), so committed figures name no folder of the machine that measured them."""
+    if isinstance(value, dict):
+        return {repository_relative(k, root): repository_relative(v, root) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [repository_relative(v, root) for v in value]
+    if isinstance(value, str) and (value == str(root) or value.startswith(f"{root}/")):
+        return str(Path(value).relative_to(root))
+    return value
+
+
 def write_json(path: Path | None, figures: Any) -> None:
-    """Write `figures` as indented JSON to `path` (nothing when it is None), creating its folder."""
+    """Write `figures` as indented JSON to `path` (nothing when it is None), creating its folder;
+    paths under the repository are written relative to it (`repository_relative`)."""
     if path is not None:
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_text(json.dumps(figures, indent=2, default=str) + "\n")
+        path.write_text(json.dumps(repository_relative(json.loads(json.dumps(figures, default=str))), indent=2) + "\n")
 
 
 def stop_process(process: subprocess.Popen, timeout: float) -> None:

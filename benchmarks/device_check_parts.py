@@ -31,7 +31,7 @@ import numpy as np
 import open_clip
 import torch
 
-from benchmarks.common import TaggedImage, timed, write_jpegs
+from benchmarks.common import ROOT, TaggedImage, timed, write_jpegs
 from benchmarks.device_check_stages import ShardPool, cams_then_refine, stage_images
 from benchmarks.device_check_table import TARGET_MAX_ABS
 from wsss.cam import CaaSettings, CamSettings, ClipEsCamExtractor, PreparedImage, box_mask
@@ -43,8 +43,6 @@ from wsss.pseudo import PseudoSettings, pseudo_label
 from wsss.reference_clip_es import reference_cams, reference_text, sharpen_attention
 from wsss.scaleout import RunnerSettings
 from wsss.text import REFERENCE_TEMPLATE, voc_vocabulary
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @dataclass(frozen=True)

@@ -30,10 +30,9 @@ from typing import Any
 import numpy as np
 import yaml
 
-from benchmarks.common import MSRC_CLASSES, json_option, timed, voc_like_images, write_json
+from benchmarks.common import MSRC_CLASSES, ROOT, json_option, timed, voc_like_images, write_json
 from wsss.loop.prefect_server import local_server, loop_environment
 
-ROOT = Path(__file__).resolve().parents[1]
 RUNS = ("first run", "no-change rerun", "rerun after adding an image")
 
 

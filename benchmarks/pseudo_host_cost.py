@@ -27,9 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.common import json_option, voc_like_images, write_json
-
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.common import ROOT, json_option, voc_like_images, write_json
 
 
 def refined_maps(height: int, width: int, tags: int, rng: np.random.Generator) -> np.ndarray:

@@ -21,9 +21,9 @@ import yaml
 from PIL import Image
 from skimage import data as skdata
 
+from benchmarks.common import ROOT as REPO
 from benchmarks.common import json_option, timed, write_json
 
-REPO = Path(__file__).resolve().parents[1]
 PHOTOS = (("astronaut", "person"), ("chelsea", "cat"), ("coffee", "cup"), ("rocket", "rocket"))
 
 

@@ -40,9 +40,8 @@ from typing import Any
 
 import yaml
 
+from benchmarks.common import ROOT as REPO
 from benchmarks.common import TaggedImage, json_option, stop_process, timed, voc_like_images, write_json
-
-REPO = Path(__file__).resolve().parents[1]
 
 COPIED = ("flows", "tasks", "src", "corrections", "reviewed.json", "dvc.yaml", "params.yaml", ".dvcignore", ".gitignore")
 STAGES = ("prepare", "prompts", "cams", "refine", "pseudo")

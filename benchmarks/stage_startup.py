@@ -25,9 +25,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from benchmarks.common import json_option, timed, write_json
+from benchmarks.common import ROOT, json_option, timed, write_json
 
-ROOT = Path(__file__).resolve().parents[1]
 COMMANDS = {
     "import wsss.params": ["-c", "import wsss.params"],
     "flows.prepare start-up": ["-m", "flows.prepare", "--help"],
